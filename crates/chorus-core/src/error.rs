@@ -1,0 +1,34 @@
+//! Errors a room reports about one connection. The server maps each to a close code
+//! in one place (`chorus-server`'s `close_code_for`).
+
+/// Something a connection sent that the room refuses. The connection is closed;
+/// the room and every other connection carry on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoomError {
+    /// The payload is not a valid lib0-v1 state vector, update or awareness body.
+    #[error("malformed {what}")]
+    Malformed {
+        /// Which payload failed to decode.
+        what: &'static str,
+    },
+    /// The update references content the server never received (a dependency gap).
+    #[error("update depends on content the server does not have")]
+    MissingDependencies,
+    /// A view-mode session kept writing after it was warned.
+    #[error("view-only session tried to write")]
+    ViewOnlyWrite,
+    /// An awareness state exceeds the configured size.
+    #[error("awareness state of {size} bytes exceeds the limit of {limit}")]
+    AwarenessTooLarge {
+        /// Size of the offending state.
+        size: usize,
+        /// Configured limit.
+        limit: usize,
+    },
+    /// An awareness state is not a JSON object (or `null`).
+    #[error("awareness state is not a JSON object")]
+    AwarenessNotObject,
+    /// The connection is not a member of the room (already left).
+    #[error("connection is not in this room")]
+    UnknownConnection,
+}

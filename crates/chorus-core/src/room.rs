@@ -1,0 +1,417 @@
+//! [`Room`]: one live document and its members.
+
+use crate::awareness::{AwarenessState, AwarenessStates};
+use crate::{RoomError, Session};
+use bytes::Bytes;
+use chorus_protocol::{
+    decode_awareness, encode_awareness, encode_sync, ChorusMessage, Message, SyncMessage,
+    SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE,
+};
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::{Doc, OffsetKind, Options, ReadTxn, StateVector, Transact, Update, WriteTxn};
+
+/// Identifies one connection within the server process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// Where a room sends a member's frames. Implemented by the server over a bounded
+/// queue; `send` must never block. Returning `false` means the frame could not be
+/// queued (a slow or gone consumer): the room then drops the member, and the
+/// implementation is responsible for closing its socket.
+pub trait Peer {
+    /// Queue one encoded frame for this member.
+    fn send(&self, frame: Bytes) -> bool;
+}
+
+/// Per-room limits (from configuration).
+#[derive(Debug, Clone)]
+pub struct RoomLimits {
+    /// Largest accepted awareness state (JSON text), in bytes.
+    pub max_awareness_state_bytes: usize,
+    /// How many awareness client ids one connection may control.
+    pub max_awareness_clients_per_conn: usize,
+    /// How many refused writes a view-mode session gets a warning for before it is closed.
+    pub view_write_warnings: u32,
+}
+
+impl Default for RoomLimits {
+    fn default() -> Self {
+        RoomLimits {
+            max_awareness_state_bytes: 32 * 1024,
+            max_awareness_clients_per_conn: 4,
+            view_write_warnings: 1,
+        }
+    }
+}
+
+struct Member<P> {
+    session: Arc<Session>,
+    peer: P,
+    awareness_ids: Vec<u64>,
+    refused_writes: u32,
+}
+
+/// The names of the two roots every Chorus document has.
+pub const ROOT_TITLE: &str = "title";
+/// See [`ROOT_TITLE`].
+pub const ROOT_BODY: &str = "body";
+
+/// One live shared document: the CRDT, its members and their presence.
+pub struct Room<P: Peer> {
+    doc: Doc,
+    /// Updates the document emitted during the current operation, captured by an
+    /// `observe_update_v1` hook so that what is broadcast is what the document
+    /// actually integrated (after GC), not what a client sent.
+    emitted: Arc<Mutex<Vec<Vec<u8>>>>,
+    members: HashMap<ConnId, Member<P>>,
+    awareness: AwarenessStates,
+    limits: RoomLimits,
+    /// Members whose peer refused a frame; removed at the end of the operation.
+    dead: Vec<ConnId>,
+    poisoned: bool,
+}
+
+impl<P: Peer> Room<P> {
+    /// An empty document with the fixed roots.
+    pub fn new(limits: RoomLimits) -> Self {
+        let doc = Doc::with_options(Options {
+            offset_kind: OffsetKind::Utf16,
+            ..Options::default()
+        });
+        {
+            let mut txn = doc.transact_mut();
+            txn.get_or_insert_text(ROOT_TITLE);
+            txn.get_or_insert_xml_fragment(ROOT_BODY);
+        }
+        let emitted: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+        let sink = emitted.clone();
+        doc.observe_update_v1("chorus-room", move |_, e| {
+            sink.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(e.update.clone());
+        })
+        .expect("a fresh document has no open transaction");
+        Room {
+            doc,
+            emitted,
+            members: HashMap::new(),
+            awareness: AwarenessStates::default(),
+            limits,
+            dead: Vec::new(),
+            poisoned: false,
+        }
+    }
+
+    /// The underlying document (read access for renderers, stores and tests).
+    pub fn doc(&self) -> &Doc {
+        &self.doc
+    }
+
+    /// Number of connected members.
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
+    /// True when nobody is connected.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// True after yrs panicked while applying an update: the in-memory document can no
+    /// longer be trusted and must be dropped (and reloaded from the store).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// The document's state as one update (lib0 v1).
+    pub fn encode_state(&self) -> Vec<u8> {
+        self.doc
+            .transact()
+            .encode_state_as_update_v1(&StateVector::default())
+    }
+
+    /// Add a member and start the handshake: our step 1, then current presence.
+    pub fn join(&mut self, conn: ConnId, session: Arc<Session>, peer: P) {
+        let sv = self.doc.transact().state_vector().encode_v1();
+        let mut ok = peer.send(encode_sync(SYNC_STEP1, &sv));
+        if ok && !self.awareness.is_empty() {
+            ok = peer.send(self.encode_all_awareness());
+        }
+        if ok && !session.can_edit() && session.extensions {
+            ok = peer.send(
+                ChorusMessage::ReadOnly {
+                    reason: "view-mode".into(),
+                }
+                .encode(),
+            );
+        }
+        if !ok {
+            return;
+        }
+        self.members.insert(
+            conn,
+            Member {
+                session,
+                peer,
+                awareness_ids: Vec::new(),
+                refused_writes: 0,
+            },
+        );
+    }
+
+    /// Remove a member; its awareness states are removed and the removal broadcast.
+    pub fn leave(&mut self, conn: ConnId) {
+        self.dead.push(conn);
+        self.reap();
+    }
+
+    /// Handle one message from a member.
+    pub fn receive(&mut self, conn: ConnId, msg: Message) -> Result<(), RoomError> {
+        if !self.members.contains_key(&conn) {
+            return Err(RoomError::UnknownConnection);
+        }
+        let result = match msg {
+            Message::Sync(SyncMessage::Step1(sv)) => self.answer_step1(conn, &sv),
+            Message::Sync(SyncMessage::Step2(u)) | Message::Sync(SyncMessage::Update(u)) => {
+                self.apply_client_update(conn, &u)
+            }
+            Message::Awareness(body) => self.apply_awareness(conn, &body),
+            Message::QueryAwareness => {
+                let frame = self.encode_all_awareness();
+                self.send_to(conn, frame);
+                Ok(())
+            }
+            // A client telling us we denied it something, or an extension message we
+            // do not act on yet: nothing to do.
+            Message::PermissionDenied(_) | Message::Chorus(_) => Ok(()),
+        };
+        self.reap();
+        result
+    }
+
+    fn answer_step1(&mut self, conn: ConnId, sv: &[u8]) -> Result<(), RoomError> {
+        let sv = guarded(|| StateVector::decode_v1(sv).ok())
+            .flatten()
+            .ok_or(RoomError::Malformed {
+                what: "state vector",
+            })?;
+        let diff = self.doc.transact().encode_state_as_update_v1(&sv);
+        self.send_to(conn, encode_sync(SYNC_STEP2, &diff));
+        Ok(())
+    }
+
+    fn apply_client_update(&mut self, conn: ConnId, bytes: &[u8]) -> Result<(), RoomError> {
+        let update = guarded(|| Update::decode_v1(bytes).ok())
+            .flatten()
+            .ok_or(RoomError::Malformed { what: "update" })?;
+        let member = self.members.get_mut(&conn).expect("checked by receive");
+        if !member.session.can_edit() {
+            if update.is_empty() {
+                return Ok(());
+            }
+            member.refused_writes += 1;
+            if member.refused_writes > self.limits.view_write_warnings {
+                return Err(RoomError::ViewOnlyWrite);
+            }
+            let extensions = member.session.extensions;
+            self.send_to(
+                conn,
+                Message::PermissionDenied("view-only session: edits are not applied".into())
+                    .encode(),
+            );
+            if extensions {
+                self.send_to(
+                    conn,
+                    ChorusMessage::Error {
+                        code: "read-only".into(),
+                        message: "this session is view-only; edits are not applied".into(),
+                    }
+                    .encode(),
+                );
+            }
+            return Ok(());
+        }
+
+        let doc = &self.doc;
+        let applied = guarded(|| {
+            let mut txn = doc.transact_mut_with(conn.0);
+            let applied = txn.apply_update(update).is_ok();
+            // A dependency gap leaves the update pending inside yrs, where it would be
+            // re-encoded to other clients without ever having been integrated. Drop it.
+            let gap = txn.has_missing_updates();
+            if gap {
+                txn.prune_pending();
+            }
+            (applied, gap)
+        });
+        let Some((applied, gap)) = applied else {
+            self.poisoned = true;
+            self.emitted_take();
+            return Err(RoomError::Malformed { what: "update" });
+        };
+        self.broadcast_emitted(Some(conn));
+        if !applied {
+            return Err(RoomError::Malformed { what: "update" });
+        }
+        if gap {
+            return Err(RoomError::MissingDependencies);
+        }
+        Ok(())
+    }
+
+    fn apply_awareness(&mut self, conn: ConnId, body: &Bytes) -> Result<(), RoomError> {
+        let max_entries = self.limits.max_awareness_clients_per_conn.max(1) * 4;
+        let entries = decode_awareness(body, max_entries)
+            .map_err(|_| RoomError::Malformed { what: "awareness" })?;
+        let member = self.members.get(&conn).expect("checked by receive");
+        let session = member.session.clone();
+        let mut changed: Vec<(u64, u64, Arc<str>)> = Vec::new();
+        for entry in entries {
+            if entry.state.len() > self.limits.max_awareness_state_bytes {
+                return Err(RoomError::AwarenessTooLarge {
+                    size: entry.state.len(),
+                    limit: self.limits.max_awareness_state_bytes,
+                });
+            }
+            let current = self.awareness.get(entry.client_id);
+            if let Some(cur) = current {
+                if cur.owner != conn {
+                    let same_user = self
+                        .members
+                        .get(&cur.owner)
+                        .is_none_or(|m| m.session.user_id == session.user_id);
+                    if !same_user {
+                        continue; // someone else's presence: not this connection's to change
+                    }
+                }
+            }
+            let current_clock = current.map(|c| c.clock);
+            if entry.state == "null" {
+                if current_clock.is_some_and(|c| entry.clock >= c) {
+                    self.awareness.remove(entry.client_id);
+                    self.forget_awareness_id(entry.client_id);
+                    changed.push((entry.client_id, entry.clock, Arc::from("null")));
+                }
+                continue;
+            }
+            if current_clock.is_some_and(|c| entry.clock <= c) {
+                continue;
+            }
+            let owned = &self.members[&conn].awareness_ids;
+            if !owned.contains(&entry.client_id)
+                && owned.len() >= self.limits.max_awareness_clients_per_conn
+            {
+                continue;
+            }
+            let json: Arc<str> = stamp_user(&entry.state, &session)?.into();
+            self.forget_awareness_id(entry.client_id);
+            self.members
+                .get_mut(&conn)
+                .expect("checked by receive")
+                .awareness_ids
+                .push(entry.client_id);
+            self.awareness.set(
+                entry.client_id,
+                AwarenessState {
+                    clock: entry.clock,
+                    json: json.clone(),
+                    owner: conn,
+                },
+            );
+            changed.push((entry.client_id, entry.clock, json));
+        }
+        if !changed.is_empty() {
+            let body = encode_awareness(changed.iter().map(|(id, c, j)| (*id, *c, &**j)));
+            self.broadcast(Message::Awareness(body).encode(), Some(conn));
+        }
+        Ok(())
+    }
+
+    fn forget_awareness_id(&mut self, client_id: u64) {
+        for m in self.members.values_mut() {
+            m.awareness_ids.retain(|id| *id != client_id);
+        }
+    }
+
+    fn encode_all_awareness(&self) -> Bytes {
+        let body = encode_awareness(self.awareness.iter().map(|(id, s)| (id, s.clock, &*s.json)));
+        Message::Awareness(body).encode()
+    }
+
+    fn emitted_take(&self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut *self.emitted.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Broadcast every update the document emitted, encoded once per update.
+    fn broadcast_emitted(&mut self, origin: Option<ConnId>) {
+        for update in self.emitted_take() {
+            self.broadcast(encode_sync(SYNC_UPDATE, &update), origin);
+        }
+    }
+
+    fn send_to(&mut self, conn: ConnId, frame: Bytes) {
+        if let Some(m) = self.members.get(&conn) {
+            if !m.peer.send(frame) {
+                self.dead.push(conn);
+            }
+        }
+    }
+
+    fn broadcast(&mut self, frame: Bytes, except: Option<ConnId>) {
+        for (id, m) in &self.members {
+            if Some(*id) != except && !m.peer.send(frame.clone()) {
+                self.dead.push(*id);
+            }
+        }
+    }
+
+    /// Remove members that left or could not keep up, announcing their presence removal.
+    fn reap(&mut self) {
+        while let Some(conn) = self.dead.pop() {
+            let Some(member) = self.members.remove(&conn) else {
+                continue;
+            };
+            let mut removed = Vec::new();
+            for id in member.awareness_ids {
+                if let Some(state) = self.awareness.remove(id) {
+                    removed.push((id, state.clock + 1));
+                }
+            }
+            if !removed.is_empty() {
+                let body = encode_awareness(removed.iter().map(|(id, c)| (*id, *c, "null")));
+                self.broadcast(Message::Awareness(body).encode(), None);
+            }
+        }
+    }
+}
+
+/// Run yrs code that may panic on hostile input; `None` if it did.
+fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
+    catch_unwind(AssertUnwindSafe(f)).ok()
+}
+
+/// Overwrite the `user` identity fields of an awareness state with the session's.
+fn stamp_user(state: &str, session: &Session) -> Result<String, RoomError> {
+    let mut value: serde_json::Value =
+        serde_json::from_str(state).map_err(|_| RoomError::Malformed { what: "awareness" })?;
+    let obj = value.as_object_mut().ok_or(RoomError::AwarenessNotObject)?;
+    let user = obj
+        .entry("user")
+        .or_insert_with(|| serde_json::Value::Object(Default::default()));
+    if !user.is_object() {
+        *user = serde_json::Value::Object(Default::default());
+    }
+    let user = user.as_object_mut().expect("made an object above");
+    user.remove("avatar");
+    for (k, v) in session.user_json() {
+        user.insert(k, v);
+    }
+    Ok(value.to_string())
+}
+
+#[cfg(test)]
+mod tests;

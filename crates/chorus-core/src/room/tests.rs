@@ -1,0 +1,321 @@
+use super::*;
+use chorus_auth::Mode;
+use chorus_protocol::{decode_awareness, MSG_AUTH, MSG_AWARENESS};
+use std::cell::RefCell;
+use std::rc::Rc;
+use yrs::{GetString, Text};
+
+/// A peer that records frames, and can be told to refuse them.
+#[derive(Clone, Default)]
+struct Recorder {
+    frames: Rc<RefCell<Vec<Bytes>>>,
+    refuse: Rc<RefCell<bool>>,
+}
+
+impl Peer for Recorder {
+    fn send(&self, frame: Bytes) -> bool {
+        if *self.refuse.borrow() {
+            return false;
+        }
+        self.frames.borrow_mut().push(frame);
+        true
+    }
+}
+
+impl Recorder {
+    fn take(&self) -> Vec<Message> {
+        self.frames
+            .borrow_mut()
+            .drain(..)
+            .map(|f| Message::decode(&f).unwrap())
+            .collect()
+    }
+}
+
+fn session(user: &str, mode: Mode) -> Arc<Session> {
+    Arc::new(Session {
+        user_id: user.into(),
+        name: format!("{user} (verified)"),
+        color: "#123456".into(),
+        avatar: None,
+        mode,
+        extensions: true,
+    })
+}
+
+fn room() -> Room<Recorder> {
+    Room::new(RoomLimits::default())
+}
+
+/// A client-side document that produces real updates.
+fn client_edit(client_id: u64, text: &str) -> (Doc, Vec<u8>) {
+    let doc = Doc::with_client_id(client_id);
+    let t = doc.get_or_insert_text("title");
+    let mut txn = doc.transact_mut();
+    t.insert(&mut txn, 0, text);
+    let update = txn.encode_update_v1();
+    drop(txn);
+    (doc, update)
+}
+
+fn update_msg(u: &[u8]) -> Message {
+    Message::Sync(SyncMessage::Update(Bytes::copy_from_slice(u)))
+}
+
+fn title_of(room: &Room<Recorder>) -> String {
+    let t = room.doc().get_or_insert_text("title");
+    t.get_string(&room.doc().transact())
+}
+
+#[test]
+fn join_sends_step1() {
+    let mut r = room();
+    let a = Recorder::default();
+    r.join(ConnId(1), session("a", Mode::Edit), a.clone());
+    let msgs = a.take();
+    assert!(matches!(msgs[0], Message::Sync(SyncMessage::Step1(_))));
+}
+
+#[test]
+fn edits_reach_other_members_but_not_the_sender() {
+    let mut r = room();
+    let (a, b) = (Recorder::default(), Recorder::default());
+    r.join(ConnId(1), session("a", Mode::Edit), a.clone());
+    r.join(ConnId(2), session("b", Mode::Edit), b.clone());
+    a.take();
+    b.take();
+    let (_, u) = client_edit(11, "hello");
+    r.receive(ConnId(1), update_msg(&u)).unwrap();
+    assert_eq!(title_of(&r), "hello");
+    assert!(
+        a.take().is_empty(),
+        "sender must not get its own update back"
+    );
+    let got = b.take();
+    let [Message::Sync(SyncMessage::Update(bytes))] = got.as_slice() else {
+        panic!("expected one update, got {got:?}")
+    };
+    let doc_b = Doc::with_client_id(22);
+    let t = doc_b.get_or_insert_text("title");
+    doc_b
+        .transact_mut()
+        .apply_update(Update::decode_v1(bytes).unwrap())
+        .unwrap();
+    assert_eq!(t.get_string(&doc_b.transact()), "hello");
+}
+
+#[test]
+fn step1_is_answered_with_the_missing_state() {
+    let mut r = room();
+    let a = Recorder::default();
+    r.join(ConnId(1), session("a", Mode::Edit), a.clone());
+    let (_, u) = client_edit(11, "abc");
+    r.receive(ConnId(1), update_msg(&u)).unwrap();
+    a.take();
+    let empty_sv = StateVector::default().encode_v1();
+    r.receive(
+        ConnId(1),
+        Message::Sync(SyncMessage::Step1(Bytes::from(empty_sv))),
+    )
+    .unwrap();
+    let got = a.take();
+    let [Message::Sync(SyncMessage::Step2(diff))] = got.as_slice() else {
+        panic!("expected step2")
+    };
+    let doc = Doc::new();
+    let t = doc.get_or_insert_text("title");
+    doc.transact_mut()
+        .apply_update(Update::decode_v1(diff).unwrap())
+        .unwrap();
+    assert_eq!(t.get_string(&doc.transact()), "abc");
+}
+
+#[test]
+fn view_sessions_cannot_write_and_are_closed_after_a_warning() {
+    let mut r = room();
+    let (v, e) = (Recorder::default(), Recorder::default());
+    r.join(ConnId(1), session("viewer", Mode::View), v.clone());
+    r.join(ConnId(2), session("editor", Mode::Edit), e.clone());
+    v.take();
+    e.take();
+    // An empty step 2 (what every client answers to our step 1) is not a write.
+    r.receive(
+        ConnId(1),
+        Message::Sync(SyncMessage::Step2(Bytes::from_static(Update::EMPTY_V1))),
+    )
+    .unwrap();
+    assert!(v.take().is_empty());
+
+    let (_, u) = client_edit(11, "defaced");
+    r.receive(ConnId(1), update_msg(&u)).unwrap();
+    assert_eq!(title_of(&r), "");
+    assert!(e.take().is_empty(), "nothing relayed");
+    let warned = v.frames.borrow().iter().any(|f| f[0] == MSG_AUTH);
+    assert!(warned, "first write earns a permission-denied warning");
+    assert_eq!(
+        r.receive(ConnId(1), update_msg(&u)),
+        Err(RoomError::ViewOnlyWrite)
+    );
+    assert_eq!(title_of(&r), "");
+}
+
+#[test]
+fn garbage_updates_are_refused_and_the_room_carries_on() {
+    let mut r = room();
+    let (a, b) = (Recorder::default(), Recorder::default());
+    r.join(ConnId(1), session("a", Mode::Edit), a.clone());
+    r.join(ConnId(2), session("b", Mode::Edit), b.clone());
+    for junk in [&[0xffu8, 0xff, 0xff][..], &[1, 2, 3, 4, 5, 6, 7], &[5]] {
+        assert!(matches!(
+            r.receive(ConnId(1), update_msg(junk)),
+            Err(RoomError::Malformed { .. })
+        ));
+    }
+    let (_, u) = client_edit(33, "still fine");
+    r.receive(ConnId(2), update_msg(&u)).unwrap();
+    assert_eq!(title_of(&r), "still fine");
+    assert!(!r.is_poisoned());
+}
+
+#[test]
+fn updates_with_a_dependency_gap_are_refused_and_not_kept() {
+    let mut r = room();
+    let (a, b) = (Recorder::default(), Recorder::default());
+    r.join(ConnId(1), session("a", Mode::Edit), a.clone());
+    r.join(ConnId(2), session("b", Mode::Edit), b.clone());
+    b.take();
+    let (doc, _first) = client_edit(44, "first");
+    let t = doc.get_or_insert_text("title");
+    let mut txn = doc.transact_mut();
+    t.insert(&mut txn, 5, " second");
+    let second = txn.encode_update_v1();
+    drop(txn);
+    assert_eq!(
+        r.receive(ConnId(1), update_msg(&second)),
+        Err(RoomError::MissingDependencies)
+    );
+    assert!(!r.doc().transact().has_missing_updates());
+    assert!(b.take().is_empty());
+    assert_eq!(r.encode_state(), room().encode_state());
+}
+
+#[test]
+fn awareness_is_stamped_with_the_verified_user() {
+    let mut r = room();
+    let (a, b) = (Recorder::default(), Recorder::default());
+    r.join(ConnId(1), session("alice", Mode::Edit), a.clone());
+    r.join(ConnId(2), session("bob", Mode::Edit), b.clone());
+    b.take();
+    let body = encode_awareness([(
+        501,
+        1,
+        r#"{"user":{"name":"Mallory","id":"bob","color":"red"},"cursor":null}"#,
+    )]);
+    r.receive(ConnId(1), Message::Awareness(body)).unwrap();
+    let got = b.take();
+    let [Message::Awareness(body)] = got.as_slice() else {
+        panic!("expected awareness")
+    };
+    let entries = decode_awareness(body, 8).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&entries[0].state).unwrap();
+    assert_eq!(state["user"]["name"], "alice (verified)");
+    assert_eq!(state["user"]["id"], "alice");
+    assert_eq!(state["user"]["color"], "#123456");
+    assert!(state.get("cursor").is_some(), "other fields are kept");
+}
+
+#[test]
+fn awareness_of_one_connection_cannot_be_changed_by_another_user() {
+    let mut r = room();
+    let (a, b) = (Recorder::default(), Recorder::default());
+    r.join(ConnId(1), session("alice", Mode::Edit), a.clone());
+    r.join(ConnId(2), session("bob", Mode::Edit), b.clone());
+    r.receive(
+        ConnId(1),
+        Message::Awareness(encode_awareness([(501, 1, "{}")])),
+    )
+    .unwrap();
+    a.take();
+    // Bob tries to remove Alice's presence.
+    r.receive(
+        ConnId(2),
+        Message::Awareness(encode_awareness([(501, 9, "null")])),
+    )
+    .unwrap();
+    assert!(a.take().is_empty());
+    assert!(r.awareness.get(501).is_some());
+}
+
+#[test]
+fn leaving_removes_presence_and_tells_the_others() {
+    let mut r = room();
+    let (a, b) = (Recorder::default(), Recorder::default());
+    r.join(ConnId(1), session("alice", Mode::Edit), a.clone());
+    r.join(ConnId(2), session("bob", Mode::Edit), b.clone());
+    r.receive(
+        ConnId(1),
+        Message::Awareness(encode_awareness([(501, 3, "{}")])),
+    )
+    .unwrap();
+    b.take();
+    r.leave(ConnId(1));
+    let frames = b.frames.borrow().clone();
+    let removal = frames.iter().find(|f| f[0] == MSG_AWARENESS).unwrap();
+    let Message::Awareness(body) = Message::decode(removal).unwrap() else {
+        unreachable!()
+    };
+    let entries = decode_awareness(&body, 8).unwrap();
+    assert_eq!(entries[0].client_id, 501);
+    assert_eq!(entries[0].clock, 4);
+    assert_eq!(entries[0].state, "null");
+    assert_eq!(r.member_count(), 1);
+}
+
+#[test]
+fn late_joiners_receive_current_presence() {
+    let mut r = room();
+    let a = Recorder::default();
+    r.join(ConnId(1), session("alice", Mode::Edit), a.clone());
+    r.receive(
+        ConnId(1),
+        Message::Awareness(encode_awareness([(501, 1, "{}")])),
+    )
+    .unwrap();
+    let b = Recorder::default();
+    r.join(ConnId(2), session("bob", Mode::Edit), b.clone());
+    assert!(b.take().iter().any(|m| matches!(m, Message::Awareness(_))));
+}
+
+#[test]
+fn oversized_or_non_object_awareness_is_refused() {
+    let mut r = room();
+    let a = Recorder::default();
+    r.join(ConnId(1), session("alice", Mode::Edit), a.clone());
+    let big = format!("{{\"x\":\"{}\"}}", "y".repeat(40_000));
+    assert!(matches!(
+        r.receive(
+            ConnId(1),
+            Message::Awareness(encode_awareness([(1, 1, &*big)]))
+        ),
+        Err(RoomError::AwarenessTooLarge { .. })
+    ));
+    assert_eq!(
+        r.receive(
+            ConnId(1),
+            Message::Awareness(encode_awareness([(1, 1, "[1]")]))
+        ),
+        Err(RoomError::AwarenessNotObject)
+    );
+}
+
+#[test]
+fn a_member_that_cannot_keep_up_is_dropped() {
+    let mut r = room();
+    let (a, b) = (Recorder::default(), Recorder::default());
+    r.join(ConnId(1), session("a", Mode::Edit), a.clone());
+    r.join(ConnId(2), session("b", Mode::Edit), b.clone());
+    *b.refuse.borrow_mut() = true;
+    let (_, u) = client_edit(11, "x");
+    r.receive(ConnId(1), update_msg(&u)).unwrap();
+    assert_eq!(r.member_count(), 1);
+}

@@ -1,0 +1,158 @@
+//! The one place where a refusal becomes a websocket close code (see
+//! `proto/PROTOCOL.md`, "Close codes"). Reasons sent to clients are short and
+//! stable; internal details go to the log only.
+
+use chorus_auth::AuthError;
+use chorus_core::RoomError;
+use chorus_protocol::DecodeError;
+
+/// 4400: the frame is not a valid message.
+pub const MALFORMED: u16 = 4400;
+/// 4401: the token is missing, malformed, badly signed, expired or not yet valid.
+pub const BAD_TOKEN: u16 = 4401;
+/// 4403: the token is valid but does not grant this (app, document) or mode.
+pub const FORBIDDEN: u16 = 4403;
+/// 4413: a message or document exceeds its size limit.
+pub const TOO_LARGE: u16 = 4413;
+/// 4429: too many messages.
+pub const RATE_LIMITED: u16 = 4429;
+/// 1008: policy violation.
+pub const POLICY: u16 = 1008;
+/// 1011: the server hit an internal error.
+pub const INTERNAL: u16 = 1011;
+/// 1012: the server is restarting; reconnect.
+pub const RESTARTING: u16 = 1012;
+/// 1013: try again later (this connection could not keep up with the document).
+pub const TRY_AGAIN_LATER: u16 = 1013;
+
+/// Why Chorus closes a connection.
+#[derive(Debug, thiserror::Error)]
+pub enum CloseReason {
+    /// Authentication failed before the connection joined its document.
+    #[error("auth: {0}")]
+    Auth(#[from] AuthError),
+    /// No token in the query string or the subprotocol header.
+    #[error("missing token")]
+    MissingToken,
+    /// The content id in the URL is not acceptable.
+    #[error("invalid content id")]
+    InvalidContentId,
+    /// A frame failed to decode.
+    #[error("decode: {0}")]
+    Decode(#[from] DecodeError),
+    /// A text frame (the protocol is binary only).
+    #[error("text frame")]
+    TextFrame,
+    /// The room refused what the connection sent.
+    #[error("room: {0}")]
+    Room(#[from] RoomError),
+    /// A message over `max_message_size`.
+    #[error("message too large")]
+    MessageTooLarge,
+    /// The outbound queue filled up.
+    #[error("slow consumer")]
+    SlowConsumer,
+    /// The document could not be kept in memory safely (e.g. yrs panicked).
+    #[error("document reset")]
+    DocumentReset,
+    /// The server is shutting down.
+    #[error("server restarting")]
+    Shutdown,
+}
+
+impl CloseReason {
+    /// The close code sent to the client.
+    pub fn code(&self) -> u16 {
+        match self {
+            CloseReason::Auth(e) if e.is_forbidden() => FORBIDDEN,
+            CloseReason::Auth(_) | CloseReason::MissingToken => BAD_TOKEN,
+            CloseReason::InvalidContentId => FORBIDDEN,
+            CloseReason::Decode(_) | CloseReason::TextFrame => MALFORMED,
+            CloseReason::Room(e) => match e {
+                RoomError::Malformed { .. }
+                | RoomError::MissingDependencies
+                | RoomError::AwarenessNotObject => MALFORMED,
+                RoomError::ViewOnlyWrite => FORBIDDEN,
+                RoomError::AwarenessTooLarge { .. } => TOO_LARGE,
+                RoomError::UnknownConnection => INTERNAL,
+            },
+            CloseReason::MessageTooLarge => TOO_LARGE,
+            CloseReason::SlowConsumer => TRY_AGAIN_LATER,
+            CloseReason::DocumentReset => INTERNAL,
+            CloseReason::Shutdown => RESTARTING,
+        }
+    }
+
+    /// The close reason text sent to the client: a stable kebab-case code
+    /// (at most 123 bytes, the websocket limit).
+    pub fn client_reason(&self) -> &'static str {
+        match self {
+            CloseReason::Auth(e) => match e {
+                AuthError::Expired => "token-expired",
+                AuthError::NotYetValid => "token-not-yet-valid",
+                AuthError::BadSignature => "bad-signature",
+                AuthError::AlgorithmNotAllowed => "algorithm-not-allowed",
+                AuthError::UnknownApp => "unknown-app",
+                AuthError::AppDisabled => "app-disabled",
+                AuthError::WrongApp => "wrong-app",
+                AuthError::WrongDoc => "wrong-doc",
+                AuthError::WrongScope => "wrong-scope",
+                AuthError::MissingClaim(_) => "missing-claim",
+                AuthError::Malformed | AuthError::Signing => "malformed-token",
+            },
+            CloseReason::MissingToken => "missing-token",
+            CloseReason::InvalidContentId => "invalid-content-id",
+            CloseReason::Decode(_) => "malformed-message",
+            CloseReason::TextFrame => "text-frame",
+            CloseReason::Room(e) => match e {
+                RoomError::Malformed { .. } => "malformed-payload",
+                RoomError::MissingDependencies => "missing-dependencies",
+                RoomError::ViewOnlyWrite => "view-only",
+                RoomError::AwarenessTooLarge { .. } => "awareness-too-large",
+                RoomError::AwarenessNotObject => "malformed-awareness",
+                RoomError::UnknownConnection => "internal-error",
+            },
+            CloseReason::MessageTooLarge => "message-too-large",
+            CloseReason::SlowConsumer => "slow-consumer",
+            CloseReason::DocumentReset => "document-reset",
+            CloseReason::Shutdown => "server-restarting",
+        }
+    }
+}
+
+/// A close decision reduced to what goes on the wire (and into metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closing {
+    /// The close code.
+    pub code: u16,
+    /// The stable reason text.
+    pub reason: &'static str,
+}
+
+impl From<&CloseReason> for Closing {
+    fn from(r: &CloseReason) -> Self {
+        Closing {
+            code: r.code(),
+            reason: r.client_reason(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_codes() {
+        assert_eq!(CloseReason::Auth(AuthError::Expired).code(), 4401);
+        assert_eq!(CloseReason::Auth(AuthError::BadSignature).code(), 4401);
+        assert_eq!(CloseReason::MissingToken.code(), 4401);
+        assert_eq!(CloseReason::Auth(AuthError::WrongDoc).code(), 4403);
+        assert_eq!(CloseReason::Auth(AuthError::UnknownApp).code(), 4403);
+        assert_eq!(CloseReason::Decode(DecodeError::Empty).code(), 4400);
+        assert_eq!(CloseReason::TextFrame.code(), 4400);
+        assert_eq!(CloseReason::MessageTooLarge.code(), 4413);
+        assert_eq!(CloseReason::Room(RoomError::ViewOnlyWrite).code(), 4403);
+        assert_eq!(CloseReason::Shutdown.code(), 1012);
+    }
+}

@@ -1,0 +1,258 @@
+//! The one configuration struct: defaults, then the TOML file, then `CHORUS_*`
+//! environment variables, then command-line flags (each layer overrides the last).
+
+use chorus_auth::{App, AppRegistry, Secret};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Default listen address (contract).
+pub const DEFAULT_BIND: &str = "127.0.0.1:10123";
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// One registered host application.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AppConfig {
+    /// The app id (`iss` of its tokens, first path segment of its URLs).
+    pub id: String,
+    /// HMAC secrets; any verifies, the first signs. Never logged.
+    pub secrets: Vec<String>,
+    /// Disabled apps are refused (4403).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Where webhooks go (used once webhooks exist).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Everything the service can be told at start-up.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Listen address.
+    pub bind: SocketAddr,
+    /// Where the embedded store keeps its files.
+    pub data_dir: PathBuf,
+    /// Register the `demo` app and serve the demo editor at `/demo`.
+    pub demo: bool,
+    /// Secret of the `demo` app; random (and printed) when unset.
+    pub demo_secret: Option<String>,
+    /// `human` or `json`.
+    pub log_format: LogFormat,
+    /// Largest websocket message accepted, in bytes (larger: close 4413).
+    pub max_message_size: usize,
+    /// Largest awareness state (JSON) accepted, in bytes.
+    pub max_awareness_state_bytes: usize,
+    /// Frames queued for one connection before it counts as a slow consumer (close 1013).
+    pub outbound_queue_frames: usize,
+    /// How long shutdown waits for connections to close, in seconds.
+    pub shutdown_grace_secs: u64,
+    /// Clock skew tolerated on token `exp`/`nbf`, in seconds.
+    pub token_leeway_secs: u64,
+    /// Registered host applications.
+    pub apps: Vec<AppConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: DEFAULT_BIND.parse().expect("valid default address"),
+            data_dir: PathBuf::from("./data"),
+            demo: false,
+            demo_secret: None,
+            log_format: LogFormat::Human,
+            max_message_size: 8 * 1024 * 1024,
+            max_awareness_state_bytes: 32 * 1024,
+            outbound_queue_frames: 1024,
+            shutdown_grace_secs: 10,
+            token_leeway_secs: chorus_auth::DEFAULT_LEEWAY_SECS,
+            apps: Vec::new(),
+        }
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The named config file does not exist.
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    /// A value could not be parsed.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Load defaults → `file` → `CHORUS_*` env → `overrides` (flags given on the command line).
+    pub fn load(file: Option<&Path>, overrides: Figment) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::MissingFile(path.to_owned()));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        // CHORUS_DATA_DIR → data_dir; `CHORUS_APPS='[{id="wiki",secrets=["…"]}]'` works too.
+        fig = fig.merge(Env::prefixed("CHORUS_").ignore(&["config"]));
+        let config: Config = fig
+            .merge(overrides)
+            .extract()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Check the values make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for app in &self.apps {
+            if app.id.is_empty() || !app.id.chars().all(is_id_char) {
+                return Err(ConfigError::Invalid(format!(
+                    "app id {:?} must be non-empty and use only letters, digits, '-', '_' and '.'",
+                    app.id
+                )));
+            }
+            if !seen.insert(app.id.as_str()) || (self.demo && app.id == "demo") {
+                return Err(ConfigError::Invalid(format!(
+                    "app id {:?} is registered twice",
+                    app.id
+                )));
+            }
+            if app.secrets.is_empty() || app.secrets.iter().any(String::is_empty) {
+                return Err(ConfigError::Invalid(format!(
+                    "app {:?} needs at least one non-empty secret",
+                    app.id
+                )));
+            }
+        }
+        if self.max_message_size < 1024 {
+            return Err(ConfigError::Invalid(
+                "max_message_size must be at least 1024 bytes".into(),
+            ));
+        }
+        if self.outbound_queue_frames == 0 {
+            return Err(ConfigError::Invalid(
+                "outbound_queue_frames must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The configuration as JSON with every secret replaced by `"[redacted]"`, for the start-up log.
+    pub fn redacted(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(s) = v.get_mut("demo_secret").filter(|s| !s.is_null()) {
+            *s = "[redacted]".into();
+        }
+        if let Some(apps) = v.get_mut("apps").and_then(|a| a.as_array_mut()) {
+            for app in apps {
+                if let Some(secrets) = app.get_mut("secrets").and_then(|s| s.as_array_mut()) {
+                    for s in secrets {
+                        *s = "[redacted]".into();
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    /// The app registry these settings describe (`demo_secret` must be resolved first).
+    pub fn app_registry(&self) -> AppRegistry {
+        let mut apps: Vec<App> = self
+            .apps
+            .iter()
+            .map(|a| {
+                App::new(
+                    a.id.clone(),
+                    a.secrets.iter().cloned().map(Secret::new).collect(),
+                    a.enabled,
+                )
+            })
+            .collect();
+        if self.demo {
+            if let Some(secret) = &self.demo_secret {
+                apps.push(App::new("demo", vec![Secret::new(secret.clone())], true));
+            }
+        }
+        AppRegistry::new(apps).with_leeway(self.token_leeway_secs)
+    }
+}
+
+/// Characters allowed in app and content ids.
+pub fn is_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '~')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "bind = \"127.0.0.1:9999\"\n[[apps]]\nid = \"wiki\"\nsecrets = [\"a\", \"b\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path), Figment::new()).unwrap();
+        assert_eq!(c.bind.port(), 9999);
+        assert_eq!(c.apps[0].secrets, ["a", "b"]);
+        assert!(c.apps[0].enabled);
+        let c = Config::load(
+            Some(&path),
+            Figment::new().merge(Serialized::default("bind", "127.0.0.1:1")),
+        )
+        .unwrap();
+        assert_eq!(c.bind.port(), 1);
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let c = Config {
+            demo_secret: Some("topsecret".into()),
+            apps: vec![AppConfig {
+                id: "wiki".into(),
+                secrets: vec!["hunter2".into()],
+                enabled: true,
+                callback_url: None,
+            }],
+            ..Config::default()
+        };
+        let text = c.redacted().to_string();
+        assert!(!text.contains("hunter2") && !text.contains("topsecret"));
+        assert!(text.contains("wiki"));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[[apps]]\nid = \"wiki\"\nsecrets = []\n").unwrap();
+        let err = Config::load(Some(&path), Figment::new()).unwrap_err();
+        assert!(err.to_string().contains("at least one non-empty secret"));
+        std::fs::write(&path, "bnid = \"x\"\n").unwrap();
+        assert!(Config::load(Some(&path), Figment::new()).is_err());
+        assert!(matches!(
+            Config::load(Some(&dir.path().join("nope.toml")), Figment::new()),
+            Err(ConfigError::MissingFile(_))
+        ));
+    }
+}

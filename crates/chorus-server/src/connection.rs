@@ -1,0 +1,230 @@
+//! One task per websocket: authenticate, join the document, then loop — frames
+//! from the socket are size-checked, decoded and forwarded to the document actor;
+//! frames queued for this connection are written out in batches (feed several,
+//! flush once). Closing is driven by [`ConnControl`] (the actor, a slow queue) or
+//! by server shutdown, and always carries a documented close code.
+
+use crate::close::{CloseReason, Closing};
+use crate::config::is_id_char;
+use crate::registry::{ConnControl, DocCommand, QueuePeer};
+use crate::serve::AppState;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use bytes::Bytes;
+use chorus_core::{ConnId, Session};
+use chorus_protocol::{frame_kind, Message};
+use futures_util::SinkExt;
+use serde::Deserialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tracing::{debug, info};
+
+/// The subprotocol a client offers to receive Chorus extension messages.
+pub const EXTENSION_PROTOCOL: &str = "chorus.v1";
+/// Longest content id accepted in a URL.
+const MAX_CONTENT_ID_LEN: usize = 256;
+/// Frames written per flush when the outbound queue has a backlog.
+const WRITE_BATCH: usize = 64;
+/// How long a closing socket waits for the peer's close reply.
+const CLOSE_HANDSHAKE_WAIT: Duration = Duration::from_secs(2);
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+/// Query parameters of the websocket URL.
+#[derive(Deserialize, Default)]
+pub struct WsQuery {
+    token: Option<String>,
+    /// `chorus=1` opts in to extension messages (like offering `chorus.v1`).
+    chorus: Option<String>,
+}
+
+/// `GET /v1/ws/{app}/{content}`: verify, upgrade, run.
+pub async fn ws_handler(
+    State(state): State<AppState>,
+    Path((app, content)): Path<(String, String)>,
+    Query(query): Query<WsQuery>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let offered: Vec<String> = headers
+        .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_owned())
+        .collect();
+    let extensions =
+        query.chorus.as_deref() == Some("1") || offered.iter().any(|p| p == EXTENSION_PROTOCOL);
+    // A token offered as a subprotocol is the one value shaped like a JWT.
+    let token = query
+        .token
+        .or_else(|| offered.into_iter().find(|p| p.matches('.').count() == 2));
+    let verdict = authenticate(&state, &app, &content, token.as_deref(), extensions);
+    if let Err(reason) = &verdict {
+        state.metrics.refused(reason.client_reason());
+        info!(app = %app, doc = %content, reason = %reason, "connection refused");
+    }
+    let limit = state.config.max_message_size;
+    let guard = state.tracker.token();
+    upgrade
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .protocols([EXTENSION_PROTOCOL])
+        .on_upgrade(move |socket| async move {
+            let _guard = guard;
+            match verdict {
+                Err(reason) => close_socket(socket, Closing::from(&reason), &state).await,
+                Ok(session) => run(socket, state, (app.into(), content.into()), session).await,
+            }
+        })
+}
+
+fn authenticate(
+    state: &AppState,
+    app: &str,
+    content: &str,
+    token: Option<&str>,
+    extensions: bool,
+) -> Result<Arc<Session>, CloseReason> {
+    if content.is_empty() || content.len() > MAX_CONTENT_ID_LEN || !content.chars().all(is_id_char)
+    {
+        return Err(CloseReason::InvalidContentId);
+    }
+    let token = token.ok_or(CloseReason::MissingToken)?;
+    let claims = state.apps.verify_session(app, content, token, unix_now())?;
+    Ok(Arc::new(Session::from_claims(&claims, extensions)))
+}
+
+/// Seconds since the Unix epoch (the clock injected into token checks).
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+async fn run(
+    mut socket: WebSocket,
+    state: AppState,
+    key: crate::registry::DocKey,
+    session: Arc<Session>,
+) {
+    let conn = ConnId(NEXT_CONN.fetch_add(1, Ordering::Relaxed));
+    let control = Arc::new(ConnControl::default());
+    let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(state.config.outbound_queue_frames);
+    let mut join = DocCommand::Join {
+        conn,
+        session: session.clone(),
+        peer: QueuePeer::new(out_tx, control.clone()),
+    };
+    // A document actor that just stopped (after a reset) is replaced on the retry.
+    let mut doc = state.documents.get_or_start(&key);
+    for attempt in 0..2 {
+        match doc.send(join).await {
+            Ok(()) => break,
+            Err(cmd) if attempt == 0 => {
+                join = cmd;
+                doc = state.documents.get_or_start(&key);
+            }
+            Err(_) => {
+                close_socket(socket, Closing::from(&CloseReason::DocumentReset), &state).await;
+                return;
+            }
+        }
+    }
+    state.metrics.connection_opened();
+    debug!(conn = conn.0, app = %key.0, doc = %key.1, user = %session.user_id, mode = session.mode.as_str(), "joined");
+
+    let reason: Option<CloseReason> = loop {
+        tokio::select! {
+            biased;
+            _ = control.closed() => break None,
+            _ = state.shutdown.cancelled() => break Some(CloseReason::Shutdown),
+            frame = out_rx.recv() => {
+                let Some(frame) = frame else { break None };
+                if write_batch(&mut socket, &mut out_rx, frame, &state).await.is_err() {
+                    break None;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                Some(Ok(WsMessage::Binary(bytes))) => {
+                    let msg = match Message::decode(&bytes) {
+                        Ok(msg) => msg,
+                        Err(e) => break Some(CloseReason::Decode(e)),
+                    };
+                    state.metrics.inbound(msg.kind(), bytes.len());
+                    if doc.send(DocCommand::Message { conn, msg }).await.is_err() {
+                        break Some(CloseReason::DocumentReset);
+                    }
+                }
+                Some(Ok(WsMessage::Text(_))) => break Some(CloseReason::TextFrame),
+                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
+                Some(Ok(WsMessage::Close(_))) | None => break None,
+                Some(Err(e)) => break is_capacity_error(e).then_some(CloseReason::MessageTooLarge),
+            }
+        }
+    };
+    let _ = doc.send(DocCommand::Leave { conn }).await;
+    state.metrics.connection_closed();
+    let closing = reason
+        .as_ref()
+        .map(Closing::from)
+        .or_else(|| control.reason());
+    if let Some(closing) = closing {
+        debug!(
+            conn = conn.0,
+            code = closing.code,
+            reason = closing.reason,
+            "closing"
+        );
+        close_socket(socket, closing, &state).await;
+    }
+}
+
+/// Write `first` and whatever else is already queued, then flush once.
+async fn write_batch(
+    socket: &mut WebSocket,
+    queue: &mut mpsc::Receiver<Bytes>,
+    first: Bytes,
+    state: &AppState,
+) -> Result<(), axum::Error> {
+    let mut next = Some(first);
+    let mut n = 0;
+    while let Some(frame) = next.take() {
+        state.metrics.outbound(frame_kind(&frame), frame.len());
+        socket.feed(WsMessage::Binary(frame)).await?;
+        n += 1;
+        if n < WRITE_BATCH {
+            next = queue.try_recv().ok();
+        }
+    }
+    socket.flush().await
+}
+
+fn is_capacity_error(e: axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    matches!(
+        e.into_inner().downcast::<WsError>().map(|b| *b),
+        Ok(WsError::Capacity(_))
+    )
+}
+
+/// Send a close frame with the reason's code, then wait briefly for the peer's reply
+/// so the close frame is not lost to a TCP reset.
+async fn close_socket(mut socket: WebSocket, closing: Closing, state: &AppState) {
+    state.metrics.closed(closing.code, closing.reason);
+    let frame = CloseFrame {
+        code: closing.code,
+        reason: closing.reason.into(),
+    };
+    if socket.send(WsMessage::Close(Some(frame))).await.is_ok() {
+        let _ = tokio::time::timeout(CLOSE_HANDSHAKE_WAIT, async {
+            while let Some(Ok(_)) = socket.recv().await {}
+        })
+        .await;
+    }
+}

@@ -1,0 +1,29 @@
+//! # chorus-server — sockets, tasks and routes around the IO-free core
+//!
+//! Owns everything that touches the network or the runtime:
+//! - [`config`]: the one typed configuration (TOML file + `CHORUS_*` env + flags);
+//! - [`registry`]: one actor task per live document, each the single owner of its
+//!   [`chorus_core::Room`]; connections talk to it over a bounded channel;
+//! - [`connection`]: one task per websocket (authenticate, decode, forward, write);
+//! - [`close`]: the single place where errors become websocket close codes;
+//! - [`metrics`] and [`ops`]: `/healthz`, `/readyz`, `/metrics`;
+//! - [`serve`]: binding, routing, and graceful shutdown in layers (stop accepting →
+//!   close every socket with 1012 → wait for connection tasks, with a deadline).
+//!
+//! The flow of an edit: socket frame → [`connection`] (size check, decode) →
+//! document actor ([`registry`]) → `Room::receive` (apply, encode once) → every other
+//! member's bounded outbound queue → its connection task → socket.
+//!
+//! Must not contain CRDT rules or token rules: those live in `chorus-core` and
+//! `chorus-auth`, so they can be tested without a runtime.
+
+pub mod close;
+pub mod config;
+pub mod connection;
+pub mod metrics;
+pub mod ops;
+pub mod registry;
+mod serve;
+
+pub use config::{AppConfig, Config, LogFormat};
+pub use serve::{build_router, serve, AppState, Server};
