@@ -87,6 +87,21 @@ impl Default for Config {
     }
 }
 
+/// Every key of [`Config`], as read from `CHORUS_<KEY>` environment variables.
+const ENV_KEYS: [&str; 11] = [
+    "bind",
+    "data_dir",
+    "demo",
+    "demo_secret",
+    "log_format",
+    "max_message_size",
+    "max_awareness_state_bytes",
+    "outbound_queue_frames",
+    "shutdown_grace_secs",
+    "token_leeway_secs",
+    "apps",
+];
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -109,7 +124,9 @@ impl Config {
             fig = fig.merge(Toml::file(path));
         }
         // CHORUS_DATA_DIR → data_dir; `CHORUS_APPS='[{id="wiki",secrets=["…"]}]'` works too.
-        fig = fig.merge(Env::prefixed("CHORUS_").ignore(&["config"]));
+        // Only configuration keys are read: other CHORUS_* variables (CHORUS_LOG,
+        // CHORUS_CONFIG, a test suite's CHORUS_BIN) are not configuration.
+        fig = fig.merge(Env::prefixed("CHORUS_").only(&ENV_KEYS));
         let config: Config = fig
             .merge(overrides)
             .extract()
@@ -205,23 +222,47 @@ mod tests {
 
     #[test]
     fn file_then_overrides() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(
-            &path,
-            "bind = \"127.0.0.1:9999\"\n[[apps]]\nid = \"wiki\"\nsecrets = [\"a\", \"b\"]\n",
-        )
-        .unwrap();
-        let c = Config::load(Some(&path), Figment::new()).unwrap();
-        assert_eq!(c.bind.port(), 9999);
-        assert_eq!(c.apps[0].secrets, ["a", "b"]);
-        assert!(c.apps[0].enabled);
-        let c = Config::load(
-            Some(&path),
-            Figment::new().merge(Serialized::default("bind", "127.0.0.1:1")),
-        )
-        .unwrap();
-        assert_eq!(c.bind.port(), 1);
+        // Every test that reads the environment runs in a Jail: jails are serialised,
+        // so one test's variables never leak into another's load.
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "bind = \"127.0.0.1:9999\"\n[[apps]]\nid = \"wiki\"\nsecrets = [\"a\", \"b\"]\n",
+            )?;
+            let path = Path::new("c.toml");
+            let c = Config::load(Some(path), Figment::new()).unwrap();
+            assert_eq!(c.bind.port(), 9999);
+            assert_eq!(c.apps[0].secrets, ["a", "b"]);
+            assert!(c.apps[0].enabled);
+            let flags = Figment::new().merge(Serialized::default("bind", "127.0.0.1:1"));
+            assert_eq!(Config::load(Some(path), flags).unwrap().bind.port(), 1);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn env_keys_cover_every_field_and_nothing_else() {
+        let fields = serde_json::to_value(Config::default()).unwrap();
+        let mut fields: Vec<_> = fields.as_object().unwrap().keys().cloned().collect();
+        let mut keys: Vec<_> = ENV_KEYS.iter().map(|k| k.to_string()).collect();
+        fields.sort();
+        keys.sort();
+        assert_eq!(fields, keys);
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_strays_are_ignored() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "bind = \"127.0.0.1:9999\"\n")?;
+            jail.set_env("CHORUS_BIND", "127.0.0.1:7777");
+            jail.set_env("CHORUS_LOG", "debug");
+            jail.set_env("CHORUS_BIN", "/somewhere/chorus");
+            jail.set_env("CHORUS_APPS", r#"[{id="wiki",secrets=["s"]}]"#);
+            let c = Config::load(Some(Path::new("c.toml")), Figment::new()).unwrap();
+            assert_eq!(c.bind.port(), 7777);
+            assert_eq!(c.apps[0].id, "wiki");
+            Ok(())
+        });
     }
 
     #[test]
@@ -243,16 +284,17 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused_with_a_reason() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(&path, "[[apps]]\nid = \"wiki\"\nsecrets = []\n").unwrap();
-        let err = Config::load(Some(&path), Figment::new()).unwrap_err();
-        assert!(err.to_string().contains("at least one non-empty secret"));
-        std::fs::write(&path, "bnid = \"x\"\n").unwrap();
-        assert!(Config::load(Some(&path), Figment::new()).is_err());
-        assert!(matches!(
-            Config::load(Some(&dir.path().join("nope.toml")), Figment::new()),
-            Err(ConfigError::MissingFile(_))
-        ));
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "[[apps]]\nid = \"wiki\"\nsecrets = []\n")?;
+            let err = Config::load(Some(Path::new("c.toml")), Figment::new()).unwrap_err();
+            assert!(err.to_string().contains("at least one non-empty secret"));
+            jail.create_file("typo.toml", "bnid = \"x\"\n")?;
+            assert!(Config::load(Some(Path::new("typo.toml")), Figment::new()).is_err());
+            assert!(matches!(
+                Config::load(Some(Path::new("nope.toml")), Figment::new()),
+                Err(ConfigError::MissingFile(_))
+            ));
+            Ok(())
+        });
     }
 }

@@ -1,0 +1,96 @@
+//! Bad input closes only the offending connection, with the documented code.
+
+use bytes::Bytes;
+use chorus_e2e::{close_code, eventually, raw_connect, TestServer, APP};
+use futures_util::SinkExt;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+async fn expect_close(server: &TestServer, frame: WsMessage, code: u16) {
+    let url = server.ws_url(APP, "victim", &server.token("victim", "mallory"));
+    let mut ws = raw_connect(&url).await.unwrap();
+    ws.send(frame.clone()).await.unwrap();
+    let (got, reason) = close_code(&mut ws).await.unwrap();
+    assert_eq!(got, code, "frame {frame:?} closed with {got} ({reason})");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_frame_kind_gets_its_close_code_and_others_keep_working() {
+    let server = TestServer::start_with(|c| c.max_message_size = 64 * 1024).await;
+    let a = server.client("victim", "alice").await;
+    let b = server.client("victim", "bob").await;
+
+    let cases: Vec<(WsMessage, u16)> = vec![
+        (WsMessage::Text("hello".into()), 4400),
+        (WsMessage::Binary(Bytes::new()), 4400),
+        (WsMessage::Binary(Bytes::from_static(&[7])), 4400),
+        (WsMessage::Binary(Bytes::from_static(&[0x80])), 4400),
+        (WsMessage::Binary(Bytes::from_static(&[0, 2])), 4400),
+        (WsMessage::Binary(Bytes::from_static(&[0, 9, 1, 0])), 4400),
+        (
+            WsMessage::Binary(Bytes::from_static(&[0, 2, 50, 1, 2, 3])),
+            4400,
+        ),
+        (
+            WsMessage::Binary(Bytes::from_static(&[0, 2, 1, 0, 0])),
+            4400,
+        ),
+        (
+            WsMessage::Binary(Bytes::from_static(&[
+                0, 2, 6, 0xff, 0xff, 0xff, 0xff, 0x0f, 1,
+            ])),
+            4400,
+        ),
+        (
+            WsMessage::Binary(Bytes::from_static(&[0, 0, 3, 0xff, 0xff, 0xff])),
+            4400,
+        ),
+        (
+            WsMessage::Binary(Bytes::from_static(&[1, 3, 1, 2, 3])),
+            4400,
+        ),
+        (WsMessage::Binary(Bytes::from(vec![0u8; 100 * 1024])), 4413),
+    ];
+    for (frame, code) in cases {
+        expect_close(&server, frame, code).await;
+    }
+
+    // The document and its healthy clients were not disturbed.
+    a.insert_title(0, "still alive");
+    eventually(10, "bob still receives edits", || {
+        b.title() == "still alive"
+    })
+    .await
+    .unwrap();
+    assert!(a.closed().is_none() && b.closed().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_random_frame_storm_never_takes_the_server_down() {
+    use rand::{Rng, SeedableRng};
+    let server = TestServer::start().await;
+    let a = server.client("storm", "alice").await;
+    let b = server.client("storm", "bob").await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0xC0FFEE);
+    for _ in 0..200 {
+        let url = server.ws_url(APP, "storm", &server.token("storm", "mallory"));
+        let mut ws = raw_connect(&url).await.unwrap();
+        let len = rng.random_range(1..64);
+        let mut frame: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+        // Bias towards sync updates so the CRDT decoder sees garbage, not just the framing.
+        if rng.random_bool(0.7) {
+            frame[0] = 0;
+            if len > 1 {
+                frame[1] = 2;
+            }
+            if len > 2 {
+                frame[2] = (len - 3) as u8;
+            }
+        }
+        let _ = ws.send(WsMessage::Binary(frame.into())).await;
+        let _ = ws.close(None).await;
+    }
+    a.insert_title(0, "survived");
+    eventually(10, "bob still receives edits", || b.title() == "survived")
+        .await
+        .unwrap();
+}

@@ -1,0 +1,46 @@
+//! Health, readiness, metrics and graceful shutdown, over real HTTP.
+
+use chorus_e2e::{eventually, TestServer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A minimal HTTP/1.1 GET (keeps the test crate free of an HTTP client dependency).
+async fn get(server: &TestServer, path: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.unwrap();
+    let status = buf[9..12].parse().unwrap();
+    let body = buf.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_ready_and_metrics() {
+    let server = TestServer::start().await;
+    assert_eq!(get(&server, "/healthz").await.0, 200);
+    assert_eq!(get(&server, "/readyz").await.0, 200);
+    let a = server.client("m", "alice").await;
+    let b = server.client("m", "bob").await;
+    a.insert_title(0, "x");
+    eventually(10, "relay", || b.title() == "x").await.unwrap();
+    let (status, text) = get(&server, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(text.contains("chorus_connections_open 2\n"), "{text}");
+    assert!(text.contains("chorus_documents_loaded 1\n"));
+    assert!(text.contains("chorus_messages_in_total{type=\"sync_update\"} 1\n"));
+    assert!(text.contains("chorus_messages_out_total{type=\"sync_update\"} 1\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_every_socket_with_1012() {
+    let server = TestServer::start().await;
+    let a = server.client("bye", "alice").await;
+    let b = server.client("bye", "bob").await;
+    server.stop().await.unwrap();
+    eventually(10, "both closed with 1012", || {
+        a.closed().is_some_and(|(c, _)| c == 1012) && b.closed().is_some_and(|(c, _)| c == 1012)
+    })
+    .await
+    .unwrap();
+}
