@@ -217,6 +217,8 @@ pub fn is_id_char(c: char) -> bool {
 }
 
 #[cfg(test)]
+// figment's Jail closures must return figment's own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
