@@ -44,3 +44,31 @@ async fn shutdown_closes_every_socket_with_1012() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_mode_mints_tokens_that_the_demo_app_accepts() {
+    let server = TestServer::start_with(|c| {
+        c.demo = true;
+        c.demo_secret = Some("demo-secret-for-tests".into());
+    })
+    .await;
+    let (status, page) = get(&server, "/demo").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("WebsocketProvider"));
+    let (status, body) = get(&server, "/demo/token?user=zoe&doc=welcome").await;
+    assert_eq!(status, 200, "{body}");
+    let body: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
+    let token = body["token"].as_str().unwrap();
+    let c = chorus_e2e::YClient::connect(&server.ws_url("demo", "welcome", token))
+        .await
+        .unwrap();
+    c.wait_synced().await.unwrap();
+    assert_eq!(get(&server, "/demo/token?mode=admin").await.0, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_routes_do_not_exist_without_demo_mode() {
+    let server = TestServer::start().await;
+    assert_eq!(get(&server, "/demo/token?user=zoe").await.0, 404);
+    assert_eq!(get(&server, "/demo").await.0, 404);
+}

@@ -7,6 +7,7 @@
 //! - [`connection`]: one task per websocket (authenticate, decode, forward, write);
 //! - [`close`]: the single place where errors become websocket close codes;
 //! - [`metrics`] and [`ops`]: `/healthz`, `/readyz`, `/metrics`;
+//! - [`demo`]: `/demo` and `/demo/token`, routed only with `--demo`;
 //! - [`serve`]: binding, routing, and graceful shutdown in layers (stop accepting →
 //!   close every socket with 1012 → wait for connection tasks, with a deadline).
 //!
@@ -20,6 +21,7 @@
 pub mod close;
 pub mod config;
 pub mod connection;
+pub mod demo;
 pub mod metrics;
 pub mod ops;
 pub mod registry;

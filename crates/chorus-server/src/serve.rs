@@ -3,7 +3,7 @@
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::registry::Documents;
-use crate::{connection, ops};
+use crate::{connection, demo, ops};
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::Router;
@@ -71,12 +71,17 @@ impl AppState {
 
 /// All routes of the service.
 pub fn build_router(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/v1/ws/{app}/{content}", get(connection::ws_handler))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .with_state(state)
+        .route("/metrics", get(ops::metrics));
+    if state.config.demo {
+        router = router
+            .route("/demo", get(demo::page))
+            .route("/demo/token", get(demo::token));
+    }
+    router.with_state(state)
 }
 
 /// A bound, not yet running server.
