@@ -72,3 +72,31 @@ async fn demo_routes_do_not_exist_without_demo_mode() {
     assert_eq!(get(&server, "/demo/token?user=zoe").await.0, 404);
     assert_eq!(get(&server, "/demo").await.0, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_get_a_keepalive_that_stock_clients_accept() {
+    use futures_util::StreamExt;
+    let server = TestServer::start_with(|c| c.keepalive_secs = 1).await;
+    let url = server.ws_url(chorus_e2e::APP, "quiet", &server.token("quiet", "u"));
+    let mut ws = chorus_e2e::raw_connect(&url).await.unwrap();
+    // First the server's step 1; then, with nothing to say, the keepalive.
+    let mut frames = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline && frames.len() < 3 {
+        if let Ok(Some(Ok(m))) =
+            tokio::time::timeout(std::time::Duration::from_secs(3), ws.next()).await
+        {
+            frames.push(m.into_data().to_vec());
+        }
+    }
+    assert_eq!(frames[0][..2], [0, 0], "step 1 first");
+    assert_eq!(frames[1], [1, 1, 0], "then an empty awareness update");
+    let chorus_protocol::Message::Awareness(body) =
+        chorus_protocol::Message::decode(&bytes::Bytes::from(frames[1].clone())).unwrap()
+    else {
+        panic!("keepalive must decode as awareness")
+    };
+    assert!(chorus_protocol::decode_awareness(&body, 1)
+        .unwrap()
+        .is_empty());
+}

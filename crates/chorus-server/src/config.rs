@@ -63,6 +63,9 @@ pub struct Config {
     pub outbound_queue_frames: usize,
     /// How long shutdown waits for connections to close, in seconds.
     pub shutdown_grace_secs: u64,
+    /// Seconds of outbound silence after which a keepalive frame is sent (stock
+    /// y-websocket clients reconnect after 30 s without a message).
+    pub keepalive_secs: u64,
     /// Clock skew tolerated on token `exp`/`nbf`, in seconds.
     pub token_leeway_secs: u64,
     /// Registered host applications.
@@ -81,6 +84,7 @@ impl Default for Config {
             max_awareness_state_bytes: 32 * 1024,
             outbound_queue_frames: 1024,
             shutdown_grace_secs: 10,
+            keepalive_secs: 15,
             token_leeway_secs: chorus_auth::DEFAULT_LEEWAY_SECS,
             apps: Vec::new(),
         }
@@ -88,7 +92,7 @@ impl Default for Config {
 }
 
 /// Every key of [`Config`], as read from `CHORUS_<KEY>` environment variables.
-const ENV_KEYS: [&str; 11] = [
+const ENV_KEYS: [&str; 12] = [
     "bind",
     "data_dir",
     "demo",
@@ -98,6 +102,7 @@ const ENV_KEYS: [&str; 11] = [
     "max_awareness_state_bytes",
     "outbound_queue_frames",
     "shutdown_grace_secs",
+    "keepalive_secs",
     "token_leeway_secs",
     "apps",
 ];
@@ -161,6 +166,11 @@ impl Config {
         if self.max_message_size < 1024 {
             return Err(ConfigError::Invalid(
                 "max_message_size must be at least 1024 bytes".into(),
+            ));
+        }
+        if self.keepalive_secs == 0 || self.keepalive_secs >= 30 {
+            return Err(ConfigError::Invalid(
+                "keepalive_secs must be between 1 and 29 (stock clients give up after 30 s)".into(),
             ));
         }
         if self.outbound_queue_frames == 0 {

@@ -29,6 +29,11 @@ pub const EXTENSION_PROTOCOL: &str = "chorus.v1";
 const MAX_CONTENT_ID_LEN: usize = 256;
 /// Frames written per flush when the outbound queue has a backlog.
 const WRITE_BATCH: usize = 64;
+/// Sent after `keepalive_secs` without any outbound frame: an awareness update
+/// with zero entries. Stock y-websocket clients drop a connection that received
+/// nothing for 30 s (websocket pings are invisible to browser code); this frame is
+/// a no-op for y-protocols yet counts as a message.
+pub const KEEPALIVE_FRAME: &[u8] = &[1, 1, 0];
 /// How long a closing socket waits for the peer's close reply.
 const CLOSE_HANDSHAKE_WAIT: Duration = Duration::from_secs(2);
 
@@ -139,6 +144,9 @@ async fn run(
     state.metrics.connection_opened();
     debug!(conn = conn.0, app = %key.0, doc = %key.1, user = %session.user_id, mode = session.mode.as_str(), "joined");
 
+    let keepalive_every = Duration::from_secs(state.config.keepalive_secs.max(1));
+    let keepalive = tokio::time::sleep(keepalive_every);
+    tokio::pin!(keepalive);
     let reason: Option<CloseReason> = loop {
         tokio::select! {
             biased;
@@ -149,6 +157,14 @@ async fn run(
                 if write_batch(&mut socket, &mut out_rx, frame, &state).await.is_err() {
                     break None;
                 }
+                keepalive.as_mut().reset(tokio::time::Instant::now() + keepalive_every);
+            }
+            _ = &mut keepalive => {
+                let frame = Bytes::from_static(KEEPALIVE_FRAME);
+                if write_batch(&mut socket, &mut out_rx, frame, &state).await.is_err() {
+                    break None;
+                }
+                keepalive.as_mut().reset(tokio::time::Instant::now() + keepalive_every);
             }
             incoming = socket.recv() => match incoming {
                 Some(Ok(WsMessage::Binary(bytes))) => {
