@@ -94,3 +94,63 @@ async fn a_random_frame_storm_never_takes_the_server_down() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_dropped_and_nobody_else_waits() {
+    use futures_util::StreamExt;
+    let server = TestServer::start_with(|c| c.outbound_queue_frames = 8).await;
+    let writer = server.client("slow", "writer").await;
+    let healthy = server.client("slow", "healthy").await;
+    // A raw client that completes nothing and never reads again.
+    let url = server.ws_url(APP, "slow", &server.token("slow", "sloth"));
+    let mut stuck = raw_connect(&url).await.unwrap();
+    eventually(10, "three members", || {
+        server.state.metrics.open_connections() == 3
+    })
+    .await
+    .unwrap();
+
+    // ~16 MB of edits: far more than the socket buffers and 8 queued frames hold.
+    // Paced in rounds the healthy client keeps up with; the stuck one falls behind.
+    let chunk = "x".repeat(64 * 1024);
+    for round in 1..=64 {
+        for _ in 0..4 {
+            writer.insert_title(0, &chunk);
+        }
+        eventually(30, "the healthy client keeps up", || {
+            healthy.title().len() == round * 4 * chunk.len()
+        })
+        .await
+        .unwrap();
+    }
+    eventually(10, "the stuck client was closed as a slow consumer", || {
+        server
+            .state
+            .metrics
+            .render()
+            .contains("chorus_connections_closed_total{code=\"1013\",reason=\"slow-consumer\"} 1")
+    })
+    .await
+    .unwrap();
+    assert!(writer.closed().is_none() && healthy.closed().is_none());
+
+    // When it reads again it finds the close frame after what was already in flight.
+    let mut code = None;
+    let drained = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while let Some(Ok(m)) = stuck.next().await {
+            if let WsMessage::Close(Some(f)) = m {
+                code = Some(u16::from(f.code));
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(
+        drained.is_ok(),
+        "stuck client never saw the end of its stream"
+    );
+    assert!(
+        code.is_none() || code == Some(1013),
+        "closed with {code:?}, expected 1013 or a dropped socket"
+    );
+}

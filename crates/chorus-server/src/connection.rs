@@ -34,6 +34,9 @@ const WRITE_BATCH: usize = 64;
 /// nothing for 30 s (websocket pings are invisible to browser code); this frame is
 /// a no-op for y-protocols yet counts as a message.
 pub const KEEPALIVE_FRAME: &[u8] = &[1, 1, 0];
+/// A socket that accepts no bytes for this long is dropped: its peer stopped
+/// reading, and the room has already let it go (its queue filled up).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing socket waits for the peer's close reply.
 const CLOSE_HANDSHAKE_WAIT: Duration = Duration::from_secs(2);
 
@@ -201,8 +204,28 @@ async fn run(
     }
 }
 
-/// Write `first` and whatever else is already queued, then flush once.
+/// Write `first` and whatever else is already queued, then flush once; give up
+/// after [`WRITE_TIMEOUT`] without progress.
 async fn write_batch(
+    socket: &mut WebSocket,
+    queue: &mut mpsc::Receiver<Bytes>,
+    first: Bytes,
+    state: &AppState,
+) -> Result<(), WriteFailed> {
+    match tokio::time::timeout(WRITE_TIMEOUT, write_frames(socket, queue, first, state)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(WriteFailed),
+        Err(_) => {
+            debug!("socket write timed out");
+            Err(WriteFailed)
+        }
+    }
+}
+
+/// The socket failed or stalled; the connection is over.
+struct WriteFailed;
+
+async fn write_frames(
     socket: &mut WebSocket,
     queue: &mut mpsc::Receiver<Bytes>,
     first: Bytes,
