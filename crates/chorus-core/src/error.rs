@@ -28,7 +28,24 @@ pub enum RoomError {
     /// An awareness state is not a JSON object (or `null`).
     #[error("awareness state is not a JSON object")]
     AwarenessNotObject,
+    /// The document reached its size quota and is read-only for everyone.
+    #[error("document reached its size limit")]
+    DocumentTooLarge,
     /// The connection is not a member of the room (already left).
     #[error("connection is not in this room")]
     UnknownConnection,
+}
+
+/// Why a stored document could not be turned into a room.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    /// Record `n` (0 = the snapshot, if any) is not a valid update.
+    #[error("stored record {0} does not decode")]
+    Undecodable(usize),
+    /// The stored records leave a dependency gap.
+    #[error("stored records depend on content that is not stored")]
+    MissingDependencies,
+    /// yrs panicked while applying the stored records.
+    #[error("applying the stored records panicked")]
+    Panicked,
 }

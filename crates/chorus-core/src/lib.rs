@@ -22,9 +22,10 @@
 
 mod awareness;
 mod error;
+pub mod render;
 mod room;
 mod session;
 
-pub use error::RoomError;
-pub use room::{ConnId, Peer, Room, RoomLimits};
+pub use error::{LoadError, RoomError};
+pub use room::{ConnId, Peer, Room, RoomLimits, ROOT_BODY, ROOT_TITLE};
 pub use session::Session;

@@ -1,7 +1,7 @@
 //! [`Room`]: one live document and its members.
 
 use crate::awareness::{AwarenessState, AwarenessStates};
-use crate::{RoomError, Session};
+use crate::{LoadError, RoomError, Session};
 use bytes::Bytes;
 use chorus_protocol::{
     decode_awareness, encode_awareness, encode_sync, ChorusMessage, Message, SyncMessage,
@@ -53,6 +53,8 @@ struct Member<P> {
     peer: P,
     awareness_ids: Vec<u64>,
     refused_writes: u32,
+    /// Sync step 2 + update messages received from this connection ("saved up to N").
+    update_messages: u64,
 }
 
 /// The names of the two roots every Chorus document has.
@@ -73,6 +75,14 @@ pub struct Room<P: Peer> {
     /// Members whose peer refused a frame; removed at the end of the operation.
     dead: Vec<ConnId>,
     poisoned: bool,
+    /// Integrated updates not yet handed to the store, in order.
+    unsaved: Vec<Vec<u8>>,
+    /// Connections whose update-message count changed since the last [`Room::take_acks`].
+    ack_due: Vec<ConnId>,
+    /// Users whose updates changed the document since the last [`Room::take_contributors`].
+    contributors: Vec<String>,
+    /// Set when the document reached its size quota: no client update is applied.
+    read_only: bool,
 }
 
 impl<P: Peer> Room<P> {
@@ -103,7 +113,112 @@ impl<P: Peer> Room<P> {
             limits,
             dead: Vec::new(),
             poisoned: false,
+            unsaved: Vec::new(),
+            ack_due: Vec::new(),
+            contributors: Vec::new(),
+            read_only: false,
         }
+    }
+
+    /// A room holding a stored document: `snapshot` (if any) then `updates`, in order.
+    /// Fails if a record does not decode or leaves a dependency gap (never a partial
+    /// document: serving it would let an empty or truncated draft overwrite the stored one).
+    pub fn from_stored<'a>(
+        limits: RoomLimits,
+        snapshot: Option<&'a [u8]>,
+        updates: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<Self, LoadError> {
+        let room = Room::new(limits);
+        let doc = &room.doc;
+        let loaded = guarded(|| {
+            let mut txn = doc.transact_mut();
+            for (i, bytes) in snapshot.into_iter().chain(updates).enumerate() {
+                let update = Update::decode_v1(bytes).map_err(|_| LoadError::Undecodable(i))?;
+                txn.apply_update(update)
+                    .map_err(|_| LoadError::Undecodable(i))?;
+            }
+            if txn.has_missing_updates() {
+                return Err(LoadError::MissingDependencies);
+            }
+            Ok(())
+        });
+        match loaded {
+            None => return Err(LoadError::Panicked),
+            Some(Err(e)) => return Err(e),
+            Some(Ok(())) => {}
+        }
+        // What loading emitted is already stored.
+        room.emitted_take();
+        Ok(room)
+    }
+
+    /// Integrated updates since the last call, for the store (lib0 v1, in order).
+    pub fn take_unsaved(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.unsaved)
+    }
+
+    /// `(connection, update messages received)` for every connection whose count
+    /// changed since the last call. Once everything taken before is durable, each may
+    /// be told "saved up to n" with [`Room::send_saved`].
+    pub fn take_acks(&mut self) -> Vec<(ConnId, u64)> {
+        let due = std::mem::take(&mut self.ack_due);
+        due.into_iter()
+            .filter_map(|c| self.members.get(&c).map(|m| (c, m.update_messages)))
+            .collect()
+    }
+
+    /// User ids whose updates changed the document since the last call (deduplicated).
+    pub fn take_contributors(&mut self) -> Vec<String> {
+        let mut users = std::mem::take(&mut self.contributors);
+        users.sort();
+        users.dedup();
+        users
+    }
+
+    /// Tell `conn` (if it is still here and opted in) that its first `n` update messages are durable.
+    pub fn send_saved(&mut self, conn: ConnId, n: u64) {
+        if self
+            .members
+            .get(&conn)
+            .is_some_and(|m| m.session.extensions)
+        {
+            self.send_to(conn, ChorusMessage::Saved { n }.encode());
+            self.reap();
+        }
+    }
+
+    /// Turn the quota guard on or off. When on, client updates that would change the
+    /// document are refused with [`RoomError::DocumentTooLarge`]; opted-in members are
+    /// told once when it turns on.
+    pub fn set_read_only(&mut self, read_only: bool) {
+        if read_only && !self.read_only {
+            let frame = ChorusMessage::Error {
+                code: "document-too-large".into(),
+                message: "the document reached its size limit and is read-only".into(),
+            }
+            .encode();
+            let opted_in: Vec<ConnId> = self
+                .members
+                .iter()
+                .filter(|(_, m)| m.session.extensions)
+                .map(|(c, _)| *c)
+                .collect();
+            for c in opted_in {
+                self.send_to(c, frame.clone());
+            }
+            self.reap();
+        }
+        self.read_only = read_only;
+    }
+
+    /// True while the quota guard is on.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Close handles would live with the transport; the room only lists who is here.
+    pub fn members(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.members.keys().copied()
     }
 
     /// The underlying document (read access for renderers, stores and tests).
@@ -159,6 +274,7 @@ impl<P: Peer> Room<P> {
                 peer,
                 awareness_ids: Vec::new(),
                 refused_writes: 0,
+                update_messages: 0,
             },
         );
     }
@@ -209,6 +325,17 @@ impl<P: Peer> Room<P> {
             .flatten()
             .ok_or(RoomError::Malformed { what: "update" })?;
         let member = self.members.get_mut(&conn).expect("checked by receive");
+        member.update_messages += 1;
+        if !self.ack_due.contains(&conn) {
+            self.ack_due.push(conn);
+        }
+        if self.read_only && member.session.can_edit() && !update.is_empty() {
+            let sv = self.doc.transact().state_vector();
+            if update.extends(&sv) || !update.delete_set().is_empty() {
+                return Err(RoomError::DocumentTooLarge);
+            }
+            return Ok(());
+        }
         if !member.session.can_edit() {
             if update.is_empty() {
                 return Ok(());
@@ -253,7 +380,10 @@ impl<P: Peer> Room<P> {
             self.emitted_take();
             return Err(RoomError::Malformed { what: "update" });
         };
-        self.broadcast_emitted(Some(conn));
+        if self.broadcast_emitted(Some(conn)) {
+            let user = self.members[&conn].session.user_id.clone();
+            self.contributors.push(user);
+        }
         if !applied {
             return Err(RoomError::Malformed { what: "update" });
         }
@@ -346,11 +476,16 @@ impl<P: Peer> Room<P> {
         std::mem::take(&mut *self.emitted.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Broadcast every update the document emitted, encoded once per update.
-    fn broadcast_emitted(&mut self, origin: Option<ConnId>) {
-        for update in self.emitted_take() {
+    /// Broadcast every update the document emitted, encoded once per update, and keep
+    /// it for the store. True if anything was emitted.
+    fn broadcast_emitted(&mut self, origin: Option<ConnId>) -> bool {
+        let emitted = self.emitted_take();
+        let any = !emitted.is_empty();
+        for update in emitted {
             self.broadcast(encode_sync(SYNC_UPDATE, &update), origin);
+            self.unsaved.push(update);
         }
+        any
     }
 
     fn send_to(&mut self, conn: ConnId, frame: Bytes) {

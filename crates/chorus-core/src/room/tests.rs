@@ -319,3 +319,105 @@ fn a_member_that_cannot_keep_up_is_dropped() {
     r.receive(ConnId(1), update_msg(&u)).unwrap();
     assert_eq!(r.member_count(), 1);
 }
+
+#[test]
+fn integrated_updates_and_acks_are_handed_out_for_the_store() {
+    let mut r = room();
+    let a = Recorder::default();
+    r.join(ConnId(1), session("a", Mode::Edit), a.clone());
+    // Step 2 (empty) and two updates: three update messages.
+    r.receive(
+        ConnId(1),
+        Message::Sync(SyncMessage::Step2(Bytes::from_static(Update::EMPTY_V1))),
+    )
+    .unwrap();
+    let (doc, u1) = client_edit(11, "ab");
+    r.receive(ConnId(1), update_msg(&u1)).unwrap();
+    let t = doc.get_or_insert_text("title");
+    let mut txn = doc.transact_mut();
+    t.insert(&mut txn, 2, "c");
+    let u2 = txn.encode_update_v1();
+    drop(txn);
+    r.receive(ConnId(1), update_msg(&u2)).unwrap();
+
+    let unsaved = r.take_unsaved();
+    assert_eq!(unsaved.len(), 2, "the empty step 2 emitted nothing");
+    assert!(r.take_unsaved().is_empty());
+    assert_eq!(r.take_acks(), vec![(ConnId(1), 3)]);
+    assert!(r.take_acks().is_empty());
+    assert_eq!(r.take_contributors(), vec!["a".to_string()]);
+
+    // What the store got rebuilds the same document.
+    let stored = Room::<Recorder>::from_stored(
+        RoomLimits::default(),
+        None,
+        unsaved.iter().map(|u| u.as_slice()),
+    )
+    .unwrap();
+    assert_eq!(title_of(&stored), "abc");
+
+    a.take();
+    r.send_saved(ConnId(1), 3);
+    assert_eq!(
+        a.take(),
+        vec![Message::Chorus(ChorusMessage::Saved { n: 3 })]
+    );
+}
+
+#[test]
+fn saved_acks_go_only_to_opted_in_clients() {
+    let mut r = room();
+    let a = Recorder::default();
+    let mut plain = (*session("a", Mode::Edit)).clone();
+    plain.extensions = false;
+    r.join(ConnId(1), Arc::new(plain), a.clone());
+    a.take();
+    r.send_saved(ConnId(1), 1);
+    assert!(a.take().is_empty());
+}
+
+#[test]
+fn loading_refuses_gaps_and_garbage_rather_than_serving_a_partial_document() {
+    let (doc, _first) = client_edit(44, "first");
+    let t = doc.get_or_insert_text("title");
+    let mut txn = doc.transact_mut();
+    t.insert(&mut txn, 5, " second");
+    let second = txn.encode_update_v1();
+    drop(txn);
+    assert_eq!(
+        Room::<Recorder>::from_stored(RoomLimits::default(), None, [second.as_slice()]).err(),
+        Some(LoadError::MissingDependencies)
+    );
+    assert_eq!(
+        Room::<Recorder>::from_stored(RoomLimits::default(), Some(&[1, 2, 3][..]), []).err(),
+        Some(LoadError::Undecodable(0))
+    );
+}
+
+#[test]
+fn a_read_only_document_refuses_changes_but_not_known_content() {
+    let mut r = room();
+    let (a, b) = (Recorder::default(), Recorder::default());
+    r.join(ConnId(1), session("a", Mode::Edit), a.clone());
+    r.join(ConnId(2), session("b", Mode::Edit), b.clone());
+    let (_, u) = client_edit(11, "full");
+    r.receive(ConnId(1), update_msg(&u)).unwrap();
+    b.take();
+    r.set_read_only(true);
+    let warned = b.take();
+    assert!(matches!(
+        warned.as_slice(),
+        [Message::Chorus(ChorusMessage::Error { code, .. })] if code == "document-too-large"
+    ));
+    // Re-sending what the document already has is fine (a reconnect's step 2).
+    r.receive(ConnId(1), update_msg(&u)).unwrap();
+    let (_, more) = client_edit(22, "more");
+    assert_eq!(
+        r.receive(ConnId(2), update_msg(&more)),
+        Err(RoomError::DocumentTooLarge)
+    );
+    assert_eq!(title_of(&r), "full");
+    r.set_read_only(false);
+    r.receive(ConnId(2), update_msg(&more)).unwrap();
+    assert!(title_of(&r).contains("more"));
+}
