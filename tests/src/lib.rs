@@ -9,7 +9,9 @@
 use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
 use chorus_auth::{mint_session, Mode, Secret, SessionClaims};
-use chorus_protocol::{decode_awareness, encode_awareness, encode_sync, Message, SyncMessage};
+use chorus_protocol::{
+    decode_awareness, encode_awareness, encode_sync, ChorusMessage, Message, SyncMessage,
+};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -48,7 +50,7 @@ pub struct TestServer {
     pub state: chorus_server::AppState,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl TestServer {
@@ -60,9 +62,19 @@ impl TestServer {
     /// Like [`TestServer::start`], with the config adjusted first.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
+        let mut server = Self::start_in(&dir.path().join("data"), adjust).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    /// Start on an existing data directory (to test restarts); the caller owns it.
+    pub async fn start_in(
+        data_dir: &std::path::Path,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestServer {
         let mut config = Config {
             bind: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.path().join("data"),
+            data_dir: data_dir.to_owned(),
             shutdown_grace_secs: 5,
             apps: vec![
                 app(APP, &SECRETS, true),
@@ -85,7 +97,7 @@ impl TestServer {
             state,
             stop: Some(tx),
             task: Some(task),
-            _dir: dir,
+            _dir: None,
         }
     }
 
@@ -112,6 +124,14 @@ impl TestServer {
         c
     }
 
+    /// Like [`TestServer::client`], opted in to Chorus extension messages (saved acks).
+    pub async fn ext_client(&self, doc: &str, user: &str) -> YClient {
+        let url = format!("{}&chorus=1", self.ws_url(APP, doc, &self.token(doc, user)));
+        let c = YClient::connect(&url).await.unwrap();
+        c.wait_synced().await.unwrap();
+        c
+    }
+
     /// Signal shutdown and wait for the server to finish draining.
     pub async fn stop(mut self) -> std::io::Result<()> {
         let _ = self.stop.take().unwrap().send(());
@@ -133,6 +153,46 @@ pub fn token_for(app: &str, secret: &str, doc: &str, user: &str, mode: Mode) -> 
     let mut claims = SessionClaims::new(app, user, doc, mode, now() + 3600);
     claims.name = Some(format!("{user} (from token)"));
     mint_session(&Secret::new(secret), &claims).unwrap()
+}
+
+/// A minimal HTTP/1.1 request (keeps the test crate free of an HTTP client):
+/// returns status, lower-cased headers and body.
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, HashMap<String, String>, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("Content-Length: 0\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete response head");
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
+    let body = buf[split + 4..].to_vec();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap()[9..12].parse().unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body)
+}
+
+/// A host token for `app` (optionally restricted to one document).
+pub fn host_token(app: &str, secret: &str, doc: Option<&str>) -> String {
+    let mut claims = chorus_auth::HostClaims::new(app, now() + 3600);
+    claims.doc = doc.map(str::to_owned);
+    chorus_auth::mint_host(&Secret::new(secret), &claims).unwrap()
 }
 
 /// Poll `cond` every 10 ms until it holds or `secs` pass.
@@ -185,6 +245,12 @@ struct Shared {
     awareness: HashMap<u64, serde_json::Value>,
     closed: Option<(u16, String)>,
     received_updates: usize,
+    /// Sync step 2 + update messages sent (what "saved up to n" counts).
+    sent_update_messages: u64,
+    /// Highest "saved up to n" received.
+    saved: u64,
+    /// Chorus error codes received.
+    errors: Vec<String>,
 }
 
 /// A y-websocket client: a yrs document kept in sync over one socket.
@@ -258,20 +324,47 @@ impl YClient {
         let _ = self.out.send(WsMessage::Binary(frame));
     }
 
-    /// Wait until the server's step 2 has been applied.
-    pub async fn wait_synced(&self) -> anyhow::Result<()> {
-        eventually(10, "initial sync", || self.shared.lock().unwrap().synced).await
+    /// Send an update message; returns its number among this connection's update
+    /// messages (the `n` that "saved up to n" refers to).
+    pub fn send_update(&self, update: &[u8]) -> u64 {
+        let n = {
+            let mut s = self.shared.lock().unwrap();
+            s.sent_update_messages += 1;
+            s.sent_update_messages
+        };
+        self.send_raw(encode_sync(2, update));
+        n
     }
 
-    /// Insert into `title` at `index` and send the update.
-    pub fn insert_title(&self, index: u32, text: &str) {
+    /// Highest "saved up to n" received (needs `chorus=1`).
+    pub fn saved(&self) -> u64 {
+        self.shared.lock().unwrap().saved
+    }
+
+    /// Chorus error codes received so far.
+    pub fn errors(&self) -> Vec<String> {
+        self.shared.lock().unwrap().errors.clone()
+    }
+
+    /// Wait until the server's step 2 has been applied.
+    pub async fn wait_synced(&self) -> anyhow::Result<()> {
+        self.wait_synced_for(10).await
+    }
+
+    /// Like [`YClient::wait_synced`] with a custom timeout (large documents).
+    pub async fn wait_synced_for(&self, secs: u64) -> anyhow::Result<()> {
+        eventually(secs, "initial sync", || self.shared.lock().unwrap().synced).await
+    }
+
+    /// Insert into `title` at `index` and send the update; returns its message number.
+    pub fn insert_title(&self, index: u32, text: &str) -> u64 {
         use yrs::Text;
         let t = self.doc.get_or_insert_text("title");
         let mut txn = self.doc.transact_mut();
         t.insert(&mut txn, index, text);
         let u = txn.encode_update_v1();
         drop(txn);
-        self.send_raw(encode_sync(2, &u));
+        self.send_update(&u)
     }
 
     /// Append a paragraph `<p>text</p>` to `body` and send the update.
@@ -283,7 +376,7 @@ impl YClient {
         p.push_back(&mut txn, XmlTextPrelim::new(text));
         let u = txn.encode_update_v1();
         drop(txn);
-        self.send_raw(encode_sync(2, &u));
+        self.send_update(&u);
     }
 
     /// The current `title`.
@@ -368,6 +461,7 @@ fn handle_frame(
         Message::Sync(SyncMessage::Step1(sv)) => {
             let sv = StateVector::decode_v1(&sv).unwrap();
             let diff = doc.transact().encode_state_as_update_v1(&sv);
+            shared.lock().unwrap().sent_update_messages += 1;
             let _ = out.send(WsMessage::Binary(encode_sync(1, &diff)));
         }
         Message::Sync(SyncMessage::Step2(u)) | Message::Sync(SyncMessage::Update(u)) => {
@@ -393,6 +487,13 @@ fn handle_frame(
                         .insert(e.client_id, serde_json::from_str(&e.state).unwrap());
                 }
             }
+        }
+        Message::Chorus(ChorusMessage::Saved { n }) => {
+            let mut s = shared.lock().unwrap();
+            s.saved = s.saved.max(n);
+        }
+        Message::Chorus(ChorusMessage::Error { code, .. }) => {
+            shared.lock().unwrap().errors.push(code);
         }
         _ => {}
     }

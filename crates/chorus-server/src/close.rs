@@ -55,6 +55,9 @@ pub enum CloseReason {
     /// The document could not be kept in memory safely (e.g. yrs panicked).
     #[error("document reset")]
     DocumentReset,
+    /// The document could not be loaded from the store.
+    #[error("document unavailable")]
+    DocumentUnavailable,
     /// The server is shutting down.
     #[error("server restarting")]
     Shutdown,
@@ -73,12 +76,12 @@ impl CloseReason {
                 | RoomError::MissingDependencies
                 | RoomError::AwarenessNotObject => MALFORMED,
                 RoomError::ViewOnlyWrite => FORBIDDEN,
-                RoomError::AwarenessTooLarge { .. } => TOO_LARGE,
+                RoomError::AwarenessTooLarge { .. } | RoomError::DocumentTooLarge => TOO_LARGE,
                 RoomError::UnknownConnection => INTERNAL,
             },
             CloseReason::MessageTooLarge => TOO_LARGE,
             CloseReason::SlowConsumer => TRY_AGAIN_LATER,
-            CloseReason::DocumentReset => INTERNAL,
+            CloseReason::DocumentReset | CloseReason::DocumentUnavailable => INTERNAL,
             CloseReason::Shutdown => RESTARTING,
         }
     }
@@ -110,11 +113,13 @@ impl CloseReason {
                 RoomError::ViewOnlyWrite => "view-only",
                 RoomError::AwarenessTooLarge { .. } => "awareness-too-large",
                 RoomError::AwarenessNotObject => "malformed-awareness",
+                RoomError::DocumentTooLarge => "document-too-large",
                 RoomError::UnknownConnection => "internal-error",
             },
             CloseReason::MessageTooLarge => "message-too-large",
             CloseReason::SlowConsumer => "slow-consumer",
             CloseReason::DocumentReset => "document-reset",
+            CloseReason::DocumentUnavailable => "document-unavailable",
             CloseReason::Shutdown => "server-restarting",
         }
     }

@@ -68,6 +68,18 @@ pub struct Config {
     pub keepalive_secs: u64,
     /// Clock skew tolerated on token `exp`/`nbf`, in seconds.
     pub token_leeway_secs: u64,
+    /// Share one fsync among every write waiting for it (off: one fsync per write; for benchmarks).
+    pub store_group_commit: bool,
+    /// Unload a document nobody is connected to after this many seconds.
+    pub idle_unload_secs: u64,
+    /// Keep at most this many documents in memory (idle ones are unloaded, least recently used first).
+    pub max_loaded_docs: usize,
+    /// Write a new snapshot after this many update log records...
+    pub compact_after_updates: u64,
+    /// ...or this many update log bytes.
+    pub compact_after_bytes: u64,
+    /// A document larger than this many bytes turns read-only for everyone.
+    pub max_document_bytes: u64,
     /// Registered host applications.
     pub apps: Vec<AppConfig>,
 }
@@ -86,13 +98,19 @@ impl Default for Config {
             shutdown_grace_secs: 10,
             keepalive_secs: 15,
             token_leeway_secs: chorus_auth::DEFAULT_LEEWAY_SECS,
+            store_group_commit: true,
+            idle_unload_secs: 30,
+            max_loaded_docs: 10_000,
+            compact_after_updates: 1_000,
+            compact_after_bytes: 1 << 20,
+            max_document_bytes: 32 << 20,
             apps: Vec::new(),
         }
     }
 }
 
 /// Every key of [`Config`], as read from `CHORUS_<KEY>` environment variables.
-const ENV_KEYS: [&str; 12] = [
+const ENV_KEYS: [&str; 18] = [
     "bind",
     "data_dir",
     "demo",
@@ -104,6 +122,12 @@ const ENV_KEYS: [&str; 12] = [
     "shutdown_grace_secs",
     "keepalive_secs",
     "token_leeway_secs",
+    "store_group_commit",
+    "idle_unload_secs",
+    "max_loaded_docs",
+    "compact_after_updates",
+    "compact_after_bytes",
+    "max_document_bytes",
     "apps",
 ];
 
@@ -173,6 +197,11 @@ impl Config {
                 "keepalive_secs must be between 1 and 29 (stock clients give up after 30 s)".into(),
             ));
         }
+        if self.max_loaded_docs == 0 || self.compact_after_updates == 0 {
+            return Err(ConfigError::Invalid(
+                "max_loaded_docs and compact_after_updates must be at least 1".into(),
+            ));
+        }
         if self.outbound_queue_frames == 0 {
             return Err(ConfigError::Invalid(
                 "outbound_queue_frames must be at least 1".into(),
@@ -197,6 +226,17 @@ impl Config {
             }
         }
         v
+    }
+
+    /// How documents are kept in memory and in the store.
+    pub fn doc_policy(&self) -> crate::registry::DocPolicy {
+        crate::registry::DocPolicy {
+            idle_unload: std::time::Duration::from_secs(self.idle_unload_secs),
+            max_loaded: self.max_loaded_docs,
+            compact_after_updates: self.compact_after_updates,
+            compact_after_bytes: self.compact_after_bytes,
+            max_document_bytes: self.max_document_bytes,
+        }
     }
 
     /// The app registry these settings describe (`demo_secret` must be resolved first).

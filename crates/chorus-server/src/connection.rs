@@ -124,26 +124,19 @@ async fn run(
     let conn = ConnId(NEXT_CONN.fetch_add(1, Ordering::Relaxed));
     let control = Arc::new(ConnControl::default());
     let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(state.config.outbound_queue_frames);
-    let mut join = DocCommand::Join {
+    let join = DocCommand::Join {
         conn,
         session: session.clone(),
         peer: QueuePeer::new(out_tx, control.clone()),
     };
-    // A document actor that just stopped (after a reset) is replaced on the retry.
-    let mut doc = state.documents.get_or_start(&key);
-    for attempt in 0..2 {
-        match doc.send(join).await {
-            Ok(()) => break,
-            Err(cmd) if attempt == 0 => {
-                join = cmd;
-                doc = state.documents.get_or_start(&key);
-            }
-            Err(_) => {
-                close_socket(socket, Closing::from(&CloseReason::DocumentReset), &state).await;
-                return;
-            }
+    // A document actor that just stopped (unloading, or after a reset) is replaced.
+    let doc = match state.documents.dispatch(&key, join).await {
+        Ok(doc) => doc,
+        Err(_) => {
+            close_socket(socket, Closing::from(&CloseReason::DocumentReset), &state).await;
+            return;
         }
-    }
+    };
     state.metrics.connection_opened();
     debug!(conn = conn.0, app = %key.0, doc = %key.1, user = %session.user_id, mode = session.mode.as_str(), "joined");
 

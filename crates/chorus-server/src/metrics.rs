@@ -50,6 +50,11 @@ pub struct Metrics {
     documents_loaded: AtomicI64,
     inbound: PerKind,
     outbound: PerKind,
+    store_flushes: AtomicU64,
+    store_jobs: AtomicU64,
+    store_records: AtomicU64,
+    store_flush_micros: AtomicU64,
+    store_errors: AtomicU64,
     refused: Mutex<BTreeMap<&'static str, u64>>,
     closed: Mutex<BTreeMap<(u16, &'static str), u64>>,
 }
@@ -89,6 +94,20 @@ impl Metrics {
     /// One frame written to a socket.
     pub fn outbound(&self, kind: &str, bytes: usize) {
         self.outbound.add(kind, bytes);
+    }
+
+    /// One group commit: `jobs` jobs with `records` log records, flushed in `took`.
+    pub fn store_flush(&self, jobs: usize, records: usize, took: std::time::Duration) {
+        self.store_flushes.fetch_add(1, Relaxed);
+        self.store_jobs.fetch_add(jobs as u64, Relaxed);
+        self.store_records.fetch_add(records as u64, Relaxed);
+        self.store_flush_micros
+            .fetch_add(took.as_micros() as u64, Relaxed);
+    }
+
+    /// A store write or flush failed.
+    pub fn store_error(&self) {
+        self.store_errors.fetch_add(1, Relaxed);
     }
 
     /// A connection attempt refused before it joined a document.
@@ -162,6 +181,41 @@ impl Metrics {
                     "{name}{{type=\"{kind}\"}} {}",
                     per.bytes[i].load(Relaxed)
                 );
+            }
+        }
+        for (name, help, v) in [
+            (
+                "chorus_store_flushes_total",
+                "Group commits (one fsync each).",
+                &self.store_flushes,
+            ),
+            (
+                "chorus_store_jobs_total",
+                "Write jobs made durable, across all group commits.",
+                &self.store_jobs,
+            ),
+            (
+                "chorus_store_records_total",
+                "Update log records written.",
+                &self.store_records,
+            ),
+            (
+                "chorus_store_write_seconds_total",
+                "Time spent writing and flushing.",
+                &self.store_flush_micros,
+            ),
+            (
+                "chorus_store_errors_total",
+                "Group commits that failed (nothing in them acknowledged).",
+                &self.store_errors,
+            ),
+        ] {
+            counter_head(&mut out, name, help);
+            let value = v.load(Relaxed);
+            if name == "chorus_store_write_seconds_total" {
+                let _ = writeln!(out, "{name} {}", value as f64 / 1e6);
+            } else {
+                let _ = writeln!(out, "{name} {value}");
             }
         }
         counter_head(

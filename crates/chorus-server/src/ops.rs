@@ -13,19 +13,23 @@ pub async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: 200 when the service accepts new work, 503 while draining.
+/// `GET /readyz`: 200 when the service accepts new work; 503 while draining or
+/// while the store cannot be written.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if state.draining.load(Ordering::Relaxed) {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "status": "draining" })),
-        )
+    let status = if state.draining.load(Ordering::Relaxed) {
+        "draining"
+    } else if !state.is_ready() {
+        "store-unwritable"
     } else {
-        (
+        return (
             StatusCode::OK,
             Json(serde_json::json!({ "status": "ready" })),
-        )
-    }
+        );
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(serde_json::json!({ "status": status })),
+    )
 }
 
 /// `GET /metrics`: Prometheus text format.

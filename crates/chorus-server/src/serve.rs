@@ -2,13 +2,15 @@
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::persistence::Persistence;
 use crate::registry::Documents;
-use crate::{connection, demo, ops};
+use crate::{api, connection, demo, ops};
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::Router;
 use chorus_auth::AppRegistry;
 use chorus_core::RoomLimits;
+use chorus_store::{SledStore, Store, StoreError};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::ops::Deref;
@@ -40,6 +42,8 @@ pub struct Shared {
     pub tracker: TaskTracker,
     /// True from the start of shutdown (readiness turns false).
     pub draining: AtomicBool,
+    /// The group-commit writer (its health feeds readiness).
+    pub persistence: Arc<Persistence>,
 }
 
 impl Deref for AppState {
@@ -50,23 +54,53 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    /// State for `config` (the demo secret, if any, must already be resolved).
-    pub fn new(config: Config) -> Self {
+    /// State for `config` over `store` (the demo secret, if any, must already be resolved).
+    pub fn new(config: Config, store: Arc<dyn Store>) -> Self {
         let metrics = Arc::new(Metrics::default());
         let limits = RoomLimits {
             max_awareness_state_bytes: config.max_awareness_state_bytes,
             ..RoomLimits::default()
         };
+        let (persistence, _writer) =
+            Persistence::start(store, config.store_group_commit, metrics.clone());
+        let persistence = Arc::new(persistence);
         AppState(Arc::new(Shared {
             apps: config.app_registry(),
-            documents: Documents::new(limits, metrics.clone()),
+            documents: Documents::new(
+                limits,
+                config.doc_policy(),
+                metrics.clone(),
+                persistence.clone(),
+            ),
             metrics,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             draining: AtomicBool::new(false),
+            persistence,
             config,
         }))
     }
+
+    /// True when the service should receive new work: not draining, store writable.
+    pub fn is_ready(&self) -> bool {
+        !self.draining.load(Ordering::Relaxed) && self.persistence.is_healthy()
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listen address could not be bound.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// All routes of the service.
@@ -75,7 +109,9 @@ pub fn build_router(state: AppState) -> Router {
         .route("/v1/ws/{app}/{content}", get(connection::ws_handler))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics));
+        .route("/metrics", get(ops::metrics))
+        .route("/v1/apps/{app}/docs", get(api::list_docs))
+        .route("/v1/apps/{app}/docs/{doc}/draft", get(api::get_draft));
     if state.config.demo {
         router = router
             .route("/demo", get(demo::page))
@@ -91,12 +127,29 @@ pub struct Server {
 }
 
 impl Server {
-    /// Bind `config.bind` (port 0 picks a free port).
-    pub async fn bind(config: Config) -> std::io::Result<Server> {
-        let listener = TcpListener::bind(config.bind).await?;
+    /// Open the store in `config.data_dir` and bind `config.bind` (port 0 picks a free port).
+    pub async fn bind(config: Config) -> Result<Server, StartError> {
+        let dir = config.data_dir.clone();
+        let store = tokio::task::spawn_blocking(move || SledStore::open(&dir))
+            .await
+            .map_err(|e| StoreError::Io(e.to_string()))??;
+        Self::bind_with_store(config, Arc::new(store)).await
+    }
+
+    /// Bind with a store of the caller's choosing.
+    pub async fn bind_with_store(
+        config: Config,
+        store: Arc<dyn Store>,
+    ) -> Result<Server, StartError> {
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.bind,
+                source,
+            })?;
         Ok(Server {
             listener,
-            state: AppState::new(config),
+            state: AppState::new(config, store),
         })
     }
 
@@ -127,6 +180,7 @@ impl Server {
             trigger.draining.store(true, Ordering::Relaxed);
             trigger.shutdown.cancel();
         };
+        let sweeper = tokio::spawn(state.documents.clone().sweep(state.shutdown.clone()));
         // Nagle's algorithm would hold small frames back up to 40 ms: every edit is small.
         let listener = self.listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
@@ -145,15 +199,23 @@ impl Server {
                 "connections still open after the shutdown grace period"
             );
         }
+        // Every document writes what it has and waits until it is durable.
+        let _ = sweeper.await;
+        state.documents.shutdown(grace).await;
         info!("stopped");
         Ok(())
     }
 }
 
-/// Bind and run `config` until `signal`.
+/// Open, bind and run `config` until `signal`.
 pub async fn serve(
     config: Config,
     signal: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    Server::bind(config).await?.run(signal).await
+) -> Result<(), StartError> {
+    let server = Server::bind(config).await?;
+    let addr = server.state.config.bind;
+    server
+        .run(signal)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
 }

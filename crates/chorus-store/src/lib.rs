@@ -1,0 +1,282 @@
+//! Persistence of Chorus documents.
+//!
+//! # What this crate owns
+//!
+//! Everything a document leaves on disk: per document a compacted **snapshot**, an
+//! append-only **update log** written since that snapshot, and **metadata**
+//! (timestamps, contributors, sizes, last state vector); plus a durable **outbox** of
+//! webhook events. The [`Store`] trait is the whole contract; [`SledStore`] is the
+//! embedded implementation and [`MemoryStore`] an in-memory fake with the same
+//! semantics for other crates' unit tests.
+//!
+//! The store is synchronous: the server calls it from its dedicated writer thread
+//! (writes, group-commit [`Store::flush`], compaction) and from `spawn_blocking`
+//! (loads, listings). Updates and snapshots are opaque bytes here.
+//!
+//! # On-disk layout (sled, one database in the data directory)
+//!
+//! | tree        | key                                   | value payload                      |
+//! |-------------|---------------------------------------|------------------------------------|
+//! | `snapshots` | `app \0 doc`                          | `upto_seq` (u64 BE) ++ snapshot    |
+//! | `log`       | `app \0 doc \0` ++ `seq` (u64 BE)     | one update                         |
+//! | `meta`      | `app \0 doc`                          | [`DocMeta`] as JSON                |
+//! | `outbox`    | event id (u64 BE)                     | `app` length (u32 BE) ++ `app` ++ payload |
+//!
+//! Every value is framed as `[crc32 of payload, 4 bytes LE][payload]` and verified on
+//! every read: sled 0.34 has open reports of corruption after abrupt stops, so a
+//! mismatch is reported as [`StoreError::Corrupt`] naming the document, never
+//! returned as a partial document and never a panic. Big-endian sequence numbers make
+//! a prefix scan of the `log` tree return a document's records in order; the `\0`
+//! separators (ids never contain `\0`) keep app `a` from seeing app `ab`.
+//!
+//! The snapshot record carries the sequence number it covers, so a snapshot is
+//! self-describing: [`Store::load`] skips log records `<= upto_seq` even if a crash
+//! left them behind or the metadata is older than the snapshot.
+//!
+//! # What it must not touch
+//!
+//! No yrs / CRDT semantics (updates are bytes; the caller assigns sequence numbers and
+//! computes state vectors), no websockets, tokens or HTTP, and no async runtime. It
+//! never decides *when* to write, flush or compact — the server's persistence policy
+//! does.
+
+mod codec;
+mod memory;
+mod sled_store;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use memory::MemoryStore;
+pub use sled_store::SledStore;
+
+/// (app id, content id). Ids never contain `'\0'` (the server validates them; the
+/// store refuses them with [`StoreError::InvalidId`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DocId {
+    /// The application (tenant) the document belongs to.
+    pub app: String,
+    /// The document (content) id within the app.
+    pub doc: String,
+}
+
+impl DocId {
+    /// Build an id from an app id and a document id.
+    pub fn new(app: impl Into<String>, doc: impl Into<String>) -> Self {
+        Self {
+            app: app.into(),
+            doc: doc.into(),
+        }
+    }
+
+    /// `Err(InvalidId)` if either part contains `'\0'`, which would make keys ambiguous.
+    fn check(&self) -> Result<(), StoreError> {
+        if self.app.contains('\0') || self.doc.contains('\0') {
+            return Err(StoreError::InvalidId(self.clone()));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for DocId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.app, self.doc)
+    }
+}
+
+/// Metadata kept next to each document (stored as JSON; unknown fields are ignored
+/// and missing ones default, so the format can grow).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DocMeta {
+    /// When the document was first stored (ms since the Unix epoch).
+    pub created_at_ms: u64,
+    /// When the document was last written (ms since the Unix epoch).
+    pub updated_at_ms: u64,
+    /// User ids of everyone who contributed an update.
+    pub contributors: BTreeSet<String>,
+    /// Snapshot bytes plus log bytes written since the snapshot.
+    pub size_bytes: u64,
+    /// Updates ever appended.
+    pub update_count: u64,
+    /// Last saved lib0-v1 state vector (a JSON byte array on disk).
+    pub state_vector: Vec<u8>,
+    /// Log sequence number covered by the current snapshot (0 = no snapshot).
+    pub snapshot_seq: u64,
+}
+
+/// A document as loaded: snapshot plus the log records written after it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredDoc {
+    /// lib0-v1 update of the whole document at snapshot time.
+    pub snapshot: Option<Vec<u8>>,
+    /// Last log seq included in the snapshot (0 if there is none).
+    pub snapshot_seq: u64,
+    /// Log records with `seq > snapshot_seq`, ascending seq.
+    pub updates: Vec<(u64, Vec<u8>)>,
+    /// The document's metadata; `snapshot_seq` always agrees with the field above.
+    pub meta: DocMeta,
+}
+
+/// One event of the webhook outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxEvent {
+    /// Monotonically increasing id (not contiguous); pass it to [`Store::outbox_ack`].
+    pub id: u64,
+    /// The app the event is for.
+    pub app: String,
+    /// The event body, opaque to the store.
+    pub payload: Vec<u8>,
+}
+
+/// One write inside a [`WriteBatch`], in the order it was added.
+#[derive(Clone, Debug)]
+enum BatchOp {
+    Append {
+        id: DocId,
+        seq: u64,
+        update: Vec<u8>,
+    },
+    Meta {
+        id: DocId,
+        meta: DocMeta,
+    },
+}
+
+/// One group-commit worth of writes across many documents.
+///
+/// Writes apply in the order they were added; a later [`put_meta`](Self::put_meta) for
+/// the same document replaces an earlier one.
+#[derive(Clone, Debug, Default)]
+pub struct WriteBatch {
+    ops: Vec<BatchOp>,
+}
+
+impl WriteBatch {
+    /// Append one update to a document's log. Seqs per document are assigned by the
+    /// caller: strictly increasing, starting at 1 (0 means "no snapshot" and would be
+    /// skipped on load).
+    pub fn append(&mut self, id: &DocId, seq: u64, update: &[u8]) {
+        debug_assert!(seq > 0, "log seqs start at 1");
+        self.ops.push(BatchOp::Append {
+            id: id.clone(),
+            seq,
+            update: update.to_vec(),
+        });
+    }
+
+    /// Replace a document's metadata.
+    pub fn put_meta(&mut self, id: &DocId, meta: &DocMeta) {
+        self.ops.push(BatchOp::Meta {
+            id: id.clone(),
+            meta: meta.clone(),
+        });
+    }
+
+    /// True if the batch holds no writes at all.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Number of writes (log appends plus metadata puts).
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Number of log records (appends only), e.g. for a "records written" metric.
+    pub fn record_count(&self) -> usize {
+        self.ops
+            .iter()
+            .filter(|op| matches!(op, BatchOp::Append { .. }))
+            .count()
+    }
+
+    /// Total bytes of the appended updates.
+    pub fn record_bytes(&self) -> usize {
+        self.ops
+            .iter()
+            .map(|op| match op {
+                BatchOp::Append { update, .. } => update.len(),
+                BatchOp::Meta { .. } => 0,
+            })
+            .sum()
+    }
+
+    fn check_ids(&self) -> Result<(), StoreError> {
+        self.ops.iter().try_for_each(|op| match op {
+            BatchOp::Append { id, .. } | BatchOp::Meta { id, .. } => id.check(),
+        })
+    }
+}
+
+/// Errors of this crate. Messages are for logs and operators, not for clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Open, write or flush failure; the message names the path or operation.
+    #[error("storage i/o error: {0}")]
+    Io(String),
+    /// Checksum mismatch, truncated record or bad metadata.
+    #[error("corrupt stored data{}: {detail}", .id.as_ref().map(|id| format!(" for document {id}")).unwrap_or_default())]
+    Corrupt {
+        /// The document the bad record belongs to, if it belongs to one.
+        id: Option<DocId>,
+        /// What was wrong and where.
+        detail: String,
+    },
+    /// The data directory cannot be written (found at open).
+    #[error("data directory {} is not writable (check permissions, free space and read-only mounts)", .0.display())]
+    ReadOnly(PathBuf),
+    /// A document id containing `'\0'`, which the key layout cannot represent.
+    #[error("invalid document id {0:?}: ids must not contain NUL")]
+    InvalidId(DocId),
+}
+
+/// Persistence of documents and the webhook outbox. Synchronous; implementations are
+/// shared between threads.
+pub trait Store: Send + Sync + 'static {
+    /// `None` if the document was never stored. Verifies every checksum; any mismatch
+    /// is `Err(Corrupt)`, never a partial document.
+    fn load(&self, id: &DocId) -> Result<Option<StoredDoc>, StoreError>;
+
+    /// Apply a batch (appends + metadata) atomically enough that a crash leaves each
+    /// record either whole or absent. Writes apply in batch order; [`SledStore`] does
+    /// not make the batch as a whole atomic (an error may leave a prefix of it written;
+    /// don't acknowledge it), [`MemoryStore`] does. Not necessarily durable until the
+    /// next [`flush`](Self::flush).
+    fn write(&self, batch: WriteBatch) -> Result<(), StoreError>;
+
+    /// Durability barrier: everything written before this returns is on disk (fsync).
+    /// One flush serves every batch written before it (group commit).
+    fn flush(&self) -> Result<(), StoreError>;
+
+    /// Replace the snapshot with `snapshot` covering log seqs `<= upto_seq`, store
+    /// `meta` (its `snapshot_seq` is set to `upto_seq`), then delete those log records.
+    /// Crash-safe in that order: load uses the snapshot and skips records
+    /// `<= snapshot_seq`. A compaction older than the current snapshot
+    /// (`upto_seq` below its seq) is ignored, because the newer snapshot already
+    /// covers more. Not necessarily durable until the next [`flush`](Self::flush).
+    fn compact(
+        &self,
+        id: &DocId,
+        snapshot: &[u8],
+        upto_seq: u64,
+        meta: &DocMeta,
+    ) -> Result<(), StoreError>;
+
+    /// Metadata of every stored document of `app`, sorted by doc id.
+    fn list(&self, app: &str) -> Result<Vec<(String, DocMeta)>, StoreError>;
+
+    /// Durable outbox for webhooks: append an event payload for an app; returns a
+    /// monotonically increasing id (also across restarts; not contiguous). Durable
+    /// after the next [`flush`](Self::flush), like every other write.
+    fn outbox_push(&self, app: &str, payload: &[u8]) -> Result<u64, StoreError>;
+
+    /// Up to `limit` pending events in id order.
+    fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError>;
+
+    /// Remove a delivered event. Acknowledging an unknown id is not an error.
+    fn outbox_ack(&self, id: u64) -> Result<(), StoreError>;
+}

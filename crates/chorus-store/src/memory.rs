@@ -1,0 +1,222 @@
+//! [`MemoryStore`]: the in-memory fake of [`Store`] for other crates' unit tests.
+//!
+//! Same observable semantics as [`SledStore`](crate::SledStore) (ordering, snapshot
+//! skipping, stale-compaction guard, prefix isolation, outbox ids) without checksums or
+//! files, plus failure injection so callers can test their error paths.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::sled_store::assemble;
+use crate::{BatchOp, DocId, DocMeta, OutboxEvent, Store, StoreError, StoredDoc, WriteBatch};
+
+#[derive(Default)]
+struct Doc {
+    snapshot: Option<(u64, Vec<u8>)>,
+    log: BTreeMap<u64, Vec<u8>>,
+    meta: Option<DocMeta>,
+}
+
+#[derive(Default)]
+struct State {
+    docs: BTreeMap<DocId, Doc>,
+    outbox: BTreeMap<u64, (String, Vec<u8>)>,
+    last_outbox_id: u64,
+}
+
+/// An in-memory [`Store`]. Everything is lost when it is dropped.
+#[derive(Default)]
+pub struct MemoryStore {
+    /// One mutex over all state: every operation is short and synchronous, and holding
+    /// it for a whole batch is what makes `write` and `compact` atomic.
+    state: Mutex<State>,
+    failing: AtomicBool,
+    flushes: AtomicU64,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("failing", &self.failing.load(Ordering::Relaxed))
+            .field("flushes", &self.flushes.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// While `true`, every mutating call (`write`, `flush`, `compact`, `outbox_push`,
+    /// `outbox_ack`) fails with [`StoreError::Io`] and changes nothing.
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::Relaxed);
+    }
+
+    /// How many successful [`Store::flush`] calls there have been.
+    pub fn flush_count(&self) -> u64 {
+        self.flushes.load(Ordering::Relaxed)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a half-applied batch: batches are
+        // validated before any mutation.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn check_failing(&self, what: &str) -> Result<(), StoreError> {
+        if self.failing.load(Ordering::Relaxed) {
+            return Err(StoreError::Io(format!("{what}: injected failure")));
+        }
+        Ok(())
+    }
+}
+
+impl Store for MemoryStore {
+    fn load(&self, id: &DocId) -> Result<Option<StoredDoc>, StoreError> {
+        id.check()?;
+        let state = self.state();
+        let Some(doc) = state.docs.get(id) else {
+            return Ok(None);
+        };
+        let updates = doc.log.iter().map(|(s, u)| (*s, u.clone())).collect();
+        Ok(Some(assemble(
+            id,
+            doc.snapshot.clone(),
+            updates,
+            doc.meta.clone(),
+        )))
+    }
+
+    fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.check_failing("write")?;
+        batch.check_ids()?;
+        let mut state = self.state();
+        for op in batch.ops {
+            match op {
+                BatchOp::Append { id, seq, update } => {
+                    state.docs.entry(id).or_default().log.insert(seq, update);
+                }
+                BatchOp::Meta { id, meta } => {
+                    state.docs.entry(id).or_default().meta = Some(meta);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.check_failing("flush")?;
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn compact(
+        &self,
+        id: &DocId,
+        snapshot: &[u8],
+        upto_seq: u64,
+        meta: &DocMeta,
+    ) -> Result<(), StoreError> {
+        self.check_failing("compact")?;
+        id.check()?;
+        let mut state = self.state();
+        let doc = state.docs.entry(id.clone()).or_default();
+        if matches!(doc.snapshot, Some((current, _)) if current > upto_seq) {
+            return Ok(());
+        }
+        let mut meta = meta.clone();
+        meta.snapshot_seq = upto_seq;
+        doc.snapshot = Some((upto_seq, snapshot.to_vec()));
+        doc.meta = Some(meta);
+        doc.log = doc.log.split_off(&upto_seq.saturating_add(1));
+        Ok(())
+    }
+
+    fn list(&self, app: &str) -> Result<Vec<(String, DocMeta)>, StoreError> {
+        if app.contains('\0') {
+            return Err(StoreError::InvalidId(DocId::new(app, "")));
+        }
+        let state = self.state();
+        Ok(state
+            .docs
+            .iter()
+            .filter(|(id, _)| id.app == app)
+            .filter_map(|(id, doc)| Some((id.doc.clone(), doc.meta.clone()?)))
+            .collect())
+    }
+
+    fn outbox_push(&self, app: &str, payload: &[u8]) -> Result<u64, StoreError> {
+        self.check_failing("outbox push")?;
+        let mut state = self.state();
+        state.last_outbox_id += 1;
+        let id = state.last_outbox_id;
+        state.outbox.insert(id, (app.to_owned(), payload.to_vec()));
+        Ok(id)
+    }
+
+    fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
+        let state = self.state();
+        Ok(state
+            .outbox
+            .iter()
+            .take(limit)
+            .map(|(id, (app, payload))| OutboxEvent {
+                id: *id,
+                app: app.clone(),
+                payload: payload.clone(),
+            })
+            .collect())
+    }
+
+    fn outbox_ack(&self, id: u64) -> Result<(), StoreError> {
+        self.check_failing("outbox ack")?;
+        self.state().outbox.remove(&id);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compaction_deletes_the_covered_records() {
+        let store = MemoryStore::new();
+        let id = DocId::new("app", "doc");
+        let mut batch = WriteBatch::default();
+        for seq in 1..=5 {
+            batch.append(&id, seq, b"u");
+        }
+        store.write(batch).unwrap();
+        store.compact(&id, b"S", 3, &DocMeta::default()).unwrap();
+        let kept: Vec<u64> = store.state().docs[&id].log.keys().copied().collect();
+        assert_eq!(kept, [4, 5]);
+    }
+
+    #[test]
+    fn injected_failures_change_nothing_until_cleared() {
+        let store = MemoryStore::new();
+        let id = DocId::new("app", "doc");
+        store.set_failing(true);
+        let mut batch = WriteBatch::default();
+        batch.append(&id, 1, b"u");
+        assert!(matches!(store.write(batch.clone()), Err(StoreError::Io(_))));
+        assert!(store.flush().is_err());
+        assert!(store.compact(&id, b"S", 1, &DocMeta::default()).is_err());
+        assert!(store.outbox_push("app", b"e").is_err());
+        assert!(store.load(&id).unwrap().is_none());
+        assert_eq!(store.flush_count(), 0);
+        store.set_failing(false);
+        store.write(batch).unwrap();
+        store.flush().unwrap();
+        assert_eq!(store.flush_count(), 1);
+        assert_eq!(
+            store.load(&id).unwrap().unwrap().updates,
+            [(1, b"u".to_vec())]
+        );
+    }
+}

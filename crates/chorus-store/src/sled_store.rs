@@ -1,0 +1,384 @@
+//! [`SledStore`]: the embedded store, one sled database in the data directory.
+//!
+//! A batch is written record by record (each sled insert is atomic; see `write` for
+//! why not a transaction). A compaction — snapshot, metadata, deletion of the covered
+//! records — is one sled transaction, which sled recovers all-or-nothing. `load` is
+//! written to tolerate every intermediate state anyway (log records left behind by a
+//! snapshot, metadata older than the log or the snapshot), so the crash story does
+//! not rest on sled's transactions.
+
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{PoisonError, RwLock};
+
+use sled::transaction::{ConflictableTransactionResult, TransactionError, Transactional};
+use tracing::warn;
+
+use crate::codec;
+use crate::{BatchOp, DocId, DocMeta, OutboxEvent, Store, StoreError, StoredDoc, WriteBatch};
+
+/// Name of the file created, fsynced and removed at open to prove the directory is
+/// writable (the server may run as root, where permission bits prove nothing).
+const WRITE_PROBE: &str = ".chorus-write-probe";
+
+/// The sled-backed [`Store`]. Cheap to share behind an `Arc`; every method is safe to
+/// call from several threads.
+pub struct SledStore {
+    path: PathBuf,
+    db: sled::Db,
+    snapshots: sled::Tree,
+    log: sled::Tree,
+    meta: sled::Tree,
+    outbox: sled::Tree,
+    /// Readers of a whole document (`load`) share it; `compact` takes it exclusively.
+    /// A load reads three trees with separate calls; without this, a compaction
+    /// committing between the log scan and the snapshot read could hand out an old
+    /// snapshot with the records it replaced already deleted. Appends need no lock:
+    /// they only add records after the ones a scan has seen. An `RwLock<()>` rather
+    /// than per-document locks because compactions are rare and short.
+    compaction: RwLock<()>,
+}
+
+impl fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SledStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SledStore {
+    /// Open (creating if needed) the store in `dir`.
+    ///
+    /// Fails with [`StoreError::ReadOnly`] if the directory cannot be written (checked by
+    /// creating, fsyncing and removing a small file, because permission bits do not stop
+    /// root), or [`StoreError::Io`] naming the path if it cannot be created, is not a
+    /// directory, or the database cannot be opened (for example because another process
+    /// holds it).
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        prepare_dir(dir)?;
+        let db = sled::Config::new()
+            .path(dir)
+            .open()
+            .map_err(|e| sled_err(e, format!("opening the database in {}", dir.display())))?;
+        let tree = |name: &str| {
+            db.open_tree(name)
+                .map_err(|e| sled_err(e, format!("opening tree {name:?} in {}", dir.display())))
+        };
+        Ok(Self {
+            snapshots: tree("snapshots")?,
+            log: tree("log")?,
+            meta: tree("meta")?,
+            outbox: tree("outbox")?,
+            path: dir.to_path_buf(),
+            db,
+            compaction: RwLock::new(()),
+        })
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes the database occupies on disk (for metrics).
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.db
+            .size_on_disk()
+            .map_err(|e| self.err(e, "measuring the size of"))
+    }
+
+    fn err(&self, e: sled::Error, what: &str) -> StoreError {
+        sled_err(e, format!("{what} {}", self.path.display()))
+    }
+
+    fn tx_err(&self, e: TransactionError<()>, what: &str) -> StoreError {
+        match e {
+            TransactionError::Storage(e) => self.err(e, what),
+            TransactionError::Abort(()) => StoreError::Io(format!(
+                "{what} {}: transaction aborted",
+                self.path.display()
+            )),
+        }
+    }
+}
+
+/// Create `dir` and prove it can be written.
+fn prepare_dir(dir: &Path) -> Result<(), StoreError> {
+    if let Ok(m) = fs::metadata(dir) {
+        if !m.is_dir() {
+            return Err(StoreError::Io(format!(
+                "data directory {} exists and is not a directory",
+                dir.display()
+            )));
+        }
+    }
+    fs::create_dir_all(dir).map_err(|e| dir_err(e, dir, "creating data directory"))?;
+    let probe = dir.join(WRITE_PROBE);
+    let written = fs::File::create(&probe)
+        .and_then(|mut f| {
+            f.write_all(b"chorus")?;
+            f.sync_all()
+        })
+        .and_then(|()| fs::remove_file(&probe));
+    written.map_err(|e| dir_err(e, dir, "writing a probe file in data directory"))
+}
+
+fn dir_err(e: io::Error, dir: &Path, what: &str) -> StoreError {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
+            warn!(path = %dir.display(), error = %e, "data directory is not writable");
+            StoreError::ReadOnly(dir.to_path_buf())
+        }
+        _ => StoreError::Io(format!("{what} {}: {e}", dir.display())),
+    }
+}
+
+fn sled_err(e: sled::Error, context: String) -> StoreError {
+    match e {
+        sled::Error::Corruption { .. } => StoreError::Corrupt {
+            id: None,
+            detail: format!("{context}: {e}"),
+        },
+        e => StoreError::Io(format!("{context}: {e}")),
+    }
+}
+
+fn corrupt(id: &DocId, detail: String) -> StoreError {
+    StoreError::Corrupt {
+        id: Some(id.clone()),
+        detail,
+    }
+}
+
+impl Store for SledStore {
+    fn load(&self, id: &DocId) -> Result<Option<StoredDoc>, StoreError> {
+        id.check()?;
+        let _shared = self
+            .compaction
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let key = codec::doc_key(id);
+        let prefix = codec::log_prefix(id);
+
+        let mut updates = Vec::new();
+        for item in self.log.scan_prefix(&prefix) {
+            let (k, v) = item.map_err(|e| self.err(e, "reading the log in"))?;
+            let seq = codec::log_key_seq(&prefix, &k).map_err(|d| corrupt(id, d))?;
+            let payload =
+                codec::unframe(&v).map_err(|d| corrupt(id, format!("log record {seq}: {d}")))?;
+            updates.push((seq, payload.to_vec()));
+        }
+
+        let snapshot = match self
+            .snapshots
+            .get(&key)
+            .map_err(|e| self.err(e, "reading a snapshot in"))?
+        {
+            Some(v) => {
+                let (seq, bytes) = codec::decode_snapshot(&v)
+                    .map_err(|d| corrupt(id, format!("snapshot: {d}")))?;
+                Some((seq, bytes.to_vec()))
+            }
+            None => None,
+        };
+
+        let meta = match self
+            .meta
+            .get(&key)
+            .map_err(|e| self.err(e, "reading metadata in"))?
+        {
+            Some(v) => {
+                Some(codec::decode_meta(&v).map_err(|d| corrupt(id, format!("metadata: {d}")))?)
+            }
+            None => None,
+        };
+
+        if snapshot.is_none() && meta.is_none() && updates.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(assemble(id, snapshot, updates, meta)))
+    }
+
+    fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        batch.check_ids()?;
+        // Plain inserts in batch order, not one sled transaction: every sealed sled
+        // batch costs its own log write at flush time, which made a group commit of
+        // 100 one-record jobs ~8x slower (see benches/store.rs). Each record is still
+        // whole or absent after a crash, and `load` tolerates metadata older than the
+        // log; a failed write leaves a prefix of the batch, which the caller must not
+        // acknowledge (nothing is acknowledged before a successful `flush` anyway).
+        for op in batch.ops {
+            match op {
+                BatchOp::Append { id, seq, update } => self
+                    .log
+                    .insert(codec::log_key(&id, seq), codec::frame(&[&update]))
+                    .map(drop)
+                    .map_err(|e| self.err(e, "appending to the log in"))?,
+                BatchOp::Meta { id, meta } => self
+                    .meta
+                    .insert(codec::doc_key(&id), codec::encode_meta(&meta))
+                    .map(drop)
+                    .map_err(|e| self.err(e, "writing metadata in"))?,
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db
+            .flush()
+            .map(drop)
+            .map_err(|e| self.err(e, "flushing"))
+    }
+
+    fn compact(
+        &self,
+        id: &DocId,
+        snapshot: &[u8],
+        upto_seq: u64,
+        meta: &DocMeta,
+    ) -> Result<(), StoreError> {
+        id.check()?;
+        let _exclusive = self
+            .compaction
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let key = codec::doc_key(id);
+        if let Some(v) = self
+            .snapshots
+            .get(&key)
+            .map_err(|e| self.err(e, "reading a snapshot in"))?
+        {
+            match codec::decode_snapshot(&v) {
+                Ok((current, _)) if current > upto_seq => {
+                    warn!(doc = %id, current, upto_seq, "ignoring a compaction older than the stored snapshot");
+                    return Ok(());
+                }
+                Ok(_) => {}
+                Err(detail) => warn!(doc = %id, %detail, "replacing a corrupt snapshot"),
+            }
+        }
+
+        // Only this document's records: its seqs all share the `app\0doc\0` prefix.
+        let mut covered = sled::Batch::default();
+        for k in self
+            .log
+            .range(codec::log_key(id, 0)..=codec::log_key(id, upto_seq))
+            .keys()
+        {
+            covered.remove(k.map_err(|e| self.err(e, "scanning the log in"))?);
+        }
+        let mut meta = meta.clone();
+        meta.snapshot_seq = upto_seq;
+        let snapshot_value = codec::encode_snapshot(upto_seq, snapshot);
+        let meta_value = codec::encode_meta(&meta);
+
+        // Snapshot, then metadata, then the covered records: one transaction, so sled
+        // recovers all or none of it; `load` copes with the partial orders anyway.
+        (&self.snapshots, &self.meta, &self.log)
+            .transaction(
+                |(snap_t, meta_t, log_t)| -> ConflictableTransactionResult<(), ()> {
+                    snap_t.insert(key.as_slice(), snapshot_value.as_slice())?;
+                    meta_t.insert(key.as_slice(), meta_value.as_slice())?;
+                    log_t.apply_batch(&covered)?;
+                    Ok(())
+                },
+            )
+            .map_err(|e| self.tx_err(e, "compacting a document in"))
+    }
+
+    fn list(&self, app: &str) -> Result<Vec<(String, DocMeta)>, StoreError> {
+        if app.contains('\0') {
+            return Err(StoreError::InvalidId(DocId::new(app, "")));
+        }
+        let prefix = codec::app_prefix(app);
+        let mut out = Vec::new();
+        for item in self.meta.scan_prefix(&prefix) {
+            let (k, v) = item.map_err(|e| self.err(e, "listing metadata in"))?;
+            let rest = k.strip_prefix(prefix.as_slice()).unwrap_or_default();
+            let doc = std::str::from_utf8(rest).map_err(|_| StoreError::Corrupt {
+                id: None,
+                detail: format!("a metadata key of app {app:?} is not UTF-8"),
+            })?;
+            let id = DocId::new(app, doc);
+            let meta =
+                codec::decode_meta(&v).map_err(|d| corrupt(&id, format!("metadata: {d}")))?;
+            out.push((id.doc, meta));
+        }
+        Ok(out)
+    }
+
+    fn outbox_push(&self, app: &str, payload: &[u8]) -> Result<u64, StoreError> {
+        // sled's id generator is monotonic across restarts (it skips ahead after a
+        // crash), unlike "last key + 1", which would reuse ids once the outbox drains.
+        // +1 so ids start at 1.
+        let id = self
+            .db
+            .generate_id()
+            .map_err(|e| self.err(e, "generating an outbox id in"))?
+            + 1;
+        self.outbox
+            .insert(id.to_be_bytes(), codec::encode_outbox(app, payload))
+            .map_err(|e| self.err(e, "writing the outbox in"))?;
+        Ok(id)
+    }
+
+    fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.outbox.iter().take(limit) {
+            let (k, v) = item.map_err(|e| self.err(e, "reading the outbox in"))?;
+            let id = <[u8; 8]>::try_from(k.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt {
+                    id: None,
+                    detail: format!("outbox key of {} bytes", k.len()),
+                })?;
+            let (app, payload) = codec::decode_outbox(&v).map_err(|d| StoreError::Corrupt {
+                id: None,
+                detail: format!("outbox event {id}: {d}"),
+            })?;
+            out.push(OutboxEvent { id, app, payload });
+        }
+        Ok(out)
+    }
+
+    fn outbox_ack(&self, id: u64) -> Result<(), StoreError> {
+        self.outbox
+            .remove(id.to_be_bytes())
+            .map(drop)
+            .map_err(|e| self.err(e, "acknowledging an outbox event in"))
+    }
+}
+
+/// Build the loaded document: the snapshot wins over stale log records and metadata.
+pub(crate) fn assemble(
+    id: &DocId,
+    snapshot: Option<(u64, Vec<u8>)>,
+    mut updates: Vec<(u64, Vec<u8>)>,
+    meta: Option<DocMeta>,
+) -> StoredDoc {
+    let snapshot_seq = snapshot.as_ref().map_or(0, |(seq, _)| *seq);
+    // Records a compaction did not get to delete (or re-appended ones) are already in
+    // the snapshot.
+    updates.retain(|(seq, _)| *seq > snapshot_seq);
+    let mut meta = meta.unwrap_or_else(|| {
+        warn!(doc = %id, "document has records but no metadata; using defaults");
+        DocMeta::default()
+    });
+    if meta.snapshot_seq != snapshot_seq {
+        warn!(doc = %id, meta = meta.snapshot_seq, snapshot = snapshot_seq, "metadata disagrees with the snapshot; trusting the snapshot");
+        meta.snapshot_seq = snapshot_seq;
+    }
+    StoredDoc {
+        snapshot: snapshot.map(|(_, bytes)| bytes),
+        snapshot_seq,
+        updates,
+        meta,
+    }
+}
