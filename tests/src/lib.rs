@@ -85,7 +85,19 @@ impl TestServer {
         };
         adjust(&mut config);
         config.validate().unwrap();
-        let server = chorus_server::Server::bind(config).await.unwrap();
+        // A server stopped just before may still hold the store's lock for a few
+        // milliseconds (its writer thread exits after the last handle drops).
+        let mut attempts = 0;
+        let server = loop {
+            match chorus_server::Server::bind(config.clone()).await {
+                Ok(server) => break server,
+                Err(e) if attempts < 100 && e.to_string().contains("lock") => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("server did not start: {e}"),
+            }
+        };
         let addr = server.local_addr().unwrap();
         let state = server.state().clone();
         let (tx, rx) = oneshot::channel::<()>();

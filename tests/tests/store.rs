@@ -321,3 +321,73 @@ async fn a_document_at_its_size_limit_turns_read_only_with_a_clear_error() {
     .unwrap();
     assert_eq!(a.title().len(), 5_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_record_fails_only_its_document_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    for doc in ["good", "bad"] {
+        let c = server.ext_client(doc, "alice").await;
+        let n = c.insert_title(0, &format!("{doc} content"));
+        eventually(10, "saved", || c.saved() >= n).await.unwrap();
+    }
+    server.stop().await.unwrap();
+    // Flip one byte of every stored value of `bad`, behind the store's back.
+    // (The harness retries the open while the stopped server's handle is released.)
+    let mut flipped = 0;
+    for _ in 0..100 {
+        if let Ok(db) = sled::open(dir.path()) {
+            for tree in ["snapshots", "log"] {
+                let t = db.open_tree(tree).unwrap();
+                for (k, v) in t.scan_prefix(b"wiki\0bad").map(Result::unwrap) {
+                    let mut v = v.to_vec();
+                    let last = v.len() - 1;
+                    v[last] ^= 0xff;
+                    t.insert(k, v).unwrap();
+                    flipped += 1;
+                }
+            }
+            db.flush().unwrap();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(flipped > 0, "nothing stored for the bad document");
+
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    let url = server.ws_url(APP, "bad", &server.token("bad", "bob"));
+    let bad = chorus_e2e::YClient::connect(&url).await.unwrap();
+    eventually(10, "refused with 1011 document-unavailable", || {
+        bad.closed()
+            .is_some_and(|(c, r)| c == 1011 && r == "document-unavailable")
+    })
+    .await
+    .unwrap();
+    let auth = format!("Bearer {}", host_token(APP, SECRETS[0], None));
+    let (status, _, _) = http(
+        server.addr,
+        "GET",
+        "/v1/apps/wiki/docs/bad/draft",
+        &[("Authorization", &auth)],
+    )
+    .await;
+    assert_eq!(status, 503);
+    let good = server.client("good", "carol").await;
+    assert_eq!(good.title(), "good content");
+    // Nothing was written over the damaged document.
+    drop(good);
+    server.stop().await.unwrap();
+    let db = loop {
+        if let Ok(db) = sled::open(dir.path()) {
+            break db;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let log = db.open_tree("log").unwrap();
+    let snapshots = db.open_tree("snapshots").unwrap();
+    let still = log.scan_prefix(b"wiki\0bad").count() + snapshots.scan_prefix(b"wiki\0bad").count();
+    assert_eq!(
+        still, flipped,
+        "the damaged records are left for an operator, not replaced"
+    );
+}

@@ -3,7 +3,8 @@
 //! Handlers are thin: authenticate, ask the document's actor or the store,
 //! shape the response. Every error is JSON `{code, message}` via [`ApiError`].
 
-use crate::config::is_id_char;
+use crate::close::auth_code;
+use crate::config::is_valid_content_id;
 use crate::connection::unix_now;
 use crate::registry::{DocCommand, DraftContent, DraftFormat};
 use crate::serve::AppState;
@@ -53,19 +54,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::MissingToken => "missing-token",
-            ApiError::Auth(e) => match e {
-                AuthError::Expired => "token-expired",
-                AuthError::NotYetValid => "token-not-yet-valid",
-                AuthError::BadSignature => "bad-signature",
-                AuthError::AlgorithmNotAllowed => "algorithm-not-allowed",
-                AuthError::UnknownApp => "unknown-app",
-                AuthError::AppDisabled => "app-disabled",
-                AuthError::WrongApp => "wrong-app",
-                AuthError::WrongDoc => "wrong-doc",
-                AuthError::WrongScope => "wrong-scope",
-                AuthError::MissingClaim(_) => "missing-claim",
-                AuthError::Malformed | AuthError::Signing => "malformed-token",
-            },
+            ApiError::Auth(e) => auth_code(e),
             ApiError::BadRequest(_) => "bad-request",
             ApiError::NotFound => "not-found",
             ApiError::Unavailable => "unavailable",
@@ -94,7 +83,7 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
 }
 
 fn check_doc_id(doc: &str) -> Result<(), ApiError> {
-    if doc.is_empty() || doc.len() > 256 || !doc.chars().all(is_id_char) {
+    if !is_valid_content_id(doc) {
         return Err(ApiError::BadRequest("invalid content id"));
     }
     Ok(())

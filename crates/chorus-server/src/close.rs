@@ -90,19 +90,7 @@ impl CloseReason {
     /// (at most 123 bytes, the websocket limit).
     pub fn client_reason(&self) -> &'static str {
         match self {
-            CloseReason::Auth(e) => match e {
-                AuthError::Expired => "token-expired",
-                AuthError::NotYetValid => "token-not-yet-valid",
-                AuthError::BadSignature => "bad-signature",
-                AuthError::AlgorithmNotAllowed => "algorithm-not-allowed",
-                AuthError::UnknownApp => "unknown-app",
-                AuthError::AppDisabled => "app-disabled",
-                AuthError::WrongApp => "wrong-app",
-                AuthError::WrongDoc => "wrong-doc",
-                AuthError::WrongScope => "wrong-scope",
-                AuthError::MissingClaim(_) => "missing-claim",
-                AuthError::Malformed | AuthError::Signing => "malformed-token",
-            },
+            CloseReason::Auth(e) => auth_code(e),
             CloseReason::MissingToken => "missing-token",
             CloseReason::InvalidContentId => "invalid-content-id",
             CloseReason::Decode(_) => "malformed-message",
@@ -122,6 +110,24 @@ impl CloseReason {
             CloseReason::DocumentUnavailable => "document-unavailable",
             CloseReason::Shutdown => "server-restarting",
         }
+    }
+}
+
+/// The stable kebab-case code of an authentication failure, shared by close
+/// reasons and host API errors.
+pub fn auth_code(e: &AuthError) -> &'static str {
+    match e {
+        AuthError::Expired => "token-expired",
+        AuthError::NotYetValid => "token-not-yet-valid",
+        AuthError::BadSignature => "bad-signature",
+        AuthError::AlgorithmNotAllowed => "algorithm-not-allowed",
+        AuthError::UnknownApp => "unknown-app",
+        AuthError::AppDisabled => "app-disabled",
+        AuthError::WrongApp => "wrong-app",
+        AuthError::WrongDoc => "wrong-doc",
+        AuthError::WrongScope => "wrong-scope",
+        AuthError::MissingClaim(_) => "missing-claim",
+        AuthError::Malformed | AuthError::Signing => "malformed-token",
     }
 }
 

@@ -80,6 +80,8 @@ pub struct Config {
     pub compact_after_bytes: u64,
     /// A document larger than this many bytes turns read-only for everyone.
     pub max_document_bytes: u64,
+    /// Memory for the embedded store's page cache, in MiB.
+    pub store_cache_mb: u64,
     /// Registered host applications.
     pub apps: Vec<AppConfig>,
 }
@@ -104,13 +106,14 @@ impl Default for Config {
             compact_after_updates: 1_000,
             compact_after_bytes: 1 << 20,
             max_document_bytes: 32 << 20,
+            store_cache_mb: 64,
             apps: Vec::new(),
         }
     }
 }
 
 /// Every key of [`Config`], as read from `CHORUS_<KEY>` environment variables.
-const ENV_KEYS: [&str; 18] = [
+const ENV_KEYS: [&str; 19] = [
     "bind",
     "data_dir",
     "demo",
@@ -128,6 +131,7 @@ const ENV_KEYS: [&str; 18] = [
     "compact_after_updates",
     "compact_after_bytes",
     "max_document_bytes",
+    "store_cache_mb",
     "apps",
 ];
 
@@ -264,6 +268,14 @@ impl Config {
 /// Characters allowed in app and content ids.
 pub fn is_id_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '~')
+}
+
+/// Longest content id accepted in a URL.
+pub const MAX_CONTENT_ID_LEN: usize = 256;
+
+/// A content id as URLs, tokens and the store accept it (PROTOCOL.md, "Connecting").
+pub fn is_valid_content_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_CONTENT_ID_LEN && id.chars().all(is_id_char)
 }
 
 #[cfg(test)]

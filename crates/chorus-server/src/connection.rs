@@ -5,7 +5,7 @@
 //! by server shutdown, and always carries a documented close code.
 
 use crate::close::{CloseReason, Closing};
-use crate::config::is_id_char;
+use crate::config::is_valid_content_id;
 use crate::registry::{ConnControl, DocCommand, QueuePeer};
 use crate::serve::AppState;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
@@ -25,8 +25,6 @@ use tracing::{debug, info};
 
 /// The subprotocol a client offers to receive Chorus extension messages.
 pub const EXTENSION_PROTOCOL: &str = "chorus.v1";
-/// Longest content id accepted in a URL.
-const MAX_CONTENT_ID_LEN: usize = 256;
 /// Frames written per flush when the outbound queue has a backlog.
 const WRITE_BATCH: usize = 64;
 /// Sent after `keepalive_secs` without any outbound frame: an awareness update
@@ -98,8 +96,7 @@ fn authenticate(
     token: Option<&str>,
     extensions: bool,
 ) -> Result<Arc<Session>, CloseReason> {
-    if content.is_empty() || content.len() > MAX_CONTENT_ID_LEN || !content.chars().all(is_id_char)
-    {
+    if !is_valid_content_id(content) {
         return Err(CloseReason::InvalidContentId);
     }
     let token = token.ok_or(CloseReason::MissingToken)?;

@@ -130,7 +130,8 @@ impl Server {
     /// Open the store in `config.data_dir` and bind `config.bind` (port 0 picks a free port).
     pub async fn bind(config: Config) -> Result<Server, StartError> {
         let dir = config.data_dir.clone();
-        let store = tokio::task::spawn_blocking(move || SledStore::open(&dir))
+        let cache = config.store_cache_mb.saturating_mul(1 << 20);
+        let store = tokio::task::spawn_blocking(move || SledStore::open_with_cache(&dir, cache))
             .await
             .map_err(|e| StoreError::Io(e.to_string()))??;
         Self::bind_with_store(config, Arc::new(store)).await

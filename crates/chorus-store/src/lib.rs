@@ -51,7 +51,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use memory::MemoryStore;
-pub use sled_store::SledStore;
+pub use sled_store::{SledStore, DEFAULT_CACHE_BYTES};
 
 /// (app id, content id). Ids never contain `'\0'` (the server validates them; the
 /// store refuses them with [`StoreError::InvalidId`]).

@@ -23,6 +23,9 @@ use crate::{BatchOp, DocId, DocMeta, OutboxEvent, Store, StoreError, StoredDoc, 
 /// writable (the server may run as root, where permission bits prove nothing).
 const WRITE_PROBE: &str = ".chorus-write-probe";
 
+/// Page cache used by [`SledStore::open`]: 64 MiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+
 /// The sled-backed [`Store`]. Cheap to share behind an `Arc`; every method is safe to
 /// call from several threads.
 pub struct SledStore {
@@ -58,9 +61,17 @@ impl SledStore {
     /// directory, or the database cannot be opened (for example because another process
     /// holds it).
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Like [`SledStore::open`], with sled's page cache capped at `cache_bytes`
+    /// (sled's own default is 1 GiB, which would make the store's memory unbounded
+    /// in practice on a small machine).
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         prepare_dir(dir)?;
         let db = sled::Config::new()
             .path(dir)
+            .cache_capacity(cache_bytes)
             .open()
             .map_err(|e| sled_err(e, format!("opening the database in {}", dir.display())))?;
         let tree = |name: &str| {

@@ -1,0 +1,247 @@
+//! # chorus-bench — durability and load-path benchmarks against a real server
+//!
+//! Runs the real `chorus_server::Server` in-process (release build, sled store in a
+//! temp dir) and drives it over real sockets with the end-to-end test client.
+//! Every scenario is bounded in time and count and prints one JSON line.
+//!
+//! - `durable`: D documents, one writer each, each keeping W updates in flight;
+//!   counts updates acknowledged as *saved* (durable) per second, with group
+//!   commit on or off.
+//! - `coldload`: a document with H single-character edits typed at random
+//!   positions is written to the store (as H log records, or compacted into one
+//!   snapshot); then R times a fresh server starts on that directory and a client
+//!   connects: time until its step 2 arrived and was applied. The history is typed
+//!   at a cursor that jumps to a random position every 64 characters.
+
+use anyhow::Context;
+use chorus_e2e::{TestServer, YClient, APP};
+use chorus_store::{DocId, DocMeta, SledStore, Store, WriteBatch};
+use clap::{Parser, Subcommand};
+use rand::{Rng, SeedableRng};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Durable (acknowledged as saved) updates per second.
+    Durable {
+        /// Documents, one writer each.
+        #[arg(long, default_value_t = 1)]
+        docs: usize,
+        /// Updates in flight per writer.
+        #[arg(long, default_value_t = 64)]
+        window: u64,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Group commit on (true) or off (one fsync per write job).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        group_commit: bool,
+    },
+    /// Time to SyncStep2 for a document with a long typed history, loaded from the store.
+    Coldload {
+        /// Single-character edits in the history.
+        #[arg(long, default_value_t = 100_000)]
+        history: usize,
+        /// Fresh server starts to measure.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Store the history compacted into one snapshot instead of as log records.
+        #[arg(long)]
+        compacted: bool,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let line = match cli.scenario {
+        Scenario::Durable {
+            docs,
+            window,
+            duration,
+            group_commit,
+        } => rt.block_on(durable(docs, window, duration, group_commit))?,
+        Scenario::Coldload {
+            history,
+            runs,
+            compacted,
+        } => rt.block_on(coldload(history, runs, compacted))?,
+    };
+    println!("{line}");
+    Ok(())
+}
+
+async fn durable(
+    docs: usize,
+    window: u64,
+    secs: u64,
+    group_commit: bool,
+) -> anyhow::Result<serde_json::Value> {
+    let server = TestServer::start_with(|c| {
+        c.store_group_commit = group_commit;
+        c.outbound_queue_frames = 4096;
+    })
+    .await;
+    let mut writers = Vec::new();
+    for d in 0..docs {
+        writers.push(
+            server
+                .ext_client(&format!("durable-{d}"), &format!("w{d}"))
+                .await,
+        );
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (d, w) in writers.into_iter().enumerate() {
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let base = w.saved();
+            let mut sent = base;
+            while !stop.load(Ordering::Relaxed) {
+                if sent - w.saved() < window {
+                    sent = w.insert_title(0, "x");
+                } else {
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                }
+            }
+            let _ = d;
+            (w, base)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut acked = 0u64;
+    for t in tasks {
+        let (w, base) = t.await?;
+        acked += w.saved() - base;
+    }
+    let metrics = server.state.metrics.render();
+    let flushes = metric(&metrics, "chorus_store_flushes_total");
+    Ok(serde_json::json!({
+        "scenario": "durable",
+        "docs": docs,
+        "window": window,
+        "group_commit": group_commit,
+        "seconds": elapsed,
+        "durable_updates": acked,
+        "durable_updates_per_s": (acked as f64 / elapsed).round(),
+        "fsyncs": flushes,
+        "updates_per_fsync": if flushes > 0.0 { (acked as f64 / flushes * 10.0).round() / 10.0 } else { 0.0 },
+    }))
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn coldload(
+    history: usize,
+    runs: usize,
+    compacted: bool,
+) -> anyhow::Result<serde_json::Value> {
+    let dir = tempfile::tempdir()?;
+    // Type the history: single characters at random positions, one update each.
+    let (updates, snapshot, state_len) = {
+        use yrs::updates::encoder::Encode;
+        use yrs::{GetString, ReadTxn, StateVector, Text, Transact};
+        let doc = yrs::Doc::with_client_id(7);
+        let text = doc.get_or_insert_text("title");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+        let mut updates = Vec::with_capacity(history);
+        // Typing: the cursor advances one character per edit and jumps to a random
+        // position every 64 edits (random positions for every edit make yrs's
+        // index walk quadratic in the generator, not in the server).
+        let mut cursor = 0u32;
+        for i in 0..history {
+            let mut txn = doc.transact_mut();
+            if i % 64 == 0 {
+                cursor = rng.random_range(0..=text.len(&txn));
+            }
+            let at = cursor;
+            cursor += 1;
+            let c = (b'a' + (i % 26) as u8) as char;
+            text.insert(&mut txn, at, &c.to_string());
+            updates.push(txn.encode_update_v1());
+        }
+        let txn = doc.transact();
+        let snapshot = txn.encode_state_as_update_v1(&StateVector::default());
+        let _ = (text.get_string(&txn), txn.state_vector().encode_v1());
+        (updates, snapshot, text.len(&txn))
+    };
+    let mut step2_ms = Vec::with_capacity(runs);
+    for run in 0..runs {
+        // Every run starts from the stored form under test: a server compacts on
+        // unload, so the next run would otherwise load a snapshot.
+        let data = dir.path().join(format!("data-{run}"));
+        write_history(&data, &updates, &snapshot, compacted)?;
+        let server = TestServer::start_in(&data, |c| {
+            c.compact_after_updates = u64::MAX; // measure the stored form as written
+            c.compact_after_bytes = u64::MAX;
+        })
+        .await;
+        let url = server.ws_url(APP, "cold", &server.token("cold", "reader"));
+        let t0 = Instant::now();
+        let c = YClient::connect(&url).await?;
+        c.wait_synced_for(120).await?;
+        step2_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        anyhow::ensure!(
+            c.title().encode_utf16().count() as u32 == state_len,
+            "incomplete load"
+        );
+        drop(c);
+        server.stop().await?;
+    }
+    step2_ms.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| step2_ms[((step2_ms.len() as f64 - 1.0) * p).round() as usize];
+    Ok(serde_json::json!({
+        "scenario": "coldload",
+        "history": history,
+        "compacted": compacted,
+        "runs": runs,
+        "snapshot_bytes": snapshot.len(),
+        "log_records": if compacted { 0 } else { history },
+        "synced_ms_p50": (pct(0.5) * 100.0).round() / 100.0,
+        "synced_ms_p99": (pct(0.99) * 100.0).round() / 100.0,
+        "synced_ms_max": (pct(1.0) * 100.0).round() / 100.0,
+    }))
+}
+
+/// Store `updates` as log records 1..=n of `wiki/cold`, or compacted into `snapshot`.
+fn write_history(
+    data: &std::path::Path,
+    updates: &[Vec<u8>],
+    snapshot: &[u8],
+    compacted: bool,
+) -> anyhow::Result<()> {
+    let store = SledStore::open(data).context("opening the store")?;
+    let id = DocId::new(APP, "cold");
+    let meta = DocMeta {
+        update_count: updates.len() as u64,
+        ..DocMeta::default()
+    };
+    let mut batch = WriteBatch::default();
+    for (i, u) in updates.iter().enumerate() {
+        batch.append(&id, i as u64 + 1, u);
+    }
+    batch.put_meta(&id, &meta);
+    store.write(batch)?;
+    if compacted {
+        store.compact(&id, snapshot, updates.len() as u64, &meta)?;
+    }
+    store.flush()?;
+    Ok(())
+}
