@@ -1,0 +1,263 @@
+//! # chorus-whitelist — what content may exist in a draft
+//!
+//! Owns the content policy: allowed elements, attributes (global and per
+//! element), CSS properties with value patterns, URL schemes for URL-valued
+//! attributes, and inline marks with their attributes. A [`Policy`] is loaded
+//! from JSON (the default is `proto/whitelist-default.json`), validated once at
+//! start, and then answers questions in O(1) per name.
+//!
+//! Some things are refused whatever a policy file says, because no rich-text
+//! draft needs them and each is a script vector: the elements `script`, `style`,
+//! `iframe`, `object`, `embed`, `base`, `meta`, `link`, `frame`, `frameset`,
+//! `applet`; every `on*` event-handler attribute; the `style` *element*;
+//! `javascript:`, `vbscript:` and `data:` URLs (data URLs are refused too: an
+//! image pasted as a data URL should be uploaded to the host instead, and
+//! `data:` also carries `text/html` and SVG with scripts).
+//!
+//! Must not touch: yrs documents, HTML parsing or rendering, IO. Enforcing the
+//! policy on CRDT updates and on rendered HTML happens in the crates that own
+//! those; they ask this one.
+
+use regex::Regex;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// Elements no policy may allow.
+pub const NEVER_ELEMENTS: [&str; 11] = [
+    "script", "style", "iframe", "object", "embed", "base", "meta", "link", "frame", "frameset",
+    "applet",
+];
+
+/// URL schemes no policy may allow.
+pub const NEVER_SCHEMES: [&str; 3] = ["javascript", "vbscript", "data"];
+
+/// The default policy as shipped.
+pub const DEFAULT_POLICY_JSON: &str = include_str!("../../../proto/whitelist-default.json");
+
+/// Why a policy file was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PolicyError {
+    /// Not valid JSON for the policy format.
+    #[error("policy is not valid: {0}")]
+    Format(String),
+    /// A CSS value pattern does not compile.
+    #[error("style {property:?}: invalid value pattern: {message}")]
+    BadPattern {
+        /// The CSS property.
+        property: String,
+        /// The regex error.
+        message: String,
+    },
+    /// The file allows something that is never allowed.
+    #[error("policy allows {0}, which is never allowed")]
+    Forbidden(String),
+}
+
+/// The policy file format (see `proto/whitelist-default.json`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    elements: BTreeMap<String, Vec<String>>,
+    global_attributes: Vec<String>,
+    #[serde(default)]
+    global_attribute_prefixes: Vec<String>,
+    url_attributes: Vec<String>,
+    url_schemes: Vec<String>,
+    styles: BTreeMap<String, Option<String>>,
+    marks: BTreeMap<String, Vec<String>>,
+}
+
+/// A validated content policy.
+#[derive(Debug)]
+pub struct Policy {
+    elements: HashMap<String, HashSet<String>>,
+    global_attributes: HashSet<String>,
+    global_attribute_prefixes: Vec<String>,
+    url_attributes: HashSet<String>,
+    url_schemes: HashSet<String>,
+    /// property → value pattern (anchored); `None` = any value that passes the generic checks.
+    styles: HashMap<String, Option<Regex>>,
+    marks: HashMap<String, HashSet<String>>,
+}
+
+impl Policy {
+    /// The default policy (`proto/whitelist-default.json`).
+    pub fn default_policy() -> Policy {
+        Policy::from_json(DEFAULT_POLICY_JSON).expect("the shipped default policy is valid")
+    }
+
+    /// Parse and validate a policy.
+    pub fn from_json(text: &str) -> Result<Policy, PolicyError> {
+        let file: PolicyFile =
+            serde_json::from_str(text).map_err(|e| PolicyError::Format(e.to_string()))?;
+        let lower =
+            |v: &[String]| -> Vec<String> { v.iter().map(|s| s.to_ascii_lowercase()).collect() };
+        for name in file.elements.keys() {
+            if NEVER_ELEMENTS.contains(&name.to_ascii_lowercase().as_str()) {
+                return Err(PolicyError::Forbidden(format!("element <{name}>")));
+            }
+        }
+        let all_attrs = file
+            .elements
+            .values()
+            .flatten()
+            .chain(&file.global_attributes)
+            .chain(file.marks.values().flatten())
+            .chain(&file.global_attribute_prefixes);
+        for a in all_attrs {
+            if a.to_ascii_lowercase().starts_with("on") {
+                return Err(PolicyError::Forbidden(format!(
+                    "event-handler attribute {a:?}"
+                )));
+            }
+        }
+        for s in &file.url_schemes {
+            if NEVER_SCHEMES.contains(&s.to_ascii_lowercase().as_str()) {
+                return Err(PolicyError::Forbidden(format!("URL scheme {s:?}")));
+            }
+        }
+        let mut styles = HashMap::new();
+        for (property, pattern) in &file.styles {
+            let compiled = match pattern {
+                None => None,
+                Some(p) => Some(Regex::new(&format!("^(?:{p})$")).map_err(|e| {
+                    PolicyError::BadPattern {
+                        property: property.clone(),
+                        message: e.to_string(),
+                    }
+                })?),
+            };
+            styles.insert(property.to_ascii_lowercase(), compiled);
+        }
+        Ok(Policy {
+            elements: file
+                .elements
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), lower(v).into_iter().collect()))
+                .collect(),
+            global_attributes: lower(&file.global_attributes).into_iter().collect(),
+            global_attribute_prefixes: lower(&file.global_attribute_prefixes),
+            url_attributes: lower(&file.url_attributes).into_iter().collect(),
+            url_schemes: lower(&file.url_schemes).into_iter().collect(),
+            styles,
+            marks: file
+                .marks
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), lower(v).into_iter().collect()))
+                .collect(),
+        })
+    }
+
+    /// May an element with this tag exist?
+    pub fn allows_element(&self, tag: &str) -> bool {
+        self.elements.contains_key(&tag.to_ascii_lowercase())
+    }
+
+    /// May `element` carry `attr="value"`? URL-valued attributes must use an allowed
+    /// scheme (or be relative); `style` values are judged declaration by declaration
+    /// and pass only if every declaration is allowed (see [`Policy::clean_style`]).
+    pub fn allows_attribute(&self, element: &str, attr: &str, value: &str) -> bool {
+        let attr = attr.to_ascii_lowercase();
+        let element = element.to_ascii_lowercase();
+        if attr.starts_with("on") {
+            return false;
+        }
+        let named = self
+            .elements
+            .get(&element)
+            .is_some_and(|allowed| allowed.contains(&attr))
+            || self.global_attributes.contains(&attr)
+            || self
+                .global_attribute_prefixes
+                .iter()
+                .any(|p| attr.starts_with(p.as_str()));
+        if !named {
+            return false;
+        }
+        if attr == "style" {
+            let (kept, total) = self.style_declarations(value);
+            return total > 0 && kept.len() == total;
+        }
+        if self.url_attributes.contains(&attr) {
+            return self.allows_url(value);
+        }
+        true
+    }
+
+    /// May this mark (inline formatting, keyed by its tag) exist with these attributes?
+    pub fn allows_mark(&self, mark: &str, attrs: &[(&str, &str)]) -> bool {
+        let Some(allowed) = self.marks.get(&mark.to_ascii_lowercase()) else {
+            return false;
+        };
+        attrs.iter().all(|(k, v)| {
+            let k = k.to_ascii_lowercase();
+            allowed.contains(&k)
+                && !k.starts_with("on")
+                && (!self.url_attributes.contains(&k) || self.allows_url(v))
+        })
+    }
+
+    /// Is this URL relative, or absolute with an allowed scheme? Control characters
+    /// and whitespace inside the scheme (`java\tscript:`) are stripped first, as
+    /// browsers do, and entities are not decoded here (values are plain text).
+    pub fn allows_url(&self, url: &str) -> bool {
+        let squeezed: String = url
+            .chars()
+            .filter(|c| !c.is_control() && !c.is_whitespace())
+            .collect();
+        match squeezed.split_once(':') {
+            Some((scheme, _)) if !scheme.contains(['/', '?', '#']) => {
+                self.url_schemes.contains(&scheme.to_ascii_lowercase())
+            }
+            _ => true,
+        }
+    }
+
+    /// The allowed declarations of a `style` value, normalised as `prop: value; …`,
+    /// or `None` if none is allowed. A declaration passes if its property is listed,
+    /// its value matches the property's pattern (if any), and the value holds no
+    /// `url(`, `expression(`, `\\`, `<`, `@import` or `javascript:`.
+    pub fn clean_style(&self, style: &str) -> Option<String> {
+        let (kept, _) = self.style_declarations(style);
+        (!kept.is_empty()).then(|| kept.join("; "))
+    }
+
+    /// (allowed declarations normalised, number of non-empty declarations).
+    fn style_declarations(&self, style: &str) -> (Vec<String>, usize) {
+        let mut total = 0;
+        let kept = style
+            .split(';')
+            .filter(|d| !d.trim().is_empty())
+            .inspect(|_| total += 1)
+            .filter_map(|decl| {
+                let (prop, value) = decl.split_once(':')?;
+                let prop = prop.trim().to_ascii_lowercase();
+                let value = value.trim();
+                let rule = self.styles.get(&prop)?;
+                let lowered = value.to_ascii_lowercase();
+                if value.is_empty()
+                    || ["url(", "expression(", "\\", "<", "@import", "javascript:"]
+                        .iter()
+                        .any(|bad| lowered.contains(bad))
+                {
+                    return None;
+                }
+                if let Some(re) = rule {
+                    if !re.is_match(value) {
+                        return None;
+                    }
+                }
+                Some(format!("{prop}: {value}"))
+            })
+            .collect();
+        (kept, total)
+    }
+
+    /// Every allowed element tag (for building an HTML sanitiser from the same policy).
+    pub fn element_names(&self) -> BTreeSet<&str> {
+        self.elements.keys().map(String::as_str).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,133 @@
+use super::*;
+
+fn p() -> Policy {
+    Policy::default_policy()
+}
+
+#[test]
+fn the_default_policy_loads_and_covers_confluence_additions() {
+    let p = p();
+    for el in [
+        "p", "table", "td", "a", "img", "time", "label", "form", "span", "ul", "li",
+    ] {
+        assert!(p.allows_element(el), "{el}");
+    }
+    for (el, attr) in [
+        ("span", "contenteditable"),
+        ("span", "data-ref"),
+        ("time", "datetime"),
+        ("div", "data-macro-name"),
+        ("div", "data-macro-parameters"),
+        ("img", "data-linked-resource-id"),
+        ("div", "data-layout"),
+        ("li", "data-inline-task-id"),
+        ("td", "colspan"),
+    ] {
+        assert!(p.allows_attribute(el, attr, "x"), "{el} {attr}");
+    }
+}
+
+#[test]
+fn script_vectors_are_refused() {
+    let p = p();
+    for el in NEVER_ELEMENTS {
+        assert!(!p.allows_element(el), "{el}");
+    }
+    assert!(!p.allows_element("SCRIPT"));
+    assert!(!p.allows_element("svg"));
+    assert!(!p.allows_attribute("img", "onerror", "alert(1)"));
+    assert!(!p.allows_attribute("img", "ONLOAD", "alert(1)"));
+    assert!(!p.allows_attribute("a", "formaction", "x"));
+    for url in [
+        "javascript:alert(1)",
+        "JaVaScRiPt:alert(1)",
+        " javascript:alert(1)",
+        "java\tscript:alert(1)",
+        "java\nscript:alert(1)",
+        "\u{0001}javascript:alert(1)",
+        "vbscript:msgbox(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "data:image/png;base64,AAAA",
+    ] {
+        assert!(!p.allows_attribute("a", "href", url), "{url:?}");
+        assert!(!p.allows_attribute("img", "src", url), "{url:?}");
+        assert!(!p.allows_mark("a", &[("href", url)]), "{url:?}");
+    }
+    for url in [
+        "https://example.com/x",
+        "/wiki/page",
+        "page#frag",
+        "mailto:a@b.c",
+        "?q=1:2",
+    ] {
+        assert!(p.allows_attribute("a", "href", url), "{url:?}");
+    }
+}
+
+#[test]
+fn styles_are_judged_per_declaration() {
+    let p = p();
+    assert!(p.allows_attribute("p", "style", "color: red; text-align: center"));
+    assert!(p.allows_attribute("span", "style", "background-color: rgb(1, 2, 3)"));
+    for bad in [
+        "padding-top: 10px",
+        "padding: 0",
+        "color: red; padding-left: 3px",
+        "background: url(javascript:alert(1))",
+        "width: expression(alert(1))",
+        "color: re\\64",
+        "display: block; position: fixed",
+        "text-align: middle",
+    ] {
+        assert!(!p.allows_attribute("p", "style", bad), "{bad}");
+    }
+    assert_eq!(
+        p.clean_style("color: red; padding: 1px; text-align: center")
+            .as_deref(),
+        Some("color: red; text-align: center")
+    );
+    assert_eq!(p.clean_style("padding: 1px"), None);
+}
+
+#[test]
+fn marks_and_their_attributes() {
+    let p = p();
+    assert!(p.allows_mark("strong", &[]));
+    assert!(p.allows_mark("a", &[("href", "https://x.y")]));
+    assert!(!p.allows_mark("a", &[("onclick", "x")]));
+    assert!(!p.allows_mark("script", &[]));
+    assert!(!p.allows_mark("strong", &[("style", "color: red")]));
+}
+
+#[test]
+fn policies_that_allow_the_never_allowed_are_refused() {
+    let base: serde_json::Value = serde_json::from_str(DEFAULT_POLICY_JSON).unwrap();
+    let mut with_script = base.clone();
+    with_script["elements"]["script"] = serde_json::json!([]);
+    assert!(matches!(
+        Policy::from_json(&with_script.to_string()),
+        Err(PolicyError::Forbidden(_))
+    ));
+    let mut with_handler = base.clone();
+    with_handler["global_attributes"] = serde_json::json!(["onclick"]);
+    assert!(matches!(
+        Policy::from_json(&with_handler.to_string()),
+        Err(PolicyError::Forbidden(_))
+    ));
+    let mut with_js = base.clone();
+    with_js["url_schemes"] = serde_json::json!(["https", "JavaScript"]);
+    assert!(matches!(
+        Policy::from_json(&with_js.to_string()),
+        Err(PolicyError::Forbidden(_))
+    ));
+    let mut bad_regex = base.clone();
+    bad_regex["styles"]["color"] = serde_json::json!("([");
+    assert!(matches!(
+        Policy::from_json(&bad_regex.to_string()),
+        Err(PolicyError::BadPattern { .. })
+    ));
+    assert!(matches!(
+        Policy::from_json("{}"),
+        Err(PolicyError::Format(_))
+    ));
+}
