@@ -35,13 +35,9 @@ async fn bad_tokens_are_refused_with_the_documented_codes() {
     let unknown = token_for("nope", "x", "d", "u", Mode::Edit);
     assert_eq!(refused_with(&server, "nope", "d", &unknown).await, 4403);
 
-    let text = reqwest_metrics(&server).await;
+    let text = server.state.metrics.render();
     assert!(text.contains("chorus_connections_refused_total{reason=\"token-expired\"} 1"));
     assert!(text.contains("chorus_connections_refused_total{reason=\"wrong-doc\"} 1"));
-}
-
-async fn reqwest_metrics(server: &TestServer) -> String {
-    server.state.metrics.render()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

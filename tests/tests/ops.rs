@@ -1,18 +1,10 @@
 //! Health, readiness, metrics and graceful shutdown, over real HTTP.
 
 use chorus_e2e::{eventually, TestServer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A minimal HTTP/1.1 GET (keeps the test crate free of an HTTP client dependency).
 async fn get(server: &TestServer, path: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).await.unwrap();
-    let status = buf[9..12].parse().unwrap();
-    let body = buf.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
+    let (status, _, body) = chorus_e2e::http(server.addr, "GET", path, &[]).await;
+    (status, String::from_utf8(body).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -97,16 +97,20 @@ pub fn body_json<T: ReadTxn>(txn: &T, body: &XmlFragmentRef) -> Value {
     Value::Array(read_children(txn, body, 0).iter().map(node_json).collect())
 }
 
+/// The `title` root as text, empty if the document has none.
+fn read_title<T: ReadTxn>(txn: &T) -> String {
+    txn.get_text(ROOT_TITLE)
+        .map(|t| title_text(txn, &t))
+        .unwrap_or_default()
+}
+
 /// The whole document as JSON: `{"title": "...", "body": [...]}` (see [`body_json`]).
 ///
 /// Opens a read transaction on `doc`: the caller must not hold a write transaction
 /// on it (that would block). A missing root reads as empty.
 pub fn doc_json(doc: &Doc) -> Value {
     let txn = doc.transact();
-    let title = txn
-        .get_text(ROOT_TITLE)
-        .map(|t| title_text(&txn, &t))
-        .unwrap_or_default();
+    let title = read_title(&txn);
     let body = txn
         .get_xml_fragment(ROOT_BODY)
         .map(|b| body_json(&txn, &b))
@@ -123,10 +127,7 @@ pub fn doc_json(doc: &Doc) -> Value {
 /// on it (that would block). A missing root reads as empty.
 pub fn doc_html(doc: &Doc) -> (String, String) {
     let txn = doc.transact();
-    let title = txn
-        .get_text(ROOT_TITLE)
-        .map(|t| title_text(&txn, &t))
-        .unwrap_or_default();
+    let title = read_title(&txn);
     let body = txn
         .get_xml_fragment(ROOT_BODY)
         .map(|b| body_html(&txn, &b))

@@ -121,10 +121,10 @@ fn writer_loop(
             }
         }
         let started = Instant::now();
-        let mut results: Vec<PersistResult> = Vec::with_capacity(group.len());
+        let mut answers: Vec<(oneshot::Sender<PersistResult>, PersistResult)> =
+            Vec::with_capacity(group.len());
         let mut records = 0usize;
-        for job in &mut group {
-            let op = std::mem::replace(&mut job.op, PersistOp::Append(WriteBatch::default()));
+        for Job { op, done } in group.drain(..) {
             let r = match op {
                 PersistOp::Append(batch) => {
                     records += batch.record_count();
@@ -137,30 +137,30 @@ fn writer_loop(
                     meta,
                 } => store.compact(&id, &snapshot, upto_seq, &meta),
             };
-            results.push(r.map_err(|e| e.to_string()));
+            answers.push((done, r.map_err(|e| e.to_string())));
         }
         let flushed = store.flush().map_err(|e| e.to_string());
-        metrics.store_flush(group.len(), records, started.elapsed());
-        let ok = flushed.is_ok() && results.iter().all(Result::is_ok);
+        metrics.store_flush(answers.len(), records, started.elapsed());
+        let ok = flushed.is_ok() && answers.iter().all(|(_, r)| r.is_ok());
         let was_healthy = healthy.swap(ok, Ordering::Relaxed);
         if !ok {
             metrics.store_error();
             let msg = flushed
                 .as_ref()
                 .err()
-                .or_else(|| results.iter().find_map(|r| r.as_ref().err()))
+                .or_else(|| answers.iter().find_map(|(_, r)| r.as_ref().err()))
                 .cloned()
                 .unwrap_or_default();
-            error!(error = %msg, jobs = group.len(), "store write failed; nothing in this group is acknowledged");
+            error!(error = %msg, jobs = answers.len(), "store write failed; nothing in this group is acknowledged");
         } else if !was_healthy {
             info!("store writes succeed again");
         }
-        for (job, result) in group.drain(..).zip(results) {
+        for (done, result) in answers {
             let result = match (&flushed, result) {
                 (Err(e), _) => Err(e.clone()),
                 (Ok(()), r) => r,
             };
-            let _ = job.done.send(result);
+            let _ = done.send(result);
         }
     }
 }

@@ -560,17 +560,16 @@ impl DocActor {
                 _ = sleep_until_opt(idle_deadline) => break,
                 _ = sleep_until_opt(retry_at) => self.retry_at = None,
             }
+            // What was integrated before a fault may still be saved; the panicking
+            // update itself never completed.
+            self.collect();
             if self.room.is_poisoned() {
                 warn!(app = %self.key.0, doc = %self.key.1, "yrs panicked on an update; dropping the in-memory document");
                 for (_, c) in self.controls.drain() {
                     c.close(CloseReason::DocumentReset);
                 }
-                // What was integrated before the fault may still be saved; the
-                // panicking update itself never completed.
-                self.collect();
                 break;
             }
-            self.collect();
             self.persist().await;
         }
         self.unload(rx, own_tx).await;
