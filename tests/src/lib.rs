@@ -157,6 +157,8 @@ fn app(id: &str, secrets: &[&str], enabled: bool) -> AppConfig {
         secrets: secrets.iter().map(|s| s.to_string()).collect(),
         enabled,
         callback_url: None,
+        whitelist: None,
+        whitelist_mode: Default::default(),
     }
 }
 

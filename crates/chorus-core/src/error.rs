@@ -31,6 +31,9 @@ pub enum RoomError {
     /// The document reached its size quota and is read-only for everyone.
     #[error("document reached its size limit")]
     DocumentTooLarge,
+    /// In reject mode: the update carried content outside the whitelist and was refused.
+    #[error("update refused: content outside the whitelist")]
+    ContentRejected,
     /// The connection is not a member of the room (already left).
     #[error("connection is not in this room")]
     UnknownConnection,

@@ -14,7 +14,9 @@
 //! - awareness `user` fields are stamped from the verified session, and a
 //!   connection's awareness states are removed (and the removal broadcast) when
 //!   it leaves;
-//! - undecodable or panicking input is an error for that connection only.
+//! - undecodable or panicking input is an error for that connection only;
+//! - content outside the whitelist policy is neutralised inside the transaction that
+//!   brings it, before anything is relayed or stored ([`guard`]).
 //!
 //! Must not touch: sockets, tasks, channels, storage, configuration files, tokens.
 //! Authentication happens before a connection reaches a room; persistence hooks
@@ -22,10 +24,12 @@
 
 mod awareness;
 mod error;
+pub mod guard;
 pub mod render;
 mod room;
 mod session;
 
 pub use error::{LoadError, RoomError};
+pub use guard::{Neutralised, Verdict, Violation, Whitelist, WhitelistMode};
 pub use room::{ConnId, Peer, Room, RoomLimits, ROOT_BODY, ROOT_TITLE};
 pub use session::Session;

@@ -1,6 +1,7 @@
 //! [`Room`]: one live document and its members.
 
 use crate::awareness::{AwarenessState, AwarenessStates};
+use crate::guard::{Guard, Neutralised, Whitelist};
 use crate::{LoadError, RoomError, Session};
 use bytes::Bytes;
 use chorus_protocol::{
@@ -36,6 +37,8 @@ pub struct RoomLimits {
     pub max_awareness_clients_per_conn: usize,
     /// How many refused writes a view-mode session gets a warning for before it is closed.
     pub view_write_warnings: u32,
+    /// The content policy and what to do with content outside it.
+    pub whitelist: Whitelist,
 }
 
 impl Default for RoomLimits {
@@ -44,6 +47,7 @@ impl Default for RoomLimits {
             max_awareness_state_bytes: 32 * 1024,
             max_awareness_clients_per_conn: 4,
             view_write_warnings: 1,
+            whitelist: Whitelist::default(),
         }
     }
 }
@@ -83,20 +87,36 @@ pub struct Room<P: Peer> {
     contributors: Vec<String>,
     /// Set when the document reached its size quota: no client update is applied.
     read_only: bool,
+    /// Enforces the whitelist inside every transaction.
+    guard: Guard,
+    /// What the guard neutralised since the last [`Room::take_neutralised`].
+    neutralised: Neutralised,
+    /// Updates refused as a whole (reject mode) since the last [`Room::take_neutralised`].
+    rejected_updates: u64,
 }
 
 impl<P: Peer> Room<P> {
-    /// An empty document with the fixed roots.
+    /// An empty document with the fixed roots; every update is checked against the whitelist.
     pub fn new(limits: RoomLimits) -> Self {
+        let room = Room::unchecked(limits);
+        room.guard.activate();
+        room
+    }
+
+    /// A room whose guard is not active yet (loading stored content).
+    fn unchecked(limits: RoomLimits) -> Self {
         let doc = Doc::with_options(Options {
             offset_kind: OffsetKind::Utf16,
             ..Options::default()
         });
-        {
+        let (title, body) = {
             let mut txn = doc.transact_mut();
-            txn.get_or_insert_text(ROOT_TITLE);
-            txn.get_or_insert_xml_fragment(ROOT_BODY);
-        }
+            (
+                txn.get_or_insert_text(ROOT_TITLE),
+                txn.get_or_insert_xml_fragment(ROOT_BODY),
+            )
+        };
+        let guard = Guard::install(&doc, &title, &body, limits.whitelist.clone());
         let emitted: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
         let sink = emitted.clone();
         doc.observe_update_v1("chorus-room", move |_, e| {
@@ -117,6 +137,9 @@ impl<P: Peer> Room<P> {
             ack_due: Vec::new(),
             contributors: Vec::new(),
             read_only: false,
+            guard,
+            neutralised: Neutralised::default(),
+            rejected_updates: 0,
         }
     }
 
@@ -128,7 +151,7 @@ impl<P: Peer> Room<P> {
         snapshot: Option<&'a [u8]>,
         updates: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<Self, LoadError> {
-        let room = Room::new(limits);
+        let mut room = Room::unchecked(limits);
         let doc = &room.doc;
         let loaded = guarded(|| {
             let mut txn = doc.transact_mut();
@@ -149,6 +172,16 @@ impl<P: Peer> Room<P> {
         }
         // What loading emitted is already stored.
         room.emitted_take();
+        // Stored content may predate the current policy: check it all once. What the
+        // check removes must be stored too, or the next load would disagree with what
+        // clients were sent.
+        room.guard.activate();
+        if guarded(|| room.guard.scan_document(&room.doc)).is_none() {
+            return Err(LoadError::Panicked);
+        }
+        let verdict = room.guard.take_verdict();
+        room.neutralised.merge(&verdict.neutralised);
+        room.unsaved.extend(room.emitted_take());
         Ok(room)
     }
 
@@ -165,6 +198,15 @@ impl<P: Peer> Room<P> {
         due.into_iter()
             .filter_map(|c| self.members.get(&c).map(|m| (c, m.update_messages)))
             .collect()
+    }
+
+    /// What the whitelist guard neutralised, and how many updates it refused whole,
+    /// since the last call (for metrics).
+    pub fn take_neutralised(&mut self) -> (Neutralised, u64) {
+        (
+            std::mem::take(&mut self.neutralised),
+            std::mem::take(&mut self.rejected_updates),
+        )
     }
 
     /// User ids whose updates changed the document since the last call (deduplicated).
@@ -209,6 +251,11 @@ impl<P: Peer> Room<P> {
             self.reap();
         }
         self.read_only = read_only;
+    }
+
+    /// The whitelist this room enforces.
+    pub fn whitelist(&self) -> &Whitelist {
+        &self.limits.whitelist
     }
 
     /// True while the quota guard is on.
@@ -375,14 +422,46 @@ impl<P: Peer> Room<P> {
             }
             (applied, gap)
         });
+        let verdict = self.guard.take_verdict();
         let Some((applied, gap)) = applied else {
             self.poisoned = true;
             self.emitted_take();
             return Err(RoomError::Malformed { what: "update" });
         };
-        if self.broadcast_emitted(Some(conn)) {
+        self.neutralised.merge(&verdict.neutralised);
+        if verdict.rejected {
+            // What the document emitted is the update with all it inserted undone.
+            self.rejected_updates += 1;
+            self.broadcast_emitted(Some(conn));
+            if self.members[&conn].session.extensions {
+                self.send_to(
+                    conn,
+                    ChorusMessage::Error {
+                        code: "content-rejected".into(),
+                        message: "the edit held content outside the whitelist and was refused; reload the document".into(),
+                    }
+                    .encode(),
+                );
+            }
+            return Err(RoomError::ContentRejected);
+        }
+        // When the guard changed the update, the sender needs the change too: it still
+        // holds what it sent, and must converge to what everyone else has.
+        let stripped = verdict.neutralised.total() > 0;
+        let skip = if stripped { None } else { Some(conn) };
+        if self.broadcast_emitted(skip) {
             let user = self.members[&conn].session.user_id.clone();
             self.contributors.push(user);
+        }
+        if stripped && self.members[&conn].session.extensions {
+            self.send_to(
+                conn,
+                ChorusMessage::Error {
+                    code: "content-stripped".into(),
+                    message: "content outside the whitelist was removed from your edit".into(),
+                }
+                .encode(),
+            );
         }
         if !applied {
             return Err(RoomError::Malformed { what: "update" });

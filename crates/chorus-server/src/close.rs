@@ -76,6 +76,7 @@ impl CloseReason {
                 | RoomError::MissingDependencies
                 | RoomError::AwarenessNotObject => MALFORMED,
                 RoomError::ViewOnlyWrite => FORBIDDEN,
+                RoomError::ContentRejected => POLICY,
                 RoomError::AwarenessTooLarge { .. } | RoomError::DocumentTooLarge => TOO_LARGE,
                 RoomError::UnknownConnection => INTERNAL,
             },
@@ -99,6 +100,7 @@ impl CloseReason {
                 RoomError::Malformed { .. } => "malformed-payload",
                 RoomError::MissingDependencies => "missing-dependencies",
                 RoomError::ViewOnlyWrite => "view-only",
+                RoomError::ContentRejected => "content-rejected",
                 RoomError::AwarenessTooLarge { .. } => "awareness-too-large",
                 RoomError::AwarenessNotObject => "malformed-awareness",
                 RoomError::DocumentTooLarge => "document-too-large",
@@ -165,5 +167,6 @@ mod tests {
         assert_eq!(CloseReason::MessageTooLarge.code(), 4413);
         assert_eq!(CloseReason::Room(RoomError::ViewOnlyWrite).code(), 4403);
         assert_eq!(CloseReason::Shutdown.code(), 1012);
+        assert_eq!(CloseReason::Room(RoomError::ContentRejected).code(), 1008);
     }
 }

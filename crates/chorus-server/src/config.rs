@@ -2,11 +2,15 @@
 //! environment variables, then command-line flags (each layer overrides the last).
 
 use chorus_auth::{App, AppRegistry, Secret};
+use chorus_core::{Whitelist, WhitelistMode};
+use chorus_whitelist::Policy;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Default listen address (contract).
 pub const DEFAULT_BIND: &str = "127.0.0.1:10123";
@@ -35,6 +39,13 @@ pub struct AppConfig {
     /// Where webhooks go (used once webhooks exist).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
+    /// A content policy file (JSON, the format of `proto/whitelist-default.json`);
+    /// unset: the default policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whitelist: Option<PathBuf>,
+    /// What happens to content outside the policy: `strip` (default), `reject` or `off`.
+    #[serde(default)]
+    pub whitelist_mode: WhitelistMode,
 }
 
 fn default_true() -> bool {
@@ -191,6 +202,7 @@ impl Config {
                 )));
             }
         }
+        self.whitelists()?;
         if self.max_message_size < 1024 {
             return Err(ConfigError::Invalid(
                 "max_message_size must be at least 1024 bytes".into(),
@@ -230,6 +242,36 @@ impl Config {
             }
         }
         v
+    }
+
+    /// The whitelist of every app that does not use the default one (policy files are
+    /// read and validated here, so a bad file stops the start with its path and reason).
+    pub fn whitelists(&self) -> Result<HashMap<String, Whitelist>, ConfigError> {
+        let mut out = HashMap::new();
+        for app in &self.apps {
+            let policy = match &app.whitelist {
+                None if app.whitelist_mode == WhitelistMode::Strip => continue,
+                None => Whitelist::default().policy,
+                Some(path) => {
+                    let text = std::fs::read_to_string(path).map_err(|e| {
+                        ConfigError::Invalid(format!(
+                            "app {:?}: cannot read whitelist {}: {e}",
+                            app.id,
+                            path.display()
+                        ))
+                    })?;
+                    Arc::new(Policy::from_json(&text).map_err(|e| {
+                        ConfigError::Invalid(format!(
+                            "app {:?}: whitelist {}: {e}",
+                            app.id,
+                            path.display()
+                        ))
+                    })?)
+                }
+            };
+            out.insert(app.id.clone(), Whitelist::new(policy, app.whitelist_mode));
+        }
+        Ok(out)
     }
 
     /// How documents are kept in memory and in the store.
@@ -338,12 +380,48 @@ mod tests {
                 secrets: vec!["hunter2".into()],
                 enabled: true,
                 callback_url: None,
+                whitelist: None,
+                whitelist_mode: WhitelistMode::Strip,
             }],
             ..Config::default()
         };
         let text = c.redacted().to_string();
         assert!(!text.contains("hunter2") && !text.contains("topsecret"));
         assert!(text.contains("wiki"));
+    }
+
+    #[test]
+    fn whitelist_per_app_is_loaded_and_a_bad_file_is_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("strict.json", chorus_whitelist::DEFAULT_POLICY_JSON)?;
+            jail.create_file(
+                "c.toml",
+                "[[apps]]\nid = \"wiki\"\nsecrets = [\"s\"]\nwhitelist = \"strict.json\"\nwhitelist_mode = \"reject\"\n\
+                 [[apps]]\nid = \"cms\"\nsecrets = [\"s\"]\n",
+            )?;
+            let c = Config::load(Some(Path::new("c.toml")), Figment::new()).unwrap();
+            let w = c.whitelists().unwrap();
+            assert_eq!(w["wiki"].mode, WhitelistMode::Reject);
+            assert!(
+                !w.contains_key("cms"),
+                "default whitelist for apps that set none"
+            );
+
+            jail.create_file("bad.json", r#"{"elements": {"script": []}, "global_attributes": [], "url_attributes": [], "url_schemes": [], "styles": {}, "marks": {}}"#)?;
+            jail.create_file(
+                "bad.toml",
+                "[[apps]]\nid = \"wiki\"\nsecrets = [\"s\"]\nwhitelist = \"bad.json\"\n",
+            )?;
+            let err = Config::load(Some(Path::new("bad.toml")), Figment::new()).unwrap_err();
+            assert!(err.to_string().contains("bad.json"), "{err}");
+            assert!(err.to_string().contains("script"), "{err}");
+            jail.create_file(
+                "mode.toml",
+                "[[apps]]\nid = \"wiki\"\nsecrets = [\"s\"]\nwhitelist_mode = \"maybe\"\n",
+            )?;
+            assert!(Config::load(Some(Path::new("mode.toml")), Figment::new()).is_err());
+            Ok(())
+        });
     }
 
     #[test]

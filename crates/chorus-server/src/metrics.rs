@@ -9,6 +9,8 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
+use chorus_core::Violation;
+
 /// Message kinds, in the order of the counter slots.
 const KINDS: [&str; 8] = [
     "sync_step1",
@@ -55,6 +57,8 @@ pub struct Metrics {
     store_records: AtomicU64,
     store_flush_micros: AtomicU64,
     store_errors: AtomicU64,
+    neutralised: [AtomicU64; 6],
+    rejected_updates: AtomicU64,
     refused: Mutex<BTreeMap<&'static str, u64>>,
     closed: Mutex<BTreeMap<(u16, &'static str), u64>>,
 }
@@ -110,6 +114,17 @@ impl Metrics {
         self.store_errors.fetch_add(1, Relaxed);
     }
 
+    /// What the whitelist guard neutralised in one document turn.
+    pub fn whitelist(&self, neutralised: &chorus_core::Neutralised, rejected_updates: u64) {
+        for (kind, n) in neutralised.iter() {
+            let slot = Violation::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+            self.neutralised[slot].fetch_add(n, Relaxed);
+        }
+        if rejected_updates > 0 {
+            self.rejected_updates.fetch_add(rejected_updates, Relaxed);
+        }
+    }
+
     /// A connection attempt refused before it joined a document.
     pub fn refused(&self, reason: &'static str) {
         *self
@@ -148,6 +163,29 @@ impl Metrics {
             out,
             "chorus_connections_total {}",
             self.connections_total.load(Relaxed)
+        );
+        counter_head(
+            &mut out,
+            "chorus_whitelist_neutralised_total",
+            "Things outside the whitelist removed from incoming updates, by kind.",
+        );
+        for (i, kind) in Violation::ALL.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "chorus_whitelist_neutralised_total{{kind=\"{}\"}} {}",
+                kind.as_str(),
+                self.neutralised[i].load(Relaxed)
+            );
+        }
+        counter_head(
+            &mut out,
+            "chorus_whitelist_rejected_updates_total",
+            "Updates refused as a whole (whitelist_mode = reject).",
+        );
+        let _ = writeln!(
+            out,
+            "chorus_whitelist_rejected_updates_total {}",
+            self.rejected_updates.load(Relaxed)
         );
         gauge(
             &mut out,

@@ -27,7 +27,7 @@ use crate::close::{CloseReason, Closing};
 use crate::metrics::Metrics;
 use crate::persistence::{PersistOp, PersistResult, Persistence};
 use bytes::Bytes;
-use chorus_core::{ConnId, Peer, Room, RoomLimits, Session};
+use chorus_core::{ConnId, Peer, Room, RoomLimits, Session, Whitelist};
 use chorus_protocol::Message;
 use chorus_store::{DocId, DocMeta, WriteBatch};
 use dashmap::DashMap;
@@ -234,6 +234,8 @@ impl DocHandle {
 pub struct Documents {
     live: DashMap<DocKey, DocHandle>,
     limits: RoomLimits,
+    /// Whitelists of apps that configure their own (others use `limits.whitelist`).
+    whitelists: HashMap<String, Whitelist>,
     policy: DocPolicy,
     metrics: Arc<Metrics>,
     persistence: Arc<Persistence>,
@@ -244,6 +246,7 @@ impl Documents {
     /// An empty set of documents persisted through `persistence`.
     pub fn new(
         limits: RoomLimits,
+        whitelists: HashMap<String, Whitelist>,
         policy: DocPolicy,
         metrics: Arc<Metrics>,
         persistence: Arc<Persistence>,
@@ -251,11 +254,21 @@ impl Documents {
         Arc::new(Documents {
             live: DashMap::new(),
             limits,
+            whitelists,
             policy,
             metrics,
             persistence,
             actors: TaskTracker::new(),
         })
+    }
+
+    /// Room limits for a document of `app` (its whitelist, or the default one).
+    fn limits_for(&self, app: &str) -> RoomLimits {
+        let mut limits = self.limits.clone();
+        if let Some(w) = self.whitelists.get(app) {
+            limits.whitelist = w.clone();
+        }
+        limits
     }
 
     /// Number of documents in memory.
@@ -437,7 +450,7 @@ async fn run_actor(
     let exists = stored.is_some();
     let (room, meta, snapshot_bytes, log_records, log_bytes, next_seq) = match stored {
         None => (
-            Room::new(docs.limits.clone()),
+            Room::new(docs.limits_for(&key.0)),
             DocMeta::default(),
             0,
             0,
@@ -446,7 +459,7 @@ async fn run_actor(
         ),
         Some(s) => {
             let room = Room::from_stored(
-                docs.limits.clone(),
+                docs.limits_for(&key.0),
                 s.snapshot.as_deref(),
                 s.updates.iter().map(|(_, u)| u.as_slice()),
             );
@@ -628,6 +641,10 @@ impl DocActor {
         }
         self.acks.extend(self.room.take_acks());
         self.contributors.extend(self.room.take_contributors());
+        let (neutralised, rejected) = self.room.take_neutralised();
+        if neutralised.total() > 0 || rejected > 0 {
+            self.docs.metrics.whitelist(&neutralised, rejected);
+        }
         self.enforce_quota();
     }
 
@@ -768,6 +785,9 @@ impl DocActor {
             DraftFormat::Json => DraftContent::Json(chorus_core::render::doc_json(doc)),
             DraftFormat::Html => {
                 let (title, html) = chorus_core::render::doc_html(doc);
+                // The guard already keeps the document inside the policy; the HTML is
+                // cleaned with the same policy anyway, since hosts publish it as is.
+                let html = self.room.whitelist().clean_html(&html);
                 DraftContent::Html { title, html }
             }
             DraftFormat::Yjs => DraftContent::Yjs(self.room.encode_state()),

@@ -1,6 +1,6 @@
 //! Building the router, binding, and shutting down in layers.
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::persistence::Persistence;
 use crate::registry::Documents;
@@ -55,19 +55,21 @@ impl Deref for AppState {
 
 impl AppState {
     /// State for `config` over `store` (the demo secret, if any, must already be resolved).
-    pub fn new(config: Config, store: Arc<dyn Store>) -> Self {
+    pub fn new(config: Config, store: Arc<dyn Store>) -> Result<Self, ConfigError> {
         let metrics = Arc::new(Metrics::default());
         let limits = RoomLimits {
             max_awareness_state_bytes: config.max_awareness_state_bytes,
             ..RoomLimits::default()
         };
+        let whitelists = config.whitelists()?;
         let (persistence, _writer) =
             Persistence::start(store, config.store_group_commit, metrics.clone());
         let persistence = Arc::new(persistence);
-        AppState(Arc::new(Shared {
+        Ok(AppState(Arc::new(Shared {
             apps: config.app_registry(),
             documents: Documents::new(
                 limits,
+                whitelists,
                 config.doc_policy(),
                 metrics.clone(),
                 persistence.clone(),
@@ -78,7 +80,7 @@ impl AppState {
             draining: AtomicBool::new(false),
             persistence,
             config,
-        }))
+        })))
     }
 
     /// True when the service should receive new work: not draining, store writable.
@@ -98,6 +100,9 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The configuration refers to something unusable (e.g. a whitelist file).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The store could not be opened.
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
@@ -150,7 +155,7 @@ impl Server {
             })?;
         Ok(Server {
             listener,
-            state: AppState::new(config, store),
+            state: AppState::new(config, store)?,
         })
     }
 

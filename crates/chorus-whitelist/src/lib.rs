@@ -14,13 +14,18 @@
 //! image pasted as a data URL should be uploaded to the host instead, and
 //! `data:` also carries `text/html` and SVG with scripts).
 //!
-//! Must not touch: yrs documents, HTML parsing or rendering, IO. Enforcing the
-//! policy on CRDT updates and on rendered HTML happens in the crates that own
-//! those; they ask this one.
+//! Must not touch: yrs documents, HTML rendering, IO. Enforcing the policy on
+//! CRDT updates happens in the crate that owns those; it asks this one. The one
+//! HTML concern here is [`HtmlCleaner`] (module [`html`]): an `ammonia`
+//! sanitiser built from a [`Policy`], for HTML fragments that enter or leave
+//! the server as text.
 
 use regex::Regex;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+pub mod html;
+pub use html::HtmlCleaner;
 
 /// Elements no policy may allow.
 pub const NEVER_ELEMENTS: [&str; 11] = [
@@ -157,23 +162,10 @@ impl Policy {
     /// scheme (or be relative); `style` values are judged declaration by declaration
     /// and pass only if every declaration is allowed (see [`Policy::clean_style`]).
     pub fn allows_attribute(&self, element: &str, attr: &str, value: &str) -> bool {
+        if !self.allows_attribute_name(element, attr) {
+            return false;
+        }
         let attr = attr.to_ascii_lowercase();
-        let element = element.to_ascii_lowercase();
-        if attr.starts_with("on") {
-            return false;
-        }
-        let named = self
-            .elements
-            .get(&element)
-            .is_some_and(|allowed| allowed.contains(&attr))
-            || self.global_attributes.contains(&attr)
-            || self
-                .global_attribute_prefixes
-                .iter()
-                .any(|p| attr.starts_with(p.as_str()));
-        if !named {
-            return false;
-        }
         if attr == "style" {
             let (kept, total) = self.style_declarations(value);
             return total > 0 && kept.len() == total;
@@ -199,12 +191,25 @@ impl Policy {
 
     /// Is this URL relative, or absolute with an allowed scheme? Control characters
     /// and whitespace inside the scheme (`java\tscript:`) are stripped first, as
-    /// browsers do, and entities are not decoded here (values are plain text).
+    /// browsers do. Protocol-relative URLs (`//host/path`) count as relative.
+    ///
+    /// Entities are not decoded here (values are plain text, already decoded by
+    /// whatever parsed them), so an entity left in a value is harmless in a DOM. For
+    /// belt and braces a value is refused anyway if it still looks entity-encoded
+    /// and might be decoded a second time somewhere: it begins with `&`, or contains
+    /// `&#` (`&#106;avascript:`, `&#x6A;…`) or `&colon` (`javascript&colon;…`, which
+    /// otherwise has no colon and would pass as a relative URL).
     pub fn allows_url(&self, url: &str) -> bool {
         let squeezed: String = url
             .chars()
             .filter(|c| !c.is_control() && !c.is_whitespace())
             .collect();
+        if squeezed.starts_with('&')
+            || squeezed.contains("&#")
+            || squeezed.to_ascii_lowercase().contains("&colon")
+        {
+            return false;
+        }
         match squeezed.split_once(':') {
             Some((scheme, _)) if !scheme.contains(['/', '?', '#']) => {
                 self.url_schemes.contains(&scheme.to_ascii_lowercase())
@@ -256,6 +261,55 @@ impl Policy {
     /// Every allowed element tag (for building an HTML sanitiser from the same policy).
     pub fn element_names(&self) -> BTreeSet<&str> {
         self.elements.keys().map(String::as_str).collect()
+    }
+
+    /// Attribute names every allowed element may carry (lowercase).
+    pub fn global_attribute_names(&self) -> BTreeSet<&str> {
+        self.global_attributes.iter().map(String::as_str).collect()
+    }
+
+    /// Attribute names allowed on this element in addition to the global ones
+    /// (lowercase; empty if the element itself is not allowed).
+    pub fn element_attribute_names(&self, tag: &str) -> BTreeSet<&str> {
+        self.elements
+            .get(&tag.to_ascii_lowercase())
+            .map(|attrs| attrs.iter().map(String::as_str).collect())
+            .unwrap_or_default()
+    }
+
+    /// Prefixes (such as `data-macro-`) of attribute names every allowed element
+    /// may carry (lowercase).
+    pub fn global_attribute_prefixes(&self) -> BTreeSet<&str> {
+        self.global_attribute_prefixes
+            .iter()
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// The allowed URL schemes (lowercase, without the colon).
+    pub fn url_schemes(&self) -> BTreeSet<&str> {
+        self.url_schemes.iter().map(String::as_str).collect()
+    }
+
+    /// Is this attribute URL-valued (its values are judged by [`Policy::allows_url`])?
+    pub fn is_url_attribute(&self, attr: &str) -> bool {
+        self.url_attributes.contains(&attr.to_ascii_lowercase())
+    }
+
+    /// May `attr` (any value) appear on `element` at all? True if it is allowed on
+    /// that element, globally, or by a global prefix — and is not an `on*` handler.
+    pub fn allows_attribute_name(&self, element: &str, attr: &str) -> bool {
+        let attr = attr.to_ascii_lowercase();
+        !attr.starts_with("on")
+            && (self
+                .elements
+                .get(&element.to_ascii_lowercase())
+                .is_some_and(|allowed| allowed.contains(&attr))
+                || self.global_attributes.contains(&attr)
+                || self
+                    .global_attribute_prefixes
+                    .iter()
+                    .any(|p| attr.starts_with(p.as_str())))
     }
 }
 

@@ -131,3 +131,65 @@ fn policies_that_allow_the_never_allowed_are_refused() {
         Err(PolicyError::Format(_))
     ));
 }
+
+#[test]
+fn urls_that_still_look_entity_encoded_are_refused() {
+    let p = p();
+    for url in [
+        "&#106;avascript:alert(1)",
+        "&#x6A;avascript:alert(1)",
+        "&#106avascript&#58alert(1)",
+        "javascript&#58;alert(1)",
+        "javascript&colon;alert(1)",
+        "JavaScript&COLON;alert(1)",
+        "&amp;x",
+        " &lt;x",
+        "https://example.com/?q=&#1",
+        "/page&#35;frag",
+    ] {
+        assert!(!p.allows_url(url), "{url:?}");
+        assert!(!p.allows_attribute("a", "href", url), "{url:?}");
+        assert!(!p.allows_mark("a", &[("href", url)]), "{url:?}");
+    }
+    for url in [
+        "//cdn.example.com/a.png",
+        "//cdn.example.com/x:y",
+        "https://example.com/?a=1&b=2",
+        "/wiki?x=1&y=2",
+    ] {
+        assert!(p.allows_url(url), "{url:?}");
+    }
+}
+
+#[test]
+fn accessors_expose_what_a_sanitiser_needs() {
+    let p = p();
+    assert!(p.global_attribute_names().contains("class"));
+    assert!(p
+        .global_attribute_names()
+        .contains("data-inline-tasks-content-id"));
+    assert!(!p.global_attribute_names().contains("href"));
+    assert_eq!(
+        p.element_attribute_names("A"),
+        ["href", "name", "rel", "target"].into_iter().collect()
+    );
+    assert!(p.element_attribute_names("p").is_empty());
+    assert!(p.element_attribute_names("script").is_empty());
+    assert_eq!(
+        p.global_attribute_prefixes(),
+        ["data-linked-resource-", "data-macro-"]
+            .into_iter()
+            .collect()
+    );
+    assert_eq!(
+        p.url_schemes(),
+        ["http", "https", "mailto", "tel"].into_iter().collect()
+    );
+    assert!(p.is_url_attribute("HREF") && p.is_url_attribute("data-image-src"));
+    assert!(!p.is_url_attribute("title"));
+    assert!(p.allows_attribute_name("a", "rel"));
+    assert!(p.allows_attribute_name("div", "data-macro-anything"));
+    assert!(!p.allows_attribute_name("p", "rel"));
+    assert!(!p.allows_attribute_name("p", "onclick"));
+    assert!(!p.allows_attribute("img", "data-image-src", "javascript:alert(1)"));
+}

@@ -1,0 +1,885 @@
+//! The content guard: the whitelist [`Policy`] enforced inside the transaction that
+//! applies an update.
+//!
+//! yrs commits a transaction in this order: type observers, then after-transaction
+//! hooks, then garbage collection of what the transaction deleted, then the update
+//! events. The guard uses all three:
+//!
+//! 1. Observers on `title` (shallow) and `body` (deep) read what the transaction changed
+//!    — children added, attributes set, text, embeds and formatting inserted — and decide
+//!    what must go (a list of [`Action`]s). Content new in this transaction is walked in
+//!    full (with an explicit stack: a hostile update may nest deeply); content that was
+//!    already there was checked when it arrived, so a keystroke costs a look at one delta.
+//! 2. The after-transaction hook carries those actions out in the same transaction and
+//!    empties any root other than `title` and `body`.
+//! 3. yrs then garbage-collects the removed items, so the update that peers and the
+//!    store receive never holds the removed values (a removed attribute's *key* may
+//!    survive as a collected map entry; its value does not).
+//!
+//! In `reject` mode the observers also record how to undo everything the transaction
+//! inserted; if anything violated the policy, the hook undoes all of it instead. Deletions
+//! the refused update carried cannot be recalled inside yrs and still apply (they carry
+//! no content); the sender is then closed so that it reloads.
+
+use chorus_whitelist::{HtmlCleaner, Policy};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use yrs::branch::{Branch, BranchPtr};
+use yrs::types::text::YChange;
+use yrs::types::{Attrs, Change, Delta, EntryChange, Event, Events};
+use yrs::{
+    Any, Array, ArrayRef, DeepObservable, Doc, Map, MapRef, Observable, Origin, Out, ReadTxn, Text,
+    TextRef, Transact, TransactionMut, Xml, XmlFragmentRef, XmlOut,
+};
+
+/// What the guard does with content outside the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WhitelistMode {
+    /// Remove the disallowed parts; the allowed rest of the update survives.
+    #[default]
+    Strip,
+    /// Refuse everything the update inserted; the sender must reload.
+    Reject,
+    /// No checks (benchmarks, trusted deployments).
+    Off,
+}
+
+impl WhitelistMode {
+    /// The configuration spelling (`strip`, `reject`, `off`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WhitelistMode::Strip => "strip",
+            WhitelistMode::Reject => "reject",
+            WhitelistMode::Off => "off",
+        }
+    }
+}
+
+impl std::str::FromStr for WhitelistMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "strip" => Ok(WhitelistMode::Strip),
+            "reject" => Ok(WhitelistMode::Reject),
+            "off" => Ok(WhitelistMode::Off),
+            other => Err(format!(
+                "unknown whitelist mode {other:?} (expected strip, reject or off)"
+            )),
+        }
+    }
+}
+
+/// A policy, what to do with content outside it, and the HTML sanitiser built from it.
+#[derive(Debug, Clone)]
+pub struct Whitelist {
+    /// The content policy.
+    pub policy: Arc<Policy>,
+    /// Strip, reject or off.
+    pub mode: WhitelistMode,
+    /// Cleans rendered HTML with the same policy (belt and braces behind the guard).
+    pub html: Arc<HtmlCleaner>,
+}
+
+impl Whitelist {
+    /// A whitelist for `policy` (builds its HTML sanitiser once).
+    pub fn new(policy: Arc<Policy>, mode: WhitelistMode) -> Self {
+        Whitelist {
+            html: Arc::new(HtmlCleaner::new(policy.clone())),
+            policy,
+            mode,
+        }
+    }
+
+    /// Clean rendered HTML, unless the whitelist is off.
+    pub fn clean_html(&self, html: &str) -> String {
+        match self.mode {
+            WhitelistMode::Off => html.to_owned(),
+            _ => self.html.clean(html),
+        }
+    }
+}
+
+impl Default for Whitelist {
+    /// The default policy in strip mode.
+    fn default() -> Self {
+        static DEFAULT: OnceLock<Whitelist> = OnceLock::new();
+        DEFAULT
+            .get_or_init(|| {
+                Whitelist::new(Arc::new(Policy::default_policy()), WhitelistMode::Strip)
+            })
+            .clone()
+    }
+}
+
+/// The kinds of content the guard neutralises (labels of the metrics counter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Violation {
+    /// An element not in the policy (removed with its subtree).
+    Element,
+    /// An attribute not allowed on its element, or with a refused value.
+    Attribute,
+    /// A `style` declaration not in the policy.
+    Style,
+    /// An inline mark (text formatting) not in the policy, or with a refused attribute.
+    Mark,
+    /// Non-text content inside text, or a non-XML node in the tree.
+    Embed,
+    /// Content in a root other than `title` and `body`.
+    Root,
+}
+
+impl Violation {
+    /// Every kind, in a fixed order.
+    pub const ALL: [Violation; 6] = [
+        Violation::Element,
+        Violation::Attribute,
+        Violation::Style,
+        Violation::Mark,
+        Violation::Embed,
+        Violation::Root,
+    ];
+
+    /// The metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Violation::Element => "element",
+            Violation::Attribute => "attribute",
+            Violation::Style => "style",
+            Violation::Mark => "mark",
+            Violation::Embed => "embed",
+            Violation::Root => "root",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// How many things of each kind were neutralised.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Neutralised {
+    counts: [u64; 6],
+}
+
+impl Neutralised {
+    /// Count for one kind.
+    pub fn count(&self, kind: Violation) -> u64 {
+        self.counts[kind.index()]
+    }
+
+    /// Sum over all kinds.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// `(kind, count)` for every kind with a non-zero count.
+    pub fn iter(&self) -> impl Iterator<Item = (Violation, u64)> + '_ {
+        Violation::ALL
+            .into_iter()
+            .map(|k| (k, self.count(k)))
+            .filter(|(_, n)| *n > 0)
+    }
+
+    /// Add another tally to this one.
+    pub fn merge(&mut self, other: &Neutralised) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts) {
+            *a += b;
+        }
+    }
+
+    fn add(&mut self, kind: Violation) {
+        self.counts[kind.index()] += 1;
+    }
+}
+
+/// What the guard did during the transactions since the last [`Guard::take_verdict`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// What was found outside the policy (and removed).
+    pub neutralised: Neutralised,
+    /// True if, in reject mode, a transaction was refused as a whole.
+    pub rejected: bool,
+}
+
+/// One change the hook makes. Branch pointers stay valid until the end of the commit
+/// that produced them, which is when the hook runs.
+enum Action {
+    RemoveChildren {
+        parent: BranchPtr,
+        index: u32,
+        len: u32,
+    },
+    RemoveKey {
+        target: BranchPtr,
+        key: Arc<str>,
+    },
+    SetKey {
+        target: BranchPtr,
+        key: Arc<str>,
+        value: Any,
+    },
+    Unformat {
+        text: BranchPtr,
+        index: u32,
+        len: u32,
+        keys: Vec<Arc<str>>,
+    },
+    RemoveText {
+        text: BranchPtr,
+        index: u32,
+        len: u32,
+    },
+    /// Empty a root entirely (a foreign root, or a title whose content the text API
+    /// cannot account for).
+    Purge {
+        branch: BranchPtr,
+    },
+}
+
+struct State {
+    whitelist: Whitelist,
+    active: bool,
+    body: BranchPtr,
+    title: BranchPtr,
+    /// What strip mode removes.
+    strip: Vec<Action>,
+    /// Reject mode: how to undo everything the transaction inserted.
+    undo: Vec<Action>,
+    found: Neutralised,
+    verdict: Verdict,
+}
+
+/// The guard installed on one document. Cheap to clone; all clones share state.
+#[derive(Clone)]
+pub struct Guard {
+    state: Arc<Mutex<State>>,
+}
+
+const HOOK_KEY: &str = "chorus-guard";
+const SCAN_ORIGIN: &str = "chorus-guard-scan";
+
+impl Guard {
+    /// Install the guard's observers and hook on `doc`, whose roots are `title` and `body`.
+    /// It starts inactive (so a stored document loads unchecked); see [`Guard::activate`].
+    pub fn install(
+        doc: &Doc,
+        title: &TextRef,
+        body: &XmlFragmentRef,
+        whitelist: Whitelist,
+    ) -> Guard {
+        let state = Arc::new(Mutex::new(State {
+            whitelist,
+            active: false,
+            body: ptr(body),
+            title: ptr(title),
+            strip: Vec::new(),
+            undo: Vec::new(),
+            found: Neutralised::default(),
+            verdict: Verdict::default(),
+        }));
+        let guard = Guard { state };
+
+        let g = guard.clone();
+        body.observe_deep(HOOK_KEY, move |txn, events| g.observe_body(txn, events));
+        let g = guard.clone();
+        title.observe(HOOK_KEY, move |txn, event| {
+            let mut st = g.lock();
+            if !st.checking() {
+                return;
+            }
+            let record_undo = st.whitelist.mode == WhitelistMode::Reject;
+            let policy = st.whitelist.policy.clone();
+            let mut scan = Scan::new(&policy, record_undo);
+            let title = ptr(event.target());
+            // The title is one short line: check all of it, not just the delta.
+            if !scan.existing_text(txn, title, true) {
+                scan.refuse(Violation::Embed, Action::Purge { branch: title });
+            }
+            if record_undo {
+                scan.undo_text(title, event.delta(txn));
+            }
+            st.absorb(scan);
+        });
+        let g = guard.clone();
+        doc.observe_after_transaction(HOOK_KEY, move |txn| g.after_transaction(txn))
+            .expect("installed before any transaction is open");
+        guard
+    }
+
+    /// Start checking transactions.
+    pub fn activate(&self) {
+        self.lock().active = true;
+    }
+
+    /// What was neutralised or refused since the last call.
+    pub fn take_verdict(&self) -> Verdict {
+        std::mem::take(&mut self.lock().verdict)
+    }
+
+    /// Check the whole document as it is now (after loading it from the store, whose
+    /// content may predate the current policy) and neutralise what the policy refuses,
+    /// in one transaction of its own.
+    pub fn scan_document(&self, doc: &Doc) {
+        let (policy, body, title) = {
+            let st = self.lock();
+            if st.whitelist.mode == WhitelistMode::Off {
+                return;
+            }
+            (st.whitelist.policy.clone(), st.body, st.title)
+        };
+        let mut txn = doc.transact_mut_with(SCAN_ORIGIN);
+        let mut scan = Scan::new(&policy, false);
+        let children: Vec<Out> = ArrayRef::from(body).iter(&txn).collect();
+        for (i, child) in children.iter().enumerate() {
+            scan.child(body, i as u32, child);
+        }
+        scan.drain(&txn);
+        if !scan.existing_text(&txn, title, true) {
+            scan.refuse(Violation::Embed, Action::Purge { branch: title });
+        }
+        scan.keys_of(&txn, body);
+        // The hook runs at commit (below) and carries the actions out.
+        self.lock().absorb(scan);
+        txn.commit();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn observe_body(&self, txn: &TransactionMut, events: &Events) {
+        let mut st = self.lock();
+        if !st.checking() {
+            return;
+        }
+        let record_undo = st.whitelist.mode == WhitelistMode::Reject;
+        let policy = st.whitelist.policy.clone();
+        let mut scan = Scan::new(&policy, record_undo);
+        for event in events.iter() {
+            match event {
+                Event::XmlFragment(e) => {
+                    let (parent, tag) = match e.target() {
+                        XmlOut::Element(el) => (ptr(el), Some(el.tag().clone())),
+                        XmlOut::Fragment(f) => (ptr(f), None),
+                        XmlOut::Text(t) => (ptr(t), None),
+                    };
+                    let mut index = 0u32;
+                    for change in e.delta(txn) {
+                        match change {
+                            Change::Added(values) => {
+                                for (i, v) in values.iter().enumerate() {
+                                    scan.child(parent, index + i as u32, v);
+                                }
+                                scan.undo_children(parent, index, values.len() as u32);
+                                index += values.len() as u32;
+                            }
+                            Change::Retain(n) => index += n,
+                            Change::Removed(_) => {}
+                        }
+                    }
+                    for (key, change) in e.keys(txn) {
+                        scan.changed_key(parent, tag.as_deref(), key, change);
+                    }
+                    scan.drain(txn);
+                }
+                Event::XmlText(e) => {
+                    let text = ptr(e.target());
+                    // A text node is one run of a paragraph: checking all of it costs
+                    // little and does not depend on trusting the delta's positions.
+                    if record_undo {
+                        scan.undo_text(text, e.delta(txn));
+                    }
+                    if !scan.existing_text(txn, text, false) {
+                        // Content the text API cannot account for: drop the node.
+                        if let Some((parent, index)) = locate(txn, e.target()) {
+                            scan.refuse(
+                                Violation::Embed,
+                                Action::RemoveChildren {
+                                    parent,
+                                    index,
+                                    len: 1,
+                                },
+                            );
+                        }
+                    }
+                    for (key, change) in e.keys(txn) {
+                        scan.changed_key(text, None, key, change);
+                    }
+                }
+                // Other shared types never survive inside the body (the guard removes
+                // them when they arrive), so no event can come from one.
+                _ => {}
+            }
+        }
+        st.absorb(scan);
+    }
+
+    fn after_transaction(&self, txn: &mut TransactionMut) {
+        let (actions, found, reject) = {
+            let mut st = self.lock();
+            if !st.checking() {
+                return;
+            }
+            let mut found = std::mem::take(&mut st.found);
+            let strip = std::mem::take(&mut st.strip);
+            let undo = std::mem::take(&mut st.undo);
+            // Roots other than title and body: empty them.
+            for root in foreign_roots(txn, st.body, st.title) {
+                if ArrayRef::from(root).len(txn) > 0 || MapRef::from(root).len(txn) > 0 {
+                    found.add(Violation::Root);
+                }
+            }
+            // A whole-document scan after loading always strips: there is no sender to refuse.
+            let scanning = txn.origin() == Some(&Origin::from(SCAN_ORIGIN));
+            let reject =
+                st.whitelist.mode == WhitelistMode::Reject && found.total() > 0 && !scanning;
+            st.verdict.neutralised.merge(&found);
+            st.verdict.rejected |= reject;
+            (if reject { undo } else { strip }, found, reject)
+        };
+        if found.total() == 0 {
+            return;
+        }
+        tracing::debug!(?found, reject, "whitelist neutralised content");
+        let state = self.lock();
+        let (body, title) = (state.body, state.title);
+        drop(state);
+        let mut actions = actions;
+        actions.extend(
+            foreign_roots(txn, body, title)
+                .into_iter()
+                .map(|branch| Action::Purge { branch }),
+        );
+        execute(txn, actions);
+    }
+}
+
+impl State {
+    fn checking(&self) -> bool {
+        self.active && self.whitelist.mode != WhitelistMode::Off
+    }
+
+    fn absorb(&mut self, scan: Scan<'_>) {
+        self.strip.extend(scan.strip);
+        self.undo.extend(scan.undo);
+        self.found.merge(&scan.found);
+    }
+}
+
+/// Roots other than `title` and `body` (a client can create any root by naming it).
+fn foreign_roots(txn: &TransactionMut, body: BranchPtr, title: BranchPtr) -> Vec<BranchPtr> {
+    txn.root_refs()
+        .filter_map(|(_, out)| branch_of(&out))
+        .filter(|b| *b != body && *b != title)
+        .collect()
+}
+
+fn ptr<T: AsRef<Branch>>(shared: &T) -> BranchPtr {
+    BranchPtr::from(AsRef::<Branch>::as_ref(shared))
+}
+
+fn branch_of(out: &Out) -> Option<BranchPtr> {
+    Some(match out {
+        Out::YText(t) => ptr(t),
+        Out::YArray(a) => ptr(a),
+        Out::YMap(m) => ptr(m),
+        Out::YXmlElement(e) => ptr(e),
+        Out::YXmlFragment(f) => ptr(f),
+        Out::YXmlText(t) => ptr(t),
+        Out::UndefinedRef(b) => *b,
+        _ => return None,
+    })
+}
+
+/// Carry out actions: key changes and unformatting first (they shift no index), then
+/// removals, last index first within each parent so earlier indices stay valid.
+fn execute(txn: &mut TransactionMut, actions: Vec<Action>) {
+    let purged: Vec<BranchPtr> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Purge { branch } => Some(*branch),
+            _ => None,
+        })
+        .collect();
+    for branch in &purged {
+        purge(txn, *branch);
+    }
+    let mut removals: HashMap<BranchPtr, Vec<(u32, u32, bool)>> = HashMap::new();
+    for action in actions {
+        match action {
+            Action::Purge { .. } => {}
+            Action::Unformat { text, .. } | Action::RemoveText { text, .. }
+                if purged.contains(&text) => {}
+            Action::RemoveKey { target, key } => {
+                MapRef::from(target).remove(txn, &key);
+            }
+            Action::SetKey { target, key, value } => {
+                MapRef::from(target).insert(txn, key, value);
+            }
+            Action::Unformat {
+                text,
+                index,
+                len,
+                keys,
+            } => {
+                let attrs: Attrs = keys.into_iter().map(|k| (k, Any::Null)).collect();
+                TextRef::from(text).format(txn, index, len, attrs);
+            }
+            Action::RemoveChildren { parent, index, len } => removals
+                .entry(parent)
+                .or_default()
+                .push((index, len, false)),
+            Action::RemoveText { text, index, len } => {
+                removals.entry(text).or_default().push((index, len, true))
+            }
+        }
+    }
+    for (branch, mut ranges) in removals {
+        ranges.sort_by_key(|r| std::cmp::Reverse(r.0));
+        let mut covered_from = u32::MAX;
+        for (index, len, is_text) in ranges {
+            // Overlapping ranges (an embed with a bad mark, say) are removed once.
+            let len = len.min(covered_from.saturating_sub(index));
+            if len == 0 {
+                continue;
+            }
+            if is_text {
+                TextRef::from(branch).remove_range(txn, index, len);
+            } else {
+                ArrayRef::from(branch).remove_range(txn, index, len);
+            }
+            covered_from = index;
+        }
+    }
+}
+
+/// Delete everything a branch holds: formatting first (so no format value survives),
+/// then every countable item whatever its content, then its map entries.
+fn purge(txn: &mut TransactionMut, branch: BranchPtr) {
+    let text = TextRef::from(branch);
+    let chunks = text.diff(txn, YChange::identity);
+    let accounted: u32 = chunks.iter().map(|c| chunk_len(&c.insert)).sum();
+    let keys: Vec<Arc<str>> = chunks
+        .iter()
+        .filter_map(|c| c.attributes.as_ref())
+        .flat_map(|a| a.keys().cloned())
+        .collect();
+    if !keys.is_empty() && accounted == branch.content_len {
+        let nulls: Attrs = keys.into_iter().map(|k| (k, Any::Null)).collect();
+        text.format(txn, 0, accounted, nulls);
+    }
+    let len = branch.content_len;
+    if len > 0 {
+        ArrayRef::from(branch).remove_range(txn, 0, len);
+    }
+    let map = MapRef::from(branch);
+    if map.len(txn) > 0 {
+        map.clear(txn);
+    }
+}
+
+/// The parent of an existing node and its index there (a scan of the parent's
+/// children; only used for malformed nodes).
+fn locate<T: ReadTxn>(txn: &T, node: &yrs::XmlTextRef) -> Option<(BranchPtr, u32)> {
+    let parent = match node.parent()? {
+        XmlOut::Element(e) => ptr(&e),
+        XmlOut::Fragment(f) => ptr(&f),
+        XmlOut::Text(_) => return None,
+    };
+    let me = ptr(node);
+    ArrayRef::from(parent)
+        .iter(txn)
+        .position(|child| branch_of(&child) == Some(me))
+        .map(|i| (parent, i as u32))
+}
+
+/// One pass of checks; collects actions and counts.
+struct Scan<'p> {
+    policy: &'p Policy,
+    record_undo: bool,
+    strip: Vec<Action>,
+    undo: Vec<Action>,
+    found: Neutralised,
+    /// New elements and texts whose contents still need walking, with their place.
+    pending: Vec<(BranchPtr, BranchPtr, u32)>,
+}
+
+impl<'p> Scan<'p> {
+    fn new(policy: &'p Policy, record_undo: bool) -> Self {
+        Scan {
+            policy,
+            record_undo,
+            strip: Vec::new(),
+            undo: Vec::new(),
+            found: Neutralised::default(),
+            pending: Vec::new(),
+        }
+    }
+
+    fn refuse(&mut self, kind: Violation, action: Action) {
+        self.found.add(kind);
+        self.strip.push(action);
+    }
+
+    fn undo_children(&mut self, parent: BranchPtr, index: u32, len: u32) {
+        if self.record_undo && len > 0 {
+            self.undo
+                .push(Action::RemoveChildren { parent, index, len });
+        }
+    }
+
+    /// A child at `index` of `parent` that is new (or being checked in full).
+    fn child(&mut self, parent: BranchPtr, index: u32, value: &Out) {
+        let remove = Action::RemoveChildren {
+            parent,
+            index,
+            len: 1,
+        };
+        match value {
+            Out::YXmlElement(el) => {
+                if self.policy.allows_element(el.tag()) {
+                    self.pending.push((ptr(el), parent, index));
+                } else {
+                    self.refuse(Violation::Element, remove);
+                }
+            }
+            Out::YXmlText(t) => self.pending.push((ptr(t), parent, index)),
+            _ => self.refuse(Violation::Embed, remove),
+        }
+    }
+
+    /// Walk the contents of every new element and text found so far.
+    fn drain<T: ReadTxn>(&mut self, txn: &T) {
+        while let Some((branch, parent, index)) = self.pending.pop() {
+            let node: Out = branch.into();
+            match node {
+                Out::YXmlElement(el) => {
+                    let tag = el.tag().clone();
+                    let attrs: Vec<(Arc<str>, Out)> =
+                        el.attributes(txn).map(|(k, v)| (Arc::from(k), v)).collect();
+                    for (key, value) in attrs {
+                        self.attribute(branch, Some(&tag), key, &value);
+                    }
+                    let children: Vec<Out> = ArrayRef::from(branch).iter(txn).collect();
+                    for (i, child) in children.iter().enumerate() {
+                        self.child(branch, i as u32, child);
+                    }
+                }
+                Out::YXmlText(_) if !self.existing_text(txn, branch, false) => {
+                    self.refuse(
+                        Violation::Embed,
+                        Action::RemoveChildren {
+                            parent,
+                            index,
+                            len: 1,
+                        },
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Check a whole text (its attributes, embeds and formatting). False if the text
+    /// holds content its chunks do not account for (a string embed, or non-text items
+    /// only a crafted update makes): positions cannot be trusted, the caller drops it all.
+    fn existing_text<T: ReadTxn>(&mut self, txn: &T, text: BranchPtr, title: bool) -> bool {
+        let chunks = TextRef::from(text).diff(txn, YChange::identity);
+        let accounted: u32 = chunks.iter().map(|c| chunk_len(&c.insert)).sum();
+        if accounted != text.content_len {
+            return false;
+        }
+        self.keys_of(txn, text);
+        let mut index = 0u32;
+        for chunk in chunks {
+            let len = chunk_len(&chunk.insert);
+            self.inserted_chunk(
+                text,
+                index,
+                len,
+                &chunk.insert,
+                chunk.attributes.as_deref(),
+                title,
+            );
+            index += len;
+        }
+        true
+    }
+
+    /// Every map entry of `target` is refused (text nodes and roots carry no attributes).
+    fn keys_of<T: ReadTxn>(&mut self, txn: &T, target: BranchPtr) {
+        let keys: Vec<Arc<str>> = MapRef::from(target).keys(txn).map(Arc::from).collect();
+        for key in keys {
+            self.refuse(Violation::Attribute, Action::RemoveKey { target, key });
+        }
+    }
+
+    fn inserted_chunk(
+        &mut self,
+        text: BranchPtr,
+        index: u32,
+        len: u32,
+        value: &Out,
+        attrs: Option<&Attrs>,
+        title: bool,
+    ) {
+        if !matches!(value, Out::Any(Any::String(_))) {
+            self.refuse(Violation::Embed, Action::RemoveText { text, index, len });
+        }
+        if let Some(attrs) = attrs {
+            self.formatting(text, index, len, attrs, title);
+        }
+    }
+
+    fn formatting(&mut self, text: BranchPtr, index: u32, len: u32, attrs: &Attrs, title: bool) {
+        let bad: Vec<Arc<str>> = attrs
+            .iter()
+            .filter(|(k, v)| !matches!(v, Any::Null) && (title || !mark_allowed(self.policy, k, v)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if !bad.is_empty() {
+            self.refuse(
+                Violation::Mark,
+                Action::Unformat {
+                    text,
+                    index,
+                    len,
+                    keys: bad,
+                },
+            );
+        }
+    }
+
+    /// Reject mode: how to undo what a text delta inserted or formatted.
+    fn undo_text(&mut self, text: BranchPtr, delta: &[Delta]) {
+        let mut index = 0u32;
+        for d in delta {
+            match d {
+                Delta::Inserted(value, _) => {
+                    let len = chunk_len(value);
+                    self.undo.push(Action::RemoveText { text, index, len });
+                    index += len;
+                }
+                Delta::Retain(len, attrs) => {
+                    if let Some(attrs) = attrs {
+                        self.undo.push(Action::Unformat {
+                            text,
+                            index,
+                            len: *len,
+                            keys: attrs.keys().cloned().collect(),
+                        });
+                    }
+                    index += len;
+                }
+                Delta::Deleted(_) => {}
+            }
+        }
+    }
+
+    /// An attribute (map entry) that this transaction inserted or replaced.
+    fn changed_key(
+        &mut self,
+        target: BranchPtr,
+        tag: Option<&str>,
+        key: &Arc<str>,
+        change: &EntryChange,
+    ) {
+        let (new, old) = match change {
+            EntryChange::Inserted(new) => (new, None),
+            EntryChange::Updated(old, new) => (new, Some(old)),
+            EntryChange::Removed(_) => return,
+        };
+        self.attribute(target, tag, key.clone(), new);
+        if self.record_undo {
+            self.undo.push(match old {
+                Some(Out::Any(old)) => Action::SetKey {
+                    target,
+                    key: key.clone(),
+                    value: old.clone(),
+                },
+                _ => Action::RemoveKey {
+                    target,
+                    key: key.clone(),
+                },
+            });
+        }
+    }
+
+    /// Check `key = value` on `target`; `tag` is `None` for anything that is not an element.
+    fn attribute(&mut self, target: BranchPtr, tag: Option<&str>, key: Arc<str>, value: &Out) {
+        let Some(tag) = tag else {
+            self.refuse(Violation::Attribute, Action::RemoveKey { target, key });
+            return;
+        };
+        let text = match value {
+            Out::Any(Any::String(s)) => Some(s.to_string()),
+            Out::Any(Any::Number(n)) => Some(match n {
+                yrs::any::Number::Int(i) => i.to_string(),
+                yrs::any::Number::Float(f) => f.to_string(),
+            }),
+            Out::Any(Any::Bool(b)) => Some(b.to_string()),
+            _ => None,
+        };
+        let is_style = key.eq_ignore_ascii_case("style");
+        let kind = if is_style {
+            Violation::Style
+        } else {
+            Violation::Attribute
+        };
+        match text {
+            Some(v) if self.policy.allows_attribute(tag, &key, &v) => {}
+            Some(v) if is_style && self.policy.allows_attribute(tag, &key, "color: black") => {
+                match self.policy.clean_style(&v) {
+                    Some(clean) => self.refuse(
+                        kind,
+                        Action::SetKey {
+                            target,
+                            key,
+                            value: Any::String(clean.into()),
+                        },
+                    ),
+                    None => self.refuse(kind, Action::RemoveKey { target, key }),
+                }
+            }
+            _ => self.refuse(kind, Action::RemoveKey { target, key }),
+        }
+    }
+}
+
+/// Is this formatting attribute an allowed mark? Keys are inline tag names; y-prosemirror
+/// suffixes overlapping marks of one type as `name--xxxxxxxx`.
+fn mark_allowed(policy: &Policy, key: &str, value: &Any) -> bool {
+    let name = key.split_once("--").map_or(key, |(n, _)| n);
+    match value {
+        Any::Bool(true) => policy.allows_mark(name, &[]),
+        Any::Map(attrs) => {
+            let mut pairs: Vec<(&str, String)> = Vec::with_capacity(attrs.len());
+            for (k, v) in attrs.iter() {
+                match v {
+                    Any::Null | Any::Undefined => {}
+                    Any::String(s) => pairs.push((k, s.to_string())),
+                    Any::Bool(b) => pairs.push((k, b.to_string())),
+                    Any::Number(yrs::any::Number::Int(i)) => pairs.push((k, i.to_string())),
+                    Any::Number(yrs::any::Number::Float(f)) => pairs.push((k, f.to_string())),
+                    _ => return false,
+                }
+            }
+            let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            policy.allows_mark(name, &borrowed)
+        }
+        _ => false,
+    }
+}
+
+/// Length of a text chunk in the document's offset unit (UTF-16, as JavaScript counts).
+fn chunk_len(value: &Out) -> u32 {
+    match value {
+        Out::Any(Any::String(s)) => s.encode_utf16().count() as u32,
+        _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests;
