@@ -14,7 +14,7 @@
 
 import { spawn, execFile } from 'node:child_process'
 import { createHmac, randomBytes } from 'node:crypto'
-import { mkdtemp, writeFile, rm } from 'node:fs/promises'
+import { mkdtemp, writeFile, rm, readdir, readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -211,6 +211,20 @@ export async function startServer ({ apps = [DEFAULT_APP], extraConfig = {}, sta
   })
 
   let stopping = null
+  let removing = null
+  /** Removes the temp dir (config, data) once; with CHORUS_KEEP_TMP keeps it and writes server.log. */
+  const removeDir = () => {
+    if (removing) return removing
+    removing = (async () => {
+      if (process.env.CHORUS_KEEP_TMP) {
+        await writeFile(path.join(dir, 'server.log'), output).catch(() => {})
+        process.stderr.write(`[harness] kept ${dir}\n`)
+      } else {
+        await rm(dir, { recursive: true, force: true }).catch(() => {})
+      }
+    })()
+    return removing
+  }
   const server = {
     port,
     dir,
@@ -228,36 +242,55 @@ export async function startServer ({ apps = [DEFAULT_APP], extraConfig = {}, sta
       const base = `ws://127.0.0.1:${port}/v1/ws/${encodeURIComponent(appId)}/${encodeURIComponent(contentId)}`
       return token === undefined ? base : `${base}?token=${encodeURIComponent(token)}`
     },
-    /** SIGTERM, await exit (SIGKILL after `timeout`). Idempotent. Resolves to {code, signal}. */
-    stop ({ timeout = 15_000 } = {}) {
-      if (stopping) return stopping
-      stopping = (async () => {
-        if (exitInfo === null) {
-          child.kill('SIGTERM')
-          let timer
-          const killed = await Promise.race([
-            exited.then(() => false),
-            new Promise((resolve) => { timer = setTimeout(() => resolve(true), timeout) })
-          ])
-          clearTimeout(timer)
-          if (killed) {
-            child.kill('SIGKILL')
-            await exited
-            exitInfo = { ...exitInfo, forcedKill: true }
-          }
-        }
-        if (process.env.CHORUS_KEEP_TMP) {
-          await writeFile(path.join(dir, 'server.log'), output).catch(() => {})
-          process.stderr.write(`[harness] kept ${dir}\n`)
-        } else {
-          await rm(dir, { recursive: true, force: true }).catch(() => {})
-        }
-        return exitInfo
-      })()
-      return stopping
+    /**
+     * SIGTERM, await exit (SIGKILL after `timeout`). Idempotent. Resolves to {code, signal}.
+     * With `keepDir: true` the temp dir (config, data dir) is left in place so a test can
+     * inspect what the server stored; call `removeDir()` (or a later plain `stop()`) afterwards.
+     */
+    stop ({ timeout = 15_000, keepDir = false } = {}) {
+      if (!stopping) stopping = terminate(timeout)
+      return keepDir ? stopping : stopping.then(async (info) => { await removeDir(); return info })
+    },
+    /** Removes the temp dir (idempotent). */
+    removeDir
+  }
+  /** SIGTERM, await exit, SIGKILL after `timeout`; resolves to the exit info. */
+  async function terminate (timeout) {
+    if (exitInfo === null) {
+      child.kill('SIGTERM')
+      let timer
+      const killed = await Promise.race([
+        exited.then(() => false),
+        new Promise((resolve) => { timer = setTimeout(() => resolve(true), timeout) })
+      ])
+      clearTimeout(timer)
+      if (killed) {
+        child.kill('SIGKILL')
+        await exited
+        exitInfo = { ...exitInfo, forcedKill: true }
+      }
     }
+    return exitInfo
   }
   return server
+}
+
+/** Every regular file under `dir` (recursively) as {path, bytes}; missing dir → []. */
+export async function readFilesRecursive (dir) {
+  const out = []
+  let entries
+  try {
+    entries = await readdir(dir, { withFileTypes: true })
+  } catch (err) {
+    if (err.code === 'ENOENT') return out
+    throw err
+  }
+  for (const e of entries) {
+    const p = path.join(dir, e.name)
+    if (e.isDirectory()) out.push(...await readFilesRecursive(p))
+    else if (e.isFile()) out.push({ path: p, bytes: await readFile(p) })
+  }
+  return out
 }
 
 /** Runs `chorus <args>` to completion; resolves {code, stdout, stderr}. */
@@ -313,6 +346,20 @@ export function sessionToken ({ app = DEFAULT_APP, secret, ...claims } = {}) {
   const key = secret ?? (typeof app === 'string' ? undefined : app.secrets[0])
   if (key === undefined) throw new Error('sessionToken: secret required')
   return signJwt(sessionClaims({ app: appId, ...claims }), key)
+}
+
+/**
+ * A host (REST API) token: `scope: "host"`, app-wide unless `doc` is given.
+ * Signed with the app's first secret unless `secret` is given.
+ */
+export function hostToken ({ app = DEFAULT_APP, doc, ttl = 600, secret } = {}) {
+  const appId = typeof app === 'string' ? app : app.id
+  const key = secret ?? (typeof app === 'string' ? undefined : app.secrets[0])
+  if (key === undefined) throw new Error('hostToken: secret required')
+  const iat = nowSec()
+  const claims = { iss: appId, scope: 'host', iat, exp: iat + ttl }
+  if (doc !== undefined) claims.doc = doc
+  return signJwt(claims, key)
 }
 
 /**
@@ -458,6 +505,28 @@ export function parseMessage (buf) {
   }
   if (type === MSG_AWARENESS) return { type, payload: decoding.readVarUint8Array(dec) }
   return { type }
+}
+
+export const MSG_CHORUS = 100
+export const CHORUS_ERROR = 0
+
+/**
+ * Parses a Chorus extension message (type 100): {kind, code?, message?, n?, reason?}
+ * for the kinds the server sends; null if `buf` is not one.
+ */
+export function parseChorusMessage (buf) {
+  if (typeof buf === 'string') return null
+  try {
+    const dec = decoding.createDecoder(buf)
+    if (decoding.readVarUint(dec) !== MSG_CHORUS) return null
+    const kind = decoding.readVarUint(dec)
+    if (kind === CHORUS_ERROR) return { kind, code: decoding.readVarString(dec), message: decoding.readVarString(dec) }
+    if (kind === 1) return { kind, n: decoding.readVarUint(dec) }
+    if (kind === 3) return { kind, reason: decoding.readVarString(dec) }
+    return { kind }
+  } catch {
+    return null
+  }
 }
 
 export class RawClient {

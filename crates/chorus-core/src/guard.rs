@@ -28,8 +28,8 @@ use yrs::branch::{Branch, BranchPtr};
 use yrs::types::text::YChange;
 use yrs::types::{Attrs, Change, Delta, EntryChange, Event, Events};
 use yrs::{
-    Any, Array, ArrayRef, DeepObservable, Doc, Map, MapRef, Observable, Origin, Out, ReadTxn, Text,
-    TextRef, Transact, TransactionMut, Xml, XmlFragmentRef, XmlOut,
+    Any, Array, ArrayRef, DeepObservable, Doc, GetString, Map, MapRef, Observable, Origin, Out,
+    ReadTxn, Text, TextRef, Transact, TransactionMut, Xml, XmlFragmentRef, XmlOut,
 };
 
 /// What the guard does with content outside the policy.
@@ -293,7 +293,8 @@ impl Guard {
             let policy = st.whitelist.policy.clone();
             let mut scan = Scan::new(&policy, record_undo);
             let title = ptr(event.target());
-            // The title is one short line: check all of it, not just the delta.
+            // The title is one short line: check all of it (its content length also
+            // reveals items a text delta does not show, such as JSON values).
             if !scan.existing_text(txn, title, true) {
                 scan.refuse(Violation::Embed, Action::Purge { branch: title });
             }
@@ -386,12 +387,10 @@ impl Guard {
                 }
                 Event::XmlText(e) => {
                     let text = ptr(e.target());
-                    // A text node is one run of a paragraph: checking all of it costs
-                    // little and does not depend on trusting the delta's positions.
                     if record_undo {
                         scan.undo_text(text, e.delta(txn));
                     }
-                    if !scan.existing_text(txn, text, false) {
+                    if !scan.text_changes(txn, text, e.delta(txn), false) {
                         // Content the text API cannot account for: drop the node.
                         if let Some((parent, index)) = locate(txn, e.target()) {
                             scan.refuse(
@@ -432,9 +431,9 @@ impl Guard {
                 }
             }
             // A whole-document scan after loading always strips: there is no sender to refuse.
-            let scanning = txn.origin() == Some(&Origin::from(SCAN_ORIGIN));
-            let reject =
-                st.whitelist.mode == WhitelistMode::Reject && found.total() > 0 && !scanning;
+            let reject = st.whitelist.mode == WhitelistMode::Reject
+                && found.total() > 0
+                && txn.origin() != Some(&Origin::from(SCAN_ORIGIN));
             st.verdict.neutralised.merge(&found);
             st.verdict.rejected |= reject;
             (if reject { undo } else { strip }, found, reject)
@@ -656,15 +655,12 @@ impl<'p> Scan<'p> {
             let node: Out = branch.into();
             match node {
                 Out::YXmlElement(el) => {
-                    let tag = el.tag().clone();
-                    let attrs: Vec<(Arc<str>, Out)> =
-                        el.attributes(txn).map(|(k, v)| (Arc::from(k), v)).collect();
-                    for (key, value) in attrs {
-                        self.attribute(branch, Some(&tag), key, &value);
+                    let tag = el.tag();
+                    for (key, value) in el.attributes(txn) {
+                        self.attribute(branch, Some(tag), key, &value);
                     }
-                    let children: Vec<Out> = ArrayRef::from(branch).iter(txn).collect();
-                    for (i, child) in children.iter().enumerate() {
-                        self.child(branch, i as u32, child);
+                    for (i, child) in ArrayRef::from(branch).iter(txn).enumerate() {
+                        self.child(branch, i as u32, &child);
                     }
                 }
                 Out::YXmlText(_) if !self.existing_text(txn, branch, false) => {
@@ -752,6 +748,52 @@ impl<'p> Scan<'p> {
         }
     }
 
+    /// Check what a transaction changed in an existing text. The delta is enough to
+    /// find a violation, but its positions cannot be trusted blindly: a string embed
+    /// looks like text of its string's length while it occupies one position. So
+    /// when something must go, the whole text is checked again from its content
+    /// (which also detects such embeds). False if the text cannot be accounted for.
+    fn text_changes<T: ReadTxn>(
+        &mut self,
+        txn: &T,
+        text: BranchPtr,
+        delta: &[Delta],
+        title: bool,
+    ) -> bool {
+        let (strip_before, found_before) = (self.strip.len(), self.found.clone());
+        let mut index = 0u32;
+        for d in delta {
+            match d {
+                Delta::Inserted(value, attrs) => {
+                    let len = chunk_len(value);
+                    self.inserted_chunk(text, index, len, value, attrs.as_deref(), title);
+                    index += len;
+                }
+                Delta::Retain(len, attrs) => {
+                    if let Some(attrs) = attrs {
+                        self.formatting(text, index, *len, attrs, title);
+                    }
+                    index += len;
+                }
+                Delta::Deleted(_) => {}
+            }
+        }
+        // Attributes on a body text node arrive as event keys; the title has none.
+        let has_keys = title && MapRef::from(text).len(txn) > 0;
+        if self.strip.len() == strip_before && !has_keys && index <= text.content_len {
+            // A clean text holds nothing but strings, so its length is its string's
+            // length; anything else (a JSON value or embed the delta does not show)
+            // makes them differ and earns the full check.
+            let plain = TextRef::from(text).get_string(txn);
+            if plain.encode_utf16().count() as u32 == text.content_len {
+                return true;
+            }
+        }
+        self.strip.truncate(strip_before);
+        self.found = found_before;
+        self.existing_text(txn, text, title)
+    }
+
     /// Reject mode: how to undo what a text delta inserted or formatted.
     fn undo_text(&mut self, text: BranchPtr, delta: &[Delta]) {
         let mut index = 0u32;
@@ -791,7 +833,7 @@ impl<'p> Scan<'p> {
             EntryChange::Updated(old, new) => (new, Some(old)),
             EntryChange::Removed(_) => return,
         };
-        self.attribute(target, tag, key.clone(), new);
+        self.attribute(target, tag, key, new);
         if self.record_undo {
             self.undo.push(match old {
                 Some(Out::Any(old)) => Action::SetKey {
@@ -808,18 +850,19 @@ impl<'p> Scan<'p> {
     }
 
     /// Check `key = value` on `target`; `tag` is `None` for anything that is not an element.
-    fn attribute(&mut self, target: BranchPtr, tag: Option<&str>, key: Arc<str>, value: &Out) {
+    fn attribute(&mut self, target: BranchPtr, tag: Option<&str>, key: &str, value: &Out) {
         let Some(tag) = tag else {
+            let key = Arc::from(key);
             self.refuse(Violation::Attribute, Action::RemoveKey { target, key });
             return;
         };
         let text = match value {
-            Out::Any(Any::String(s)) => Some(s.to_string()),
-            Out::Any(Any::Number(n)) => Some(match n {
+            Out::Any(Any::String(s)) => Some(std::borrow::Cow::Borrowed(&**s)),
+            Out::Any(Any::Number(n)) => Some(std::borrow::Cow::Owned(match n {
                 yrs::any::Number::Int(i) => i.to_string(),
                 yrs::any::Number::Float(f) => f.to_string(),
-            }),
-            Out::Any(Any::Bool(b)) => Some(b.to_string()),
+            })),
+            Out::Any(Any::Bool(b)) => Some(std::borrow::Cow::Owned(b.to_string())),
             _ => None,
         };
         let is_style = key.eq_ignore_ascii_case("style");
@@ -828,8 +871,11 @@ impl<'p> Scan<'p> {
         } else {
             Violation::Attribute
         };
+        if matches!(&text, Some(v) if self.policy.allows_attribute(tag, key, v)) {
+            return;
+        }
+        let key: Arc<str> = Arc::from(key);
         match text {
-            Some(v) if self.policy.allows_attribute(tag, &key, &v) => {}
             Some(v) if is_style && self.policy.allows_attribute(tag, &key, "color: black") => {
                 match self.policy.clean_style(&v) {
                     Some(clean) => self.refuse(

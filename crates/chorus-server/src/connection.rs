@@ -177,6 +177,18 @@ async fn run(
             }
         }
     };
+    // A close the document decided (a refused update, say) may follow a frame that
+    // explains it (a Chorus error): deliver what is already queued first. Not for a
+    // slow consumer: its queue is the problem.
+    if reason.is_none()
+        && control
+            .reason()
+            .is_some_and(|c| c.code != crate::close::TRY_AGAIN_LATER)
+    {
+        if let Ok(frame) = out_rx.try_recv() {
+            let _ = write_batch(&mut socket, &mut out_rx, frame, &state).await;
+        }
+    }
     let _ = doc.send(DocCommand::Leave { conn }).await;
     state.metrics.connection_closed();
     let closing = reason

@@ -22,6 +22,7 @@
 
 use regex::Regex;
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 pub mod html;
@@ -155,7 +156,7 @@ impl Policy {
 
     /// May an element with this tag exist?
     pub fn allows_element(&self, tag: &str) -> bool {
-        self.elements.contains_key(&tag.to_ascii_lowercase())
+        self.elements.contains_key(&*lower(tag))
     }
 
     /// May `element` carry `attr="value"`? URL-valued attributes must use an allowed
@@ -165,12 +166,11 @@ impl Policy {
         if !self.allows_attribute_name(element, attr) {
             return false;
         }
-        let attr = attr.to_ascii_lowercase();
+        let attr = lower(attr);
         if attr == "style" {
-            let (kept, total) = self.style_declarations(value);
-            return total > 0 && kept.len() == total;
+            return self.style_fully_allowed(value);
         }
-        if self.url_attributes.contains(&attr) {
+        if self.url_attributes.contains(&*attr) {
             return self.allows_url(value);
         }
         true
@@ -178,14 +178,15 @@ impl Policy {
 
     /// May this mark (inline formatting, keyed by its tag) exist with these attributes?
     pub fn allows_mark(&self, mark: &str, attrs: &[(&str, &str)]) -> bool {
-        let Some(allowed) = self.marks.get(&mark.to_ascii_lowercase()) else {
+        let Some(allowed) = self.marks.get(&*lower(mark)) else {
             return false;
         };
         attrs.iter().all(|(k, v)| {
-            let k = k.to_ascii_lowercase();
-            allowed.contains(&k)
+            let k = lower(k);
+            allowed.contains(&*k)
                 && !k.starts_with("on")
-                && (!self.url_attributes.contains(&k) || self.allows_url(v))
+                && (!self.url_attributes.contains(&*k) || self.allows_url(v))
+                && (&*k != "style" || self.style_fully_allowed(v))
         })
     }
 
@@ -200,19 +201,24 @@ impl Policy {
     /// `&#` (`&#106;avascript:`, `&#x6A;…`) or `&colon` (`javascript&colon;…`, which
     /// otherwise has no colon and would pass as a relative URL).
     pub fn allows_url(&self, url: &str) -> bool {
-        let squeezed: String = url
-            .chars()
-            .filter(|c| !c.is_control() && !c.is_whitespace())
-            .collect();
+        let squeezed: Cow<'_, str> = if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            Cow::Owned(
+                url.chars()
+                    .filter(|c| !c.is_control() && !c.is_whitespace())
+                    .collect(),
+            )
+        } else {
+            Cow::Borrowed(url)
+        };
         if squeezed.starts_with('&')
             || squeezed.contains("&#")
-            || squeezed.to_ascii_lowercase().contains("&colon")
+            || contains_ignore_case(&squeezed, "&colon")
         {
             return false;
         }
         match squeezed.split_once(':') {
             Some((scheme, _)) if !scheme.contains(['/', '?', '#']) => {
-                self.url_schemes.contains(&scheme.to_ascii_lowercase())
+                self.url_schemes.contains(&*lower(scheme))
             }
             _ => true,
         }
@@ -227,6 +233,33 @@ impl Policy {
         (!kept.is_empty()).then(|| kept.join("; "))
     }
 
+    /// True if the style has at least one declaration and every one is allowed
+    /// (the check [`Policy::clean_style`] makes, without building the result).
+    fn style_fully_allowed(&self, style: &str) -> bool {
+        let mut any = false;
+        for decl in style.split(';').filter(|d| !d.trim().is_empty()) {
+            any = true;
+            let Some((prop, value)) = decl.split_once(':') else {
+                return false;
+            };
+            if !self.declaration_allowed(&lower(prop.trim()), value.trim()) {
+                return false;
+            }
+        }
+        any
+    }
+
+    fn declaration_allowed(&self, prop: &str, value: &str) -> bool {
+        let Some(rule) = self.styles.get(prop) else {
+            return false;
+        };
+        !value.is_empty()
+            && !["url(", "expression(", "\\", "<", "@import", "javascript:"]
+                .iter()
+                .any(|bad| contains_ignore_case(value, bad))
+            && rule.as_ref().is_none_or(|re| re.is_match(value))
+    }
+
     /// (allowed declarations normalised, number of non-empty declarations).
     fn style_declarations(&self, style: &str) -> (Vec<String>, usize) {
         let mut total = 0;
@@ -236,23 +269,10 @@ impl Policy {
             .inspect(|_| total += 1)
             .filter_map(|decl| {
                 let (prop, value) = decl.split_once(':')?;
-                let prop = prop.trim().to_ascii_lowercase();
+                let prop = lower(prop.trim());
                 let value = value.trim();
-                let rule = self.styles.get(&prop)?;
-                let lowered = value.to_ascii_lowercase();
-                if value.is_empty()
-                    || ["url(", "expression(", "\\", "<", "@import", "javascript:"]
-                        .iter()
-                        .any(|bad| lowered.contains(bad))
-                {
-                    return None;
-                }
-                if let Some(re) = rule {
-                    if !re.is_match(value) {
-                        return None;
-                    }
-                }
-                Some(format!("{prop}: {value}"))
+                self.declaration_allowed(&prop, value)
+                    .then(|| format!("{prop}: {value}"))
             })
             .collect();
         (kept, total)
@@ -299,18 +319,34 @@ impl Policy {
     /// May `attr` (any value) appear on `element` at all? True if it is allowed on
     /// that element, globally, or by a global prefix — and is not an `on*` handler.
     pub fn allows_attribute_name(&self, element: &str, attr: &str) -> bool {
-        let attr = attr.to_ascii_lowercase();
+        let attr = lower(attr);
         !attr.starts_with("on")
             && (self
                 .elements
-                .get(&element.to_ascii_lowercase())
-                .is_some_and(|allowed| allowed.contains(&attr))
-                || self.global_attributes.contains(&attr)
+                .get(&*lower(element))
+                .is_some_and(|allowed| allowed.contains(&*attr))
+                || self.global_attributes.contains(&*attr)
                 || self
                     .global_attribute_prefixes
                     .iter()
                     .any(|p| attr.starts_with(p.as_str())))
     }
+}
+
+/// `s` in ASCII lowercase, allocating only if it has an uppercase letter (names in
+/// documents almost never do; this is on the path of every checked update).
+fn lower(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// ASCII case-insensitive substring test without allocating.
+fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
 }
 
 #[cfg(test)]

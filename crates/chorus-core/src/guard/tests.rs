@@ -550,3 +550,26 @@ fn rendered_html_is_cleaned_with_the_same_policy() {
     let off = Whitelist::new(Whitelist::default().policy, WhitelistMode::Off);
     assert_eq!(off.clean_html(&html), html);
 }
+
+#[test]
+fn json_values_hidden_in_text_nodes_are_removed() {
+    let mut f = fixture(WhitelistMode::Strip);
+    f.edit(|txn, body, _| p(txn, body, "hello")).unwrap();
+    f.edit(|txn, body, _| {
+        let Some(XmlOut::Element(para)) = body.get(txn, 0) else {
+            panic!()
+        };
+        let Some(XmlOut::Text(text)) = para.get(txn, 0) else {
+            panic!()
+        };
+        ArrayRef::from(ptr(&text)).insert(txn, 2, "XSS-ANY-IN-TEXT");
+    })
+    .unwrap();
+    f.assert_gone("XSS-ANY-IN-TEXT");
+    f.edit(|txn, _, title| {
+        title.insert(txn, 0, "T");
+        ArrayRef::from(ptr(title)).insert(txn, 1, "XSS-ANY-IN-TITLE");
+    })
+    .unwrap();
+    f.assert_gone("XSS-ANY-IN-TITLE");
+}

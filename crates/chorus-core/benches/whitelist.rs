@@ -1,0 +1,184 @@
+//! What whitelist enforcement costs: updates/s through a [`Room`] with the policy on
+//! (strip mode) versus off, on two workloads:
+//!
+//! - typing: 1,000 single-character updates (every 10th one bolds a word) into a
+//!   document that already holds 200 paragraphs;
+//! - paste: one update inserting a 200-row × 5-column table with attributes, styles
+//!   and marks (about 1,000 cells).
+//!
+//! Run with `cargo bench -p chorus-core --bench whitelist`; the ratio on/off goes in
+//! docs/PERFORMANCE.md.
+
+use bytes::Bytes;
+use chorus_auth::Mode;
+use chorus_core::{ConnId, Peer, Room, RoomLimits, Session, Whitelist, WhitelistMode};
+use chorus_protocol::{Message, SyncMessage};
+use criterion::{criterion_main, BatchSize, Criterion, Throughput};
+use std::collections::HashMap;
+use std::sync::Arc;
+use yrs::types::Attrs;
+use yrs::{
+    Any, Doc, GetString, ReadTxn, StateVector, Text, Transact, Xml, XmlElementPrelim, XmlFragment,
+    XmlOut, XmlTextPrelim,
+};
+
+struct NullPeer;
+impl Peer for NullPeer {
+    fn send(&self, _frame: Bytes) -> bool {
+        true
+    }
+}
+
+fn session() -> Arc<Session> {
+    Arc::new(Session {
+        user_id: "bench".into(),
+        name: "bench".into(),
+        color: "#000000".into(),
+        avatar: None,
+        mode: Mode::Edit,
+        extensions: false,
+    })
+}
+
+fn room(mode: WhitelistMode, base: &[u8]) -> Room<NullPeer> {
+    let limits = RoomLimits {
+        whitelist: Whitelist::new(Whitelist::default().policy, mode),
+        ..RoomLimits::default()
+    };
+    let mut room = Room::from_stored(limits, Some(base), []).expect("valid base");
+    room.join(ConnId(1), session(), NullPeer);
+    room
+}
+
+fn client() -> Doc {
+    Doc::with_options(yrs::Options {
+        client_id: yrs::ClientID::new(42),
+        offset_kind: yrs::OffsetKind::Utf16,
+        ..yrs::Options::default()
+    })
+}
+
+fn strong() -> Attrs {
+    HashMap::from([(
+        Arc::from("strong"),
+        Any::from(HashMap::<String, Any>::new()),
+    )])
+}
+
+/// The base document (200 paragraphs) and 1,000 typing updates on top of it.
+fn typing_workload() -> (Vec<u8>, Vec<Vec<u8>>) {
+    let doc = client();
+    let body = doc.get_or_insert_xml_fragment("body");
+    {
+        let mut txn = doc.transact_mut();
+        for i in 0..200 {
+            let p = body.push_back(&mut txn, XmlElementPrelim::empty("p"));
+            p.insert_attribute(&mut txn, "class", "para");
+            p.push_back(
+                &mut txn,
+                XmlTextPrelim::new(format!("Paragraph {i} with some ordinary words in it.")),
+            );
+        }
+    }
+    let base = doc
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default());
+    let mut updates = Vec::with_capacity(1000);
+    let Some(XmlOut::Element(p)) = body.get(&doc.transact(), 100) else {
+        unreachable!()
+    };
+    let Some(XmlOut::Text(text)) = p.get(&doc.transact(), 0) else {
+        unreachable!()
+    };
+    for i in 0..1000u32 {
+        let mut txn = doc.transact_mut();
+        let len = text.len(&txn);
+        if i % 10 == 9 {
+            text.format(&mut txn, len - 5, 5, strong());
+        } else {
+            text.insert(&mut txn, len, "x");
+        }
+        updates.push(txn.encode_update_v1());
+    }
+    (base, updates)
+}
+
+/// An empty base and one update pasting a large table.
+fn paste_workload() -> (Vec<u8>, Vec<u8>) {
+    let doc = client();
+    let body = doc.get_or_insert_xml_fragment("body");
+    let base = doc
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default());
+    let mut txn = doc.transact_mut();
+    let table = body.push_back(&mut txn, XmlElementPrelim::empty("table"));
+    table.insert_attribute(&mut txn, "class", "confluenceTable");
+    let tbody = table.push_back(&mut txn, XmlElementPrelim::empty("tbody"));
+    for r in 0..200 {
+        let tr = tbody.push_back(&mut txn, XmlElementPrelim::empty("tr"));
+        for c in 0..5 {
+            let td = tr.push_back(&mut txn, XmlElementPrelim::empty("td"));
+            td.insert_attribute(&mut txn, "colspan", "1");
+            td.insert_attribute(&mut txn, "style", "text-align: left; color: #333");
+            let t = td.push_back(&mut txn, XmlTextPrelim::new(format!("cell {r}:{c} ")));
+            let end = t.len(&txn);
+            t.insert_with_attributes(&mut txn, end, "bold", strong());
+        }
+    }
+    let update = txn.encode_update_v1();
+    drop(txn);
+    assert!(body.get_string(&doc.transact()).len() > 10_000);
+    (base, update)
+}
+
+fn message(update: &[u8]) -> Message {
+    Message::Sync(SyncMessage::Update(Bytes::copy_from_slice(update)))
+}
+
+fn bench(c: &mut Criterion) {
+    let (base, typing) = typing_workload();
+    let typing: Vec<Message> = typing.iter().map(|u| message(u)).collect();
+    let mut group = c.benchmark_group("whitelist_typing");
+    group.throughput(Throughput::Elements(typing.len() as u64));
+    for (name, mode) in [("on", WhitelistMode::Strip), ("off", WhitelistMode::Off)] {
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || (room(mode, &base), typing.clone()),
+                |(mut room, msgs)| {
+                    for m in msgs {
+                        room.receive(ConnId(1), m).expect("allowed edit");
+                    }
+                    room
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    group.finish();
+
+    let (base, paste) = paste_workload();
+    let paste = message(&paste);
+    let mut group = c.benchmark_group("whitelist_paste_table");
+    group.throughput(Throughput::Elements(1));
+    for (name, mode) in [("on", WhitelistMode::Strip), ("off", WhitelistMode::Off)] {
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || (room(mode, &base), paste.clone()),
+                |(mut room, msg)| {
+                    room.receive(ConnId(1), msg).expect("allowed paste");
+                    let (n, _) = room.take_neutralised();
+                    assert_eq!(n.total(), 0, "the paste is inside the policy");
+                    room
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+mod group {
+    #![allow(missing_docs)]
+    criterion::criterion_group!(benches, super::bench);
+}
+criterion_main!(group::benches);
