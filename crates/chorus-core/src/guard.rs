@@ -293,9 +293,7 @@ impl Guard {
             let policy = st.whitelist.policy.clone();
             let mut scan = Scan::new(&policy, record_undo);
             let title = ptr(event.target());
-            // The title is one short line: check all of it (its content length also
-            // reveals items a text delta does not show, such as JSON values).
-            if !scan.existing_text(txn, title, true) {
+            if !scan.text_changes(txn, title, event.delta(txn), true) {
                 scan.refuse(Violation::Embed, Action::Purge { branch: title });
             }
             if record_undo {
@@ -337,6 +335,7 @@ impl Guard {
             scan.child(body, i as u32, child);
         }
         scan.drain(&txn);
+        scan.keys_of(&txn, title);
         if !scan.existing_text(&txn, title, true) {
             scan.refuse(Violation::Embed, Action::Purge { branch: title });
         }
@@ -663,22 +662,25 @@ impl<'p> Scan<'p> {
                         self.child(branch, i as u32, &child);
                     }
                 }
-                Out::YXmlText(_) if !self.existing_text(txn, branch, false) => {
-                    self.refuse(
-                        Violation::Embed,
-                        Action::RemoveChildren {
-                            parent,
-                            index,
-                            len: 1,
-                        },
-                    );
+                Out::YXmlText(_) => {
+                    self.keys_of(txn, branch);
+                    if !self.existing_text(txn, branch, false) {
+                        self.refuse(
+                            Violation::Embed,
+                            Action::RemoveChildren {
+                                parent,
+                                index,
+                                len: 1,
+                            },
+                        );
+                    }
                 }
                 _ => {}
             }
         }
     }
 
-    /// Check a whole text (its attributes, embeds and formatting). False if the text
+    /// Check a whole text (its embeds and formatting; attributes: [`Scan::keys_of`]). False if the text
     /// holds content its chunks do not account for (a string embed, or non-text items
     /// only a crafted update makes): positions cannot be trusted, the caller drops it all.
     fn existing_text<T: ReadTxn>(&mut self, txn: &T, text: BranchPtr, title: bool) -> bool {
@@ -687,7 +689,6 @@ impl<'p> Scan<'p> {
         if accounted != text.content_len {
             return false;
         }
-        self.keys_of(txn, text);
         let mut index = 0u32;
         for chunk in chunks {
             let len = chunk_len(&chunk.insert);
@@ -785,12 +786,16 @@ impl<'p> Scan<'p> {
             // length; anything else (a JSON value or embed the delta does not show)
             // makes them differ and earns the full check.
             let plain = TextRef::from(text).get_string(txn);
-            if plain.encode_utf16().count() as u32 == text.content_len {
+            if utf16_len(&plain) == text.content_len {
                 return true;
             }
         }
         self.strip.truncate(strip_before);
         self.found = found_before;
+        // A body text node's attributes were judged from the event's keys already.
+        if title {
+            self.keys_of(txn, text);
+        }
         self.existing_text(txn, text, title)
     }
 
@@ -919,10 +924,20 @@ fn mark_allowed(policy: &Policy, key: &str, value: &Any) -> bool {
     }
 }
 
+/// Length of a string in UTF-16 code units (ASCII, the common case, without a scan
+/// in this crate's code: text can be megabytes).
+fn utf16_len(s: &str) -> u32 {
+    if s.is_ascii() {
+        s.len() as u32
+    } else {
+        s.encode_utf16().count() as u32
+    }
+}
+
 /// Length of a text chunk in the document's offset unit (UTF-16, as JavaScript counts).
 fn chunk_len(value: &Out) -> u32 {
     match value {
-        Out::Any(Any::String(s)) => s.encode_utf16().count() as u32,
+        Out::Any(Any::String(s)) => utf16_len(s),
         _ => 1,
     }
 }
