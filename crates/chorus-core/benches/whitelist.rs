@@ -8,12 +8,17 @@
 //!
 //! Run with `cargo bench -p chorus-core --bench whitelist`; the ratio on/off goes in
 //! docs/PERFORMANCE.md.
+//!
+//! Timings on a shared 2-core machine are noisy, so the same workloads can also be
+//! run once without criterion, for an instruction count that does not depend on the
+//! machine's load: `WHITELIST_BENCH=strip|off WHITELIST_WORKLOAD=typing|paste` runs 20
+//! rooms through the workload (see docs/PERFORMANCE.md for the callgrind command).
 
 use bytes::Bytes;
 use chorus_auth::Mode;
 use chorus_core::{ConnId, Peer, Room, RoomLimits, Session, Whitelist, WhitelistMode};
 use chorus_protocol::{Message, SyncMessage};
-use criterion::{criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{BatchSize, Criterion, Throughput};
 use std::collections::HashMap;
 use std::sync::Arc;
 use yrs::types::Attrs;
@@ -177,8 +182,36 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// One pass of a workload through 20 rooms, outside criterion (for callgrind).
+fn count(mode: WhitelistMode, workload: &str) {
+    let (base, updates) = match workload {
+        "paste" => {
+            let (base, paste) = paste_workload();
+            (base, vec![paste])
+        }
+        _ => typing_workload(),
+    };
+    let messages: Vec<Message> = updates.iter().map(|u| message(u)).collect();
+    let mut rooms: Vec<_> = (0..20).map(|_| room(mode, &base)).collect();
+    for room in &mut rooms {
+        for m in messages.iter().cloned() {
+            room.receive(ConnId(1), m).expect("allowed edit");
+        }
+    }
+}
+
 mod group {
     #![allow(missing_docs)]
     criterion::criterion_group!(benches, super::bench);
 }
-criterion_main!(group::benches);
+
+fn main() {
+    if let Ok(mode) = std::env::var("WHITELIST_BENCH") {
+        let mode = mode.parse().expect("WHITELIST_BENCH is strip or off");
+        let workload = std::env::var("WHITELIST_WORKLOAD").unwrap_or_default();
+        count(mode, &workload);
+        return;
+    }
+    group::benches();
+    Criterion::default().configure_from_args().final_summary();
+}

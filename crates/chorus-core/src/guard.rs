@@ -22,6 +22,7 @@
 //! no content); the sender is then closed so that it reloads.
 
 use chorus_whitelist::{HtmlCleaner, Policy};
+use profile::UpdateProfile;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use yrs::branch::{Branch, BranchPtr};
@@ -249,6 +250,9 @@ struct State {
     undo: Vec<Action>,
     found: Neutralised,
     verdict: Verdict,
+    /// What the update being applied carries ([`UpdateProfile::UNKNOWN`] for any other
+    /// transaction).
+    profile: UpdateProfile,
 }
 
 /// The guard installed on one document. Cheap to clone; all clones share state.
@@ -278,6 +282,7 @@ impl Guard {
             undo: Vec::new(),
             found: Neutralised::default(),
             verdict: Verdict::default(),
+            profile: UpdateProfile::UNKNOWN,
         }));
         let guard = Guard { state };
 
@@ -293,7 +298,9 @@ impl Guard {
             let policy = st.whitelist.policy.clone();
             let mut scan = Scan::new(&policy, record_undo);
             let title = ptr(event.target());
-            if !scan.text_changes(txn, title, event.delta(txn), true) {
+            if st.profile.plain_text {
+                scan.keys_of(txn, title);
+            } else if !scan.text_changes(txn, title, event.delta(txn), true) {
                 scan.refuse(Violation::Embed, Action::Purge { branch: title });
             }
             if record_undo {
@@ -307,14 +314,31 @@ impl Guard {
         guard
     }
 
+    /// Tell the guard the bytes of the client update about to be applied. What they
+    /// show spares text checks in strip mode (see [`profile`]); a keystroke then costs
+    /// no walk of its text. Holds until the next transaction commits.
+    pub fn before_update(&self, update: &[u8]) {
+        let mut st = self.lock();
+        // Reject mode needs every text's delta anyway, to know what to undo.
+        st.profile = if st.checking() && st.whitelist.mode == WhitelistMode::Strip {
+            UpdateProfile::of(update, &st.whitelist.policy)
+        } else {
+            UpdateProfile::UNKNOWN
+        };
+    }
+
     /// Start checking transactions.
     pub fn activate(&self) {
         self.lock().active = true;
     }
 
     /// What was neutralised or refused since the last call.
+    /// Also ends what [`Guard::before_update`] said, should no transaction have
+    /// committed since.
     pub fn take_verdict(&self) -> Verdict {
-        std::mem::take(&mut self.lock().verdict)
+        let mut st = self.lock();
+        st.profile = UpdateProfile::UNKNOWN;
+        std::mem::take(&mut st.verdict)
     }
 
     /// Check the whole document as it is now (after loading it from the store, whose
@@ -355,8 +379,12 @@ impl Guard {
             return;
         }
         let record_undo = st.whitelist.mode == WhitelistMode::Reject;
+        let profile = st.profile;
         let policy = st.whitelist.policy.clone();
         let mut scan = Scan::new(&policy, record_undo);
+        // Trust texts provisionally when the update's bytes say they can only have
+        // received strings, allowed marks and nodes; confirmed below by counting nodes.
+        scan.defer_texts = profile.texts_clean;
         for event in events.iter() {
             match event {
                 Event::XmlFragment(e) => {
@@ -385,30 +413,28 @@ impl Guard {
                     scan.drain(txn);
                 }
                 Event::XmlText(e) => {
-                    let text = ptr(e.target());
-                    if record_undo {
-                        scan.undo_text(text, e.delta(txn));
-                    }
-                    if !scan.text_changes(txn, text, e.delta(txn), false) {
-                        // Content the text API cannot account for: drop the node.
-                        if let Some((parent, index)) = locate(txn, e.target()) {
-                            scan.refuse(
-                                Violation::Embed,
-                                Action::RemoveChildren {
-                                    parent,
-                                    index,
-                                    len: 1,
-                                },
-                            );
-                        }
+                    if !profile.texts_clean {
+                        scan.text_event(txn, e);
                     }
                     for (key, change) in e.keys(txn) {
-                        scan.changed_key(text, None, key, change);
+                        scan.changed_key(ptr(e.target()), None, key, change);
                     }
                 }
                 // Other shared types never survive inside the body (the guard removes
                 // them when they arrive), so no event can come from one.
                 _ => {}
+            }
+        }
+        if profile.texts_clean && scan.walked != profile.new_nodes {
+            // A node of the update was not reached as the child of an element: it may
+            // sit inside a text. Check every text the update touched, in full.
+            for event in events.iter() {
+                if let Event::XmlText(e) = event {
+                    scan.text_event(txn, e);
+                }
+            }
+            for (text, parent, index) in std::mem::take(&mut scan.deferred) {
+                scan.new_text(txn, text, parent, index);
             }
         }
         st.absorb(scan);
@@ -417,6 +443,7 @@ impl Guard {
     fn after_transaction(&self, txn: &mut TransactionMut) {
         let (actions, found, reject) = {
             let mut st = self.lock();
+            st.profile = UpdateProfile::UNKNOWN;
             if !st.checking() {
                 return;
             }
@@ -602,6 +629,15 @@ struct Scan<'p> {
     found: Neutralised,
     /// New elements and texts whose contents still need walking, with their place.
     pending: Vec<(BranchPtr, BranchPtr, u32)>,
+    /// How many new nodes were walked.
+    walked: u32,
+    /// Leave the contents of new texts unchecked, listed in `deferred`, for the
+    /// caller to confirm that nothing can hide in them (see [`profile`]).
+    defer_texts: bool,
+    /// New texts whose contents were not checked yet, with their place.
+    deferred: Vec<(BranchPtr, BranchPtr, u32)>,
+    /// `style` values judged so far in this pass.
+    styles: rustc_hash::FxHashMap<Arc<str>, bool>,
 }
 
 impl<'p> Scan<'p> {
@@ -613,6 +649,10 @@ impl<'p> Scan<'p> {
             undo: Vec::new(),
             found: Neutralised::default(),
             pending: Vec::new(),
+            walked: 0,
+            defer_texts: false,
+            deferred: Vec::new(),
+            styles: rustc_hash::FxHashMap::default(),
         }
     }
 
@@ -651,6 +691,7 @@ impl<'p> Scan<'p> {
     /// Walk the contents of every new element and text found so far.
     fn drain<T: ReadTxn>(&mut self, txn: &T) {
         while let Some((branch, parent, index)) = self.pending.pop() {
+            self.walked += 1;
             let node: Out = branch.into();
             match node {
                 Out::YXmlElement(el) => {
@@ -664,18 +705,50 @@ impl<'p> Scan<'p> {
                 }
                 Out::YXmlText(_) => {
                     self.keys_of(txn, branch);
-                    if !self.existing_text(txn, branch, false) {
-                        self.refuse(
-                            Violation::Embed,
-                            Action::RemoveChildren {
-                                parent,
-                                index,
-                                len: 1,
-                            },
-                        );
+                    if self.defer_texts {
+                        self.deferred.push((branch, parent, index));
+                    } else {
+                        self.new_text(txn, branch, parent, index);
                     }
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// Check the contents of a new text at `index` of `parent`; drop it if they cannot
+    /// be accounted for.
+    fn new_text<T: ReadTxn>(&mut self, txn: &T, text: BranchPtr, parent: BranchPtr, index: u32) {
+        if !self.existing_text(txn, text, false) {
+            self.refuse(
+                Violation::Embed,
+                Action::RemoveChildren {
+                    parent,
+                    index,
+                    len: 1,
+                },
+            );
+        }
+    }
+
+    /// Check what a transaction changed in the contents of an existing body text (its
+    /// attributes are judged from the event's keys).
+    fn text_event(&mut self, txn: &TransactionMut, e: &yrs::types::xml::XmlTextEvent) {
+        let text = ptr(e.target());
+        if self.record_undo {
+            self.undo_text(text, e.delta(txn));
+        }
+        if !self.text_changes(txn, text, e.delta(txn), false) {
+            // Content the text API cannot account for: drop the node.
+            if let Some((parent, index)) = locate(txn, e.target()) {
+                self.refuse(
+                    Violation::Embed,
+                    Action::RemoveChildren {
+                        parent,
+                        index,
+                        len: 1,
+                    },
+                );
             }
         }
     }
@@ -861,6 +934,12 @@ impl<'p> Scan<'p> {
             self.refuse(Violation::Attribute, Action::RemoveKey { target, key });
             return;
         };
+        let is_style = key.eq_ignore_ascii_case("style");
+        let kind = if is_style {
+            Violation::Style
+        } else {
+            Violation::Attribute
+        };
         let text = match value {
             Out::Any(Any::String(s)) => Some(std::borrow::Cow::Borrowed(&**s)),
             Out::Any(Any::Number(n)) => Some(std::borrow::Cow::Owned(match n {
@@ -870,31 +949,49 @@ impl<'p> Scan<'p> {
             Out::Any(Any::Bool(b)) => Some(std::borrow::Cow::Owned(b.to_string())),
             _ => None,
         };
-        let is_style = key.eq_ignore_ascii_case("style");
-        let kind = if is_style {
-            Violation::Style
-        } else {
-            Violation::Attribute
+        let Some(text) = text else {
+            let key: Arc<str> = Arc::from(key);
+            self.refuse(kind, Action::RemoveKey { target, key });
+            return;
         };
-        if matches!(&text, Some(v) if self.policy.allows_attribute(tag, key, v)) {
+        if !self.policy.allows_attribute_name(tag, key) {
+            let key: Arc<str> = Arc::from(key);
+            self.refuse(kind, Action::RemoveKey { target, key });
+            return;
+        }
+        if !is_style {
+            if self.policy.is_url_attribute(key) && !self.policy.allows_url(&text) {
+                let key: Arc<str> = Arc::from(key);
+                self.refuse(kind, Action::RemoveKey { target, key });
+            }
+            return;
+        }
+        // A paste repeats the same few styles on every cell: judge each value once.
+        let allowed = match value {
+            Out::Any(Any::String(s)) => match self.styles.get(s) {
+                Some(&verdict) => verdict,
+                None => {
+                    let verdict = self.policy.allows_style(s);
+                    self.styles.insert(s.clone(), verdict);
+                    verdict
+                }
+            },
+            _ => self.policy.allows_style(&text),
+        };
+        if allowed {
             return;
         }
         let key: Arc<str> = Arc::from(key);
-        match text {
-            Some(v) if is_style && self.policy.allows_attribute(tag, &key, "color: black") => {
-                match self.policy.clean_style(&v) {
-                    Some(clean) => self.refuse(
-                        kind,
-                        Action::SetKey {
-                            target,
-                            key,
-                            value: Any::String(clean.into()),
-                        },
-                    ),
-                    None => self.refuse(kind, Action::RemoveKey { target, key }),
-                }
-            }
-            _ => self.refuse(kind, Action::RemoveKey { target, key }),
+        match self.policy.clean_style(&text) {
+            Some(clean) => self.refuse(
+                kind,
+                Action::SetKey {
+                    target,
+                    key,
+                    value: Any::String(clean.into()),
+                },
+            ),
+            None => self.refuse(kind, Action::RemoveKey { target, key }),
         }
     }
 }
@@ -941,6 +1038,8 @@ fn chunk_len(value: &Out) -> u32 {
         _ => 1,
     }
 }
+
+mod profile;
 
 #[cfg(test)]
 mod tests;

@@ -410,6 +410,7 @@ impl<P: Peer> Room<P> {
             return Ok(());
         }
 
+        self.guard.before_update(bytes);
         let doc = &self.doc;
         let applied = guarded(|| {
             let mut txn = doc.transact_mut_with(conn.0);

@@ -21,9 +21,10 @@
 //! the server as text.
 
 use regex::Regex;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde::Deserialize;
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 pub mod html;
 pub use html::HtmlCleaner;
@@ -122,7 +123,7 @@ impl Policy {
                 return Err(PolicyError::Forbidden(format!("URL scheme {s:?}")));
             }
         }
-        let mut styles = HashMap::new();
+        let mut styles = HashMap::default();
         for (property, pattern) in &file.styles {
             let compiled = match pattern {
                 None => None,
@@ -168,7 +169,7 @@ impl Policy {
         }
         let attr = lower(attr);
         if attr == "style" {
-            return self.style_fully_allowed(value);
+            return self.allows_style(value);
         }
         if self.url_attributes.contains(&*attr) {
             return self.allows_url(value);
@@ -186,7 +187,7 @@ impl Policy {
             allowed.contains(&*k)
                 && !k.starts_with("on")
                 && (!self.url_attributes.contains(&*k) || self.allows_url(v))
-                && (&*k != "style" || self.style_fully_allowed(v))
+                && (&*k != "style" || self.allows_style(v))
         })
     }
 
@@ -233,9 +234,10 @@ impl Policy {
         (!kept.is_empty()).then(|| kept.join("; "))
     }
 
-    /// True if the style has at least one declaration and every one is allowed
-    /// (the check [`Policy::clean_style`] makes, without building the result).
-    fn style_fully_allowed(&self, style: &str) -> bool {
+    /// True if the style value has at least one declaration and every one is allowed
+    /// (the check [`Policy::clean_style`] makes, without building the result). Whether
+    /// `style` may appear on an element at all is [`Policy::allows_attribute_name`].
+    pub fn allows_style(&self, style: &str) -> bool {
         let mut any = false;
         for decl in style.split(';').filter(|d| !d.trim().is_empty()) {
             any = true;
@@ -253,11 +255,15 @@ impl Policy {
         let Some(rule) = self.styles.get(prop) else {
             return false;
         };
-        !value.is_empty()
-            && !["url(", "expression(", "\\", "<", "@import", "javascript:"]
+        // Every refused fragment holds one of these bytes; most values hold none.
+        let suspicious = value
+            .bytes()
+            .any(|b| matches!(b, b'(' | b'\\' | b'<' | b'@' | b':'));
+        let dangerous = suspicious
+            && ["url(", "expression(", "\\", "<", "@import", "javascript:"]
                 .iter()
-                .any(|bad| contains_ignore_case(value, bad))
-            && rule.as_ref().is_none_or(|re| re.is_match(value))
+                .any(|bad| contains_ignore_case(value, bad));
+        !value.is_empty() && !dangerous && rule.as_ref().is_none_or(|re| re.is_match(value))
     }
 
     /// (allowed declarations normalised, number of non-empty declarations).
@@ -313,7 +319,7 @@ impl Policy {
 
     /// Is this attribute URL-valued (its values are judged by [`Policy::allows_url`])?
     pub fn is_url_attribute(&self, attr: &str) -> bool {
-        self.url_attributes.contains(&attr.to_ascii_lowercase())
+        self.url_attributes.contains(&*lower(attr))
     }
 
     /// May `attr` (any value) appear on `element` at all? True if it is allowed on

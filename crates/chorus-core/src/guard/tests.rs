@@ -573,3 +573,86 @@ fn json_values_hidden_in_text_nodes_are_removed() {
     .unwrap();
     f.assert_gone("XSS-ANY-IN-TITLE");
 }
+
+/// The update profile lets the guard trust new texts when the update's bytes show
+/// nothing but strings, allowed marks and nodes. A node inside a text must still be
+/// found: the walk then reaches fewer nodes than the update carries.
+#[test]
+fn a_node_hidden_inside_a_text_of_a_clean_looking_paste_is_removed() {
+    let mut f = fixture(WhitelistMode::Strip);
+    f.edit(|txn, body, _| {
+        let para = body.push_back(txn, XmlElementPrelim::empty("p"));
+        para.insert_attribute(txn, "class", "intro");
+        let text = para.push_back(txn, XmlTextPrelim::new("kept words"));
+        text.format(txn, 0, 4, attrs(&[("strong", Any::Bool(true))]));
+        // An element of an allowed kind, but inside the text, where no node may be.
+        let hidden = text.insert_embed(txn, 5, XmlElementPrelim::empty("span"));
+        hidden.push_back(txn, XmlTextPrelim::new("XSS-NODE-IN-NEW-TEXT"));
+    })
+    .unwrap();
+    f.assert_gone("XSS-NODE-IN-NEW-TEXT");
+    assert!(f.body().contains("kept"), "{}", f.body());
+    assert!(f.body().contains("intro"), "{}", f.body());
+    f.assert_sender_converges();
+}
+
+#[test]
+fn a_node_inserted_into_an_existing_text_is_removed() {
+    let mut f = fixture(WhitelistMode::Strip);
+    f.edit(|txn, body, _| p(txn, body, "hello")).unwrap();
+    f.edit(|txn, body, _| {
+        let Some(XmlOut::Element(para)) = body.get(txn, 0) else {
+            panic!()
+        };
+        let Some(XmlOut::Text(text)) = para.get(txn, 0) else {
+            panic!()
+        };
+        text.insert(txn, 5, " world");
+        text.insert_embed(txn, 2, XmlTextPrelim::new("XSS-TEXT-IN-OLD-TEXT"));
+    })
+    .unwrap();
+    f.assert_gone("XSS-TEXT-IN-OLD-TEXT");
+    assert!(f.body().contains("hello world"), "{}", f.body());
+    f.assert_sender_converges();
+}
+
+/// Keystrokes take the fast path (their bytes hold only strings); what they type must
+/// still arrive, and a typed mark that the policy refuses must still go.
+#[test]
+fn typing_and_marking_in_strip_mode_keeps_allowed_and_drops_refused() {
+    let mut f = fixture(WhitelistMode::Strip);
+    f.edit(|txn, body, _| p(txn, body, "abc")).unwrap();
+    let text = |txn: &mut TransactionMut, body: &XmlFragmentRef| {
+        let Some(XmlOut::Element(para)) = body.get(txn, 0) else {
+            panic!()
+        };
+        let Some(XmlOut::Text(text)) = para.get(txn, 0) else {
+            panic!()
+        };
+        text
+    };
+    for ch in ["d", "e", "f"] {
+        f.edit(|txn, body, _| {
+            let t = text(txn, body);
+            let end = t.len(txn);
+            t.insert(txn, end, ch);
+        })
+        .unwrap();
+    }
+    f.edit(|txn, body, _| {
+        text(txn, body).format(txn, 0, 2, attrs(&[("em", Any::Bool(true))]));
+    })
+    .unwrap();
+    f.edit(|txn, body, _| {
+        text(txn, body).format(
+            txn,
+            2,
+            2,
+            attrs(&[("blink", Any::from("XSS-REFUSED-MARK"))]),
+        );
+    })
+    .unwrap();
+    f.assert_gone("XSS-REFUSED-MARK");
+    assert_eq!(f.body(), "<p><em>ab</em>cdef</p>");
+    f.assert_sender_converges();
+}
