@@ -52,3 +52,17 @@ pub enum LoadError {
     #[error("applying the stored records panicked")]
     Panicked,
 }
+
+/// Why a change the host made (an external change or a restore) was not applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExternalError {
+    /// The base the change was computed against does not decode as a document.
+    #[error("the base document does not decode")]
+    BadBase,
+    /// In reject mode: the change still held content outside the whitelist.
+    #[error("the change holds content outside the whitelist")]
+    ContentRejected,
+    /// yrs panicked while applying the change; the room must be dropped.
+    #[error("applying the change panicked")]
+    Panicked,
+}

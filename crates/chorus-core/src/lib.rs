@@ -25,11 +25,12 @@
 mod awareness;
 mod error;
 pub mod guard;
+pub mod import;
 pub mod render;
 mod room;
 mod session;
 
-pub use error::{LoadError, RoomError};
+pub use error::{ExternalError, LoadError, RoomError};
 pub use guard::{Neutralised, Verdict, Violation, Whitelist, WhitelistMode};
 pub use room::{ConnId, Peer, Room, RoomLimits, ROOT_BODY, ROOT_TITLE};
 pub use session::Session;

@@ -2,7 +2,8 @@
 
 use crate::awareness::{AwarenessState, AwarenessStates};
 use crate::guard::{Guard, Neutralised, Whitelist};
-use crate::{LoadError, RoomError, Session};
+use crate::import::{self, BodyNode};
+use crate::{ExternalError, LoadError, RoomError, Session};
 use bytes::Bytes;
 use chorus_protocol::{
     decode_awareness, encode_awareness, encode_sync, ChorusMessage, Message, SyncMessage,
@@ -234,21 +235,10 @@ impl<P: Peer> Room<P> {
     /// told once when it turns on.
     pub fn set_read_only(&mut self, read_only: bool) {
         if read_only && !self.read_only {
-            let frame = ChorusMessage::Error {
+            self.notify_all(ChorusMessage::Error {
                 code: "document-too-large".into(),
                 message: "the document reached its size limit and is read-only".into(),
-            }
-            .encode();
-            let opted_in: Vec<ConnId> = self
-                .members
-                .iter()
-                .filter(|(_, m)| m.session.extensions)
-                .map(|(c, _)| *c)
-                .collect();
-            for c in opted_in {
-                self.send_to(c, frame.clone());
-            }
-            self.reap();
+            });
         }
         self.read_only = read_only;
     }
@@ -261,6 +251,64 @@ impl<P: Peer> Room<P> {
     /// True while the quota guard is on.
     pub fn is_read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// The session of every connected member.
+    pub fn sessions(&self) -> impl Iterator<Item = (ConnId, &Arc<Session>)> + '_ {
+        self.members.iter().map(|(c, m)| (*c, &m.session))
+    }
+
+    /// Change what a member may do (the host downgraded it, or the exclusive hold
+    /// passed to it). A member that opted in is told: `read-only` with `reason` when it
+    /// becomes view-only, `editable` when it may edit. False if `conn` is not here.
+    pub fn set_mode(&mut self, conn: ConnId, mode: chorus_auth::Mode, reason: &str) -> bool {
+        let Some(member) = self.members.get_mut(&conn) else {
+            return false;
+        };
+        if member.session.mode == mode {
+            return true;
+        }
+        let mut session = (*member.session).clone();
+        session.mode = mode;
+        member.session = Arc::new(session);
+        member.refused_writes = 0;
+        let msg = if mode.can_write() {
+            ChorusMessage::Editable
+        } else {
+            ChorusMessage::ReadOnly {
+                reason: reason.to_owned(),
+            }
+        };
+        self.notify(conn, msg);
+        true
+    }
+
+    /// Send an extension message to every member that opted in (encoded once).
+    fn notify_all(&mut self, msg: ChorusMessage) {
+        let frame = msg.encode();
+        let opted_in: Vec<ConnId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.session.extensions)
+            .map(|(c, _)| *c)
+            .collect();
+        for c in opted_in {
+            self.send_to(c, frame.clone());
+        }
+        self.reap();
+    }
+
+    /// Send an extension message to a member, if it opted in (stock clients never
+    /// receive one).
+    pub fn notify(&mut self, conn: ConnId, msg: ChorusMessage) {
+        if self
+            .members
+            .get(&conn)
+            .is_some_and(|m| m.session.extensions)
+        {
+            self.send_to(conn, msg.encode());
+            self.reap();
+        }
     }
 
     /// Close handles would live with the transport; the room only lists who is here.
@@ -294,6 +342,74 @@ impl<P: Peer> Room<P> {
         self.doc
             .transact()
             .encode_state_as_update_v1(&StateVector::default())
+    }
+
+    /// Apply a change the host made outside the editor (an external change, a restore):
+    /// the title and/or body become `title` / `body`, as a minimal diff.
+    ///
+    /// `base` is the whole document as the host read it (`None`: as it is now). The
+    /// host's edit is computed against the base on a fork with a client id of its own,
+    /// and the resulting update merges into the live document like any concurrent
+    /// edit: what editors typed since the host's read is kept, not overwritten. The
+    /// update goes through the whitelist guard like a client's, is relayed to every
+    /// member and kept for the store; members that opted in also receive an
+    /// `external-change` message naming the changed fields. Returns those fields
+    /// (empty if the content was already as given).
+    pub fn external_change(
+        &mut self,
+        base: Option<&[u8]>,
+        title: Option<&str>,
+        body: Option<&[BodyNode]>,
+    ) -> Result<Vec<&'static str>, ExternalError> {
+        let live_sv = self.doc.transact().state_vector();
+        let current;
+        let base = match base {
+            Some(b) => b,
+            None => {
+                current = self.encode_state();
+                &current
+            }
+        };
+        let (update, fields) = guarded(|| fork_change(base, &live_sv, title, body))
+            .ok_or(ExternalError::BadBase)??;
+        if fields.is_empty() {
+            return Ok(fields);
+        }
+        self.guard.before_update(&update);
+        let doc = &self.doc;
+        let applied = guarded(|| {
+            let decoded = Update::decode_v1(&update).ok()?;
+            let mut txn = doc.transact_mut_with(EXTERNAL_ORIGIN);
+            let ok = txn.apply_update(decoded).is_ok();
+            // The base was a state of this very document, so nothing can be missing;
+            // should it be, pending content must not linger.
+            if txn.has_missing_updates() {
+                txn.prune_pending();
+            }
+            Some(ok)
+        });
+        let verdict = self.guard.take_verdict();
+        self.neutralised.merge(&verdict.neutralised);
+        match applied {
+            None => {
+                self.poisoned = true;
+                self.emitted_take();
+                return Err(ExternalError::Panicked);
+            }
+            Some(None) | Some(Some(false)) => return Err(ExternalError::BadBase),
+            Some(Some(true)) => {}
+        }
+        if verdict.rejected {
+            self.rejected_updates += 1;
+            self.broadcast_emitted(None);
+            self.reap();
+            return Err(ExternalError::ContentRejected);
+        }
+        self.broadcast_emitted(None);
+        self.notify_all(ChorusMessage::ExternalChange {
+            fields: fields.iter().map(|f| f.to_string()).collect(),
+        });
+        Ok(fields)
     }
 
     /// Add a member and start the handshake: our step 1, then current presence.
@@ -602,6 +718,57 @@ impl<P: Peer> Room<P> {
             }
         }
     }
+}
+
+/// Transaction origin of changes the host made (external changes, restores).
+const EXTERNAL_ORIGIN: &str = "chorus-external";
+
+/// The host's change as an update relative to `base`: a fork of the base (with a client
+/// id unknown to the live document, whose state is `live_sv`) takes the new title and
+/// body as a minimal diff; the update is what the fork added. Also the changed fields.
+fn fork_change(
+    base: &[u8],
+    live_sv: &StateVector,
+    title: Option<&str>,
+    body: Option<&[BodyNode]>,
+) -> Result<(Vec<u8>, Vec<&'static str>), ExternalError> {
+    let base = Update::decode_v1(base).map_err(|_| ExternalError::BadBase)?;
+    let fork = loop {
+        let doc = Doc::with_options(Options {
+            offset_kind: OffsetKind::Utf16,
+            ..Options::default()
+        });
+        // A client id the live document already knows would make the fork's clocks
+        // collide with existing content.
+        if live_sv.get(&doc.client_id()) == 0 {
+            break doc;
+        }
+    };
+    {
+        let mut txn = fork.transact_mut();
+        txn.apply_update(base).map_err(|_| ExternalError::BadBase)?;
+        if txn.has_missing_updates() {
+            return Err(ExternalError::BadBase);
+        }
+    }
+    let base_sv = fork.transact().state_vector();
+    let title_ref = fork.get_or_insert_text(ROOT_TITLE);
+    let body_ref = fork.get_or_insert_xml_fragment(ROOT_BODY);
+    let mut fields = Vec::new();
+    let mut txn = fork.transact_mut();
+    if let Some(t) = title {
+        if import::apply_title(&mut txn, &title_ref, t) {
+            fields.push(ROOT_TITLE);
+        }
+    }
+    if let Some(b) = body {
+        if import::apply_body(&mut txn, &body_ref, b) {
+            fields.push(ROOT_BODY);
+        }
+    }
+    drop(txn);
+    let update = fork.transact().encode_state_as_update_v1(&base_sv);
+    Ok((update, fields))
 }
 
 /// Run yrs code that may panic on hostile input; `None` if it did.

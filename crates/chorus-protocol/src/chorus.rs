@@ -12,6 +12,8 @@ const KIND_SAVED: u64 = 1;
 const KIND_EXTERNAL_CHANGE: u64 = 2;
 const KIND_READ_ONLY: u64 = 3;
 const KIND_REFRESH_TOKEN: u64 = 4;
+const KIND_HOLDER: u64 = 5;
+const KIND_EDITABLE: u64 = 6;
 
 /// A Chorus extension message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +46,16 @@ pub enum ChorusMessage {
         /// The new JWT.
         token: String,
     },
+    /// Server → client (exclusive mode): who holds the draft; this session is view-only
+    /// until the hold passes to it.
+    Holder {
+        /// User id of the holder.
+        user_id: String,
+        /// Display name of the holder.
+        name: String,
+    },
+    /// Server → client: this session may edit (again), e.g. the exclusive hold passed to it.
+    Editable,
 }
 
 impl ChorusMessage {
@@ -73,6 +85,11 @@ impl ChorusMessage {
             KIND_REFRESH_TOKEN => ChorusMessage::RefreshToken {
                 token: r.read_var_string()?,
             },
+            KIND_HOLDER => ChorusMessage::Holder {
+                user_id: r.read_var_string()?,
+                name: r.read_var_string()?,
+            },
+            KIND_EDITABLE => ChorusMessage::Editable,
             other => return Err(DecodeError::UnknownChorusKind(other)),
         })
     }
@@ -106,6 +123,12 @@ impl ChorusMessage {
                 w.write_var_u64(KIND_REFRESH_TOKEN);
                 w.write_var_string(token);
             }
+            ChorusMessage::Holder { user_id, name } => {
+                w.write_var_u64(KIND_HOLDER);
+                w.write_var_string(user_id);
+                w.write_var_string(name);
+            }
+            ChorusMessage::Editable => w.write_var_u64(KIND_EDITABLE),
         }
         w.finish()
     }
@@ -133,6 +156,11 @@ mod tests {
             ChorusMessage::RefreshToken {
                 token: "a.b.c".into(),
             },
+            ChorusMessage::Holder {
+                user_id: "u1".into(),
+                name: "Ann".into(),
+            },
+            ChorusMessage::Editable,
         ] {
             let frame = m.encode();
             assert_eq!(frame[0], CHORUS_MESSAGE_TYPE);

@@ -84,6 +84,7 @@ fn durable_appends(c: &mut Criterion) {
         update_count: 1,
         state_vector: vec![2, 0xb5, 0x8f, 0x9a, 0x07, 12, 0xc1, 0xe4, 0x80, 0x03, 40],
         snapshot_seq: 0,
+        ..DocMeta::default()
     };
     group.bench_function("100_writes_with_meta_one_flush", |b| {
         b.iter(|| {

@@ -3,7 +3,7 @@
 //! Decoders return a plain `String` detail; callers wrap it in
 //! [`StoreError::Corrupt`](crate::StoreError::Corrupt) with the document they were reading.
 
-use crate::{DocId, DocMeta};
+use crate::{DocId, DocMeta, HistoryEntry, HistoryPoint};
 
 /// Bytes of the crc32 prefix of every stored value.
 const CRC_LEN: usize = 4;
@@ -125,6 +125,32 @@ pub(crate) fn decode_outbox(value: &[u8]) -> Result<(String, Vec<u8>), String> {
     let (app, payload) = rest.split_at(len);
     let app = String::from_utf8(app.to_vec()).map_err(|_| "outbox app is not UTF-8")?;
     Ok((app, payload.to_vec()))
+}
+
+/// Framed history value: header length (u32 BE), header JSON, state bytes.
+pub(crate) fn encode_history(point: &HistoryPoint) -> Vec<u8> {
+    // A struct of integers and strings always serialises.
+    let header = serde_json::to_vec(&point.entry).unwrap_or_else(|_| b"{}".to_vec());
+    let len = u32::try_from(header.len()).unwrap_or(u32::MAX);
+    frame(&[&len.to_be_bytes(), &header, &point.state])
+}
+
+/// The entry of a framed history value, and its state bytes.
+pub(crate) fn decode_history(value: &[u8]) -> Result<(HistoryEntry, &[u8]), String> {
+    let body = unframe(value)?;
+    let (len, rest) = body
+        .split_first_chunk::<4>()
+        .ok_or("history record has no header length")?;
+    let len = u32::from_be_bytes(*len) as usize;
+    if rest.len() < len {
+        return Err(format!(
+            "history header of {len} bytes in a record of {}",
+            body.len()
+        ));
+    }
+    let (header, state) = rest.split_at(len);
+    let entry = serde_json::from_slice(header).map_err(|e| format!("bad history JSON: {e}"))?;
+    Ok((entry, state))
 }
 
 #[cfg(test)]

@@ -4,8 +4,9 @@
 //!
 //! Everything a document leaves on disk: per document a compacted **snapshot**, an
 //! append-only **update log** written since that snapshot, and **metadata**
-//! (timestamps, contributors, sizes, last state vector); plus a durable **outbox** of
-//! webhook events. The [`Store`] trait is the whole contract; [`SledStore`] is the
+//! (timestamps, contributors, sizes, last state vector, publication); its **history
+//! points** (the whole document as it was at each publish and every few minutes of
+//! editing); plus a durable **outbox** of webhook events. The [`Store`] trait is the whole contract; [`SledStore`] is the
 //! embedded implementation and [`MemoryStore`] an in-memory fake with the same
 //! semantics for other crates' unit tests.
 //!
@@ -21,6 +22,7 @@
 //! | `log`       | `app \0 doc \0` ++ `seq` (u64 BE)     | one update                         |
 //! | `meta`      | `app \0 doc`                          | [`DocMeta`] as JSON                |
 //! | `outbox`    | event id (u64 BE)                     | `app` length (u32 BE) ++ `app` ++ payload |
+//! | `history`   | `app \0 doc \0` ++ `point` (u64 BE)   | header length (u32 BE) ++ [`HistoryEntry`] JSON ++ state |
 //!
 //! Every value is framed as `[crc32 of payload, 4 bytes LE][payload]` and verified on
 //! every read: sled 0.34 has open reports of corruption after abrupt stops, so a
@@ -106,6 +108,43 @@ pub struct DocMeta {
     pub state_vector: Vec<u8>,
     /// Log sequence number covered by the current snapshot (0 = no snapshot).
     pub snapshot_seq: u64,
+    /// When the draft was last published (ms since the epoch; 0 = never).
+    pub published_at_ms: u64,
+    /// The ETag the draft had when it was last published.
+    pub published_etag: String,
+    /// Number of the last history point written (points count from 1).
+    pub last_history_point: u64,
+    /// When the last history point was taken (ms since the epoch).
+    pub last_history_at_ms: u64,
+}
+
+/// What a history point is, without its content (the history listing).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HistoryEntry {
+    /// Number of the point within its document (1, 2, …; never reused).
+    pub point: u64,
+    /// When it was taken (ms since the epoch).
+    pub at_ms: u64,
+    /// Why it was taken: `publish`, `auto` (every few minutes of editing) or `restore`.
+    pub kind: String,
+    /// For a `restore` point: the point whose content was brought back (0 otherwise).
+    pub restored_from: u64,
+    /// The draft's ETag at that moment.
+    pub etag: String,
+    /// The title at that moment.
+    pub title: String,
+    /// Size of the stored state in bytes.
+    pub size_bytes: u64,
+}
+
+/// A history point with its content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryPoint {
+    /// What the point is.
+    pub entry: HistoryEntry,
+    /// The whole document at that moment, as one lib0-v1 update.
+    pub state: Vec<u8>,
 }
 
 /// A document as loaded: snapshot plus the log records written after it.
@@ -144,6 +183,10 @@ enum BatchOp {
         id: DocId,
         meta: DocMeta,
     },
+    History {
+        id: DocId,
+        point: HistoryPoint,
+    },
 }
 
 /// One group-commit worth of writes across many documents.
@@ -176,6 +219,16 @@ impl WriteBatch {
         });
     }
 
+    /// Record a history point (its `size_bytes` is set from the state).
+    pub fn put_history(&mut self, id: &DocId, point: &HistoryPoint) {
+        let mut point = point.clone();
+        point.entry.size_bytes = point.state.len() as u64;
+        self.ops.push(BatchOp::History {
+            id: id.clone(),
+            point,
+        });
+    }
+
     /// True if the batch holds no writes at all.
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
@@ -200,14 +253,16 @@ impl WriteBatch {
             .iter()
             .map(|op| match op {
                 BatchOp::Append { update, .. } => update.len(),
-                BatchOp::Meta { .. } => 0,
+                BatchOp::Meta { .. } | BatchOp::History { .. } => 0,
             })
             .sum()
     }
 
     fn check_ids(&self) -> Result<(), StoreError> {
         self.ops.iter().try_for_each(|op| match op {
-            BatchOp::Append { id, .. } | BatchOp::Meta { id, .. } => id.check(),
+            BatchOp::Append { id, .. } | BatchOp::Meta { id, .. } | BatchOp::History { id, .. } => {
+                id.check()
+            }
         })
     }
 }
@@ -268,6 +323,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Metadata of every stored document of `app`, sorted by doc id.
     fn list(&self, app: &str) -> Result<Vec<(String, DocMeta)>, StoreError>;
+
+    /// The history points of a document, oldest first (without their content).
+    fn history(&self, id: &DocId) -> Result<Vec<HistoryEntry>, StoreError>;
+
+    /// One history point with its content; `None` if the document has no such point.
+    fn history_point(&self, id: &DocId, point: u64) -> Result<Option<HistoryPoint>, StoreError>;
 
     /// Durable outbox for webhooks: append an event payload for an app; returns a
     /// monotonically increasing id (also across restarts; not contiguous). Durable

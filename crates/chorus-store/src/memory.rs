@@ -9,13 +9,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::sled_store::assemble;
-use crate::{BatchOp, DocId, DocMeta, OutboxEvent, Store, StoreError, StoredDoc, WriteBatch};
+use crate::{
+    BatchOp, DocId, DocMeta, HistoryEntry, HistoryPoint, OutboxEvent, Store, StoreError, StoredDoc,
+    WriteBatch,
+};
 
 #[derive(Default)]
 struct Doc {
     snapshot: Option<(u64, Vec<u8>)>,
     log: BTreeMap<u64, Vec<u8>>,
     meta: Option<DocMeta>,
+    history: BTreeMap<u64, HistoryPoint>,
 }
 
 #[derive(Default)]
@@ -103,6 +107,10 @@ impl Store for MemoryStore {
                 BatchOp::Meta { id, meta } => {
                     state.docs.entry(id).or_default().meta = Some(meta);
                 }
+                BatchOp::History { id, point } => {
+                    let doc = state.docs.entry(id).or_default();
+                    doc.history.insert(point.entry.point, point);
+                }
             }
         }
         Ok(())
@@ -147,6 +155,25 @@ impl Store for MemoryStore {
             .filter(|(id, _)| id.app == app)
             .filter_map(|(id, doc)| Some((id.doc.clone(), doc.meta.clone()?)))
             .collect())
+    }
+
+    fn history(&self, id: &DocId) -> Result<Vec<HistoryEntry>, StoreError> {
+        id.check()?;
+        let state = self.state();
+        Ok(state
+            .docs
+            .get(id)
+            .map(|d| d.history.values().map(|p| p.entry.clone()).collect())
+            .unwrap_or_default())
+    }
+
+    fn history_point(&self, id: &DocId, point: u64) -> Result<Option<HistoryPoint>, StoreError> {
+        id.check()?;
+        let state = self.state();
+        Ok(state
+            .docs
+            .get(id)
+            .and_then(|d| d.history.get(&point).cloned()))
     }
 
     fn outbox_push(&self, app: &str, payload: &[u8]) -> Result<u64, StoreError> {

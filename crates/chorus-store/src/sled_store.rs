@@ -17,7 +17,10 @@ use sled::transaction::{ConflictableTransactionResult, TransactionError, Transac
 use tracing::warn;
 
 use crate::codec;
-use crate::{BatchOp, DocId, DocMeta, OutboxEvent, Store, StoreError, StoredDoc, WriteBatch};
+use crate::{
+    BatchOp, DocId, DocMeta, HistoryEntry, HistoryPoint, OutboxEvent, Store, StoreError, StoredDoc,
+    WriteBatch,
+};
 
 /// Name of the file created, fsynced and removed at open to prove the directory is
 /// writable (the server may run as root, where permission bits prove nothing).
@@ -35,6 +38,7 @@ pub struct SledStore {
     log: sled::Tree,
     meta: sled::Tree,
     outbox: sled::Tree,
+    history: sled::Tree,
     /// Readers of a whole document (`load`) share it; `compact` takes it exclusively.
     /// A load reads three trees with separate calls; without this, a compaction
     /// committing between the log scan and the snapshot read could hand out an old
@@ -83,6 +87,7 @@ impl SledStore {
             log: tree("log")?,
             meta: tree("meta")?,
             outbox: tree("outbox")?,
+            history: tree("history")?,
             path: dir.to_path_buf(),
             db,
             compaction: RwLock::new(()),
@@ -236,6 +241,14 @@ impl Store for SledStore {
                     .insert(codec::doc_key(&id), codec::encode_meta(&meta))
                     .map(drop)
                     .map_err(|e| self.err(e, "writing metadata in"))?,
+                BatchOp::History { id, point } => self
+                    .history
+                    .insert(
+                        codec::log_key(&id, point.entry.point),
+                        codec::encode_history(&point),
+                    )
+                    .map(drop)
+                    .map_err(|e| self.err(e, "writing a history point in"))?,
             }
         }
         Ok(())
@@ -323,6 +336,37 @@ impl Store for SledStore {
             out.push((id.doc, meta));
         }
         Ok(out)
+    }
+
+    fn history(&self, id: &DocId) -> Result<Vec<HistoryEntry>, StoreError> {
+        id.check()?;
+        let prefix = codec::log_prefix(id);
+        let mut out = Vec::new();
+        for item in self.history.scan_prefix(&prefix) {
+            let (k, v) = item.map_err(|e| self.err(e, "reading history in"))?;
+            let point = codec::log_key_seq(&prefix, &k).map_err(|d| corrupt(id, d))?;
+            let (entry, _) = codec::decode_history(&v)
+                .map_err(|d| corrupt(id, format!("history point {point}: {d}")))?;
+            out.push(entry);
+        }
+        Ok(out)
+    }
+
+    fn history_point(&self, id: &DocId, point: u64) -> Result<Option<HistoryPoint>, StoreError> {
+        id.check()?;
+        let Some(v) = self
+            .history
+            .get(codec::log_key(id, point))
+            .map_err(|e| self.err(e, "reading a history point in"))?
+        else {
+            return Ok(None);
+        };
+        let (entry, state) = codec::decode_history(&v)
+            .map_err(|d| corrupt(id, format!("history point {point}: {d}")))?;
+        Ok(Some(HistoryPoint {
+            entry,
+            state: state.to_vec(),
+        }))
     }
 
     fn outbox_push(&self, app: &str, payload: &[u8]) -> Result<u64, StoreError> {

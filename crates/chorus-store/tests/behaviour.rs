@@ -3,7 +3,7 @@
 
 mod common;
 
-use chorus_store::{DocId, DocMeta, Store, StoreError, WriteBatch};
+use chorus_store::{DocId, DocMeta, HistoryEntry, HistoryPoint, Store, StoreError, WriteBatch};
 use common::{append, meta, records, update};
 
 /// Run each behaviour once per implementation: `sled::<name>` and `memory::<name>`.
@@ -37,6 +37,7 @@ behaviours!(
     outbox_delivers_in_id_order_until_acked,
     later_metadata_in_a_batch_wins,
     ids_with_nul_are_refused,
+    history_points_list_in_order_per_document_and_read_back_whole,
 );
 
 fn appends_load_back_in_seq_order_across_documents(store: &dyn Store) {
@@ -259,4 +260,59 @@ fn ids_with_nul_are_refused(store: &dyn Store) {
         Err(StoreError::InvalidId(_))
     ));
     assert!(matches!(store.list("a\0b"), Err(StoreError::InvalidId(_))));
+}
+
+fn point(n: u64, kind: &str, state: &[u8]) -> HistoryPoint {
+    HistoryPoint {
+        entry: HistoryEntry {
+            point: n,
+            at_ms: 1_000 * n,
+            kind: kind.into(),
+            restored_from: 0,
+            etag: format!("\"e{n}\""),
+            title: format!("Title {n}"),
+            size_bytes: 0,
+        },
+        state: state.to_vec(),
+    }
+}
+
+fn history_points_list_in_order_per_document_and_read_back_whole(store: &dyn Store) {
+    let a = DocId::new("app", "a");
+    let ab = DocId::new("app", "ab");
+    let mut batch = WriteBatch::default();
+    batch.put_history(&a, &point(2, "auto", b"STATE-2"));
+    batch.put_history(&a, &point(1, "publish", b"STATE-1"));
+    batch.put_history(&ab, &point(1, "auto", b"OTHER"));
+    let mut m = DocMeta {
+        last_history_point: 2,
+        ..DocMeta::default()
+    };
+    m.published_etag = "\"e1\"".into();
+    batch.put_meta(&a, &m);
+    store.write(batch).unwrap();
+    store.flush().unwrap();
+
+    let listed = store.history(&a).unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|e| (e.point, e.kind.as_str()))
+            .collect::<Vec<_>>(),
+        [(1, "publish"), (2, "auto")]
+    );
+    assert_eq!(listed[1].size_bytes, 7, "size is taken from the state");
+    assert_eq!(listed[0].title, "Title 1");
+    let two = store.history_point(&a, 2).unwrap().unwrap();
+    assert_eq!(two.state, b"STATE-2");
+    assert_eq!(two.entry.etag, "\"e2\"");
+    assert_eq!(store.history_point(&a, 3).unwrap(), None);
+    assert_eq!(store.history(&ab).unwrap().len(), 1, "prefix-isolated");
+    assert!(store
+        .history(&DocId::new("app", "none"))
+        .unwrap()
+        .is_empty());
+    let loaded = store.load(&a).unwrap().unwrap();
+    assert_eq!(loaded.meta.last_history_point, 2);
+    assert_eq!(loaded.meta.published_etag, "\"e1\"");
 }

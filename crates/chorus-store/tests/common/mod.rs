@@ -26,6 +26,7 @@ pub fn meta(update_count: u64) -> DocMeta {
         update_count,
         state_vector: vec![1, 0xb5, 0x8f, 0x02, update_count as u8],
         snapshot_seq: 0,
+        ..DocMeta::default()
     }
 }
 

@@ -1,0 +1,217 @@
+//! # Importing HTML into a live document, as a minimal diff
+//!
+//! The inverse of [`crate::render`]: [`parse_body_html`] turns an HTML fragment (what
+//! [`crate::render::body_html`] writes, or what a host sends) into [`BodyNode`]s in
+//! the document model (see the `render` module doc: elements with HTML tags and
+//! attributes, inline formatting as marks on text runs), and [`apply_body`] /
+//! [`apply_title`] change a document so that it renders as that target.
+//!
+//! Hosts push "external changes" (a saved draft, an edit made outside the editor)
+//! into documents that people are typing in at that moment. Replacing the body
+//! wholesale would work for the HTML but not for the people: every cursor and
+//! selection (Yjs relative positions, [`yrs::StickyIndex`]) would point into deleted
+//! items, every concurrent keystroke would land in a deleted paragraph and vanish
+//! on merge, and the update would be as large as the document. So the apply
+//! functions change as little as they can:
+//!
+//! - children lists are matched child by child (common prefix and suffix, then a
+//!   longest common subsequence on a structural hash of each subtree, confirmed by
+//!   structural equality); matched children are not touched at all, an unmatched
+//!   child is removed, an unmatched target inserted where it belongs, and in each gap
+//!   between matches, children and targets of the same tag (or both texts) are paired
+//!   in order and updated in place rather than replaced;
+//! - element attributes: only those that differ are set, only those gone removed;
+//! - text: the common prefix and suffix (text and marks) stay, only the middle is
+//!   deleted and re-inserted with its marks; where only marks differ the range is
+//!   re-formatted, so the characters (and any cursor in them) survive.
+//!
+//! A change made this way merges with concurrent edits like any other user's edit:
+//! what someone types into a paragraph the import did not touch is simply kept.
+//! Applying a document's own rendering back onto it is a no-op (no update at all).
+//!
+//! What an HTML round trip cannot preserve (the parser normalises it): `\r` in text
+//! becomes `\n`, a leading newline right after `<pre>`, `<textarea>` or `<listing>`
+//! is dropped, invalid nesting is repaired (`<table><tr>` gains a `<tbody>`, a `<p>`
+//! inside a `<p>` closes it), and whitespace-only text between block elements is
+//! treated as layout and dropped. Documents written by y-prosemirror from a schema
+//! of valid HTML do not contain those shapes.
+//!
+//! Text lengths and indices follow the document's [`yrs::OffsetKind`] (Chorus rooms
+//! use UTF-16 code units, as Yjs in the browser does).
+//!
+//! Cost is bounded for any input, since hosts are not trusted to send sane HTML: the
+//! HTML5 tree builder is quadratic in nesting depth and can multiply reopened
+//! formatting elements, so a guard between tokenizer and tree builder caps the depth
+//! it sees and the nodes it may create (`parse.rs`); conversion recursion is capped at
+//! [`crate::render::MAX_DEPTH`]; the LCS is a table for small middles, Myers' O(ND)
+//! for few edits, patience matching otherwise; new children are inserted last-first
+//! at one index and text edits go in as one delta, because yrs locates an index by
+//! walking from the start.
+//!
+//! No sanitising happens here: `<script>` parses as an element like any other, the
+//! whitelist guard (`guard`) removes what the policy refuses in the same transaction.
+
+use std::collections::BTreeMap;
+
+use yrs::{TextRef, TransactionMut, XmlFragmentRef};
+
+mod diff;
+mod parse;
+
+/// One node of a body as the host supplies it (or as [`parse_body_html`] reads it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyNode {
+    /// An element: a Y.XmlElement with this tag and these attributes.
+    Element {
+        /// The HTML tag name (`p`, `h2`, `table`, …).
+        tag: String,
+        /// HTML attributes in source order; for a repeated name the first one counts.
+        attrs: Vec<(String, String)>,
+        /// Child nodes in order.
+        children: Vec<BodyNode>,
+    },
+    /// A Y.XmlText made of formatted runs.
+    Text(Vec<Run>),
+}
+
+/// A run of text with the same marks.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Run {
+    /// The characters, exactly (no whitespace collapsing).
+    pub text: String,
+    /// Mark tag (`strong`, `a`, …) → that mark's HTML attributes (`{}` for most,
+    /// `{"href": "…"}` for a link).
+    pub marks: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// Parse an HTML fragment (what `body_html` produces, or what a host sends) into body
+/// nodes.
+///
+/// The fragment is parsed the way a browser parses `innerHTML` of a `<body>` (servo's
+/// html5ever, so unclosed tags, stray end tags and misnesting are repaired exactly as
+/// browsers do). `is_mark(tag)` says which inline tags become marks (the caller passes
+/// the whitelist's mark set: `strong`, `b`, `em`, `i`, `u`, `s`, `code`, `sub`, `sup`,
+/// `a`, `span`, …): their text becomes runs carrying `tag → attributes`; every other
+/// element becomes an element node. Consecutive text (across marks) forms one
+/// [`BodyNode::Text`]; adjacent runs with equal marks are merged.
+///
+/// Comments, doctypes and processing instructions are dropped. Whitespace-only text
+/// between block elements (or between a block and the start or end of its parent) is
+/// dropped; text is kept exactly otherwise. Elements nested deeper than
+/// [`crate::render::MAX_DEPTH`] are dropped with their subtree (as the renderer does),
+/// and so is anything below a bounded depth of nested marks, so hostile nesting
+/// cannot overflow the stack. Never panics on any input.
+pub fn parse_body_html(html: &str, is_mark: &dyn Fn(&str) -> bool) -> Vec<BodyNode> {
+    parse::parse(html, is_mark)
+}
+
+/// Write body nodes back as HTML (text and attribute values escaped, marks as inline
+/// elements in name order, void elements without children or end tag). Nodes deeper
+/// than [`crate::render::MAX_DEPTH`] are left out, so the output nests no deeper than
+/// that, whatever built the nodes.
+///
+/// Used to hand host HTML to the whitelist's HTML cleaner only after
+/// [`parse_body_html`] has bounded it: the HTML5 tree builder behind that cleaner is
+/// quadratic in nesting depth, and this parser caps depth before it costs anything.
+pub fn body_nodes_html(nodes: &[BodyNode]) -> String {
+    let mut out = String::new();
+    write_nodes(&mut out, nodes, 1);
+    out
+}
+
+const VOID: &[&str] = &[
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track",
+    "wbr",
+];
+
+fn write_nodes(out: &mut String, nodes: &[BodyNode], depth: usize) {
+    if depth > crate::render::MAX_DEPTH {
+        return;
+    }
+    for node in nodes {
+        match node {
+            BodyNode::Element {
+                tag,
+                attrs,
+                children,
+            } => {
+                out.push('<');
+                out.push_str(tag);
+                for (name, value) in attrs {
+                    out.push(' ');
+                    out.push_str(name);
+                    out.push_str("=\"");
+                    escape_into(out, value);
+                    out.push('"');
+                }
+                out.push('>');
+                if !VOID.contains(&tag.to_ascii_lowercase().as_str()) {
+                    write_nodes(out, children, depth + 1);
+                    out.push_str("</");
+                    out.push_str(tag);
+                    out.push('>');
+                }
+            }
+            BodyNode::Text(runs) => {
+                for run in runs {
+                    for (mark, attrs) in &run.marks {
+                        out.push('<');
+                        out.push_str(mark);
+                        for (name, value) in attrs {
+                            out.push(' ');
+                            out.push_str(name);
+                            out.push_str("=\"");
+                            escape_into(out, value);
+                            out.push('"');
+                        }
+                        out.push('>');
+                    }
+                    escape_into(out, &run.text);
+                    for mark in run.marks.keys().rev() {
+                        out.push_str("</");
+                        out.push_str(mark);
+                        out.push('>');
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn escape_into(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\u{a0}' => out.push_str("&nbsp;"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Change `body` so that it renders as `target`, touching as little as possible (see
+/// the module doc). Returns whether anything changed.
+///
+/// Comparison follows the renderer: attributes and marks that `body_html` would not
+/// write (null values, invalid names) are neither compared nor removed, children of
+/// void elements are ignored, tag and attribute names compare case-insensitively, and
+/// mark values `true` and `{}` are the same mark. Items the renderer skips (non-XML
+/// values, empty texts, elements deeper than [`crate::render::MAX_DEPTH`]) are left
+/// where they are; target elements deeper than that are not inserted.
+///
+/// Indices are computed from the document inside `txn`, so nothing here can be out of
+/// range whatever `target` holds.
+pub fn apply_body(txn: &mut TransactionMut, body: &XmlFragmentRef, target: &[BodyNode]) -> bool {
+    diff::apply_body(txn, body, target)
+}
+
+/// Change `title` to `target`: the common prefix and suffix stay, only the middle is
+/// deleted and inserted. Returns whether anything changed.
+pub fn apply_title(txn: &mut TransactionMut, title: &TextRef, target: &str) -> bool {
+    diff::apply_title(txn, title, target)
+}
+
+#[cfg(test)]
+mod tests;
