@@ -148,10 +148,11 @@ const MAX_LOG = 512 * 1024
 
 /**
  * Starts `chorus serve` with a fresh config and data dir.
- * @param {{apps?: Array<{id:string, secrets:string[], enabled?:boolean}>, extraConfig?: object, startTimeout?: number}} opts
+ * @param {{apps?: Array<{id:string, secrets:string[], enabled?:boolean}>, extraConfig?: object, startTimeout?: number, reuseDir?: string}} opts
  */
-export async function startServer ({ apps = [DEFAULT_APP], extraConfig = {}, startTimeout = 20_000 } = {}) {
-  const dir = await mkdtemp(path.join(tmpdir(), 'chorus-node-test-'))
+export async function startServer ({ apps = [DEFAULT_APP], extraConfig = {}, startTimeout = 20_000, reuseDir } = {}) {
+  // `reuseDir`: the dir of an earlier (stopped or killed) server, to restart on its data.
+  const dir = reuseDir ?? await mkdtemp(path.join(tmpdir(), 'chorus-node-test-'))
   const dataDir = path.join(dir, 'data')
   const configPath = path.join(dir, 'chorus.toml')
   await writeFile(configPath, renderConfig({ bind: '127.0.0.1:0', dataDir, apps, extraConfig }))
@@ -511,7 +512,7 @@ export const MSG_CHORUS = 100
 export const CHORUS_ERROR = 0
 
 /**
- * Parses a Chorus extension message (type 100): {kind, code?, message?, n?, reason?}
+ * Parses a Chorus extension message (type 100): {kind, code?, message?, n?, fields?, reason?}
  * for the kinds the server sends; null if `buf` is not one.
  */
 export function parseChorusMessage (buf) {
@@ -522,6 +523,11 @@ export function parseChorusMessage (buf) {
     const kind = decoding.readVarUint(dec)
     if (kind === CHORUS_ERROR) return { kind, code: decoding.readVarString(dec), message: decoding.readVarString(dec) }
     if (kind === 1) return { kind, n: decoding.readVarUint(dec) }
+    if (kind === 2) {
+      const fields = []
+      for (let n = decoding.readVarUint(dec); n > 0; n--) fields.push(decoding.readVarString(dec))
+      return { kind, fields }
+    }
     if (kind === 3) return { kind, reason: decoding.readVarString(dec) }
     return { kind }
   } catch {

@@ -159,6 +159,7 @@ fn app(id: &str, secrets: &[&str], enabled: bool) -> AppConfig {
         callback_url: None,
         whitelist: None,
         whitelist_mode: Default::default(),
+        collaboration: true,
     }
 }
 

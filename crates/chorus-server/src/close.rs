@@ -58,6 +58,9 @@ pub enum CloseReason {
     /// The document could not be loaded from the store.
     #[error("document unavailable")]
     DocumentUnavailable,
+    /// The host ended this session (`DELETE …/sessions/{id}`).
+    #[error("session ended by the host")]
+    SessionEnded,
     /// The server is shutting down.
     #[error("server restarting")]
     Shutdown,
@@ -84,6 +87,7 @@ impl CloseReason {
             CloseReason::SlowConsumer => TRY_AGAIN_LATER,
             CloseReason::DocumentReset | CloseReason::DocumentUnavailable => INTERNAL,
             CloseReason::Shutdown => RESTARTING,
+            CloseReason::SessionEnded => FORBIDDEN,
         }
     }
 
@@ -111,6 +115,7 @@ impl CloseReason {
             CloseReason::DocumentReset => "document-reset",
             CloseReason::DocumentUnavailable => "document-unavailable",
             CloseReason::Shutdown => "server-restarting",
+            CloseReason::SessionEnded => "session-ended",
         }
     }
 }

@@ -46,6 +46,10 @@ pub struct AppConfig {
     /// What happens to content outside the policy: `strip` (default), `reject` or `off`.
     #[serde(default)]
     pub whitelist_mode: WhitelistMode,
+    /// `false`: exclusive mode — one edit session per document at a time; later ones
+    /// join view-only and wait for the hold (as when Synchrony is switched off).
+    #[serde(default = "default_true")]
+    pub collaboration: bool,
 }
 
 fn default_true() -> bool {
@@ -64,6 +68,8 @@ pub struct Config {
     pub demo: bool,
     /// Secret of the `demo` app; random (and printed) when unset.
     pub demo_secret: Option<String>,
+    /// Bearer token of the admin API (`/v1/admin/…`); unset: the admin API is off.
+    pub admin_token: Option<String>,
     /// `human` or `json`.
     pub log_format: LogFormat,
     /// Largest websocket message accepted, in bytes (larger: close 4413).
@@ -93,6 +99,20 @@ pub struct Config {
     pub max_document_bytes: u64,
     /// Memory for the embedded store's page cache, in MiB.
     pub store_cache_mb: u64,
+    /// While a draft is being edited, take a history point at most every this many seconds.
+    pub history_interval_secs: u64,
+    /// How long a draft a host read stays available as the base of a three-way
+    /// external change (`baseEtag`), in seconds. Bases live in memory: a restart
+    /// forgets them (the host then gets 412 `base-expired` and reads again).
+    pub external_base_ttl_secs: u64,
+    /// Webhooks: ceiling of the first retry delay in ms (doubles per failure, up to 5 min).
+    pub webhook_retry_base_ms: u64,
+    /// Webhooks: an event still undelivered after this many seconds is dropped (logged).
+    pub webhook_max_age_secs: u64,
+    /// The `closed` webhook fires once every editor left and this many seconds passed.
+    pub close_delay_secs: u64,
+    /// At most one `saved` webhook per document per this many seconds.
+    pub saved_webhook_secs: u64,
     /// Registered host applications.
     pub apps: Vec<AppConfig>,
 }
@@ -104,6 +124,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             demo: false,
             demo_secret: None,
+            admin_token: None,
             log_format: LogFormat::Human,
             max_message_size: 8 * 1024 * 1024,
             max_awareness_state_bytes: 32 * 1024,
@@ -118,17 +139,24 @@ impl Default for Config {
             compact_after_bytes: 1 << 20,
             max_document_bytes: 32 << 20,
             store_cache_mb: 64,
+            history_interval_secs: 600,
+            external_base_ttl_secs: 3600,
+            webhook_retry_base_ms: 1000,
+            webhook_max_age_secs: 24 * 3600,
+            close_delay_secs: 10,
+            saved_webhook_secs: 30,
             apps: Vec::new(),
         }
     }
 }
 
 /// Every key of [`Config`], as read from `CHORUS_<KEY>` environment variables.
-const ENV_KEYS: [&str; 19] = [
+const ENV_KEYS: [&str; 26] = [
     "bind",
     "data_dir",
     "demo",
     "demo_secret",
+    "admin_token",
     "log_format",
     "max_message_size",
     "max_awareness_state_bytes",
@@ -143,6 +171,12 @@ const ENV_KEYS: [&str; 19] = [
     "compact_after_bytes",
     "max_document_bytes",
     "store_cache_mb",
+    "history_interval_secs",
+    "external_base_ttl_secs",
+    "webhook_retry_base_ms",
+    "webhook_max_age_secs",
+    "close_delay_secs",
+    "saved_webhook_secs",
     "apps",
 ];
 
@@ -229,8 +263,10 @@ impl Config {
     /// The configuration as JSON with every secret replaced by `"[redacted]"`, for the start-up log.
     pub fn redacted(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self).unwrap_or_default();
-        if let Some(s) = v.get_mut("demo_secret").filter(|s| !s.is_null()) {
-            *s = "[redacted]".into();
+        for key in ["demo_secret", "admin_token"] {
+            if let Some(s) = v.get_mut(key).filter(|s| !s.is_null()) {
+                *s = "[redacted]".into();
+            }
         }
         if let Some(apps) = v.get_mut("apps").and_then(|a| a.as_array_mut()) {
             for app in apps {
@@ -282,7 +318,51 @@ impl Config {
             compact_after_updates: self.compact_after_updates,
             compact_after_bytes: self.compact_after_bytes,
             max_document_bytes: self.max_document_bytes,
+            history_interval: std::time::Duration::from_secs(self.history_interval_secs),
+            base_ttl: std::time::Duration::from_secs(self.external_base_ttl_secs),
+            close_delay: std::time::Duration::from_secs(self.close_delay_secs),
+            saved_webhook_every: std::time::Duration::from_secs(self.saved_webhook_secs),
         }
+    }
+
+    /// Webhook delivery settings.
+    pub fn hooks_config(&self) -> chorus_hooks::HooksConfig {
+        let base = std::time::Duration::from_millis(self.webhook_retry_base_ms.max(1));
+        let defaults = chorus_hooks::HooksConfig::default();
+        chorus_hooks::HooksConfig {
+            backoff_base: base,
+            backoff_cap: defaults.backoff_cap.max(base),
+            max_age: std::time::Duration::from_secs(self.webhook_max_age_secs.max(1)),
+            ..defaults
+        }
+    }
+
+    /// Apps in exclusive mode (`collaboration = false`).
+    pub fn exclusive_apps(&self) -> std::collections::HashSet<String> {
+        self.apps
+            .iter()
+            .filter(|a| !a.collaboration)
+            .map(|a| a.id.clone())
+            .collect()
+    }
+
+    /// Where each app's webhooks go and the secret that signs them (apps without a
+    /// `callback_url` are absent).
+    pub fn hook_targets(&self) -> HashMap<String, chorus_hooks::HookTarget> {
+        self.apps
+            .iter()
+            .filter_map(|a| {
+                let url = a.callback_url.clone()?;
+                let secret = a.secrets.first()?.as_bytes().to_vec();
+                Some((
+                    a.id.clone(),
+                    chorus_hooks::HookTarget {
+                        callback_url: url,
+                        secret,
+                    },
+                ))
+            })
+            .collect()
     }
 
     /// The app registry these settings describe (`demo_secret` must be resolved first).
@@ -375,6 +455,7 @@ mod tests {
     fn secrets_are_redacted() {
         let c = Config {
             demo_secret: Some("topsecret".into()),
+            admin_token: Some("admin-sesame".into()),
             apps: vec![AppConfig {
                 id: "wiki".into(),
                 secrets: vec!["hunter2".into()],
@@ -382,11 +463,13 @@ mod tests {
                 callback_url: None,
                 whitelist: None,
                 whitelist_mode: WhitelistMode::Strip,
+                collaboration: true,
             }],
             ..Config::default()
         };
         let text = c.redacted().to_string();
         assert!(!text.contains("hunter2") && !text.contains("topsecret"));
+        assert!(!text.contains("admin-sesame"));
         assert!(text.contains("wiki"));
     }
 

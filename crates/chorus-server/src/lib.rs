@@ -35,4 +35,4 @@ pub mod registry;
 mod serve;
 
 pub use config::{AppConfig, Config, LogFormat};
-pub use serve::{build_router, serve, AppState, Server, StartError};
+pub use serve::{build_router, host_api_routes, serve, AppState, Server, StartError};

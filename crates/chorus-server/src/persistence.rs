@@ -27,6 +27,9 @@ const MAX_GROUP: usize = 1024;
 pub enum PersistOp {
     /// Appended log records and metadata.
     Append(WriteBatch),
+    /// Nothing to write, only something outside a batch to make durable (webhook
+    /// events the actor put in the outbox): the group's flush does it.
+    Flush,
     /// A new snapshot covering the log up to `upto_seq` (which is then deleted).
     Compact {
         /// The document.
@@ -58,10 +61,12 @@ pub struct Persistence {
 impl Persistence {
     /// Start the writer thread over `store`. With `group_commit` off every job is
     /// flushed on its own (for benchmarks that show what group commit buys).
+    /// `on_flushed` runs on the writer thread after every successful flush.
     pub fn start(
         store: Arc<dyn Store>,
         group_commit: bool,
         metrics: Arc<Metrics>,
+        on_flushed: Box<dyn Fn() + Send>,
     ) -> (Persistence, std::thread::JoinHandle<()>) {
         let (jobs, rx) = mpsc::channel(WRITER_QUEUE);
         let healthy = Arc::new(AtomicBool::new(true));
@@ -69,7 +74,7 @@ impl Persistence {
             let (store, healthy) = (store.clone(), healthy.clone());
             std::thread::Builder::new()
                 .name("chorus-store-writer".into())
-                .spawn(move || writer_loop(rx, store, group_commit, healthy, metrics))
+                .spawn(move || writer_loop(rx, store, group_commit, healthy, metrics, on_flushed))
                 .expect("spawning the store writer thread")
         };
         (
@@ -108,6 +113,7 @@ fn writer_loop(
     group_commit: bool,
     healthy: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
+    on_flushed: Box<dyn Fn() + Send>,
 ) {
     let mut group: Vec<Job> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
@@ -136,6 +142,7 @@ fn writer_loop(
                     upto_seq,
                     meta,
                 } => store.compact(&id, &snapshot, upto_seq, &meta),
+                PersistOp::Flush => Ok(()),
             };
             answers.push((done, r.map_err(|e| e.to_string())));
         }
@@ -154,6 +161,10 @@ fn writer_loop(
             error!(error = %msg, jobs = answers.len(), "store write failed; nothing in this group is acknowledged");
         } else if !was_healthy {
             info!("store writes succeed again");
+        }
+        if flushed.is_ok() {
+            // Webhook events written before this flush are durable now: they may go out.
+            on_flushed();
         }
         for (done, result) in answers {
             let result = match (&flushed, result) {

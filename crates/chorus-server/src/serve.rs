@@ -3,13 +3,14 @@
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::persistence::Persistence;
-use crate::registry::Documents;
+use crate::registry::{AppRules, Documents};
 use crate::{api, connection, demo, ops};
-use axum::routing::get;
+use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::serve::ListenerExt;
 use axum::Router;
 use chorus_auth::AppRegistry;
 use chorus_core::RoomLimits;
+use chorus_hooks::Hooks;
 use chorus_store::{SledStore, Store, StoreError};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -44,6 +45,8 @@ pub struct Shared {
     pub draining: AtomicBool,
     /// The group-commit writer (its health feeds readiness).
     pub persistence: Arc<Persistence>,
+    /// Webhook delivery to the hosts.
+    pub hooks: Hooks,
 }
 
 impl Deref for AppState {
@@ -62,18 +65,37 @@ impl AppState {
             ..RoomLimits::default()
         };
         let whitelists = config.whitelists()?;
-        let (persistence, _writer) =
-            Persistence::start(store, config.store_group_commit, metrics.clone());
+        let targets = config.hook_targets();
+        let hooked_apps = targets.keys().cloned().collect();
+        let hooks = Hooks::new(
+            store.clone(),
+            Arc::new(move |app: &str| targets.get(app).cloned()),
+            config.hooks_config(),
+        )
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let notify = hooks.clone();
+        let (persistence, _writer) = Persistence::start(
+            store,
+            config.store_group_commit,
+            metrics.clone(),
+            Box::new(move || notify.notify()),
+        );
         let persistence = Arc::new(persistence);
         Ok(AppState(Arc::new(Shared {
             apps: config.app_registry(),
             documents: Documents::new(
                 limits,
-                whitelists,
+                AppRules {
+                    whitelists,
+                    hooked: hooked_apps,
+                    exclusive: config.exclusive_apps(),
+                },
                 config.doc_policy(),
                 metrics.clone(),
                 persistence.clone(),
+                hooks.clone(),
             ),
+            hooks,
             metrics,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -108,15 +130,81 @@ pub enum StartError {
     Store(#[from] StoreError),
 }
 
+/// Largest request body the host API accepts (an external change carries a whole
+/// body of HTML).
+const HOST_BODY_LIMIT: usize = 16 << 20;
+
+/// The host REST API: (method, path, handler). `proto/openapi.yaml` must describe
+/// exactly these (a test compares the two).
+pub fn host_api_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
+    vec![
+        ("get", "/v1/apps/{app}/docs", get(api::list_docs)),
+        (
+            "get",
+            "/v1/apps/{app}/docs/{doc}/draft",
+            get(api::get_draft),
+        ),
+        (
+            "put",
+            "/v1/apps/{app}/docs/{doc}/content",
+            put(api::put_content),
+        ),
+        (
+            "post",
+            "/v1/apps/{app}/docs/{doc}/publish",
+            post(api::publish),
+        ),
+        (
+            "get",
+            "/v1/apps/{app}/docs/{doc}/history",
+            get(api::history),
+        ),
+        (
+            "get",
+            "/v1/apps/{app}/docs/{doc}/history/{point}",
+            get(api::history_point),
+        ),
+        (
+            "post",
+            "/v1/apps/{app}/docs/{doc}/restore",
+            post(api::restore),
+        ),
+        (
+            "get",
+            "/v1/apps/{app}/docs/{doc}/sessions",
+            get(api::sessions),
+        ),
+        (
+            "post",
+            "/v1/apps/{app}/docs/{doc}/sessions/{session}/downgrade",
+            post(api::downgrade_session),
+        ),
+        (
+            "delete",
+            "/v1/apps/{app}/docs/{doc}/sessions/{session}",
+            delete(api::end_session),
+        ),
+        ("post", "/v1/admin/apps/{app}/enable", post(api::enable_app)),
+        (
+            "post",
+            "/v1/admin/apps/{app}/disable",
+            post(api::disable_app),
+        ),
+    ]
+}
+
 /// All routes of the service.
 pub fn build_router(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/v1/ws/{app}/{content}", get(connection::ws_handler))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .route("/v1/apps/{app}/docs", get(api::list_docs))
-        .route("/v1/apps/{app}/docs/{doc}/draft", get(api::get_draft));
+        .route("/metrics", get(ops::metrics));
+    for (_, path, handler) in host_api_routes() {
+        router = router.route(path, handler);
+    }
+    // External changes carry whole bodies of HTML.
+    router = router.layer(axum::extract::DefaultBodyLimit::max(HOST_BODY_LIMIT));
     if state.config.demo {
         router = router
             .route("/demo", get(demo::page))
@@ -187,6 +275,10 @@ impl Server {
             trigger.shutdown.cancel();
         };
         let sweeper = tokio::spawn(state.documents.clone().sweep(state.shutdown.clone()));
+        // Webhooks stop after the documents (their last events are in the outbox by
+        // then; whatever is undelivered goes out after the next start).
+        let hooks_stop = CancellationToken::new();
+        let hooks = tokio::spawn(state.hooks.clone().run(hooks_stop.clone()));
         // Nagle's algorithm would hold small frames back up to 40 ms: every edit is small.
         let listener = self.listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
@@ -208,6 +300,8 @@ impl Server {
         // Every document writes what it has and waits until it is durable.
         let _ = sweeper.await;
         state.documents.shutdown(grace).await;
+        hooks_stop.cancel();
+        let _ = hooks.await;
         info!("stopped");
         Ok(())
     }

@@ -23,15 +23,24 @@
 //!    asks, to keep at most `max_loaded_docs` in memory), write a final snapshot,
 //!    leave the map, and hand any command that raced in to a fresh actor.
 
+mod events;
+mod host;
+mod sessions;
+
+pub use host::{Bases, ChangeOutcome, HostChange, HostError, Published};
+pub use sessions::SessionInfo;
+
 use crate::close::{CloseReason, Closing};
 use crate::metrics::Metrics;
 use crate::persistence::{PersistOp, PersistResult, Persistence};
 use bytes::Bytes;
 use chorus_core::{ConnId, Peer, Room, RoomLimits, Session, Whitelist};
+use chorus_hooks::Hooks;
 use chorus_protocol::Message;
-use chorus_store::{DocId, DocMeta, WriteBatch};
+use chorus_store::{DocId, DocMeta, HistoryPoint, WriteBatch};
 use dashmap::DashMap;
-use std::collections::HashMap;
+use host::HostReply;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -68,6 +77,14 @@ pub struct DocPolicy {
     pub compact_after_bytes: u64,
     /// A document larger than this (snapshot + log) turns read-only.
     pub max_document_bytes: u64,
+    /// At most one automatic history point per this much editing time.
+    pub history_interval: Duration,
+    /// How long a draft a host read can serve as the base of an external change.
+    pub base_ttl: Duration,
+    /// The `closed` webhook fires once every editor left and this much time passed.
+    pub close_delay: Duration,
+    /// At most one `saved` webhook per document per this much time.
+    pub saved_webhook_every: Duration,
 }
 
 impl Default for DocPolicy {
@@ -78,6 +95,10 @@ impl Default for DocPolicy {
             compact_after_updates: 1_000,
             compact_after_bytes: 1 << 20,
             max_document_bytes: 32 << 20,
+            history_interval: Duration::from_secs(600),
+            base_ttl: Duration::from_secs(3600),
+            close_delay: Duration::from_secs(10),
+            saved_webhook_every: Duration::from_secs(30),
         }
     }
 }
@@ -152,6 +173,41 @@ pub enum DocCommand {
         /// Where the answer goes (`Err` if the document cannot be loaded).
         reply: oneshot::Sender<Result<Draft, String>>,
     },
+    /// A host changes the title and/or body (an external change or a restore).
+    External {
+        /// What to change.
+        change: HostChange,
+        /// Answered once the change is durable.
+        reply: oneshot::Sender<Result<ChangeOutcome, HostError>>,
+    },
+    /// A host publishes the draft if its ETag is still `if_match`.
+    Publish {
+        /// The ETag the host read.
+        if_match: String,
+        /// Answered once the history point and the publication are durable.
+        reply: oneshot::Sender<Result<Published, HostError>>,
+    },
+    /// A host lists who is connected.
+    Sessions {
+        /// The sessions.
+        reply: oneshot::Sender<Vec<SessionInfo>>,
+    },
+    /// A host makes one session view-only.
+    Downgrade {
+        /// The session id (from [`SessionInfo::id`]).
+        session: u64,
+        /// False if no such session is connected.
+        reply: oneshot::Sender<bool>,
+    },
+    /// A host ends one session.
+    EndSession {
+        /// The session id.
+        session: u64,
+        /// False if no such session is connected.
+        reply: oneshot::Sender<bool>,
+    },
+    /// The app was disabled: close every session (4403 `app-disabled`).
+    CloseAll,
     /// Unload if nobody is connected (the sweeper keeping memory bounded).
     Unload,
     /// Persist everything and stop (server shutdown).
@@ -240,25 +296,49 @@ pub struct Documents {
     metrics: Arc<Metrics>,
     persistence: Arc<Persistence>,
     actors: TaskTracker,
+    /// Drafts hosts read, kept as bases for three-way external changes.
+    bases: Bases,
+    /// Webhook delivery.
+    hooks: Hooks,
+    /// Apps that have a callback URL.
+    hooked_apps: HashSet<String>,
+    /// Apps with `collaboration = false` (one edit session per document at a time).
+    exclusive_apps: HashSet<String>,
+}
+
+/// What differs between apps, from configuration.
+#[derive(Default)]
+pub struct AppRules {
+    /// Whitelists of apps that configure their own (others use the default one).
+    pub whitelists: HashMap<String, Whitelist>,
+    /// Apps that have a callback URL (webhooks).
+    pub hooked: HashSet<String>,
+    /// Apps in exclusive mode (`collaboration = false`).
+    pub exclusive: HashSet<String>,
 }
 
 impl Documents {
     /// An empty set of documents persisted through `persistence`.
     pub fn new(
         limits: RoomLimits,
-        whitelists: HashMap<String, Whitelist>,
+        rules: AppRules,
         policy: DocPolicy,
         metrics: Arc<Metrics>,
         persistence: Arc<Persistence>,
+        hooks: Hooks,
     ) -> Arc<Self> {
         Arc::new(Documents {
             live: DashMap::new(),
             limits,
-            whitelists,
+            whitelists: rules.whitelists,
             policy,
             metrics,
             persistence,
             actors: TaskTracker::new(),
+            bases: Bases::default(),
+            hooks,
+            hooked_apps: rules.hooked,
+            exclusive_apps: rules.exclusive,
         })
     }
 
@@ -271,6 +351,32 @@ impl Documents {
         limits
     }
 
+    /// The whitelist documents of `app` enforce.
+    pub fn whitelist_for(&self, app: &str) -> Whitelist {
+        self.whitelists
+            .get(app)
+            .cloned()
+            .unwrap_or_else(|| self.limits.whitelist.clone())
+    }
+
+    /// The actor of `key` if the document is loaded (without loading it).
+    pub fn live_handle(&self, key: &DocKey) -> Option<DocHandle> {
+        self.live.get(key).map(|h| h.clone())
+    }
+
+    /// Close every session of `app`'s live documents (the app was disabled).
+    pub async fn close_app(&self, app: &str) {
+        let handles: Vec<DocHandle> = self
+            .live
+            .iter()
+            .filter(|e| &*e.key().0 == app)
+            .map(|e| e.value().clone())
+            .collect();
+        for h in handles {
+            let _ = h.send(DocCommand::CloseAll).await;
+        }
+    }
+
     /// Number of documents in memory.
     pub fn len(&self) -> usize {
         self.live.len()
@@ -279,6 +385,12 @@ impl Documents {
     /// True when no document is in memory.
     pub fn is_empty(&self) -> bool {
         self.live.is_empty()
+    }
+
+    /// The draft of `key` a host read with `etag`, if it is still kept (see
+    /// `external_base_ttl_secs`).
+    pub fn base(&self, key: &DocKey, etag: &str) -> Option<Arc<Vec<u8>>> {
+        self.bases.get(key, etag, self.policy.base_ttl)
     }
 
     /// The persistence layer (for reads that do not need a live document).
@@ -403,6 +515,10 @@ struct Inflight {
     snapshot: Option<(u64, u64)>,
     /// Log bytes this job appends.
     appended_bytes: u64,
+    /// Host answers to send once durable.
+    host_replies: Vec<HostReply>,
+    /// History points this job writes (queued again if it fails).
+    history: Vec<HistoryPoint>,
 }
 
 struct DocActor {
@@ -429,6 +545,31 @@ struct DocActor {
     needs_snapshot: bool,
     retry_at: Option<Instant>,
     idle_since: Option<Instant>,
+    /// History points not yet submitted.
+    history_pending: Vec<HistoryPoint>,
+    /// Host answers waiting for the next write.
+    host_replies: Vec<HostReply>,
+    /// The document changed since the last history point.
+    changed_since_point: bool,
+    /// Connected edit-mode members and their users.
+    editors: HashMap<ConnId, String>,
+    /// An editing session is open (`editing` was raised, `closed` not yet).
+    editing: bool,
+    /// When `closed` is due (every editor left).
+    closing_at: Option<Instant>,
+    /// Who changed the draft during the current editing session.
+    session_contributors: BTreeSet<String>,
+    /// When the last `saved` event was raised.
+    last_saved_hook: Option<Instant>,
+    /// Webhook events were queued since the last write: the next write (or a flush)
+    /// makes them durable.
+    flush_due: bool,
+    /// When each member joined (ms since the epoch).
+    joined_at: HashMap<ConnId, u64>,
+    /// Exclusive mode: the session holding the draft, and those waiting for it (in
+    /// the order they came).
+    holder: Option<ConnId>,
+    waiting: Vec<ConnId>,
 }
 
 async fn run_actor(
@@ -504,6 +645,18 @@ async fn run_actor(
         needs_snapshot: false,
         retry_at: None,
         idle_since: Some(Instant::now()),
+        history_pending: Vec::new(),
+        host_replies: Vec::new(),
+        changed_since_point: false,
+        editors: HashMap::new(),
+        editing: false,
+        closing_at: None,
+        session_contributors: BTreeSet::new(),
+        last_saved_hook: None,
+        flush_due: false,
+        joined_at: HashMap::new(),
+        holder: None,
+        waiting: Vec::new(),
     };
     actor.enforce_quota();
     actor.run(rx, own_tx).await;
@@ -527,6 +680,16 @@ async fn refuse_all(
             DocCommand::Read { reply, .. } => {
                 let _ = reply.send(Err(format!("document could not be loaded: {why}")));
             }
+            DocCommand::External { reply, .. } => {
+                let _ = reply.send(Err(HostError::Unavailable(format!(
+                    "document could not be loaded: {why}"
+                ))));
+            }
+            DocCommand::Publish { reply, .. } => {
+                let _ = reply.send(Err(HostError::Unavailable(format!(
+                    "document could not be loaded: {why}"
+                ))));
+            }
             _ => {}
         }
     }
@@ -546,6 +709,7 @@ impl DocActor {
             } else {
                 None
             };
+            let closing_at = self.closing_at;
             let inflight = self.inflight.as_mut().map(|job| &mut job.done);
             tokio::select! {
                 n = rx.recv_many(&mut batch, DOC_BATCH) => {
@@ -572,6 +736,7 @@ impl DocActor {
                 }
                 _ = sleep_until_opt(idle_deadline) => break,
                 _ = sleep_until_opt(retry_at) => self.retry_at = None,
+                _ = sleep_until_opt(closing_at) => self.close_session(),
             }
             // What was integrated before a fault may still be saved; the panicking
             // update itself never completed.
@@ -596,7 +761,10 @@ impl DocActor {
                 peer,
             } => {
                 self.controls.insert(conn, peer.control.clone());
+                let session = self.admit(conn, session);
+                self.editor_joined(conn, &session);
                 self.room.join(conn, session, peer);
+                self.announce_hold(conn);
                 self.touched();
             }
             DocCommand::Message { conn, msg } => {
@@ -606,16 +774,34 @@ impl DocActor {
                         c.close(CloseReason::Room(err));
                     }
                     self.room.leave(conn);
+                    self.editor_left(conn);
+                    self.member_gone(conn);
                     self.touched();
                 }
             }
             DocCommand::Leave { conn } => {
                 self.controls.remove(&conn);
                 self.room.leave(conn);
+                self.editor_left(conn);
+                self.member_gone(conn);
                 self.touched();
             }
             DocCommand::Read { format, reply } => {
                 let _ = reply.send(Ok(self.read(format)));
+            }
+            DocCommand::External { change, reply } => self.external_change(change, reply),
+            DocCommand::Publish { if_match, reply } => self.publish(&if_match, reply),
+            DocCommand::Sessions { reply } => {
+                let _ = reply.send(self.sessions());
+            }
+            DocCommand::Downgrade { session, reply } => {
+                let _ = reply.send(self.downgrade(session));
+            }
+            DocCommand::EndSession { session, reply } => {
+                let _ = reply.send(self.end_session(session));
+            }
+            DocCommand::CloseAll => {
+                self.close_all(|| CloseReason::Auth(chorus_auth::AuthError::AppDisabled))
             }
             DocCommand::Unload => return Stop::IfIdle,
             DocCommand::Shutdown => return Stop::Now,
@@ -638,9 +824,13 @@ impl DocActor {
             self.unsaved_bytes += u.len() as u64;
             self.unsaved.push(u);
             self.exists = true;
+            self.changed_since_point = true;
         }
         self.acks.extend(self.room.take_acks());
-        self.contributors.extend(self.room.take_contributors());
+        let contributors = self.room.take_contributors();
+        self.session_contributors
+            .extend(contributors.iter().cloned());
+        self.contributors.extend(contributors);
         let (neutralised, rejected) = self.room.take_neutralised();
         if neutralised.total() > 0 || rejected > 0 {
             self.docs.metrics.whitelist(&neutralised, rejected);
@@ -667,18 +857,36 @@ impl DocActor {
         if self.inflight.is_some() || self.retry_at.is_some() {
             return;
         }
+        self.maybe_auto_history();
         let policy = &self.docs.policy;
         let compact = self.needs_snapshot
             || self.log_records + self.unsaved.len() as u64 > policy.compact_after_updates
             || self.log_bytes + self.unsaved_bytes > policy.compact_after_bytes;
-        if compact && (self.needs_snapshot || !self.unsaved.is_empty()) {
+        let history = !self.history_pending.is_empty();
+        // History points ride in an append batch; after a failed write the snapshot
+        // that closes the possible gap in the log goes first.
+        if compact && (self.needs_snapshot || (!history && !self.unsaved.is_empty())) {
             self.submit_snapshot().await;
-        } else if !self.unsaved.is_empty() {
+        } else if !self.unsaved.is_empty() || history {
             self.submit_append().await;
-        } else if !self.acks.is_empty() {
+        } else if self.flush_due {
+            self.flush_due = false;
+            let done = self.docs.persistence.submit(PersistOp::Flush).await;
+            self.inflight = Some(Inflight {
+                done,
+                acks: std::mem::take(&mut self.acks),
+                snapshot: None,
+                appended_bytes: 0,
+                host_replies: std::mem::take(&mut self.host_replies),
+                history: Vec::new(),
+            });
+        } else if !self.acks.is_empty() || !self.host_replies.is_empty() {
             // Nothing new to write and nothing in flight: all of it is durable.
             for (conn, n) in std::mem::take(&mut self.acks) {
                 self.room.send_saved(conn, n);
+            }
+            for reply in std::mem::take(&mut self.host_replies) {
+                reply.complete();
             }
         }
     }
@@ -705,16 +913,23 @@ impl DocActor {
             self.next_seq += 1;
         }
         self.log_records += records.len() as u64;
+        let history = std::mem::take(&mut self.history_pending);
+        for point in &history {
+            batch.put_history(&self.id, point);
+        }
         let mut meta = self.next_meta(records.len() as u64);
         meta.size_bytes = self.snapshot_bytes + self.log_bytes + bytes;
         batch.put_meta(&self.id, &meta);
         self.meta = meta;
+        self.flush_due = false;
         let done = self.docs.persistence.submit(PersistOp::Append(batch)).await;
         self.inflight = Some(Inflight {
             done,
             acks: std::mem::take(&mut self.acks),
             snapshot: None,
             appended_bytes: bytes,
+            host_replies: std::mem::take(&mut self.host_replies),
+            history,
         });
     }
 
@@ -730,6 +945,7 @@ impl DocActor {
         meta.snapshot_seq = upto_seq;
         self.meta = meta.clone();
         let snapshot_len = snapshot.len() as u64;
+        self.flush_due = false;
         let done = self
             .docs
             .persistence
@@ -745,6 +961,8 @@ impl DocActor {
             acks: std::mem::take(&mut self.acks),
             snapshot: Some((upto_seq, snapshot_len)),
             appended_bytes: 0,
+            host_replies: std::mem::take(&mut self.host_replies),
+            history: Vec::new(),
         });
     }
 
@@ -765,6 +983,12 @@ impl DocActor {
                 for (conn, n) in job.acks {
                     self.room.send_saved(conn, n);
                 }
+                for reply in job.host_replies {
+                    reply.complete();
+                }
+                if job.snapshot.is_some() || job.appended_bytes > 0 {
+                    self.saved();
+                }
                 self.enforce_quota();
             }
             Err(e) => {
@@ -773,6 +997,12 @@ impl DocActor {
                 let mut acks = job.acks;
                 acks.append(&mut self.acks);
                 self.acks = acks;
+                let mut replies = job.host_replies;
+                replies.append(&mut self.host_replies);
+                self.host_replies = replies;
+                let mut history = job.history;
+                history.append(&mut self.history_pending);
+                self.history_pending = history;
                 self.needs_snapshot = true;
                 self.retry_at = Some(Instant::now() + RETRY_AFTER);
             }
@@ -792,9 +1022,16 @@ impl DocActor {
             }
             DraftFormat::Yjs => DraftContent::Yjs(self.room.encode_state()),
         };
+        let etag = etag_of(&doc.transact().state_vector());
+        if self.exists {
+            // What the host read may become the base of its next external change.
+            self.docs
+                .bases
+                .remember(&self.key, &etag, || self.room.encode_state());
+        }
         Draft {
             exists: self.exists,
-            etag: etag_of(&doc.transact().state_vector()),
+            etag,
             updated_at_ms: self.meta.updated_at_ms,
             content,
         }
@@ -806,22 +1043,34 @@ impl DocActor {
         mut rx: mpsc::Receiver<DocCommand>,
         own_tx: mpsc::Sender<DocCommand>,
     ) {
+        // An editing session still open ends here (its `closed` event goes out with
+        // the final write).
+        self.close_session();
         // Wait for the job in flight, then write a final snapshot if the log grew.
-        for _ in 0..3 {
+        for _ in 0..4 {
             if let Some(job) = self.inflight.as_mut() {
                 let r = (&mut job.done).await;
                 self.completed(r.unwrap_or_else(|_| Err("the store writer has stopped".into())));
             }
             self.collect();
-            if self.unsaved.is_empty() && !self.needs_snapshot && self.log_records == 0 {
+            let log_work = !self.unsaved.is_empty() || self.needs_snapshot || self.log_records > 0;
+            if !log_work
+                && self.history_pending.is_empty()
+                && self.host_replies.is_empty()
+                && !self.flush_due
+            {
                 break;
             }
-            self.needs_snapshot = true;
+            // The log folds into a final snapshot; history points follow in an append.
+            self.needs_snapshot = log_work;
             self.retry_at = None;
             self.persist().await;
         }
-        if self.needs_snapshot || !self.unsaved.is_empty() {
+        if self.needs_snapshot || !self.unsaved.is_empty() || !self.history_pending.is_empty() {
             error!(app = %self.key.0, doc = %self.key.1, "unloading with changes the store did not accept");
+        }
+        for reply in std::mem::take(&mut self.host_replies) {
+            reply.fail("the document was unloaded before the change was stored");
         }
         self.docs.forget(&self.key, &own_tx);
         rx.close();
@@ -830,7 +1079,13 @@ impl DocActor {
         }
         let mut forwarded = Vec::new();
         while let Ok(cmd) = rx.try_recv() {
-            if matches!(cmd, DocCommand::Join { .. } | DocCommand::Read { .. }) {
+            if matches!(
+                cmd,
+                DocCommand::Join { .. }
+                    | DocCommand::Read { .. }
+                    | DocCommand::External { .. }
+                    | DocCommand::Publish { .. }
+            ) {
                 forwarded.push(cmd);
             }
         }

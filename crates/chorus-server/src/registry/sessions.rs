@@ -1,0 +1,173 @@
+//! Who is connected to a document, and what the host may do about it: list the
+//! sessions, make one view-only, end one, close them all (app disabled); and the
+//! exclusive mode of apps with `collaboration = false`, where one edit session holds
+//! the draft and later ones wait in view mode until the hold passes to them.
+
+use super::{now_ms, DocActor};
+use crate::close::CloseReason;
+use chorus_auth::Mode;
+use chorus_core::{ConnId, Session};
+use chorus_protocol::ChorusMessage;
+use std::sync::Arc;
+
+/// One connected session, as the host sees it.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    /// Identifies the session within its document (for downgrade and end).
+    pub id: u64,
+    /// User id (the token's `sub`).
+    pub user: String,
+    /// Display name.
+    pub name: String,
+    /// What it may do now (`edit` or `view`).
+    pub mode: Mode,
+    /// Exclusive mode: waiting for the hold (it asked for edit).
+    pub waiting: bool,
+    /// When it joined (ms since the epoch).
+    pub since_ms: u64,
+}
+
+impl DocActor {
+    /// Exclusive mode: a session asking for edit while another holds the draft joins
+    /// view-only and waits. Returns the session to join with.
+    pub(super) fn admit(&mut self, conn: ConnId, session: Arc<Session>) -> Arc<Session> {
+        self.joined_at.insert(conn, now_ms());
+        if !self.exclusive() || !session.can_edit() {
+            return session;
+        }
+        if self.holder.is_none() {
+            self.holder = Some(conn);
+            return session;
+        }
+        self.waiting.push(conn);
+        let mut waiting = (*session).clone();
+        waiting.mode = Mode::View;
+        Arc::new(waiting)
+    }
+
+    /// After `conn` joined: tell a waiting session why it is view-only, and who holds.
+    pub(super) fn announce_hold(&mut self, conn: ConnId) {
+        if !self.waiting.contains(&conn) {
+            return;
+        }
+        self.room.notify(
+            conn,
+            ChorusMessage::ReadOnly {
+                reason: "held".into(),
+            },
+        );
+        if let Some(msg) = self.holder_message() {
+            self.room.notify(conn, msg);
+        }
+    }
+
+    /// A member left (or was closed): forget it; if it held the draft, pass the hold on.
+    pub(super) fn member_gone(&mut self, conn: ConnId) {
+        self.joined_at.remove(&conn);
+        self.waiting.retain(|c| *c != conn);
+        if self.holder == Some(conn) {
+            self.holder = None;
+            self.pass_hold();
+        }
+    }
+
+    /// Exclusive mode: the longest-waiting session still here gets the hold.
+    fn pass_hold(&mut self) {
+        while !self.waiting.is_empty() {
+            let next = self.waiting.remove(0);
+            if self.room.set_mode(next, Mode::Edit, "") {
+                self.holder = Some(next);
+                if let Some(session) = self.session_of(next) {
+                    self.editor_joined(next, &session);
+                }
+                if let Some(msg) = self.holder_message() {
+                    for c in self.waiting.clone() {
+                        self.room.notify(c, msg.clone());
+                    }
+                }
+                return;
+            }
+        }
+    }
+
+    fn holder_message(&self) -> Option<ChorusMessage> {
+        let session = self.session_of(self.holder?)?;
+        Some(ChorusMessage::Holder {
+            user_id: session.user_id.clone(),
+            name: session.name.clone(),
+        })
+    }
+
+    fn session_of(&self, conn: ConnId) -> Option<Arc<Session>> {
+        self.room
+            .sessions()
+            .find(|(c, _)| *c == conn)
+            .map(|(_, s)| s.clone())
+    }
+
+    fn exclusive(&self) -> bool {
+        self.docs.exclusive_apps.contains(&*self.key.0)
+    }
+
+    /// Every connected session.
+    pub(super) fn sessions(&self) -> Vec<SessionInfo> {
+        let mut out: Vec<SessionInfo> = self
+            .room
+            .sessions()
+            .map(|(conn, s)| SessionInfo {
+                id: conn.0,
+                user: s.user_id.clone(),
+                name: s.name.clone(),
+                mode: s.mode,
+                waiting: self.waiting.contains(&conn),
+                since_ms: self.joined_at.get(&conn).copied().unwrap_or(0),
+            })
+            .collect();
+        out.sort_by_key(|s| (s.since_ms, s.id));
+        out
+    }
+
+    /// Make a session view-only. False if it is not connected.
+    pub(super) fn downgrade(&mut self, id: u64) -> bool {
+        let conn = ConnId(id);
+        if !self.room.set_mode(conn, Mode::View, "downgraded") {
+            return false;
+        }
+        self.waiting.retain(|c| *c != conn);
+        self.editor_left(conn);
+        if self.holder == Some(conn) {
+            self.holder = None;
+            self.pass_hold();
+        }
+        true
+    }
+
+    /// End a session (its socket closes with 4403 `session-ended`). False if it is
+    /// not connected.
+    pub(super) fn end_session(&mut self, id: u64) -> bool {
+        let conn = ConnId(id);
+        let Some(control) = self.controls.remove(&conn) else {
+            return false;
+        };
+        control.close(CloseReason::SessionEnded);
+        self.room.leave(conn);
+        self.editor_left(conn);
+        self.member_gone(conn);
+        self.touched();
+        true
+    }
+
+    /// Close every session with `reason` (the app was disabled).
+    pub(super) fn close_all(&mut self, reason: impl Fn() -> CloseReason) {
+        let conns: Vec<ConnId> = self.controls.keys().copied().collect();
+        for conn in conns {
+            if let Some(control) = self.controls.remove(&conn) {
+                control.close(reason());
+            }
+            self.room.leave(conn);
+            self.editor_left(conn);
+            self.member_gone(conn);
+        }
+        self.touched();
+    }
+}
