@@ -208,7 +208,9 @@ pub fn build_router(state: AppState) -> Router {
     if state.config.demo {
         router = router
             .route("/demo", get(demo::page))
-            .route("/demo/token", get(demo::token));
+            .route("/demo/token", get(demo::token))
+            .route("/demo/assets/{file}", get(demo::asset))
+            .route("/demo/external", post(demo::external));
     }
     router.with_state(state)
 }

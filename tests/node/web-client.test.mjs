@@ -1,0 +1,506 @@
+// The web client (web-client/: ChorusProvider + the ProseMirror demo editor) in
+// headless Chromium against the real chorus binary in --demo mode, which serves
+// the built bundle at /demo. Builds the web client first (npm ci when its
+// node_modules is missing, then npm run build), so `tests/run` stays the only
+// command needed.
+import { describe, it, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { pathToFileURL } from 'node:url'
+import * as esbuild from 'esbuild'
+import { chromium } from 'playwright-core'
+import {
+  REPO_ROOT, WebSocket, startServer, hostToken, sessionToken, badToken, randomSecret, uid, sleep, waitFor
+} from './harness.mjs'
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+const WEB_CLIENT = path.join(REPO_ROOT, 'web-client')
+const ARTIFACTS = path.join(REPO_ROOT, 'tests', 'node', 'artifacts')
+const DEMO_SECRET = randomSecret()
+const DEMO_APP = { id: 'demo', secrets: [DEMO_SECRET] }
+
+function run (cmd, args, cwd) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] })
+    let output = ''
+    child.stdout.on('data', (c) => { output += c })
+    child.stderr.on('data', (c) => { output += c })
+    child.once('error', reject)
+    child.once('exit', (code) => code === 0
+      ? resolve(output)
+      : reject(new Error(`${cmd} ${args.join(' ')} (in ${cwd}) exited ${code}\n${output}`)))
+  })
+}
+
+/** npm ci (only when node_modules is missing) and npm run build in web-client/. */
+async function buildWebClient () {
+  if (!existsSync(path.join(WEB_CLIENT, 'node_modules'))) {
+    await run('npm', ['ci', '--no-audit', '--no-fund', '--loglevel=error'], WEB_CLIENT)
+  }
+  await run('npm', ['run', 'build', '--silent'], WEB_CLIENT)
+  assert.ok(existsSync(path.join(WEB_CLIENT, 'dist', 'chorus-demo.js')), 'the build wrote dist/chorus-demo.js')
+}
+
+describe('web client (ProseMirror demo editor in Chromium)', () => {
+  let chorus, browser
+
+  before(async () => {
+    await buildWebClient()
+    chorus = await startServer({ extraConfig: { demo: true, demo_secret: DEMO_SECRET } })
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync']
+    })
+  })
+  after(async () => {
+    await browser?.close()
+    await chorus?.stop()
+  })
+
+  /** A fresh browser context (own IndexedDB) showing the demo page with `query`. */
+  async function openDemo (query, { width = 1280, height = 720 } = {}) {
+    const context = await browser.newContext({ viewport: { width, height } })
+    const page = await context.newPage()
+    // Text of an element without the telepointer widgets (their labels are text too).
+    await page.addInitScript(() => {
+      window.plainText = (selector) => {
+        const el = document.querySelector(selector)
+        if (el === null) return null
+        const copy = el.cloneNode(true)
+        copy.querySelectorAll('.chorus-cursor').forEach((c) => c.remove())
+        return copy.textContent
+      }
+    })
+    const errors = []
+    page.on('pageerror', (err) => errors.push(err))
+    await page.goto(`${chorus.httpUrl}/demo?${new URLSearchParams(query)}`)
+    await page.waitForFunction(() => window.chorusDemo?.panes.every((p) => p.provider.synced), null, { timeout: 10_000 })
+    page.errors = errors
+    return page
+  }
+
+  /** PUT …/content through the host API of the demo app. */
+  async function hostPut (doc, body) {
+    const res = await fetch(`${chorus.httpUrl}/v1/apps/demo/docs/${doc}/content`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${hostToken({ app: DEMO_APP, doc })}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body)
+    })
+    const text = await res.text()
+    assert.equal(res.status, 200, `host PUT answered ${res.status}: ${text}`)
+    return JSON.parse(text)
+  }
+
+  async function draftHtml (doc) {
+    const res = await fetch(`${chorus.httpUrl}/v1/apps/demo/docs/${doc}/draft?format=json`, {
+      headers: { authorization: `Bearer ${hostToken({ app: DEMO_APP, doc })}` }
+    })
+    assert.equal(res.status, 200)
+    return res.json()
+  }
+
+  const bodyOf = (page, pane = 0) => page.evaluate((i) => window.chorusDemo.panes[i].doc.getXmlFragment('body').toString(), pane)
+  const editorText = (page) => page.evaluate(() => window.plainText('.ProseMirror'))
+
+  it('serves the built page and assets, and nothing outside web-client/dist', async () => {
+    const page = await fetch(`${chorus.httpUrl}/demo`)
+    assert.equal(page.status, 200)
+    assert.match(await page.text(), /chorus-demo\.js/)
+    const js = await fetch(`${chorus.httpUrl}/demo/assets/chorus-demo.js`)
+    assert.equal(js.status, 200)
+    assert.match(js.headers.get('content-type'), /javascript/)
+    assert.ok(!(await js.text()).includes(DEMO_SECRET), 'no secret in the bundle')
+    for (const bad of ['..%2F..%2FCargo.toml', '..%2Fpackage.json', '.gitignore', 'missing.js', '..']) {
+      const res = await fetch(`${chorus.httpUrl}/demo/assets/${bad}`)
+      assert.equal(res.status, 404, `${bad} must not be served`)
+    }
+    const badDoc = await fetch(`${chorus.httpUrl}/demo/external`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ doc: '../x', html: '<p>x</p>' })
+    })
+    assert.equal(badDoc.status, 400)
+  })
+
+  it('two pages typing into the same paragraph at once converge within a second, and show each other\'s telepointer', async () => {
+    const doc = uid('wc-type')
+    await hostPut(doc, { title: 'Concurrent', html: '<p>Shared paragraph.</p>' })
+    const alice = await openDemo({ doc, users: 'alice' })
+    const bob = await openDemo({ doc, users: 'bob' })
+    try {
+      await alice.waitForFunction(() => window.plainText('.ProseMirror p') === 'Shared paragraph.')
+      await bob.waitForFunction(() => window.plainText('.ProseMirror p') === 'Shared paragraph.')
+      await alice.click('.ProseMirror p')
+      await alice.keyboard.press('Home')
+      await bob.click('.ProseMirror p')
+      await bob.keyboard.press('End')
+      const fromAlice = 'Alice was here first. '
+      const fromBob = ' Bob wrote this at the end.'
+      await Promise.all([
+        alice.keyboard.type(fromAlice, { delay: 15 }),
+        bob.keyboard.type(fromBob, { delay: 15 })
+      ])
+      const typedAt = Date.now()
+      const expected = `${fromAlice}Shared paragraph.${fromBob}`
+      await alice.waitForFunction((t) => window.plainText('.ProseMirror p') === t, expected, { timeout: 1000 })
+      await bob.waitForFunction((t) => window.plainText('.ProseMirror p') === t, expected, { timeout: 1000 })
+      assert.ok(Date.now() - typedAt <= 1500, 'converged within about a second')
+      assert.equal(await bodyOf(alice), await bodyOf(bob), 'identical Y.XmlFragment on both pages')
+      assert.equal(await bodyOf(alice), `<p>${expected}</p>`)
+
+      // The server holds the same and acknowledged it: both show "Saved".
+      await alice.waitForSelector('.saved[data-saved="true"]', { timeout: 5000 })
+      await bob.waitForSelector('.saved[data-saved="true"]', { timeout: 5000 })
+      const draft = await draftHtml(doc)
+      assert.match(JSON.stringify(draft), /Alice was here first\. Shared paragraph\. Bob wrote this at the end\./)
+
+      // Telepointers: each page shows the other user's caret, labelled with the name
+      // the server stamped from the token, as text.
+      await alice.waitForFunction(() => [...document.querySelectorAll('.chorus-cursor-label')].some((e) => e.textContent === 'Bob'), null, { timeout: 5000 })
+      await bob.waitForFunction(() => [...document.querySelectorAll('.chorus-cursor-label')].some((e) => e.textContent === 'Alice'), null, { timeout: 5000 })
+      const ownOnAlice = await alice.$$eval('.chorus-cursor-label', (els) => els.map((e) => e.textContent))
+      assert.deepEqual(ownOnAlice, ['Bob'], 'only the other user\'s caret is drawn')
+      assert.deepEqual(alice.errors, [])
+      assert.deepEqual(bob.errors, [])
+    } finally {
+      await alice.context().close()
+      await bob.context().close()
+    }
+  })
+
+  it('an external change through the host API appears live and fires external-change once', async () => {
+    const doc = uid('wc-ext')
+    await hostPut(doc, { title: 'Before', html: '<p>Original text.</p>' })
+    const page = await openDemo({ doc, users: 'alice' })
+    try {
+      await page.waitForFunction(() => document.querySelector('input.title').value === 'Before')
+      assert.equal(await page.evaluate(() => window.chorusDemo.panes[0].events.externalChange), 0,
+        'the initial load is not counted as a host change by the demo')
+      const answer = await hostPut(doc, { title: 'After', html: '<p>Original text.</p><p>Added by the <strong>host</strong>.</p>' })
+      assert.deepEqual([...answer.changed].sort(), ['body', 'title'])
+      await page.waitForFunction(() => document.querySelector('input.title').value === 'After', null, { timeout: 3000 })
+      await page.waitForFunction(() => document.querySelector('.ProseMirror').innerHTML.includes('<p>Added by the <strong>host</strong>.</p>'), null, { timeout: 3000 })
+      await sleep(500) // a second notice, if any, would have arrived by now
+      const events = await page.evaluate(() => window.chorusDemo.panes[0].events)
+      assert.equal(events.externalChange, 1, `external-change fired ${events.externalChange} times`)
+      assert.deepEqual([...events.externalFields[0]].sort(), ['body', 'title'])
+      // The event fires after the change is in the doc.
+      assert.match(events.bodyAtEvent[0], /Added by the <strong>host<\/strong>\./)
+      assert.match(await page.textContent('.notice'), /host changed/)
+
+      // The demo's own button goes through POST /demo/external (the same actor command).
+      await page.click('#external')
+      await page.waitForFunction(() => window.chorusDemo.panes[0].events.externalChange === 2, null, { timeout: 3000 })
+      assert.match(await editorText(page), /The host added this paragraph at/)
+      assert.deepEqual(page.errors, [])
+    } finally {
+      await page.context().close()
+    }
+  })
+
+  it('a view-mode page cannot change the document', async () => {
+    const doc = uid('wc-view')
+    await hostPut(doc, { title: 'Read me', html: '<p>Only editors may change this.</p>' })
+    const editor = await openDemo({ doc, users: 'alice' })
+    const viewer = await openDemo({ doc, users: 'carol', view: 'carol' })
+    try {
+      await viewer.waitForFunction(() => window.plainText('.ProseMirror p') === 'Only editors may change this.')
+      assert.equal(await viewer.getAttribute('.ProseMirror', 'contenteditable'), 'false')
+      assert.equal(await viewer.evaluate(() => document.querySelector('input.title').readOnly), true)
+      const before = await draftHtml(doc)
+      const bodyBefore = await bodyOf(viewer)
+
+      // Try hard: click, type, delete, toolbar buttons, the title.
+      await viewer.click('.ProseMirror p')
+      await viewer.keyboard.type('VIEWER TYPED', { delay: 5 })
+      await viewer.keyboard.press('Backspace')
+      await viewer.keyboard.press('Control+a')
+      await viewer.keyboard.press('Delete')
+      await viewer.click('.toolbar button[title^="Bold"]')
+      await viewer.click('input.title')
+      await viewer.keyboard.type('X')
+      await sleep(600)
+
+      assert.equal(await bodyOf(viewer), bodyBefore, 'the viewer\'s own document did not change')
+      assert.equal(await viewer.inputValue('input.title'), 'Read me')
+      assert.deepEqual(await draftHtml(doc), before, 'the server draft did not change')
+      assert.equal(await editorText(editor), 'Only editors may change this.')
+      // The server told the view session it is read-only; it stays connected.
+      await viewer.waitForFunction(() => window.chorusDemo.panes[0].events.readOnly.includes('view-mode'), null, { timeout: 3000 })
+      assert.equal(await viewer.getAttribute('.status', 'data-status'), 'connected')
+
+      // The viewer still sees live edits.
+      await editor.click('.ProseMirror p')
+      await editor.keyboard.press('End')
+      await editor.keyboard.type(' Edited.')
+      await viewer.waitForFunction(() => window.plainText('.ProseMirror p') === 'Only editors may change this. Edited.', null, { timeout: 3000 })
+    } finally {
+      await editor.context().close()
+      await viewer.context().close()
+    }
+  })
+
+  it('edits made while disconnected survive a reload (IndexedDB) and merge on reconnect', async () => {
+    const doc = uid('wc-offline')
+    await hostPut(doc, { title: 'Offline', html: '<p>Start.</p>' })
+    const alice = await openDemo({ doc, users: 'alice' })
+    const bob = await openDemo({ doc, users: 'bob' })
+    try {
+      await alice.waitForFunction(() => window.plainText('.ProseMirror p') === 'Start.')
+      await alice.evaluate(() => window.chorusDemo.panes[0].provider.disconnect())
+      await alice.waitForFunction(() => window.chorusDemo.panes[0].provider.status === 'disconnected')
+      await alice.click('.ProseMirror p')
+      await alice.keyboard.press('End')
+      await alice.keyboard.type(' Written offline.')
+      // Meanwhile Bob edits the same paragraph online.
+      await bob.click('.ProseMirror p')
+      await bob.keyboard.press('Home')
+      await bob.keyboard.type('Online: ')
+      await sleep(300) // y-indexeddb stores each update asynchronously
+      assert.equal(await bob.evaluate(() => window.plainText('.ProseMirror p')), 'Online: Start.', 'Bob does not see offline edits yet')
+      await alice.reload()
+      await alice.waitForFunction(() => window.chorusDemo?.panes[0].provider.synced, null, { timeout: 10_000 })
+      const merged = 'Online: Start. Written offline.'
+      await alice.waitForFunction((t) => window.plainText('.ProseMirror p') === t, merged, { timeout: 3000 })
+      await bob.waitForFunction((t) => window.plainText('.ProseMirror p') === t, merged, { timeout: 3000 })
+      await alice.waitForSelector('.saved[data-saved="true"]', { timeout: 5000 })
+      assert.match(JSON.stringify(await draftHtml(doc)), /Online: Start\. Written offline\./)
+    } finally {
+      await alice.context().close()
+      await bob.context().close()
+    }
+  })
+
+  it('pasting hostile HTML runs nothing and keeps no script vector, locally or for the other user', async () => {
+    const doc = uid('wc-paste')
+    await hostPut(doc, { title: 'Paste', html: '<p>Paste here: </p>' })
+    const alice = await openDemo({ doc, users: 'alice' })
+    const bob = await openDemo({ doc, users: 'bob' })
+    try {
+      await alice.waitForFunction(() => window.plainText('.ProseMirror p') === 'Paste here: ')
+      await alice.click('.ProseMirror p')
+      await alice.keyboard.press('End')
+      const html = '<p>Pasted <a href="javascript:window.__xss=1">evil link</a> ' +
+        '<a href=" jav&#x09;ascript:window.__xss=5">tabbed</a> ' +
+        '<img src="x" onerror="window.__xss=2"><img src="javascript:window.__xss=6"> ' +
+        '<b onmouseover="window.__xss=3" style="position:fixed">bold</b><script>window.__xss=4<' + '/script> ' +
+        '<a href="https://example.org/ok">good link</a></p>'
+      const local = await alice.evaluate((payload) => {
+        const dt = new DataTransfer()
+        dt.setData('text/html', payload)
+        dt.setData('text/plain', 'fallback')
+        const view = window.chorusDemo.panes[0].editor.view
+        view.dom.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }))
+        return view.dom.innerHTML // right after the paste, before any server answer
+      }, html)
+      assert.match(local, /evil link/, 'the paste happened')
+      assert.doesNotMatch(local, /javascript|onerror|onmouseover|<script|position:fixed/i)
+      assert.match(local, /<a href="https:\/\/example\.org\/ok">good link<\/a>/)
+      await bob.waitForFunction(() => window.plainText('.ProseMirror p')?.includes('good link'), null, { timeout: 3000 })
+      await sleep(300)
+      for (const page of [alice, bob]) {
+        assert.equal(await page.evaluate(() => window.__xss), undefined, 'no pasted script ran')
+        assert.doesNotMatch(await page.evaluate(() => document.querySelector('.ProseMirror').innerHTML), /javascript|onerror|onmouseover|<script/i)
+      }
+      assert.doesNotMatch(JSON.stringify(await draftHtml(doc)), /javascript|onerror|onmouseover|script/i)
+      assert.deepEqual(alice.errors, [])
+    } finally {
+      await alice.context().close()
+      await bob.context().close()
+    }
+  })
+
+  it('never deletes body content its schema cannot hold: the editor unbinds instead', async () => {
+    const doc = uid('wc-protect')
+    await hostPut(doc, { title: 'Supported', html: '<p>Fine so far.</p>' })
+    const page = await openDemo({ doc, users: 'alice' })
+    try {
+      await page.waitForFunction(() => window.plainText('.ProseMirror p') === 'Fine so far.')
+      assert.equal(await page.evaluate(() => window.chorusDemo.panes[0].editor.unsupported()), null)
+      // A host writes HTML that no ProseMirror schema holds (text directly in <li>).
+      const html = '<p>Fine so far.</p><ul><li>plain item</li></ul>'
+      await hostPut(doc, { html })
+      await page.waitForSelector('.chorus-unsupported', { timeout: 3000 })
+      await sleep(500)
+      const draft = JSON.stringify(await draftHtml(doc))
+      assert.match(draft, /plain item/, 'the shared draft still holds the list item')
+      assert.match(await bodyOf(page), /<li>plain item<\/li>/, 'and so does the page\'s own document')
+    } finally {
+      await page.context().close()
+    }
+    // Opening a page on such a draft does not touch it either.
+    const again = await openDemo({ doc, users: 'bob' })
+    try {
+      await again.waitForSelector('.chorus-unsupported', { timeout: 3000 })
+      await sleep(500)
+      assert.match(JSON.stringify(await draftHtml(doc)), /plain item/)
+      assert.deepEqual(again.errors, [])
+    } finally {
+      await again.context().close()
+    }
+  })
+
+  it('the demo with two users side by side (screenshot)', async () => {
+    const doc = uid('wc-shot')
+    await hostPut(doc, {
+      title: 'Release notes',
+      html: '<h2>Chorus 0.1</h2><p>Two people edit this draft at the same time. Every keystroke is synced and saved.</p>' +
+        '<ul><li><p>Real-time sync over the Yjs protocol</p></li><li><p>Presence with named cursors</p></li></ul>'
+    })
+    const page = await openDemo({ doc }, { width: 1280, height: 640 })
+    try {
+      await page.click('.pane[data-user="alice"] .ProseMirror p')
+      await page.keyboard.press('End')
+      await page.keyboard.type(' Alice adds a sentence.')
+      await page.click('.pane[data-user="bob"] .ProseMirror h2')
+      await page.keyboard.press('End')
+      await page.keyboard.type(' (draft)')
+      // y-prosemirror shares a caret only while its editor has focus: Bob's shows in Alice's pane.
+      await page.waitForFunction(() => document.querySelector('.pane[data-user="alice"] .chorus-cursor-label')?.textContent === 'Bob', null, { timeout: 5000 })
+      await page.waitForFunction(() => document.querySelectorAll('.saved[data-saved="true"]').length === 2, null, { timeout: 5000 })
+      await mkdir(ARTIFACTS, { recursive: true })
+      const shot = path.join(ARTIFACTS, 'web-client-demo.png')
+      await page.screenshot({ path: shot })
+      await copyFile(shot, path.join(REPO_ROOT, 'docs', 'demo.png'))
+      const texts = await page.evaluate(() => ['alice', 'bob'].map((u) => window.plainText(`.pane[data-user="${u}"] .ProseMirror`)))
+      assert.equal(texts[0], texts[1])
+      assert.match(texts[0], /Chorus 0\.1 \(draft\)/)
+      assert.match(texts[0], /Alice adds a sentence\./)
+    } finally {
+      await page.context().close()
+    }
+  })
+})
+
+/** web-client/src/provider.ts bundled for Node (with its own yjs, exported as Y). */
+async function importProvider () {
+  const dir = await mkdtemp(path.join(tmpdir(), 'chorus-web-client-'))
+  const out = path.join(dir, 'provider.mjs')
+  await esbuild.build({
+    stdin: {
+      contents: "export * from './src/provider.ts'\nexport * as Y from 'yjs'\n",
+      resolveDir: WEB_CLIENT,
+      loader: 'ts'
+    },
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    outfile: out,
+    logLevel: 'silent'
+  })
+  const mod = await import(pathToFileURL(out).href)
+  await rm(dir, { recursive: true, force: true })
+  return mod
+}
+
+describe('ChorusProvider (web-client/src/provider.ts) in Node against the real server', () => {
+  let chorus, mod
+  const providers = []
+
+  before(async () => {
+    await buildWebClient()
+    mod = await importProvider()
+    chorus = await startServer({ extraConfig: { demo: true, demo_secret: DEMO_SECRET } })
+  })
+  after(async () => {
+    for (const p of providers) p.destroy()
+    await chorus?.stop()
+  })
+
+  function provider (doc, getToken, extra = {}) {
+    const ydoc = new mod.Y.Doc()
+    const p = new mod.ChorusProvider(ydoc, {
+      server: chorus.httpUrl, app: 'demo', doc, getToken, offline: false,
+      backoff: { baseMs: 50, capMs: 200 }, WebSocketImpl: WebSocket, ...extra
+    })
+    const seen = { status: [], saved: [], canPublish: [], external: [] }
+    p.on('status', (e) => seen.status.push(e))
+    p.on('saved', (e) => seen.saved.push(e.n))
+    p.on('can-publish', (v) => seen.canPublish.push(v))
+    p.on('external-change', (e) => seen.external.push(e))
+    providers.push(p)
+    return { p, ydoc, seen }
+  }
+
+  it('backoff is exponential with full jitter: uniform in [0, min(cap, base*2^n))', () => {
+    const opts = { baseMs: 100, capMs: 5000 }
+    for (let n = 0; n < 12; n++) {
+      const ceiling = Math.min(5000, 100 * 2 ** n)
+      assert.equal(mod.backoffDelay(n, opts, () => 0), 0, 'full jitter may retry at once')
+      const high = mod.backoffDelay(n, opts, () => 0.999999)
+      assert.ok(high < ceiling && high >= ceiling - 1, `attempt ${n}: ${high} vs ceiling ${ceiling}`)
+    }
+    const draws = Array.from({ length: 2000 }, () => mod.backoffDelay(3, opts))
+    const mean = draws.reduce((a, b) => a + b, 0) / draws.length
+    assert.ok(Math.max(...draws) < 800 && Math.min(...draws) < 80, 'spread over the whole range')
+    assert.ok(mean > 340 && mean < 460, `mean ${mean} near 400`)
+  })
+
+  it('parses every Chorus extension kind (and ignores unknown ones)', async () => {
+    const { encoding, decoding } = await import('./harness.mjs')
+    const parse = (write) => {
+      const e = encoding.createEncoder()
+      write(e)
+      return mod.readChorusMessage(decoding.createDecoder(encoding.toUint8Array(e)))
+    }
+    assert.deepEqual(mod.readChorusMessage(decoding.createDecoder(Uint8Array.from([0x01, 0x2a]))), { kind: 'saved', n: 42 })
+    assert.deepEqual(parse((e) => { encoding.writeVarUint(e, 0); encoding.writeVarString(e, 'read-only'); encoding.writeVarString(e, 'view') }),
+      { kind: 'error', code: 'read-only', message: 'view' })
+    assert.deepEqual(parse((e) => { encoding.writeVarUint(e, 2); encoding.writeVarUint(e, 2); encoding.writeVarString(e, 'title'); encoding.writeVarString(e, 'body') }),
+      { kind: 'external-change', fields: ['title', 'body'] })
+    assert.deepEqual(parse((e) => { encoding.writeVarUint(e, 3); encoding.writeVarString(e, 'held') }), { kind: 'read-only', reason: 'held' })
+    assert.deepEqual(parse((e) => { encoding.writeVarUint(e, 5); encoding.writeVarString(e, 'u1'); encoding.writeVarString(e, 'Ann') }),
+      { kind: 'holder', userId: 'u1', name: 'Ann' })
+    assert.deepEqual(parse((e) => { encoding.writeVarUint(e, 6) }), { kind: 'editable' })
+    assert.deepEqual(parse((e) => { encoding.writeVarUint(e, 77) }), { kind: 'unknown', value: 77 })
+  })
+
+  it('asks getToken on every connect: an expired token (4401) is replaced and the session syncs', async () => {
+    const doc = uid('wc-refresh')
+    const tokens = [badToken('expired', { app: DEMO_APP, doc }), sessionToken({ app: DEMO_APP, doc, user: 'rita' })]
+    let calls = 0
+    const { p, seen } = provider(doc, async () => tokens[Math.min(calls++, tokens.length - 1)])
+    await waitFor(() => p.synced, 'synced after the token was refreshed')
+    assert.equal(calls, 2)
+    assert.ok(seen.status.some((e) => e.status === 'disconnected' && e.code === 4401), JSON.stringify(seen.status))
+    // A later reconnect asks again.
+    p.disconnect()
+    await waitFor(() => p.status === 'disconnected', 'disconnected')
+    p.connect()
+    await waitFor(() => p.synced, 'synced again')
+    assert.equal(calls, 3)
+  })
+
+  it('never reconnects after 4403 and reports the reason', async () => {
+    const doc = uid('wc-forbidden')
+    let calls = 0
+    const { p, seen } = provider(doc, async () => { calls++; return sessionToken({ app: DEMO_APP, doc: 'some-other-doc', user: 'fred' }) })
+    await waitFor(() => p.status === 'forbidden', 'forbidden')
+    await sleep(800) // with a 50–200 ms backoff a reconnect would have happened by now
+    assert.equal(calls, 1)
+    const last = seen.status.at(-1)
+    assert.deepEqual({ status: last.status, code: last.code, reason: last.reason }, { status: 'forbidden', code: 4403, reason: 'wrong-doc' })
+  })
+
+  it('counts its step 2 and updates: saved and can-publish follow the server acks', async () => {
+    const doc = uid('wc-saved')
+    const { p, ydoc, seen } = provider(doc, async () => sessionToken({ app: DEMO_APP, doc, user: 'sam' }))
+    await waitFor(() => p.canPublish, 'can publish after the initial sync and the ack of the step 2')
+    assert.equal(p.sentCount, 1, 'the step 2 answering the server is the first counted message')
+    assert.equal(seen.external.length, 1, 'external-change once after the initial load')
+    assert.equal(seen.external[0].initial, true)
+    for (let i = 0; i < 5; i++) ydoc.getText('title').insert(ydoc.getText('title').length, `w${i} `)
+    assert.equal(p.sentCount, 6)
+    assert.equal(p.canPublish, false, 'unacknowledged updates: not publishable yet')
+    await waitFor(() => p.savedCount >= 6 && p.canPublish, 'all six messages acknowledged')
+    assert.ok(seen.saved.includes(p.savedCount))
+    assert.deepEqual(seen.canPublish.slice(-2), [false, true])
+    const res = await fetch(`${chorus.httpUrl}/v1/apps/demo/docs/${doc}/draft?format=json`, {
+      headers: { authorization: `Bearer ${hostToken({ app: DEMO_APP, doc })}` }
+    })
+    assert.match(await res.text(), /w0 w1 w2 w3 w4/)
+  })
+})

@@ -1,0 +1,7 @@
+export { ChorusProvider, backoffDelay, readChorusMessage } from './provider'
+export type {
+  ChorusProviderOptions, ChorusEvents, ConnectionStatus, StatusEvent, ChorusError, Holder, BackoffOptions, ChorusMessage
+} from './provider'
+export { schema, isSafeUrl } from './schema'
+export { createEditor, bindTitle, safeColor } from './editor'
+export type { ChorusEditor, EditorOptions } from './editor'

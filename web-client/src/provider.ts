@@ -1,0 +1,469 @@
+/**
+ * `ChorusProvider`: keeps a Y.Doc in sync with a Chorus server.
+ *
+ * Standard y-protocols sync and awareness (encoded with `y-protocols`), plus the
+ * Chorus extension messages (type 100, opted in with `chorus=1`): saved acks,
+ * errors, external-change notices, read-only / holder / editable. Reconnects with
+ * exponential backoff and full jitter; asks the host for a fresh token on every
+ * connect. Edits survive a reload while offline through y-indexeddb.
+ * See proto/PROTOCOL.md.
+ */
+import * as Y from 'yjs'
+import * as encoding from 'lib0/encoding'
+import * as decoding from 'lib0/decoding'
+import * as syncProtocol from 'y-protocols/sync'
+import * as awarenessProtocol from 'y-protocols/awareness'
+import { IndexeddbPersistence } from 'y-indexeddb'
+import { Emitter } from './emitter'
+
+export const MSG_SYNC = 0
+export const MSG_AWARENESS = 1
+export const MSG_AUTH = 2
+export const MSG_QUERY_AWARENESS = 3
+export const MSG_CHORUS = 100
+
+export const CHORUS_ERROR = 0
+export const CHORUS_SAVED = 1
+export const CHORUS_EXTERNAL_CHANGE = 2
+export const CHORUS_READ_ONLY = 3
+export const CHORUS_REFRESH_TOKEN = 4
+export const CHORUS_HOLDER = 5
+export const CHORUS_EDITABLE = 6
+
+/** Close codes after which reconnecting cannot help. */
+const FINAL_CLOSE_CODES = new Set([4403, 1008])
+
+export type ConnectionStatus = 'connecting' | 'connected' | 'disconnected' | 'forbidden'
+
+export interface StatusEvent {
+  status: ConnectionStatus
+  /** Close code and reason of the connection that ended (disconnected / forbidden). */
+  code?: number
+  reason?: string
+}
+
+export interface ChorusError { code: string, message: string }
+export interface Holder { userId: string, name: string }
+
+export interface ChorusEvents extends Record<string, unknown> {
+  status: StatusEvent
+  /** The first sync with the server of this connection is complete. */
+  synced: boolean
+  /** Every local update sent so far is durable on the server. */
+  saved: { n: number }
+  /** A host change reached the document (and once after the initial content loaded). */
+  'external-change': { fields: string[], initial: boolean }
+  /** Connected, synced and saved: the host may publish what the user sees. */
+  'can-publish': boolean
+  'read-only': { reason: string }
+  holder: Holder
+  editable: undefined
+  error: ChorusError
+}
+
+export interface BackoffOptions {
+  /** First delay ceiling (ms). */
+  baseMs: number
+  /** Largest delay ceiling (ms). */
+  capMs: number
+}
+
+export interface ChorusProviderOptions {
+  /** Server origin: `https://chorus.example` or `ws://127.0.0.1:10123`. */
+  server: string
+  app: string
+  doc: string
+  /** Called before every connect (and after a 4401 close): a fresh session token. */
+  getToken: () => Promise<string>
+  /** Local presence fields (the server overwrites `user` from the token). */
+  user?: Record<string, unknown>
+  /** Keep the document in IndexedDB so offline edits survive a reload (default true). */
+  offline?: boolean
+  /** IndexedDB database name (default `chorus:{app}:{doc}`). */
+  offlineKey?: string
+  backoff?: Partial<BackoffOptions>
+  /**
+   * The session is view-only (a view-mode token): never send document updates,
+   * not even before the server's read-only notice arrives.
+   */
+  readOnly?: boolean
+  /** Connect at once (default true). */
+  connect?: boolean
+  /** For tests: the random source of the jitter, and the WebSocket class. */
+  random?: () => number
+  WebSocketImpl?: typeof WebSocket
+}
+
+/** Full jitter: a delay uniformly drawn from [0, min(cap, base·2^attempt)). */
+export function backoffDelay (attempt: number, { baseMs, capMs }: BackoffOptions, random: () => number = Math.random): number {
+  const ceiling = Math.min(capMs, baseMs * Math.pow(2, Math.min(attempt, 30)))
+  return Math.floor(random() * ceiling)
+}
+
+/** Decodes one Chorus extension message body (after the outer type 100). */
+export type ChorusMessage =
+  | { kind: 'error', code: string, message: string }
+  | { kind: 'saved', n: number }
+  | { kind: 'external-change', fields: string[] }
+  | { kind: 'read-only', reason: string }
+  | { kind: 'holder', userId: string, name: string }
+  | { kind: 'editable' }
+  | { kind: 'unknown', value: number }
+
+export function readChorusMessage (decoder: decoding.Decoder): ChorusMessage {
+  const kind = decoding.readVarUint(decoder)
+  switch (kind) {
+    case CHORUS_ERROR: {
+      const code = decoding.readVarString(decoder)
+      return { kind: 'error', code, message: decoding.readVarString(decoder) }
+    }
+    case CHORUS_SAVED:
+      return { kind: 'saved', n: decoding.readVarUint(decoder) }
+    case CHORUS_EXTERNAL_CHANGE: {
+      const count = decoding.readVarUint(decoder)
+      const fields: string[] = []
+      for (let i = 0; i < count; i++) fields.push(decoding.readVarString(decoder))
+      return { kind: 'external-change', fields }
+    }
+    case CHORUS_READ_ONLY:
+      return { kind: 'read-only', reason: decoding.readVarString(decoder) }
+    case CHORUS_HOLDER: {
+      const userId = decoding.readVarString(decoder)
+      return { kind: 'holder', userId, name: decoding.readVarString(decoder) }
+    }
+    case CHORUS_EDITABLE:
+      return { kind: 'editable' }
+    default:
+      // An opted-in client must ignore kinds it does not know.
+      return { kind: 'unknown', value: kind }
+  }
+}
+
+function toWsOrigin (server: string): string {
+  const url = new URL(server)
+  if (url.protocol === 'http:') url.protocol = 'ws:'
+  else if (url.protocol === 'https:') url.protocol = 'wss:'
+  return url.origin.replace(/^http/, 'ws')
+}
+
+export class ChorusProvider extends Emitter<ChorusEvents> {
+  readonly doc: Y.Doc
+  readonly awareness: awarenessProtocol.Awareness
+  readonly app: string
+  readonly docId: string
+  readonly persistence: IndexeddbPersistence | null
+
+  /** Current connection state. */
+  status: ConnectionStatus = 'disconnected'
+  /** The first sync of the current connection is done. */
+  synced = false
+  /** Sync step 2 + update messages sent on the current connection (what "saved n" counts). */
+  sentCount = 0
+  /** Highest "saved n" of the current connection. */
+  savedCount = 0
+  /** The server says this session may not edit (view mode, downgraded, held). */
+  readOnly = false
+  readOnlyReason: string | null = null
+  holder: Holder | null = null
+
+  private readonly options: ChorusProviderOptions
+  private readonly backoff: BackoffOptions
+  private readonly random: () => number
+  private readonly WS: typeof WebSocket
+  private ws: WebSocket | null = null
+  private attempt = 0
+  private retryTimer: ReturnType<typeof setTimeout> | null = null
+  private wanted = false
+  private destroyed = false
+  /** We answered the server's step 1 on this connection: updates may flow. */
+  private answeredStep1 = false
+  private initialExternalFired = false
+  private lastCanPublish = false
+  private readonly persistenceReady: Promise<void>
+
+  constructor (doc: Y.Doc, options: ChorusProviderOptions) {
+    super()
+    this.doc = doc
+    this.options = options
+    this.app = options.app
+    this.docId = options.doc
+    this.backoff = { baseMs: options.backoff?.baseMs ?? 500, capMs: options.backoff?.capMs ?? 30_000 }
+    this.random = options.random ?? Math.random
+    this.WS = options.WebSocketImpl ?? WebSocket
+    this.awareness = new awarenessProtocol.Awareness(doc)
+    this.readOnly = options.readOnly === true
+    this.awareness.setLocalState({ user: { ...(options.user ?? {}) }, cursor: null })
+
+    if (options.offline !== false && typeof indexedDB !== 'undefined') {
+      this.persistence = new IndexeddbPersistence(options.offlineKey ?? `chorus:${options.app}:${options.doc}`, doc)
+      // Connect once the local copy is loaded, so the handshake carries offline edits.
+      this.persistenceReady = Promise.race([
+        this.persistence.whenSynced.then(() => undefined),
+        new Promise<void>((resolve) => setTimeout(resolve, 2000))
+      ])
+    } else {
+      this.persistence = null
+      this.persistenceReady = Promise.resolve()
+    }
+
+    doc.on('update', this.onDocUpdate)
+    this.awareness.on('update', this.onAwarenessUpdate)
+    if (typeof window !== 'undefined') window.addEventListener('beforeunload', this.onUnload)
+    if (options.connect !== false) this.connect()
+  }
+
+  /** Every local update sent on this connection is durable. */
+  get saved (): boolean {
+    return this.status === 'connected' && this.synced && this.savedCount >= this.sentCount
+  }
+
+  /** Connected, synced and saved. */
+  get canPublish (): boolean {
+    return this.saved
+  }
+
+  connect (): void {
+    if (this.destroyed) return
+    this.wanted = true
+    if (this.ws !== null || this.retryTimer !== null) return
+    void this.open()
+  }
+
+  disconnect (): void {
+    this.wanted = false
+    if (this.retryTimer !== null) {
+      clearTimeout(this.retryTimer)
+      this.retryTimer = null
+    }
+    this.ws?.close(1000, 'client-disconnect')
+  }
+
+  destroy (): void {
+    this.disconnect()
+    this.destroyed = true
+    this.doc.off('update', this.onDocUpdate)
+    this.awareness.off('update', this.onAwarenessUpdate)
+    awarenessProtocol.removeAwarenessStates(this.awareness, [this.doc.clientID], 'destroy')
+    this.awareness.destroy()
+    if (typeof window !== 'undefined') window.removeEventListener('beforeunload', this.onUnload)
+    void this.persistence?.destroy()
+  }
+
+  private setStatus (event: StatusEvent): void {
+    this.status = event.status
+    this.emit('status', event)
+    this.updateCanPublish()
+  }
+
+  private updateCanPublish (): void {
+    const now = this.canPublish
+    if (now !== this.lastCanPublish) {
+      this.lastCanPublish = now
+      this.emit('can-publish', now)
+    }
+  }
+
+  private async open (): Promise<void> {
+    this.setStatus({ status: 'connecting' })
+    let token: string
+    try {
+      await this.persistenceReady
+      token = await this.options.getToken()
+    } catch (err) {
+      console.warn('chorus: getToken failed', err)
+      this.scheduleReconnect()
+      return
+    }
+    if (!this.wanted || this.destroyed) {
+      this.setStatus({ status: 'disconnected' })
+      return
+    }
+    const url = `${toWsOrigin(this.options.server)}/v1/ws/${encodeURIComponent(this.app)}/${encodeURIComponent(this.docId)}` +
+      `?token=${encodeURIComponent(token)}&chorus=1`
+    const ws = new this.WS(url)
+    ws.binaryType = 'arraybuffer'
+    this.ws = ws
+    this.synced = false
+    this.sentCount = 0
+    this.savedCount = 0
+    this.answeredStep1 = false
+
+    ws.onopen = () => {
+      if (this.ws !== ws) return
+      this.setStatus({ status: 'connected' })
+      const encoder = encoding.createEncoder()
+      encoding.writeVarUint(encoder, MSG_SYNC)
+      syncProtocol.writeSyncStep1(encoder, this.doc)
+      this.send(encoding.toUint8Array(encoder))
+      if (this.awareness.getLocalState() !== null) {
+        this.sendAwareness([this.doc.clientID])
+      }
+    }
+    ws.onmessage = (event: MessageEvent) => {
+      if (this.ws !== ws) return
+      try {
+        this.receive(new Uint8Array(event.data as ArrayBuffer))
+      } catch (err) {
+        console.error('chorus: could not handle a message', err)
+        ws.close(4400, 'malformed-message')
+      }
+    }
+    ws.onclose = (event: CloseEvent) => {
+      if (this.ws !== ws) return
+      this.ws = null
+      this.synced = false
+      this.answeredStep1 = false
+      // Remote presence is stale once the connection is gone.
+      const others = [...this.awareness.getStates().keys()].filter((id) => id !== this.doc.clientID)
+      awarenessProtocol.removeAwarenessStates(this.awareness, others, this)
+      if (FINAL_CLOSE_CODES.has(event.code)) {
+        this.wanted = false
+        this.setStatus({ status: 'forbidden', code: event.code, reason: event.reason })
+        return
+      }
+      this.setStatus({ status: 'disconnected', code: event.code, reason: event.reason })
+      // 4401: the token expired; the next connect asks getToken() again, at once.
+      if (event.code === 4401) this.attempt = 0
+      this.scheduleReconnect()
+    }
+  }
+
+  private scheduleReconnect (): void {
+    if (!this.wanted || this.destroyed) {
+      if (this.status !== 'disconnected') this.setStatus({ status: 'disconnected' })
+      return
+    }
+    const delay = backoffDelay(this.attempt, this.backoff, this.random)
+    this.attempt++
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null
+      if (this.wanted && this.ws === null) void this.open()
+    }, delay)
+  }
+
+  private send (message: Uint8Array): void {
+    const ws = this.ws
+    if (ws !== null && ws.readyState === ws.OPEN) ws.send(message)
+  }
+
+  private sendAwareness (clients: number[]): void {
+    const encoder = encoding.createEncoder()
+    encoding.writeVarUint(encoder, MSG_AWARENESS)
+    encoding.writeVarUint8Array(encoder, awarenessProtocol.encodeAwarenessUpdate(this.awareness, clients))
+    this.send(encoding.toUint8Array(encoder))
+  }
+
+  private receive (data: Uint8Array): void {
+    const decoder = decoding.createDecoder(data)
+    const type = decoding.readVarUint(decoder)
+    switch (type) {
+      case MSG_SYNC: {
+        const encoder = encoding.createEncoder()
+        encoding.writeVarUint(encoder, MSG_SYNC)
+        const subtype = syncProtocol.readSyncMessage(decoder, encoder, this.doc, this)
+        if (subtype === syncProtocol.messageYjsSyncStep1) {
+          // readSyncMessage wrote our step 2 (everything the server lacks,
+          // offline edits included): it counts towards "saved n".
+          this.send(encoding.toUint8Array(encoder))
+          this.sentCount++
+          this.answeredStep1 = true
+          this.updateCanPublish()
+        } else if (subtype === syncProtocol.messageYjsSyncStep2 && !this.synced) {
+          this.synced = true
+          this.attempt = 0
+          this.emit('synced', true)
+          if (!this.initialExternalFired) {
+            this.initialExternalFired = true
+            this.emit('external-change', { fields: ['title', 'body'], initial: true })
+          }
+          this.updateCanPublish()
+        }
+        break
+      }
+      case MSG_AWARENESS:
+        awarenessProtocol.applyAwarenessUpdate(this.awareness, decoding.readVarUint8Array(decoder), this)
+        break
+      case MSG_QUERY_AWARENESS:
+        this.sendAwareness([...this.awareness.getStates().keys()])
+        break
+      case MSG_AUTH: {
+        decoding.readVarUint(decoder)
+        const reason = decoding.readVarString(decoder)
+        this.setReadOnly(reason === '' ? 'permission-denied' : reason)
+        break
+      }
+      case MSG_CHORUS:
+        this.receiveChorus(readChorusMessage(decoder))
+        break
+      default:
+        break
+    }
+  }
+
+  private receiveChorus (msg: ChorusMessage): void {
+    switch (msg.kind) {
+      case 'saved':
+        if (msg.n > this.savedCount) this.savedCount = msg.n
+        if (this.saved) this.emit('saved', { n: this.savedCount })
+        this.updateCanPublish()
+        break
+      case 'external-change':
+        // The server sends the notice after the change's update, and messages on
+        // one socket arrive in order: the doc already holds the change.
+        this.emit('external-change', { fields: msg.fields, initial: false })
+        break
+      case 'read-only':
+        this.setReadOnly(msg.reason)
+        break
+      case 'holder':
+        this.holder = { userId: msg.userId, name: msg.name }
+        this.emit('holder', this.holder)
+        break
+      case 'editable':
+        this.readOnly = false
+        this.readOnlyReason = null
+        this.holder = null
+        this.emit('editable', undefined)
+        break
+      case 'error':
+        this.emit('error', { code: msg.code, message: msg.message })
+        if (msg.code === 'read-only') this.setReadOnly('view-mode')
+        break
+      case 'unknown':
+        break
+    }
+  }
+
+  private setReadOnly (reason: string): void {
+    const changed = !this.readOnly || this.readOnlyReason !== reason
+    this.readOnly = true
+    this.readOnlyReason = reason
+    if (changed) this.emit('read-only', { reason })
+  }
+
+  private readonly onDocUpdate = (update: Uint8Array, origin: unknown): void => {
+    if (origin === this) return
+    // Before our step 2 the server may lack what this update depends on; the
+    // step 2 we send in answer to the server's step 1 carries it instead.
+    if (!this.answeredStep1 || this.readOnly) return
+    const encoder = encoding.createEncoder()
+    encoding.writeVarUint(encoder, MSG_SYNC)
+    syncProtocol.writeUpdate(encoder, update)
+    this.send(encoding.toUint8Array(encoder))
+    this.sentCount++
+    this.updateCanPublish()
+  }
+
+  private readonly onAwarenessUpdate = (
+    { added, updated, removed }: { added: number[], updated: number[], removed: number[] },
+    origin: unknown
+  ): void => {
+    if (origin === this) return
+    const changed = added.concat(updated, removed)
+    if (changed.length > 0) this.sendAwareness(changed)
+  }
+
+  private readonly onUnload = (): void => {
+    awarenessProtocol.removeAwarenessStates(this.awareness, [this.doc.clientID], 'window unload')
+  }
+}
