@@ -2,6 +2,7 @@
 # Fan-out baseline: N stock-protocol clients on one document, R small edits/s.
 # Starts a release chorus on 127.0.0.1:10200, runs the shared Node load generator
 # (bench/node/loadgen.mjs, real yjs client stack), prints one JSON line per run.
+# The generator writes into the `title` root: Chorus's whitelist empties any other.
 # Usage: bench/fanout.sh [CLIENTS] [RATE] [DURATION_S]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,5 +17,5 @@ trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 50); do curl -fs http://127.0.0.1:10200/healthz >/dev/null 2>&1 && break; sleep 0.1; done
 token=$(target/release/chorus token --app bench --secret bench-secret-0123456789 --doc fanout --user load --ttl 3600)
 node bench/node/loadgen.mjs --scenario fanout --url 'ws://127.0.0.1:10200/v1/ws/bench/{doc}' \
-  --doc fanout --token "$token" --clients "$clients" --rate "$rate" --duration "$duration" \
+  --doc fanout --token "$token" --root title --clients "$clients" --rate "$rate" --duration "$duration" \
   --server-pid "$pid" --label "chorus-${clients}c-${rate}rps"
