@@ -150,14 +150,15 @@ const MAX_LOG = 512 * 1024
  * Starts `chorus serve` with a fresh config and data dir.
  * @param {{apps?: Array<{id:string, secrets:string[], enabled?:boolean}>, extraConfig?: object, startTimeout?: number, reuseDir?: string}} opts
  */
-export async function startServer ({ apps = [DEFAULT_APP], extraConfig = {}, startTimeout = 20_000, reuseDir } = {}) {
+export async function startServer ({ apps = [DEFAULT_APP], extraConfig = {}, startTimeout = 20_000, reuseDir, bind = '127.0.0.1:0' } = {}) {
   // `reuseDir`: the dir of an earlier (stopped or killed) server, to restart on its data.
   const dir = reuseDir ?? await mkdtemp(path.join(tmpdir(), 'chorus-node-test-'))
   const dataDir = path.join(dir, 'data')
   const configPath = path.join(dir, 'chorus.toml')
-  await writeFile(configPath, renderConfig({ bind: '127.0.0.1:0', dataDir, apps, extraConfig }))
+  // `bind`: a fixed address lets a restarted server come back where clients reconnect.
+  await writeFile(configPath, renderConfig({ bind, dataDir, apps, extraConfig }))
 
-  const args = ['serve', '--config', configPath, '--bind', '127.0.0.1:0', '--data-dir', dataDir]
+  const args = ['serve', '--config', configPath, '--bind', bind, '--data-dir', dataDir]
   let output = ''
   const append = (stream) => (chunk) => {
     const text = chunk.toString('utf8')

@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
+import net from 'node:net'
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
 import * as esbuild from 'esbuild'
@@ -502,5 +503,97 @@ describe('ChorusProvider (web-client/src/provider.ts) in Node against the real s
       headers: { authorization: `Bearer ${hostToken({ app: DEMO_APP, doc })}` }
     })
     assert.match(await res.text(), /w0 w1 w2 w3 w4/)
+  })
+})
+
+// The offline case as a user meets it: the server goes away, both people keep typing,
+// one reloads the page while the server is still down (the page comes from the
+// browser's cache of it, here a Playwright route that replays what it fetched), the
+// server comes back on the same address → both converge and nothing typed is lost.
+describe('web client across a server restart', () => {
+  it('stop the server, type in both pages, reload one offline, restart: both converge, nothing lost', async () => {
+    await buildWebClient()
+    const port = await new Promise((resolve) => {
+      const probe = net.createServer().listen(0, '127.0.0.1', () => {
+        const { port } = probe.address()
+        probe.close(() => resolve(port))
+      })
+    })
+    const config = { extraConfig: { demo: true, demo_secret: DEMO_SECRET }, bind: `127.0.0.1:${port}` }
+    let server = await startServer(config)
+    const browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync',
+        // Pages fulfilled by a route have no network address of their own; Chromium's
+        // local-network checks would then refuse their websocket to 127.0.0.1.
+        '--disable-features=LocalNetworkAccessChecks']
+    })
+    const doc = uid('wc-restart')
+    /** A page for one user whose HTTP responses are replayed from memory when the server is down. */
+    async function open (user) {
+      const context = await browser.newContext()
+      const cache = new Map()
+      await context.route('**/*', async (route) => {
+        const url = route.request().url()
+        try {
+          const res = await route.fetch()
+          cache.set(url, { status: res.status(), headers: res.headers(), body: await res.body() })
+          await route.fulfill({ response: res })
+        } catch {
+          const hit = cache.get(url)
+          if (hit) await route.fulfill(hit)
+          else await route.abort()
+        }
+      })
+      const page = await context.newPage()
+      await page.goto(`${server.httpUrl}/demo?${new URLSearchParams({ doc, users: user })}`)
+      await page.waitForFunction(() => window.chorusDemo?.panes.every((p) => p.provider.synced), null, { timeout: 10_000 })
+      return page
+    }
+    const paragraph = (page) => page.evaluate(() => window.chorusDemo.panes[0].doc.getXmlFragment('body').toString())
+    const text = (page) => page.evaluate(() => window.chorusDemo.panes[0].doc.getXmlFragment('body').toJSON())
+    try {
+      const put = await fetch(`${server.httpUrl}/v1/apps/demo/docs/${doc}/content`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${hostToken({ app: DEMO_APP, doc })}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ title: 'Restart', html: '<p>Middle.</p>' })
+      })
+      assert.equal(put.status, 200)
+      const alice = await open('alice')
+      const bob = await open('bob')
+      await alice.waitForFunction(() => window.chorusDemo.panes[0].doc.getXmlFragment('body').toString().includes('Middle.'))
+
+      await server.stop({ keepDir: true })
+      for (const page of [alice, bob]) {
+        await page.waitForFunction(() => window.chorusDemo.panes[0].provider.status !== 'connected', null, { timeout: 10_000 })
+      }
+      await alice.click('.ProseMirror p')
+      await alice.keyboard.press('End')
+      await alice.keyboard.type(' Alice offline.')
+      await bob.click('.ProseMirror p')
+      await bob.keyboard.press('Home')
+      await bob.keyboard.type('Bob offline. ')
+      await sleep(500) // y-indexeddb stores each update asynchronously
+      await alice.reload()
+      await alice.waitForFunction(() => window.chorusDemo?.panes[0].doc.getXmlFragment('body').toString().includes('Alice offline.'), null, { timeout: 10_000 })
+      assert.ok(!(await paragraph(alice)).includes('Bob offline.'), 'the server is down: nothing of Bob\'s yet')
+
+      server = await startServer({ ...config, reuseDir: server.dir })
+      const want = 'Bob offline. Middle. Alice offline.'
+      for (const [name, page] of [['alice', alice], ['bob', bob]]) {
+        await page.waitForFunction((t) => window.chorusDemo.panes[0].doc.getXmlFragment('body').toJSON().includes(t), want, { timeout: 45_000 })
+          .catch(async (e) => { throw new Error(`${name} did not converge: ${await text(page)} (${e.message})`) })
+      }
+      await waitFor(async () => {
+        const res = await fetch(`${server.httpUrl}/v1/apps/demo/docs/${doc}/draft?format=html`, {
+          headers: { authorization: `Bearer ${hostToken({ app: DEMO_APP, doc })}` }
+        })
+        return (await res.text()).includes(want)
+      }, 'the server has both offline edits', { timeout: 10_000 })
+    } finally {
+      await browser.close()
+      await server.stop()
+    }
   })
 })
