@@ -53,6 +53,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::render::{escape_into, is_void};
+
 use yrs::{TextRef, TransactionMut, XmlFragmentRef};
 
 mod diff;
@@ -119,10 +121,22 @@ pub fn body_nodes_html(nodes: &[BodyNode]) -> String {
     out
 }
 
-const VOID: &[&str] = &[
-    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track",
-    "wbr",
-];
+fn write_start_tag<'a>(
+    out: &mut String,
+    tag: &str,
+    attrs: impl Iterator<Item = (&'a String, &'a String)>,
+) {
+    out.push('<');
+    out.push_str(tag);
+    for (name, value) in attrs {
+        out.push(' ');
+        out.push_str(name);
+        out.push_str("=\"");
+        escape_into(out, value);
+        out.push('"');
+    }
+    out.push('>');
+}
 
 fn write_nodes(out: &mut String, nodes: &[BodyNode], depth: usize) {
     if depth > crate::render::MAX_DEPTH {
@@ -135,17 +149,8 @@ fn write_nodes(out: &mut String, nodes: &[BodyNode], depth: usize) {
                 attrs,
                 children,
             } => {
-                out.push('<');
-                out.push_str(tag);
-                for (name, value) in attrs {
-                    out.push(' ');
-                    out.push_str(name);
-                    out.push_str("=\"");
-                    escape_into(out, value);
-                    out.push('"');
-                }
-                out.push('>');
-                if !VOID.contains(&tag.to_ascii_lowercase().as_str()) {
+                write_start_tag(out, tag, attrs.iter().map(|(n, v)| (n, v)));
+                if !is_void(tag) {
                     write_nodes(out, children, depth + 1);
                     out.push_str("</");
                     out.push_str(tag);
@@ -155,16 +160,7 @@ fn write_nodes(out: &mut String, nodes: &[BodyNode], depth: usize) {
             BodyNode::Text(runs) => {
                 for run in runs {
                     for (mark, attrs) in &run.marks {
-                        out.push('<');
-                        out.push_str(mark);
-                        for (name, value) in attrs {
-                            out.push(' ');
-                            out.push_str(name);
-                            out.push_str("=\"");
-                            escape_into(out, value);
-                            out.push('"');
-                        }
-                        out.push('>');
+                        write_start_tag(out, mark, attrs.iter());
                     }
                     escape_into(out, &run.text);
                     for mark in run.marks.keys().rev() {
@@ -174,19 +170,6 @@ fn write_nodes(out: &mut String, nodes: &[BodyNode], depth: usize) {
                     }
                 }
             }
-        }
-    }
-}
-
-fn escape_into(out: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\u{a0}' => out.push_str("&nbsp;"),
-            c => out.push(c),
         }
     }
 }

@@ -283,7 +283,7 @@ fn marks_of(attrs: HashMap<Arc<str>, Any>) -> Vec<Mark> {
 }
 
 /// `a--4f3a2b1c` → `a`.
-fn mark_tag(key: &str) -> &str {
+pub(crate) fn mark_tag(key: &str) -> &str {
     match key.find("--") {
         Some(i) => &key[..i],
         None => key,
@@ -388,7 +388,7 @@ fn write_attrs<'a>(out: &mut String, attrs: impl Iterator<Item = (&'a str, &'a A
 
 /// An attribute value as text: strings as they are, numbers and booleans as their
 /// (JavaScript) text, null/undefined: none, anything else JSON-encoded.
-fn attr_text(value: &Any) -> Option<String> {
+pub(crate) fn attr_text(value: &Any) -> Option<String> {
     match value {
         Any::Null | Any::Undefined => None,
         Any::String(s) => Some(s.to_string()),
@@ -422,7 +422,7 @@ fn number_text(n: &Number) -> String {
     }
 }
 
-fn escape_into(out: &mut String, s: &str) {
+pub(crate) fn escape_into(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -436,20 +436,20 @@ fn escape_into(out: &mut String, s: &str) {
 }
 
 /// `^[a-zA-Z][a-zA-Z0-9-]*$`
-fn is_valid_tag(name: &str) -> bool {
+pub(crate) fn is_valid_tag(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
 /// `^[a-zA-Z_:][-a-zA-Z0-9_:.]*$`
-fn is_valid_attr_name(name: &str) -> bool {
+pub(crate) fn is_valid_attr_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.'))
 }
 
-fn is_void(name: &str) -> bool {
+pub(crate) fn is_void(name: &str) -> bool {
     VOID_ELEMENTS.iter().any(|v| v.eq_ignore_ascii_case(name))
 }
 

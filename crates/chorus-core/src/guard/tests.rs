@@ -147,6 +147,17 @@ impl Fixture {
     }
 }
 
+/// The text node of the body's first paragraph.
+fn first_text(txn: &TransactionMut, body: &XmlFragmentRef) -> yrs::XmlTextRef {
+    let Some(XmlOut::Element(para)) = body.get(txn, 0) else {
+        panic!("the body starts with a paragraph")
+    };
+    let Some(XmlOut::Text(text)) = para.get(txn, 0) else {
+        panic!("the paragraph starts with text")
+    };
+    text
+}
+
 fn p(txn: &mut TransactionMut, parent: &XmlFragmentRef, text: &str) {
     let el = parent.push_back(txn, XmlElementPrelim::empty("p"));
     el.push_back(txn, XmlTextPrelim::new(text));
@@ -304,12 +315,7 @@ fn marks_are_checked_when_inserted_and_when_applied_later() {
 
     // A mark applied to existing text in a later update.
     f.edit(|txn, body, _| {
-        let Some(XmlOut::Element(para)) = body.get(txn, 0) else {
-            panic!()
-        };
-        let Some(XmlOut::Text(text)) = para.get(txn, 0) else {
-            panic!()
-        };
+        let text = first_text(txn, body);
         text.format(txn, 0, 2, attrs(&[("a", link("javascript:XSS-LATERMARK"))]));
         text.format(txn, 3, 2, attrs(&[("em", Any::Bool(true))]));
     })
@@ -556,12 +562,7 @@ fn json_values_hidden_in_text_nodes_are_removed() {
     let mut f = fixture(WhitelistMode::Strip);
     f.edit(|txn, body, _| p(txn, body, "hello")).unwrap();
     f.edit(|txn, body, _| {
-        let Some(XmlOut::Element(para)) = body.get(txn, 0) else {
-            panic!()
-        };
-        let Some(XmlOut::Text(text)) = para.get(txn, 0) else {
-            panic!()
-        };
+        let text = first_text(txn, body);
         ArrayRef::from(ptr(&text)).insert(txn, 2, "XSS-ANY-IN-TEXT");
     })
     .unwrap();
@@ -601,12 +602,7 @@ fn a_node_inserted_into_an_existing_text_is_removed() {
     let mut f = fixture(WhitelistMode::Strip);
     f.edit(|txn, body, _| p(txn, body, "hello")).unwrap();
     f.edit(|txn, body, _| {
-        let Some(XmlOut::Element(para)) = body.get(txn, 0) else {
-            panic!()
-        };
-        let Some(XmlOut::Text(text)) = para.get(txn, 0) else {
-            panic!()
-        };
+        let text = first_text(txn, body);
         text.insert(txn, 5, " world");
         text.insert_embed(txn, 2, XmlTextPrelim::new("XSS-TEXT-IN-OLD-TEXT"));
     })
@@ -622,29 +618,20 @@ fn a_node_inserted_into_an_existing_text_is_removed() {
 fn typing_and_marking_in_strip_mode_keeps_allowed_and_drops_refused() {
     let mut f = fixture(WhitelistMode::Strip);
     f.edit(|txn, body, _| p(txn, body, "abc")).unwrap();
-    let text = |txn: &mut TransactionMut, body: &XmlFragmentRef| {
-        let Some(XmlOut::Element(para)) = body.get(txn, 0) else {
-            panic!()
-        };
-        let Some(XmlOut::Text(text)) = para.get(txn, 0) else {
-            panic!()
-        };
-        text
-    };
     for ch in ["d", "e", "f"] {
         f.edit(|txn, body, _| {
-            let t = text(txn, body);
+            let t = first_text(txn, body);
             let end = t.len(txn);
             t.insert(txn, end, ch);
         })
         .unwrap();
     }
     f.edit(|txn, body, _| {
-        text(txn, body).format(txn, 0, 2, attrs(&[("em", Any::Bool(true))]));
+        first_text(txn, body).format(txn, 0, 2, attrs(&[("em", Any::Bool(true))]));
     })
     .unwrap();
     f.edit(|txn, body, _| {
-        text(txn, body).format(
+        first_text(txn, body).format(
             txn,
             2,
             2,

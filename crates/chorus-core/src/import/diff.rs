@@ -8,6 +8,9 @@
 //! so matching a children list costs a hash comparison per pair; a match is confirmed
 //! with a structural comparison before the existing child is left alone.
 
+// Attribute values compare as the renderer writes them (its own function, so
+// comparing and rendering can never disagree).
+use crate::render::{attr_text, is_valid_attr_name, is_valid_tag, is_void, mark_tag};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -16,8 +19,8 @@ use rustc_hash::FxHasher;
 use yrs::types::text::YChange;
 use yrs::types::{Attrs, Delta, ToJson};
 use yrs::{
-    Any, Array, ArrayRef, GetString, In, Number, OffsetKind, Out, Text, TextRef, TransactionMut,
-    Xml, XmlElementPrelim, XmlElementRef, XmlFragment, XmlFragmentRef, XmlTextPrelim, XmlTextRef,
+    Any, Array, ArrayRef, GetString, In, OffsetKind, Out, Text, TextRef, TransactionMut, Xml,
+    XmlElementPrelim, XmlElementRef, XmlFragment, XmlFragmentRef, XmlTextPrelim, XmlTextRef,
 };
 
 use super::BodyNode;
@@ -32,13 +35,6 @@ const LCS_MAX_CELLS: usize = 1 << 20;
 /// lists differ by at most this many insertions and deletions (its history takes
 /// about D² words); beyond that, a greedy in-order match is used.
 const MYERS_MAX_EDITS: usize = 512;
-
-/// HTML void elements: the renderer writes no children for them, so their children
-/// (if a client added any) are neither compared nor touched.
-const VOID_ELEMENTS: &[&str] = &[
-    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track",
-    "wbr",
-];
 
 /// Normalised marks: tag → attribute name → value, all as the renderer writes them.
 type Marks = BTreeMap<String, BTreeMap<String, String>>;
@@ -243,7 +239,7 @@ fn read_element(txn: &TransactionMut, el: XmlElementRef, depth: usize) -> ExNode
     let mut visible: Vec<(String, String)> = el
         .attributes(txn)
         .filter(|(name, _)| is_valid_attr_name(name))
-        .filter_map(|(name, value)| Some((name.to_owned(), any_text(&value.to_json(txn))?)))
+        .filter_map(|(name, value)| Some((name.to_owned(), attr_text(&value.to_json(txn))?)))
         .collect();
     // Sorted by stored name, then the first per lower-cased name: what the renderer
     // writes and an HTML parser reads back.
@@ -332,7 +328,7 @@ fn stored_marks(attrs: &Attrs) -> (Marks, Vec<(Arc<str>, String)>) {
         if let Any::Map(map) = value {
             for (name, v) in map.iter() {
                 if is_valid_attr_name(name) {
-                    if let Some(text) = any_text(v) {
+                    if let Some(text) = attr_text(v) {
                         mark_attrs.insert(name.to_ascii_lowercase(), text);
                     }
                 }
@@ -342,11 +338,6 @@ fn stored_marks(attrs: &Attrs) -> (Marks, Vec<(Arc<str>, String)>) {
         keys.push((key.clone(), tag));
     }
     (marks, keys)
-}
-
-/// `a--4f3a2b1c` → `a`.
-fn mark_tag(key: &str) -> &str {
-    key.find("--").map_or(key, |i| &key[..i])
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1213,83 +1204,6 @@ fn format_changes(run: &ExRun, target: &Marks) -> Attrs {
         }
     }
     attrs
-}
-
-// ---------------------------------------------------------------------------------------------
-// What the renderer writes (kept in step with `render.rs`)
-// ---------------------------------------------------------------------------------------------
-
-/// An attribute value as the renderer writes it: strings as they are, numbers and
-/// booleans as their JavaScript text, null/undefined: none, anything else as JSON with
-/// sorted keys.
-fn any_text(value: &Any) -> Option<String> {
-    match value {
-        Any::Null | Any::Undefined => None,
-        Any::String(s) => Some(s.to_string()),
-        Any::Bool(b) => Some(b.to_string()),
-        Any::Number(n) => Some(number_text(*n)),
-        other => Some(any_json(other).to_string()),
-    }
-}
-
-fn number_text(n: Number) -> String {
-    match n {
-        Number::Int(i) => i.to_string(),
-        Number::Float(f) if f.is_nan() => "NaN".to_owned(),
-        Number::Float(f) if f.is_infinite() => {
-            if f > 0.0 { "Infinity" } else { "-Infinity" }.to_owned()
-        }
-        // -0 included: JavaScript writes it as `0`.
-        Number::Float(0.0) => "0".to_owned(),
-        Number::Float(f) => f.to_string(),
-    }
-}
-
-fn any_json(value: &Any) -> serde_json::Value {
-    use serde_json::Value;
-    match value {
-        Any::Null | Any::Undefined => Value::Null,
-        Any::Bool(b) => Value::Bool(*b),
-        Any::Number(Number::Int(i)) => Value::from(*i),
-        Any::Number(Number::Float(f)) => {
-            const SAFE: f64 = 9_007_199_254_740_991.0;
-            if f.fract() == 0.0 && f.abs() <= SAFE {
-                Value::from(*f as i64)
-            } else {
-                serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
-            }
-        }
-        Any::String(s) => Value::from(s.as_ref()),
-        Any::Buffer(bytes) => Value::Array(bytes.iter().map(|b| Value::from(*b)).collect()),
-        Any::Array(items) => Value::Array(items.iter().map(any_json).collect()),
-        Any::Map(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            let mut obj = serde_json::Map::new();
-            for key in keys {
-                obj.insert(key.clone(), any_json(&map[key]));
-            }
-            Value::Object(obj)
-        }
-    }
-}
-
-/// `^[a-zA-Z][a-zA-Z0-9-]*$`
-fn is_valid_tag(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-')
-}
-
-/// `^[a-zA-Z_:][-a-zA-Z0-9_:.]*$`
-fn is_valid_attr_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.'))
-}
-
-fn is_void(tag: &str) -> bool {
-    VOID_ELEMENTS.contains(&tag)
 }
 
 #[cfg(test)]
