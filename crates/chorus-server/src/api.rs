@@ -188,14 +188,7 @@ pub async fn get_draft(
             v["updatedAt"] = draft.updated_at_ms.into();
             Json(v).into_response()
         }
-        DraftContent::Html { title, html } => {
-            let mut r =
-                ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response();
-            if let Ok(t) = HeaderValue::from_str(&percent_encode(&title)) {
-                r.headers_mut().insert("x-chorus-title", t);
-            }
-            r
-        }
+        DraftContent::Html { title, html } => html_response(&title, html),
         DraftContent::Yjs(bytes) => {
             ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
         }
@@ -213,14 +206,7 @@ pub async fn list_docs(
     state
         .apps
         .verify_host(&app, None, bearer(&headers)?, unix_now())?;
-    let store = state.documents.persistence().store().clone();
-    let listed = tokio::task::spawn_blocking(move || store.list(&app))
-        .await
-        .map_err(|_| ApiError::Unavailable)?
-        .map_err(|e| {
-            tracing::warn!(error = %e, "listing documents failed");
-            ApiError::Unavailable
-        })?;
+    let listed = read_store(&state, "listing documents", move |store| store.list(&app)).await?;
     let docs: Vec<serde_json::Value> = listed
         .into_iter()
         .map(|(id, m)| {
@@ -318,13 +304,42 @@ pub async fn put_content(
 }
 
 fn change_response(outcome: ChangeOutcome) -> Response {
-    let etag = HeaderValue::from_str(&outcome.etag).ok();
-    let mut r = Json(serde_json::json!({ "etag": outcome.etag, "changed": outcome.fields }))
-        .into_response();
-    if let Some(etag) = etag {
-        r.headers_mut().insert(header::ETAG, etag);
+    let r = Json(serde_json::json!({ "etag": outcome.etag, "changed": outcome.fields }));
+    with_etag(r.into_response(), &outcome.etag)
+}
+
+/// `response` with an `ETag` header.
+fn with_etag(mut response: Response, etag: &str) -> Response {
+    if let Ok(etag) = HeaderValue::from_str(etag) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}
+
+/// Body HTML, with the title percent-encoded in `X-Chorus-Title`.
+fn html_response(title: &str, html: String) -> Response {
+    let mut r = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response();
+    if let Ok(t) = HeaderValue::from_str(&percent_encode(title)) {
+        r.headers_mut().insert("x-chorus-title", t);
     }
     r
+}
+
+/// Run a store call on a blocking thread; a failure is logged (with `what`) and
+/// answered as 503.
+async fn read_store<T: Send + 'static>(
+    state: &AppState,
+    what: &'static str,
+    call: impl FnOnce(&dyn chorus_store::Store) -> Result<T, chorus_store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = state.documents.persistence().store().clone();
+    tokio::task::spawn_blocking(move || call(&*store))
+        .await
+        .map_err(|_| ApiError::Unavailable)?
+        .map_err(|e| {
+            tracing::warn!(error = %e, "{what} failed");
+            ApiError::Unavailable
+        })
 }
 
 /// The document as the host read it with `etag`: a recent read kept in memory, or a
@@ -333,25 +348,16 @@ async fn find_base(state: &AppState, key: &DocKey, etag: &str) -> Result<Arc<Vec
     if let Some(base) = state.documents.base(key, etag) {
         return Ok(base);
     }
-    let store = state.documents.persistence().store().clone();
     let id = DocId::new(&*key.0, &*key.1);
     let wanted = etag.to_owned();
-    let found = tokio::task::spawn_blocking(move || -> Result<Option<Vec<u8>>, String> {
-        let entries = store.history(&id).map_err(|e| e.to_string())?;
+    let found = read_store(state, "reading history for a base", move |store| {
+        let entries = store.history(&id)?;
         let Some(entry) = entries.iter().rev().find(|e| e.etag == wanted) else {
             return Ok(None);
         };
-        Ok(store
-            .history_point(&id, entry.point)
-            .map_err(|e| e.to_string())?
-            .map(|p| p.state))
+        Ok(store.history_point(&id, entry.point)?.map(|p| p.state))
     })
-    .await
-    .map_err(|_| ApiError::Unavailable)?
-    .map_err(|e| {
-        tracing::warn!(error = %e, "reading history for a base failed");
-        ApiError::Unavailable
-    })?;
+    .await?;
     found
         .map(Arc::new)
         .ok_or_else(|| ApiError::BaseExpired(etag.to_owned()))
@@ -392,18 +398,13 @@ pub async fn publish(
         reply,
     })
     .await?;
-    let etag = HeaderValue::from_str(&published.etag).ok();
-    let mut r = Json(serde_json::json!({
+    let r = Json(serde_json::json!({
         "title": published.title,
         "html": published.html,
         "etag": published.etag,
         "publishedAt": published.published_at_ms,
-    }))
-    .into_response();
-    if let Some(etag) = etag {
-        r.headers_mut().insert(header::ETAG, etag);
-    }
-    Ok(r)
+    }));
+    Ok(with_etag(r.into_response(), &published.etag))
 }
 
 /// `GET /v1/apps/{app}/docs/{doc}/history`: every history point, oldest first.
@@ -413,15 +414,8 @@ pub async fn history(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let key = host_doc(&state, &app, &doc, &headers)?;
-    let store = state.documents.persistence().store().clone();
     let id = DocId::new(&*key.0, &*key.1);
-    let entries = tokio::task::spawn_blocking(move || store.history(&id))
-        .await
-        .map_err(|_| ApiError::Unavailable)?
-        .map_err(|e| {
-            tracing::warn!(error = %e, "reading history failed");
-            ApiError::Unavailable
-        })?;
+    let entries = read_store(&state, "reading history", move |store| store.history(&id)).await?;
     let points: Vec<serde_json::Value> = entries
         .into_iter()
         .map(|e| {
@@ -456,16 +450,12 @@ async fn point_content(
     ),
     ApiError,
 > {
-    let store = state.documents.persistence().store().clone();
     let id = DocId::new(&*key.0, &*key.1);
-    let found = tokio::task::spawn_blocking(move || store.history_point(&id, point))
-        .await
-        .map_err(|_| ApiError::Unavailable)?
-        .map_err(|e| {
-            tracing::warn!(error = %e, "reading a history point failed");
-            ApiError::Unavailable
-        })?
-        .ok_or(ApiError::NotFound("history point"))?;
+    let found = read_store(state, "reading a history point", move |store| {
+        store.history_point(&id, point)
+    })
+    .await?
+    .ok_or(ApiError::NotFound("history point"))?;
     let doc = Doc::new();
     {
         let update = Update::decode_v1(&found.state).map_err(|_| ApiError::Unavailable)?;
@@ -496,14 +486,7 @@ pub async fn history_point(
             json["etag"] = entry.etag.into();
             Json(json).into_response()
         }
-        "html" => {
-            let mut r =
-                ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response();
-            if let Ok(t) = HeaderValue::from_str(&percent_encode(&title)) {
-                r.headers_mut().insert("x-chorus-title", t);
-            }
-            r
-        }
+        "html" => html_response(&title, html),
         _ => return Err(ApiError::BadRequest("format must be json or html")),
     })
 }
