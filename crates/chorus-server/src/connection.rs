@@ -6,6 +6,7 @@
 
 use crate::close::{CloseReason, Closing};
 use crate::config::is_valid_content_id;
+use crate::outbox::{outbox, OutboxReceiver};
 use crate::registry::{ConnControl, DocCommand, QueuePeer};
 use crate::serve::AppState;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
@@ -20,13 +21,19 @@ use serde::Deserialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
 use tracing::{debug, info};
 
 /// The subprotocol a client offers to receive Chorus extension messages.
 pub const EXTENSION_PROTOCOL: &str = "chorus.v1";
 /// Frames written per flush when the outbound queue has a backlog.
 const WRITE_BATCH: usize = 64;
+/// Bytes a socket read asks for. tungstenite zero-fills this much of its read
+/// buffer on every poll of the socket, even one that finds nothing to read, and the
+/// connection loop polls the socket after every batch it writes: at the default
+/// (128 KiB) that memset was a third of the server's CPU under fan-out, and made
+/// every connection's buffer resident. A larger frame still arrives whole: the
+/// buffer grows to the frame's announced length, read 4 KiB at a time.
+const READ_BUFFER: usize = 1024;
 /// Sent after `keepalive_secs` without any outbound frame: an awareness update
 /// with zero entries. Stock y-websocket clients drop a connection that received
 /// nothing for 30 s (websocket pings are invisible to browser code); this frame is
@@ -77,13 +84,14 @@ pub async fn ws_handler(
     let limit = state.config.max_message_size;
     let guard = state.tracker.token();
     upgrade
+        .read_buffer_size(READ_BUFFER)
         .max_message_size(limit)
         .max_frame_size(limit)
         .protocols([EXTENSION_PROTOCOL])
         .on_upgrade(move |socket| async move {
             let _guard = guard;
             match verdict {
-                Err(reason) => close_socket(socket, Closing::from(&reason), &state).await,
+                Err(reason) => Box::pin(close_socket(socket, Closing::from(&reason), &state)).await,
                 Ok(session) => run(socket, state, (app.into(), content.into()), session).await,
             }
         })
@@ -120,17 +128,24 @@ async fn run(
 ) {
     let conn = ConnId(NEXT_CONN.fetch_add(1, Ordering::Relaxed));
     let control = Arc::new(ConnControl::default());
-    let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(state.config.outbound_queue_frames);
+    let (out_tx, mut out_rx) = outbox(state.config.outbound_queue_frames);
     let join = DocCommand::Join {
         conn,
         session: session.clone(),
         peer: QueuePeer::new(out_tx, control.clone()),
     };
     // A document actor that just stopped (unloading, or after a reset) is replaced.
-    let doc = match state.documents.dispatch(&key, join).await {
+    // Cold paths (joining, closing) are boxed: a connection task's future is as
+    // large as its largest await point, and it lives as long as the connection.
+    let doc = match Box::pin(state.documents.dispatch(&key, join)).await {
         Ok(doc) => doc,
         Err(_) => {
-            close_socket(socket, Closing::from(&CloseReason::DocumentReset), &state).await;
+            Box::pin(close_socket(
+                socket,
+                Closing::from(&CloseReason::DocumentReset),
+                &state,
+            ))
+            .await;
             return;
         }
     };
@@ -139,12 +154,17 @@ async fn run(
 
     let keepalive_every = Duration::from_secs(state.config.keepalive_secs.max(1));
     let keepalive = tokio::time::sleep(keepalive_every);
-    tokio::pin!(keepalive);
+    // Created once, not per loop turn: a fresh cancellation future registers with
+    // (and a dropped one leaves) its token's waiter list under a mutex, and the
+    // shutdown token is shared by every connection of the process.
+    let closed = control.closed();
+    let shutdown = state.shutdown.cancelled();
+    tokio::pin!(keepalive, closed, shutdown);
     let reason: Option<CloseReason> = loop {
         tokio::select! {
             biased;
-            _ = control.closed() => break None,
-            _ = state.shutdown.cancelled() => break Some(CloseReason::Shutdown),
+            _ = &mut closed => break None,
+            _ = &mut shutdown => break Some(CloseReason::Shutdown),
             frame = out_rx.recv() => {
                 let Some(frame) = frame else { break None };
                 if write_batch(&mut socket, &mut out_rx, frame, &state).await.is_err() {
@@ -185,7 +205,7 @@ async fn run(
             .reason()
             .is_some_and(|c| c.code != crate::close::TRY_AGAIN_LATER)
     {
-        if let Ok(frame) = out_rx.try_recv() {
+        if let Some(frame) = out_rx.try_recv() {
             let _ = write_batch(&mut socket, &mut out_rx, frame, &state).await;
         }
     }
@@ -202,7 +222,7 @@ async fn run(
             reason = closing.reason,
             "closing"
         );
-        close_socket(socket, closing, &state).await;
+        Box::pin(close_socket(socket, closing, &state)).await;
     }
 }
 
@@ -210,7 +230,7 @@ async fn run(
 /// after [`WRITE_TIMEOUT`] without progress.
 async fn write_batch(
     socket: &mut WebSocket,
-    queue: &mut mpsc::Receiver<Bytes>,
+    queue: &mut OutboxReceiver,
     first: Bytes,
     state: &AppState,
 ) -> Result<(), WriteFailed> {
@@ -229,7 +249,7 @@ struct WriteFailed;
 
 async fn write_frames(
     socket: &mut WebSocket,
-    queue: &mut mpsc::Receiver<Bytes>,
+    queue: &mut OutboxReceiver,
     first: Bytes,
     state: &AppState,
 ) -> Result<(), axum::Error> {
@@ -240,7 +260,7 @@ async fn write_frames(
         socket.feed(WsMessage::Binary(frame)).await?;
         n += 1;
         if n < WRITE_BATCH {
-            next = queue.try_recv().ok();
+            next = queue.try_recv();
         }
     }
     socket.flush().await

@@ -30,6 +30,7 @@ pub mod connection;
 pub mod demo;
 pub mod metrics;
 pub mod ops;
+pub mod outbox;
 pub mod persistence;
 pub mod registry;
 mod serve;

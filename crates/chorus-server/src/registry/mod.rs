@@ -32,6 +32,7 @@ pub use sessions::SessionInfo;
 
 use crate::close::{CloseReason, Closing};
 use crate::metrics::Metrics;
+use crate::outbox::{OutboxSender, PushError};
 use crate::persistence::{PersistOp, PersistResult, Persistence};
 use bytes::Bytes;
 use chorus_core::{ConnId, Peer, Room, RoomLimits, Session, Whitelist};
@@ -241,26 +242,26 @@ impl ConnControl {
 
 /// A room member's outbound side: a bounded queue of encoded frames.
 pub struct QueuePeer {
-    frames: mpsc::Sender<Bytes>,
+    frames: OutboxSender,
     control: Arc<ConnControl>,
 }
 
 impl QueuePeer {
     /// A peer writing into `frames`, closed through `control` when it falls behind.
-    pub fn new(frames: mpsc::Sender<Bytes>, control: Arc<ConnControl>) -> Self {
+    pub fn new(frames: OutboxSender, control: Arc<ConnControl>) -> Self {
         QueuePeer { frames, control }
     }
 }
 
 impl Peer for QueuePeer {
     fn send(&self, frame: Bytes) -> bool {
-        match self.frames.try_send(frame) {
+        match self.frames.push(frame) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(PushError::Full) => {
                 self.control.close(CloseReason::SlowConsumer);
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(PushError::Closed) => false,
         }
     }
 }
@@ -282,7 +283,16 @@ pub struct DocHandle {
 impl DocHandle {
     /// Queue a command, waiting while the actor's inbox is full. `Err` if the actor is gone.
     pub async fn send(&self, cmd: DocCommand) -> Result<(), DocCommand> {
-        self.tx.send(cmd).await.map_err(|e| e.0)
+        // The inbox almost always has room: no waiting future is built then, and
+        // the rare one that waits lives on the heap instead of inflating every
+        // connection task (this future is part of each one's state).
+        match self.tx.try_send(cmd) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(cmd)) => {
+                Box::pin(self.tx.send(cmd)).await.map_err(|e| e.0)
+            }
+            Err(mpsc::error::TrySendError::Closed(cmd)) => Err(cmd),
+        }
     }
 }
 

@@ -1,0 +1,161 @@
+//! The hot path of one keystroke, stage by stage: what the server does between a
+//! frame arriving on a socket and the encoded frames sitting in every member's
+//! queue. Each stage is measured alone so a regression points at its stage:
+//!
+//! - `decode`: a websocket payload (a sync update frame) into a [`Message`];
+//! - `encode`: an update into the sync frame every member receives;
+//! - `apply_whitelist`: [`Room::receive`] of one typing update with the whitelist
+//!   on (strip mode), one member, so nothing is fanned out;
+//! - `broadcast`: the same with 500 members, each behind a bounded queue like the
+//!   server's (a `VecDeque` drained every 64 frames): the difference to
+//!   `apply_whitelist` is the fan-out, which shares one encoded `Bytes` across
+//!   every recipient.
+//!
+//! The store append (a record and its group commit) is measured in
+//! `crates/chorus-store/benches/store.rs`. Run with
+//! `cargo bench -p chorus-core --bench hot_path`; figures in docs/PERFORMANCE.md.
+
+use bytes::Bytes;
+use chorus_auth::Mode;
+use chorus_core::{ConnId, Peer, Room, RoomLimits, Session, Whitelist, WhitelistMode};
+use chorus_protocol::{encode_sync, Message, SyncMessage, SYNC_UPDATE};
+use criterion::{BatchSize, Criterion, Throughput};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::hint::black_box;
+use std::rc::Rc;
+use std::sync::Arc;
+use yrs::{Doc, ReadTxn, StateVector, Text, Transact, XmlElementPrelim, XmlFragment};
+use yrs::{XmlOut, XmlTextPrelim};
+
+/// Typing updates per measured batch.
+const KEYSTROKES: usize = 1000;
+/// Members of the fan-out room.
+const MEMBERS: u64 = 500;
+
+/// A member's outbound queue as the server keeps it: frames wait until the
+/// connection task takes them.
+#[derive(Clone, Default)]
+struct QueuedPeer(Rc<RefCell<VecDeque<Bytes>>>);
+
+impl Peer for QueuedPeer {
+    fn send(&self, frame: Bytes) -> bool {
+        let mut queue = self.0.borrow_mut();
+        if queue.len() >= 64 {
+            queue.clear();
+        }
+        queue.push_back(frame);
+        true
+    }
+}
+
+fn session() -> Arc<Session> {
+    Arc::new(Session {
+        user_id: "bench".into(),
+        name: "bench".into(),
+        color: "#000000".into(),
+        avatar: None,
+        mode: Mode::Edit,
+        extensions: false,
+    })
+}
+
+/// A base document of 200 paragraphs and `KEYSTROKES` single-character updates
+/// typed at the end of paragraph 100, as a client produces them.
+fn typing() -> (Vec<u8>, Vec<Vec<u8>>) {
+    let doc = Doc::with_options(yrs::Options {
+        client_id: yrs::ClientID::new(42),
+        offset_kind: yrs::OffsetKind::Utf16,
+        ..yrs::Options::default()
+    });
+    let body = doc.get_or_insert_xml_fragment("body");
+    {
+        let mut txn = doc.transact_mut();
+        for i in 0..200 {
+            let p = body.push_back(&mut txn, XmlElementPrelim::empty("p"));
+            p.push_back(&mut txn, XmlTextPrelim::new(format!("Paragraph {i}.")));
+        }
+    }
+    let base = doc
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default());
+    let Some(XmlOut::Element(p)) = body.get(&doc.transact(), 100) else {
+        unreachable!()
+    };
+    let Some(XmlOut::Text(text)) = p.get(&doc.transact(), 0) else {
+        unreachable!()
+    };
+    let updates = (0..KEYSTROKES)
+        .map(|_| {
+            let mut txn = doc.transact_mut();
+            let len = text.len(&txn);
+            text.insert(&mut txn, len, "x");
+            txn.encode_update_v1()
+        })
+        .collect();
+    (base, updates)
+}
+
+fn room(base: &[u8], members: u64) -> Room<QueuedPeer> {
+    let limits = RoomLimits {
+        whitelist: Whitelist::new(Whitelist::default().policy, WhitelistMode::Strip),
+        ..RoomLimits::default()
+    };
+    let mut room = Room::from_stored(limits, Some(base), []).expect("valid base");
+    for id in 1..=members {
+        room.join(ConnId(id), session(), QueuedPeer::default());
+    }
+    room
+}
+
+fn bench(c: &mut Criterion) {
+    let (base, updates) = typing();
+    let frames: Vec<Bytes> = updates
+        .iter()
+        .map(|u| encode_sync(SYNC_UPDATE, u))
+        .collect();
+
+    let mut group = c.benchmark_group("hot_path");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("decode", |b| {
+        let frame = &frames[500];
+        b.iter(|| Message::decode(black_box(frame)).expect("valid frame"))
+    });
+    group.bench_function("encode", |b| {
+        let update = &updates[500];
+        b.iter(|| encode_sync(SYNC_UPDATE, black_box(update)))
+    });
+
+    let messages: Vec<Message> = updates
+        .iter()
+        .map(|u| Message::Sync(SyncMessage::Update(Bytes::copy_from_slice(u))))
+        .collect();
+    group.throughput(Throughput::Elements(KEYSTROKES as u64));
+    for (name, members) in [("apply_whitelist", 1), ("broadcast_500", MEMBERS)] {
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || (room(&base, members), messages.clone()),
+                |(mut room, msgs)| {
+                    for m in msgs {
+                        room.receive(ConnId(1), m).expect("allowed edit");
+                    }
+                    room
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+mod group {
+    #![allow(missing_docs)]
+    criterion::criterion_group!(benches, super::bench);
+}
+
+fn main() {
+    group::benches();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
+}
