@@ -7,7 +7,7 @@ import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import net from 'node:net'
 import path from 'node:path'
@@ -15,7 +15,8 @@ import { pathToFileURL } from 'node:url'
 import * as esbuild from 'esbuild'
 import { chromium } from 'playwright-core'
 import {
-  REPO_ROOT, WebSocket, startServer, hostToken, sessionToken, badToken, randomSecret, uid, sleep, waitFor
+  REPO_ROOT, Y, WebSocket, ClientPool, startServer, hostToken, sessionToken, badToken, randomSecret, uid, sleep,
+  waitFor, waitSynced
 } from './harness.mjs'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
@@ -23,6 +24,57 @@ const WEB_CLIENT = path.join(REPO_ROOT, 'web-client')
 const ARTIFACTS = path.join(REPO_ROOT, 'tests', 'node', 'artifacts')
 const DEMO_SECRET = randomSecret()
 const DEMO_APP = { id: 'demo', secrets: [DEMO_SECRET] }
+const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync']
+
+/** Page script: `window.plainText(selector)`, an element's text without the telepointer widgets (their labels are text too). */
+function definePlainText () {
+  window.plainText = (selector) => {
+    const el = document.querySelector(selector)
+    if (el === null) return null
+    const copy = el.cloneNode(true)
+    copy.querySelectorAll('.chorus-cursor').forEach((c) => c.remove())
+    return copy.textContent
+  }
+}
+
+/** A free TCP port on 127.0.0.1 (for a server that must come back on the same address). */
+function freePort () {
+  return new Promise((resolve) => {
+    const probe = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address()
+      probe.close(() => resolve(port))
+    })
+  })
+}
+
+/** GET …/draft?format=html of `app`'s `doc` on `server`. */
+async function draftHtmlOf (server, app, doc) {
+  const res = await fetch(`${server.httpUrl}/v1/apps/${app.id}/docs/${doc}/draft?format=html`, {
+    headers: { authorization: `Bearer ${hostToken({ app, doc })}` }
+  })
+  assert.equal(res.status, 200)
+  return res.text()
+}
+
+/** PUT …/content of `app`'s `doc` on `server`. */
+async function putContent (server, app, doc, body) {
+  const res = await fetch(`${server.httpUrl}/v1/apps/${app.id}/docs/${doc}/content`, {
+    method: 'PUT',
+    headers: { authorization: `Bearer ${hostToken({ app, doc })}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body)
+  })
+  const text = await res.text()
+  assert.equal(res.status, 200, `host PUT answered ${res.status}: ${text}`)
+  return JSON.parse(text)
+}
+
+/** Clicks into `selector` (the first match) in `page`, moves to its end and types `text`. */
+async function typeAtEnd (page, selector, text) {
+  await page.click(selector)
+  await page.keyboard.press('End')
+  await page.keyboard.type(text, { delay: 5 })
+}
 
 function run (cmd, args, cwd) {
   return new Promise((resolve, reject) => {
@@ -67,16 +119,7 @@ describe('web client (ProseMirror demo editor in Chromium)', () => {
   async function openDemo (query, { width = 1280, height = 720 } = {}) {
     const context = await browser.newContext({ viewport: { width, height } })
     const page = await context.newPage()
-    // Text of an element without the telepointer widgets (their labels are text too).
-    await page.addInitScript(() => {
-      window.plainText = (selector) => {
-        const el = document.querySelector(selector)
-        if (el === null) return null
-        const copy = el.cloneNode(true)
-        copy.querySelectorAll('.chorus-cursor').forEach((c) => c.remove())
-        return copy.textContent
-      }
-    })
+    await page.addInitScript(definePlainText)
     const errors = []
     page.on('pageerror', (err) => errors.push(err))
     await page.goto(`${chorus.httpUrl}/demo?${new URLSearchParams(query)}`)
@@ -314,20 +357,54 @@ describe('web client (ProseMirror demo editor in Chromium)', () => {
     }
   })
 
-  it('never deletes body content its schema cannot hold: the editor unbinds instead', async () => {
+  it('host HTML with text directly in li, div and td is editable, and typing keeps every original text', async () => {
+    const doc = uid('wc-inline')
+    await hostPut(doc, { title: 'Inline', html: '<ul><li>a</li></ul><div>b</div><table><tr><td>c</td></tr></table>' })
+    const page = await openDemo({ doc, users: 'alice' })
+    try {
+      await page.waitForFunction(() => window.plainText('.ProseMirror td') === 'c')
+      assert.equal(await page.evaluate(() => window.chorusDemo.panes[0].editor.unsupported()), null)
+      assert.equal(await page.$('.chorus-unsupported'), null, 'no refusal notice')
+      assert.equal(await page.getAttribute('.ProseMirror', 'contenteditable'), 'true')
+      await typeAtEnd(page, '.ProseMirror li p', ' typed in li')
+      await typeAtEnd(page, '.ProseMirror > div > p', ' typed in div')
+      await typeAtEnd(page, '.ProseMirror td p', ' typed in td')
+      await page.waitForFunction(() => window.plainText('.ProseMirror td') === 'c typed in td')
+      await page.waitForSelector('.saved[data-saved="true"]', { timeout: 5000 })
+      const html = await draftHtmlOf(chorus, DEMO_APP, doc)
+      assert.equal(html, '<ul><li><p>a typed in li</p></li></ul><div><p>b typed in div</p></div>' +
+        '<table><tbody><tr><td><p>c typed in td</p></td></tr></tbody></table>')
+      assert.deepEqual(page.errors, [])
+    } finally {
+      await page.context().close()
+    }
+  })
+
+  it('never deletes body content its schema cannot hold (written by a raw Yjs client): the editor unbinds instead', async () => {
     const doc = uid('wc-protect')
     await hostPut(doc, { title: 'Supported', html: '<p>Fine so far.</p>' })
     const page = await openDemo({ doc, users: 'alice' })
+    const pool = new ClientPool(chorus)
     try {
       await page.waitForFunction(() => window.plainText('.ProseMirror p') === 'Fine so far.')
       assert.equal(await page.evaluate(() => window.chorusDemo.panes[0].editor.unsupported()), null)
-      // A host writes HTML that no ProseMirror schema holds (text directly in <li>).
-      const html = '<p>Fine so far.</p><ul><li>plain item</li></ul>'
-      await hostPut(doc, { html })
+      // A stock Yjs client writes what no ProseMirror schema holds (text directly in
+      // <li>): the server's HTML import would have wrapped it, a raw client does not.
+      const raw = pool.provider({ app: DEMO_APP, doc, token: sessionToken({ app: DEMO_APP, doc, user: 'raw' }) })
+      await waitSynced(raw)
+      const body = raw.doc.getXmlFragment('body')
+      raw.doc.transact(() => {
+        const ul = new Y.XmlElement('ul')
+        const li = new Y.XmlElement('li')
+        body.insert(body.length, [ul])
+        ul.insert(0, [li])
+        li.insert(0, [new Y.XmlText('plain item')])
+      })
       await page.waitForSelector('.chorus-unsupported', { timeout: 3000 })
+      assert.match(await page.textContent('.notice'), /Body not editable here: <li>/)
       await sleep(500)
-      const draft = JSON.stringify(await draftHtml(doc))
-      assert.match(draft, /plain item/, 'the shared draft still holds the list item')
+      const draft = await draftHtmlOf(chorus, DEMO_APP, doc)
+      assert.equal(draft, '<p>Fine so far.</p><ul><li>plain item</li></ul>', 'the shared draft still holds the list item')
       assert.match(await bodyOf(page), /<li>plain item<\/li>/, 'and so does the page\'s own document')
     } finally {
       await page.context().close()
@@ -337,10 +414,79 @@ describe('web client (ProseMirror demo editor in Chromium)', () => {
     try {
       await again.waitForSelector('.chorus-unsupported', { timeout: 3000 })
       await sleep(500)
-      assert.match(JSON.stringify(await draftHtml(doc)), /plain item/)
+      assert.equal(await draftHtmlOf(chorus, DEMO_APP, doc), '<p>Fine so far.</p><ul><li>plain item</li></ul>')
       assert.deepEqual(again.errors, [])
     } finally {
       await again.context().close()
+    }
+    // Nor does an attribute the whitelist allows (by prefix) that the schema does not declare.
+    const doc2 = uid('wc-protect-attr')
+    await hostPut(doc2, { title: 'Attr', html: '<p data-macro-colour="red">Macro text.</p>' })
+    const third = await openDemo({ doc: doc2, users: 'carol' })
+    try {
+      await third.waitForSelector('.chorus-unsupported', { timeout: 3000 })
+      assert.match(await third.textContent('.notice'), /data-macro-colour/)
+      await sleep(500)
+      assert.equal(await draftHtmlOf(chorus, DEMO_APP, doc2), '<p data-macro-colour="red">Macro text.</p>')
+    } finally {
+      await third.context().close()
+      pool.destroyAll()
+    }
+  })
+
+  it('attributes the whitelist allows on nodes and marks survive typing in the editor', async () => {
+    const doc = uid('wc-attrs')
+    const html = '<p class="note" id="n1" title="Tip" dir="ltr" lang="en" data-ref="r1" data-macro-name="info">Note</p>' +
+      '<p><a href="https://example.org/x" title="Example" target="_blank">link</a> and ' +
+      '<span class="hl" data-highlight-colour="yellow">marked</span> text</p>' +
+      '<p><img src="https://example.org/i.png" alt="Alt text" width="20" height="10" title="Picture" class="pic"> image</p>' +
+      '<table border="1" width="50%"><tbody><tr><th scope="col" abbr="H" colspan="2">head</th></tr>' +
+      '<tr><td colspan="2" rowspan="1" align="left" valign="top" headers="h">cell</td></tr></tbody></table>' +
+      '<ol start="3" type="a" class="steps"><li value="3" class="step">item</li></ol>' +
+      '<blockquote cite="https://example.org/q" class="quote">quoted</blockquote>' +
+      '<h2 id="sec" style="color: red;">Section</h2>'
+    await hostPut(doc, { title: 'Attributes', html })
+    const before = await draftHtmlOf(chorus, DEMO_APP, doc)
+    // Everything the host sent is in the draft (the import wraps loose text in <p>).
+    for (const attr of ['class="note"', 'title="Tip"', 'data-ref="r1"', 'data-macro-name="info"', 'target="_blank"',
+      'data-highlight-colour="yellow"', 'alt="Alt text"', 'height="10"', 'title="Picture"', 'abbr="H"', 'colspan="2"',
+      'align="left"', 'valign="top"', 'headers="h"', 'start="3"', 'type="a"', 'value="3"', 'cite="https://example.org/q"',
+      'border="1"', 'style="color: red"']) {
+      assert.ok(before.includes(attr), `${attr} in the draft before editing: ${before}`)
+    }
+    const page = await openDemo({ doc, users: 'alice' })
+    try {
+      await page.waitForFunction(() => window.plainText('.ProseMirror h2') === 'Section')
+      assert.equal(await page.evaluate(() => window.chorusDemo.panes[0].editor.unsupported()), null)
+      // Type into every node that carries attributes (y-prosemirror rewrites each
+      // edited node and its ancestors from the ProseMirror attributes).
+      await typeAtEnd(page, '.ProseMirror p.note', '!')
+      await typeAtEnd(page, '.ProseMirror p:has(a)', '!')
+      await typeAtEnd(page, '.ProseMirror p:has(img)', '!')
+      await typeAtEnd(page, '.ProseMirror th p', '!')
+      await typeAtEnd(page, '.ProseMirror td p', '!')
+      await typeAtEnd(page, '.ProseMirror li p', '!')
+      await typeAtEnd(page, '.ProseMirror blockquote p', '!')
+      await typeAtEnd(page, '.ProseMirror h2', '!')
+      // Inside the link and the span too (the marks are rewritten with their attributes).
+      await page.evaluate(() => {
+        const view = window.chorusDemo.panes[0].editor.view
+        for (const tag of ['a', 'span']) {
+          const dom = view.dom.querySelector(tag)
+          const pos = view.posAtDOM(dom.firstChild, 2)
+          view.dispatch(view.state.tr.insertText('~', pos))
+        }
+      })
+      await page.waitForFunction(() => window.plainText('.ProseMirror h2') === 'Section!')
+      await page.waitForSelector('.saved[data-saved="true"]', { timeout: 5000 })
+      const after = await draftHtmlOf(chorus, DEMO_APP, doc)
+      assert.equal(after.replace(/[!~]/g, ''), before, `only the typed characters differ:\n${before}\n${after}`)
+      assert.equal((after.match(/!/g) ?? []).length, 8)
+      assert.match(after, /<a [^>]*>li~nk<\/a>/)
+      assert.match(after, /<span [^>]*>ma~rked<\/span>/)
+      assert.deepEqual(page.errors, [])
+    } finally {
+      await page.context().close()
     }
   })
 
@@ -377,26 +523,58 @@ describe('web client (ProseMirror demo editor in Chromium)', () => {
   })
 })
 
-/** web-client/src/provider.ts bundled for Node (with its own yjs, exported as Y). */
-async function importProvider () {
-  const dir = await mkdtemp(path.join(tmpdir(), 'chorus-web-client-'))
-  const out = path.join(dir, 'provider.mjs')
-  await esbuild.build({
-    stdin: {
-      contents: "export * from './src/provider.ts'\nexport * as Y from 'yjs'\n",
-      resolveDir: WEB_CLIENT,
-      loader: 'ts'
-    },
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    outfile: out,
-    logLevel: 'silent'
+// The editor schema and the server's import agree on what each whitelisted tag holds
+// (proto/editor-content.json: the import wraps inline runs in `blocks` containers in a
+// `p`), and the schema declares every attribute the whitelist allows, because
+// y-prosemirror removes undeclared attributes from the shared document.
+describe('editor schema (web-client/src/schema.ts) against proto/', () => {
+  it('agrees with proto/editor-content.json for every whitelisted tag and declares every whitelisted attribute', async () => {
+    const { schema, PREFIXED_ATTRS, Fragment } = await importWebClient("export * from './src/schema.ts'\nexport { Fragment } from 'prosemirror-model'\n")
+    const table = JSON.parse(await readFile(path.join(REPO_ROOT, 'proto', 'editor-content.json'), 'utf8'))
+    const whitelist = JSON.parse(await readFile(path.join(REPO_ROOT, 'proto', 'whitelist-default.json'), 'utf8'))
+    assert.deepEqual(Object.keys(table.elements).sort(), Object.keys(whitelist.elements).sort(), 'the table covers the whitelist')
+    const wrapper = schema.nodes[table.wrapper]
+    const para = wrapper.create(null, schema.text('x'))
+    const fitsBlocks = (type) => !type.inlineContent && !type.isLeaf &&
+      type.contentMatch.matchType(schema.nodes.text) === null &&
+      type.contentMatch.matchFragment(Fragment.from(para))?.validEnd === true
+    assert.equal(table.root, 'blocks')
+    assert.ok(fitsBlocks(schema.topNodeType), 'the body holds blocks, a wrapped run fits it')
+    assert.equal(wrapper.inlineContent, true)
+    const declared = (spec) => Object.keys(spec.attrs ?? {}).sort()
+    for (const [tag, { is, holds }] of Object.entries(table.elements)) {
+      if (is === 'mark') {
+        assert.ok(schema.marks[tag], `<${tag}> is a mark`)
+        assert.equal(schema.nodes[tag], undefined, `<${tag}> is not also a node`)
+        assert.deepEqual(declared(schema.marks[tag].spec), [...whitelist.marks[tag]].sort(), `<${tag}> mark attributes`)
+        continue
+      }
+      const type = schema.nodes[tag]
+      assert.ok(type, `<${tag}> is a node`)
+      assert.equal(type.isInline, is === 'inline', `<${tag}> inline`)
+      assert.equal(type.isInGroup('block'), is === 'block', `<${tag}> in the block group`)
+      switch (holds) {
+        case 'blocks': assert.ok(fitsBlocks(type), `<${tag}> holds blocks; a wrapped run fits`); break
+        case 'inline':
+          assert.ok(type.inlineContent && type.contentMatch.matchType(schema.nodes.text) && type.allowsMarkType(schema.marks.strong), `<${tag}> holds inline content`)
+          break
+        case 'text':
+          assert.ok(type.inlineContent && !type.allowsMarkType(schema.marks.strong) && type.contentMatch.matchType(schema.nodes.img) === null, `<${tag}> holds plain text`)
+          break
+        case 'children':
+          assert.ok(!type.isLeaf && !type.inlineContent && type.contentMatch.matchType(wrapper) === null, `<${tag}> holds only its own children`)
+          break
+        case 'empty': assert.ok(type.isLeaf, `<${tag}> is a leaf`); break
+        default: assert.fail(`<${tag}>: unknown holds ${holds}`)
+      }
+      const want = [...new Set([...whitelist.global_attributes, ...PREFIXED_ATTRS, ...whitelist.elements[tag]])].sort()
+      assert.deepEqual(declared(type.spec), want, `<${tag}> declares every whitelisted attribute`)
+      for (const name of PREFIXED_ATTRS) {
+        assert.ok(whitelist.global_attribute_prefixes.some((prefix) => name.startsWith(prefix)), `${name} is allowed by a prefix`)
+      }
+    }
   })
-  const mod = await import(pathToFileURL(out).href)
-  await rm(dir, { recursive: true, force: true })
-  return mod
-}
+})
 
 describe('ChorusProvider (web-client/src/provider.ts) in Node against the real server', () => {
   let chorus, mod
