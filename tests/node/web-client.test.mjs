@@ -638,20 +638,26 @@ describe('ChorusProvider (web-client/src/provider.ts) in Node against the real s
     assert.deepEqual(parse((e) => { encoding.writeVarUint(e, 77) }), { kind: 'unknown', value: 77 })
   })
 
-  it('asks getToken on every connect: an expired token (4401) is replaced and the session syncs', async () => {
+  it('asks getToken on every connect and after a 4401 close; an expired token is never sent', async () => {
     const doc = uid('wc-refresh')
-    const tokens = [badToken('expired', { app: DEMO_APP, doc }), sessionToken({ app: DEMO_APP, doc, user: 'rita' })]
+    const tokens = [
+      badToken('expired', { app: DEMO_APP, doc }),
+      badToken('wrong-secret', { app: DEMO_APP, doc }),
+      sessionToken({ app: DEMO_APP, doc, user: 'rita' })
+    ]
     let calls = 0
     const { p, seen } = provider(doc, async () => tokens[Math.min(calls++, tokens.length - 1)])
     await waitFor(() => p.synced, 'synced after the token was refreshed')
-    assert.equal(calls, 2)
-    assert.ok(seen.status.some((e) => e.status === 'disconnected' && e.code === 4401), JSON.stringify(seen.status))
+    assert.equal(calls, 3)
+    assert.equal(p.expiredTokensRefused, 1, 'the expired token was refused before connecting')
+    const refusals = seen.status.filter((e) => e.code === 4401)
+    assert.equal(refusals.length, 1, `only the badly signed token reached the server: ${JSON.stringify(seen.status)}`)
     // A later reconnect asks again.
     p.disconnect()
     await waitFor(() => p.status === 'disconnected', 'disconnected')
     p.connect()
     await waitFor(() => p.synced, 'synced again')
-    assert.equal(calls, 3)
+    assert.equal(calls, 4)
   })
 
   it('never reconnects after 4403 and reports the reason', async () => {
@@ -682,6 +688,64 @@ describe('ChorusProvider (web-client/src/provider.ts) in Node against the real s
       headers: { authorization: `Bearer ${hostToken({ app: DEMO_APP, doc })}` }
     })
     assert.match(await res.text(), /w0 w1 w2 w3 w4/)
+  })
+})
+
+// Short-lived tokens: a host whose getToken hands out tokens that expire 2 s after
+// they are minted, from a stale-while-revalidate cache (it answers with the token it
+// minted on the previous call and mints the next one), so after a pause it hands out
+// an expired token first. The provider refreshes shortly before expiry while
+// connected, refuses the stale token after a server restart and syncs with a fresh one.
+describe('ChorusProvider with tokens that expire in 2 s, across a server restart', () => {
+  it('refreshes before expiry, never sends an expired token, and syncs again after the restart', async () => {
+    await buildWebClient()
+    const mod = await importProvider()
+    const config = { extraConfig: { demo: true, demo_secret: DEMO_SECRET }, bind: `127.0.0.1:${await freePort()}` }
+    let server = await startServer(config)
+    const doc = uid('wc-expiry')
+    const mint = () => sessionToken({ app: DEMO_APP, doc, user: 'tess', ttl: 2 })
+    let cached = mint()
+    let calls = 0
+    const getToken = async () => {
+      calls++
+      const token = cached
+      cached = mint()
+      return token
+    }
+    const ydoc = new mod.Y.Doc()
+    const statuses = []
+    // Reconnect attempts about 4 s apart: every token the host cache holds by then has expired.
+    const p = new mod.ChorusProvider(ydoc, {
+      server: server.httpUrl, app: 'demo', doc, getToken, offline: false,
+      backoff: { baseMs: 4000, capMs: 4000 }, random: () => 0.999, WebSocketImpl: WebSocket
+    })
+    p.on('status', (e) => statuses.push(e))
+    try {
+      await waitFor(() => p.canPublish, 'synced and saved with the first token')
+      const title = ydoc.getText('title')
+      title.insert(0, 'Online.')
+      await waitFor(() => p.canPublish, 'the first edit saved')
+      // Connected past the first token's expiry: the provider asked for a new one meanwhile.
+      await sleep(2500)
+      assert.equal(p.status, 'connected')
+      assert.ok(calls >= 2, `getToken asked again before the token expired (${calls} calls)`)
+      assert.ok(!statuses.some((e) => e.status === 'disconnected'), 'the connection stayed up')
+
+      await server.stop({ keepDir: true })
+      await waitFor(() => p.status !== 'connected', 'the provider saw the server go')
+      title.insert(title.length, ' Offline.')
+      server = await startServer({ ...config, reuseDir: server.dir })
+      await waitFor(() => p.synced && p.canPublish, 'synced again after the restart', { timeout: 30_000 })
+      assert.ok(p.expiredTokensRefused >= 1, 'the host cache handed out an expired token, which was refused')
+      assert.deepEqual(statuses.filter((e) => e.code === 4401), [], 'no expired token ever reached the server')
+      const res = await fetch(`${server.httpUrl}/v1/apps/demo/docs/${doc}/draft?format=json`, {
+        headers: { authorization: `Bearer ${hostToken({ app: DEMO_APP, doc })}` }
+      })
+      assert.match(await res.text(), /"title":"Online\. Offline\."/, 'the edit made while the server was down is in the draft')
+    } finally {
+      p.destroy()
+      await server.stop()
+    }
   })
 })
 
