@@ -523,6 +523,161 @@ describe('web client (ProseMirror demo editor in Chromium)', () => {
   })
 })
 
+// can-publish as the demo shows it, across a real server stop and restart on the same
+// address: true only when connected, synced and every local edit is acknowledged.
+describe('web client: can-publish in the browser', () => {
+  it('true when connected, synced and saved; false while edits are unsaved or the server is down; true after reconnect and save', async () => {
+    await buildWebClient()
+    const config = { extraConfig: { demo: true, demo_secret: DEMO_SECRET }, bind: `127.0.0.1:${await freePort()}` }
+    let server = await startServer(config)
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS })
+    const doc = uid('wc-publish')
+    try {
+      await putContent(server, DEMO_APP, doc, { title: 'Publish', html: '<p>Start.</p>' })
+      const page = await (await browser.newContext()).newPage()
+      // Record, at each can-publish event, what the server holds at that moment.
+      await page.goto(`${server.httpUrl}/demo?${new URLSearchParams({ doc, users: 'alice' })}`)
+      await page.waitForFunction(() => window.chorusDemo?.panes[0].provider.synced, null, { timeout: 10_000 })
+      const canPublish = () => page.evaluate(() => window.chorusDemo.panes[0].provider.canPublish)
+      const shown = () => page.getAttribute('.saved', 'data-saved')
+      await page.waitForFunction(() => window.chorusDemo.panes[0].provider.canPublish, null, { timeout: 5000 })
+      assert.equal(await shown(), 'true')
+      assert.equal(await page.textContent('.saved'), 'Saved')
+
+      // A local edit: can-publish drops at once (the update is not acknowledged yet),
+      // and comes back once the server has it.
+      const seen = await page.evaluate(() => window.chorusDemo.panes[0].events.canPublish.length)
+      await typeAtEnd(page, '.ProseMirror p', ' Online edit.')
+      await page.waitForFunction(() => window.chorusDemo.panes[0].provider.canPublish, null, { timeout: 5000 })
+      const events = (await page.evaluate(() => window.chorusDemo.panes[0].events.canPublish)).slice(seen)
+      assert.ok(events.length >= 2 && events[0] === false && events.at(-1) === true, `can-publish after typing: ${events}`)
+      assert.match(await draftHtmlOf(server, DEMO_APP, doc), /Start\. Online edit\./, 'publishable means the server has it')
+
+      // The server goes away: not publishable, and typing offline keeps it so.
+      await server.stop({ keepDir: true })
+      await page.waitForFunction(() => !window.chorusDemo.panes[0].provider.canPublish, null, { timeout: 10_000 })
+      assert.equal(await shown(), 'false')
+      await typeAtEnd(page, '.ProseMirror p', ' Offline edit.')
+      await sleep(300)
+      assert.equal(await canPublish(), false)
+      assert.equal(await shown(), 'false')
+
+      // Back on the same address: reconnect, sync, the offline edit is acknowledged,
+      // and only then is it publishable again. The page checks the draft the moment
+      // can-publish turns true.
+      await page.evaluate(({ url, token, doc }) => {
+        const provider = window.chorusDemo.panes[0].provider
+        window.draftWhenPublishable = null
+        provider.on('can-publish', (ok) => {
+          if (!ok || window.draftWhenPublishable !== null) return
+          window.draftWhenPublishable = fetch(`${url}/v1/apps/demo/docs/${doc}/draft?format=html`, { headers: { authorization: `Bearer ${token}` } })
+            .then((r) => r.text())
+        })
+      }, { url: server.httpUrl, token: hostToken({ app: DEMO_APP, doc, ttl: 3600 }), doc })
+      server = await startServer({ ...config, reuseDir: server.dir })
+      await page.waitForFunction(() => window.chorusDemo.panes[0].provider.canPublish, null, { timeout: 45_000 })
+      assert.equal(await shown(), 'true')
+      const draftThen = await page.evaluate(() => window.draftWhenPublishable)
+      assert.match(draftThen, /Start\. Online edit\. Offline edit\./, 'when can-publish came back, the server had the offline edit')
+    } finally {
+      await browser.close()
+      await server.stop()
+    }
+  })
+})
+
+// Exclusive mode (`collaboration = false`) in the browser: the demo page for an app of
+// that kind (its token path answered by the test, which holds the app's secret).
+describe('web client: exclusive mode in the browser', () => {
+  const SOLO = Object.freeze({ id: 'solo', secrets: [randomSecret()], collaboration: false })
+  let server, browser
+  before(async () => {
+    await buildWebClient()
+    server = await startServer({ apps: [SOLO], extraConfig: { demo: true, demo_secret: DEMO_SECRET } })
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS })
+  })
+  after(async () => {
+    await browser?.close()
+    await server?.stop()
+  })
+
+  async function openSolo (doc, user) {
+    const context = await browser.newContext()
+    await context.route('**/demo/token?*', (route) => {
+      const q = new URL(route.request().url()).searchParams
+      const token = sessionToken({ app: SOLO, doc: q.get('doc'), user: q.get('user'), name: q.get('name'), mode: q.get('mode') })
+      return route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify({ token }) })
+    })
+    const page = await context.newPage()
+    await page.addInitScript(definePlainText)
+    await page.goto(`${server.httpUrl}/demo?${new URLSearchParams({ app: 'solo', doc, users: user })}`)
+    await page.waitForFunction(() => window.chorusDemo?.panes[0].provider.synced, null, { timeout: 10_000 })
+    return page
+  }
+
+  it('the second page is read-only and shows who holds the draft; it becomes editable when the first closes', async () => {
+    const doc = uid('wc-solo')
+    await putContent(server, SOLO, doc, { title: 'Solo', html: '<p>Held.</p>' })
+    const alice = await openSolo(doc, 'alice')
+    await alice.waitForFunction(() => window.plainText('.ProseMirror p') === 'Held.')
+    const bob = await openSolo(doc, 'bob')
+    try {
+      await bob.waitForSelector('.holder[data-holder="Alice"]', { timeout: 5000 })
+      assert.match(await bob.textContent('.holder'), /Alice is editing/)
+      assert.equal(await bob.getAttribute('.ProseMirror', 'contenteditable'), 'false')
+      assert.deepEqual(await bob.evaluate(() => window.chorusDemo.panes[0].events.holders), ['Alice'])
+      assert.equal(await alice.getAttribute('.ProseMirror', 'contenteditable'), 'true')
+      assert.equal(await alice.$('.holder[data-holder]'), null, 'the holder is told nobody else holds it')
+
+      // Bob's typing lands nowhere; Alice's lands and Bob sees it.
+      await typeAtEnd(bob, '.ProseMirror p', ' BOB-WHILE-HELD')
+      await typeAtEnd(alice, '.ProseMirror p', ' Alice.')
+      await bob.waitForFunction(() => window.plainText('.ProseMirror p') === 'Held. Alice.', null, { timeout: 5000 })
+      await alice.waitForSelector('.saved[data-saved="true"]', { timeout: 5000 })
+      assert.equal(await draftHtmlOf(server, SOLO, doc), '<p>Held. Alice.</p>')
+
+      // Alice leaves: the hold passes to Bob, whose editor becomes editable.
+      await alice.context().close()
+      await bob.waitForFunction(() => document.querySelector('.ProseMirror').getAttribute('contenteditable') === 'true', null, { timeout: 5000 })
+      assert.equal(await bob.$('.holder[data-holder]'), null)
+      assert.deepEqual(await bob.evaluate(() => window.chorusDemo.panes[0].events.holders), ['Alice', null])
+      await typeAtEnd(bob, '.ProseMirror p', ' Bob.')
+      await bob.waitForSelector('.saved[data-saved="true"]', { timeout: 5000 })
+      await waitFor(async () => (await draftHtmlOf(server, SOLO, doc)) === '<p>Held. Alice. Bob.</p>', 'Bob\'s edit in the draft')
+      assert.doesNotMatch(await draftHtmlOf(server, SOLO, doc), /BOB-WHILE-HELD/)
+    } finally {
+      await bob.context().close()
+      if (!alice.isClosed()) await alice.context().close()
+    }
+  })
+})
+
+/** web-client/src/provider.ts bundled for Node (with its own yjs, exported as Y). */
+function importProvider () {
+  return importWebClient("export * from './src/provider.ts'\nexport * as Y from 'yjs'\n")
+}
+
+/** A module of web-client/src bundled for Node: `contents` is the entry's source. */
+async function importWebClient (contents) {
+  const dir = await mkdtemp(path.join(tmpdir(), 'chorus-web-client-'))
+  const out = path.join(dir, 'module.mjs')
+  await esbuild.build({
+    stdin: {
+      contents,
+      resolveDir: WEB_CLIENT,
+      loader: 'ts'
+    },
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    outfile: out,
+    logLevel: 'silent'
+  })
+  const mod = await import(pathToFileURL(out).href)
+  await rm(dir, { recursive: true, force: true })
+  return mod
+}
+
 // The editor schema and the server's import agree on what each whitelisted tag holds
 // (proto/editor-content.json: the import wraps inline runs in `blocks` containers in a
 // `p`), and the schema declares every attribute the whitelist allows, because
