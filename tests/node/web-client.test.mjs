@@ -7,7 +7,7 @@ import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import net from 'node:net'
 import path from 'node:path'
@@ -15,7 +15,8 @@ import { pathToFileURL } from 'node:url'
 import * as esbuild from 'esbuild'
 import { chromium } from 'playwright-core'
 import {
-  REPO_ROOT, WebSocket, startServer, hostToken, sessionToken, badToken, randomSecret, uid, sleep, waitFor
+  REPO_ROOT, Y, WebSocket, ClientPool, startServer, hostToken, sessionToken, badToken, randomSecret, uid, sleep,
+  waitFor, waitSynced
 } from './harness.mjs'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
@@ -23,6 +24,57 @@ const WEB_CLIENT = path.join(REPO_ROOT, 'web-client')
 const ARTIFACTS = path.join(REPO_ROOT, 'tests', 'node', 'artifacts')
 const DEMO_SECRET = randomSecret()
 const DEMO_APP = { id: 'demo', secrets: [DEMO_SECRET] }
+const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync']
+
+/** Page script: `window.plainText(selector)`, an element's text without the telepointer widgets (their labels are text too). */
+function definePlainText () {
+  window.plainText = (selector) => {
+    const el = document.querySelector(selector)
+    if (el === null) return null
+    const copy = el.cloneNode(true)
+    copy.querySelectorAll('.chorus-cursor').forEach((c) => c.remove())
+    return copy.textContent
+  }
+}
+
+/** A free TCP port on 127.0.0.1 (for a server that must come back on the same address). */
+function freePort () {
+  return new Promise((resolve) => {
+    const probe = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address()
+      probe.close(() => resolve(port))
+    })
+  })
+}
+
+/** GET …/draft?format=html of `app`'s `doc` on `server`. */
+async function draftHtmlOf (server, app, doc) {
+  const res = await fetch(`${server.httpUrl}/v1/apps/${app.id}/docs/${doc}/draft?format=html`, {
+    headers: { authorization: `Bearer ${hostToken({ app, doc })}` }
+  })
+  assert.equal(res.status, 200)
+  return res.text()
+}
+
+/** PUT …/content of `app`'s `doc` on `server`. */
+async function putContent (server, app, doc, body) {
+  const res = await fetch(`${server.httpUrl}/v1/apps/${app.id}/docs/${doc}/content`, {
+    method: 'PUT',
+    headers: { authorization: `Bearer ${hostToken({ app, doc })}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body)
+  })
+  const text = await res.text()
+  assert.equal(res.status, 200, `host PUT answered ${res.status}: ${text}`)
+  return JSON.parse(text)
+}
+
+/** Clicks into `selector` (the first match) in `page`, moves to its end and types `text`. */
+async function typeAtEnd (page, selector, text) {
+  await page.click(selector)
+  await page.keyboard.press('End')
+  await page.keyboard.type(text, { delay: 5 })
+}
 
 function run (cmd, args, cwd) {
   return new Promise((resolve, reject) => {
@@ -67,16 +119,7 @@ describe('web client (ProseMirror demo editor in Chromium)', () => {
   async function openDemo (query, { width = 1280, height = 720 } = {}) {
     const context = await browser.newContext({ viewport: { width, height } })
     const page = await context.newPage()
-    // Text of an element without the telepointer widgets (their labels are text too).
-    await page.addInitScript(() => {
-      window.plainText = (selector) => {
-        const el = document.querySelector(selector)
-        if (el === null) return null
-        const copy = el.cloneNode(true)
-        copy.querySelectorAll('.chorus-cursor').forEach((c) => c.remove())
-        return copy.textContent
-      }
-    })
+    await page.addInitScript(definePlainText)
     const errors = []
     page.on('pageerror', (err) => errors.push(err))
     await page.goto(`${chorus.httpUrl}/demo?${new URLSearchParams(query)}`)
@@ -314,20 +357,54 @@ describe('web client (ProseMirror demo editor in Chromium)', () => {
     }
   })
 
-  it('never deletes body content its schema cannot hold: the editor unbinds instead', async () => {
+  it('host HTML with text directly in li, div and td is editable, and typing keeps every original text', async () => {
+    const doc = uid('wc-inline')
+    await hostPut(doc, { title: 'Inline', html: '<ul><li>a</li></ul><div>b</div><table><tr><td>c</td></tr></table>' })
+    const page = await openDemo({ doc, users: 'alice' })
+    try {
+      await page.waitForFunction(() => window.plainText('.ProseMirror td') === 'c')
+      assert.equal(await page.evaluate(() => window.chorusDemo.panes[0].editor.unsupported()), null)
+      assert.equal(await page.$('.chorus-unsupported'), null, 'no refusal notice')
+      assert.equal(await page.getAttribute('.ProseMirror', 'contenteditable'), 'true')
+      await typeAtEnd(page, '.ProseMirror li p', ' typed in li')
+      await typeAtEnd(page, '.ProseMirror > div > p', ' typed in div')
+      await typeAtEnd(page, '.ProseMirror td p', ' typed in td')
+      await page.waitForFunction(() => window.plainText('.ProseMirror td') === 'c typed in td')
+      await page.waitForSelector('.saved[data-saved="true"]', { timeout: 5000 })
+      const html = await draftHtmlOf(chorus, DEMO_APP, doc)
+      assert.equal(html, '<ul><li><p>a typed in li</p></li></ul><div><p>b typed in div</p></div>' +
+        '<table><tbody><tr><td><p>c typed in td</p></td></tr></tbody></table>')
+      assert.deepEqual(page.errors, [])
+    } finally {
+      await page.context().close()
+    }
+  })
+
+  it('never deletes body content its schema cannot hold (written by a raw Yjs client): the editor unbinds instead', async () => {
     const doc = uid('wc-protect')
     await hostPut(doc, { title: 'Supported', html: '<p>Fine so far.</p>' })
     const page = await openDemo({ doc, users: 'alice' })
+    const pool = new ClientPool(chorus)
     try {
       await page.waitForFunction(() => window.plainText('.ProseMirror p') === 'Fine so far.')
       assert.equal(await page.evaluate(() => window.chorusDemo.panes[0].editor.unsupported()), null)
-      // A host writes HTML that no ProseMirror schema holds (text directly in <li>).
-      const html = '<p>Fine so far.</p><ul><li>plain item</li></ul>'
-      await hostPut(doc, { html })
+      // A stock Yjs client writes what no ProseMirror schema holds (text directly in
+      // <li>): the server's HTML import would have wrapped it, a raw client does not.
+      const raw = pool.provider({ app: DEMO_APP, doc, token: sessionToken({ app: DEMO_APP, doc, user: 'raw' }) })
+      await waitSynced(raw)
+      const body = raw.doc.getXmlFragment('body')
+      raw.doc.transact(() => {
+        const ul = new Y.XmlElement('ul')
+        const li = new Y.XmlElement('li')
+        body.insert(body.length, [ul])
+        ul.insert(0, [li])
+        li.insert(0, [new Y.XmlText('plain item')])
+      })
       await page.waitForSelector('.chorus-unsupported', { timeout: 3000 })
+      assert.match(await page.textContent('.notice'), /Body not editable here: <li>/)
       await sleep(500)
-      const draft = JSON.stringify(await draftHtml(doc))
-      assert.match(draft, /plain item/, 'the shared draft still holds the list item')
+      const draft = await draftHtmlOf(chorus, DEMO_APP, doc)
+      assert.equal(draft, '<p>Fine so far.</p><ul><li>plain item</li></ul>', 'the shared draft still holds the list item')
       assert.match(await bodyOf(page), /<li>plain item<\/li>/, 'and so does the page\'s own document')
     } finally {
       await page.context().close()
@@ -337,10 +414,79 @@ describe('web client (ProseMirror demo editor in Chromium)', () => {
     try {
       await again.waitForSelector('.chorus-unsupported', { timeout: 3000 })
       await sleep(500)
-      assert.match(JSON.stringify(await draftHtml(doc)), /plain item/)
+      assert.equal(await draftHtmlOf(chorus, DEMO_APP, doc), '<p>Fine so far.</p><ul><li>plain item</li></ul>')
       assert.deepEqual(again.errors, [])
     } finally {
       await again.context().close()
+    }
+    // Nor does an attribute the whitelist allows (by prefix) that the schema does not declare.
+    const doc2 = uid('wc-protect-attr')
+    await hostPut(doc2, { title: 'Attr', html: '<p data-macro-colour="red">Macro text.</p>' })
+    const third = await openDemo({ doc: doc2, users: 'carol' })
+    try {
+      await third.waitForSelector('.chorus-unsupported', { timeout: 3000 })
+      assert.match(await third.textContent('.notice'), /data-macro-colour/)
+      await sleep(500)
+      assert.equal(await draftHtmlOf(chorus, DEMO_APP, doc2), '<p data-macro-colour="red">Macro text.</p>')
+    } finally {
+      await third.context().close()
+      pool.destroyAll()
+    }
+  })
+
+  it('attributes the whitelist allows on nodes and marks survive typing in the editor', async () => {
+    const doc = uid('wc-attrs')
+    const html = '<p class="note" id="n1" title="Tip" dir="ltr" lang="en" data-ref="r1" data-macro-name="info">Note</p>' +
+      '<p><a href="https://example.org/x" title="Example" target="_blank">link</a> and ' +
+      '<span class="hl" data-highlight-colour="yellow">marked</span> text</p>' +
+      '<p><img src="https://example.org/i.png" alt="Alt text" width="20" height="10" title="Picture" class="pic"> image</p>' +
+      '<table border="1" width="50%"><tbody><tr><th scope="col" abbr="H" colspan="2">head</th></tr>' +
+      '<tr><td colspan="2" rowspan="1" align="left" valign="top" headers="h">cell</td></tr></tbody></table>' +
+      '<ol start="3" type="a" class="steps"><li value="3" class="step">item</li></ol>' +
+      '<blockquote cite="https://example.org/q" class="quote">quoted</blockquote>' +
+      '<h2 id="sec" style="color: red;">Section</h2>'
+    await hostPut(doc, { title: 'Attributes', html })
+    const before = await draftHtmlOf(chorus, DEMO_APP, doc)
+    // Everything the host sent is in the draft (the import wraps loose text in <p>).
+    for (const attr of ['class="note"', 'title="Tip"', 'data-ref="r1"', 'data-macro-name="info"', 'target="_blank"',
+      'data-highlight-colour="yellow"', 'alt="Alt text"', 'height="10"', 'title="Picture"', 'abbr="H"', 'colspan="2"',
+      'align="left"', 'valign="top"', 'headers="h"', 'start="3"', 'type="a"', 'value="3"', 'cite="https://example.org/q"',
+      'border="1"', 'style="color: red"']) {
+      assert.ok(before.includes(attr), `${attr} in the draft before editing: ${before}`)
+    }
+    const page = await openDemo({ doc, users: 'alice' })
+    try {
+      await page.waitForFunction(() => window.plainText('.ProseMirror h2') === 'Section')
+      assert.equal(await page.evaluate(() => window.chorusDemo.panes[0].editor.unsupported()), null)
+      // Type into every node that carries attributes (y-prosemirror rewrites each
+      // edited node and its ancestors from the ProseMirror attributes).
+      await typeAtEnd(page, '.ProseMirror p.note', '!')
+      await typeAtEnd(page, '.ProseMirror p:has(a)', '!')
+      await typeAtEnd(page, '.ProseMirror p:has(img)', '!')
+      await typeAtEnd(page, '.ProseMirror th p', '!')
+      await typeAtEnd(page, '.ProseMirror td p', '!')
+      await typeAtEnd(page, '.ProseMirror li p', '!')
+      await typeAtEnd(page, '.ProseMirror blockquote p', '!')
+      await typeAtEnd(page, '.ProseMirror h2', '!')
+      // Inside the link and the span too (the marks are rewritten with their attributes).
+      await page.evaluate(() => {
+        const view = window.chorusDemo.panes[0].editor.view
+        for (const tag of ['a', 'span']) {
+          const dom = view.dom.querySelector(tag)
+          const pos = view.posAtDOM(dom.firstChild, 2)
+          view.dispatch(view.state.tr.insertText('~', pos))
+        }
+      })
+      await page.waitForFunction(() => window.plainText('.ProseMirror h2') === 'Section!')
+      await page.waitForSelector('.saved[data-saved="true"]', { timeout: 5000 })
+      const after = await draftHtmlOf(chorus, DEMO_APP, doc)
+      assert.equal(after.replace(/[!~]/g, ''), before, `only the typed characters differ:\n${before}\n${after}`)
+      assert.equal((after.match(/!/g) ?? []).length, 8)
+      assert.match(after, /<a [^>]*>li~nk<\/a>/)
+      assert.match(after, /<span [^>]*>ma~rked<\/span>/)
+      assert.deepEqual(page.errors, [])
+    } finally {
+      await page.context().close()
     }
   })
 
@@ -377,13 +523,147 @@ describe('web client (ProseMirror demo editor in Chromium)', () => {
   })
 })
 
+// can-publish as the demo shows it, across a real server stop and restart on the same
+// address: true only when connected, synced and every local edit is acknowledged.
+describe('web client: can-publish in the browser', () => {
+  it('true when connected, synced and saved; false while edits are unsaved or the server is down; true after reconnect and save', async () => {
+    await buildWebClient()
+    const config = { extraConfig: { demo: true, demo_secret: DEMO_SECRET }, bind: `127.0.0.1:${await freePort()}` }
+    let server = await startServer(config)
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS })
+    const doc = uid('wc-publish')
+    try {
+      await putContent(server, DEMO_APP, doc, { title: 'Publish', html: '<p>Start.</p>' })
+      const page = await (await browser.newContext()).newPage()
+      // Record, at each can-publish event, what the server holds at that moment.
+      await page.goto(`${server.httpUrl}/demo?${new URLSearchParams({ doc, users: 'alice' })}`)
+      await page.waitForFunction(() => window.chorusDemo?.panes[0].provider.synced, null, { timeout: 10_000 })
+      const canPublish = () => page.evaluate(() => window.chorusDemo.panes[0].provider.canPublish)
+      const shown = () => page.getAttribute('.saved', 'data-saved')
+      await page.waitForFunction(() => window.chorusDemo.panes[0].provider.canPublish, null, { timeout: 5000 })
+      assert.equal(await shown(), 'true')
+      assert.equal(await page.textContent('.saved'), 'Saved')
+
+      // A local edit: can-publish drops at once (the update is not acknowledged yet),
+      // and comes back once the server has it.
+      const seen = await page.evaluate(() => window.chorusDemo.panes[0].events.canPublish.length)
+      await typeAtEnd(page, '.ProseMirror p', ' Online edit.')
+      await page.waitForFunction(() => window.chorusDemo.panes[0].provider.canPublish, null, { timeout: 5000 })
+      const events = (await page.evaluate(() => window.chorusDemo.panes[0].events.canPublish)).slice(seen)
+      assert.ok(events.length >= 2 && events[0] === false && events.at(-1) === true, `can-publish after typing: ${events}`)
+      assert.match(await draftHtmlOf(server, DEMO_APP, doc), /Start\. Online edit\./, 'publishable means the server has it')
+
+      // The server goes away: not publishable, and typing offline keeps it so.
+      await server.stop({ keepDir: true })
+      await page.waitForFunction(() => !window.chorusDemo.panes[0].provider.canPublish, null, { timeout: 10_000 })
+      assert.equal(await shown(), 'false')
+      await typeAtEnd(page, '.ProseMirror p', ' Offline edit.')
+      await sleep(300)
+      assert.equal(await canPublish(), false)
+      assert.equal(await shown(), 'false')
+
+      // Back on the same address: reconnect, sync, the offline edit is acknowledged,
+      // and only then is it publishable again. The page checks the draft the moment
+      // can-publish turns true.
+      await page.evaluate(({ url, token, doc }) => {
+        const provider = window.chorusDemo.panes[0].provider
+        window.draftWhenPublishable = null
+        provider.on('can-publish', (ok) => {
+          if (!ok || window.draftWhenPublishable !== null) return
+          window.draftWhenPublishable = fetch(`${url}/v1/apps/demo/docs/${doc}/draft?format=html`, { headers: { authorization: `Bearer ${token}` } })
+            .then((r) => r.text())
+        })
+      }, { url: server.httpUrl, token: hostToken({ app: DEMO_APP, doc, ttl: 3600 }), doc })
+      server = await startServer({ ...config, reuseDir: server.dir })
+      await page.waitForFunction(() => window.chorusDemo.panes[0].provider.canPublish, null, { timeout: 45_000 })
+      assert.equal(await shown(), 'true')
+      const draftThen = await page.evaluate(() => window.draftWhenPublishable)
+      assert.match(draftThen, /Start\. Online edit\. Offline edit\./, 'when can-publish came back, the server had the offline edit')
+    } finally {
+      await browser.close()
+      await server.stop()
+    }
+  })
+})
+
+// Exclusive mode (`collaboration = false`) in the browser: the demo page for an app of
+// that kind (its token path answered by the test, which holds the app's secret).
+describe('web client: exclusive mode in the browser', () => {
+  const SOLO = Object.freeze({ id: 'solo', secrets: [randomSecret()], collaboration: false })
+  let server, browser
+  before(async () => {
+    await buildWebClient()
+    server = await startServer({ apps: [SOLO], extraConfig: { demo: true, demo_secret: DEMO_SECRET } })
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS })
+  })
+  after(async () => {
+    await browser?.close()
+    await server?.stop()
+  })
+
+  async function openSolo (doc, user) {
+    const context = await browser.newContext()
+    await context.route('**/demo/token?*', (route) => {
+      const q = new URL(route.request().url()).searchParams
+      const token = sessionToken({ app: SOLO, doc: q.get('doc'), user: q.get('user'), name: q.get('name'), mode: q.get('mode') })
+      return route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify({ token }) })
+    })
+    const page = await context.newPage()
+    await page.addInitScript(definePlainText)
+    await page.goto(`${server.httpUrl}/demo?${new URLSearchParams({ app: 'solo', doc, users: user })}`)
+    await page.waitForFunction(() => window.chorusDemo?.panes[0].provider.synced, null, { timeout: 10_000 })
+    return page
+  }
+
+  it('the second page is read-only and shows who holds the draft; it becomes editable when the first closes', async () => {
+    const doc = uid('wc-solo')
+    await putContent(server, SOLO, doc, { title: 'Solo', html: '<p>Held.</p>' })
+    const alice = await openSolo(doc, 'alice')
+    await alice.waitForFunction(() => window.plainText('.ProseMirror p') === 'Held.')
+    const bob = await openSolo(doc, 'bob')
+    try {
+      await bob.waitForSelector('.holder[data-holder="Alice"]', { timeout: 5000 })
+      assert.match(await bob.textContent('.holder'), /Alice is editing/)
+      assert.equal(await bob.getAttribute('.ProseMirror', 'contenteditable'), 'false')
+      assert.deepEqual(await bob.evaluate(() => window.chorusDemo.panes[0].events.holders), ['Alice'])
+      assert.equal(await alice.getAttribute('.ProseMirror', 'contenteditable'), 'true')
+      assert.equal(await alice.$('.holder[data-holder]'), null, 'the holder is told nobody else holds it')
+
+      // Bob's typing lands nowhere; Alice's lands and Bob sees it.
+      await typeAtEnd(bob, '.ProseMirror p', ' BOB-WHILE-HELD')
+      await typeAtEnd(alice, '.ProseMirror p', ' Alice.')
+      await bob.waitForFunction(() => window.plainText('.ProseMirror p') === 'Held. Alice.', null, { timeout: 5000 })
+      await alice.waitForSelector('.saved[data-saved="true"]', { timeout: 5000 })
+      assert.equal(await draftHtmlOf(server, SOLO, doc), '<p>Held. Alice.</p>')
+
+      // Alice leaves: the hold passes to Bob, whose editor becomes editable.
+      await alice.context().close()
+      await bob.waitForFunction(() => document.querySelector('.ProseMirror').getAttribute('contenteditable') === 'true', null, { timeout: 5000 })
+      assert.equal(await bob.$('.holder[data-holder]'), null)
+      assert.deepEqual(await bob.evaluate(() => window.chorusDemo.panes[0].events.holders), ['Alice', null])
+      await typeAtEnd(bob, '.ProseMirror p', ' Bob.')
+      await bob.waitForSelector('.saved[data-saved="true"]', { timeout: 5000 })
+      await waitFor(async () => (await draftHtmlOf(server, SOLO, doc)) === '<p>Held. Alice. Bob.</p>', 'Bob\'s edit in the draft')
+      assert.doesNotMatch(await draftHtmlOf(server, SOLO, doc), /BOB-WHILE-HELD/)
+    } finally {
+      await bob.context().close()
+      if (!alice.isClosed()) await alice.context().close()
+    }
+  })
+})
+
 /** web-client/src/provider.ts bundled for Node (with its own yjs, exported as Y). */
-async function importProvider () {
+function importProvider () {
+  return importWebClient("export * from './src/provider.ts'\nexport * as Y from 'yjs'\n")
+}
+
+/** A module of web-client/src bundled for Node: `contents` is the entry's source. */
+async function importWebClient (contents) {
   const dir = await mkdtemp(path.join(tmpdir(), 'chorus-web-client-'))
-  const out = path.join(dir, 'provider.mjs')
+  const out = path.join(dir, 'module.mjs')
   await esbuild.build({
     stdin: {
-      contents: "export * from './src/provider.ts'\nexport * as Y from 'yjs'\n",
+      contents,
       resolveDir: WEB_CLIENT,
       loader: 'ts'
     },
@@ -397,6 +677,59 @@ async function importProvider () {
   await rm(dir, { recursive: true, force: true })
   return mod
 }
+
+// The editor schema and the server's import agree on what each whitelisted tag holds
+// (proto/editor-content.json: the import wraps inline runs in `blocks` containers in a
+// `p`), and the schema declares every attribute the whitelist allows, because
+// y-prosemirror removes undeclared attributes from the shared document.
+describe('editor schema (web-client/src/schema.ts) against proto/', () => {
+  it('agrees with proto/editor-content.json for every whitelisted tag and declares every whitelisted attribute', async () => {
+    const { schema, PREFIXED_ATTRS, Fragment } = await importWebClient("export * from './src/schema.ts'\nexport { Fragment } from 'prosemirror-model'\n")
+    const table = JSON.parse(await readFile(path.join(REPO_ROOT, 'proto', 'editor-content.json'), 'utf8'))
+    const whitelist = JSON.parse(await readFile(path.join(REPO_ROOT, 'proto', 'whitelist-default.json'), 'utf8'))
+    assert.deepEqual(Object.keys(table.elements).sort(), Object.keys(whitelist.elements).sort(), 'the table covers the whitelist')
+    const wrapper = schema.nodes[table.wrapper]
+    const para = wrapper.create(null, schema.text('x'))
+    const fitsBlocks = (type) => !type.inlineContent && !type.isLeaf &&
+      type.contentMatch.matchType(schema.nodes.text) === null &&
+      type.contentMatch.matchFragment(Fragment.from(para))?.validEnd === true
+    assert.equal(table.root, 'blocks')
+    assert.ok(fitsBlocks(schema.topNodeType), 'the body holds blocks, a wrapped run fits it')
+    assert.equal(wrapper.inlineContent, true)
+    const declared = (spec) => Object.keys(spec.attrs ?? {}).sort()
+    for (const [tag, { is, holds }] of Object.entries(table.elements)) {
+      if (is === 'mark') {
+        assert.ok(schema.marks[tag], `<${tag}> is a mark`)
+        assert.equal(schema.nodes[tag], undefined, `<${tag}> is not also a node`)
+        assert.deepEqual(declared(schema.marks[tag].spec), [...whitelist.marks[tag]].sort(), `<${tag}> mark attributes`)
+        continue
+      }
+      const type = schema.nodes[tag]
+      assert.ok(type, `<${tag}> is a node`)
+      assert.equal(type.isInline, is === 'inline', `<${tag}> inline`)
+      assert.equal(type.isInGroup('block'), is === 'block', `<${tag}> in the block group`)
+      switch (holds) {
+        case 'blocks': assert.ok(fitsBlocks(type), `<${tag}> holds blocks; a wrapped run fits`); break
+        case 'inline':
+          assert.ok(type.inlineContent && type.contentMatch.matchType(schema.nodes.text) && type.allowsMarkType(schema.marks.strong), `<${tag}> holds inline content`)
+          break
+        case 'text':
+          assert.ok(type.inlineContent && !type.allowsMarkType(schema.marks.strong) && type.contentMatch.matchType(schema.nodes.img) === null, `<${tag}> holds plain text`)
+          break
+        case 'children':
+          assert.ok(!type.isLeaf && !type.inlineContent && type.contentMatch.matchType(wrapper) === null, `<${tag}> holds only its own children`)
+          break
+        case 'empty': assert.ok(type.isLeaf, `<${tag}> is a leaf`); break
+        default: assert.fail(`<${tag}>: unknown holds ${holds}`)
+      }
+      const want = [...new Set([...whitelist.global_attributes, ...PREFIXED_ATTRS, ...whitelist.elements[tag]])].sort()
+      assert.deepEqual(declared(type.spec), want, `<${tag}> declares every whitelisted attribute`)
+      for (const name of PREFIXED_ATTRS) {
+        assert.ok(whitelist.global_attribute_prefixes.some((prefix) => name.startsWith(prefix)), `${name} is allowed by a prefix`)
+      }
+    }
+  })
+})
 
 describe('ChorusProvider (web-client/src/provider.ts) in Node against the real server', () => {
   let chorus, mod
@@ -460,20 +793,26 @@ describe('ChorusProvider (web-client/src/provider.ts) in Node against the real s
     assert.deepEqual(parse((e) => { encoding.writeVarUint(e, 77) }), { kind: 'unknown', value: 77 })
   })
 
-  it('asks getToken on every connect: an expired token (4401) is replaced and the session syncs', async () => {
+  it('asks getToken on every connect and after a 4401 close; an expired token is never sent', async () => {
     const doc = uid('wc-refresh')
-    const tokens = [badToken('expired', { app: DEMO_APP, doc }), sessionToken({ app: DEMO_APP, doc, user: 'rita' })]
+    const tokens = [
+      badToken('expired', { app: DEMO_APP, doc }),
+      badToken('wrong-secret', { app: DEMO_APP, doc }),
+      sessionToken({ app: DEMO_APP, doc, user: 'rita' })
+    ]
     let calls = 0
     const { p, seen } = provider(doc, async () => tokens[Math.min(calls++, tokens.length - 1)])
     await waitFor(() => p.synced, 'synced after the token was refreshed')
-    assert.equal(calls, 2)
-    assert.ok(seen.status.some((e) => e.status === 'disconnected' && e.code === 4401), JSON.stringify(seen.status))
+    assert.equal(calls, 3)
+    assert.equal(p.expiredTokensRefused, 1, 'the expired token was refused before connecting')
+    const refusals = seen.status.filter((e) => e.code === 4401)
+    assert.equal(refusals.length, 1, `only the badly signed token reached the server: ${JSON.stringify(seen.status)}`)
     // A later reconnect asks again.
     p.disconnect()
     await waitFor(() => p.status === 'disconnected', 'disconnected')
     p.connect()
     await waitFor(() => p.synced, 'synced again')
-    assert.equal(calls, 3)
+    assert.equal(calls, 4)
   })
 
   it('never reconnects after 4403 and reports the reason', async () => {
@@ -504,6 +843,64 @@ describe('ChorusProvider (web-client/src/provider.ts) in Node against the real s
       headers: { authorization: `Bearer ${hostToken({ app: DEMO_APP, doc })}` }
     })
     assert.match(await res.text(), /w0 w1 w2 w3 w4/)
+  })
+})
+
+// Short-lived tokens: a host whose getToken hands out tokens that expire 2 s after
+// they are minted, from a stale-while-revalidate cache (it answers with the token it
+// minted on the previous call and mints the next one), so after a pause it hands out
+// an expired token first. The provider refreshes shortly before expiry while
+// connected, refuses the stale token after a server restart and syncs with a fresh one.
+describe('ChorusProvider with tokens that expire in 2 s, across a server restart', () => {
+  it('refreshes before expiry, never sends an expired token, and syncs again after the restart', async () => {
+    await buildWebClient()
+    const mod = await importProvider()
+    const config = { extraConfig: { demo: true, demo_secret: DEMO_SECRET }, bind: `127.0.0.1:${await freePort()}` }
+    let server = await startServer(config)
+    const doc = uid('wc-expiry')
+    const mint = () => sessionToken({ app: DEMO_APP, doc, user: 'tess', ttl: 2 })
+    let cached = mint()
+    let calls = 0
+    const getToken = async () => {
+      calls++
+      const token = cached
+      cached = mint()
+      return token
+    }
+    const ydoc = new mod.Y.Doc()
+    const statuses = []
+    // Reconnect attempts about 4 s apart: every token the host cache holds by then has expired.
+    const p = new mod.ChorusProvider(ydoc, {
+      server: server.httpUrl, app: 'demo', doc, getToken, offline: false,
+      backoff: { baseMs: 4000, capMs: 4000 }, random: () => 0.999, WebSocketImpl: WebSocket
+    })
+    p.on('status', (e) => statuses.push(e))
+    try {
+      await waitFor(() => p.canPublish, 'synced and saved with the first token')
+      const title = ydoc.getText('title')
+      title.insert(0, 'Online.')
+      await waitFor(() => p.canPublish, 'the first edit saved')
+      // Connected past the first token's expiry: the provider asked for a new one meanwhile.
+      await sleep(2500)
+      assert.equal(p.status, 'connected')
+      assert.ok(calls >= 2, `getToken asked again before the token expired (${calls} calls)`)
+      assert.ok(!statuses.some((e) => e.status === 'disconnected'), 'the connection stayed up')
+
+      await server.stop({ keepDir: true })
+      await waitFor(() => p.status !== 'connected', 'the provider saw the server go')
+      title.insert(title.length, ' Offline.')
+      server = await startServer({ ...config, reuseDir: server.dir })
+      await waitFor(() => p.synced && p.canPublish, 'synced again after the restart', { timeout: 30_000 })
+      assert.ok(p.expiredTokensRefused >= 1, 'the host cache handed out an expired token, which was refused')
+      assert.deepEqual(statuses.filter((e) => e.code === 4401), [], 'no expired token ever reached the server')
+      const res = await fetch(`${server.httpUrl}/v1/apps/demo/docs/${doc}/draft?format=json`, {
+        headers: { authorization: `Bearer ${hostToken({ app: DEMO_APP, doc })}` }
+      })
+      assert.match(await res.text(), /"title":"Online\. Offline\."/, 'the edit made while the server was down is in the draft')
+    } finally {
+      p.destroy()
+      await server.stop()
+    }
   })
 })
 

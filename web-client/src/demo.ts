@@ -4,7 +4,9 @@
  * `GET /demo/token`; no secret is in this bundle.
  *
  * URL parameters: `doc` (default `welcome`), `users` (default `alice,bob`),
- * `view` (users that start in view mode, comma-separated).
+ * `view` (users that start in view mode, comma-separated), `app` (default `demo`;
+ * `/demo/token` only mints demo tokens, so another app needs a page that answers
+ * that path itself, as the browser tests do).
  */
 import * as Y from 'yjs'
 import { DOMSerializer } from 'prosemirror-model'
@@ -21,7 +23,17 @@ interface Pane {
   provider: ChorusProvider
   editor: ChorusEditor
   /** Counts of events seen, for the browser tests. */
-  events: { externalChange: number, externalFields: string[][], bodyAtEvent: string[], saved: number, readOnly: string[] }
+  events: {
+    externalChange: number
+    externalFields: string[][]
+    bodyAtEvent: string[]
+    saved: number
+    readOnly: string[]
+    /** Every `can-publish` value, in order. */
+    canPublish: boolean[]
+    /** Holders announced (exclusive mode), then `editable` as null. */
+    holders: Array<string | null>
+  }
   root: HTMLElement
 }
 
@@ -33,6 +45,7 @@ declare global {
 
 const params = new URLSearchParams(location.search)
 const docId = params.get('doc') ?? 'welcome'
+const appId = params.get('app') ?? 'demo'
 const users = (params.get('users') ?? 'alice,bob').split(',').map((u) => u.trim()).filter((u) => /^[A-Za-z0-9_-]{1,32}$/.test(u))
 const viewers = new Set((params.get('view') ?? '').split(','))
 
@@ -79,12 +92,14 @@ function mountPane (host: HTMLElement, user: string, mode: 'edit' | 'view'): Pan
   const status = el('span', { className: 'status', text: 'connecting' })
   status.dataset.status = 'connecting'
   const saved = el('span', { className: 'saved', text: '' })
+  // Exclusive mode: who holds the draft while this pane waits (names are text, never HTML).
+  const holder = el('span', { className: 'holder', text: '' })
   const modeToggle = el('label', { className: 'mode' })
   const modeBox = el('input')
   modeBox.type = 'checkbox'
   modeBox.checked = mode === 'view'
   modeToggle.append(modeBox, document.createTextNode(' view mode'))
-  const header = el('header', {}, el('strong', { text: displayName(user) }), status, saved, modeToggle)
+  const header = el('header', {}, el('strong', { text: displayName(user) }), status, saved, holder, modeToggle)
 
   const title = el('input', { className: 'title' })
   title.placeholder = 'Title'
@@ -98,12 +113,12 @@ function mountPane (host: HTMLElement, user: string, mode: 'edit' | 'view'): Pan
   const doc = new Y.Doc()
   const provider = new ChorusProvider(doc, {
     server: location.origin,
-    app: 'demo',
+    app: appId,
     doc: docId,
     getToken: () => fetchToken(user, mode),
     // One IndexedDB copy per demo user (two editors share this page); none for view mode.
     offline: mode === 'edit',
-    offlineKey: `chorus:demo:${docId}:${user}`,
+    offlineKey: `chorus:${appId}:${docId}:${user}`,
     readOnly: mode === 'view'
   })
   const editor = createEditor({
@@ -129,7 +144,7 @@ function mountPane (host: HTMLElement, user: string, mode: 'edit' | 'view'): Pan
 
   const pane: Pane = {
     user, mode, doc, provider, editor, root,
-    events: { externalChange: 0, externalFields: [], bodyAtEvent: [], saved: 0, readOnly: [] }
+    events: { externalChange: 0, externalFields: [], bodyAtEvent: [], saved: 0, readOnly: [], canPublish: [], holders: [] }
   }
 
   const showStatus = (e: StatusEvent): void => {
@@ -145,6 +160,7 @@ function mountPane (host: HTMLElement, user: string, mode: 'edit' | 'view'): Pan
     pane.events.saved++
   })
   provider.on('can-publish', (ok) => {
+    pane.events.canPublish.push(ok)
     saved.textContent = ok ? 'Saved' : 'Saving…'
     saved.dataset.saved = String(ok)
   })
@@ -158,6 +174,17 @@ function mountPane (host: HTMLElement, user: string, mode: 'edit' | 'view'): Pan
   provider.on('read-only', ({ reason }) => {
     pane.events.readOnly.push(reason)
     notice.textContent = `Read-only: ${reason}`
+  })
+  provider.on('holder', ({ name }) => {
+    pane.events.holders.push(name)
+    holder.textContent = `${name} is editing; read-only until they leave`
+    holder.dataset.holder = name
+  })
+  provider.on('editable', () => {
+    pane.events.holders.push(null)
+    holder.textContent = ''
+    delete holder.dataset.holder
+    notice.textContent = 'You can edit now.'
   })
   provider.on('error', ({ code }) => {
     notice.textContent = `Server: ${code}`

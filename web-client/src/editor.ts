@@ -49,8 +49,11 @@ function selectionBuilder (user: { color?: unknown }): { style: string, class: s
  * Why the editor cannot show `fragment` without changing it, or null if it can.
  * A Chorus body is HTML-shaped and may hold structures that no ProseMirror schema
  * represents (text directly inside `<li>`, `<div>` or `<td>`, unknown elements or
- * marks). y-prosemirror would silently delete those from the shared document, so
- * the editor refuses to bind to such a body instead (see `createEditor`).
+ * marks, attributes the schema does not declare). y-prosemirror would silently
+ * delete those from the shared document, so the editor refuses to bind to such a
+ * body instead (see `createEditor`). The server's HTML import wraps inline runs in
+ * block containers in `<p>` (proto/editor-content.json), so host HTML never trips
+ * this; a raw Yjs client still can.
  */
 export function unsupportedContent (fragment: Y.XmlFragment): string | null {
   try {
@@ -73,6 +76,18 @@ function checked (type: NodeType, attrs: Record<string, unknown> | null, content
   return node
 }
 
+/**
+ * Throws if `attrs` (of a Y element or mark) holds an attribute the schema does not
+ * declare: y-prosemirror would remove it from the shared document at the next edit
+ * of that node.
+ */
+function keepable (what: string, declared: Record<string, unknown>, attrs: Record<string, unknown>): void {
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined) continue
+    if (declared[key] === undefined) throw new Error(`${what} has the attribute ${key}, which the editor cannot keep`)
+  }
+}
+
 function pmChildren (parent: Y.XmlFragment | Y.XmlElement): PMNode[] {
   const out: PMNode[] = []
   for (const child of parent.toArray()) {
@@ -81,8 +96,10 @@ function pmChildren (parent: Y.XmlFragment | Y.XmlElement): PMNode[] {
       if (type === undefined || type === schema.topNodeType || type.isText) {
         throw new Error(`<${child.nodeName}> is not in the editor's schema`)
       }
+      const attrs = child.getAttributes()
+      keepable(`<${child.nodeName}>`, type.spec.attrs ?? {}, attrs)
       try {
-        out.push(checked(type, child.getAttributes(), pmChildren(child)))
+        out.push(checked(type, attrs, pmChildren(child)))
       } catch (err) {
         const why = err instanceof Error ? err.message : String(err)
         throw new Error(why.startsWith('<') ? why : `<${child.nodeName}> with content the editor cannot hold (${why})`)
@@ -95,7 +112,9 @@ function pmChildren (parent: Y.XmlFragment | Y.XmlElement): PMNode[] {
           const name = key.split('--')[0]
           const type = schema.marks[name]
           if (type === undefined) throw new Error(`the mark <${name}> is not in the editor's schema`)
-          return type.create(typeof value === 'object' && value !== null ? value as Record<string, unknown> : null)
+          const attrs = typeof value === 'object' && value !== null ? value as Record<string, unknown> : null
+          if (attrs !== null) keepable(`the mark <${name}>`, type.spec.attrs ?? {}, attrs)
+          return type.create(attrs)
         })
         out.push(schema.text(op.insert, marks))
       }

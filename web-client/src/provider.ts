@@ -5,7 +5,8 @@
  * Chorus extension messages (type 100, opted in with `chorus=1`): saved acks,
  * errors, external-change notices, read-only / holder / editable. Reconnects with
  * exponential backoff and full jitter; asks the host for a fresh token on every
- * connect. Edits survive a reload while offline through y-indexeddb.
+ * connect and shortly before the current one expires, and never sends a token
+ * whose `exp` has passed. Edits survive a reload while offline through y-indexeddb.
  * See proto/PROTOCOL.md.
  */
 import * as Y from 'yjs'
@@ -29,6 +30,29 @@ export const CHORUS_READ_ONLY = 3
 export const CHORUS_REFRESH_TOKEN = 4
 export const CHORUS_HOLDER = 5
 export const CHORUS_EDITABLE = 6
+
+/**
+ * The `exp` claim (unix seconds) of a JWT, read without verifying it (the server
+ * verifies; the client only needs to know when to ask for a new one), or null if
+ * the token has none or does not decode.
+ */
+export function tokenExpiry (token: string): number | null {
+  const part = token.split('.')[1]
+  if (part === undefined) return null
+  try {
+    const b64 = part.replace(/-/g, '+').replace(/_/g, '/')
+    const json = typeof atob === 'function'
+      ? atob(b64 + '='.repeat((4 - b64.length % 4) % 4))
+      : ''
+    const exp: unknown = (JSON.parse(json) as { exp?: unknown }).exp
+    return typeof exp === 'number' && Number.isFinite(exp) ? exp : null
+  } catch {
+    return null
+  }
+}
+
+/** A token this close to its `exp` (ms) counts as expired: it could lapse on the way. */
+const EXPIRY_SKEW_MS = 1000
 
 /** Close codes after which reconnecting cannot help. */
 const FINAL_CLOSE_CODES = new Set([4403, 1008])
@@ -73,7 +97,11 @@ export interface ChorusProviderOptions {
   server: string
   app: string
   doc: string
-  /** Called before every connect (and after a 4401 close): a fresh session token. */
+  /**
+   * Called before every connect (and after a 4401 close), and shortly before the
+   * current token expires: a fresh session token. A token that is already expired
+   * (its `exp`, read without verifying) is never sent: getToken is asked again.
+   */
   getToken: () => Promise<string>
   /** Local presence fields (the server overwrites `user` from the token). */
   user?: Record<string, unknown>
@@ -180,6 +208,10 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
   private initialExternalFired = false
   private lastCanPublish = false
   private readonly persistenceReady: Promise<void>
+  /** Fires shortly before the token of the current connection expires. */
+  private refreshTimer: ReturnType<typeof setTimeout> | null = null
+  /** Tokens handed out by getToken that were expired on arrival (for tests and logs). */
+  expiredTokensRefused = 0
 
   constructor (doc: Y.Doc, options: ChorusProviderOptions) {
     super()
@@ -235,6 +267,7 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
       clearTimeout(this.retryTimer)
       this.retryTimer = null
     }
+    this.clearRefresh()
     this.ws?.close(1000, 'client-disconnect')
   }
 
@@ -263,12 +296,66 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
     }
   }
 
+  /** Is `token` expired (or about to), by its unverified `exp`? */
+  private isExpired (token: string): boolean {
+    const exp = tokenExpiry(token)
+    return exp !== null && exp * 1000 <= Date.now() + EXPIRY_SKEW_MS
+  }
+
+  /**
+   * A token from getToken that is not expired: a host that caches tokens may hand
+   * back a stale one once, so an expired answer is refused and getToken asked again
+   * (three times at most; then this connect attempt fails and backs off).
+   */
+  private async freshToken (): Promise<string> {
+    for (let i = 0; i < 3; i++) {
+      const token = await this.options.getToken()
+      if (!this.isExpired(token)) return token
+      this.expiredTokensRefused++
+    }
+    throw new Error('getToken returned only expired tokens')
+  }
+
+  private clearRefresh (): void {
+    if (this.refreshTimer !== null) {
+      clearTimeout(this.refreshTimer)
+      this.refreshTimer = null
+    }
+  }
+
+  /**
+   * Shortly before `token` expires (a tenth of its remaining life, 1–60 s ahead),
+   * asks getToken for a new one and offers it to the server (`refresh-token`; the
+   * server does not act on it yet, see proto/PROTOCOL.md). The connection itself
+   * stays up: the server checks tokens when a connection opens.
+   */
+  private scheduleRefresh (ws: WebSocket, token: string): void {
+    this.clearRefresh()
+    const exp = tokenExpiry(token)
+    if (exp === null) return
+    const left = exp * 1000 - Date.now()
+    const ahead = Math.min(60_000, Math.max(1000, left / 10))
+    this.refreshTimer = setTimeout(() => {
+      this.refreshTimer = null
+      if (this.ws !== ws) return
+      this.freshToken().then((next) => {
+        if (this.ws !== ws) return
+        const encoder = encoding.createEncoder()
+        encoding.writeVarUint(encoder, MSG_CHORUS)
+        encoding.writeVarUint(encoder, CHORUS_REFRESH_TOKEN)
+        encoding.writeVarString(encoder, next)
+        this.send(encoding.toUint8Array(encoder))
+        this.scheduleRefresh(ws, next)
+      }, (err) => { console.warn('chorus: token refresh failed', err) })
+    }, Math.min(2 ** 31 - 1, Math.max(0, left - ahead)))
+  }
+
   private async open (): Promise<void> {
     this.setStatus({ status: 'connecting' })
     let token: string
     try {
       await this.persistenceReady
-      token = await this.options.getToken()
+      token = await this.freshToken()
     } catch (err) {
       console.warn('chorus: getToken failed', err)
       this.scheduleReconnect()
@@ -291,6 +378,7 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
     ws.onopen = () => {
       if (this.ws !== ws) return
       this.setStatus({ status: 'connected' })
+      this.scheduleRefresh(ws, token)
       const encoder = encoding.createEncoder()
       encoding.writeVarUint(encoder, MSG_SYNC)
       syncProtocol.writeSyncStep1(encoder, this.doc)
@@ -311,6 +399,7 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
     ws.onclose = (event: CloseEvent) => {
       if (this.ws !== ws) return
       this.ws = null
+      this.clearRefresh()
       this.synced = false
       this.answeredStep1 = false
       // Remote presence is stale once the connection is gone.

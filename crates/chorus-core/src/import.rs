@@ -48,6 +48,14 @@
 //! at one index and text edits go in as one delta, because yrs locates an index by
 //! walking from the start.
 //!
+//! Host HTML is fitted to the web client's editor before it is applied
+//! ([`fit_editor`]): inline content sitting directly in a container that must hold
+//! blocks (`<li>text</li>`, `<td>c</td>`, loose text in the body) is wrapped in a
+//! `p`, per the table in `proto/editor-content.json` that the editor's schema is
+//! checked against. A ProseMirror schema cannot mix inline and block content in one
+//! node, and y-prosemirror would delete such content for everyone. The fitted form
+//! renders back to itself, so re-importing a rendered draft stays a no-op.
+//!
 //! No sanitising happens here: `<script>` parses as an element like any other, the
 //! whitelist guard (`guard`) removes what the policy refuses in the same transaction.
 
@@ -58,7 +66,10 @@ use crate::render::{escape_into, is_void};
 use yrs::{TextRef, TransactionMut, XmlFragmentRef};
 
 mod diff;
+mod fit;
 mod parse;
+
+pub use fit::{EditorContent, ElementContent, Holds, Placement, EDITOR_CONTENT_JSON};
 
 /// One node of a body as the host supplies it (or as [`parse_body_html`] reads it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +116,20 @@ pub struct Run {
 /// cannot overflow the stack. Never panics on any input.
 pub fn parse_body_html(html: &str, is_mark: &dyn Fn(&str) -> bool) -> Vec<BodyNode> {
     parse::parse(html, is_mark)
+}
+
+/// `nodes` (a whole body, as [`parse_body_html`] returns it) fitted to the web
+/// client's editor schema: every run of inline content (text with its marks, inline
+/// elements such as `img`, `br`, `abbr`) directly in the body or in a container that
+/// holds blocks (`li`, `td`, `th`, `div`, `blockquote`, `dd`, `figure`, `form`) is
+/// wrapped in a `p`: `<li>text <b>x</b></li>` becomes `<li><p>text <b>x</b></p></li>`.
+/// Containers that hold inline content (`p`, `h1`…`h6`, `dt`, `caption`, …) are left
+/// alone. Which is which comes from `proto/editor-content.json` ([`EditorContent`]);
+/// unknown elements are neither wrapped nor counted as inline.
+///
+/// Idempotent, and a no-op on what the renderer writes for a fitted body.
+pub fn fit_editor(nodes: Vec<BodyNode>) -> Vec<BodyNode> {
+    fit::fit_editor(nodes)
 }
 
 /// Write body nodes back as HTML (text and attribute values escaped, marks as inline

@@ -996,3 +996,167 @@ fn written_back_html_nests_no_deeper_than_the_bound() {
     let depth = html.matches("<div>").count();
     assert!(depth <= crate::render::MAX_DEPTH, "{depth} levels written");
 }
+
+// --- fitting host HTML to the editor schema --------------------------------------------------
+
+/// What the server imports for a host's HTML: parsed, then fitted to the editor.
+fn fitted(html_in: &str) -> Vec<BodyNode> {
+    fit_editor(parse(html_in))
+}
+
+fn fitted_html(html_in: &str) -> String {
+    body_nodes_html(&fitted(html_in))
+}
+
+/// Applies `html_in` as the server imports it: (changed, update).
+fn apply_fitted(doc: &Doc, html_in: &str) -> (bool, Vec<u8>) {
+    apply(doc, &fitted(html_in))
+}
+
+#[test]
+fn inline_runs_in_block_containers_are_wrapped_in_paragraphs() {
+    assert_eq!(
+        fitted_html("<ul><li>text <b>x</b></li></ul><div>b</div><table><tr><td>c</td><th>h</th></tr></table>"),
+        "<ul><li><p>text <b>x</b></p></li></ul><div><p>b</p></div>\
+         <table><tbody><tr><td><p>c</p></td><th><p>h</p></th></tr></tbody></table>"
+    );
+    // Loose text in the body, blockquote, dd, figure; runs end at each block.
+    assert_eq!(
+        fitted_html("loose <em>text</em><blockquote>q<p>para</p>tail <img src=\"/i.png\"></blockquote><dl><dt>term</dt><dd>def</dd></dl>"),
+        "<p>loose <em>text</em></p><blockquote><p>q</p><p>para</p><p>tail <img src=\"/i.png\"></p></blockquote>\
+         <dl><dt>term</dt><dd><p>def</p></dd></dl>"
+    );
+    // A list item with text and a nested list: the text becomes the item's paragraph.
+    assert_eq!(
+        fitted_html("<ul><li>a<br>b<ul><li>c</li></ul></li></ul>"),
+        "<ul><li><p>a<br>b</p><ul><li><p>c</p></li></ul></li></ul>"
+    );
+    // Inline elements that are nodes (not marks) are part of the run.
+    assert_eq!(
+        fitted_html("<td>x</td><div><abbr title=\"t\">ab</abbr> and <q>q</q></div>"),
+        "<p>x</p><div><p><abbr title=\"t\">ab</abbr> and <q>q</q></p></div>"
+    );
+}
+
+#[test]
+fn containers_of_inline_content_and_fitted_html_are_left_alone() {
+    for html_in in [
+        "<p>plain <strong>bold</strong></p>",
+        "<h2>Title</h2><pre>code\n  indented</pre><address>Street<br>Town</address>",
+        "<dl><dt>term <em>x</em></dt></dl><table><caption>Cap</caption><tbody><tr><td><p>c</p></td></tr></tbody></table>",
+        "<ul><li><p>a</p><ul><li><p>b</p></li></ul></li></ul><div><p>x</p><div><p>y</p></div></div>",
+        "<figure><img src=\"/a.png\"><figcaption>Fig</figcaption></figure>",
+        "<hr><p></p>",
+    ] {
+        let once = fitted_html(html_in);
+        let nodes = parse(html_in);
+        // Only the figure's image is loose inline content among these.
+        if !html_in.starts_with("<figure>") {
+            assert_eq!(fit_editor(nodes.clone()), nodes, "{html_in}");
+        }
+        assert_eq!(fitted_html(&once), once, "fitting is idempotent: {html_in}");
+    }
+    assert_eq!(
+        fitted_html("<figure><img src=\"/a.png\"><figcaption>Fig</figcaption></figure>"),
+        "<figure><p><img src=\"/a.png\"></p><figcaption>Fig</figcaption></figure>"
+    );
+}
+
+#[test]
+fn fitted_imports_round_trip_and_re_import_without_a_diff() {
+    let host = "Intro <b>bold</b><ul><li>one</li><li>two <a href=\"https://x.org/\">link</a><ol><li>deep</li></ol></li></ul>\
+                <div>b<p>para</p></div><table><tr><td colspan=\"2\">c</td></tr><tr><th>h</th><td><p>ok</p></td></tr></table>\
+                <blockquote>quoted</blockquote><p>last</p>";
+    let (doc, _, _) = new_doc(11);
+    let (changed, _) = apply_fitted(&doc, host);
+    assert!(changed);
+    let rendered = html(&doc);
+    assert_eq!(
+        rendered,
+        "<p>Intro <b>bold</b></p><ul><li><p>one</p></li><li><p>two <a href=\"https://x.org/\">link</a></p><ol><li><p>deep</p></li></ol></li></ul>\
+         <div><p>b</p><p>para</p></div><table><tbody><tr><td colspan=\"2\"><p>c</p></td></tr><tr><th><p>h</p></th><td><p>ok</p></td></tr></tbody></table>\
+         <blockquote><p>quoted</p></blockquote><p>last</p>"
+    );
+    // The rendering re-imports (plain or fitted) without a single change…
+    assert_round_trip_noop(&doc);
+    let (changed, update) = apply_fitted(&doc, &rendered);
+    assert!(!changed);
+    assert_eq!(update, empty_update());
+    // …and so does the host's original, unfitted HTML.
+    let (changed, update) = apply_fitted(&doc, host);
+    assert!(!changed, "re-importing the host's HTML changed the draft");
+    assert_eq!(update, empty_update());
+    assert_eq!(html(&doc), rendered);
+}
+
+#[test]
+fn a_fitted_re_import_touches_only_what_changed() {
+    let host = "<ul><li>one</li><li>two</li></ul><div>b</div><table><tr><td>c</td></tr></table>";
+    let (doc, _, _) = new_doc(12);
+    apply_fitted(&doc, host);
+    let before = children(&doc);
+    // A cursor inside the list's second item.
+    let two = {
+        let txn = doc.transact();
+        let body = txn.get_xml_fragment(ROOT_BODY).unwrap();
+        let Some(XmlOut::Element(ul)) = body.get(&txn, 0) else {
+            panic!()
+        };
+        let Some(XmlOut::Element(li)) = ul.get(&txn, 1) else {
+            panic!()
+        };
+        let Some(XmlOut::Element(p)) = li.get(&txn, 0) else {
+            panic!()
+        };
+        let Some(XmlOut::Text(t)) = p.get(&txn, 0) else {
+            panic!()
+        };
+        t
+    };
+    let cursor = sticky(&doc, &two, 2);
+    // The host changes only the cell, sending its own unfitted HTML again.
+    let (changed, update) = apply_fitted(
+        &doc,
+        "<ul><li>one</li><li>two</li></ul><div>b</div><table><tr><td>cell</td></tr></table>",
+    );
+    assert!(changed);
+    assert_eq!(children(&doc), before, "no top-level element was replaced");
+    assert_eq!(resolve(&doc, &cursor), 2, "the cursor in the list stayed");
+    let update = decode(&update);
+    assert!(
+        update.delete_set().is_empty(),
+        "nothing deleted: \"c\" was extended"
+    );
+    assert!(html(&doc).ends_with("<td><p>cell</p></td></tr></tbody></table>"));
+}
+
+#[test]
+fn the_editor_content_table_covers_the_default_whitelist() {
+    let table = EditorContent::get();
+    assert_eq!(table.root, Holds::Blocks);
+    assert_eq!(table.wrapper, "p");
+    let policy = chorus_whitelist::Policy::default_policy();
+    let elements: std::collections::BTreeSet<&str> = policy.element_names();
+    let known: std::collections::BTreeSet<&str> =
+        table.elements.keys().map(String::as_str).collect();
+    assert_eq!(
+        known, elements,
+        "proto/editor-content.json lists exactly the whitelist's elements"
+    );
+    for (tag, entry) in &table.elements {
+        // A tag the parser turns into a mark is a mark in the editor, and only those.
+        assert_eq!(
+            entry.is == Placement::Mark,
+            policy.allows_mark(tag, &[]),
+            "<{tag}>: mark in the table iff a mark of the whitelist"
+        );
+        assert_eq!(
+            entry.holds.is_none(),
+            entry.is == Placement::Mark,
+            "<{tag}>: holds"
+        );
+    }
+    // The wrapper itself is a block that holds inline content.
+    let p = table.elements["p"];
+    assert_eq!((p.is, p.holds), (Placement::Block, Some(Holds::Inline)));
+}

@@ -8,7 +8,7 @@
 //! as the document's updates.
 
 use super::{etag_of, now_ms, DocActor, DocKey};
-use chorus_core::import::{body_nodes_html, parse_body_html, BodyNode};
+use chorus_core::import::{body_nodes_html, fit_editor, parse_body_html, BodyNode};
 use chorus_core::ExternalError;
 use chorus_hooks::HookEvent;
 use chorus_store::{HistoryEntry, HistoryPoint};
@@ -181,10 +181,11 @@ impl DocActor {
             // Bound the host's HTML first (our parser caps nesting before it costs
             // anything; the cleaner's parser is quadratic in depth), then the same
             // policy guards it twice: ammonia drops what it refuses, and the guard
-            // checks the resulting update like an edit.
+            // checks the resulting update like an edit. Last, inline runs in block
+            // containers are wrapped in `p`, so the web client's editor can hold them.
             let bounded = body_nodes_html(&parse_body_html(html, &is_mark));
             let clean = whitelist.clean_html(&bounded);
-            parse_body_html(&clean, &is_mark)
+            fit_editor(parse_body_html(&clean, &is_mark))
         });
         let result = self.room.external_change(
             change.base.as_deref().map(Vec::as_slice),
