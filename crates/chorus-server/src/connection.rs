@@ -16,10 +16,14 @@ use axum::response::Response;
 use bytes::Bytes;
 use chorus_core::{ConnId, Session};
 use chorus_protocol::{frame_kind, Message};
+use futures_util::task::AtomicWaker;
 use futures_util::SinkExt;
 use serde::Deserialize;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing::{debug, info};
 
@@ -156,10 +160,11 @@ async fn run(
     let keepalive = tokio::time::sleep(keepalive_every);
     // Created once, not per loop turn: a fresh cancellation future registers with
     // (and a dropped one leaves) its token's waiter list under a mutex, and the
-    // shutdown token is shared by every connection of the process.
-    let closed = control.closed();
-    let shutdown = state.shutdown.cancelled();
-    tokio::pin!(keepalive, closed, shutdown);
+    // shutdown token is shared by every connection of the process. Polled only
+    // when they were woken: each poll of one takes its token's mutex.
+    let mut closed = WhenWoken::new(control.closed());
+    let mut shutdown = WhenWoken::new(state.shutdown.cancelled());
+    tokio::pin!(keepalive);
     let reason: Option<CloseReason> = loop {
         tokio::select! {
             biased;
@@ -264,6 +269,63 @@ async fn write_frames(
         }
     }
     socket.flush().await
+}
+
+/// A future polled only after its own waker fired (and once at the start).
+///
+/// `tokio::select!` polls every branch each time the task wakes; for the
+/// connection's close signals that meant two mutex round trips per frame written,
+/// one of them on the shutdown token every connection shares.
+struct WhenWoken<F> {
+    future: Pin<Box<F>>,
+    gate: Arc<Gate>,
+    waker: Waker,
+}
+
+/// Records that the inner future's waker fired, and wakes the task.
+struct Gate {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for Gate {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref()
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+impl<F: Future> WhenWoken<F> {
+    fn new(future: F) -> Self {
+        let gate = Arc::new(Gate {
+            woken: AtomicBool::new(true),
+            task: AtomicWaker::new(),
+        });
+        WhenWoken {
+            future: Box::pin(future),
+            waker: Waker::from(gate.clone()),
+            gate,
+        }
+    }
+}
+
+impl<F: Future> Future for WhenWoken<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.gate.task.register(cx.waker());
+        if !self.gate.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        let this = &mut *self;
+        this.future
+            .as_mut()
+            .poll(&mut Context::from_waker(&this.waker))
+    }
 }
 
 fn is_capacity_error(e: axum::Error) -> bool {
