@@ -22,7 +22,7 @@ else
 fi
 
 ysweet="$peers/y-sweet/bin/y-sweet"
-if [ -x "$ysweet" ] && "$ysweet" --version 2>/dev/null | grep -q "$YSWEET_VERSION"; then
+if [ -x "$ysweet" ] && "$ysweet" version 2>/dev/null | grep -q "$YSWEET_VERSION"; then
   echo "y-sweet $YSWEET_VERSION: present" >&2
 else
   echo "y-sweet $YSWEET_VERSION: cargo install (several minutes)" >&2
