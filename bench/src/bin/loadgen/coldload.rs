@@ -265,7 +265,7 @@ pub async fn coldload(o: &Opts) -> anyhow::Result<serde_json::Value> {
 mod tests {
     use super::*;
     use yrs::updates::decoder::Decode;
-    use yrs::GetString;
+    use yrs::{GetString, Transact};
 
     #[test]
     fn the_history_merges_into_chunks() {
@@ -282,7 +282,7 @@ mod tests {
 
     #[test]
     fn the_encoded_history_is_what_yrs_makes_of_the_same_inserts() {
-        use yrs::{ReadTxn, Text, Transact};
+        use yrs::{ReadTxn, Text};
         let (history, seed) = (700u32, 3);
         let reference = yrs::Doc::new();
         let text = reference.get_or_insert_text("title");
