@@ -126,6 +126,14 @@ run_lg() {
   echo "$line"
 }
 
+# started SERVER SCENARIO [CLIENTS]: start_server, or an error line in results.jsonl.
+started() {
+  start_server "$1" && return 0
+  printf '{"label":"%s","scenario":"%s","clients":%s,"error":"server did not start"}\n' \
+    "$1" "$2" "${3:-null}" >> "$out/results.jsonl"
+  return 1
+}
+
 want() { case ",$2," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 json_field() { node -e 'try { console.log(JSON.parse(process.argv[1])[process.argv[2]] ?? "") } catch { console.log("") }' "$1" "$2"; }
 short() { cut -c1-240 <<< "$1" >&2; }
@@ -136,27 +144,24 @@ for server in chorus y-websocket hocuspocus y-sweet; do
   echo "=== $server" >&2
   if want fanout "$SCENARIOS"; then
     for n in $FANOUT_CLIENTS; do
-      if start_server "$server"; then
-        short "$(run_lg "$server" $((FANOUT_DURATION + DRAIN + 150)) --scenario fanout --clients "$n" \
-          --rate "$RATE" --duration "$FANOUT_DURATION" --drain "$DRAIN" --concurrency 100)"
-      else
-        run_lg "$server" 1 --scenario fanout --clients "$n" > /dev/null
-      fi
+      started "$server" fanout "$n" && short "$(run_lg "$server" $((FANOUT_DURATION + DRAIN + 150)) \
+        --scenario fanout --clients "$n" --rate "$RATE" --duration "$FANOUT_DURATION" --drain "$DRAIN" \
+        --concurrency 100)"
       stop_server
     done
   fi
   if want throughput "$SCENARIOS"; then
-    start_server "$server" && short "$(run_lg "$server" $((TP_DURATION + DRAIN + 120)) --scenario throughput \
+    started "$server" throughput && short "$(run_lg "$server" $((TP_DURATION + DRAIN + 120)) --scenario throughput \
       --readers "$TP_READERS" --window 64 --duration "$TP_DURATION" --drain "$DRAIN")"
     stop_server
   fi
   if want rooms "$SCENARIOS"; then
-    start_server "$server" && short "$(run_lg "$server" $((ROOMS_AFTER_WAIT + 900)) --scenario rooms \
+    started "$server" rooms && short "$(run_lg "$server" $((ROOMS_AFTER_WAIT + 900)) --scenario rooms \
       --docs "$ROOMS_DOCS" --concurrency 100 --settle 2 --after-wait "$ROOMS_AFTER_WAIT")"
     stop_server
   fi
   if want idle "$SCENARIOS"; then
-    start_server "$server" && short "$(run_lg "$server" $((IDLE_HOLD + 900)) --scenario idle \
+    started "$server" idle && short "$(run_lg "$server" $((IDLE_HOLD + 900)) --scenario idle \
       --clients "$IDLE_CLIENTS" --doc-mode single --hold "$IDLE_HOLD" --settle 2 --concurrency 100)"
     stop_server
   fi
@@ -164,16 +169,16 @@ for server in chorus y-websocket hocuspocus y-sweet; do
     cold=(--scenario coldload --history "$COLD_HISTORY" --chunk "$COLD_CHUNK" --runs "$COLD_RUNS")
     if [ "$server" = chorus ]; then
       # Upload, restart, load: the fresh clients get the doc from the store.
-      if start_server chorus; then
+      if started chorus coldload; then
         up=$(run_lg chorus 900 "${cold[@]}" --phase upload); short "$up"
         stop_server
         doc=$(json_field "$up" doc)
-        if [ -n "$doc" ] && [ -z "$(json_field "$up" error)" ] && start_server chorus; then
+        if [ -n "$doc" ] && [ -z "$(json_field "$up" error)" ] && started chorus coldload; then
           short "$(run_lg chorus 600 "${cold[@]}" --phase load --doc "$doc")"
         fi
       fi
     else
-      start_server "$server" && short "$(run_lg "$server" 900 "${cold[@]}" --phase all)"
+      started "$server" coldload && short "$(run_lg "$server" 900 "${cold[@]}" --phase all)"
     fi
     stop_server
   fi
