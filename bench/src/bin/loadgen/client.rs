@@ -356,6 +356,13 @@ fn now_unix() -> u64 {
         .as_secs()
 }
 
+/// tungstenite's default 128 KiB read buffer per socket would make 10,000 clients
+/// cost the generator over a GiB on the machine it shares with the server; larger
+/// messages still arrive whole (the buffer is only the read chunk).
+fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(8 * 1024)
+}
+
 async fn send_all(ws: &mut Ws, framing: &Framing, out: &mut Vec<Vec<u8>>) -> anyhow::Result<()> {
     if out.is_empty() {
         return Ok(());
@@ -389,7 +396,7 @@ async fn client_task(
         let ms = |t: Instant| t.duration_since(t0).as_secs_f64() * 1e3;
         tokio::time::timeout(dial.timeout, async {
             let (mut ws, _) =
-                tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
+                tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config()), true)
                     .await
                     .context("websocket connect")?;
             info.open_ms = ms(Instant::now());
