@@ -55,16 +55,21 @@ if (fan.length) {
   const clients = [...new Set(fan.map(r => r.clients))].sort((a, b) => a - b)
   const rate = fan.find(r => r.rate)?.rate
   out.push(`## fanout (1 doc, --rate ${rate ?? '?'} inserts/s over all clients)`, '')
-  out.push('Latency p99 in ms (send → receipt at every other client), server CPU % in brackets; delivered ratio below 1 marked with !.', '')
+  out.push('Latency p99 in ms (send → receipt at every other client), server CPU % in brackets; "! r" = only the fraction r of the updates arrived within the drain time (such a run is left out of the ratios).', '')
   const head = ['clients', ...servers, 'p99 ratio', 'CPU ratio']
   const body = clients.map(n => {
     const m = {}; for (const r of fan) if (r.clients === n) m[r.label] = r
     const p99 = {}; const cpu = {}
-    for (const s of servers) { p99[s] = get(m[s], 'latency_ms.p99'); cpu[s] = get(m[s], 'server_cpu_pct') }
+    // a peer that lost updates (delivered ratio < 0.999) is no "best peer": its p99
+    // covers only what it delivered
+    for (const s of servers) {
+      const ok = m[s] && !(m[s].delivered_ratio < 0.999)
+      p99[s] = ok ? get(m[s], 'latency_ms.p99') : null; cpu[s] = ok ? get(m[s], 'server_cpu_pct') : null
+    }
     return [n, ...servers.map(s => {
       const r = m[s]; if (!r) return '–'; if (r.error) return 'error'
       const bad = r.delivered_ratio !== null && r.delivered_ratio < 1 ? ` ! ${fmt(r.delivered_ratio)}` : ''
-      return `${fmt(p99[s])} (${fmt(cpu[s])} %)${bad}`
+      return `${fmt(get(r, 'latency_ms.p99'))} (${fmt(get(r, 'server_cpu_pct'))} %)${bad}`
     }), ratio(p99), ratio(cpu)]
   })
   out.push(table(head, body), '')
