@@ -1,0 +1,690 @@
+//! One task per connection: setup, connect, sync, then insert on command and scan
+//! what arrives for markers. `connect_all` opens many with bounded concurrency.
+
+use super::proto::{sync_msg, uri_encode, Framing, Protocol, SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE};
+use super::setup::{self, Setup, SetupInfo};
+use super::stats::{Clock, Hist};
+use super::Opts;
+use anyhow::{anyhow, bail, Context};
+use chorus_auth::{mint_session, Mode, Secret, SessionClaims};
+use futures_util::{SinkExt, StreamExt};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::{ReadTxn, StateVector, Text, TextRef, Transact, Update};
+
+/// What a client does with what it receives.
+#[derive(Clone, Copy)]
+pub enum Role {
+    /// fanout: latency for markers from other clients.
+    Fanout,
+    /// throughput reader `i`: latency and highest seq seen.
+    Reader(usize),
+    /// throughput writer, coldload uploader: ignores what it receives.
+    Writer,
+    /// rooms, idle: ignores what it receives (may insert once).
+    Quiet,
+    /// coldload reader: applies the history (SyncStep2) to its yrs doc.
+    Full,
+}
+
+/// State shared by every connection task of a run.
+pub struct Shared {
+    pub clock: Clock,
+    pub root: String,
+    pub counting: AtomicBool,
+    pub delivered: AtomicU64,
+    pub late: AtomicU64,
+    pub opened: AtomicU64,
+    pub closed_unexpected: AtomicU64,
+    pub errors: AtomicU64,
+    /// throughput: highest seq seen by each reader (-1: none).
+    pub seen: Vec<AtomicI64>,
+    /// throughput: woken when a reader advances.
+    pub progress: Notify,
+}
+
+impl Shared {
+    pub fn new(clock: Clock, root: &str, readers: usize) -> Arc<Self> {
+        Arc::new(Shared {
+            clock,
+            root: root.to_owned(),
+            counting: AtomicBool::new(true),
+            delivered: AtomicU64::new(0),
+            late: AtomicU64::new(0),
+            opened: AtomicU64::new(0),
+            closed_unexpected: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            seen: (0..readers).map(|_| AtomicI64::new(-1)).collect(),
+            progress: Notify::new(),
+        })
+    }
+
+    pub fn min_seen(&self) -> i64 {
+        self.seen
+            .iter()
+            .map(|s| s.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(-1)
+    }
+
+    pub fn conn_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "opened": self.opened.load(Ordering::Relaxed),
+            "closed_unexpected": self.closed_unexpected.load(Ordering::Relaxed),
+            "errors": self.errors.load(Ordering::Relaxed),
+            "ws_extensions": [],
+        })
+    }
+}
+
+pub enum Cmd {
+    /// Insert marker `seq`; it was scheduled at `scheduled`.
+    Insert { seq: u64, scheduled: Instant },
+    /// Send this y-protocols message (framed for the protocol).
+    Send(Vec<u8>),
+    /// Reply once everything before it was written to the socket.
+    Flush(oneshot::Sender<()>),
+    /// Close the connection and report.
+    Close,
+}
+
+/// What a connection task hands back when it ends.
+#[derive(Default)]
+pub struct ClientReport {
+    pub lat: Hist,
+    pub lag: Hist,
+}
+
+/// Times of one connection in ms from the start of the websocket connect (the HTTP
+/// setup, if any, comes before and is timed on its own).
+#[derive(Clone, Copy, Default, Debug)]
+pub struct ConnectInfo {
+    /// Websocket open (TCP + handshake).
+    pub open_ms: f64,
+    /// First SyncStep2 received.
+    pub step2_ms: f64,
+    /// ... and applied (`Role::Full`; otherwise = `step2_ms`).
+    pub applied_ms: f64,
+    /// Connected and synced (`connect_sync_ms`).
+    pub sync_ms: f64,
+    pub step2_bytes: usize,
+    /// `Role::Full`: length of the root text after the SyncStep2.
+    pub text_len: u32,
+    /// HTTP setup time, when there is one.
+    pub setup_ms: Option<f64>,
+}
+
+pub struct Client {
+    index: usize,
+    role: Role,
+    shared: Arc<Shared>,
+    framing: Framing,
+    doc: yrs::Doc,
+    text: TextRef,
+    lat: Hist,
+    lag: Hist,
+    marker: String,
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+impl Client {
+    pub fn new(
+        index: usize,
+        role: Role,
+        shared: Arc<Shared>,
+        proto: Protocol,
+        doc_name: &str,
+    ) -> Self {
+        let doc = yrs::Doc::new();
+        let text = doc.get_or_insert_text(shared.root.as_str());
+        Client {
+            index,
+            role,
+            shared,
+            framing: Framing::new(proto, doc_name),
+            doc,
+            text,
+            lat: Hist::new(),
+            lag: Hist::new(),
+            marker: String::new(),
+        }
+    }
+
+    fn text_len(&self) -> u32 {
+        self.text.len(&self.doc.transact())
+    }
+
+    /// Handles one incoming frame; y-protocols replies go to `out`. Returns
+    /// (payload bytes, receipt time) on the first SyncStep2 (`synced` false).
+    fn on_frame(
+        &mut self,
+        frame: &[u8],
+        out: &mut Vec<Vec<u8>>,
+        synced: bool,
+    ) -> Option<(usize, Instant)> {
+        let recv = Instant::now();
+        let (sub, payload) = self.framing.parse_sync(frame)?; // other messages: ignored
+        match sub {
+            SYNC_STEP1 => {
+                // Answer the server's step 1 with what it lacks of our own inserts.
+                let sv = StateVector::decode_v1(payload).unwrap_or_default();
+                let update = self.doc.transact().encode_state_as_update_v1(&sv);
+                out.push(sync_msg(SYNC_STEP2, &update));
+                None
+            }
+            SYNC_STEP2 if !synced => {
+                // history is not counted as delivery
+                if matches!(self.role, Role::Full) {
+                    self.apply(payload);
+                }
+                Some((payload.len(), recv))
+            }
+            SYNC_STEP2 | SYNC_UPDATE if synced => {
+                self.on_update(payload);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn apply(&mut self, update: &[u8]) {
+        match Update::decode_v1(update) {
+            Ok(u) => {
+                if self.doc.transact_mut().apply_update(u).is_err() {
+                    self.shared.errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(_) => {
+                self.shared.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn on_update(&mut self, update: &[u8]) {
+        match self.role {
+            Role::Writer | Role::Quiet => return,
+            Role::Full => return self.apply(update),
+            Role::Fanout | Role::Reader(_) => {}
+        }
+        let t_recv = self.shared.clock.now_ms();
+        let counting = self.shared.counting.load(Ordering::Relaxed);
+        let mut delivered = 0u64;
+        let mut late = 0u64;
+        let mut max_seq = None;
+        let me = self.index as u64;
+        let reader = matches!(self.role, Role::Reader(_));
+        super::proto::scan_markers(update, |m| {
+            if !reader && m.client == me {
+                return;
+            }
+            if !counting {
+                late += 1;
+                return;
+            }
+            delivered += 1;
+            self.lat.add(t_recv - m.ts_ms);
+            max_seq = Some(max_seq.unwrap_or(0).max(m.seq));
+        });
+        if delivered > 0 {
+            self.shared
+                .delivered
+                .fetch_add(delivered, Ordering::Relaxed);
+        }
+        if late > 0 {
+            self.shared.late.fetch_add(late, Ordering::Relaxed);
+        }
+        if let (Role::Reader(i), Some(seq)) = (&self.role, max_seq) {
+            self.shared.seen[*i].fetch_max(seq as i64, Ordering::AcqRel);
+            self.shared.progress.notify_one();
+        }
+    }
+
+    /// A real yrs insert at the end of the text; returns the sync message.
+    pub fn insert_marker(&mut self, seq: u64) -> Vec<u8> {
+        self.marker.clear();
+        let _ = write!(
+            self.marker,
+            "~c{}s{}t{:.3}~",
+            self.index,
+            seq,
+            self.shared.clock.now_ms()
+        );
+        let mut txn = self.doc.transact_mut();
+        let len = self.text.len(&txn);
+        self.text.insert(&mut txn, len, &self.marker);
+        let update = txn.encode_update_v1();
+        drop(txn);
+        sync_msg(SYNC_UPDATE, &update)
+    }
+}
+
+/// How clients reach the server: URL template or per-doc setup, tokens, framing.
+pub struct Dial {
+    pub proto: Protocol,
+    url: String,
+    setup: Setup,
+    setup_url: String,
+    token: String,
+    chorus: Option<(String, Secret)>,
+    timeout: Duration,
+    keepalive_ms: u64,
+}
+
+impl Dial {
+    pub fn new(o: &Opts) -> Arc<Self> {
+        Arc::new(Dial {
+            proto: o.protocol,
+            url: o.url.clone(),
+            setup: o.setup,
+            setup_url: o.setup_url.clone(),
+            token: o.token.clone(),
+            chorus: o
+                .chorus_app
+                .clone()
+                .zip(o.chorus_secret.as_deref().map(Secret::new)),
+            timeout: Duration::from_secs_f64(o.connect_timeout),
+            keepalive_ms: if o.keepalive >= 0 {
+                o.keepalive as u64
+            } else {
+                o.protocol.default_keepalive_ms()
+            },
+        })
+    }
+
+    /// The websocket URL and the token for the Auth frame (Hocuspocus) of client
+    /// `index` of `doc`.
+    fn target(
+        &self,
+        doc: &str,
+        index: usize,
+        setup: Option<SetupInfo>,
+    ) -> anyhow::Result<(String, String)> {
+        let (url, token) = match setup {
+            Some(s) => (s.url, s.token),
+            None => {
+                let url = self.url.replace("{doc}", &uri_encode(doc));
+                let token = match &self.chorus {
+                    Some((app, secret)) => {
+                        let claims = SessionClaims::new(
+                            app.as_str(),
+                            format!("load-{index}"),
+                            doc,
+                            Mode::Edit,
+                            now_unix() + 24 * 3600,
+                        );
+                        mint_session(secret, &claims)
+                            .map_err(|e| anyhow!("minting a session token: {e}"))?
+                    }
+                    None => self.token.clone(),
+                };
+                (url, token)
+            }
+        };
+        if token.is_empty() || self.proto == Protocol::Hocuspocus {
+            return Ok((url, token));
+        }
+        let sep = if url.contains('?') { '&' } else { '?' };
+        Ok((format!("{url}{sep}token={}", uri_encode(&token)), token))
+    }
+
+    async fn setup(&self, doc: &str) -> anyhow::Result<Option<SetupInfo>> {
+        match self.setup {
+            Setup::None => Ok(None),
+            Setup::Ysweet => tokio::time::timeout(
+                self.timeout,
+                setup::ysweet(&self.setup_url, &self.token, doc),
+            )
+            .await
+            .unwrap_or_else(|_| Err(anyhow!("setup timeout")))
+            .map(Some),
+        }
+    }
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+/// tungstenite's default 128 KiB read buffer per socket would make 10,000 clients
+/// cost the generator over a GiB on the machine it shares with the server; larger
+/// messages still arrive whole (the buffer is only the read chunk).
+fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(8 * 1024)
+}
+
+async fn send_all(ws: &mut Ws, framing: &Framing, out: &mut Vec<Vec<u8>>) -> anyhow::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    for m in out.drain(..) {
+        ws.feed(WsMessage::Binary(framing.wrap(m).into())).await?;
+    }
+    ws.flush().await?;
+    Ok(())
+}
+
+/// Sets up, connects, syncs, reports on `ready`, then serves commands until
+/// `Close` (or the socket ends), sending keepalives if the protocol needs them.
+async fn client_task(
+    mut c: Client,
+    dial: Arc<Dial>,
+    doc: String,
+    ready: oneshot::Sender<anyhow::Result<ConnectInfo>>,
+    mut cmds: mpsc::UnboundedReceiver<Cmd>,
+) -> ClientReport {
+    let shared = c.shared.clone();
+    let mut info = ConnectInfo::default();
+    let connected = async {
+        let t_setup = Instant::now();
+        let setup = dial.setup(&doc).await?;
+        if setup.is_some() {
+            info.setup_ms = Some(t_setup.elapsed().as_secs_f64() * 1e3);
+        }
+        let (url, token) = dial.target(&doc, c.index, setup)?;
+        let t0 = Instant::now();
+        let ms = |t: Instant| t.duration_since(t0).as_secs_f64() * 1e3;
+        tokio::time::timeout(dial.timeout, async {
+            let (mut ws, _) =
+                tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config()), true)
+                    .await
+                    .context("websocket connect")?;
+            info.open_ms = ms(Instant::now());
+            shared.opened.fetch_add(1, Ordering::Relaxed);
+            let mut out = Vec::new();
+            for f in c.framing.hello(&token) {
+                ws.feed(WsMessage::Binary(f.into())).await?;
+            }
+            let sv = c.doc.transact().state_vector().encode_v1();
+            out.push(sync_msg(SYNC_STEP1, &sv));
+            send_all(&mut ws, &c.framing, &mut out).await?;
+            loop {
+                match ws.next().await {
+                    Some(Ok(WsMessage::Binary(b))) => {
+                        let step2 = c.on_frame(&b, &mut out, false);
+                        send_all(&mut ws, &c.framing, &mut out).await?;
+                        if let Some((bytes, recv)) = step2 {
+                            info.step2_ms = ms(recv);
+                            info.applied_ms = ms(Instant::now());
+                            info.step2_bytes = bytes;
+                            return Ok::<_, anyhow::Error>(ws);
+                        }
+                    }
+                    Some(Ok(WsMessage::Close(f))) => bail!("closed before sync: {f:?}"),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(e.into()),
+                    None => bail!("closed before sync"),
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| Err(anyhow!("connect+sync timeout")))
+        .map(|ws| (ws, ms(Instant::now())))
+    }
+    .await;
+    let mut ws = match connected {
+        Ok((ws, sync_ms)) => {
+            info.sync_ms = sync_ms;
+            if matches!(c.role, Role::Full) {
+                info.text_len = c.text_len();
+            }
+            let _ = ready.send(Ok(info));
+            ws
+        }
+        Err(e) => {
+            shared.errors.fetch_add(1, Ordering::Relaxed);
+            let _ = ready.send(Err(e));
+            return ClientReport::default();
+        }
+    };
+    let ka = Duration::from_millis(dial.keepalive_ms.max(1));
+    let mut keepalive = (dial.keepalive_ms > 0)
+        .then(|| tokio::time::interval_at(tokio::time::Instant::now() + ka, ka));
+    let mut out = Vec::new();
+    loop {
+        tokio::select! {
+            cmd = cmds.recv() => match cmd {
+                Some(Cmd::Insert { seq, scheduled }) => {
+                    let m = c.insert_marker(seq);
+                    out.push(m);
+                    if send_all(&mut ws, &c.framing, &mut out).await.is_err() {
+                        shared.errors.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    c.lag.add(scheduled.elapsed().as_secs_f64() * 1e3);
+                }
+                Some(Cmd::Send(m)) => {
+                    out.push(m);
+                    if send_all(&mut ws, &c.framing, &mut out).await.is_err() {
+                        shared.errors.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                }
+                Some(Cmd::Flush(done)) => {
+                    let _ = done.send(());
+                }
+                Some(Cmd::Close) | None => {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+                    break;
+                }
+            },
+            _ = async {
+                match keepalive.as_mut() {
+                    Some(k) => { k.tick().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {
+                if ws.send(WsMessage::Binary(c.framing.keepalive().into())).await.is_err() {
+                    shared.errors.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+            }
+            msg = ws.next() => match msg {
+                Some(Ok(WsMessage::Binary(b))) => {
+                    c.on_frame(&b, &mut out, true);
+                    if send_all(&mut ws, &c.framing, &mut out).await.is_err() {
+                        shared.errors.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                }
+                Some(Ok(WsMessage::Close(_))) | None => {
+                    shared.closed_unexpected.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) => {
+                    shared.errors.fetch_add(1, Ordering::Relaxed);
+                    shared.closed_unexpected.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+            },
+        }
+    }
+    ClientReport {
+        lat: c.lat,
+        lag: c.lag,
+    }
+}
+
+/// A connected (or failed) client: its command channel and its task.
+pub struct Handle {
+    pub cmds: mpsc::UnboundedSender<Cmd>,
+    pub task: tokio::task::JoinHandle<ClientReport>,
+}
+
+impl Handle {
+    /// Sends `Flush` and waits for the reply (false: the connection ended).
+    pub async fn flushed(&self) -> bool {
+        let (tx, rx) = oneshot::channel();
+        self.cmds.send(Cmd::Flush(tx)).is_ok() && rx.await.is_ok()
+    }
+}
+
+pub struct Connected {
+    pub handles: Vec<Option<Handle>>,
+    pub infos: Vec<Option<ConnectInfo>>,
+    pub connect_hist: Hist,
+    pub setup_hist: Hist,
+    pub failures: u64,
+    pub fail_reasons: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Connected {
+    /// Indices of the clients that connected.
+    pub fn live(&self) -> Vec<usize> {
+        (0..self.handles.len())
+            .filter(|&i| self.handles[i].is_some())
+            .collect()
+    }
+    pub fn fail_reasons_json(&self) -> Option<serde_json::Value> {
+        (self.failures > 0).then(|| serde_json::Value::Object(self.fail_reasons.clone()))
+    }
+}
+
+/// Connects one client per `(doc, role)` (client index = position), at most
+/// `concurrency` setups + connection attempts at once.
+pub async fn connect_all(
+    dial: &Arc<Dial>,
+    shared: &Arc<Shared>,
+    specs: Vec<(String, Role)>,
+    concurrency: usize,
+) -> Connected {
+    let sem = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut pending = Vec::with_capacity(specs.len());
+    for (i, (doc, role)) in specs.into_iter().enumerate() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let c = Client::new(i, role, shared.clone(), dial.proto, &doc);
+        let sem = sem.clone();
+        let dial = dial.clone();
+        let task = tokio::spawn(async move {
+            let permit = sem.acquire_owned().await;
+            let (fwd_tx, fwd_rx) = oneshot::channel();
+            let inner = tokio::spawn(client_task(c, dial, doc, fwd_tx, rx));
+            let r = fwd_rx
+                .await
+                .unwrap_or_else(|_| Err(anyhow!("client task ended")));
+            drop(permit);
+            let _ = ready_tx.send(r);
+            inner.await.unwrap_or_default()
+        });
+        pending.push((Handle { cmds: tx, task }, ready_rx));
+    }
+    let mut out = Connected {
+        handles: Vec::new(),
+        infos: Vec::new(),
+        connect_hist: Hist::new(),
+        setup_hist: Hist::new(),
+        failures: 0,
+        fail_reasons: Default::default(),
+    };
+    for (h, ready) in pending {
+        match ready
+            .await
+            .unwrap_or_else(|_| Err(anyhow!("client task ended")))
+        {
+            Ok(info) => {
+                out.connect_hist.add(info.sync_ms);
+                if let Some(s) = info.setup_ms {
+                    out.setup_hist.add(s);
+                }
+                out.handles.push(Some(h));
+                out.infos.push(Some(info));
+            }
+            Err(e) => {
+                out.failures += 1;
+                let n = out
+                    .fail_reasons
+                    .entry(format!("{e:#}"))
+                    .or_insert(0u64.into());
+                *n = (n.as_u64().unwrap_or(0) + 1).into();
+                let _ = h.task.await;
+                out.handles.push(None);
+                out.infos.push(None);
+            }
+        }
+    }
+    out
+}
+
+/// Connects one client and returns its handle and times.
+pub async fn connect_one(
+    dial: &Arc<Dial>,
+    shared: &Arc<Shared>,
+    doc: &str,
+    index: usize,
+    role: Role,
+) -> anyhow::Result<(Handle, ConnectInfo)> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let c = Client::new(index, role, shared.clone(), dial.proto, doc);
+    let task = tokio::spawn(client_task(c, dial.clone(), doc.to_owned(), ready_tx, rx));
+    let info = ready_rx
+        .await
+        .unwrap_or_else(|_| Err(anyhow!("client task ended")))?;
+    Ok((Handle { cmds: tx, task }, info))
+}
+
+/// Closes every client and merges their histograms.
+pub async fn close_all(handles: Vec<Option<Handle>>) -> (Hist, Hist) {
+    let mut lat = Hist::new();
+    let mut lag = Hist::new();
+    for h in handles.iter().flatten() {
+        let _ = h.cmds.send(Cmd::Close);
+    }
+    for h in handles.into_iter().flatten() {
+        if let Ok(r) = h.task.await {
+            lat.merge(&r.lat);
+            lag.merge(&r.lag);
+        }
+    }
+    (lat, lag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_yrs_update_carries_the_marker_verbatim() {
+        let shared = Shared::new(Clock::new(), "title", 0);
+        let mut c = Client::new(4, Role::Fanout, shared, Protocol::YWebsocket, "d");
+        let msg = c.insert_marker(9);
+        let (sub, payload) = c.framing.parse_sync(&msg).unwrap();
+        assert_eq!(sub, SYNC_UPDATE);
+        let mut got = Vec::new();
+        super::super::proto::scan_markers(payload, |m| got.push((m.client, m.seq)));
+        assert_eq!(got, vec![(4, 9)]);
+    }
+
+    #[test]
+    fn a_full_client_applies_the_history() {
+        use yrs::GetString;
+        let shared = Shared::new(Clock::new(), "title", 0);
+        let mut w = Client::new(0, Role::Writer, shared.clone(), Protocol::Hocuspocus, "d");
+        w.insert_marker(1);
+        let update = w
+            .doc
+            .transact()
+            .encode_state_as_update_v1(&StateVector::default());
+        let mut r = Client::new(1, Role::Full, shared, Protocol::Hocuspocus, "d");
+        let frame = r.framing.wrap(sync_msg(SYNC_STEP2, &update));
+        let mut out = Vec::new();
+        assert_eq!(
+            r.on_frame(&frame, &mut out, false).map(|x| x.0),
+            Some(update.len())
+        );
+        assert_eq!(r.text_len(), w.text_len());
+        assert!(r.text.get_string(&r.doc.transact()).starts_with("~c0s1t"));
+    }
+}
