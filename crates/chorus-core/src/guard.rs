@@ -267,11 +267,17 @@ const SCAN_ORIGIN: &str = "chorus-guard-scan";
 impl Guard {
     /// Install the guard's observers and hook on `doc`, whose roots are `title` and `body`.
     /// It starts inactive (so a stored document loads unchecked); see [`Guard::activate`].
+    ///
+    /// `on_commit` runs at the end of every transaction's after-transaction step, once
+    /// the guard has carried out its actions; its flag says whether the guard
+    /// neutralised anything in that transaction (the removed values are then still
+    /// in the transaction until yrs garbage-collects them).
     pub fn install(
         doc: &Doc,
         title: &TextRef,
         body: &XmlFragmentRef,
         whitelist: Whitelist,
+        on_commit: impl Fn(&TransactionMut, bool) + Send + Sync + 'static,
     ) -> Guard {
         let state = Arc::new(Mutex::new(State {
             whitelist,
@@ -309,8 +315,11 @@ impl Guard {
             st.absorb(scan);
         });
         let g = guard.clone();
-        doc.observe_after_transaction(HOOK_KEY, move |txn| g.after_transaction(txn))
-            .expect("installed before any transaction is open");
+        doc.observe_after_transaction(HOOK_KEY, move |txn| {
+            let neutralised = g.after_transaction(txn);
+            on_commit(txn, neutralised);
+        })
+        .expect("installed before any transaction is open");
         guard
     }
 
@@ -440,12 +449,13 @@ impl Guard {
         st.absorb(scan);
     }
 
-    fn after_transaction(&self, txn: &mut TransactionMut) {
+    /// Carry out what the observers decided; true if anything was neutralised.
+    fn after_transaction(&self, txn: &mut TransactionMut) -> bool {
         let (actions, found, reject) = {
             let mut st = self.lock();
             st.profile = UpdateProfile::UNKNOWN;
             if !st.checking() {
-                return;
+                return false;
             }
             let mut found = std::mem::take(&mut st.found);
             let strip = std::mem::take(&mut st.strip);
@@ -465,7 +475,7 @@ impl Guard {
             (if reject { undo } else { strip }, found, reject)
         };
         if found.total() == 0 {
-            return;
+            return false;
         }
         tracing::debug!(?found, reject, "whitelist neutralised content");
         let state = self.lock();
@@ -478,6 +488,7 @@ impl Guard {
                 .map(|branch| Action::Purge { branch }),
         );
         execute(txn, actions);
+        true
     }
 }
 
