@@ -134,6 +134,11 @@ started() {
   return 1
 }
 
+# Every Chorus run starts from an empty store, as every peer starts empty: a run
+# must not pay for what an earlier scenario wrote (the throughput run alone logs
+# hundreds of thousands of updates). Only coldload restarts on its own upload.
+fresh_store() { rm -rf "$chorus_dir/data"; }
+
 want() { case ",$2," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 json_field() { node -e 'try { console.log(JSON.parse(process.argv[1])[process.argv[2]] ?? "") } catch { console.log("") }' "$1" "$2"; }
 short() { cut -c1-240 <<< "$1" >&2; }
@@ -144,6 +149,7 @@ for server in chorus y-websocket hocuspocus y-sweet; do
   echo "=== $server" >&2
   if want fanout "$SCENARIOS"; then
     for n in $FANOUT_CLIENTS; do
+      fresh_store
       started "$server" fanout "$n" && short "$(run_lg "$server" $((FANOUT_DURATION + DRAIN + 150)) \
         --scenario fanout --clients "$n" --rate "$RATE" --duration "$FANOUT_DURATION" --drain "$DRAIN" \
         --concurrency 100)"
@@ -151,21 +157,25 @@ for server in chorus y-websocket hocuspocus y-sweet; do
     done
   fi
   if want throughput "$SCENARIOS"; then
+    fresh_store
     started "$server" throughput && short "$(run_lg "$server" $((TP_DURATION + DRAIN + 120)) --scenario throughput \
       --readers "$TP_READERS" --window 64 --duration "$TP_DURATION" --drain "$DRAIN")"
     stop_server
   fi
   if want rooms "$SCENARIOS"; then
+    fresh_store
     started "$server" rooms && short "$(run_lg "$server" $((ROOMS_AFTER_WAIT + 900)) --scenario rooms \
       --docs "$ROOMS_DOCS" --concurrency 100 --settle 2 --after-wait "$ROOMS_AFTER_WAIT")"
     stop_server
   fi
   if want idle "$SCENARIOS"; then
+    fresh_store
     started "$server" idle && short "$(run_lg "$server" $((IDLE_HOLD + 900)) --scenario idle \
       --clients "$IDLE_CLIENTS" --doc-mode single --hold "$IDLE_HOLD" --settle 2 --concurrency 100)"
     stop_server
   fi
   if want coldload "$SCENARIOS"; then
+    fresh_store
     cold=(--scenario coldload --history "$COLD_HISTORY" --chunk "$COLD_CHUNK" --runs "$COLD_RUNS")
     if [ "$server" = chorus ]; then
       # Upload, restart, load: the fresh clients get the doc from the store.

@@ -45,7 +45,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -61,6 +61,8 @@ const DOC_BATCH: usize = 64;
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// How often the sweeper checks the number of loaded documents.
 const SWEEP_EVERY: Duration = Duration::from_millis(500);
+/// The shortest time between two sweeps woken by loads past the bound.
+const SWEEP_GAP: Duration = Duration::from_millis(20);
 
 /// Identifies a document: (app id, content id).
 pub type DocKey = (Arc<str>, Arc<str>);
@@ -314,6 +316,9 @@ pub struct Documents {
     hooked_apps: HashSet<String>,
     /// Apps with `collaboration = false` (one edit session per document at a time).
     exclusive_apps: HashSet<String>,
+    /// Woken when a load takes the process past `max_loaded`, so the sweeper does
+    /// not wait out its period while documents keep arriving.
+    over_bound: Notify,
 }
 
 /// What differs between apps, from configuration.
@@ -349,6 +354,7 @@ impl Documents {
             hooks,
             hooked_apps: rules.hooked,
             exclusive_apps: rules.exclusive,
+            over_bound: Notify::new(),
         })
     }
 
@@ -414,7 +420,8 @@ impl Documents {
         if let Some(h) = self.live.get(key) {
             return h.clone();
         }
-        self.live
+        let handle = self
+            .live
             .entry(key.clone())
             .or_insert_with(|| {
                 let (tx, rx) = mpsc::channel(DOC_INBOX);
@@ -430,7 +437,11 @@ impl Documents {
                 ));
                 DocHandle { tx, activity }
             })
-            .clone()
+            .clone();
+        if self.live.len() > self.policy.max_loaded {
+            self.over_bound.notify_one();
+        }
+        handle
     }
 
     /// Send `cmd` to the actor of `key`, starting one if needed; retried once if
@@ -467,6 +478,14 @@ impl Documents {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(SWEEP_EVERY) => {}
+                _ = self.over_bound.notified() => {
+                    // At most one sweep per SWEEP_GAP however fast documents load: a
+                    // sweep reads the activity of every loaded document.
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(SWEEP_GAP) => {}
+                    }
+                }
             }
             let excess = self.live.len().saturating_sub(self.policy.max_loaded);
             if excess == 0 {
