@@ -578,28 +578,25 @@ fn tg_kind<'a>(node: &'a TgNode<'_>) -> Kind<'a> {
 /// [`patience`] matching: not always the longest, always valid, and it still keeps
 /// every child that only moved relative to a few others in place.
 fn lcs<K: Eq + Hash + Copy>(a: &[K], b: &[K]) -> Vec<(usize, usize)> {
+    exact_lcs(a, b).unwrap_or_else(|| patience(a, b))
+}
+
+/// The exact tiers of [`lcs`]: `None` when the lists are too long and too
+/// different for either bound.
+fn exact_lcs<K: Eq + Hash + Copy>(a: &[K], b: &[K]) -> Option<Vec<(usize, usize)>> {
     if a.is_empty() || b.is_empty() {
-        return Vec::new();
+        return Some(Vec::new());
     }
     if a.len().saturating_mul(b.len()) <= LCS_MAX_CELLS {
-        return lcs_table(a, b);
+        return Some(lcs_table(a, b));
     }
-    if let Some(pairs) = myers(a, b, MYERS_MAX_EDITS) {
-        return pairs;
-    }
-    patience(a, b)
+    myers(a, b, MYERS_MAX_EDITS)
 }
 
 /// The bounded tiers of [`lcs`], then a greedy in-order match (each `b` takes the
 /// first unused equal `a` after the previous match), which is linear.
 fn lcs_bounded<K: Eq + Hash + Copy>(a: &[K], b: &[K]) -> Vec<(usize, usize)> {
-    if a.is_empty() || b.is_empty() {
-        return Vec::new();
-    }
-    if a.len().saturating_mul(b.len()) <= LCS_MAX_CELLS {
-        return lcs_table(a, b);
-    }
-    if let Some(pairs) = myers(a, b, MYERS_MAX_EDITS) {
+    if let Some(pairs) = exact_lcs(a, b) {
         return pairs;
     }
     let mut pairs = Vec::new();
