@@ -15,17 +15,18 @@
 //! `crates/chorus-store/benches/store.rs`. Run with
 //! `cargo bench -p chorus-core --bench hot_path`; figures in docs/PERFORMANCE.md.
 
+mod common;
+
 use bytes::Bytes;
-use chorus_auth::Mode;
-use chorus_core::{ConnId, Peer, Room, RoomLimits, Session, Whitelist, WhitelistMode};
+use chorus_core::{ConnId, Peer, Room, RoomLimits, Whitelist, WhitelistMode};
 use chorus_protocol::{encode_sync, Message, SyncMessage, SYNC_UPDATE};
+use common::{client_doc, session};
 use criterion::{BatchSize, Criterion, Throughput};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::hint::black_box;
 use std::rc::Rc;
-use std::sync::Arc;
-use yrs::{Doc, ReadTxn, StateVector, Text, Transact, XmlElementPrelim, XmlFragment};
+use yrs::{ReadTxn, StateVector, Text, Transact, XmlElementPrelim, XmlFragment};
 use yrs::{XmlOut, XmlTextPrelim};
 
 /// Typing updates per measured batch.
@@ -49,25 +50,10 @@ impl Peer for QueuedPeer {
     }
 }
 
-fn session() -> Arc<Session> {
-    Arc::new(Session {
-        user_id: "bench".into(),
-        name: "bench".into(),
-        color: "#000000".into(),
-        avatar: None,
-        mode: Mode::Edit,
-        extensions: false,
-    })
-}
-
 /// A base document of 200 paragraphs and `KEYSTROKES` single-character updates
 /// typed at the end of paragraph 100, as a client produces them.
 fn typing() -> (Vec<u8>, Vec<Vec<u8>>) {
-    let doc = Doc::with_options(yrs::Options {
-        client_id: yrs::ClientID::new(42),
-        offset_kind: yrs::OffsetKind::Utf16,
-        ..yrs::Options::default()
-    });
+    let doc = client_doc();
     let body = doc.get_or_insert_xml_fragment("body");
     {
         let mut txn = doc.transact_mut();

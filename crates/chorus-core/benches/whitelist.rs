@@ -14,16 +14,18 @@
 //! machine's load: `WHITELIST_BENCH=strip|off WHITELIST_WORKLOAD=typing|paste` runs 20
 //! rooms through the workload (see docs/PERFORMANCE.md for the callgrind command).
 
+mod common;
+
 use bytes::Bytes;
-use chorus_auth::Mode;
-use chorus_core::{ConnId, Peer, Room, RoomLimits, Session, Whitelist, WhitelistMode};
+use chorus_core::{ConnId, Peer, Room, RoomLimits, Whitelist, WhitelistMode};
 use chorus_protocol::{Message, SyncMessage};
+use common::{client_doc, session};
 use criterion::{BatchSize, Criterion, Throughput};
 use std::collections::HashMap;
 use std::sync::Arc;
 use yrs::types::Attrs;
 use yrs::{
-    Any, Doc, GetString, ReadTxn, StateVector, Text, Transact, Xml, XmlElementPrelim, XmlFragment,
+    Any, GetString, ReadTxn, StateVector, Text, Transact, Xml, XmlElementPrelim, XmlFragment,
     XmlOut, XmlTextPrelim,
 };
 
@@ -32,17 +34,6 @@ impl Peer for NullPeer {
     fn send(&self, _frame: Bytes) -> bool {
         true
     }
-}
-
-fn session() -> Arc<Session> {
-    Arc::new(Session {
-        user_id: "bench".into(),
-        name: "bench".into(),
-        color: "#000000".into(),
-        avatar: None,
-        mode: Mode::Edit,
-        extensions: false,
-    })
 }
 
 fn room(mode: WhitelistMode, base: &[u8]) -> Room<NullPeer> {
@@ -55,14 +46,6 @@ fn room(mode: WhitelistMode, base: &[u8]) -> Room<NullPeer> {
     room
 }
 
-fn client() -> Doc {
-    Doc::with_options(yrs::Options {
-        client_id: yrs::ClientID::new(42),
-        offset_kind: yrs::OffsetKind::Utf16,
-        ..yrs::Options::default()
-    })
-}
-
 fn strong() -> Attrs {
     HashMap::from([(
         Arc::from("strong"),
@@ -72,7 +55,7 @@ fn strong() -> Attrs {
 
 /// The base document (200 paragraphs) and 1,000 typing updates on top of it.
 fn typing_workload() -> (Vec<u8>, Vec<Vec<u8>>) {
-    let doc = client();
+    let doc = client_doc();
     let body = doc.get_or_insert_xml_fragment("body");
     {
         let mut txn = doc.transact_mut();
@@ -110,7 +93,7 @@ fn typing_workload() -> (Vec<u8>, Vec<Vec<u8>>) {
 
 /// An empty base and one update pasting a large table.
 fn paste_workload() -> (Vec<u8>, Vec<u8>) {
-    let doc = client();
+    let doc = client_doc();
     let body = doc.get_or_insert_xml_fragment("body");
     let base = doc
         .transact()
