@@ -71,6 +71,11 @@ impl std::str::FromStr for WhitelistMode {
     }
 }
 
+/// Version of the checks the guard makes beyond the policy file (roots, embeds,
+/// node kinds). Bump it when they change: content a build checked under older
+/// rules is then checked again when it is next loaded.
+const GUARD_RULES: u32 = 1;
+
 /// A policy, what to do with content outside it, and the HTML sanitiser built from it.
 #[derive(Debug, Clone)]
 pub struct Whitelist {
@@ -89,6 +94,19 @@ impl Whitelist {
             html: Arc::new(HtmlCleaner::new(policy.clone())),
             policy,
             mode,
+        }
+    }
+
+    /// Identifies what content passing this whitelist conforms to: the policy's
+    /// rules and the guard's own, or `off` when nothing is checked. A document
+    /// stored under the same fingerprint needs no second look before it is served.
+    pub fn fingerprint(&self) -> String {
+        match self.mode {
+            WhitelistMode::Off => "off".to_owned(),
+            // Strip and reject both leave only conforming content.
+            WhitelistMode::Strip | WhitelistMode::Reject => {
+                format!("guard{GUARD_RULES}:{}", self.policy.fingerprint())
+            }
         }
     }
 

@@ -376,6 +376,11 @@ impl<P: Peer> Room<P> {
         self.poisoned
     }
 
+    /// The document's state vector (lib0 v1).
+    pub fn state_vector(&self) -> Vec<u8> {
+        self.doc.transact().state_vector().encode_v1()
+    }
+
     /// The document's state as one update (lib0 v1).
     pub fn encode_state(&self) -> Vec<u8> {
         self.doc
@@ -840,6 +845,42 @@ fn stamp_user(state: &str, session: &Session) -> Result<String, RoomError> {
         user.insert(k, v);
     }
     Ok(value.to_string())
+}
+
+/// Does this lib0-v1 state vector name no client (a client that has nothing yet)?
+pub fn is_empty_state_vector(sv: &[u8]) -> bool {
+    guarded(|| StateVector::decode_v1(sv).ok())
+        .flatten()
+        .is_some_and(|sv| sv.is_empty())
+}
+
+/// The frames that answer an empty step 1 with a stored document, built from the
+/// stored bytes alone: step 2 carrying the snapshot (or the first log record), then
+/// one update carrying the rest of the log merged. Integrating a long history into
+/// a [`Room`] takes far longer than reading it, so a joiner that has nothing can be
+/// served while the room is built. Only for stored content that needs no whitelist
+/// pass (see [`Whitelist::fingerprint`]): these bytes leave unchecked.
+pub fn sync_from_stored(
+    snapshot: Option<&[u8]>,
+    updates: &[&[u8]],
+) -> Result<Vec<Bytes>, LoadError> {
+    let mut parts = snapshot.into_iter().chain(updates.iter().copied());
+    let Some(first) = parts.next() else {
+        return Ok(Vec::new());
+    };
+    let rest: Vec<&[u8]> = parts.collect();
+    let mut frames = vec![encode_sync(SYNC_STEP2, first)];
+    match rest.as_slice() {
+        [] => {}
+        [one] => frames.push(encode_sync(SYNC_UPDATE, one)),
+        many => {
+            let merged = guarded(|| yrs::merge_updates_v1(many.iter().copied()).ok())
+                .flatten()
+                .ok_or(LoadError::Undecodable(1))?;
+            frames.push(encode_sync(SYNC_UPDATE, &merged));
+        }
+    }
+    Ok(frames)
 }
 
 #[cfg(test)]

@@ -38,8 +38,8 @@ pub enum PersistOp {
         snapshot: Vec<u8>,
         /// Last log sequence number the snapshot covers.
         upto_seq: u64,
-        /// Metadata to store with it.
-        meta: DocMeta,
+        /// Metadata to store with it (boxed: the other jobs are a fraction of its size).
+        meta: Box<DocMeta>,
     },
 }
 

@@ -116,6 +116,9 @@ pub struct DocMeta {
     pub last_history_point: u64,
     /// When the last history point was taken (ms since the epoch).
     pub last_history_at_ms: u64,
+    /// Fingerprint of the content policy every stored byte was checked against
+    /// (empty = unknown). Opaque here; the server compares it with its own.
+    pub content_policy: String,
 }
 
 /// What a history point is, without its content (the history listing).

@@ -22,7 +22,8 @@
 
 use regex::Regex;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -61,7 +62,7 @@ pub enum PolicyError {
 }
 
 /// The policy file format (see `proto/whitelist-default.json`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct PolicyFile {
     elements: BTreeMap<String, Vec<String>>,
@@ -85,6 +86,8 @@ pub struct Policy {
     /// property → value pattern (anchored); `None` = any value that passes the generic checks.
     styles: HashMap<String, Option<Regex>>,
     marks: HashMap<String, HashSet<String>>,
+    /// SHA-256 (hex) of the policy re-serialised in one canonical form.
+    fingerprint: String,
 }
 
 impl Policy {
@@ -136,7 +139,16 @@ impl Policy {
             };
             styles.insert(property.to_ascii_lowercase(), compiled);
         }
+        // Maps are ordered and whitespace is gone, so the same rules in another
+        // layout of the file get the same fingerprint.
+        let canonical =
+            serde_json::to_vec(&file).map_err(|e| PolicyError::Format(e.to_string()))?;
+        let fingerprint = Sha256::digest(&canonical)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         Ok(Policy {
+            fingerprint,
             elements: file
                 .elements
                 .iter()
@@ -153,6 +165,13 @@ impl Policy {
                 .map(|(k, v)| (k.to_ascii_lowercase(), lower(v).into_iter().collect()))
                 .collect(),
         })
+    }
+
+    /// Identifies these rules: equal for two policies with the same rules, different
+    /// otherwise. Stored next to a document, it tells a later load whether the
+    /// stored content was checked against the policy in force now.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// May an element with this tag exist?

@@ -193,3 +193,24 @@ fn accessors_expose_what_a_sanitiser_needs() {
     assert!(!p.allows_attribute_name("p", "onclick"));
     assert!(!p.allows_attribute("img", "data-image-src", "javascript:alert(1)"));
 }
+
+#[test]
+fn the_fingerprint_follows_the_rules_not_the_layout_of_the_file() {
+    let default = p();
+    let mut value: serde_json::Value = serde_json::from_str(DEFAULT_POLICY_JSON).unwrap();
+    let pretty = serde_json::to_string_pretty(&value).unwrap();
+    let compact = serde_json::to_string(&value).unwrap();
+    for text in [&pretty, &compact] {
+        assert_eq!(
+            Policy::from_json(text).unwrap().fingerprint(),
+            default.fingerprint()
+        );
+    }
+    value["elements"]["p"]
+        .as_array_mut()
+        .unwrap()
+        .push("data-extra".into());
+    let changed = Policy::from_json(&value.to_string()).unwrap();
+    assert_ne!(changed.fingerprint(), default.fingerprint());
+    assert_eq!(default.fingerprint().len(), 64);
+}

@@ -421,3 +421,79 @@ fn a_read_only_document_refuses_changes_but_not_known_content() {
     r.receive(ConnId(2), update_msg(&more)).unwrap();
     assert!(title_of(&r).contains("more"));
 }
+
+/// Updates typing `text` into the title, one transaction per character.
+fn typed_updates(doc: &Doc, text: &str) -> Vec<Vec<u8>> {
+    let title = doc.get_or_insert_text(ROOT_TITLE);
+    text.chars()
+        .map(|c| {
+            let before = doc.transact().state_vector();
+            let mut txn = doc.transact_mut();
+            let len = title.len(&txn);
+            title.insert(&mut txn, len, &c.to_string());
+            drop(txn);
+            doc.transact().encode_state_as_update_v1(&before)
+        })
+        .collect()
+}
+
+#[test]
+fn stored_bytes_answer_an_empty_step_1_with_the_whole_document() {
+    let doc = Doc::with_client_id(3);
+    let records = typed_updates(&doc, "hello world");
+    let snapshot = {
+        let early = Doc::with_client_id(4);
+        let mut txn = early.transact_mut();
+        for r in &records[..5] {
+            txn.apply_update(Update::decode_v1(r).unwrap()).unwrap();
+        }
+        txn.encode_state_as_update_v1(&StateVector::default())
+    };
+    let tail: Vec<&[u8]> = records[5..].iter().map(Vec::as_slice).collect();
+    for (snapshot, tail, frames) in [
+        (Some(snapshot.as_slice()), &tail[..], 2), // snapshot + merged log
+        (Some(snapshot.as_slice()), &tail[..1], 2), // snapshot + one record
+        (Some(snapshot.as_slice()), &tail[..0], 1), // snapshot only
+        (None, &tail[..0], 0),                     // nothing stored
+    ] {
+        let answer = sync_from_stored(snapshot, tail).unwrap();
+        assert_eq!(answer.len(), frames);
+        let client = Doc::new();
+        let title = client.get_or_insert_text(ROOT_TITLE);
+        for (i, frame) in answer.iter().enumerate() {
+            let (kind, update) = match Message::decode(frame).unwrap() {
+                Message::Sync(SyncMessage::Step2(u)) => (SYNC_STEP2, u),
+                Message::Sync(SyncMessage::Update(u)) => (SYNC_UPDATE, u),
+                other => panic!("unexpected {other:?}"),
+            };
+            assert_eq!(kind, if i == 0 { SYNC_STEP2 } else { SYNC_UPDATE });
+            client
+                .transact_mut()
+                .apply_update(Update::decode_v1(&update).unwrap())
+                .unwrap();
+        }
+        let want = match (snapshot, tail.len()) {
+            (None, _) => "",
+            (Some(_), 0) => "hello",
+            (Some(_), 1) => "hello ",
+            _ => "hello world",
+        };
+        assert_eq!(title.get_string(&client.transact()), want);
+    }
+    // Without a snapshot the first record is the step 2.
+    let answer = sync_from_stored(None, &tail).unwrap();
+    assert_eq!(answer.len(), 2);
+    assert!(sync_from_stored(None, &[b"\xff\xff".as_slice(), b"\x00"]).is_ok());
+    assert!(sync_from_stored(None, &[b"\x00\x00", b"\xff\xff", b"\x01"]).is_err());
+}
+
+#[test]
+fn only_a_state_vector_naming_no_client_is_empty() {
+    assert!(is_empty_state_vector(&StateVector::default().encode_v1()));
+    let doc = Doc::with_client_id(9);
+    typed_updates(&doc, "x");
+    assert!(!is_empty_state_vector(
+        &doc.transact().state_vector().encode_v1()
+    ));
+    assert!(!is_empty_state_vector(b"\xff"), "malformed is not empty");
+}

@@ -37,7 +37,7 @@ use crate::persistence::{PersistOp, PersistResult, Persistence};
 use bytes::Bytes;
 use chorus_core::{ConnId, Peer, Room, RoomLimits, Session, Whitelist};
 use chorus_hooks::Hooks;
-use chorus_protocol::Message;
+use chorus_protocol::{Message, SyncMessage};
 use chorus_store::{DocId, DocMeta, HistoryPoint, WriteBatch};
 use dashmap::DashMap;
 use host::HostReply;
@@ -50,7 +50,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, warn};
-use yrs::updates::encoder::Encode;
 use yrs::{ReadTxn, Transact};
 
 /// Commands queued per document actor before senders wait.
@@ -615,11 +614,17 @@ async fn run_actor(
     let stored = match loaded {
         Ok(Ok(stored)) => stored,
         Ok(Err(e)) => {
-            return Box::pin(refuse_all(&docs, &key, &own_tx, &mut rx, &e.to_string())).await
+            let why = e.to_string();
+            return Box::pin(refuse_all(&docs, &key, &own_tx, &mut rx, Vec::new(), &why)).await;
         }
-        Err(e) => return Box::pin(refuse_all(&docs, &key, &own_tx, &mut rx, &e.to_string())).await,
+        Err(e) => {
+            let why = e.to_string();
+            return Box::pin(refuse_all(&docs, &key, &own_tx, &mut rx, Vec::new(), &why)).await;
+        }
     };
     let exists = stored.is_some();
+    // Commands that came while the room was built, to handle in order first.
+    let mut queued = Vec::new();
     let (room, meta, snapshot_bytes, log_records, log_bytes, next_seq) = match stored {
         None => (
             Room::new(docs.limits_for(&key.0)),
@@ -630,16 +635,30 @@ async fn run_actor(
             1,
         ),
         Some(s) => {
-            let room = Room::from_stored(
-                docs.limits_for(&key.0),
-                s.snapshot.as_deref(),
-                s.updates.iter().map(|(_, u)| u.as_slice()),
-            );
-            let room = match room {
+            let s = Arc::new(s);
+            let limits = docs.limits_for(&key.0);
+            let serve_early = s.meta.content_policy == limits.whitelist.fingerprint();
+            let stored = s.clone();
+            // Integrating a long history takes a while: off the runtime's threads.
+            let build = tokio::task::spawn_blocking(move || {
+                Room::from_stored(
+                    limits,
+                    stored.snapshot.as_deref(),
+                    stored.updates.iter().map(|(_, u)| u.as_slice()),
+                )
+            });
+            let built = Box::pin(build_serving_early(
+                build,
+                &s,
+                serve_early,
+                &mut rx,
+                &mut queued,
+            ))
+            .await;
+            let room = match built {
                 Ok(room) => room,
                 Err(e) => {
-                    return Box::pin(refuse_all(&docs, &key, &own_tx, &mut rx, &e.to_string()))
-                        .await
+                    return Box::pin(refuse_all(&docs, &key, &own_tx, &mut rx, queued, &e)).await
                 }
             };
             let last_seq = s
@@ -650,7 +669,7 @@ async fn run_actor(
             let log_bytes: u64 = s.updates.iter().map(|(_, u)| u.len() as u64).sum();
             (
                 room,
-                s.meta,
+                s.meta.clone(),
                 s.snapshot.as_ref().map_or(0, |b| b.len() as u64),
                 s.updates.len() as u64,
                 log_bytes,
@@ -695,22 +714,110 @@ async fn run_actor(
     actor.enforce_quota();
     // Every loaded document keeps this task alive; boxing the parts that are not
     // needed at the same time keeps it small (it was 7.5 KB per document).
-    Box::pin(actor.run(rx, own_tx)).await;
+    Box::pin(actor.run(queued, rx, own_tx)).await;
 }
 
-/// The document could not be loaded: close whoever is waiting, stop. The next
-/// connection starts a new actor, which tries the load again.
+/// Waits for the room being built from `stored`, queueing what arrives meanwhile.
+///
+/// A joiner whose step 1 says it has nothing (a new editor opening the draft, the
+/// usual cold load) is answered from the stored bytes at once when `serve_early`
+/// (they were stored under the whitelist in force, so no check stands between
+/// them and the client), instead of after the integration, which takes hundreds
+/// of milliseconds for a long history. That step 1 stays queued, rewritten to the
+/// built room's state vector, so once the room is built the joiner is sent only
+/// what changed since those bytes: nothing, or what queued commands before it
+/// changed.
+async fn build_serving_early(
+    mut build: tokio::task::JoinHandle<Result<Room<QueuePeer>, chorus_core::LoadError>>,
+    stored: &chorus_store::StoredDoc,
+    serve_early: bool,
+    rx: &mut mpsc::Receiver<DocCommand>,
+    queued: &mut Vec<DocCommand>,
+) -> Result<Room<QueuePeer>, String> {
+    let mut frames: Option<Vec<Bytes>> = None;
+    // Connections served early, with the index of the step 1 that was answered.
+    let mut served: Vec<(ConnId, usize)> = Vec::new();
+    let built = loop {
+        tokio::select! {
+            biased;
+            built = &mut build => break built,
+            Some(cmd) = rx.recv() => {
+                if serve_early {
+                    if let Some(conn) = early_step1(&cmd, &served) {
+                        let frames = frames.get_or_insert_with(|| {
+                            let updates: Vec<&[u8]> =
+                                stored.updates.iter().map(|(_, u)| u.as_slice()).collect();
+                            chorus_core::sync_from_stored(stored.snapshot.as_deref(), &updates)
+                                .unwrap_or_default()
+                        });
+                        let peer = queued.iter().find_map(|c| match c {
+                            DocCommand::Join { conn: joined, peer, .. } if *joined == conn => Some(peer),
+                            _ => None,
+                        });
+                        if let Some(peer) = peer.filter(|_| !frames.is_empty()) {
+                            for frame in frames.iter() {
+                                peer.send(frame.clone());
+                            }
+                            served.push((conn, queued.len()));
+                        }
+                    }
+                }
+                queued.push(cmd);
+            }
+        }
+    };
+    let room = match built {
+        Ok(Ok(room)) => room,
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(e) => return Err(format!("loading panicked: {e}")),
+    };
+    if !served.is_empty() {
+        let sv = Bytes::from(room.state_vector());
+        for (_, i) in served {
+            if let DocCommand::Message {
+                msg: Message::Sync(SyncMessage::Step1(client_sv)),
+                ..
+            } = &mut queued[i]
+            {
+                *client_sv = sv.clone();
+            }
+        }
+    }
+    Ok(room)
+}
+
+/// The connection whose empty step 1 this is, unless it was served early already.
+fn early_step1(cmd: &DocCommand, served: &[(ConnId, usize)]) -> Option<ConnId> {
+    match cmd {
+        DocCommand::Message {
+            conn,
+            msg: Message::Sync(SyncMessage::Step1(sv)),
+        } if chorus_core::is_empty_state_vector(sv) && !served.iter().any(|(c, _)| c == conn) => {
+            Some(*conn)
+        }
+        _ => None,
+    }
+}
+
+/// The document could not be loaded: close whoever is waiting (`queued` came
+/// while it was loading), stop. The next connection starts a new actor, which
+/// tries the load again.
 async fn refuse_all(
     docs: &Arc<Documents>,
     key: &DocKey,
     own_tx: &mpsc::Sender<DocCommand>,
     rx: &mut mpsc::Receiver<DocCommand>,
+    queued: Vec<DocCommand>,
     why: &str,
 ) {
     error!(app = %key.0, doc = %key.1, error = %why, "document could not be loaded; refusing its connections");
     docs.forget(key, own_tx);
     rx.close();
+    let mut rest = Vec::new();
     while let Ok(cmd) = rx.try_recv() {
+        rest.push(cmd);
+    }
+    for cmd in queued.into_iter().chain(rest) {
         match cmd {
             DocCommand::Join { peer, .. } => peer.control.close(CloseReason::DocumentUnavailable),
             DocCommand::Read { reply, .. } => {
@@ -732,48 +839,63 @@ async fn refuse_all(
 }
 
 impl DocActor {
-    async fn run(mut self, mut rx: mpsc::Receiver<DocCommand>, own_tx: mpsc::Sender<DocCommand>) {
+    /// Serve the document until it unloads; `queued` (what came while it loaded) first.
+    async fn run(
+        mut self,
+        queued: Vec<DocCommand>,
+        mut rx: mpsc::Receiver<DocCommand>,
+        own_tx: mpsc::Sender<DocCommand>,
+    ) {
+        let mut queued = Some(queued).filter(|q| !q.is_empty());
         loop {
-            // Everything the arms need is read here, so the arms borrow no part of `self`.
-            let idle_deadline = match (self.room.is_empty(), self.idle_since) {
-                (true, Some(t)) => Some(t + self.docs.policy.idle_unload),
-                _ => None,
-            };
-            let retry_at = if self.inflight.is_none() {
-                self.retry_at
+            if let Some(queued) = queued.take() {
+                let mut stop = Stop::No;
+                for cmd in queued {
+                    stop = stop.max(self.handle(cmd));
+                }
+                if self.stops(stop) {
+                    break;
+                }
             } else {
-                None
-            };
-            let closing_at = self.closing_at;
-            let inflight = self.inflight.as_mut().map(|job| &mut job.done);
-            tokio::select! {
-                first = rx.recv() => {
-                    let Some(first) = first else { break };
-                    // What else is queued is handled before persisting, taken one
-                    // at a time: a batch buffer would cost every loaded document
-                    // DOC_BATCH commands of memory.
-                    let mut stop = self.handle(first);
-                    for _ in 1..DOC_BATCH {
-                        let Ok(cmd) = rx.try_recv() else { break };
-                        stop = stop.max(self.handle(cmd));
+                // Everything the arms need is read here, so the arms borrow no part of `self`.
+                let idle_deadline = match (self.room.is_empty(), self.idle_since) {
+                    (true, Some(t)) => Some(t + self.docs.policy.idle_unload),
+                    _ => None,
+                };
+                let retry_at = if self.inflight.is_none() {
+                    self.retry_at
+                } else {
+                    None
+                };
+                let closing_at = self.closing_at;
+                let inflight = self.inflight.as_mut().map(|job| &mut job.done);
+                tokio::select! {
+                    first = rx.recv() => {
+                        let Some(first) = first else { break };
+                        // What else is queued is handled before persisting, taken one
+                        // at a time: a batch buffer would cost every loaded document
+                        // DOC_BATCH commands of memory.
+                        let mut stop = self.handle(first);
+                        for _ in 1..DOC_BATCH {
+                            let Ok(cmd) = rx.try_recv() else { break };
+                            stop = stop.max(self.handle(cmd));
+                        }
+                        if self.stops(stop) {
+                            break;
+                        }
                     }
-                    match stop {
-                        Stop::No => {}
-                        Stop::IfIdle if !self.room.is_empty() => {}
-                        Stop::IfIdle | Stop::Now => break,
+                    result = async move {
+                        match inflight {
+                            Some(done) => done.await,
+                            None => std::future::pending().await,
+                        }
+                    } => {
+                        self.completed(result.unwrap_or_else(|_| Err("the store writer has stopped".into())));
                     }
+                    _ = sleep_until_opt(idle_deadline) => break,
+                    _ = sleep_until_opt(retry_at) => self.retry_at = None,
+                    _ = sleep_until_opt(closing_at) => self.close_session(),
                 }
-                result = async move {
-                    match inflight {
-                        Some(done) => done.await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    self.completed(result.unwrap_or_else(|_| Err("the store writer has stopped".into())));
-                }
-                _ = sleep_until_opt(idle_deadline) => break,
-                _ = sleep_until_opt(retry_at) => self.retry_at = None,
-                _ = sleep_until_opt(closing_at) => self.close_session(),
             }
             // What was integrated before a fault may still be saved; the panicking
             // update itself never completed.
@@ -790,6 +912,15 @@ impl DocActor {
             }
         }
         Box::pin(self.unload(rx, own_tx)).await;
+    }
+
+    /// Does `stop` end the actor now?
+    fn stops(&self, stop: Stop) -> bool {
+        match stop {
+            Stop::No => false,
+            Stop::IfIdle => self.room.is_empty(),
+            Stop::Now => true,
+        }
     }
 
     fn handle(&mut self, cmd: DocCommand) -> Stop {
@@ -939,7 +1070,10 @@ impl DocActor {
         meta.updated_at_ms = now;
         meta.update_count += new_records;
         meta.contributors.extend(self.contributors.drain(..));
-        meta.state_vector = self.room.doc().transact().state_vector().encode_v1();
+        meta.state_vector = self.room.state_vector();
+        // Whatever the room holds passed this whitelist (a load checks stored content
+        // again unless it was stored under the same one).
+        meta.content_policy = self.docs.whitelist_for(&self.key.0).fingerprint();
         // The encoder starts with a 1 KiB buffer; the actor keeps this meta for as
         // long as the document stays loaded.
         meta.state_vector.shrink_to_fit();
@@ -995,7 +1129,7 @@ impl DocActor {
                 id: self.id.clone(),
                 snapshot,
                 upto_seq,
-                meta,
+                meta: Box::new(meta),
             })
             .await;
         self.inflight = Some(Inflight {

@@ -1,0 +1,233 @@
+//! Loading a stored document with a long history: a joiner that has nothing is
+//! answered from the stored bytes while the server integrates them, but never with
+//! content the whitelist in force would refuse, and never missing an edit another
+//! joiner made meanwhile.
+
+use bytes::Bytes;
+use chorus_e2e::{eventually, raw_connect, TestServer, APP};
+use chorus_protocol::{encode_sync, Message, SyncMessage};
+use futures_util::{SinkExt, StreamExt};
+use std::path::Path;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::{
+    Doc, GetString, ReadTxn, StateVector, Text, Transact, Update, WriteTxn, XmlElementPrelim,
+    XmlFragment, XmlTextPrelim,
+};
+
+/// Typed into the title one character at a time, each at its start, so no two
+/// merge into one item: the server needs a while to integrate them.
+const HISTORY: usize = 100_000;
+const SECRET: &str = "SECRET-WIDGET-TEXT";
+
+/// A document whose title holds `HISTORY` single-character items; optionally a
+/// body element `<x-widget>` holding [`SECRET`]. Returns the update and the title.
+fn long_history(widget: bool) -> (Vec<u8>, String) {
+    let doc = Doc::with_client_id(7);
+    let title = doc.get_or_insert_text("title");
+    for i in 0..HISTORY {
+        let mut txn = doc.transact_mut();
+        let c = char::from(b'a' + (i % 26) as u8);
+        title.insert(&mut txn, 0, &c.to_string());
+    }
+    if widget {
+        let mut txn = doc.transact_mut();
+        let body = txn.get_or_insert_xml_fragment("body");
+        let el = body.push_back(&mut txn, XmlElementPrelim::empty("x-widget"));
+        el.push_back(&mut txn, XmlTextPrelim::new(SECRET));
+    }
+    let txn = doc.transact();
+    (
+        txn.encode_state_as_update_v1(&StateVector::default()),
+        title.get_string(&txn),
+    )
+}
+
+/// Store `update` as document `doc` of a server on `dir`, then stop that server.
+async fn store(dir: &Path, doc: &str, update: &[u8], adjust: impl FnOnce(&mut chorus_e2e::Config)) {
+    let server = TestServer::start_in(dir, adjust).await;
+    let writer = server.ext_client(doc, "alice").await;
+    writer.wait_synced().await.unwrap();
+    let n = writer.send_update(update);
+    eventually(60, "the history is saved", || writer.saved() >= n)
+        .await
+        .unwrap();
+    assert!(writer.errors().is_empty(), "{:?}", writer.errors());
+    drop(writer);
+    server.stop().await.unwrap();
+}
+
+/// What a raw client that sent an empty step 1 receives: every sync message in
+/// order, until the server's own step 1 has been answered... by the server's
+/// second step 2 (or the only one, when nothing was served early).
+struct Received {
+    /// (sub-type, payload) of each sync message: 0 step 1, 1 step 2, 2 update.
+    sync: Vec<(u8, Bytes)>,
+    /// Every binary frame, raw.
+    frames: Vec<Bytes>,
+}
+
+async fn join_with_nothing(server: &TestServer, doc: &str) -> Received {
+    let url = server.ws_url(APP, doc, &server.token(doc, "bob"));
+    let mut ws = raw_connect(&url).await.unwrap();
+    let empty = StateVector::default().encode_v1();
+    ws.send(WsMessage::Binary(encode_sync(0, &empty)))
+        .await
+        .unwrap();
+    let mut got = Received {
+        sync: Vec::new(),
+        frames: Vec::new(),
+    };
+    let read = async {
+        while let Some(Ok(msg)) = ws.next().await {
+            let WsMessage::Binary(frame) = msg else {
+                continue;
+            };
+            got.frames.push(frame.clone());
+            let Ok(Message::Sync(sync)) = Message::decode(&frame) else {
+                continue;
+            };
+            let (sub, payload) = match sync {
+                SyncMessage::Step1(p) => (0, p),
+                SyncMessage::Step2(p) => (1, p),
+                SyncMessage::Update(p) => (2, p),
+            };
+            got.sync.push((sub, payload));
+            // Done once a step 2 came after the server's step 1.
+            let step1 = got.sync.iter().position(|(s, _)| *s == 0);
+            if step1.is_some_and(|i| got.sync[i..].iter().any(|(s, _)| *s == 1)) {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .expect("the handshake completes");
+    got
+}
+
+/// The title a client has after applying `sync` messages (step 2s and updates).
+fn title_after(sync: &[(u8, Bytes)]) -> String {
+    let doc = Doc::new();
+    let title = doc.get_or_insert_text("title");
+    let mut txn = doc.transact_mut();
+    for (sub, payload) in sync {
+        if *sub != 0 {
+            txn.apply_update(Update::decode_v1(payload).unwrap())
+                .unwrap();
+        }
+    }
+    title.get_string(&txn)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiner_with_nothing_gets_the_stored_draft_before_the_history_is_integrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (update, expected) = long_history(false);
+    store(dir.path(), "long", &update, |_| {}).await;
+
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    let got = join_with_nothing(&server, "long").await;
+    let kinds: Vec<u8> = got.sync.iter().map(|(s, _)| *s).collect();
+    assert_eq!(
+        kinds.first(),
+        Some(&1),
+        "the stored draft (step 2) comes first, before the server's step 1: {kinds:?}"
+    );
+    let step1 = kinds.iter().position(|s| *s == 0).unwrap();
+    assert_eq!(
+        title_after(&got.sync[..step1]),
+        expected,
+        "what came before the server's step 1 is the whole stored draft"
+    );
+    assert_eq!(title_after(&got.sync), expected);
+    // The answer to the queued step 1 holds nothing new.
+    let late = &got.sync[step1 + 1..];
+    assert!(
+        late.iter().all(|(_, p)| p.len() < 16),
+        "nothing is sent twice: {:?}",
+        late.iter().map(|(s, p)| (s, p.len())).collect::<Vec<_>>()
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_stored_under_another_whitelist_is_checked_before_anyone_gets_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // Policy A allows <x-widget>; the default policy (B) does not.
+    let mut policy: serde_json::Value =
+        serde_json::from_str(include_str!("../../proto/whitelist-default.json")).unwrap();
+    policy["elements"]["x-widget"] = serde_json::json!([]);
+    let policy_a = dir.path().join("policy-a.json");
+    std::fs::write(&policy_a, policy.to_string()).unwrap();
+    let data = dir.path().join("data");
+    let (update, expected) = long_history(true);
+    store(&data, "widget", &update, |c| {
+        c.apps[0].whitelist = Some(policy_a.clone())
+    })
+    .await;
+
+    // Restarted under B: the widget must not leave the server, early or late.
+    let server = TestServer::start_in(&data, |_| {}).await;
+    let got = join_with_nothing(&server, "widget").await;
+    for frame in &got.frames {
+        assert!(
+            !frame.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+            "content outside the whitelist in force was sent"
+        );
+    }
+    assert_eq!(
+        got.sync.first().map(|(s, _)| *s),
+        Some(0),
+        "stored under another whitelist: answered only once checked"
+    );
+    assert_eq!(
+        title_after(&got.sync),
+        expected,
+        "the allowed rest is served"
+    );
+    server.stop().await.unwrap();
+
+    // The load under B stored what the check removed: from now on the draft is
+    // served early again, still without the widget.
+    let server = TestServer::start_in(&data, |_| {}).await;
+    let got = join_with_nothing(&server, "widget").await;
+    assert_eq!(got.sync.first().map(|(s, _)| *s), Some(1));
+    for frame in &got.frames {
+        assert!(!frame.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()));
+    }
+    assert_eq!(title_after(&got.sync), expected);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_made_while_the_document_loads_reaches_joiners_served_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let (update, expected) = long_history(false);
+    store(dir.path(), "busy", &update, |_| {}).await;
+
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    // Both join while the history integrates; the first edits at once, so its
+    // edit is queued before the second's step 1.
+    let first = server.ext_client("busy", "carol").await;
+    let n = first.insert_title(0, "EARLY-EDIT ");
+    let second = server.client("busy", "dave").await;
+    let want = format!("EARLY-EDIT {expected}");
+    eventually(60, "both have the edit", || {
+        first.title() == want && second.title() == want
+    })
+    .await
+    .unwrap();
+    eventually(30, "the edit is saved", || first.saved() >= n)
+        .await
+        .unwrap();
+    drop((first, second));
+    server.stop().await.unwrap();
+
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    let got = join_with_nothing(&server, "busy").await;
+    assert_eq!(title_after(&got.sync), want, "and it was stored");
+    server.stop().await.unwrap();
+}
