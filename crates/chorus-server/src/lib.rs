@@ -10,6 +10,7 @@
 //! - [`connection`]: one task per websocket (authenticate, decode, forward, write);
 //! - [`close`]: the single place where errors become websocket close codes;
 //! - [`metrics`] and [`ops`]: `/healthz`, `/readyz`, `/metrics`;
+//! - [`release`]: handing freed heap back to the OS after documents unload;
 //! - [`demo`]: `/demo` and `/demo/token`, routed only with `--demo`;
 //! - [`serve`]: binding, routing, and graceful shutdown in layers (stop accepting →
 //!   close every socket with 1012 → wait for connection tasks, with a deadline).
@@ -33,6 +34,7 @@ pub mod ops;
 pub mod outbox;
 pub mod persistence;
 pub mod registry;
+pub mod release;
 mod serve;
 
 pub use config::{AppConfig, Config, LogFormat};

@@ -34,6 +34,7 @@ use crate::close::{CloseReason, Closing};
 use crate::metrics::Metrics;
 use crate::outbox::{OutboxSender, PushError};
 use crate::persistence::{PersistOp, PersistResult, Persistence};
+use crate::release::{release_free_memory, TrimPolicy};
 use bytes::Bytes;
 use chorus_core::{ConnId, Peer, Room, RoomLimits, Session, Whitelist};
 use chorus_hooks::Hooks;
@@ -471,8 +472,10 @@ impl Documents {
     }
 
     /// Keep at most `max_loaded` documents: ask the least recently active idle ones
-    /// to unload. Runs until `stop` is cancelled.
+    /// to unload; hand freed memory back once many have unloaded (see
+    /// [`crate::release`]). Runs until `stop` is cancelled.
     pub async fn sweep(self: Arc<Self>, stop: CancellationToken) {
+        let mut trim = TrimPolicy::default();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -485,6 +488,9 @@ impl Documents {
                         _ = tokio::time::sleep(SWEEP_GAP) => {}
                     }
                 }
+            }
+            if trim.observe(self.live.len()) {
+                tokio::task::spawn_blocking(release_free_memory);
             }
             let excess = self.live.len().saturating_sub(self.policy.max_loaded);
             if excess == 0 {
