@@ -16,6 +16,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use chorus_core::{ConnId, Session};
 use chorus_protocol::{frame_kind, Message};
+use futures_util::future::Either;
 use futures_util::task::AtomicWaker;
 use futures_util::SinkExt;
 use serde::Deserialize;
@@ -25,6 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::{debug, info};
 
 /// The subprotocol a client offers to receive Chorus extension messages.
@@ -94,12 +96,21 @@ pub async fn ws_handler(
         .max_message_size(limit)
         .max_frame_size(limit)
         .protocols([EXTENSION_PROTOCOL])
-        .on_upgrade(move |socket| async move {
-            let _guard = guard;
-            match verdict {
-                Err(reason) => Box::pin(close_socket(socket, Closing::from(&reason), &state)).await,
-                Ok(session) => run(socket, state, (app.into(), content.into()), session).await,
-            }
+        // No async block around the two paths: it would keep a copy of the socket
+        // next to the one inside the chosen path's future for as long as the
+        // connection lives (see `run`).
+        .on_upgrade(move |socket| match verdict {
+            Err(reason) => Either::Left(Box::pin(async move {
+                let _guard = guard;
+                close_socket(socket, Closing::from(&reason), &state).await
+            })),
+            Ok(session) => Either::Right(run(
+                socket,
+                state,
+                (app.into(), content.into()),
+                session,
+                guard,
+            )),
         })
 }
 
@@ -126,110 +137,122 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-async fn run(
+/// The connection's task: join, then relay frames both ways until either side ends.
+///
+/// A plain `fn` returning an `async move` block rather than an `async fn`: an async
+/// fn's future stores each argument twice (rustc keeps the argument slots and moves
+/// them into locals; rust-lang/rust#62958), which for the 368-byte socket and the
+/// rest cost ~400 bytes of every connection's task; the block uses its captures in
+/// place.
+#[allow(clippy::manual_async_fn)] // the point: see above
+fn run(
     mut socket: WebSocket,
     state: AppState,
     key: crate::registry::DocKey,
     session: Arc<Session>,
-) {
-    let conn = ConnId(NEXT_CONN.fetch_add(1, Ordering::Relaxed));
-    let control = Arc::new(ConnControl::default());
-    let (out_tx, mut out_rx) = outbox(state.config.outbound_queue_frames);
-    let join = DocCommand::Join {
-        conn,
-        session: session.clone(),
-        peer: QueuePeer::new(out_tx, control.clone()),
-    };
-    // A document actor that just stopped (unloading, or after a reset) is replaced.
-    // Cold paths (joining, closing) are boxed: a connection task's future is as
-    // large as its largest await point, and it lives as long as the connection.
-    let doc = match Box::pin(state.documents.dispatch(&key, join)).await {
-        Ok(doc) => doc,
-        Err(_) => {
-            Box::pin(close_socket(
-                socket,
-                Closing::from(&CloseReason::DocumentReset),
-                &state,
-            ))
-            .await;
-            return;
-        }
-    };
-    state.metrics.connection_opened();
-    debug!(conn = conn.0, app = %key.0, doc = %key.1, user = %session.user_id, mode = session.mode.as_str(), "joined");
+    guard: TaskTrackerToken,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let _guard = guard;
+        let conn = ConnId(NEXT_CONN.fetch_add(1, Ordering::Relaxed));
+        let control = Arc::new(ConnControl::default());
+        let (out_tx, mut out_rx) = outbox(state.config.outbound_queue_frames);
+        let join = DocCommand::Join {
+            conn,
+            session: session.clone(),
+            peer: QueuePeer::new(out_tx, control.clone()),
+        };
+        // A document actor that just stopped (unloading, or after a reset) is replaced.
+        // Cold paths (joining, closing) are boxed: a connection task's future is as
+        // large as its largest await point, and it lives as long as the connection.
+        let doc = match Box::pin(state.documents.dispatch(&key, join)).await {
+            Ok(doc) => doc,
+            Err(_) => {
+                Box::pin(close_socket(
+                    socket,
+                    Closing::from(&CloseReason::DocumentReset),
+                    &state,
+                ))
+                .await;
+                return;
+            }
+        };
+        state.metrics.connection_opened();
+        debug!(conn = conn.0, app = %key.0, doc = %key.1, user = %session.user_id, mode = session.mode.as_str(), "joined");
 
-    let keepalive_every = Duration::from_secs(state.config.keepalive_secs.max(1));
-    let keepalive = tokio::time::sleep(keepalive_every);
-    // Created once, not per loop turn: a fresh cancellation future registers with
-    // (and a dropped one leaves) its token's waiter list under a mutex, and the
-    // shutdown token is shared by every connection of the process. Polled only
-    // when they were woken: each poll of one takes its token's mutex.
-    let mut closed = WhenWoken::new(control.closed());
-    let mut shutdown = WhenWoken::new(state.shutdown.cancelled());
-    tokio::pin!(keepalive);
-    let reason: Option<CloseReason> = loop {
-        tokio::select! {
-            biased;
-            _ = &mut closed => break None,
-            _ = &mut shutdown => break Some(CloseReason::Shutdown),
-            frame = out_rx.recv() => {
-                let Some(frame) = frame else { break None };
-                if write_batch(&mut socket, &mut out_rx, frame, &state).await.is_err() {
-                    break None;
-                }
-                keepalive.as_mut().reset(tokio::time::Instant::now() + keepalive_every);
-            }
-            _ = &mut keepalive => {
-                let frame = Bytes::from_static(KEEPALIVE_FRAME);
-                if write_batch(&mut socket, &mut out_rx, frame, &state).await.is_err() {
-                    break None;
-                }
-                keepalive.as_mut().reset(tokio::time::Instant::now() + keepalive_every);
-            }
-            incoming = socket.recv() => match incoming {
-                Some(Ok(WsMessage::Binary(bytes))) => {
-                    let msg = match Message::decode(&bytes) {
-                        Ok(msg) => msg,
-                        Err(e) => break Some(CloseReason::Decode(e)),
-                    };
-                    state.metrics.inbound(msg.kind(), bytes.len());
-                    if doc.send(DocCommand::Message { conn, msg }).await.is_err() {
-                        break Some(CloseReason::DocumentReset);
+        let keepalive_every = Duration::from_secs(state.config.keepalive_secs.max(1));
+        let keepalive = tokio::time::sleep(keepalive_every);
+        // Created once, not per loop turn: a fresh cancellation future registers with
+        // (and a dropped one leaves) its token's waiter list under a mutex, and the
+        // shutdown token is shared by every connection of the process. Polled only
+        // when they were woken: each poll of one takes its token's mutex.
+        let mut closed = WhenWoken::new(control.closed());
+        let mut shutdown = WhenWoken::new(state.shutdown.cancelled());
+        tokio::pin!(keepalive);
+        let reason: Option<CloseReason> = loop {
+            tokio::select! {
+                biased;
+                _ = &mut closed => break None,
+                _ = &mut shutdown => break Some(CloseReason::Shutdown),
+                frame = out_rx.recv() => {
+                    let Some(frame) = frame else { break None };
+                    if write_batch(&mut socket, &mut out_rx, frame, &state).await.is_err() {
+                        break None;
                     }
+                    keepalive.as_mut().reset(tokio::time::Instant::now() + keepalive_every);
                 }
-                Some(Ok(WsMessage::Text(_))) => break Some(CloseReason::TextFrame),
-                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
-                Some(Ok(WsMessage::Close(_))) | None => break None,
-                Some(Err(e)) => break is_capacity_error(e).then_some(CloseReason::MessageTooLarge),
+                _ = &mut keepalive => {
+                    let frame = Bytes::from_static(KEEPALIVE_FRAME);
+                    if write_batch(&mut socket, &mut out_rx, frame, &state).await.is_err() {
+                        break None;
+                    }
+                    keepalive.as_mut().reset(tokio::time::Instant::now() + keepalive_every);
+                }
+                incoming = socket.recv() => match incoming {
+                    Some(Ok(WsMessage::Binary(bytes))) => {
+                        let msg = match Message::decode(&bytes) {
+                            Ok(msg) => msg,
+                            Err(e) => break Some(CloseReason::Decode(e)),
+                        };
+                        state.metrics.inbound(msg.kind(), bytes.len());
+                        if doc.send(DocCommand::Message { conn, msg }).await.is_err() {
+                            break Some(CloseReason::DocumentReset);
+                        }
+                    }
+                    Some(Ok(WsMessage::Text(_))) => break Some(CloseReason::TextFrame),
+                    Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
+                    Some(Ok(WsMessage::Close(_))) | None => break None,
+                    Some(Err(e)) => break is_capacity_error(e).then_some(CloseReason::MessageTooLarge),
+                }
+            }
+        };
+        // A close the document decided (a refused update, say) may follow a frame that
+        // explains it (a Chorus error): deliver what is already queued first. Not for a
+        // slow consumer: its queue is the problem.
+        if reason.is_none()
+            && control
+                .reason()
+                .is_some_and(|c| c.code != crate::close::TRY_AGAIN_LATER)
+        {
+            if let Some(frame) = out_rx.try_recv() {
+                let _ = write_batch(&mut socket, &mut out_rx, frame, &state).await;
             }
         }
-    };
-    // A close the document decided (a refused update, say) may follow a frame that
-    // explains it (a Chorus error): deliver what is already queued first. Not for a
-    // slow consumer: its queue is the problem.
-    if reason.is_none()
-        && control
-            .reason()
-            .is_some_and(|c| c.code != crate::close::TRY_AGAIN_LATER)
-    {
-        if let Some(frame) = out_rx.try_recv() {
-            let _ = write_batch(&mut socket, &mut out_rx, frame, &state).await;
+        let _ = doc.send(DocCommand::Leave { conn }).await;
+        state.metrics.connection_closed();
+        let closing = reason
+            .as_ref()
+            .map(Closing::from)
+            .or_else(|| control.reason());
+        if let Some(closing) = closing {
+            debug!(
+                conn = conn.0,
+                code = closing.code,
+                reason = closing.reason,
+                "closing"
+            );
+            Box::pin(close_socket(socket, closing, &state)).await;
         }
-    }
-    let _ = doc.send(DocCommand::Leave { conn }).await;
-    state.metrics.connection_closed();
-    let closing = reason
-        .as_ref()
-        .map(Closing::from)
-        .or_else(|| control.reason());
-    if let Some(closing) = closing {
-        debug!(
-            conn = conn.0,
-            code = closing.code,
-            reason = closing.reason,
-            "closing"
-        );
-        Box::pin(close_socket(socket, closing, &state)).await;
     }
 }
 

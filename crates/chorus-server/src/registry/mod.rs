@@ -43,6 +43,8 @@ use chorus_store::{DocId, DocMeta, HistoryPoint, WriteBatch};
 use dashmap::DashMap;
 use host::HostReply;
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -606,13 +608,37 @@ struct DocActor {
     waiting: Vec<ConnId>,
 }
 
+/// A document's task: load it, then serve it until it unloads.
+///
+/// Every loaded document keeps this task alive, so its size is memory per
+/// document. Each phase is a boxed future and only the serving one is alive while
+/// the document is served: awaited inline, the loading phase's locals (the actor
+/// being built among them, 1.1 KB) stayed part of the task for its whole life.
 async fn run_actor(
+    docs: Arc<Documents>,
+    key: DocKey,
+    rx: mpsc::Receiver<DocCommand>,
+    own_tx: mpsc::Sender<DocCommand>,
+    activity: Arc<Activity>,
+) {
+    let serve = Box::pin(load_actor(docs, key, rx, own_tx, activity)).await;
+    if let Some(serve) = serve {
+        serve.await;
+    }
+}
+
+/// The serving phase of a document's task.
+type Serving = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Load the document (see [`build_serving_early`]) and return the future that
+/// serves it, or `None` once whoever waited was told it could not be loaded.
+async fn load_actor(
     docs: Arc<Documents>,
     key: DocKey,
     mut rx: mpsc::Receiver<DocCommand>,
     own_tx: mpsc::Sender<DocCommand>,
     activity: Arc<Activity>,
-) {
+) -> Option<Serving> {
     let id = DocId::new(&*key.0, &*key.1);
     let store = docs.persistence.store().clone();
     let load_id = id.clone();
@@ -621,11 +647,13 @@ async fn run_actor(
         Ok(Ok(stored)) => stored,
         Ok(Err(e)) => {
             let why = e.to_string();
-            return Box::pin(refuse_all(&docs, &key, &own_tx, &mut rx, Vec::new(), &why)).await;
+            Box::pin(refuse_all(&docs, &key, &own_tx, &mut rx, Vec::new(), &why)).await;
+            return None;
         }
         Err(e) => {
             let why = e.to_string();
-            return Box::pin(refuse_all(&docs, &key, &own_tx, &mut rx, Vec::new(), &why)).await;
+            Box::pin(refuse_all(&docs, &key, &own_tx, &mut rx, Vec::new(), &why)).await;
+            return None;
         }
     };
     let exists = stored.is_some();
@@ -664,7 +692,8 @@ async fn run_actor(
             let room = match built {
                 Ok(room) => room,
                 Err(e) => {
-                    return Box::pin(refuse_all(&docs, &key, &own_tx, &mut rx, queued, &e)).await
+                    Box::pin(refuse_all(&docs, &key, &own_tx, &mut rx, queued, &e)).await;
+                    return None;
                 }
             };
             let last_seq = s
@@ -718,9 +747,7 @@ async fn run_actor(
         waiting: Vec::new(),
     };
     actor.enforce_quota();
-    // Every loaded document keeps this task alive; boxing the parts that are not
-    // needed at the same time keeps it small (it was 7.5 KB per document).
-    Box::pin(actor.run(queued, rx, own_tx)).await;
+    Some(Box::pin(actor.run(queued, rx, own_tx)))
 }
 
 /// Waits for the room being built from `stored`, queueing what arrives meanwhile.
@@ -747,7 +774,9 @@ async fn build_serving_early(
         tokio::select! {
             biased;
             built = &mut build => break built,
-            Some(cmd) = rx.recv() => {
+            // Past this many, senders wait for the load, as they would on a full
+            // inbox: the queue is not a way around its bound.
+            Some(cmd) = rx.recv(), if queued.len() < DOC_INBOX => {
                 if serve_early {
                     if let Some(conn) = early_step1(&cmd, &served) {
                         let frames = frames.get_or_insert_with(|| {
@@ -846,78 +875,85 @@ async fn refuse_all(
 
 impl DocActor {
     /// Serve the document until it unloads; `queued` (what came while it loaded) first.
-    async fn run(
+    ///
+    /// A plain `fn` returning an `async move` block: as an `async fn` its future
+    /// stored `self` (1.1 KB) twice, the argument and the local it is moved into
+    /// (rust-lang/rust#62958); the block uses its captures in place.
+    #[allow(clippy::manual_async_fn)] // the point: see above
+    fn run(
         mut self,
         queued: Vec<DocCommand>,
         mut rx: mpsc::Receiver<DocCommand>,
         own_tx: mpsc::Sender<DocCommand>,
-    ) {
-        let mut queued = Some(queued).filter(|q| !q.is_empty());
-        loop {
-            if let Some(queued) = queued.take() {
-                let mut stop = Stop::No;
-                for cmd in queued {
-                    stop = stop.max(self.handle(cmd));
+    ) -> impl Future<Output = ()> + Send {
+        async move {
+            let mut queued = Some(queued).filter(|q| !q.is_empty());
+            loop {
+                if let Some(queued) = queued.take() {
+                    let mut stop = Stop::No;
+                    for cmd in queued {
+                        stop = stop.max(self.handle(cmd));
+                    }
+                    if self.stops(stop) {
+                        break;
+                    }
+                } else {
+                    // Everything the arms need is read here, so the arms borrow no part of `self`.
+                    let idle_deadline = match (self.room.is_empty(), self.idle_since) {
+                        (true, Some(t)) => Some(t + self.docs.policy.idle_unload),
+                        _ => None,
+                    };
+                    let retry_at = if self.inflight.is_none() {
+                        self.retry_at
+                    } else {
+                        None
+                    };
+                    let closing_at = self.closing_at;
+                    let inflight = self.inflight.as_mut().map(|job| &mut job.done);
+                    tokio::select! {
+                        first = rx.recv() => {
+                            let Some(first) = first else { break };
+                            // What else is queued is handled before persisting, taken one
+                            // at a time: a batch buffer would cost every loaded document
+                            // DOC_BATCH commands of memory.
+                            let mut stop = self.handle(first);
+                            for _ in 1..DOC_BATCH {
+                                let Ok(cmd) = rx.try_recv() else { break };
+                                stop = stop.max(self.handle(cmd));
+                            }
+                            if self.stops(stop) {
+                                break;
+                            }
+                        }
+                        result = async move {
+                            match inflight {
+                                Some(done) => done.await,
+                                None => std::future::pending().await,
+                            }
+                        } => {
+                            self.completed(result.unwrap_or_else(|_| Err("the store writer has stopped".into())));
+                        }
+                        _ = sleep_until_opt(idle_deadline) => break,
+                        _ = sleep_until_opt(retry_at) => self.retry_at = None,
+                        _ = sleep_until_opt(closing_at) => self.close_session(),
+                    }
                 }
-                if self.stops(stop) {
+                // What was integrated before a fault may still be saved; the panicking
+                // update itself never completed.
+                self.collect();
+                if self.room.is_poisoned() {
+                    warn!(app = %self.key.0, doc = %self.key.1, "yrs panicked on an update; dropping the in-memory document");
+                    for (_, c) in self.controls.drain() {
+                        c.close(CloseReason::DocumentReset);
+                    }
                     break;
                 }
-            } else {
-                // Everything the arms need is read here, so the arms borrow no part of `self`.
-                let idle_deadline = match (self.room.is_empty(), self.idle_since) {
-                    (true, Some(t)) => Some(t + self.docs.policy.idle_unload),
-                    _ => None,
-                };
-                let retry_at = if self.inflight.is_none() {
-                    self.retry_at
-                } else {
-                    None
-                };
-                let closing_at = self.closing_at;
-                let inflight = self.inflight.as_mut().map(|job| &mut job.done);
-                tokio::select! {
-                    first = rx.recv() => {
-                        let Some(first) = first else { break };
-                        // What else is queued is handled before persisting, taken one
-                        // at a time: a batch buffer would cost every loaded document
-                        // DOC_BATCH commands of memory.
-                        let mut stop = self.handle(first);
-                        for _ in 1..DOC_BATCH {
-                            let Ok(cmd) = rx.try_recv() else { break };
-                            stop = stop.max(self.handle(cmd));
-                        }
-                        if self.stops(stop) {
-                            break;
-                        }
-                    }
-                    result = async move {
-                        match inflight {
-                            Some(done) => done.await,
-                            None => std::future::pending().await,
-                        }
-                    } => {
-                        self.completed(result.unwrap_or_else(|_| Err("the store writer has stopped".into())));
-                    }
-                    _ = sleep_until_opt(idle_deadline) => break,
-                    _ = sleep_until_opt(retry_at) => self.retry_at = None,
-                    _ = sleep_until_opt(closing_at) => self.close_session(),
+                if self.inflight.is_none() && self.retry_at.is_none() {
+                    Box::pin(self.persist()).await;
                 }
             }
-            // What was integrated before a fault may still be saved; the panicking
-            // update itself never completed.
-            self.collect();
-            if self.room.is_poisoned() {
-                warn!(app = %self.key.0, doc = %self.key.1, "yrs panicked on an update; dropping the in-memory document");
-                for (_, c) in self.controls.drain() {
-                    c.close(CloseReason::DocumentReset);
-                }
-                break;
-            }
-            if self.inflight.is_none() && self.retry_at.is_none() {
-                Box::pin(self.persist()).await;
-            }
+            Box::pin(self.unload(rx, own_tx)).await;
         }
-        Box::pin(self.unload(rx, own_tx)).await;
     }
 
     /// Does `stop` end the actor now?
