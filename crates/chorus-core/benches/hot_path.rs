@@ -18,10 +18,10 @@
 mod common;
 
 use bytes::Bytes;
-use chorus_core::{ConnId, Peer, Room, RoomLimits, Whitelist, WhitelistMode};
-use chorus_protocol::{encode_sync, Message, SyncMessage, SYNC_UPDATE};
-use common::{client_doc, session};
-use criterion::{BatchSize, Criterion, Throughput};
+use chorus_core::{Peer, WhitelistMode};
+use chorus_protocol::{encode_sync, Message, SYNC_UPDATE};
+use common::{client_doc, receive_each, room, update_message};
+use criterion::{Criterion, Throughput};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::hint::black_box;
@@ -82,18 +82,6 @@ fn typing() -> (Vec<u8>, Vec<Vec<u8>>) {
     (base, updates)
 }
 
-fn room(base: &[u8], members: u64) -> Room<QueuedPeer> {
-    let limits = RoomLimits {
-        whitelist: Whitelist::new(Whitelist::default().policy, WhitelistMode::Strip),
-        ..RoomLimits::default()
-    };
-    let mut room = Room::from_stored(limits, Some(base), []).expect("valid base");
-    for id in 1..=members {
-        room.join(ConnId(id), session(), QueuedPeer::default());
-    }
-    room
-}
-
 fn bench(c: &mut Criterion) {
     let (base, updates) = typing();
     let frames: Vec<Bytes> = updates
@@ -112,23 +100,12 @@ fn bench(c: &mut Criterion) {
         b.iter(|| encode_sync(SYNC_UPDATE, black_box(update)))
     });
 
-    let messages: Vec<Message> = updates
-        .iter()
-        .map(|u| Message::Sync(SyncMessage::Update(Bytes::copy_from_slice(u))))
-        .collect();
+    let messages: Vec<Message> = updates.iter().map(|u| update_message(u)).collect();
     group.throughput(Throughput::Elements(KEYSTROKES as u64));
     for (name, members) in [("apply_whitelist", 1), ("broadcast_500", MEMBERS)] {
         group.bench_function(name, |b| {
-            b.iter_batched(
-                || (room(&base, members), messages.clone()),
-                |(mut room, msgs)| {
-                    for m in msgs {
-                        room.receive(ConnId(1), m).expect("allowed edit");
-                    }
-                    room
-                },
-                BatchSize::LargeInput,
-            )
+            let peers = || (0..members).map(|_| QueuedPeer::default());
+            receive_each(b, || room(&base, WhitelistMode::Strip, peers()), &messages)
         });
     }
     group.finish();

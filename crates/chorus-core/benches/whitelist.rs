@@ -17,9 +17,9 @@
 mod common;
 
 use bytes::Bytes;
-use chorus_core::{ConnId, Peer, Room, RoomLimits, Whitelist, WhitelistMode};
-use chorus_protocol::{Message, SyncMessage};
-use common::{client_doc, session};
+use chorus_core::{ConnId, Peer, Room, WhitelistMode};
+use chorus_protocol::Message;
+use common::{client_doc, receive_each, update_message};
 use criterion::{BatchSize, Criterion, Throughput};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,13 +37,7 @@ impl Peer for NullPeer {
 }
 
 fn room(mode: WhitelistMode, base: &[u8]) -> Room<NullPeer> {
-    let limits = RoomLimits {
-        whitelist: Whitelist::new(Whitelist::default().policy, mode),
-        ..RoomLimits::default()
-    };
-    let mut room = Room::from_stored(limits, Some(base), []).expect("valid base");
-    room.join(ConnId(1), session(), NullPeer);
-    room
+    common::room(base, mode, [NullPeer])
 }
 
 fn strong() -> Attrs {
@@ -119,33 +113,18 @@ fn paste_workload() -> (Vec<u8>, Vec<u8>) {
     (base, update)
 }
 
-fn message(update: &[u8]) -> Message {
-    Message::Sync(SyncMessage::Update(Bytes::copy_from_slice(update)))
-}
-
 fn bench(c: &mut Criterion) {
     let (base, typing) = typing_workload();
-    let typing: Vec<Message> = typing.iter().map(|u| message(u)).collect();
+    let typing: Vec<Message> = typing.iter().map(|u| update_message(u)).collect();
     let mut group = c.benchmark_group("whitelist_typing");
     group.throughput(Throughput::Elements(typing.len() as u64));
     for (name, mode) in [("on", WhitelistMode::Strip), ("off", WhitelistMode::Off)] {
-        group.bench_function(name, |b| {
-            b.iter_batched(
-                || (room(mode, &base), typing.clone()),
-                |(mut room, msgs)| {
-                    for m in msgs {
-                        room.receive(ConnId(1), m).expect("allowed edit");
-                    }
-                    room
-                },
-                BatchSize::LargeInput,
-            )
-        });
+        group.bench_function(name, |b| receive_each(b, || room(mode, &base), &typing));
     }
     group.finish();
 
     let (base, paste) = paste_workload();
-    let paste = message(&paste);
+    let paste = update_message(&paste);
     let mut group = c.benchmark_group("whitelist_paste_table");
     group.throughput(Throughput::Elements(1));
     for (name, mode) in [("on", WhitelistMode::Strip), ("off", WhitelistMode::Off)] {
@@ -174,7 +153,7 @@ fn count(mode: WhitelistMode, workload: &str) {
         }
         _ => typing_workload(),
     };
-    let messages: Vec<Message> = updates.iter().map(|u| message(u)).collect();
+    let messages: Vec<Message> = updates.iter().map(|u| update_message(u)).collect();
     let mut rooms: Vec<_> = (0..20).map(|_| room(mode, &base)).collect();
     for room in &mut rooms {
         for m in messages.iter().cloned() {

@@ -1,8 +1,12 @@
-//! What the core benchmarks share: an edit-mode session and a client document
-//! configured as the web client's (UTF-16 offsets, a fixed client id).
+//! What the core benchmarks share: an edit-mode session, a client document
+//! configured as the web client's (UTF-16 offsets, a fixed client id), a room
+//! holding a base document, and the measured loop of a room receiving updates.
 
+use bytes::Bytes;
 use chorus_auth::Mode;
-use chorus_core::Session;
+use chorus_core::{ConnId, Peer, Room, RoomLimits, Session, Whitelist, WhitelistMode};
+use chorus_protocol::{Message, SyncMessage};
+use criterion::{BatchSize, Bencher};
 use std::sync::Arc;
 use yrs::Doc;
 
@@ -25,4 +29,41 @@ pub fn client_doc() -> Doc {
         offset_kind: yrs::OffsetKind::Utf16,
         ..yrs::Options::default()
     })
+}
+
+/// A room holding `base`, its whitelist in `mode`, with one member per peer
+/// (connection ids from 1; member 1 sends in [`receive_each`]).
+pub fn room<P: Peer>(
+    base: &[u8],
+    mode: WhitelistMode,
+    peers: impl IntoIterator<Item = P>,
+) -> Room<P> {
+    let limits = RoomLimits {
+        whitelist: Whitelist::new(Whitelist::default().policy, mode),
+        ..RoomLimits::default()
+    };
+    let mut room = Room::from_stored(limits, Some(base), []).expect("valid base");
+    for (id, peer) in (1..).zip(peers) {
+        room.join(ConnId(id), session(), peer);
+    }
+    room
+}
+
+/// A client's update as the sync message the room receives.
+pub fn update_message(update: &[u8]) -> Message {
+    Message::Sync(SyncMessage::Update(Bytes::copy_from_slice(update)))
+}
+
+/// Measure member 1 sending every message, in order, to a fresh room from `setup`.
+pub fn receive_each<P: Peer>(b: &mut Bencher, setup: impl Fn() -> Room<P>, messages: &[Message]) {
+    b.iter_batched(
+        || (setup(), messages.to_vec()),
+        |(mut room, messages)| {
+            for m in messages {
+                room.receive(ConnId(1), m).expect("allowed edit");
+            }
+            room
+        },
+        BatchSize::LargeInput,
+    )
 }
