@@ -458,7 +458,7 @@ impl<P: Peer> Room<P> {
 
     /// Add a member and start the handshake: our step 1, then current presence.
     pub fn join(&mut self, conn: ConnId, session: Arc<Session>, peer: P) {
-        let sv = self.doc.transact().state_vector().encode_v1();
+        let sv = self.state_vector();
         let mut ok = peer.send(encode_sync(SYNC_STEP1, &sv));
         if ok && !self.awareness.is_empty() {
             ok = peer.send(self.encode_all_awareness());

@@ -362,19 +362,15 @@ impl Documents {
 
     /// Room limits for a document of `app` (its whitelist, or the default one).
     fn limits_for(&self, app: &str) -> RoomLimits {
-        let mut limits = self.limits.clone();
-        if let Some(w) = self.whitelists.get(app) {
-            limits.whitelist = w.clone();
+        RoomLimits {
+            whitelist: self.whitelist_for(app).clone(),
+            ..self.limits.clone()
         }
-        limits
     }
 
     /// The whitelist documents of `app` enforce.
-    pub fn whitelist_for(&self, app: &str) -> Whitelist {
-        self.whitelists
-            .get(app)
-            .cloned()
-            .unwrap_or_else(|| self.limits.whitelist.clone())
+    pub fn whitelist_for(&self, app: &str) -> &Whitelist {
+        self.whitelists.get(app).unwrap_or(&self.limits.whitelist)
     }
 
     /// The actor of `key` if the document is loaded (without loading it).
@@ -672,13 +668,13 @@ async fn load_actor(
             let s = Arc::new(s);
             let limits = docs.limits_for(&key.0);
             let serve_early = s.meta.content_policy == limits.whitelist.fingerprint();
-            let stored = s.clone();
+            let for_build = s.clone();
             // Integrating a long history takes a while: off the runtime's threads.
             let build = tokio::task::spawn_blocking(move || {
                 Room::from_stored(
                     limits,
-                    stored.snapshot.as_deref(),
-                    stored.updates.iter().map(|(_, u)| u.as_slice()),
+                    for_build.snapshot.as_deref(),
+                    for_build.updates.iter().map(|(_, u)| u.as_slice()),
                 )
             });
             let built = Box::pin(build_serving_early(
@@ -848,10 +844,7 @@ async fn refuse_all(
     error!(app = %key.0, doc = %key.1, error = %why, "document could not be loaded; refusing its connections");
     docs.forget(key, own_tx);
     rx.close();
-    let mut rest = Vec::new();
-    while let Ok(cmd) = rx.try_recv() {
-        rest.push(cmd);
-    }
+    let rest = std::iter::from_fn(|| rx.try_recv().ok());
     for cmd in queued.into_iter().chain(rest) {
         match cmd {
             DocCommand::Join { peer, .. } => peer.control.close(CloseReason::DocumentUnavailable),
