@@ -29,6 +29,7 @@ pub mod close;
 pub mod config;
 pub mod connection;
 pub mod demo;
+pub mod inbox;
 pub mod metrics;
 pub mod ops;
 pub mod outbox;

@@ -1,7 +1,7 @@
 //! Live documents: one actor task per (app, content), the single owner of its
 //! [`Room`] and of that document's persistence. Connections never touch a room
-//! directly; they send [`DocCommand`]s over a bounded channel (backpressure on
-//! writers) and receive frames on their own bounded queue (a full queue
+//! directly; they send [`DocCommand`]s into its bounded [`crate::inbox`] (backpressure
+//! on writers) and receive frames on their own bounded queue (a full queue
 //! disconnects that consumer, it never grows).
 //!
 //! Why an actor and not a lock: yrs transactions are synchronous and must never
@@ -31,6 +31,7 @@ pub use host::{Bases, ChangeOutcome, HostChange, HostError, Published};
 pub use sessions::SessionInfo;
 
 use crate::close::{CloseReason, Closing};
+use crate::inbox::{inbox, InboxReceiver, InboxSender, TrySendError};
 use crate::metrics::Metrics;
 use crate::outbox::{OutboxSender, PushError};
 use crate::persistence::{PersistOp, PersistResult, Persistence};
@@ -48,7 +49,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -280,7 +281,7 @@ struct Activity {
 /// A cloneable address of a document actor.
 #[derive(Clone)]
 pub struct DocHandle {
-    tx: mpsc::Sender<DocCommand>,
+    tx: InboxSender<DocCommand>,
     activity: Arc<Activity>,
 }
 
@@ -292,10 +293,8 @@ impl DocHandle {
         // connection task (this future is part of each one's state).
         match self.tx.try_send(cmd) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(cmd)) => {
-                Box::pin(self.tx.send(cmd)).await.map_err(|e| e.0)
-            }
-            Err(mpsc::error::TrySendError::Closed(cmd)) => Err(cmd),
+            Err(TrySendError::Full(cmd)) => Box::pin(self.tx.send(cmd)).await,
+            Err(TrySendError::Closed(cmd)) => Err(cmd),
         }
     }
 }
@@ -422,7 +421,7 @@ impl Documents {
             .live
             .entry(key.clone())
             .or_insert_with(|| {
-                let (tx, rx) = mpsc::channel(DOC_INBOX);
+                let (tx, rx) = inbox(DOC_INBOX);
                 let activity = Arc::new(Activity::default());
                 activity.last_active_ms.store(now_ms(), Ordering::Relaxed);
                 self.metrics.document_loaded();
@@ -459,10 +458,10 @@ impl Documents {
         }
     }
 
-    fn forget(&self, key: &DocKey, tx: &mpsc::Sender<DocCommand>) {
+    fn forget(&self, key: &DocKey, tx: &InboxSender<DocCommand>) {
         if self
             .live
-            .remove_if(key, |_, h| h.tx.same_channel(tx))
+            .remove_if(key, |_, h| h.tx.same_inbox(tx))
             .is_some()
         {
             self.metrics.document_unloaded();
@@ -613,8 +612,8 @@ struct DocActor {
 async fn run_actor(
     docs: Arc<Documents>,
     key: DocKey,
-    rx: mpsc::Receiver<DocCommand>,
-    own_tx: mpsc::Sender<DocCommand>,
+    rx: InboxReceiver<DocCommand>,
+    own_tx: InboxSender<DocCommand>,
     activity: Arc<Activity>,
 ) {
     let serve = Box::pin(load_actor(docs, key, rx, own_tx, activity)).await;
@@ -631,8 +630,8 @@ type Serving = Pin<Box<dyn Future<Output = ()> + Send>>;
 async fn load_actor(
     docs: Arc<Documents>,
     key: DocKey,
-    mut rx: mpsc::Receiver<DocCommand>,
-    own_tx: mpsc::Sender<DocCommand>,
+    mut rx: InboxReceiver<DocCommand>,
+    own_tx: InboxSender<DocCommand>,
     activity: Arc<Activity>,
 ) -> Option<Serving> {
     let id = DocId::new(&*key.0, &*key.1);
@@ -760,7 +759,7 @@ async fn build_serving_early(
     mut build: tokio::task::JoinHandle<Result<Room<QueuePeer>, chorus_core::LoadError>>,
     stored: &chorus_store::StoredDoc,
     serve_early: bool,
-    rx: &mut mpsc::Receiver<DocCommand>,
+    rx: &mut InboxReceiver<DocCommand>,
     queued: &mut Vec<DocCommand>,
 ) -> Result<Room<QueuePeer>, String> {
     let mut frames: Option<Vec<Bytes>> = None;
@@ -836,15 +835,15 @@ fn early_step1(cmd: &DocCommand, served: &[(ConnId, usize)]) -> Option<ConnId> {
 async fn refuse_all(
     docs: &Arc<Documents>,
     key: &DocKey,
-    own_tx: &mpsc::Sender<DocCommand>,
-    rx: &mut mpsc::Receiver<DocCommand>,
+    own_tx: &InboxSender<DocCommand>,
+    rx: &mut InboxReceiver<DocCommand>,
     queued: Vec<DocCommand>,
     why: &str,
 ) {
     error!(app = %key.0, doc = %key.1, error = %why, "document could not be loaded; refusing its connections");
     docs.forget(key, own_tx);
     rx.close();
-    let rest = std::iter::from_fn(|| rx.try_recv().ok());
+    let rest = std::iter::from_fn(|| rx.try_recv());
     for cmd in queued.into_iter().chain(rest) {
         match cmd {
             DocCommand::Join { peer, .. } => peer.control.close(CloseReason::DocumentUnavailable),
@@ -876,8 +875,8 @@ impl DocActor {
     fn run(
         mut self,
         queued: Vec<DocCommand>,
-        mut rx: mpsc::Receiver<DocCommand>,
-        own_tx: mpsc::Sender<DocCommand>,
+        mut rx: InboxReceiver<DocCommand>,
+        own_tx: InboxSender<DocCommand>,
     ) -> impl Future<Output = ()> + Send {
         async move {
             let mut queued = Some(queued).filter(|q| !q.is_empty());
@@ -911,7 +910,7 @@ impl DocActor {
                             // DOC_BATCH commands of memory.
                             let mut stop = self.handle(first);
                             for _ in 1..DOC_BATCH {
-                                let Ok(cmd) = rx.try_recv() else { break };
+                                let Some(cmd) = rx.try_recv() else { break };
                                 stop = stop.max(self.handle(cmd));
                             }
                             if self.stops(stop) {
@@ -1249,11 +1248,7 @@ impl DocActor {
     }
 
     /// Persist what is left, leave the map, and pass on anything that raced in.
-    async fn unload(
-        mut self,
-        mut rx: mpsc::Receiver<DocCommand>,
-        own_tx: mpsc::Sender<DocCommand>,
-    ) {
+    async fn unload(mut self, mut rx: InboxReceiver<DocCommand>, own_tx: InboxSender<DocCommand>) {
         // An editing session still open ends here (its `closed` event goes out with
         // the final write).
         self.close_session();
@@ -1289,7 +1284,7 @@ impl DocActor {
             c.close(CloseReason::Shutdown);
         }
         let mut forwarded = Vec::new();
-        while let Ok(cmd) = rx.try_recv() {
+        while let Some(cmd) = rx.try_recv() {
             if matches!(
                 cmd,
                 DocCommand::Join { .. }
