@@ -487,6 +487,8 @@ impl Documents {
                 }
             }
             if trim.observe(self.live.len()) {
+                // The map keeps the table it grew to at the peak (~80 bytes a slot).
+                self.live.shrink_to_fit();
                 tokio::task::spawn_blocking(release_free_memory);
             }
             let excess = self.live.len().saturating_sub(self.policy.max_loaded);
