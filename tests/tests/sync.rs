@@ -83,10 +83,14 @@ async fn a_late_joiner_receives_the_whole_state() {
     let a = server.client("late", "alice").await;
     a.insert_title(0, "before you came");
     a.push_paragraph("body text");
+    // The probe proves the server holds both edits: they travel as two updates on
+    // alice's socket, so seeing the first says nothing about the second.
     let probe = server.client("late", "probe").await;
-    eventually(10, "probe caught up", || probe.title() == "before you came")
-        .await
-        .unwrap();
+    eventually(10, "probe caught up", || {
+        probe.title() == "before you came" && probe.body() == "<p>body text</p>"
+    })
+    .await
+    .unwrap();
     drop(probe);
     let c = server.client("late", "carol").await;
     assert_eq!(c.title(), "before you came");

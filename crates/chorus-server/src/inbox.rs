@@ -285,4 +285,62 @@ mod tests {
         while rx.try_recv().is_some() {}
         assert_eq!(rx.0.lock().items.capacity(), 0);
     }
+
+    /// Ping-pong across threads: every push must wake the receiver, or this hangs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_wakeup_is_lost_between_threads() {
+        let (tx, mut rx) = inbox::<u32>(4);
+        let (ack_tx, mut ack_rx) = inbox::<u32>(4);
+        let echo = tokio::spawn(async move {
+            while let Some(v) = rx.recv().await {
+                if ack_tx.send(v).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let run = async {
+            for i in 0..50_000u32 {
+                tx.send(i).await.unwrap();
+                assert_eq!(ack_rx.recv().await, Some(i));
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), run)
+            .await
+            .expect("a wake-up was lost");
+        drop(tx);
+        echo.await.unwrap();
+    }
+
+    /// Many senders against a small bound: nothing lost, nothing stuck.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiting_senders_are_all_released() {
+        let (tx, mut rx) = inbox::<u64>(2);
+        let mut senders = Vec::new();
+        for s in 0..8u64 {
+            let tx = tx.clone();
+            senders.push(tokio::spawn(async move {
+                for i in 0..5_000u64 {
+                    tx.send(s * 1_000_000 + i).await.unwrap();
+                }
+            }));
+        }
+        drop(tx);
+        let mut last = [None::<u64>; 8];
+        let mut n = 0;
+        let all = async {
+            while let Some(v) = rx.recv().await {
+                let s = (v / 1_000_000) as usize;
+                assert!(last[s].is_none_or(|p| p < v), "one sender's order kept");
+                last[s] = Some(v);
+                n += 1;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), all)
+            .await
+            .expect("a sender stayed stuck");
+        assert_eq!(n, 40_000);
+        for s in senders {
+            s.await.unwrap();
+        }
+    }
 }
