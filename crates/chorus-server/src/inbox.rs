@@ -14,6 +14,9 @@
 //! when the actor takes one from a full inbox. A push is one short lock, plus a
 //! wake-up only when the inbox was empty (the actor drains what is queued before
 //! it waits again).
+//!
+//! The same queue, used only through `try_send`, is each connection's outbound
+//! queue ([`crate::outbox`]).
 
 use futures_util::task::AtomicWaker;
 use std::collections::VecDeque;
@@ -33,6 +36,8 @@ struct Shared<T> {
     /// Senders waiting for room in a full inbox.
     space: Notify,
     capacity: usize,
+    /// A queue whose allocation grew past this is given back once drained.
+    shrink_above: usize,
 }
 
 struct State<T> {
@@ -66,6 +71,15 @@ pub struct InboxReceiver<T>(Arc<Shared<T>>);
 
 /// An inbox holding at most `capacity` commands.
 pub fn inbox<T>(capacity: usize) -> (InboxSender<T>, InboxReceiver<T>) {
+    bounded(capacity, SHRINK_ABOVE)
+}
+
+/// A queue holding at most `capacity` items, whose allocation is given back once
+/// drained if it grew past `shrink_above`.
+pub(crate) fn bounded<T>(
+    capacity: usize,
+    shrink_above: usize,
+) -> (InboxSender<T>, InboxReceiver<T>) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             items: VecDeque::new(),
@@ -75,6 +89,7 @@ pub fn inbox<T>(capacity: usize) -> (InboxSender<T>, InboxReceiver<T>) {
         receiver: AtomicWaker::new(),
         space: Notify::new(),
         capacity: capacity.max(1),
+        shrink_above,
     });
     (InboxSender(shared.clone()), InboxReceiver(shared))
 }
@@ -176,10 +191,16 @@ impl<T> InboxReceiver<T> {
         self.0.space.notify_waiters();
     }
 
+    /// How many items the queue's allocation holds (tests of the shrinking).
+    #[cfg(test)]
+    pub(crate) fn allocated(&self) -> usize {
+        self.0.lock().items.capacity()
+    }
+
     fn pop(&self, state: &mut State<T>) -> Option<T> {
         let was_full = state.items.len() >= self.0.capacity;
         let item = state.items.pop_front()?;
-        if state.items.is_empty() && state.items.capacity() > SHRINK_ABOVE {
+        if state.items.is_empty() && state.items.capacity() > self.0.shrink_above {
             state.items = VecDeque::new();
         }
         if was_full {
@@ -283,7 +304,7 @@ mod tests {
             tx.try_send(i).unwrap();
         }
         while rx.try_recv().is_some() {}
-        assert_eq!(rx.0.lock().items.capacity(), 0);
+        assert_eq!(rx.allocated(), 0);
     }
 
     /// Ping-pong across threads: every push must wake the receiver, or this hangs.

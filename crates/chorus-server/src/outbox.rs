@@ -8,40 +8,17 @@
 //! already holds frames needs no wake-up). An idle connection's queue holds no
 //! allocation at all; tokio's channel allocates a block of 32 slots up front.
 //!
-//! One sender (the member's [`crate::registry::QueuePeer`]) and one receiver (the
+//! It is the document inbox's queue ([`crate::inbox`]) used without waiting. One
+//! sender (the member's [`crate::registry::QueuePeer`]) and one receiver (the
 //! connection task). The bound is what makes a slow reader visible: a push into a
 //! full queue fails, and the room closes that connection (1013 `slow-consumer`).
 
+use crate::inbox::{bounded, InboxReceiver, InboxSender, TrySendError};
 use bytes::Bytes;
-use futures_util::task::AtomicWaker;
-use std::collections::VecDeque;
-use std::future::poll_fn;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::Poll;
 
 /// A queue that grew past this many frames (a burst) gives the memory back once
 /// it is drained.
 const SHRINK_ABOVE: usize = 256;
-
-struct Shared {
-    state: Mutex<State>,
-    waker: AtomicWaker,
-    capacity: usize,
-}
-
-#[derive(Default)]
-struct State {
-    frames: VecDeque<Bytes>,
-    sender_gone: bool,
-    receiver_gone: bool,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // Nothing panics while holding the lock; a poisoned lock holds valid state.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
 
 /// Why a frame was not queued.
 #[derive(Debug, PartialEq, Eq)]
@@ -53,47 +30,24 @@ pub enum PushError {
 }
 
 /// The document actor's end.
-pub struct OutboxSender(Arc<Shared>);
+pub struct OutboxSender(InboxSender<Bytes>);
 
 /// The connection task's end.
-pub struct OutboxReceiver(Arc<Shared>);
+pub struct OutboxReceiver(InboxReceiver<Bytes>);
 
 /// A queue holding at most `capacity` frames.
 pub fn outbox(capacity: usize) -> (OutboxSender, OutboxReceiver) {
-    let shared = Arc::new(Shared {
-        state: Mutex::new(State::default()),
-        waker: AtomicWaker::new(),
-        capacity: capacity.max(1),
-    });
-    (OutboxSender(shared.clone()), OutboxReceiver(shared))
+    let (tx, rx) = bounded(capacity, SHRINK_ABOVE);
+    (OutboxSender(tx), OutboxReceiver(rx))
 }
 
 impl OutboxSender {
     /// Queue a frame; never waits.
     pub fn push(&self, frame: Bytes) -> Result<(), PushError> {
-        {
-            let mut state = self.0.lock();
-            if state.receiver_gone {
-                return Err(PushError::Closed);
-            }
-            if state.frames.len() >= self.0.capacity {
-                return Err(PushError::Full);
-            }
-            let was_empty = state.frames.is_empty();
-            state.frames.push_back(frame);
-            if !was_empty {
-                return Ok(());
-            }
-        }
-        self.0.waker.wake();
-        Ok(())
-    }
-}
-
-impl Drop for OutboxSender {
-    fn drop(&mut self) {
-        self.0.lock().sender_gone = true;
-        self.0.waker.wake();
+        self.0.try_send(frame).map_err(|e| match e {
+            TrySendError::Full(_) => PushError::Full,
+            TrySendError::Closed(_) => PushError::Closed,
+        })
     }
 }
 
@@ -101,41 +55,12 @@ impl OutboxReceiver {
     /// Wait for the next frame; `None` once the queue is empty and the sender is
     /// gone (the document let this connection go).
     pub async fn recv(&mut self) -> Option<Bytes> {
-        poll_fn(|cx| {
-            let mut state = self.0.lock();
-            if let Some(frame) = Self::pop(&mut state) {
-                return Poll::Ready(Some(frame));
-            }
-            if state.sender_gone {
-                return Poll::Ready(None);
-            }
-            // Registered under the lock: a push that finds the queue empty after
-            // this point wakes the waker registered here.
-            self.0.waker.register(cx.waker());
-            Poll::Pending
-        })
-        .await
+        self.0.recv().await
     }
 
     /// The next queued frame, if any, without waiting.
     pub fn try_recv(&mut self) -> Option<Bytes> {
-        Self::pop(&mut self.0.lock())
-    }
-
-    fn pop(state: &mut State) -> Option<Bytes> {
-        let frame = state.frames.pop_front();
-        if state.frames.is_empty() && state.frames.capacity() > SHRINK_ABOVE {
-            state.frames = VecDeque::new();
-        }
-        frame
-    }
-}
-
-impl Drop for OutboxReceiver {
-    fn drop(&mut self) {
-        let mut state = self.0.lock();
-        state.receiver_gone = true;
-        state.frames = VecDeque::new();
+        self.0.try_recv()
     }
 }
 
@@ -196,6 +121,6 @@ mod tests {
             tx.push(Bytes::new()).unwrap();
         }
         while rx.try_recv().is_some() {}
-        assert_eq!(rx.0.lock().frames.capacity(), 0);
+        assert_eq!(rx.0.allocated(), 0);
     }
 }
