@@ -59,6 +59,16 @@ async fn store(dir: &Path, doc: &str, update: &[u8], adjust: impl FnOnce(&mut ch
     server.stop().await.unwrap();
 }
 
+/// A server restarted on a store holding [`long_history`] (no widget) as `doc`,
+/// its directory, and the title stored.
+async fn restarted_with_long_history(doc: &str) -> (tempfile::TempDir, TestServer, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let (update, expected) = long_history(false);
+    store(dir.path(), doc, &update, |_| {}).await;
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    (dir, server, expected)
+}
+
 /// What a raw client that sent an empty step 1 receives, up to the first step 2
 /// that follows the server's own step 1 (the second step 2 when the draft was
 /// served early, the only one otherwise).
@@ -138,11 +148,7 @@ fn title_after(sync: &[(u8, Bytes)]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_joiner_with_nothing_gets_the_stored_draft_before_the_history_is_integrated() {
-    let dir = tempfile::tempdir().unwrap();
-    let (update, expected) = long_history(false);
-    store(dir.path(), "long", &update, |_| {}).await;
-
-    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    let (_dir, server, expected) = restarted_with_long_history("long").await;
     let got = join_with_nothing(&server, "long").await;
     let kinds: Vec<u8> = got.sync.iter().map(|(s, _)| *s).collect();
     assert_eq!(
@@ -214,11 +220,7 @@ async fn content_stored_under_another_whitelist_is_checked_before_anyone_gets_it
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edit_made_while_the_document_loads_reaches_joiners_served_early() {
-    let dir = tempfile::tempdir().unwrap();
-    let (update, expected) = long_history(false);
-    store(dir.path(), "busy", &update, |_| {}).await;
-
-    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    let (dir, server, expected) = restarted_with_long_history("busy").await;
     // Both join while the history integrates; the first edits at once, so its
     // edit is queued before the second's step 1.
     let first = server.ext_client("busy", "carol").await;

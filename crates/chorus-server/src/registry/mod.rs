@@ -640,15 +640,13 @@ async fn load_actor(
     let store = docs.persistence.store().clone();
     let load_id = id.clone();
     let loaded = tokio::task::spawn_blocking(move || store.load(&load_id)).await;
+    let loaded = match loaded {
+        Ok(read) => read.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
     let stored = match loaded {
-        Ok(Ok(stored)) => stored,
-        Ok(Err(e)) => {
-            let why = e.to_string();
-            Box::pin(refuse_all(&docs, &key, &own_tx, &mut rx, Vec::new(), &why)).await;
-            return None;
-        }
-        Err(e) => {
-            let why = e.to_string();
+        Ok(stored) => stored,
+        Err(why) => {
             Box::pin(refuse_all(&docs, &key, &own_tx, &mut rx, Vec::new(), &why)).await;
             return None;
         }
