@@ -414,8 +414,18 @@ impl<P: Peer> Room<P> {
                 &current
             }
         };
-        let (update, fields) = guarded(|| fork_change(base, &live_sv, title, body))
-            .ok_or(ExternalError::BadBase)??;
+        let edit = external_edit(base, &live_sv, title, body)?;
+        self.apply_external(edit)
+    }
+
+    /// Merge an [`ExternalEdit`] computed by [`external_edit`] (on any thread) into
+    /// the live document, as [`Room::external_change`] does. Returns the changed
+    /// fields (empty if the content was already as given).
+    pub fn apply_external(
+        &mut self,
+        edit: ExternalEdit,
+    ) -> Result<Vec<&'static str>, ExternalError> {
+        let ExternalEdit { update, fields } = edit;
         if fields.is_empty() {
             return Ok(fields);
         }
@@ -774,6 +784,39 @@ impl<P: Peer> Room<P> {
 
 /// Transaction origin of changes the host made (external changes, restores).
 const EXTERNAL_ORIGIN: &str = "chorus-external";
+
+/// A host's change computed against a base, ready to merge into the live document
+/// ([`Room::apply_external`]).
+#[derive(Debug, Clone)]
+pub struct ExternalEdit {
+    /// The fork's edit, as a lib0-v1 update relative to the base.
+    update: Vec<u8>,
+    /// The fields it changes (`title`, `body`).
+    fields: Vec<&'static str>,
+}
+
+impl ExternalEdit {
+    /// The fields this edit changes; empty if the content already matched.
+    pub fn fields(&self) -> &[&'static str] {
+        &self.fields
+    }
+}
+
+/// Compute a host's change of `title` and/or `body` against `base` (the whole
+/// document as the host read it) on a fork, without touching the live document:
+/// the expensive half of [`Room::external_change`], safe to run on a blocking
+/// thread. `live_sv` is the live document's state vector (the fork takes a client
+/// id it does not know). yrs panics on hostile bases are caught.
+pub fn external_edit(
+    base: &[u8],
+    live_sv: &StateVector,
+    title: Option<&str>,
+    body: Option<&[BodyNode]>,
+) -> Result<ExternalEdit, ExternalError> {
+    let (update, fields) =
+        guarded(|| fork_change(base, live_sv, title, body)).ok_or(ExternalError::BadBase)??;
+    Ok(ExternalEdit { update, fields })
+}
 
 /// The host's change as an update relative to `base`: a fork of the base (with a client
 /// id unknown to the live document, whose state is `live_sv`) takes the new title and

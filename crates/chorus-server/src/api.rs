@@ -5,18 +5,17 @@
 //! shape the response. Every error is JSON `{code, message}` via [`ApiError`].
 
 use crate::close::auth_code;
-use crate::config::is_valid_content_id;
-use crate::connection::unix_now;
-use crate::registry::{
-    ChangeOutcome, DocCommand, DocKey, DraftContent, DraftFormat, HostChange, HostError, Published,
-};
-use crate::serve::AppState;
+use crate::ids::is_valid_content_id;
+use crate::state::{unix_now, AppState};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chorus_auth::AuthError;
+use chorus_docs::{
+    ChangeOutcome, DocCommand, DocKey, DraftContent, DraftFormat, HostChange, HostError, Published,
+};
 use chorus_store::DocId;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -107,8 +106,8 @@ impl From<HostError> for ApiError {
             HostError::Conflict { current } => ApiError::Conflict(current),
             HostError::ContentRejected => ApiError::ContentRejected,
             HostError::BadBase => ApiError::BaseExpired("given".into()),
-            HostError::Unavailable(why) => {
-                tracing::warn!(error = %why, "host operation failed");
+            HostError::Unavailable(e) => {
+                tracing::warn!(error = %e, "host operation failed");
                 ApiError::Unavailable
             }
         }
@@ -299,7 +298,7 @@ pub async fn put_content(
         base,
         restoring: None,
     };
-    let outcome = ask(&state, &key, |reply| DocCommand::External { change, reply }).await?;
+    let outcome = state.documents.external_change(&key, change).await?;
     Ok(change_response(outcome))
 }
 
@@ -332,7 +331,7 @@ async fn read_store<T: Send + 'static>(
     what: &'static str,
     call: impl FnOnce(&dyn chorus_store::Store) -> Result<T, chorus_store::StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let store = state.documents.persistence().store().clone();
+    let store = state.documents.store().clone();
     tokio::task::spawn_blocking(move || call(&*store))
         .await
         .map_err(|_| ApiError::Unavailable)?
@@ -517,7 +516,7 @@ pub async fn restore(
         base: None,
         restoring: Some(body.point),
     };
-    let outcome = ask(&state, &key, |reply| DocCommand::External { change, reply }).await?;
+    let outcome = state.documents.external_change(&key, change).await?;
     Ok(change_response(outcome))
 }
 

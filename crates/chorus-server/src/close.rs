@@ -4,6 +4,7 @@
 
 use chorus_auth::AuthError;
 use chorus_core::RoomError;
+use chorus_docs::Disconnect;
 use chorus_protocol::DecodeError;
 
 /// 4400: the frame is not a valid message.
@@ -14,7 +15,8 @@ pub const BAD_TOKEN: u16 = 4401;
 pub const FORBIDDEN: u16 = 4403;
 /// 4413: a message or document exceeds its size limit.
 pub const TOO_LARGE: u16 = 4413;
-/// 4429: too many messages.
+/// 4429: too many messages (reserved in PROTOCOL.md; sent once rate limits exist).
+#[allow(dead_code)]
 pub const RATE_LIMITED: u16 = 4429;
 /// 1008: policy violation.
 pub const POLICY: u16 = 1008;
@@ -43,27 +45,15 @@ pub enum CloseReason {
     /// A text frame (the protocol is binary only).
     #[error("text frame")]
     TextFrame,
-    /// The room refused what the connection sent.
-    #[error("room: {0}")]
-    Room(#[from] RoomError),
     /// A message over `max_message_size`.
     #[error("message too large")]
     MessageTooLarge,
-    /// The outbound queue filled up.
-    #[error("slow consumer")]
-    SlowConsumer,
-    /// The document could not be kept in memory safely (e.g. yrs panicked).
-    #[error("document reset")]
-    DocumentReset,
-    /// The document could not be loaded from the store.
-    #[error("document unavailable")]
-    DocumentUnavailable,
-    /// The host ended this session (`DELETE …/sessions/{id}`).
-    #[error("session ended by the host")]
-    SessionEnded,
     /// The server is shutting down.
     #[error("server restarting")]
     Shutdown,
+    /// The document layer let the connection go.
+    #[error("{0}")]
+    Document(#[from] Disconnect),
 }
 
 impl CloseReason {
@@ -74,20 +64,23 @@ impl CloseReason {
             CloseReason::Auth(_) | CloseReason::MissingToken => BAD_TOKEN,
             CloseReason::InvalidContentId => FORBIDDEN,
             CloseReason::Decode(_) | CloseReason::TextFrame => MALFORMED,
-            CloseReason::Room(e) => match e {
-                RoomError::Malformed { .. }
-                | RoomError::MissingDependencies
-                | RoomError::AwarenessNotObject => MALFORMED,
-                RoomError::ViewOnlyWrite => FORBIDDEN,
-                RoomError::ContentRejected => POLICY,
-                RoomError::AwarenessTooLarge { .. } | RoomError::DocumentTooLarge => TOO_LARGE,
-                RoomError::UnknownConnection => INTERNAL,
-            },
             CloseReason::MessageTooLarge => TOO_LARGE,
-            CloseReason::SlowConsumer => TRY_AGAIN_LATER,
-            CloseReason::DocumentReset | CloseReason::DocumentUnavailable => INTERNAL,
             CloseReason::Shutdown => RESTARTING,
-            CloseReason::SessionEnded => FORBIDDEN,
+            CloseReason::Document(d) => match d {
+                Disconnect::Room(e) => match e {
+                    RoomError::Malformed { .. }
+                    | RoomError::MissingDependencies
+                    | RoomError::AwarenessNotObject => MALFORMED,
+                    RoomError::ViewOnlyWrite => FORBIDDEN,
+                    RoomError::ContentRejected => POLICY,
+                    RoomError::AwarenessTooLarge { .. } | RoomError::DocumentTooLarge => TOO_LARGE,
+                    RoomError::UnknownConnection => INTERNAL,
+                },
+                Disconnect::SlowConsumer => TRY_AGAIN_LATER,
+                Disconnect::DocumentReset | Disconnect::DocumentUnavailable => INTERNAL,
+                Disconnect::SessionEnded | Disconnect::AppDisabled => FORBIDDEN,
+                Disconnect::Stopped => RESTARTING,
+            },
         }
     }
 
@@ -100,22 +93,26 @@ impl CloseReason {
             CloseReason::InvalidContentId => "invalid-content-id",
             CloseReason::Decode(_) => "malformed-message",
             CloseReason::TextFrame => "text-frame",
-            CloseReason::Room(e) => match e {
-                RoomError::Malformed { .. } => "malformed-payload",
-                RoomError::MissingDependencies => "missing-dependencies",
-                RoomError::ViewOnlyWrite => "view-only",
-                RoomError::ContentRejected => "content-rejected",
-                RoomError::AwarenessTooLarge { .. } => "awareness-too-large",
-                RoomError::AwarenessNotObject => "malformed-awareness",
-                RoomError::DocumentTooLarge => "document-too-large",
-                RoomError::UnknownConnection => "internal-error",
-            },
             CloseReason::MessageTooLarge => "message-too-large",
-            CloseReason::SlowConsumer => "slow-consumer",
-            CloseReason::DocumentReset => "document-reset",
-            CloseReason::DocumentUnavailable => "document-unavailable",
             CloseReason::Shutdown => "server-restarting",
-            CloseReason::SessionEnded => "session-ended",
+            CloseReason::Document(d) => match d {
+                Disconnect::Room(e) => match e {
+                    RoomError::Malformed { .. } => "malformed-payload",
+                    RoomError::MissingDependencies => "missing-dependencies",
+                    RoomError::ViewOnlyWrite => "view-only",
+                    RoomError::ContentRejected => "content-rejected",
+                    RoomError::AwarenessTooLarge { .. } => "awareness-too-large",
+                    RoomError::AwarenessNotObject => "malformed-awareness",
+                    RoomError::DocumentTooLarge => "document-too-large",
+                    RoomError::UnknownConnection => "internal-error",
+                },
+                Disconnect::SlowConsumer => "slow-consumer",
+                Disconnect::DocumentReset => "document-reset",
+                Disconnect::DocumentUnavailable => "document-unavailable",
+                Disconnect::SessionEnded => "session-ended",
+                Disconnect::AppDisabled => auth_code(&AuthError::AppDisabled),
+                Disconnect::Stopped => "server-restarting",
+            },
         }
     }
 }
@@ -170,8 +167,20 @@ mod tests {
         assert_eq!(CloseReason::Decode(DecodeError::Empty).code(), 4400);
         assert_eq!(CloseReason::TextFrame.code(), 4400);
         assert_eq!(CloseReason::MessageTooLarge.code(), 4413);
-        assert_eq!(CloseReason::Room(RoomError::ViewOnlyWrite).code(), 4403);
+        let room = |e| CloseReason::Document(Disconnect::Room(e));
+        assert_eq!(room(RoomError::ViewOnlyWrite).code(), 4403);
         assert_eq!(CloseReason::Shutdown.code(), 1012);
-        assert_eq!(CloseReason::Room(RoomError::ContentRejected).code(), 1008);
+        assert_eq!(room(RoomError::ContentRejected).code(), 1008);
+        let disabled = CloseReason::Document(Disconnect::AppDisabled);
+        assert_eq!(
+            (disabled.code(), disabled.client_reason()),
+            (4403, "app-disabled")
+        );
+        let stopped = CloseReason::Document(Disconnect::Stopped);
+        assert_eq!(
+            (stopped.code(), stopped.client_reason()),
+            (1012, "server-restarting")
+        );
+        assert_eq!(CloseReason::Document(Disconnect::SlowConsumer).code(), 1013);
     }
 }

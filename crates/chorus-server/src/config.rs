@@ -1,6 +1,7 @@
 //! The one configuration struct: defaults, then the TOML file, then `CHORUS_*`
 //! environment variables, then command-line flags (each layer overrides the last).
 
+use crate::ids::is_id_char;
 use chorus_auth::{App, AppRegistry, Secret};
 use chorus_core::{Whitelist, WhitelistMode};
 use chorus_whitelist::Policy;
@@ -36,7 +37,7 @@ pub struct AppConfig {
     /// Disabled apps are refused (4403).
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// Where webhooks go (used once webhooks exist).
+    /// Where webhooks go (events are POSTed here, JWT-signed with the first secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
     /// A content policy file (JSON, the format of `proto/whitelist-default.json`);
@@ -311,8 +312,8 @@ impl Config {
     }
 
     /// How documents are kept in memory and in the store.
-    pub fn doc_policy(&self) -> crate::registry::DocPolicy {
-        crate::registry::DocPolicy {
+    pub fn doc_policy(&self) -> chorus_docs::DocPolicy {
+        chorus_docs::DocPolicy {
             idle_unload: std::time::Duration::from_secs(self.idle_unload_secs),
             max_loaded: self.max_loaded_docs,
             compact_after_updates: self.compact_after_updates,
@@ -385,19 +386,6 @@ impl Config {
         }
         AppRegistry::new(apps).with_leeway(self.token_leeway_secs)
     }
-}
-
-/// Characters allowed in app and content ids.
-pub fn is_id_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '~')
-}
-
-/// Longest content id accepted in a URL.
-pub const MAX_CONTENT_ID_LEN: usize = 256;
-
-/// A content id as URLs, tokens and the store accept it (PROTOCOL.md, "Connecting").
-pub fn is_valid_content_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= MAX_CONTENT_ID_LEN && id.chars().all(is_id_char)
 }
 
 #[cfg(test)]

@@ -5,16 +5,15 @@
 //! by server shutdown, and always carries a documented close code.
 
 use crate::close::{CloseReason, Closing};
-use crate::config::is_valid_content_id;
-use crate::outbox::{outbox, OutboxReceiver};
-use crate::registry::{ConnControl, DocCommand, QueuePeer};
-use crate::serve::AppState;
+use crate::ids::is_valid_content_id;
+use crate::state::{unix_now, AppState};
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
 use chorus_core::{ConnId, Session};
+use chorus_docs::{outbox, ConnControl, Disconnect, DocCommand, DocKey, OutboxReceiver, QueuePeer};
 use chorus_protocol::{frame_kind, Message};
 use futures_util::future::Either;
 use futures_util::task::AtomicWaker;
@@ -25,7 +24,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::{debug, info};
 
@@ -129,14 +128,6 @@ fn authenticate(
     Ok(Arc::new(Session::from_claims(&claims, extensions)))
 }
 
-/// Seconds since the Unix epoch (the clock injected into token checks).
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// The connection's task: join, then relay frames both ways until either side ends.
 ///
 /// A plain `fn` returning an `async move` block rather than an `async fn`: an async
@@ -148,7 +139,7 @@ pub fn unix_now() -> u64 {
 fn run(
     mut socket: WebSocket,
     state: AppState,
-    key: crate::registry::DocKey,
+    key: DocKey,
     session: Arc<Session>,
     guard: TaskTrackerToken,
 ) -> impl Future<Output = ()> + Send {
@@ -170,7 +161,7 @@ fn run(
             Err(_) => {
                 Box::pin(close_socket(
                     socket,
-                    Closing::from(&CloseReason::DocumentReset),
+                    Closing::from(&CloseReason::Document(Disconnect::DocumentReset)),
                     &state,
                 ))
                 .await;
@@ -216,7 +207,7 @@ fn run(
                         };
                         state.metrics.inbound(msg.kind(), bytes.len());
                         if doc.send(DocCommand::Message { conn, msg }).await.is_err() {
-                            break Some(CloseReason::DocumentReset);
+                            break Some(CloseReason::Document(Disconnect::DocumentReset));
                         }
                     }
                     Some(Ok(WsMessage::Text(_))) => break Some(CloseReason::TextFrame),
@@ -232,7 +223,7 @@ fn run(
         if reason.is_none()
             && control
                 .reason()
-                .is_some_and(|c| c.code != crate::close::TRY_AGAIN_LATER)
+                .is_some_and(|d| *d != Disconnect::SlowConsumer)
         {
             if let Some(frame) = out_rx.try_recv() {
                 let _ = write_batch(&mut socket, &mut out_rx, frame, &state).await;
@@ -240,10 +231,11 @@ fn run(
         }
         let _ = doc.send(DocCommand::Leave { conn }).await;
         state.metrics.connection_closed();
-        let closing = reason
-            .as_ref()
-            .map(Closing::from)
-            .or_else(|| control.reason());
+        let closing = reason.as_ref().map(Closing::from).or_else(|| {
+            control
+                .reason()
+                .map(|d| Closing::from(&CloseReason::Document(d.clone())))
+        });
         if let Some(closing) = closing {
             debug!(
                 conn = conn.0,

@@ -1,19 +1,17 @@
 //! `--demo` mode: the `demo` app's development helpers. Nothing here is routed
 //! unless `demo = true`; it mints tokens for anyone who asks, by design.
 
-use crate::config::is_valid_content_id;
-use crate::connection::unix_now;
-use crate::registry::{DocCommand, DocKey, HostChange, HostError};
-use crate::serve::AppState;
+use crate::ids::is_valid_content_id;
+use crate::state::{unix_now, AppState};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use chorus_auth::{mint_session, Mode, SessionClaims};
+use chorus_docs::{DocKey, HostChange, HostError};
 use serde::Deserialize;
 use std::path::{Path as FsPath, PathBuf};
-use tokio::sync::oneshot;
 
 /// Lifetime of demo tokens.
 const DEMO_TOKEN_TTL_SECS: u64 = 3600;
@@ -216,33 +214,18 @@ pub async fn external(State(state): State<AppState>, body: Bytes) -> Response {
         base: None,
         restoring: None,
     };
-    let (reply, answer) = oneshot::channel();
-    if state
-        .documents
-        .dispatch(&key, DocCommand::External { change, reply })
-        .await
-        .is_err()
-    {
-        return demo_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "the document could not be reached",
-        );
-    }
-    match answer.await {
-        Ok(Ok(outcome)) => {
-            Json(serde_json::json!({ "etag": outcome.etag, "changed": outcome.fields }))
-                .into_response()
-        }
-        Ok(Err(HostError::ContentRejected)) => demo_error(
+    match state.documents.external_change(&key, change).await {
+        Ok(outcome) => Json(serde_json::json!({ "etag": outcome.etag, "changed": outcome.fields }))
+            .into_response(),
+        Err(HostError::ContentRejected) => demo_error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "content-rejected",
             "the change holds content outside the whitelist",
         ),
-        Ok(Err(HostError::NotFound)) => {
+        Err(HostError::NotFound) => {
             demo_error(StatusCode::NOT_FOUND, "not-found", "no such document")
         }
-        Ok(Err(_)) | Err(_) => demo_error(
+        Err(_) => demo_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             "the document could not be changed",

@@ -9,7 +9,8 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
-use chorus_core::Violation;
+use chorus_core::{Neutralised, Violation};
+use chorus_docs::DocMetrics;
 
 /// Message kinds, in the order of the counter slots.
 const KINDS: [&str; 8] = [
@@ -80,16 +81,6 @@ impl Metrics {
         self.connections_open.load(Relaxed)
     }
 
-    /// A document actor started.
-    pub fn document_loaded(&self) {
-        self.documents_loaded.fetch_add(1, Relaxed);
-    }
-
-    /// A document actor stopped.
-    pub fn document_unloaded(&self) {
-        self.documents_loaded.fetch_sub(1, Relaxed);
-    }
-
     /// One message received.
     pub fn inbound(&self, kind: &str, bytes: usize) {
         self.inbound.add(kind, bytes);
@@ -98,31 +89,6 @@ impl Metrics {
     /// One frame written to a socket.
     pub fn outbound(&self, kind: &str, bytes: usize) {
         self.outbound.add(kind, bytes);
-    }
-
-    /// One group commit: `jobs` jobs with `records` log records, flushed in `took`.
-    pub fn store_flush(&self, jobs: usize, records: usize, took: std::time::Duration) {
-        self.store_flushes.fetch_add(1, Relaxed);
-        self.store_jobs.fetch_add(jobs as u64, Relaxed);
-        self.store_records.fetch_add(records as u64, Relaxed);
-        self.store_flush_micros
-            .fetch_add(took.as_micros() as u64, Relaxed);
-    }
-
-    /// A store write or flush failed.
-    pub fn store_error(&self) {
-        self.store_errors.fetch_add(1, Relaxed);
-    }
-
-    /// What the whitelist guard neutralised in one document turn.
-    pub fn whitelist(&self, neutralised: &chorus_core::Neutralised, rejected_updates: u64) {
-        for (kind, n) in neutralised.iter() {
-            let slot = Violation::ALL.iter().position(|k| *k == kind).unwrap_or(0);
-            self.neutralised[slot].fetch_add(n, Relaxed);
-        }
-        if rejected_updates > 0 {
-            self.rejected_updates.fetch_add(rejected_updates, Relaxed);
-        }
     }
 
     /// A connection attempt refused before it joined a document.
@@ -284,6 +250,42 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+/// The document layer's events, counted here and rendered with the rest.
+impl DocMetrics for Metrics {
+    fn document_loaded(&self) {
+        self.documents_loaded.fetch_add(1, Relaxed);
+    }
+
+    fn document_unloaded(&self) {
+        self.documents_loaded.fetch_sub(1, Relaxed);
+    }
+
+    /// One group commit: `jobs` jobs with `records` log records, flushed in `took`.
+    fn store_flush(&self, jobs: usize, records: usize, took: std::time::Duration) {
+        self.store_flushes.fetch_add(1, Relaxed);
+        self.store_jobs.fetch_add(jobs as u64, Relaxed);
+        self.store_records.fetch_add(records as u64, Relaxed);
+        self.store_flush_micros
+            .fetch_add(took.as_micros() as u64, Relaxed);
+    }
+
+    /// A store write or flush failed.
+    fn store_error(&self) {
+        self.store_errors.fetch_add(1, Relaxed);
+    }
+
+    /// What the whitelist guard neutralised in one document turn.
+    fn whitelist(&self, neutralised: &Neutralised, rejected_updates: u64) {
+        for (kind, n) in neutralised.iter() {
+            let slot = Violation::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+            self.neutralised[slot].fetch_add(n, Relaxed);
+        }
+        if rejected_updates > 0 {
+            self.rejected_updates.fetch_add(rejected_updates, Relaxed);
+        }
     }
 }
 

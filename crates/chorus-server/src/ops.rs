@@ -1,7 +1,7 @@
 //! Operator endpoints: liveness, readiness, metrics. Handlers stay thin: they read
 //! state, they never block.
 
-use crate::serve::AppState;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;

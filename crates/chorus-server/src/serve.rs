@@ -1,115 +1,20 @@
 //! Building the router, binding, and shutting down in layers.
 
 use crate::config::{Config, ConfigError};
-use crate::metrics::Metrics;
-use crate::persistence::Persistence;
-use crate::registry::{AppRules, Documents};
+use crate::state::AppState;
 use crate::{api, connection, demo, ops};
 use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::serve::ListenerExt;
 use axum::Router;
-use chorus_auth::AppRegistry;
-use chorus_core::RoomLimits;
-use chorus_hooks::Hooks;
 use chorus_store::{SledStore, Store, StoreError};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
-
-/// Shared state of one server; cheap to clone (one `Arc`).
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-/// What [`AppState`] points to.
-pub struct Shared {
-    /// The effective configuration.
-    pub config: Config,
-    /// Registered apps and their secrets.
-    pub apps: AppRegistry,
-    /// Live documents.
-    pub documents: Arc<Documents>,
-    /// Counters.
-    pub metrics: Arc<Metrics>,
-    /// Cancelled when shutdown begins: every connection closes with 1012.
-    pub shutdown: CancellationToken,
-    /// Tracks connection tasks so shutdown can wait for them.
-    pub tracker: TaskTracker,
-    /// True from the start of shutdown (readiness turns false).
-    pub draining: AtomicBool,
-    /// The group-commit writer (its health feeds readiness).
-    pub persistence: Arc<Persistence>,
-    /// Webhook delivery to the hosts.
-    pub hooks: Hooks,
-}
-
-impl Deref for AppState {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
-impl AppState {
-    /// State for `config` over `store` (the demo secret, if any, must already be resolved).
-    pub fn new(config: Config, store: Arc<dyn Store>) -> Result<Self, ConfigError> {
-        let metrics = Arc::new(Metrics::default());
-        let limits = RoomLimits {
-            max_awareness_state_bytes: config.max_awareness_state_bytes,
-            ..RoomLimits::default()
-        };
-        let whitelists = config.whitelists()?;
-        let targets = config.hook_targets();
-        let hooked_apps = targets.keys().cloned().collect();
-        let hooks = Hooks::new(
-            store.clone(),
-            Arc::new(move |app: &str| targets.get(app).cloned()),
-            config.hooks_config(),
-        )
-        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        let notify = hooks.clone();
-        let (persistence, _writer) = Persistence::start(
-            store,
-            config.store_group_commit,
-            metrics.clone(),
-            Box::new(move || notify.notify()),
-        );
-        let persistence = Arc::new(persistence);
-        Ok(AppState(Arc::new(Shared {
-            apps: config.app_registry(),
-            documents: Documents::new(
-                limits,
-                AppRules {
-                    whitelists,
-                    hooked: hooked_apps,
-                    exclusive: config.exclusive_apps(),
-                },
-                config.doc_policy(),
-                metrics.clone(),
-                persistence.clone(),
-                hooks.clone(),
-            ),
-            hooks,
-            metrics,
-            shutdown: CancellationToken::new(),
-            tracker: TaskTracker::new(),
-            draining: AtomicBool::new(false),
-            persistence,
-            config,
-        })))
-    }
-
-    /// True when the service should receive new work: not draining, store writable.
-    pub fn is_ready(&self) -> bool {
-        !self.draining.load(Ordering::Relaxed) && self.persistence.is_healthy()
-    }
-}
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +33,9 @@ pub enum StartError {
     /// The store could not be opened.
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
+    /// Accepting or serving connections failed after start-up.
+    #[error("serving failed: {0}")]
+    Serve(std::io::Error),
 }
 
 /// Largest request body the host API accepts (an external change carries a whole
@@ -280,7 +188,7 @@ impl Server {
         // Webhooks stop after the documents (their last events are in the outbox by
         // then; whatever is undelivered goes out after the next start).
         let hooks_stop = CancellationToken::new();
-        let hooks = tokio::spawn(state.hooks.clone().run(hooks_stop.clone()));
+        let hooks = tokio::spawn(state.documents.hooks().clone().run(hooks_stop.clone()));
         // Nagle's algorithm would hold small frames back up to 40 ms: every edit is small.
         let listener = self.listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
@@ -315,9 +223,5 @@ pub async fn serve(
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let server = Server::bind(config).await?;
-    let addr = server.state.config.bind;
-    server
-        .run(signal)
-        .await
-        .map_err(|source| StartError::Bind { addr, source })
+    server.run(signal).await.map_err(StartError::Serve)
 }

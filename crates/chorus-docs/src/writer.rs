@@ -9,8 +9,15 @@
 //! Why a thread and not `spawn_blocking` per write: the store is synchronous and
 //! a flush is the expensive part; one long-lived thread batches naturally and
 //! keeps fsyncs from competing with each other.
+//!
+//! Webhook events ride in the jobs too: the writer puts them in the store's outbox
+//! (a store write, under the delivery's lock) before the group's flush, and
+//! releases them to delivery after it. So the actor never touches the store, and a
+//! host never hears of an event a crash could still undo.
 
-use crate::metrics::Metrics;
+use crate::error::DocError;
+use crate::metrics::DocMetrics;
+use chorus_hooks::{HookEvent, Hooks};
 use chorus_store::{DocId, DocMeta, Store, WriteBatch};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -24,11 +31,10 @@ const WRITER_QUEUE: usize = 4096;
 const MAX_GROUP: usize = 1024;
 
 /// A write a document actor asks for.
-pub enum PersistOp {
+pub(crate) enum PersistOp {
     /// Appended log records and metadata.
     Append(WriteBatch),
-    /// Nothing to write, only something outside a batch to make durable (webhook
-    /// events the actor put in the outbox): the group's flush does it.
+    /// Nothing to write but the job's webhook events.
     Flush,
     /// A new snapshot covering the log up to `upto_seq` (which is then deleted).
     Compact {
@@ -43,66 +49,70 @@ pub enum PersistOp {
     },
 }
 
-/// The answer to a job: `Err` carries the store's message (the job is not durable).
-pub type PersistResult = Result<(), String>;
+/// The answer to a job: `Ok` once it is durable.
+pub(crate) type PersistResult = Result<(), DocError>;
 
 struct Job {
     op: PersistOp,
+    /// Webhook events to put in the outbox with this job (in order).
+    events: Vec<HookEvent>,
     done: oneshot::Sender<PersistResult>,
 }
 
-/// Handle to the writer thread.
-pub struct Persistence {
+/// Handle to the writer thread. The thread stops once every handle is dropped.
+pub struct Writer {
     jobs: mpsc::Sender<Job>,
     healthy: Arc<AtomicBool>,
     store: Arc<dyn Store>,
 }
 
-impl Persistence {
+impl Writer {
     /// Start the writer thread over `store`. With `group_commit` off every job is
-    /// flushed on its own (for benchmarks that show what group commit buys).
-    /// `on_flushed` runs on the writer thread after every successful flush.
-    pub fn start(
+    /// flushed on its own. After every successful flush the events written so far
+    /// are released to `hooks`' delivery.
+    pub(crate) fn start(
         store: Arc<dyn Store>,
         group_commit: bool,
-        metrics: Arc<Metrics>,
-        on_flushed: Box<dyn Fn() + Send>,
-    ) -> (Persistence, std::thread::JoinHandle<()>) {
+        metrics: Arc<dyn DocMetrics>,
+        hooks: Hooks,
+    ) -> Writer {
         let (jobs, rx) = mpsc::channel(WRITER_QUEUE);
         let healthy = Arc::new(AtomicBool::new(true));
-        let thread = {
+        {
             let (store, healthy) = (store.clone(), healthy.clone());
             std::thread::Builder::new()
                 .name("chorus-store-writer".into())
-                .spawn(move || writer_loop(rx, store, group_commit, healthy, metrics, on_flushed))
-                .expect("spawning the store writer thread")
-        };
-        (
-            Persistence {
-                jobs,
-                healthy,
-                store,
-            },
-            thread,
-        )
+                .spawn(move || writer_loop(rx, store, group_commit, healthy, metrics, hooks))
+                .expect("spawning the store writer thread");
+        }
+        Writer {
+            jobs,
+            healthy,
+            store,
+        }
     }
 
-    /// Queue a job; the receiver resolves once it is durable (or failed).
-    pub async fn submit(&self, op: PersistOp) -> oneshot::Receiver<PersistResult> {
+    /// Queue a job with the webhook events it carries; the receiver resolves once
+    /// it is durable (or failed).
+    pub(crate) async fn submit(
+        &self,
+        op: PersistOp,
+        events: Vec<HookEvent>,
+    ) -> oneshot::Receiver<PersistResult> {
         let (done, rx) = oneshot::channel();
-        if let Err(e) = self.jobs.send(Job { op, done }).await {
-            let _ = e.0.done.send(Err("the store writer has stopped".into()));
+        if let Err(e) = self.jobs.send(Job { op, events, done }).await {
+            let _ = e.0.done.send(Err(DocError::WriterStopped));
         }
         rx
     }
 
     /// False after the last flush failed (readiness reports it).
-    pub fn is_healthy(&self) -> bool {
+    pub(crate) fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
 
     /// The store, for reads (loads and listings go through `spawn_blocking`).
-    pub fn store(&self) -> &Arc<dyn Store> {
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
 }
@@ -112,8 +122,8 @@ fn writer_loop(
     store: Arc<dyn Store>,
     group_commit: bool,
     healthy: Arc<AtomicBool>,
-    metrics: Arc<Metrics>,
-    on_flushed: Box<dyn Fn() + Send>,
+    metrics: Arc<dyn DocMetrics>,
+    hooks: Hooks,
 ) {
     let mut group: Vec<Job> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
@@ -130,7 +140,12 @@ fn writer_loop(
         let mut answers: Vec<(oneshot::Sender<PersistResult>, PersistResult)> =
             Vec::with_capacity(group.len());
         let mut records = 0usize;
-        for Job { op, done } in group.drain(..) {
+        for Job { op, events, done } in group.drain(..) {
+            for event in &events {
+                if let Err(e) = hooks.enqueue(event) {
+                    error!(app = %event.app, doc = %event.doc, error = %e, kind = event.kind.as_str(), "webhook event could not be queued");
+                }
+            }
             let r = match op {
                 PersistOp::Append(batch) => {
                     records += batch.record_count();
@@ -144,27 +159,27 @@ fn writer_loop(
                 } => store.compact(&id, &snapshot, upto_seq, &meta),
                 PersistOp::Flush => Ok(()),
             };
-            answers.push((done, r.map_err(|e| e.to_string())));
+            answers.push((done, r.map_err(DocError::from)));
         }
-        let flushed = store.flush().map_err(|e| e.to_string());
+        let flushed = store.flush().map_err(DocError::from);
         metrics.store_flush(answers.len(), records, started.elapsed());
         let ok = flushed.is_ok() && answers.iter().all(|(_, r)| r.is_ok());
         let was_healthy = healthy.swap(ok, Ordering::Relaxed);
         if !ok {
             metrics.store_error();
-            let msg = flushed
+            if let Some(e) = flushed
                 .as_ref()
                 .err()
                 .or_else(|| answers.iter().find_map(|(_, r)| r.as_ref().err()))
-                .cloned()
-                .unwrap_or_default();
-            error!(error = %msg, jobs = answers.len(), "store write failed; nothing in this group is acknowledged");
+            {
+                error!(error = %e, jobs = answers.len(), "store write failed; nothing in this group is acknowledged");
+            }
         } else if !was_healthy {
             info!("store writes succeed again");
         }
         if flushed.is_ok() {
             // Webhook events written before this flush are durable now: they may go out.
-            on_flushed();
+            hooks.notify();
         }
         for (done, result) in answers {
             let result = match (&flushed, result) {

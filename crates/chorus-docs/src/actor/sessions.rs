@@ -4,42 +4,26 @@
 //! the draft and later ones wait in view mode until the hold passes to them.
 
 use super::{now_ms, DocActor};
-use crate::close::CloseReason;
+use crate::command::SessionInfo;
+use crate::peer::Disconnect;
 use chorus_auth::Mode;
 use chorus_core::{ConnId, Session};
 use chorus_protocol::ChorusMessage;
 use std::sync::Arc;
 
-/// One connected session, as the host sees it.
-#[derive(Debug, Clone)]
-pub struct SessionInfo {
-    /// Identifies the session within its document (for downgrade and end).
-    pub id: u64,
-    /// User id (the token's `sub`).
-    pub user: String,
-    /// Display name.
-    pub name: String,
-    /// What it may do now (`edit` or `view`).
-    pub mode: Mode,
-    /// Exclusive mode: waiting for the hold (it asked for edit).
-    pub waiting: bool,
-    /// When it joined (ms since the epoch).
-    pub since_ms: u64,
-}
-
 impl DocActor {
     /// Exclusive mode: a session asking for edit while another holds the draft joins
     /// view-only and waits. Returns the session to join with.
     pub(super) fn admit(&mut self, conn: ConnId, session: Arc<Session>) -> Arc<Session> {
-        self.joined_at.insert(conn, now_ms());
+        self.members.joined_at.insert(conn, now_ms());
         if !self.exclusive() || !session.can_edit() {
             return session;
         }
-        if self.holder.is_none() {
-            self.holder = Some(conn);
+        if self.hold.holder.is_none() {
+            self.hold.holder = Some(conn);
             return session;
         }
-        self.waiting.push(conn);
+        self.hold.waiting.push(conn);
         let mut waiting = (*session).clone();
         waiting.mode = Mode::View;
         Arc::new(waiting)
@@ -47,7 +31,7 @@ impl DocActor {
 
     /// After `conn` joined: tell a waiting session why it is view-only, and who holds.
     pub(super) fn announce_hold(&mut self, conn: ConnId) {
-        if !self.waiting.contains(&conn) {
+        if !self.hold.waiting.contains(&conn) {
             return;
         }
         self.room.notify(
@@ -63,25 +47,25 @@ impl DocActor {
 
     /// A member left (or was closed): forget it; if it held the draft, pass the hold on.
     pub(super) fn member_gone(&mut self, conn: ConnId) {
-        self.joined_at.remove(&conn);
-        self.waiting.retain(|c| *c != conn);
-        if self.holder == Some(conn) {
-            self.holder = None;
+        self.members.joined_at.remove(&conn);
+        self.hold.waiting.retain(|c| *c != conn);
+        if self.hold.holder == Some(conn) {
+            self.hold.holder = None;
             self.pass_hold();
         }
     }
 
     /// Exclusive mode: the longest-waiting session still here gets the hold.
     fn pass_hold(&mut self) {
-        while !self.waiting.is_empty() {
-            let next = self.waiting.remove(0);
+        while !self.hold.waiting.is_empty() {
+            let next = self.hold.waiting.remove(0);
             if self.room.set_mode(next, Mode::Edit, "") {
-                self.holder = Some(next);
+                self.hold.holder = Some(next);
                 if let Some(session) = self.session_of(next) {
                     self.editor_joined(next, &session);
                 }
                 if let Some(msg) = self.holder_message() {
-                    for c in self.waiting.clone() {
+                    for c in self.hold.waiting.clone() {
                         self.room.notify(c, msg.clone());
                     }
                 }
@@ -91,7 +75,7 @@ impl DocActor {
     }
 
     fn holder_message(&self) -> Option<ChorusMessage> {
-        let session = self.session_of(self.holder?)?;
+        let session = self.session_of(self.hold.holder?)?;
         Some(ChorusMessage::Holder {
             user_id: session.user_id.clone(),
             name: session.name.clone(),
@@ -119,8 +103,8 @@ impl DocActor {
                 user: s.user_id.clone(),
                 name: s.name.clone(),
                 mode: s.mode,
-                waiting: self.waiting.contains(&conn),
-                since_ms: self.joined_at.get(&conn).copied().unwrap_or(0),
+                waiting: self.hold.waiting.contains(&conn),
+                since_ms: self.members.joined_at.get(&conn).copied().unwrap_or(0),
             })
             .collect();
         out.sort_by_key(|s| (s.since_ms, s.id));
@@ -133,10 +117,10 @@ impl DocActor {
         if !self.room.set_mode(conn, Mode::View, "downgraded") {
             return false;
         }
-        self.waiting.retain(|c| *c != conn);
+        self.hold.waiting.retain(|c| *c != conn);
         self.editor_left(conn);
-        if self.holder == Some(conn) {
-            self.holder = None;
+        if self.hold.holder == Some(conn) {
+            self.hold.holder = None;
             self.pass_hold();
         }
         true
@@ -146,28 +130,22 @@ impl DocActor {
     /// not connected.
     pub(super) fn end_session(&mut self, id: u64) -> bool {
         let conn = ConnId(id);
-        let Some(control) = self.controls.remove(&conn) else {
+        let Some(control) = self.members.controls.remove(&conn) else {
             return false;
         };
-        control.close(CloseReason::SessionEnded);
-        self.room.leave(conn);
-        self.editor_left(conn);
-        self.member_gone(conn);
-        self.touched();
+        control.close(Disconnect::SessionEnded);
+        self.member_left(conn);
         true
     }
 
     /// Close every session with `reason` (the app was disabled).
-    pub(super) fn close_all(&mut self, reason: impl Fn() -> CloseReason) {
-        let conns: Vec<ConnId> = self.controls.keys().copied().collect();
+    pub(super) fn close_all(&mut self, reason: Disconnect) {
+        let conns: Vec<ConnId> = self.members.controls.keys().copied().collect();
         for conn in conns {
-            if let Some(control) = self.controls.remove(&conn) {
-                control.close(reason());
+            if let Some(control) = self.members.controls.remove(&conn) {
+                control.close(reason.clone());
             }
-            self.room.leave(conn);
-            self.editor_left(conn);
-            self.member_gone(conn);
+            self.member_left(conn);
         }
-        self.touched();
     }
 }

@@ -9,7 +9,7 @@
 //! allocation at all; tokio's channel allocates a block of 32 slots up front.
 //!
 //! It is the document inbox's queue ([`crate::inbox`]) used without waiting. One
-//! sender (the member's [`crate::registry::QueuePeer`]) and one receiver (the
+//! sender (the member's [`crate::QueuePeer`]) and one receiver (the
 //! connection task). The bound is what makes a slow reader visible: a push into a
 //! full queue fails, and the room closes that connection (1013 `slow-consumer`).
 

@@ -1,0 +1,224 @@
+//! What the host API asks of a live document: external changes (and restores),
+//! publishing, history points, and the bases of three-way external changes.
+//!
+//! Each operation runs inside the document's actor, like an edit: the change is
+//! applied to the room (so editors receive it at once), and the host's answer waits
+//! until the store has made it durable — the same rule as the "saved" acks editors
+//! get. History points and publication markers ride in the same group-commit batch
+//! as the document's updates.
+
+use super::{etag_of, now_ms, DocActor};
+use crate::command::{
+    BaseState, ChangeOutcome, Draft, DraftContent, DraftFormat, PreparedChange, Published,
+};
+use crate::error::{DocError, HostError};
+use chorus_hooks::HookEvent;
+use chorus_store::{HistoryEntry, HistoryPoint};
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+use yrs::{ReadTxn, Transact};
+
+/// A host answer waiting for the store.
+pub(crate) enum HostReply {
+    Change(
+        oneshot::Sender<Result<ChangeOutcome, HostError>>,
+        ChangeOutcome,
+    ),
+    Publish(oneshot::Sender<Result<Published, HostError>>, Published),
+}
+
+impl HostReply {
+    /// The write carrying the operation is durable: answer.
+    pub(super) fn complete(self) {
+        match self {
+            HostReply::Change(tx, outcome) => drop(tx.send(Ok(outcome))),
+            HostReply::Publish(tx, published) => drop(tx.send(Ok(published))),
+        }
+    }
+
+    /// The operation can no longer be made durable: answer with an error.
+    pub(super) fn fail(self, why: DocError) {
+        let err = HostError::Unavailable(why);
+        match self {
+            HostReply::Change(tx, _) => drop(tx.send(Err(err))),
+            HostReply::Publish(tx, _) => drop(tx.send(Err(err))),
+        }
+    }
+}
+
+impl DocActor {
+    /// The draft's ETag now.
+    pub(super) fn etag(&self) -> String {
+        etag_of(&self.room.doc().transact().state_vector())
+    }
+
+    /// The live state a change is computed against, off the actor.
+    pub(super) fn base_state(&self, with_state: bool) -> BaseState {
+        BaseState {
+            state_vector: self.room.doc().transact().state_vector(),
+            state: with_state.then(|| self.room.encode_state()),
+        }
+    }
+
+    /// Merge a host's change computed off the actor; the answer waits for the store.
+    pub(super) fn external_change(
+        &mut self,
+        change: PreparedChange,
+        reply: oneshot::Sender<Result<ChangeOutcome, HostError>>,
+    ) {
+        let result = self.room.apply_external(change.edit);
+        let fields = match result {
+            Ok(fields) => fields,
+            Err(e) => {
+                warn!(app = %self.key.0, doc = %self.key.1, error = %e, "external change refused");
+                let _ = reply.send(Err(HostError::from(e)));
+                return;
+            }
+        };
+        let outcome = ChangeOutcome {
+            etag: self.etag(),
+            fields: fields.iter().map(|f| f.to_string()).collect(),
+        };
+        if fields.is_empty() && change.restoring.is_none() {
+            // Nothing to make durable.
+            let _ = reply.send(Ok(outcome));
+            return;
+        }
+        info!(app = %self.key.0, doc = %self.key.1, fields = ?outcome.fields, restoring = ?change.restoring, "external change applied");
+        if let Some(point) = change.restoring {
+            self.take_history_point("restore", Some(point));
+        }
+        if !outcome.fields.is_empty() {
+            let event = HookEvent::external_change(
+                &*self.key.0,
+                &*self.key.1,
+                now_ms(),
+                outcome.fields.clone(),
+                outcome.etag.clone(),
+            );
+            self.hook(event);
+        }
+        self.writes.exists = true;
+        self.writes
+            .host_replies
+            .push(HostReply::Change(reply, outcome));
+    }
+
+    /// Publish the draft if it still has `if_match`; the answer waits for the store.
+    pub(super) fn publish(
+        &mut self,
+        if_match: &str,
+        reply: oneshot::Sender<Result<Published, HostError>>,
+    ) {
+        if !self.writes.exists {
+            let _ = reply.send(Err(HostError::NotFound));
+            return;
+        }
+        let etag = self.etag();
+        if etag != if_match {
+            let _ = reply.send(Err(HostError::Conflict { current: etag }));
+            return;
+        }
+        let doc = self.room.doc();
+        let (title, html) = chorus_core::render::doc_html(doc);
+        let html = self.room.whitelist().clean_html(&html);
+        let now = now_ms();
+        self.take_history_point("publish", None);
+        self.writes.meta.published_at_ms = now;
+        self.writes.meta.published_etag = etag.clone();
+        info!(app = %self.key.0, doc = %self.key.1, %etag, "draft published");
+        let event = HookEvent::published(
+            &*self.key.0,
+            &*self.key.1,
+            now,
+            title.clone(),
+            html.clone(),
+            etag.clone(),
+            now,
+        );
+        self.hook(event);
+        self.writes.host_replies.push(HostReply::Publish(
+            reply,
+            Published {
+                title,
+                html,
+                etag,
+                published_at_ms: now,
+            },
+        ));
+    }
+
+    /// Queue a history point of the document as it is now, for the next write.
+    pub(super) fn take_history_point(&mut self, kind: &str, restored: Option<u64>) {
+        let now = now_ms();
+        let title = {
+            let doc = self.room.doc();
+            let title = doc.get_or_insert_text(chorus_core::ROOT_TITLE);
+            chorus_core::render::title_text(&doc.transact(), &title)
+        };
+        let w = &mut self.writes;
+        w.meta.last_history_point += 1;
+        w.meta.last_history_at_ms = now;
+        w.changed_since_point = false;
+        let point = w.meta.last_history_point;
+        let etag = self.etag();
+        self.writes.history_pending.push(HistoryPoint {
+            entry: HistoryEntry {
+                point,
+                at_ms: now,
+                kind: kind.to_owned(),
+                restored_from: restored.unwrap_or(0),
+                etag,
+                title,
+                size_bytes: 0,
+            },
+            state: self.room.encode_state(),
+        });
+    }
+
+    /// Take an automatic history point if the draft changed and the interval passed.
+    pub(super) fn maybe_auto_history(&mut self) {
+        if !self.writes.changed_since_point {
+            return;
+        }
+        let now = now_ms();
+        if self.writes.meta.last_history_at_ms == 0 {
+            // The interval counts from the first edit seen, not from the epoch.
+            self.writes.meta.last_history_at_ms = now;
+            return;
+        }
+        let interval = self.docs.policy.history_interval.as_millis() as u64;
+        if now.saturating_sub(self.writes.meta.last_history_at_ms) >= interval {
+            self.take_history_point("auto", None);
+        }
+    }
+
+    /// A host's read of the draft; what the host read may become the base of its
+    /// next external change.
+    pub(super) fn read(&self, format: DraftFormat) -> Draft {
+        let doc = self.room.doc();
+        let content = match format {
+            DraftFormat::Json => DraftContent::Json(chorus_core::render::doc_json(doc)),
+            DraftFormat::Html => {
+                let (title, html) = chorus_core::render::doc_html(doc);
+                // The guard already keeps the document inside the policy; the HTML is
+                // cleaned with the same policy anyway, since hosts publish it as is.
+                let html = self.room.whitelist().clean_html(&html);
+                DraftContent::Html { title, html }
+            }
+            DraftFormat::Yjs => DraftContent::Yjs(self.room.encode_state()),
+        };
+        let etag = etag_of(&doc.transact().state_vector());
+        if self.writes.exists {
+            self.docs
+                .bases
+                .remember(&self.key, &etag, || self.room.encode_state());
+        }
+        Draft {
+            exists: self.writes.exists,
+            etag,
+            updated_at_ms: self.writes.meta.updated_at_ms,
+            content,
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! The load phase of a document's task: read snapshot + log from the store and
+//! build the room off the runtime's threads, answering the usual cold-load joiner
+//! from the stored bytes meanwhile; on failure, refuse whoever waited.
+
+use super::{DocActor, EditingSession, ExclusiveHold, Members, Writes};
+use crate::command::DocCommand;
+use crate::error::{DocError, HostError};
+use crate::inbox::{InboxReceiver, InboxSender};
+use crate::peer::{Disconnect, QueuePeer};
+use crate::plan::WritePlan;
+use crate::registry::{Activity, DocKey, Documents, DOC_INBOX};
+use bytes::Bytes;
+use chorus_core::{ConnId, Peer, Room};
+use chorus_protocol::{Message, SyncMessage};
+use chorus_store::{DocId, DocMeta};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::time::Instant;
+use tracing::error;
+
+/// A document's task: load it, then serve it until it unloads.
+///
+/// Every loaded document keeps this task alive, so its size is memory per
+/// document. Each phase is a boxed future and only the serving one is alive while
+/// the document is served: awaited inline, the loading phase's locals (the actor
+/// being built among them, 1.1 KB) stayed part of the task for its whole life.
+pub(crate) async fn run_actor(
+    docs: Arc<Documents>,
+    key: DocKey,
+    rx: InboxReceiver<DocCommand>,
+    own_tx: InboxSender<DocCommand>,
+    activity: Arc<Activity>,
+) {
+    let serve = Box::pin(load_actor(docs, key, rx, own_tx, activity)).await;
+    if let Some(serve) = serve {
+        serve.await;
+    }
+}
+
+/// The serving phase of a document's task.
+type Serving = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Load the document (see [`build_serving_early`]) and return the future that
+/// serves it, or `None` once whoever waited was told it could not be loaded.
+async fn load_actor(
+    docs: Arc<Documents>,
+    key: DocKey,
+    mut rx: InboxReceiver<DocCommand>,
+    own_tx: InboxSender<DocCommand>,
+    activity: Arc<Activity>,
+) -> Option<Serving> {
+    let started = std::time::Instant::now();
+    let id = DocId::new(&*key.0, &*key.1);
+    let store = docs.store().clone();
+    let load_id = id.clone();
+    let loaded = tokio::task::spawn_blocking(move || store.load(&load_id)).await;
+    let loaded = match loaded {
+        Ok(read) => read.map_err(DocError::from),
+        Err(_) => Err(DocError::LoadPanicked),
+    };
+    let stored = match loaded {
+        Ok(stored) => stored,
+        Err(why) => {
+            Box::pin(refuse_all(&docs, &key, &own_tx, &mut rx, Vec::new(), why)).await;
+            return None;
+        }
+    };
+    let exists = stored.is_some();
+    // Commands that came while the room was built, to handle in order first.
+    let mut queued = Vec::new();
+    let (room, meta, snapshot_bytes, log_records, log_bytes, next_seq) = match stored {
+        None => (
+            Room::new(docs.limits_for(&key.0)),
+            DocMeta::default(),
+            0,
+            0,
+            0,
+            1,
+        ),
+        Some(s) => {
+            let s = Arc::new(s);
+            let limits = docs.limits_for(&key.0);
+            let serve_early = s.meta.content_policy == limits.whitelist.fingerprint();
+            let for_build = s.clone();
+            // Integrating a long history takes a while: off the runtime's threads.
+            let build = tokio::task::spawn_blocking(move || {
+                Room::from_stored(
+                    limits,
+                    for_build.snapshot.as_deref(),
+                    for_build.updates.iter().map(|(_, u)| u.as_slice()),
+                )
+            });
+            let built = Box::pin(build_serving_early(
+                build,
+                &s,
+                serve_early,
+                &mut rx,
+                &mut queued,
+            ))
+            .await;
+            let room = match built {
+                Ok(room) => room,
+                Err(e) => {
+                    Box::pin(refuse_all(&docs, &key, &own_tx, &mut rx, queued, e)).await;
+                    return None;
+                }
+            };
+            let last_seq = s
+                .updates
+                .last()
+                .map(|(seq, _)| *seq)
+                .unwrap_or(s.snapshot_seq);
+            let log_bytes: u64 = s.updates.iter().map(|(_, u)| u.len() as u64).sum();
+            (
+                room,
+                s.meta.clone(),
+                s.snapshot.as_ref().map_or(0, |b| b.len() as u64),
+                s.updates.len() as u64,
+                log_bytes,
+                last_seq + 1,
+            )
+        }
+    };
+    docs.metrics.document_load_time(started.elapsed());
+    let mut actor = DocActor {
+        docs,
+        key,
+        id,
+        room,
+        activity,
+        idle_since: Some(Instant::now()),
+        writes: Writes {
+            plan: WritePlan::loaded(snapshot_bytes, log_records, log_bytes),
+            exists,
+            meta,
+            next_seq,
+            unsaved: Vec::new(),
+            acks: Vec::new(),
+            contributors: Vec::new(),
+            inflight: None,
+            retry_at: None,
+            history_pending: Vec::new(),
+            host_replies: Vec::new(),
+            events: Vec::new(),
+            changed_since_point: false,
+        },
+        session: EditingSession::default(),
+        hold: ExclusiveHold::default(),
+        members: Members::default(),
+    };
+    actor.enforce_quota();
+    Some(Box::pin(actor.run(queued, rx, own_tx)))
+}
+
+/// Waits for the room being built from `stored`, queueing what arrives meanwhile.
+///
+/// A joiner whose step 1 says it has nothing (a new editor opening the draft, the
+/// usual cold load) is answered from the stored bytes at once when `serve_early`
+/// (they were stored under the whitelist in force, so no check stands between
+/// them and the client), instead of after the integration, which takes hundreds
+/// of milliseconds for a long history. That step 1 stays queued, rewritten to the
+/// built room's state vector, so once the room is built the joiner is sent only
+/// what changed since those bytes: nothing, or what queued commands before it
+/// changed.
+async fn build_serving_early(
+    mut build: tokio::task::JoinHandle<Result<Room<QueuePeer>, chorus_core::LoadError>>,
+    stored: &chorus_store::StoredDoc,
+    serve_early: bool,
+    rx: &mut InboxReceiver<DocCommand>,
+    queued: &mut Vec<DocCommand>,
+) -> Result<Room<QueuePeer>, DocError> {
+    let mut frames: Option<Vec<Bytes>> = None;
+    // Connections served early, with the index of the step 1 that was answered.
+    let mut served: Vec<(ConnId, usize)> = Vec::new();
+    let built = loop {
+        tokio::select! {
+            biased;
+            built = &mut build => break built,
+            // Past this many, senders wait for the load, as they would on a full
+            // inbox: the queue is not a way around its bound.
+            Some(cmd) = rx.recv(), if queued.len() < DOC_INBOX => {
+                if serve_early {
+                    if let Some(conn) = early_step1(&cmd, &served) {
+                        let frames = frames.get_or_insert_with(|| {
+                            let updates: Vec<&[u8]> =
+                                stored.updates.iter().map(|(_, u)| u.as_slice()).collect();
+                            chorus_core::sync_from_stored(stored.snapshot.as_deref(), &updates)
+                                .unwrap_or_default()
+                        });
+                        let peer = queued.iter().find_map(|c| match c {
+                            DocCommand::Join { conn: joined, peer, .. } if *joined == conn => Some(peer),
+                            _ => None,
+                        });
+                        if let Some(peer) = peer.filter(|_| !frames.is_empty()) {
+                            for frame in frames.iter() {
+                                peer.send(frame.clone());
+                            }
+                            served.push((conn, queued.len()));
+                        }
+                    }
+                }
+                queued.push(cmd);
+            }
+        }
+    };
+    let room = match built {
+        Ok(Ok(room)) => room,
+        Ok(Err(e)) => return Err(e.into()),
+        Err(_) => return Err(DocError::LoadPanicked),
+    };
+    if !served.is_empty() {
+        let sv = Bytes::from(room.state_vector());
+        for (_, i) in served {
+            if let DocCommand::Message {
+                msg: Message::Sync(SyncMessage::Step1(client_sv)),
+                ..
+            } = &mut queued[i]
+            {
+                *client_sv = sv.clone();
+            }
+        }
+    }
+    Ok(room)
+}
+
+/// The connection whose empty step 1 this is, unless it was served early already.
+fn early_step1(cmd: &DocCommand, served: &[(ConnId, usize)]) -> Option<ConnId> {
+    match cmd {
+        DocCommand::Message {
+            conn,
+            msg: Message::Sync(SyncMessage::Step1(sv)),
+        } if chorus_core::is_empty_state_vector(sv) && !served.iter().any(|(c, _)| c == conn) => {
+            Some(*conn)
+        }
+        _ => None,
+    }
+}
+
+/// The document could not be loaded: close whoever is waiting (`queued` came
+/// while it was loading), stop. The next connection starts a new actor, which
+/// tries the load again.
+async fn refuse_all(
+    docs: &Arc<Documents>,
+    key: &DocKey,
+    own_tx: &InboxSender<DocCommand>,
+    rx: &mut InboxReceiver<DocCommand>,
+    queued: Vec<DocCommand>,
+    why: DocError,
+) {
+    error!(app = %key.0, doc = %key.1, error = %why, "document could not be loaded; refusing its connections");
+    docs.forget(key, own_tx);
+    rx.close();
+    let rest = std::iter::from_fn(|| rx.try_recv());
+    for cmd in queued.into_iter().chain(rest) {
+        match cmd {
+            DocCommand::Join { peer, .. } => peer.control.close(Disconnect::DocumentUnavailable),
+            DocCommand::Read { reply, .. } => {
+                let _ = reply.send(Err(why.clone()));
+            }
+            DocCommand::Base { reply, .. } => {
+                let _ = reply.send(Err(why.clone()));
+            }
+            DocCommand::External { reply, .. } => {
+                let _ = reply.send(Err(HostError::Unavailable(why.clone())));
+            }
+            DocCommand::Publish { reply, .. } => {
+                let _ = reply.send(Err(HostError::Unavailable(why.clone())));
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! One document's task, the single owner of its [`Room`] and of that document's
+//! persistence. Connections never touch a room directly; they send
+//! [`DocCommand`]s into its bounded inbox (backpressure on writers) and receive
+//! frames on their own bounded queue (a full queue disconnects that consumer, it
+//! never grows).
+//!
+//! Why an actor and not a lock: yrs transactions are synchronous and must never
+//! be held across an `.await`; an actor makes that structural, serialises every
+//! change to a document without contention, and batches what reaches the store.
+//!
+//! Life of a document actor:
+//! 1. **load** (`load.rs`): snapshot + log from the store (on a blocking thread). No
+//!    command is handled before the load finished; a failed load never becomes an
+//!    empty document (joiners are closed with [`Disconnect::DocumentUnavailable`] and
+//!    the next connect retries).
+//! 2. **serve** (this file): apply messages; after each batch of commands, hand what
+//!    the room integrated to the group-commit writer (`persist.rs`, following
+//!    [`crate::plan`]) and tell each opted-in sender "saved up to n" only when its job
+//!    is durable.
+//! 3. **unload** (`persist.rs`): once nobody is connected for `idle_unload_secs` (or
+//!    the sweeper asks, to keep at most `max_loaded_docs` in memory), write a final
+//!    snapshot, leave the map, and hand any command that raced in to a fresh actor.
+//!
+//! The actor's state is grouped by purpose: [`Writes`] (what is stored and what is
+//! on its way to the store), [`EditingSession`] (the webhook session between
+//! `editing` and `closed`), [`ExclusiveHold`] (apps with `collaboration = false`)
+//! and [`Members`] (how to reach and close each connection).
+
+mod events;
+mod host;
+mod load;
+mod persist;
+mod sessions;
+
+pub(crate) use host::HostReply;
+pub(crate) use load::run_actor;
+
+use crate::command::DocCommand;
+use crate::inbox::{InboxReceiver, InboxSender};
+use crate::peer::{ConnControl, Disconnect, QueuePeer};
+use crate::plan::WritePlan;
+use crate::registry::{Activity, DocKey, Documents};
+use crate::writer::PersistResult;
+use chorus_core::{ConnId, Room};
+use chorus_hooks::HookEvent;
+use chorus_store::{DocId, DocMeta, HistoryPoint};
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+/// Commands an actor takes off its inbox per wake-up.
+const DOC_BATCH: usize = 64;
+
+/// What is stored of the document and what is on its way to the store.
+struct Writes {
+    /// What to write next (counters and the failure state).
+    plan: WritePlan,
+    /// The document existed in the store, or was changed since loading.
+    exists: bool,
+    /// The metadata as last submitted.
+    meta: DocMeta,
+    /// The next log sequence number.
+    next_seq: u64,
+    /// Integrated updates not yet submitted.
+    unsaved: Vec<Vec<u8>>,
+    /// "Saved up to n" acks owed once what is unsaved is durable.
+    acks: Vec<(ConnId, u64)>,
+    /// Users who contributed since the last write (for the metadata).
+    contributors: Vec<String>,
+    /// The job in flight and what waits for it.
+    inflight: Option<Inflight>,
+    /// When writing may resume after a failure.
+    retry_at: Option<Instant>,
+    /// History points not yet submitted.
+    history_pending: Vec<HistoryPoint>,
+    /// Host answers waiting for the next write.
+    host_replies: Vec<HostReply>,
+    /// Webhook events for the next write (or a flush-only job).
+    events: Vec<HookEvent>,
+    /// The document changed since the last history point.
+    changed_since_point: bool,
+}
+
+/// The persistence job in flight for one document.
+struct Inflight {
+    done: oneshot::Receiver<PersistResult>,
+    /// Acks to send once durable.
+    acks: Vec<(ConnId, u64)>,
+    /// Host answers to send once durable.
+    host_replies: Vec<HostReply>,
+    /// History points this job writes (queued again if it fails).
+    history: Vec<HistoryPoint>,
+}
+
+/// The editing session webhooks describe: opened by the first editor (`editing`),
+/// closed a delay after the last one left (`closed`).
+#[derive(Default)]
+struct EditingSession {
+    /// Connected edit-mode members and their users.
+    editors: HashMap<ConnId, String>,
+    /// `editing` was raised and `closed` not yet.
+    open: bool,
+    /// When `closed` is due (every editor left).
+    closing_at: Option<Instant>,
+    /// Who changed the draft during the session.
+    contributors: BTreeSet<String>,
+    /// When the last `saved` event was raised.
+    last_saved_hook: Option<Instant>,
+}
+
+/// Exclusive mode: the session holding the draft, and those waiting for it in the
+/// order they came.
+#[derive(Default)]
+struct ExclusiveHold {
+    holder: Option<ConnId>,
+    waiting: Vec<ConnId>,
+}
+
+/// How to reach each connection besides its frames.
+#[derive(Default)]
+struct Members {
+    /// Closes the connection.
+    controls: HashMap<ConnId, Arc<ConnControl>>,
+    /// When each member joined (ms since the epoch).
+    joined_at: HashMap<ConnId, u64>,
+}
+
+struct DocActor {
+    docs: Arc<Documents>,
+    key: DocKey,
+    id: DocId,
+    room: Room<QueuePeer>,
+    activity: Arc<Activity>,
+    idle_since: Option<Instant>,
+    writes: Writes,
+    session: EditingSession,
+    hold: ExclusiveHold,
+    members: Members,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Stop {
+    No,
+    IfIdle,
+    Now,
+}
+
+impl DocActor {
+    /// Serve the document until it unloads; `queued` (what came while it loaded) first.
+    ///
+    /// A plain `fn` returning an `async move` block: as an `async fn` its future
+    /// stored `self` (1.1 KB) twice, the argument and the local it is moved into
+    /// (rust-lang/rust#62958); the block uses its captures in place.
+    #[allow(clippy::manual_async_fn)] // the point: see above
+    fn run(
+        mut self,
+        queued: Vec<DocCommand>,
+        mut rx: InboxReceiver<DocCommand>,
+        own_tx: InboxSender<DocCommand>,
+    ) -> impl Future<Output = ()> + Send {
+        async move {
+            let mut queued = Some(queued).filter(|q| !q.is_empty());
+            loop {
+                if let Some(queued) = queued.take() {
+                    let mut stop = Stop::No;
+                    for cmd in queued {
+                        stop = stop.max(self.handle(cmd));
+                    }
+                    if self.stops(stop) {
+                        break;
+                    }
+                } else {
+                    // Everything the arms need is read here, so the arms borrow no part of `self`.
+                    let idle_deadline = match (self.room.is_empty(), self.idle_since) {
+                        (true, Some(t)) => Some(t + self.docs.policy.idle_unload),
+                        _ => None,
+                    };
+                    let retry_at = if self.writes.inflight.is_none() {
+                        self.writes.retry_at
+                    } else {
+                        None
+                    };
+                    let closing_at = self.session.closing_at;
+                    let inflight = self.writes.inflight.as_mut().map(|job| &mut job.done);
+                    tokio::select! {
+                        first = rx.recv() => {
+                            let Some(first) = first else { break };
+                            // What else is queued is handled before persisting, taken one
+                            // at a time: a batch buffer would cost every loaded document
+                            // DOC_BATCH commands of memory.
+                            let mut stop = self.handle(first);
+                            for _ in 1..DOC_BATCH {
+                                let Some(cmd) = rx.try_recv() else { break };
+                                stop = stop.max(self.handle(cmd));
+                            }
+                            if self.stops(stop) {
+                                break;
+                            }
+                        }
+                        result = async move {
+                            match inflight {
+                                Some(done) => done.await,
+                                None => std::future::pending().await,
+                            }
+                        } => {
+                            self.completed(result.unwrap_or(Err(crate::DocError::WriterStopped)));
+                        }
+                        _ = sleep_until_opt(idle_deadline) => break,
+                        _ = sleep_until_opt(retry_at) => {
+                            self.writes.retry_at = None;
+                            self.writes.plan.retry_due();
+                        }
+                        _ = sleep_until_opt(closing_at) => self.close_session(),
+                    }
+                }
+                // What was integrated before a fault may still be saved; the panicking
+                // update itself never completed.
+                self.collect();
+                if self.room.is_poisoned() {
+                    warn!(app = %self.key.0, doc = %self.key.1, "yrs panicked on an update; dropping the in-memory document");
+                    for (_, c) in self.members.controls.drain() {
+                        c.close(Disconnect::DocumentReset);
+                    }
+                    break;
+                }
+                if !self.writes.plan.is_busy() {
+                    Box::pin(self.persist()).await;
+                }
+            }
+            Box::pin(self.unload(rx, own_tx)).await;
+        }
+    }
+
+    /// Does `stop` end the actor now?
+    fn stops(&self, stop: Stop) -> bool {
+        match stop {
+            Stop::No => false,
+            Stop::IfIdle => self.room.is_empty(),
+            Stop::Now => true,
+        }
+    }
+
+    fn handle(&mut self, cmd: DocCommand) -> Stop {
+        match cmd {
+            DocCommand::Join {
+                conn,
+                session,
+                peer,
+            } => {
+                self.members.controls.insert(conn, peer.control.clone());
+                let session = self.admit(conn, session);
+                self.editor_joined(conn, &session);
+                self.room.join(conn, session, peer);
+                self.announce_hold(conn);
+                self.touched();
+            }
+            DocCommand::Message { conn, msg } => {
+                if let Err(err) = self.room.receive(conn, msg) {
+                    debug!(app = %self.key.0, doc = %self.key.1, conn = conn.0, %err, "closing connection");
+                    if let Some(c) = self.members.controls.remove(&conn) {
+                        c.close(Disconnect::Room(err));
+                    }
+                    self.member_left(conn);
+                }
+            }
+            DocCommand::Leave { conn } => {
+                self.members.controls.remove(&conn);
+                self.member_left(conn);
+            }
+            DocCommand::Read { format, reply } => {
+                let _ = reply.send(Ok(self.read(format)));
+            }
+            DocCommand::Base { with_state, reply } => {
+                let _ = reply.send(Ok(self.base_state(with_state)));
+            }
+            DocCommand::External { change, reply } => self.external_change(change, reply),
+            DocCommand::Publish { if_match, reply } => self.publish(&if_match, reply),
+            DocCommand::Sessions { reply } => {
+                let _ = reply.send(self.sessions());
+            }
+            DocCommand::Downgrade { session, reply } => {
+                let _ = reply.send(self.downgrade(session));
+            }
+            DocCommand::EndSession { session, reply } => {
+                let _ = reply.send(self.end_session(session));
+            }
+            DocCommand::CloseAll => self.close_all(Disconnect::AppDisabled),
+            DocCommand::Unload => return Stop::IfIdle,
+            DocCommand::Shutdown => return Stop::Now,
+        }
+        Stop::No
+    }
+
+    /// A member is gone (left, refused, ended): out of the room, the editing
+    /// session and the hold.
+    fn member_left(&mut self, conn: ConnId) {
+        self.room.leave(conn);
+        self.editor_left(conn);
+        self.member_gone(conn);
+        self.touched();
+    }
+
+    fn touched(&mut self) {
+        let members = self.room.member_count();
+        self.activity.members.store(members, Ordering::Relaxed);
+        self.activity
+            .last_active_ms
+            .store(now_ms(), Ordering::Relaxed);
+        self.idle_since = (members == 0).then(Instant::now);
+    }
+}
+
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A strong ETag from a state vector: FNV-1a over its (client, clock) pairs in
+/// client order (the encoded form's order is unspecified).
+pub fn etag_of(sv: &yrs::StateVector) -> String {
+    let mut pairs: Vec<(u64, u32)> = sv.iter().map(|(c, k)| (c.get(), *k)).collect();
+    pairs.sort_unstable();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (c, k) in pairs {
+        for b in c.to_le_bytes().into_iter().chain(k.to_le_bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("\"{h:016x}\"")
+}

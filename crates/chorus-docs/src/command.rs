@@ -1,0 +1,202 @@
+//! What a document actor is asked ([`DocCommand`]) and what it answers with.
+//!
+//! Commands that need an answer carry a oneshot sender; the actor answers a host's
+//! change only once it is durable, like the "saved" ack an editor gets.
+
+use crate::error::{DocError, HostError};
+use crate::peer::QueuePeer;
+use chorus_auth::Mode;
+use chorus_core::{ConnId, Session};
+use chorus_protocol::Message;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// What a host read asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DraftFormat {
+    /// `{title, body}` with `body` as a JSON tree.
+    #[default]
+    Json,
+    /// The body rendered as HTML (and the title).
+    Html,
+    /// The whole document as one lib0-v1 update.
+    Yjs,
+}
+
+/// A host's read of a draft.
+#[derive(Debug)]
+pub struct Draft {
+    /// Whether the document exists (was ever stored or edited).
+    pub exists: bool,
+    /// Strong validator: a hash of the state vector.
+    pub etag: String,
+    /// Last change, ms since the epoch (0 if never stored).
+    pub updated_at_ms: u64,
+    /// The content in the requested format.
+    pub content: DraftContent,
+}
+
+/// The body of a [`Draft`].
+#[derive(Debug)]
+pub enum DraftContent {
+    /// `{title, body}`.
+    Json(serde_json::Value),
+    /// Title and body HTML.
+    Html {
+        /// Plain-text title.
+        title: String,
+        /// Rendered body.
+        html: String,
+    },
+    /// Encoded document.
+    Yjs(Vec<u8>),
+}
+
+/// A change the host asks for.
+#[derive(Debug)]
+pub struct HostChange {
+    /// New title (plain text), if it changes.
+    pub title: Option<String>,
+    /// New body HTML, if it changes (cleaned by the app's whitelist first).
+    pub html: Option<String>,
+    /// The document as the host read it (three-way change), if given.
+    pub base: Option<Arc<Vec<u8>>>,
+    /// For a restore: the history point it brings back (recorded as a `restore` point).
+    pub restoring: Option<u64>,
+}
+
+/// A [`HostChange`] made ready off the actor: the body HTML parsed, cleaned and
+/// fitted, and the minimal edit computed against its base on a blocking thread.
+/// Only [`crate::Documents::external_change`] makes one.
+#[derive(Debug)]
+pub struct PreparedChange {
+    pub(crate) edit: chorus_core::ExternalEdit,
+    pub(crate) restoring: Option<u64>,
+}
+
+/// The live document's state vector (and its state, when the change has no base
+/// of its own), taken by the actor for a change computed elsewhere.
+#[derive(Debug)]
+pub struct BaseState {
+    pub(crate) state_vector: yrs::StateVector,
+    pub(crate) state: Option<Vec<u8>>,
+}
+
+/// What an applied change answers.
+#[derive(Debug, Clone)]
+pub struct ChangeOutcome {
+    /// The draft's ETag after the change.
+    pub etag: String,
+    /// Fields that changed (`title`, `body`); empty if the content already matched.
+    pub fields: Vec<String>,
+}
+
+/// What a publish answers.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The published title.
+    pub title: String,
+    /// The published body HTML (cleaned by the app's whitelist).
+    pub html: String,
+    /// The ETag that was published.
+    pub etag: String,
+    /// When (ms since the epoch).
+    pub published_at_ms: u64,
+}
+
+/// One connected session, as the host sees it.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    /// Identifies the session within its document (for downgrade and end).
+    pub id: u64,
+    /// User id (the token's `sub`).
+    pub user: String,
+    /// Display name.
+    pub name: String,
+    /// What it may do now (`edit` or `view`).
+    pub mode: Mode,
+    /// Exclusive mode: waiting for the hold (it asked for edit).
+    pub waiting: bool,
+    /// When it joined (ms since the epoch).
+    pub since_ms: u64,
+}
+
+/// A request to a document actor.
+pub enum DocCommand {
+    /// A new, authenticated connection joins.
+    Join {
+        /// The connection.
+        conn: ConnId,
+        /// Who it is.
+        session: Arc<Session>,
+        /// Where its frames go.
+        peer: QueuePeer,
+    },
+    /// A decoded message from a member.
+    Message {
+        /// The sender.
+        conn: ConnId,
+        /// The message.
+        msg: Message,
+    },
+    /// The connection ended.
+    Leave {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// A host reads the draft.
+    Read {
+        /// Requested format.
+        format: DraftFormat,
+        /// Where the answer goes (`Err` if the document cannot be loaded).
+        reply: oneshot::Sender<Result<Draft, DocError>>,
+    },
+    /// The live state an external change is computed against (see
+    /// [`crate::Documents::external_change`]).
+    Base {
+        /// Include the whole state (the change names no base of its own).
+        with_state: bool,
+        /// The state vector, and the state if asked for.
+        reply: oneshot::Sender<Result<BaseState, DocError>>,
+    },
+    /// Merge a host's prepared change (an external change or a restore).
+    External {
+        /// The change, computed off the actor.
+        change: PreparedChange,
+        /// Answered once the change is durable.
+        reply: oneshot::Sender<Result<ChangeOutcome, HostError>>,
+    },
+    /// A host publishes the draft if its ETag is still `if_match`.
+    Publish {
+        /// The ETag the host read.
+        if_match: String,
+        /// Answered once the history point and the publication are durable.
+        reply: oneshot::Sender<Result<Published, HostError>>,
+    },
+    /// A host lists who is connected.
+    Sessions {
+        /// The sessions.
+        reply: oneshot::Sender<Vec<SessionInfo>>,
+    },
+    /// A host makes one session view-only.
+    Downgrade {
+        /// The session id (from [`SessionInfo::id`]).
+        session: u64,
+        /// False if no such session is connected.
+        reply: oneshot::Sender<bool>,
+    },
+    /// A host ends one session.
+    EndSession {
+        /// The session id.
+        session: u64,
+        /// False if no such session is connected.
+        reply: oneshot::Sender<bool>,
+    },
+    /// The app was disabled: close every session ([`crate::Disconnect::AppDisabled`]).
+    CloseAll,
+    /// Unload if nobody is connected (the sweeper keeping memory bounded).
+    Unload,
+    /// Persist everything and stop (server shutdown).
+    Shutdown,
+}

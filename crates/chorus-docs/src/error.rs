@@ -1,0 +1,74 @@
+//! Why the document layer could not do what was asked, as types: the server maps
+//! [`DocError`] and [`HostError`] once to an HTTP status and error `code`, and logs
+//! the detail; no message string crosses a layer.
+
+use chorus_store::StoreError;
+use std::sync::Arc;
+
+/// Why a document could not be read, loaded or written.
+///
+/// `Clone` because one failed group commit answers every job in it: the store's
+/// error is shared, not copied into strings.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DocError {
+    /// The store refused a read or a write (its I/O kind is kept inside).
+    #[error(transparent)]
+    Store(Arc<StoreError>),
+    /// The stored records do not make a document.
+    #[error("the stored document cannot be rebuilt: {0}")]
+    Load(#[from] chorus_core::LoadError),
+    /// The blocking task that read or built the document panicked.
+    #[error("loading the document panicked")]
+    LoadPanicked,
+    /// The group-commit writer thread is gone (the process is stopping).
+    #[error("the store writer has stopped")]
+    WriterStopped,
+    /// yrs panicked while applying a change; the in-memory document was dropped.
+    #[error("applying the change panicked; the document was reset")]
+    Panicked,
+    /// The document unloaded (or the server stopped) before the change was stored.
+    #[error("the document was unloaded before the change was stored")]
+    Unloaded,
+    /// The document's actor stopped before it answered.
+    #[error("the document stopped before it answered")]
+    ActorGone,
+}
+
+impl From<StoreError> for DocError {
+    fn from(e: StoreError) -> Self {
+        DocError::Store(Arc::new(e))
+    }
+}
+
+/// Why a host operation on a document (external change, restore, publish) failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HostError {
+    /// The document was never stored or edited.
+    #[error("no such document")]
+    NotFound,
+    /// The draft moved on since the host read it (publish with a stale `If-Match`).
+    #[error("the draft changed since it was read (current ETag {current})")]
+    Conflict {
+        /// The draft's ETag now.
+        current: String,
+    },
+    /// The change holds content the app's whitelist refuses (reject mode).
+    #[error("the change holds content outside the whitelist")]
+    ContentRejected,
+    /// The base does not decode as a document.
+    #[error("the base of the change is not a valid document")]
+    BadBase,
+    /// The document could not be loaded or the change could not be stored.
+    #[error(transparent)]
+    Unavailable(#[from] DocError),
+}
+
+impl From<chorus_core::ExternalError> for HostError {
+    fn from(e: chorus_core::ExternalError) -> Self {
+        match e {
+            chorus_core::ExternalError::BadBase => HostError::BadBase,
+            chorus_core::ExternalError::ContentRejected => HostError::ContentRejected,
+            chorus_core::ExternalError::Panicked => HostError::Unavailable(DocError::Panicked),
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! A host's external change (or restore), prepared where it cannot stall anyone.
+//!
+//! The expensive parts run on the blocking pool: bounding, cleaning (ammonia) and
+//! fitting the host's HTML, then computing the minimal edit against the base on a
+//! fork. The document's actor is asked only for its state vector (and its state,
+//! when the host named no base) and, at the end, to merge the computed edit, which
+//! costs what a paste of the same size costs. A change computed from the live state
+//! merges as a concurrent edit with whatever editors typed meanwhile, exactly like a
+//! three-way change from a base the host read.
+
+use crate::command::{ChangeOutcome, DocCommand, HostChange, PreparedChange};
+use crate::error::{DocError, HostError};
+use crate::registry::{DocKey, Documents};
+use chorus_core::import::{body_nodes_html, fit_editor, parse_body_html, BodyNode};
+use chorus_core::Whitelist;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+impl Documents {
+    /// Apply `change` to the draft of `key` (loading it if needed); answers once the
+    /// change is durable.
+    pub async fn external_change(
+        self: &Arc<Self>,
+        key: &DocKey,
+        change: HostChange,
+    ) -> Result<ChangeOutcome, HostError> {
+        let started = Instant::now();
+        let HostChange {
+            title,
+            html,
+            base,
+            restoring,
+        } = change;
+        let whitelist = self.whitelist_for(&key.0).clone();
+        let body = match html {
+            None => None,
+            Some(html) => Some(on_blocking_pool(move || host_body(&whitelist, &html)).await?),
+        };
+        let live = {
+            let (reply, answer) = oneshot::channel();
+            let with_state = base.is_none();
+            self.dispatch(key, DocCommand::Base { with_state, reply })
+                .await
+                .map_err(|_| DocError::ActorGone)?;
+            answer.await.map_err(|_| DocError::ActorGone)??
+        };
+        let edit = on_blocking_pool(move || {
+            let base = match (&base, &live.state) {
+                (Some(base), _) => base.as_slice(),
+                (None, Some(state)) => state.as_slice(),
+                (None, None) => &[],
+            };
+            chorus_core::external_edit(base, &live.state_vector, title.as_deref(), body.as_deref())
+        })
+        .await??;
+        let (reply, answer) = oneshot::channel();
+        let change = PreparedChange { edit, restoring };
+        self.dispatch(key, DocCommand::External { change, reply })
+            .await
+            .map_err(|_| DocError::ActorGone)?;
+        let outcome = answer.await.map_err(|_| DocError::ActorGone)?;
+        self.metrics.external_change(started.elapsed());
+        outcome
+    }
+}
+
+/// The host's body HTML as the editor's model: bounded by our parser first (it caps
+/// nesting before it costs anything; the cleaner's parser is quadratic in depth),
+/// then guarded by the same policy twice: ammonia drops what it refuses, and the
+/// guard checks the resulting update like an edit. Last, inline runs in block
+/// containers are wrapped in `p`, so the web client's editor can hold them.
+fn host_body(whitelist: &Whitelist, html: &str) -> Vec<BodyNode> {
+    let policy = whitelist.policy.clone();
+    let is_mark = |tag: &str| policy.allows_mark(tag, &[]);
+    let bounded = body_nodes_html(&parse_body_html(html, &is_mark));
+    let clean = whitelist.clean_html(&bounded);
+    fit_editor(parse_body_html(&clean, &is_mark))
+}
+
+/// Run `work` on the blocking pool; a panic in it is a [`DocError::Panicked`].
+async fn on_blocking_pool<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, DocError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| DocError::Panicked)
+}

@@ -1,0 +1,355 @@
+//! Every live document of the process: [`Documents`] maps (app, content) to the
+//! address of its actor, starts an actor exactly once however many callers arrive
+//! together (`DashMap::entry`), keeps at most `max_loaded` documents in memory (the
+//! sweeper unloads the least recently active idle ones) and stops them all at
+//! shutdown, each after writing what it holds.
+//!
+//! Lock choice: the map is a `DashMap` (sharded locks) because every connection
+//! looks its document up once and the sweeper iterates it; no guard is ever held
+//! across an `.await` (handles are cloned out first).
+
+use crate::actor::{now_ms, run_actor};
+use crate::bases::Bases;
+use crate::command::DocCommand;
+use crate::inbox::{inbox, InboxSender, TrySendError};
+use crate::metrics::DocMetrics;
+use crate::release::{release_free_memory, TrimPolicy};
+use crate::writer::Writer;
+use chorus_core::{RoomLimits, Whitelist};
+use chorus_hooks::Hooks;
+use chorus_store::Store;
+use dashmap::DashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::warn;
+
+/// Commands queued per document actor before senders wait.
+pub(crate) const DOC_INBOX: usize = 1024;
+/// How often the sweeper checks the number of loaded documents.
+const SWEEP_EVERY: Duration = Duration::from_millis(500);
+/// The shortest time between two sweeps woken by loads past the bound.
+const SWEEP_GAP: Duration = Duration::from_millis(20);
+
+/// Identifies a document: (app id, content id).
+pub type DocKey = (Arc<str>, Arc<str>);
+
+/// How documents are kept (from configuration).
+#[derive(Debug, Clone)]
+pub struct DocPolicy {
+    /// Unload a document nobody has been connected to for this long.
+    pub idle_unload: Duration,
+    /// Keep at most this many documents in memory (idle ones are unloaded first, least recently used first).
+    pub max_loaded: usize,
+    /// Write a new snapshot after this many log records.
+    pub compact_after_updates: u64,
+    /// Or after this many log bytes.
+    pub compact_after_bytes: u64,
+    /// A document larger than this (snapshot + log) turns read-only.
+    pub max_document_bytes: u64,
+    /// At most one automatic history point per this much editing time.
+    pub history_interval: Duration,
+    /// How long a draft a host read can serve as the base of an external change.
+    pub base_ttl: Duration,
+    /// The `closed` webhook fires once every editor left and this much time passed.
+    pub close_delay: Duration,
+    /// At most one `saved` webhook per document per this much time.
+    pub saved_webhook_every: Duration,
+}
+
+impl Default for DocPolicy {
+    fn default() -> Self {
+        DocPolicy {
+            idle_unload: Duration::from_secs(30),
+            max_loaded: 10_000,
+            compact_after_updates: 1_000,
+            compact_after_bytes: 1 << 20,
+            max_document_bytes: 32 << 20,
+            history_interval: Duration::from_secs(600),
+            base_ttl: Duration::from_secs(3600),
+            close_delay: Duration::from_secs(10),
+            saved_webhook_every: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the sweeper knows about an actor without asking it.
+#[derive(Default)]
+pub(crate) struct Activity {
+    pub(crate) members: AtomicUsize,
+    pub(crate) last_active_ms: AtomicU64,
+}
+
+/// A cloneable address of a document actor.
+#[derive(Clone)]
+pub struct DocHandle {
+    tx: InboxSender<DocCommand>,
+    activity: Arc<Activity>,
+}
+
+impl DocHandle {
+    /// Queue a command, waiting while the actor's inbox is full. `Err` if the actor is gone.
+    pub async fn send(&self, cmd: DocCommand) -> Result<(), DocCommand> {
+        // The inbox almost always has room: no waiting future is built then, and
+        // the rare one that waits lives on the heap instead of inflating every
+        // connection task (this future is part of each one's state).
+        match self.tx.try_send(cmd) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(cmd)) => Box::pin(self.tx.send(cmd)).await,
+            Err(TrySendError::Closed(cmd)) => Err(cmd),
+        }
+    }
+}
+
+/// Every live document of the process.
+pub struct Documents {
+    live: DashMap<DocKey, DocHandle>,
+    limits: RoomLimits,
+    /// Whitelists of apps that configure their own (others use `limits.whitelist`).
+    whitelists: HashMap<String, Whitelist>,
+    pub(crate) policy: DocPolicy,
+    pub(crate) metrics: Arc<dyn DocMetrics>,
+    pub(crate) writer: Writer,
+    actors: TaskTracker,
+    /// Drafts hosts read, kept as bases for three-way external changes.
+    pub(crate) bases: Bases,
+    /// Webhook delivery (the writer enqueues; the actor only decides).
+    hooks: Hooks,
+    /// Apps that have a callback URL.
+    pub(crate) hooked_apps: HashSet<String>,
+    /// Apps with `collaboration = false` (one edit session per document at a time).
+    pub(crate) exclusive_apps: HashSet<String>,
+    /// Woken when a load takes the process past `max_loaded`, so the sweeper does
+    /// not wait out its period while documents keep arriving.
+    over_bound: Notify,
+}
+
+/// What differs between apps, from configuration.
+#[derive(Default)]
+pub struct AppRules {
+    /// Whitelists of apps that configure their own (others use the default one).
+    pub whitelists: HashMap<String, Whitelist>,
+    /// Apps that have a callback URL (webhooks).
+    pub hooked: HashSet<String>,
+    /// Apps in exclusive mode (`collaboration = false`).
+    pub exclusive: HashSet<String>,
+}
+
+impl Documents {
+    /// An empty set of documents over `store`. Starts the group-commit writer
+    /// thread (with `group_commit` off every job is flushed on its own, for
+    /// benchmarks that show what group commit buys); webhook events become
+    /// deliverable through `hooks` after the flush that made them durable.
+    pub fn new(
+        limits: RoomLimits,
+        rules: AppRules,
+        policy: DocPolicy,
+        store: Arc<dyn Store>,
+        hooks: Hooks,
+        metrics: Arc<dyn DocMetrics>,
+        group_commit: bool,
+    ) -> Arc<Self> {
+        let writer = Writer::start(store, group_commit, metrics.clone(), hooks.clone());
+        Arc::new(Documents {
+            live: DashMap::new(),
+            limits,
+            whitelists: rules.whitelists,
+            policy,
+            metrics,
+            writer,
+            actors: TaskTracker::new(),
+            bases: Bases::default(),
+            hooks,
+            hooked_apps: rules.hooked,
+            exclusive_apps: rules.exclusive,
+            over_bound: Notify::new(),
+        })
+    }
+
+    /// Room limits for a document of `app` (its whitelist, or the default one).
+    pub(crate) fn limits_for(&self, app: &str) -> RoomLimits {
+        RoomLimits {
+            whitelist: self.whitelist_for(app).clone(),
+            ..self.limits.clone()
+        }
+    }
+
+    /// The whitelist documents of `app` enforce.
+    pub fn whitelist_for(&self, app: &str) -> &Whitelist {
+        self.whitelists.get(app).unwrap_or(&self.limits.whitelist)
+    }
+
+    /// The actor of `key` if the document is loaded (without loading it).
+    pub fn live_handle(&self, key: &DocKey) -> Option<DocHandle> {
+        self.live.get(key).map(|h| h.clone())
+    }
+
+    /// Close every session of `app`'s live documents (the app was disabled).
+    pub async fn close_app(&self, app: &str) {
+        let handles: Vec<DocHandle> = self
+            .live
+            .iter()
+            .filter(|e| &*e.key().0 == app)
+            .map(|e| e.value().clone())
+            .collect();
+        for h in handles {
+            let _ = h.send(DocCommand::CloseAll).await;
+        }
+    }
+
+    /// Number of documents in memory.
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    /// True when no document is in memory.
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    /// The draft of `key` a host read with `etag`, if it is still kept (see
+    /// `external_base_ttl_secs`).
+    pub fn base(&self, key: &DocKey, etag: &str) -> Option<Arc<Vec<u8>>> {
+        self.bases.get(key, etag, self.policy.base_ttl)
+    }
+
+    /// The store, for reads that need no live document (listings, history); call
+    /// it from a blocking thread.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        self.writer.store()
+    }
+
+    /// False after the last group commit failed (readiness reports it).
+    pub fn is_store_healthy(&self) -> bool {
+        self.writer.is_healthy()
+    }
+
+    /// The webhook delivery this layer feeds.
+    pub fn hooks(&self) -> &Hooks {
+        &self.hooks
+    }
+
+    /// The actor of `key`, started if it is not running. `entry()` makes creation
+    /// happen once even when many connections arrive together.
+    pub fn get_or_start(self: &Arc<Self>, key: &DocKey) -> DocHandle {
+        if let Some(h) = self.live.get(key) {
+            return h.clone();
+        }
+        let handle = self
+            .live
+            .entry(key.clone())
+            .or_insert_with(|| {
+                let (tx, rx) = inbox(DOC_INBOX);
+                let activity = Arc::new(Activity::default());
+                activity.last_active_ms.store(now_ms(), Ordering::Relaxed);
+                self.metrics.document_loaded();
+                self.actors.spawn(run_actor(
+                    self.clone(),
+                    key.clone(),
+                    rx,
+                    tx.clone(),
+                    activity.clone(),
+                ));
+                DocHandle { tx, activity }
+            })
+            .clone();
+        if self.live.len() > self.policy.max_loaded {
+            self.over_bound.notify_one();
+        }
+        handle
+    }
+
+    /// Send `cmd` to the actor of `key`, starting one if needed; retried once if
+    /// the actor stopped in between (it was unloading). Returns the actor that took it.
+    pub async fn dispatch(
+        self: &Arc<Self>,
+        key: &DocKey,
+        cmd: DocCommand,
+    ) -> Result<DocHandle, DocCommand> {
+        let handle = self.get_or_start(key);
+        match handle.send(cmd).await {
+            Ok(()) => Ok(handle),
+            Err(cmd) => {
+                let handle = self.get_or_start(key);
+                handle.send(cmd).await.map(|()| handle)
+            }
+        }
+    }
+
+    pub(crate) fn forget(&self, key: &DocKey, tx: &InboxSender<DocCommand>) {
+        if self
+            .live
+            .remove_if(key, |_, h| h.tx.same_inbox(tx))
+            .is_some()
+        {
+            self.metrics.document_unloaded();
+        }
+    }
+
+    /// Keep at most `max_loaded` documents: ask the least recently active idle ones
+    /// to unload; hand freed memory back once many have unloaded (see
+    /// [`crate::release`]). Runs until `stop` is cancelled.
+    pub async fn sweep(self: Arc<Self>, stop: CancellationToken) {
+        let mut trim = TrimPolicy::default();
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(SWEEP_EVERY) => {}
+                _ = self.over_bound.notified() => {
+                    // At most one sweep per SWEEP_GAP however fast documents load: a
+                    // sweep reads the activity of every loaded document.
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(SWEEP_GAP) => {}
+                    }
+                }
+            }
+            if trim.observe(self.live.len()) {
+                // The map keeps the table it grew to at the peak (~80 bytes a slot).
+                self.live.shrink_to_fit();
+                tokio::task::spawn_blocking(release_free_memory);
+            }
+            let excess = self.live.len().saturating_sub(self.policy.max_loaded);
+            if excess == 0 {
+                continue;
+            }
+            let mut idle: Vec<(u64, DocHandle)> = self
+                .live
+                .iter()
+                .filter(|e| e.activity.members.load(Ordering::Relaxed) == 0)
+                .map(|e| {
+                    (
+                        e.activity.last_active_ms.load(Ordering::Relaxed),
+                        e.value().clone(),
+                    )
+                })
+                .collect();
+            idle.sort_by_key(|(t, _)| *t);
+            for (_, handle) in idle.into_iter().take(excess) {
+                let _ = handle.tx.try_send(DocCommand::Unload);
+            }
+        }
+    }
+
+    /// Stop every actor after persisting its document; waits at most `grace`.
+    pub async fn shutdown(&self, grace: Duration) {
+        let handles: Vec<DocHandle> = self.live.iter().map(|e| e.value().clone()).collect();
+        for h in handles {
+            let _ = h.tx.send(DocCommand::Shutdown).await;
+        }
+        self.actors.close();
+        if tokio::time::timeout(grace, self.actors.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                remaining = self.actors.len(),
+                "document actors still running after the grace period"
+            );
+        }
+    }
+}

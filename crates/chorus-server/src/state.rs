@@ -1,0 +1,100 @@
+//! The shared state of one server ([`AppState`]): configuration, apps, the
+//! document layer, counters and the shutdown signals. Handlers take it from axum's
+//! `State`; nothing here knows about routes.
+
+use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
+use chorus_auth::AppRegistry;
+use chorus_core::RoomLimits;
+use chorus_docs::{AppRules, Documents};
+use chorus_hooks::Hooks;
+use chorus_store::Store;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Shared state of one server; cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] points to.
+pub struct Shared {
+    /// The effective configuration.
+    pub config: Config,
+    /// Registered apps and their secrets.
+    pub apps: AppRegistry,
+    /// Live documents.
+    pub documents: Arc<Documents>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when shutdown begins: every connection closes with 1012.
+    pub shutdown: CancellationToken,
+    /// Tracks connection tasks so shutdown can wait for them.
+    pub tracker: TaskTracker,
+    /// True from the start of shutdown (readiness turns false).
+    pub draining: AtomicBool,
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// State for `config` over `store` (the demo secret, if any, must already be resolved).
+    pub fn new(config: Config, store: Arc<dyn Store>) -> Result<Self, ConfigError> {
+        let metrics = Arc::new(Metrics::default());
+        let limits = RoomLimits {
+            max_awareness_state_bytes: config.max_awareness_state_bytes,
+            ..RoomLimits::default()
+        };
+        let whitelists = config.whitelists()?;
+        let targets = config.hook_targets();
+        let hooked_apps = targets.keys().cloned().collect();
+        let hooks = Hooks::new(
+            store.clone(),
+            Arc::new(move |app: &str| targets.get(app).cloned()),
+            config.hooks_config(),
+        )
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        Ok(AppState(Arc::new(Shared {
+            apps: config.app_registry(),
+            documents: Documents::new(
+                limits,
+                AppRules {
+                    whitelists,
+                    hooked: hooked_apps,
+                    exclusive: config.exclusive_apps(),
+                },
+                config.doc_policy(),
+                store,
+                hooks,
+                metrics.clone(),
+                config.store_group_commit,
+            ),
+            metrics,
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            draining: AtomicBool::new(false),
+            config,
+        })))
+    }
+
+    /// True when the service should receive new work: not draining, store writable.
+    pub fn is_ready(&self) -> bool {
+        !self.draining.load(Ordering::Relaxed) && self.documents.is_store_healthy()
+    }
+}
+
+/// Seconds since the Unix epoch (the clock injected into token checks).
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
