@@ -20,7 +20,6 @@
 //! [`AuthError::AlgorithmNotAllowed`]. `exp` and `nbf` are checked here against
 //! the injected clock (jsonwebtoken's own time validation is not used).
 
-mod b64;
 mod claims;
 mod error;
 mod registry;

@@ -1,9 +1,11 @@
 //! Verification tests. Every refusal test also checks that the same token with
 //! the offending detail fixed is accepted, so removing a check makes a test fail.
 
+use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
+use crate::token::B64URL;
 use crate::*;
 
 const NOW: u64 = 1_700_000_000;
@@ -51,8 +53,8 @@ fn session_json() -> Value {
 fn raw_token(header: &str, claims: &str, signature: &str) -> String {
     format!(
         "{}.{}.{}",
-        b64::encode(header.as_bytes()),
-        b64::encode(claims.as_bytes()),
+        B64URL.encode(header.as_bytes()),
+        B64URL.encode(claims.as_bytes()),
         signature
     )
 }
@@ -122,12 +124,12 @@ fn wrong_secret_is_bad_signature() {
 fn tampered_payload_is_bad_signature() {
     let token = mint_session(&Secret::new(SECRET_CURRENT), &session(Mode::View)).unwrap();
     let parts: Vec<&str> = token.split('.').collect();
-    let payload = String::from_utf8(b64::decode(parts[1]).unwrap()).unwrap();
+    let payload = String::from_utf8(B64URL.decode(parts[1]).unwrap()).unwrap();
     // control: re-encoding the identical payload keeps the signature valid
     let same = format!(
         "{}.{}.{}",
         parts[0],
-        b64::encode(payload.as_bytes()),
+        B64URL.encode(payload.as_bytes()),
         parts[2]
     );
     assert!(verify_s(&same).is_ok());
@@ -137,7 +139,7 @@ fn tampered_payload_is_bad_signature() {
     let forged = format!(
         "{}.{}.{}",
         parts[0],
-        b64::encode(escalated.as_bytes()),
+        B64URL.encode(escalated.as_bytes()),
         parts[2]
     );
     assert_eq!(verify_s(&forged), Err(AuthError::BadSignature));
@@ -674,9 +676,15 @@ fn garbage_is_malformed() {
     let good = mint_session(&Secret::new(SECRET_CURRENT), &session(Mode::Edit)).unwrap();
     let good_host = mint_host(&Secret::new(SECRET_CURRENT), &host()).unwrap();
     let [h, p, s]: [&str; 3] = good.split('.').collect::<Vec<_>>().try_into().unwrap();
-    let not_object = b64::encode(b"[1,2,3]");
-    let not_json = b64::encode(b"{nope");
+    let not_object = B64URL.encode(b"[1,2,3]");
+    let not_json = B64URL.encode(b"{nope");
     let oversized = format!("{h}.{p}.{s}{}", "A".repeat(MAX_TOKEN_LEN));
+    // The signature with its last character's trailing (unused) bit set: a lax
+    // decoder reads the same bytes, so the token would verify.
+    const ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let last = ALPHABET.find(s.chars().last().unwrap()).unwrap();
+    assert_eq!(last % 4, 0, "a 32-byte signature leaves two trailing bits");
+    let s_trailing_bit = format!("{}{}", &s[..s.len() - 1], &ALPHABET[last + 1..last + 2]);
     let cases: Vec<String> = vec![
         String::new(),
         "abc".into(),
@@ -694,6 +702,8 @@ fn garbage_is_malformed() {
         format!("{h}.{p}.{s} "),
         format!(" {h}.{p}.{s}"),
         format!("{h}.{p}.{s}=="),
+        format!("{h}.{p}.{s}="), // the signature correctly padded
+        format!("{h}.{p}.{s_trailing_bit}"),
         format!("{h}.{p}.{}", s.replace('-', "+").replace('_', "/") + "+/"),
         format!("{h}.{p}!.{s}"),
         format!("{h}.{not_object}.{s}"),
@@ -717,6 +727,39 @@ fn garbage_is_malformed() {
     // the untouched tokens are fine
     assert!(reg.verify_session("app1", "doc-1", &good, NOW).is_ok());
     assert!(reg.verify_host("app1", None, &good_host, NOW).is_ok());
+}
+
+// ---------------------------------------------------------------- base64url
+
+#[test]
+fn base64url_round_trips_all_lengths() {
+    let data: Vec<u8> = (0..=255u8).collect();
+    for len in 0..40 {
+        let enc = B64URL.encode(&data[..len]);
+        assert!(!enc.contains('='));
+        assert_eq!(B64URL.decode(&enc).ok().as_deref(), Some(&data[..len]));
+    }
+}
+
+#[test]
+fn base64url_known_vectors() {
+    assert_eq!(B64URL.encode(b"{\"alg\":\"none\"}"), "eyJhbGciOiJub25lIn0");
+    assert_eq!(
+        B64URL.decode("eyJhbGciOiJub25lIn0").unwrap(),
+        b"{\"alg\":\"none\"}"
+    );
+    assert_eq!(B64URL.decode("-_8").unwrap(), vec![0xfb, 0xff]);
+}
+
+#[test]
+fn base64url_rejects_invalid() {
+    assert!(B64URL.decode("A").is_err()); // impossible length
+    assert!(B64URL.decode("AA==").is_err()); // padding
+    assert!(B64URL.decode("AA").is_ok()); // (the same without padding)
+    assert!(B64URL.decode("+/8").is_err()); // standard alphabet
+    assert!(B64URL.decode("AB").is_err()); // non-zero trailing bits
+    assert!(B64URL.decode("a b").is_err());
+    assert_eq!(B64URL.decode("").unwrap(), Vec::<u8>::new());
 }
 
 // ---------------------------------------------------------------- secrets & errors

@@ -1,10 +1,14 @@
 //! Compact-JWS parsing (header pinned to HS256), signature checks and minting.
 
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::{b64, AuthError, HostClaims, Secret, SessionClaims};
+use crate::{AuthError, HostClaims, Secret, SessionClaims};
 
 /// Longest token accepted, in bytes; anything longer is [`AuthError::Malformed`]
 /// without being decoded.
@@ -13,6 +17,19 @@ pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 /// The only algorithm accepted and produced.
 const ALG: Algorithm = Algorithm::HS256;
 const ALG_NAME: &str = "HS256";
+
+/// Unpadded base64url (RFC 4648 §5), as JWS compact serialization uses. Decoding
+/// refuses padding, characters outside the URL-safe alphabet, impossible lengths
+/// and non-zero trailing bits, so every byte string has exactly one accepted
+/// encoding. This is `URL_SAFE_NO_PAD` with each strictness setting spelled out,
+/// so that it does not rest on the crate's defaults.
+pub(crate) const B64URL: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(false),
+);
 
 /// A structurally valid HS256 token whose signature has not been checked yet.
 pub(crate) struct Unverified<'a> {
@@ -25,7 +42,7 @@ pub(crate) struct Unverified<'a> {
 }
 
 fn json_object(part: &str) -> Result<Map<String, Value>, AuthError> {
-    let bytes = b64::decode(part).ok_or(AuthError::Malformed)?;
+    let bytes = B64URL.decode(part).map_err(|_| AuthError::Malformed)?;
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(map)) => Ok(map),
         _ => Err(AuthError::Malformed),
@@ -58,7 +75,7 @@ pub(crate) fn parse(token: &str) -> Result<Unverified<'_>, AuthError> {
     }
 
     let claims = json_object(payload)?;
-    if b64::decode(signature).is_none() {
+    if B64URL.decode(signature).is_err() {
         return Err(AuthError::Malformed);
     }
     let message = &token[..header.len() + 1 + payload.len()];

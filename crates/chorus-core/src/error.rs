@@ -1,5 +1,5 @@
 //! Errors a room reports about one connection. The server maps each to a close code
-//! in one place (`chorus-server`'s `close_code_for`).
+//! in one place (`CloseReason::code`, in chorus-server's `close` module).
 
 /// Something a connection sent that the room refuses. The connection is closed;
 /// the room and every other connection carry on.

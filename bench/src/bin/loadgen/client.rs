@@ -1,12 +1,14 @@
 //! One task per connection: setup, connect, sync, then insert on command and scan
 //! what arrives for markers. `connect_all` opens many with bounded concurrency.
 
-use super::proto::{sync_msg, uri_encode, Framing, Protocol, SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE};
+use super::proto::{sync_msg, uri_encode, Framing, Protocol};
 use super::setup::{self, Setup, SetupInfo};
 use super::stats::{Clock, Hist};
 use super::Opts;
 use anyhow::{anyhow, bail, Context};
+use bytes::Bytes;
 use chorus_auth::{mint_session, Mode, Secret, SessionClaims};
+use chorus_protocol::{SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE};
 use futures_util::{SinkExt, StreamExt};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -166,7 +168,7 @@ impl Client {
     /// (payload bytes, receipt time) on the first SyncStep2 (`synced` false).
     fn on_frame(
         &mut self,
-        frame: &[u8],
+        frame: &Bytes,
         out: &mut Vec<Vec<u8>>,
         synced: bool,
     ) -> Option<(usize, Instant)> {
@@ -175,7 +177,7 @@ impl Client {
         match sub {
             SYNC_STEP1 => {
                 // Answer the server's step 1 with what it lacks of our own inserts.
-                let sv = StateVector::decode_v1(payload).unwrap_or_default();
+                let sv = StateVector::decode_v1(&payload).unwrap_or_default();
                 let update = self.doc.transact().encode_state_as_update_v1(&sv);
                 out.push(sync_msg(SYNC_STEP2, &update));
                 None
@@ -183,12 +185,12 @@ impl Client {
             SYNC_STEP2 if !synced => {
                 // history is not counted as delivery
                 if matches!(self.role, Role::Full) {
-                    self.apply(payload);
+                    self.apply(&payload);
                 }
                 Some((payload.len(), recv))
             }
             SYNC_STEP2 | SYNC_UPDATE if synced => {
-                self.on_update(payload);
+                self.on_update(&payload);
                 None
             }
             _ => None,
@@ -660,10 +662,10 @@ mod tests {
         let shared = Shared::new(Clock::new(), "title", 0);
         let mut c = Client::new(4, Role::Fanout, shared, Protocol::YWebsocket, "d");
         let msg = c.insert_marker(9);
-        let (sub, payload) = c.framing.parse_sync(&msg).unwrap();
+        let (sub, payload) = c.framing.parse_sync(&Bytes::from(msg)).unwrap();
         assert_eq!(sub, SYNC_UPDATE);
         let mut got = Vec::new();
-        super::super::proto::scan_markers(payload, |m| got.push((m.client, m.seq)));
+        super::super::proto::scan_markers(&payload, |m| got.push((m.client, m.seq)));
         assert_eq!(got, vec![(4, 9)]);
     }
 
@@ -678,7 +680,7 @@ mod tests {
             .transact()
             .encode_state_as_update_v1(&StateVector::default());
         let mut r = Client::new(1, Role::Full, shared, Protocol::Hocuspocus, "d");
-        let frame = r.framing.wrap(sync_msg(SYNC_STEP2, &update));
+        let frame = Bytes::from(r.framing.wrap(sync_msg(SYNC_STEP2, &update)));
         let mut out = Vec::new();
         assert_eq!(
             r.on_frame(&frame, &mut out, false).map(|x| x.0),

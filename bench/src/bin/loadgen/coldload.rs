@@ -4,10 +4,11 @@
 //! `--phase all` keeps the uploader connected, as the Node generator does.
 
 use super::client::{close_all, connect_one, Cmd, Dial, Handle, Role, Shared};
-use super::proto::{sync_msg, write_var_string, write_var_uint, SYNC_UPDATE};
+use super::proto::sync_msg;
 use super::stats::{Clock, ProcMonitor};
 use super::{base_result, extend, random_id, round_to, Opts, Phase};
 use anyhow::{anyhow, bail, Context};
+use chorus_protocol::{Writer, SYNC_UPDATE};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,11 +30,11 @@ const HISTORY_CLIENT: u64 = 1;
 /// and its right origin the char after it (the root's name when it has neither),
 /// and an empty delete set.
 fn insert_update(root: &str, clock: u32, left: Option<u32>, right: Option<u32>, c: u8) -> Vec<u8> {
-    let mut b = Vec::with_capacity(24);
-    write_var_uint(&mut b, 1); // clients
-    write_var_uint(&mut b, 1); // structs of this client
-    write_var_uint(&mut b, HISTORY_CLIENT);
-    write_var_uint(&mut b, u64::from(clock));
+    let mut w = Writer::with_capacity(24);
+    w.write_var_u64(1); // clients
+    w.write_var_u64(1); // structs of this client
+    w.write_var_u64(HISTORY_CLIENT);
+    w.write_var_u64(u64::from(clock));
     let mut info = 4u8; // ContentString
     if left.is_some() {
         info |= 0x80;
@@ -41,19 +42,18 @@ fn insert_update(root: &str, clock: u32, left: Option<u32>, right: Option<u32>, 
     if right.is_some() {
         info |= 0x40;
     }
-    b.push(info);
+    w.write_u8(info);
     for id in [left, right].into_iter().flatten() {
-        write_var_uint(&mut b, HISTORY_CLIENT);
-        write_var_uint(&mut b, u64::from(id));
+        w.write_var_u64(HISTORY_CLIENT);
+        w.write_var_u64(u64::from(id));
     }
     if left.is_none() && right.is_none() {
-        write_var_uint(&mut b, 1); // parent is a root type, by name
-        write_var_string(&mut b, root);
+        w.write_var_u64(1); // parent is a root type, by name
+        w.write_var_string(root);
     }
-    write_var_uint(&mut b, 1);
-    b.push(c);
-    write_var_uint(&mut b, 0); // delete set: no clients
-    b
+    w.write_var_bytes(&[c]);
+    w.write_var_u64(0); // delete set: no clients
+    w.finish().into()
 }
 
 /// The text as a sequence of item clocks, in blocks (an insert costs O(√n), not the

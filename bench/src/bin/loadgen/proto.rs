@@ -1,17 +1,14 @@
-//! Wire format: y-protocols sync messages, the Hocuspocus framing around them, and
-//! the insert markers receivers scan for.
+//! Wire format: the Hocuspocus framing around y-protocols sync messages, and the
+//! insert markers receivers scan for. Message type numbers, sync encoding and
+//! varints are chorus-protocol's; only what peer servers add is written here.
 
+use bytes::Bytes;
+use chorus_protocol::{encode_sync, Reader, Writer, MSG_AUTH, MSG_QUERY_AWARENESS, MSG_SYNC};
 use clap::ValueEnum;
 use std::fmt::Write as _;
 
-pub const MSG_SYNC: u64 = 0;
-pub const MSG_AUTH: u64 = 2;
-pub const MSG_QUERY_AWARENESS: u64 = 3;
-/// Hocuspocus: SyncReply, handled like sync.
-pub const HP_SYNC_REPLY: u64 = 4;
-pub const SYNC_STEP1: u64 = 0;
-pub const SYNC_STEP2: u64 = 1;
-pub const SYNC_UPDATE: u64 = 2;
+/// Hocuspocus: outer type SyncReply, handled like sync.
+const HP_SYNC_REPLY: u64 = 4;
 
 /// The wire protocol (`--protocol`), as the Node generator's adapters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -41,44 +38,10 @@ impl Protocol {
     }
 }
 
-pub fn write_var_uint(buf: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        buf.push((v as u8 & 0x7f) | 0x80);
-        v >>= 7;
-    }
-    buf.push(v as u8);
-}
-
-pub fn read_var_uint(buf: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    let mut shift = 0;
-    loop {
-        let b = *buf.get(*pos)?;
-        *pos += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return Some(v);
-        }
-        shift += 7;
-        if shift > 63 {
-            return None;
-        }
-    }
-}
-
-pub fn write_var_string(buf: &mut Vec<u8>, s: &str) {
-    write_var_uint(buf, s.len() as u64);
-    buf.extend_from_slice(s.as_bytes());
-}
-
-/// `[0 sync][sub][varUint8Array payload]`
-pub fn sync_msg(sub: u64, payload: &[u8]) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(payload.len() + 12);
-    write_var_uint(&mut buf, MSG_SYNC);
-    write_var_uint(&mut buf, sub);
-    write_var_uint(&mut buf, payload.len() as u64);
-    buf.extend_from_slice(payload);
-    buf
+/// `[0 sync][sub][varUint8Array payload]` (chorus-protocol's encoding, which is
+/// y-protocols'), as the `Vec` the connection tasks queue.
+pub fn sync_msg(sub: u8, payload: &[u8]) -> Vec<u8> {
+    encode_sync(sub, payload).into()
 }
 
 /// Per-connection framing: wraps outgoing y-protocols messages and unwraps incoming
@@ -92,10 +55,13 @@ pub struct Framing {
 
 impl Framing {
     pub fn new(proto: Protocol, doc: &str) -> Self {
-        let mut prefix = Vec::new();
-        if proto == Protocol::Hocuspocus {
-            write_var_string(&mut prefix, doc);
-        }
+        let prefix = if proto == Protocol::Hocuspocus {
+            let mut w = Writer::with_capacity(doc.len() + 2);
+            w.write_var_string(doc);
+            w.finish().into()
+        } else {
+            Vec::new()
+        };
         Framing {
             proto,
             prefix,
@@ -118,42 +84,36 @@ impl Framing {
         match self.proto {
             Protocol::YWebsocket => Vec::new(),
             Protocol::Hocuspocus => {
-                let mut m = Vec::new();
-                write_var_uint(&mut m, MSG_AUTH);
-                write_var_uint(&mut m, 0); // AuthMessageType.Token
-                write_var_string(&mut m, token);
-                vec![self.wrap(m)]
+                let mut m = Writer::with_capacity(token.len() + 4);
+                m.write_u8(MSG_AUTH);
+                m.write_u8(0); // AuthMessageType.Token
+                m.write_var_string(token);
+                vec![self.wrap(m.finish().into())]
             }
         }
     }
 
     /// The keepalive frame (query-awareness).
     pub fn keepalive(&self) -> Vec<u8> {
-        self.wrap(vec![MSG_QUERY_AWARENESS as u8])
+        self.wrap(vec![MSG_QUERY_AWARENESS])
     }
 
     /// A sync message in `frame`: (sub-type, payload). `None` for anything else
     /// (awareness, auth, sync status, Chorus extensions, another doc's frames, …),
     /// which the generator ignores.
-    pub fn parse_sync<'a>(&self, frame: &'a [u8]) -> Option<(u64, &'a [u8])> {
-        let mut pos = 0;
-        if self.proto == Protocol::Hocuspocus {
-            let len = read_var_uint(frame, &mut pos)? as usize;
-            let name = frame.get(pos..pos.checked_add(len)?)?;
-            if name != self.doc.as_slice() {
-                return None;
-            }
-            pos += len;
+    pub fn parse_sync(&self, frame: &Bytes) -> Option<(u8, Bytes)> {
+        let mut r = Reader::new(frame);
+        if self.proto == Protocol::Hocuspocus && r.read_var_bytes().ok()? != self.doc {
+            return None;
         }
-        let outer = read_var_uint(frame, &mut pos)?;
-        let is_sync =
-            outer == MSG_SYNC || (self.proto == Protocol::Hocuspocus && outer == HP_SYNC_REPLY);
+        let outer = r.read_var_u64().ok()?;
+        let is_sync = outer == u64::from(MSG_SYNC)
+            || (self.proto == Protocol::Hocuspocus && outer == HP_SYNC_REPLY);
         if !is_sync {
             return None;
         }
-        let sub = read_var_uint(frame, &mut pos)?;
-        let len = read_var_uint(frame, &mut pos)? as usize;
-        let payload = frame.get(pos..pos.checked_add(len)?)?;
+        let sub = u8::try_from(r.read_var_u64().ok()?).ok()?;
+        let payload = r.read_var_bytes().ok()?;
         Some((sub, payload))
     }
 }
@@ -228,6 +188,7 @@ pub fn uri_encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chorus_protocol::{SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE};
 
     #[test]
     fn markers_are_found_in_raw_bytes() {
@@ -252,6 +213,12 @@ mod tests {
         );
     }
 
+    /// `parse_sync` of a frame given as plain bytes, its payload copied out.
+    fn sync_of(f: &Framing, frame: &[u8]) -> Option<(u8, Vec<u8>)> {
+        f.parse_sync(&Bytes::copy_from_slice(frame))
+            .map(|(sub, payload)| (sub, payload.to_vec()))
+    }
+
     #[test]
     fn hocuspocus_framing() {
         let f = Framing::new(Protocol::Hocuspocus, "dé");
@@ -262,22 +229,22 @@ mod tests {
         );
         let step2 = f.wrap(sync_msg(SYNC_STEP2, &[9, 9]));
         assert_eq!(&step2[..4], &[3, b'd', 0xC3, 0xA9]);
-        assert_eq!(f.parse_sync(&step2), Some((SYNC_STEP2, &[9u8, 9][..])));
+        assert_eq!(sync_of(&f, &step2), Some((SYNC_STEP2, vec![9, 9])));
         // SyncReply (4) counts as sync; SyncStatus (8) and other docs do not.
         let mut reply = vec![3, b'd', 0xC3, 0xA9, 4];
         reply.extend_from_slice(&sync_msg(SYNC_UPDATE, &[1])[1..]);
-        assert_eq!(f.parse_sync(&reply), Some((SYNC_UPDATE, &[1u8][..])));
-        assert_eq!(f.parse_sync(&[3, b'd', 0xC3, 0xA9, 8, 1]), None);
+        assert_eq!(sync_of(&f, &reply), Some((SYNC_UPDATE, vec![1])));
+        assert_eq!(sync_of(&f, &[3, b'd', 0xC3, 0xA9, 8, 1]), None);
         let other = Framing::new(Protocol::Hocuspocus, "xy").wrap(sync_msg(SYNC_STEP2, &[]));
-        assert_eq!(f.parse_sync(&other), None);
+        assert_eq!(sync_of(&f, &other), None);
         assert_eq!(f.keepalive(), vec![3, b'd', 0xC3, 0xA9, 3]);
         // y-websocket: no framing; type 4 is not sync
         let y = Framing::new(Protocol::YWebsocket, "dé");
         assert!(y.hello("tk").is_empty());
         assert_eq!(
-            y.parse_sync(&sync_msg(SYNC_STEP1, &[0])),
-            Some((SYNC_STEP1, &[0u8][..]))
+            sync_of(&y, &sync_msg(SYNC_STEP1, &[0])),
+            Some((SYNC_STEP1, vec![0]))
         );
-        assert_eq!(y.parse_sync(&[4, 2, 1, 1]), None);
+        assert_eq!(sync_of(&y, &[4, 2, 1, 1]), None);
     }
 }
