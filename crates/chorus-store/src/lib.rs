@@ -35,6 +35,19 @@
 //! self-describing: [`Store::load`] skips log records `<= upto_seq` even if a crash
 //! left them behind or the metadata is older than the snapshot.
 //!
+//! # Errors
+//!
+//! Every failure is a [`StoreError`] whose message, for operators, names the
+//! operation and the path or document. An I/O failure
+//! ([`StoreError::Io`](variant@StoreError::Io)) keeps the [`std::io::Error`] it came
+//! from, sled's included, so its kind survives.
+//! [`StoreError::condition`] sorts any error into one of four [`StoreCondition`]s —
+//! disk full, read-only, corrupt, unavailable — each with a stable code
+//! (`disk-full`, `store-read-only`, `store-corrupt`, `store-unavailable`) for the
+//! server to map once to an HTTP status, a readiness text and a log field.
+//! [`MemoryStore`] can inject failures of a chosen kind, so callers can test a full
+//! disk without one.
+//!
 //! # What it must not touch
 //!
 //! No yrs / CRDT semantics (updates are bytes; the caller assigns sequence numbers and
@@ -43,15 +56,16 @@
 //! does.
 
 mod codec;
+mod error;
 mod memory;
 mod sled_store;
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use error::{StoreCondition, StoreError};
 pub use memory::MemoryStore;
 pub use sled_store::{SledStore, DEFAULT_CACHE_BYTES};
 
@@ -268,28 +282,6 @@ impl WriteBatch {
             }
         })
     }
-}
-
-/// Errors of this crate. Messages are for logs and operators, not for clients.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// Open, write or flush failure; the message names the path or operation.
-    #[error("storage i/o error: {0}")]
-    Io(String),
-    /// Checksum mismatch, truncated record or bad metadata.
-    #[error("corrupt stored data{}: {detail}", .id.as_ref().map(|id| format!(" for document {id}")).unwrap_or_default())]
-    Corrupt {
-        /// The document the bad record belongs to, if it belongs to one.
-        id: Option<DocId>,
-        /// What was wrong and where.
-        detail: String,
-    },
-    /// The data directory cannot be written (found at open).
-    #[error("data directory {} is not writable (check permissions, free space and read-only mounts)", .0.display())]
-    ReadOnly(PathBuf),
-    /// A document id containing `'\0'`, which the key layout cannot represent.
-    #[error("invalid document id {0:?}: ids must not contain NUL")]
-    InvalidId(DocId),
 }
 
 /// Persistence of documents and the webhook outbox. Synchronous; implementations are

@@ -5,7 +5,8 @@
 //! files, plus failure injection so callers can test their error paths.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::sled_store::assemble;
@@ -35,14 +36,15 @@ pub struct MemoryStore {
     /// One mutex over all state: every operation is short and synchronous, and holding
     /// it for a whole batch is what makes `write` and `compact` atomic.
     state: Mutex<State>,
-    failing: AtomicBool,
+    /// The kind of the injected failure, while failures are injected.
+    failing: Mutex<Option<io::ErrorKind>>,
     flushes: AtomicU64,
 }
 
 impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryStore")
-            .field("failing", &self.failing.load(Ordering::Relaxed))
+            .field("failing", &self.injected())
             .field("flushes", &self.flushes.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
@@ -55,9 +57,21 @@ impl MemoryStore {
     }
 
     /// While `true`, every mutating call (`write`, `flush`, `compact`, `outbox_push`,
-    /// `outbox_ack`) fails with [`StoreError::Io`] and changes nothing.
+    /// `outbox_ack`) fails with a [`StoreError::Io`](variant@StoreError::Io) of kind
+    /// [`io::ErrorKind::Other`]
+    /// ([`StoreCondition::Unavailable`](crate::StoreCondition::Unavailable)) and
+    /// changes nothing. `false` stops any injected failure, including one from
+    /// [`fail_with`](Self::fail_with).
     pub fn set_failing(&self, failing: bool) {
-        self.failing.store(failing, Ordering::Relaxed);
+        *self.lock_failing() = failing.then_some(io::ErrorKind::Other);
+    }
+
+    /// Like [`set_failing(true)`](Self::set_failing), with failures of `kind`: for
+    /// example [`io::ErrorKind::StorageFull`] to simulate a full disk
+    /// ([`StoreCondition::DiskFull`](crate::StoreCondition::DiskFull)). Until
+    /// `set_failing(false)`.
+    pub fn fail_with(&self, kind: io::ErrorKind) {
+        *self.lock_failing() = Some(kind);
     }
 
     /// How many successful [`Store::flush`] calls there have been.
@@ -71,11 +85,22 @@ impl MemoryStore {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn lock_failing(&self) -> MutexGuard<'_, Option<io::ErrorKind>> {
+        self.failing.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn injected(&self) -> Option<io::ErrorKind> {
+        *self.lock_failing()
+    }
+
     fn check_failing(&self, what: &str) -> Result<(), StoreError> {
-        if self.failing.load(Ordering::Relaxed) {
-            return Err(StoreError::Io(format!("{what}: injected failure")));
+        match self.injected() {
+            Some(kind) => Err(StoreError::io(
+                what,
+                io::Error::new(kind, format!("injected failure ({kind})")),
+            )),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -231,7 +256,10 @@ mod tests {
         store.set_failing(true);
         let mut batch = WriteBatch::default();
         batch.append(&id, 1, b"u");
-        assert!(matches!(store.write(batch.clone()), Err(StoreError::Io(_))));
+        assert!(matches!(
+            store.write(batch.clone()),
+            Err(StoreError::Io { .. })
+        ));
         assert!(store.flush().is_err());
         assert!(store.compact(&id, b"S", 1, &DocMeta::default()).is_err());
         assert!(store.outbox_push("app", b"e").is_err());
@@ -245,5 +273,39 @@ mod tests {
             store.load(&id).unwrap().unwrap().updates,
             [(1, b"u".to_vec())]
         );
+    }
+
+    #[test]
+    fn an_injected_failure_has_the_chosen_kind() {
+        let store = MemoryStore::new();
+        let id = DocId::new("app", "doc");
+        let mut batch = WriteBatch::default();
+        batch.append(&id, 1, b"u");
+
+        store.set_failing(true);
+        let err = store.flush().unwrap_err();
+        assert_eq!(err.io_kind(), Some(io::ErrorKind::Other));
+        assert_eq!(err.condition(), crate::StoreCondition::Unavailable);
+
+        store.fail_with(io::ErrorKind::StorageFull);
+        for err in [
+            store.write(batch.clone()).unwrap_err(),
+            store.flush().unwrap_err(),
+            store
+                .compact(&id, b"S", 1, &DocMeta::default())
+                .unwrap_err(),
+            store.outbox_push("app", b"e").unwrap_err(),
+            store.outbox_ack(1).unwrap_err(),
+        ] {
+            assert_eq!(err.io_kind(), Some(io::ErrorKind::StorageFull), "{err}");
+            assert_eq!(err.condition().code(), "disk-full", "{err}");
+            assert!(err.to_string().contains("injected failure"), "{err}");
+        }
+        assert!(store.load(&id).unwrap().is_none(), "nothing was written");
+
+        store.set_failing(false);
+        store.write(batch).unwrap();
+        store.flush().unwrap();
+        assert_eq!(store.flush_count(), 1);
     }
 }

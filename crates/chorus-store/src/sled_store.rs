@@ -61,9 +61,10 @@ impl SledStore {
     ///
     /// Fails with [`StoreError::ReadOnly`] if the directory cannot be written (checked by
     /// creating, fsyncing and removing a small file, because permission bits do not stop
-    /// root), or [`StoreError::Io`] naming the path if it cannot be created, is not a
-    /// directory, or the database cannot be opened (for example because another process
-    /// holds it).
+    /// root), or [`StoreError::Io`](variant@StoreError::Io) naming the path and keeping
+    /// the operating system's error if it cannot be created, is not a directory, or the
+    /// database cannot be opened (for example because another process holds it, or the
+    /// disk is full).
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
     }
@@ -113,7 +114,7 @@ impl SledStore {
     fn tx_err(&self, e: TransactionError<()>, what: &str) -> StoreError {
         match e {
             TransactionError::Storage(e) => self.err(e, what),
-            TransactionError::Abort(()) => StoreError::Io(format!(
+            TransactionError::Abort(()) => StoreError::Internal(format!(
                 "{what} {}: transaction aborted",
                 self.path.display()
             )),
@@ -125,10 +126,13 @@ impl SledStore {
 fn prepare_dir(dir: &Path) -> Result<(), StoreError> {
     if let Ok(m) = fs::metadata(dir) {
         if !m.is_dir() {
-            return Err(StoreError::Io(format!(
-                "data directory {} exists and is not a directory",
-                dir.display()
-            )));
+            return Err(StoreError::io(
+                format!("opening data directory {}", dir.display()),
+                io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    "it exists and is not a directory",
+                ),
+            ));
         }
     }
     fs::create_dir_all(dir).map_err(|e| dir_err(e, dir, "creating data directory"))?;
@@ -148,17 +152,22 @@ fn dir_err(e: io::Error, dir: &Path, what: &str) -> StoreError {
             warn!(path = %dir.display(), error = %e, "data directory is not writable");
             StoreError::ReadOnly(dir.to_path_buf())
         }
-        _ => StoreError::Io(format!("{what} {}: {e}", dir.display())),
+        _ => StoreError::io(format!("{what} {}", dir.display()), e),
     }
 }
 
+/// Map a sled error met while doing `context` (which names the path): its I/O errors
+/// keep their [`io::Error`] (and so their kind), corruption is [`StoreError::Corrupt`],
+/// the rest (a reported bug, an unsupported use, a missing tree) is
+/// [`StoreError::Internal`].
 fn sled_err(e: sled::Error, context: String) -> StoreError {
     match e {
-        sled::Error::Corruption { .. } => StoreError::Corrupt {
+        sled::Error::Io(source) => StoreError::Io { context, source },
+        e @ sled::Error::Corruption { .. } => StoreError::Corrupt {
             id: None,
             detail: format!("{context}: {e}"),
         },
-        e => StoreError::Io(format!("{context}: {e}")),
+        e => StoreError::Internal(format!("{context}: {e}")),
     }
 }
 
@@ -435,5 +444,73 @@ pub(crate) fn assemble(
         snapshot_seq,
         updates,
         meta,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StoreCondition;
+
+    fn mapped(e: sled::Error) -> StoreError {
+        sled_err(e, "flushing /data".to_owned())
+    }
+
+    #[test]
+    fn sled_io_errors_keep_their_kind() {
+        let e = mapped(sled::Error::Io(io::Error::from(io::ErrorKind::StorageFull)));
+        assert!(
+            matches!(&e, StoreError::Io { context, source }
+                if context == "flushing /data" && source.kind() == io::ErrorKind::StorageFull),
+            "{e:?}"
+        );
+        assert_eq!(e.condition(), StoreCondition::DiskFull);
+        assert!(e.to_string().contains("flushing /data"), "{e}");
+
+        let e = mapped(sled::Error::Io(io::Error::from(
+            io::ErrorKind::PermissionDenied,
+        )));
+        assert_eq!(e.condition(), StoreCondition::ReadOnly);
+        let e = mapped(sled::Error::Io(io::Error::other("could not acquire lock")));
+        assert_eq!(e.io_kind(), Some(io::ErrorKind::Other));
+        assert_eq!(e.condition(), StoreCondition::Unavailable);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn sled_io_errors_keep_their_os_error() {
+        // EDQUOT, a quota rather than the disk, is a full disk too.
+        let e = mapped(sled::Error::Io(io::Error::from_raw_os_error(122)));
+        assert_eq!(e.condition(), StoreCondition::DiskFull);
+        let source = std::error::Error::source(&e).expect("has a source");
+        let source = source.downcast_ref::<io::Error>().expect("an io::Error");
+        assert_eq!(source.raw_os_error(), Some(122));
+    }
+
+    #[test]
+    fn sled_corruption_is_corrupt() {
+        let e = mapped(sled::Error::Corruption { at: None, bt: () });
+        assert!(
+            matches!(&e, StoreError::Corrupt { id: None, detail } if detail.starts_with("flushing /data: ")),
+            "{e:?}"
+        );
+        assert_eq!(e.condition(), StoreCondition::Corrupt);
+    }
+
+    #[test]
+    fn other_sled_errors_are_internal() {
+        for e in [
+            sled::Error::Unsupported("a tree named __sled__default".to_owned()),
+            sled::Error::ReportableBug("oops".to_owned()),
+            sled::Error::CollectionNotFound(sled::IVec::from("log")),
+        ] {
+            let e = mapped(e);
+            assert!(
+                matches!(&e, StoreError::Internal(message) if message.starts_with("flushing /data: ")),
+                "{e:?}"
+            );
+            assert_eq!(e.condition(), StoreCondition::Unavailable);
+            assert_eq!(e.io_kind(), None);
+        }
     }
 }

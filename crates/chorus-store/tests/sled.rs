@@ -349,7 +349,7 @@ fn opening_a_regular_file_fails_naming_the_path() {
     for path in [file.clone(), file.join("data")] {
         let err = SledStore::open(&path).unwrap_err();
         let message = err.to_string();
-        assert!(matches!(err, StoreError::Io(_)), "{err:?}");
+        assert!(matches!(err, StoreError::Io { .. }), "{err:?}");
         assert!(message.contains(&*path.to_string_lossy()), "{message}");
     }
     assert_eq!(std::fs::read(&file).unwrap(), b"x", "the file is untouched");
@@ -375,7 +375,7 @@ fn a_directory_that_cannot_be_written_is_read_only_even_for_root() {
 fn a_second_open_of_the_same_directory_fails_cleanly() {
     let (dir, _store) = common::sled_store();
     let err = SledStore::open(dir.path()).unwrap_err();
-    assert!(matches!(err, StoreError::Io(_)), "{err:?}");
+    assert!(matches!(err, StoreError::Io { .. }), "{err:?}");
     assert!(
         err.to_string().contains(&*dir.path().to_string_lossy()),
         "{err}"

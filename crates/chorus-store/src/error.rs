@@ -1,0 +1,268 @@
+//! [`StoreError`] and its classification for operators, [`StoreCondition`].
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::DocId;
+
+/// Errors of this crate. Messages are for logs and operators, not for clients; what to
+/// tell a client or a readiness probe is [`StoreError::condition`].
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An I/O failure opening, reading, writing or flushing. `source` keeps the
+    /// [`io::ErrorKind`] (and the OS error number, when there is one), so that a full
+    /// disk can be told from a permissions problem; see [`StoreError::condition`].
+    #[error("storage i/o error: {context}: {source}")]
+    Io {
+        /// What the store was doing, naming the path (`flushing /var/lib/chorus`).
+        context: String,
+        /// The operating system's (or sled's) error.
+        #[source]
+        source: io::Error,
+    },
+    /// Checksum mismatch, truncated record or bad metadata.
+    #[error("corrupt stored data{}: {detail}", .id.as_ref().map(|id| format!(" for document {id}")).unwrap_or_default())]
+    Corrupt {
+        /// The document the bad record belongs to, if it belongs to one.
+        id: Option<DocId>,
+        /// What was wrong and where.
+        detail: String,
+    },
+    /// The data directory cannot be written (found at open).
+    #[error("data directory {} is not writable (check permissions, free space and read-only mounts)", .0.display())]
+    ReadOnly(PathBuf),
+    /// A document id containing `'\0'`, which the key layout cannot represent.
+    #[error("invalid document id {0:?}: ids must not contain NUL")]
+    InvalidId(DocId),
+    /// The storage engine failed in a way that is neither I/O nor corruption: sled
+    /// reported a bug, an unsupported use or a missing tree, or a transaction aborted.
+    /// The message names the operation and the path.
+    #[error("storage engine error: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    /// An I/O failure while doing `context` (which should name the path).
+    pub fn io(context: impl Into<String>, source: io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Transitional spelling of the I/O variant from when it held only a message:
+    /// `StoreError::Io(message)` still compiles and makes a
+    /// [`StoreError::Io`](variant@StoreError::Io) of kind [`io::ErrorKind::Other`] (so
+    /// [`StoreCondition::Unavailable`]). Use [`StoreError::io`] with the real
+    /// [`io::Error`], or [`StoreError::Internal`] for a failure that is not I/O; this
+    /// will be removed once nothing calls it.
+    #[allow(non_snake_case)]
+    #[doc(hidden)]
+    pub fn Io(message: String) -> Self {
+        Self::Io {
+            context: message,
+            source: io::ErrorKind::Other.into(),
+        }
+    }
+
+    /// The [`io::ErrorKind`] of an I/O failure; `None` for every other error.
+    pub fn io_kind(&self) -> Option<io::ErrorKind> {
+        match self {
+            Self::Io { source, .. } => Some(source.kind()),
+            _ => None,
+        }
+    }
+
+    /// What this error means for the service as a whole, for mapping once to an HTTP
+    /// status, a readiness text and a log field (see [`StoreCondition`]).
+    pub fn condition(&self) -> StoreCondition {
+        match self {
+            Self::Io { source, .. } => StoreCondition::of_io_error(source),
+            Self::ReadOnly(_) => StoreCondition::ReadOnly,
+            Self::Corrupt { .. } => StoreCondition::Corrupt,
+            // An invalid id is a caller's bug (the server validates ids first); nothing
+            // finer can be said about it here.
+            Self::InvalidId(_) | Self::Internal(_) => StoreCondition::Unavailable,
+        }
+    }
+}
+
+/// The coarse class of a [`StoreError`]: what an operator has to do about it.
+///
+/// Each class has a stable kebab-case [`code`](Self::code), also its `Display`, meant
+/// for logs, readiness bodies and API error codes:
+///
+/// | condition     | code                | what it covers |
+/// |---------------|---------------------|----------------|
+/// | `DiskFull`    | `disk-full`         | [`io::ErrorKind::StorageFull`] or [`io::ErrorKind::QuotaExceeded`] (on Linux also raw `ENOSPC` 28 and `EDQUOT` 122) |
+/// | `ReadOnly`    | `store-read-only`   | [`StoreError::ReadOnly`], [`io::ErrorKind::ReadOnlyFilesystem`], [`io::ErrorKind::PermissionDenied`] (on Linux also raw `EROFS` 30) |
+/// | `Corrupt`     | `store-corrupt`     | [`StoreError::Corrupt`] |
+/// | `Unavailable` | `store-unavailable` | everything else: other I/O failures, [`StoreError::Internal`], [`StoreError::InvalidId`] |
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StoreCondition {
+    /// The disk (or the quota) holding the data directory is full.
+    DiskFull,
+    /// The data directory cannot be written: permissions or a read-only mount.
+    ReadOnly,
+    /// Stored data failed its checks.
+    Corrupt,
+    /// Any other failure of the store.
+    Unavailable,
+}
+
+/// Raw OS error numbers checked besides the kind, in case an error carries the number
+/// but a generic kind. Linux numbering (`EDQUOT` differs on other Unixes).
+#[cfg(target_os = "linux")]
+mod errno {
+    pub const ENOSPC: i32 = 28;
+    pub const EROFS: i32 = 30;
+    pub const EDQUOT: i32 = 122;
+}
+
+impl StoreCondition {
+    /// The stable code: `disk-full`, `store-read-only`, `store-corrupt` or
+    /// `store-unavailable`.
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::DiskFull => "disk-full",
+            Self::ReadOnly => "store-read-only",
+            Self::Corrupt => "store-corrupt",
+            Self::Unavailable => "store-unavailable",
+        }
+    }
+
+    /// The class of an I/O error: by its kind, and on Linux by its raw OS error number.
+    pub fn of_io_error(e: &io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => return Self::DiskFull,
+            io::ErrorKind::ReadOnlyFilesystem | io::ErrorKind::PermissionDenied => {
+                return Self::ReadOnly
+            }
+            _ => {}
+        }
+        #[cfg(target_os = "linux")]
+        match e.raw_os_error() {
+            Some(errno::ENOSPC | errno::EDQUOT) => return Self::DiskFull,
+            Some(errno::EROFS) => return Self::ReadOnly,
+            _ => {}
+        }
+        Self::Unavailable
+    }
+}
+
+impl fmt::Display for StoreCondition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io_condition(kind: io::ErrorKind) -> StoreCondition {
+        StoreError::io("flushing /data", kind.into()).condition()
+    }
+
+    #[test]
+    fn io_kinds_are_classified() {
+        use io::ErrorKind as K;
+        for (kind, condition) in [
+            (K::StorageFull, StoreCondition::DiskFull),
+            (K::QuotaExceeded, StoreCondition::DiskFull),
+            (K::ReadOnlyFilesystem, StoreCondition::ReadOnly),
+            (K::PermissionDenied, StoreCondition::ReadOnly),
+            (K::Other, StoreCondition::Unavailable),
+            (K::NotFound, StoreCondition::Unavailable),
+            (K::NotADirectory, StoreCondition::Unavailable),
+            (K::WouldBlock, StoreCondition::Unavailable),
+            (K::UnexpectedEof, StoreCondition::Unavailable),
+        ] {
+            assert_eq!(io_condition(kind), condition, "{kind:?}");
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn raw_os_errors_are_classified() {
+        for (errno, condition) in [
+            (28, StoreCondition::DiskFull),
+            (122, StoreCondition::DiskFull),
+            (30, StoreCondition::ReadOnly),
+            (13, StoreCondition::ReadOnly),
+            (5, StoreCondition::Unavailable),
+        ] {
+            let e = StoreError::io("writing /data", io::Error::from_raw_os_error(errno));
+            assert_eq!(e.condition(), condition, "errno {errno}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_other_variants_are_classified() {
+        let id = DocId::new("app", "doc");
+        let cases = [
+            (
+                StoreError::ReadOnly("/data".into()),
+                StoreCondition::ReadOnly,
+            ),
+            (
+                StoreError::Corrupt {
+                    id: Some(id.clone()),
+                    detail: "checksum".into(),
+                },
+                StoreCondition::Corrupt,
+            ),
+            (StoreError::InvalidId(id), StoreCondition::Unavailable),
+            (
+                StoreError::Internal("compacting /data: transaction aborted".into()),
+                StoreCondition::Unavailable,
+            ),
+        ];
+        for (e, condition) in cases {
+            assert_eq!(e.condition(), condition, "{e:?}");
+            assert_eq!(e.io_kind(), None);
+        }
+    }
+
+    #[test]
+    fn codes_are_stable_and_are_the_display() {
+        for (condition, code) in [
+            (StoreCondition::DiskFull, "disk-full"),
+            (StoreCondition::ReadOnly, "store-read-only"),
+            (StoreCondition::Corrupt, "store-corrupt"),
+            (StoreCondition::Unavailable, "store-unavailable"),
+        ] {
+            assert_eq!(condition.code(), code);
+            assert_eq!(condition.to_string(), code);
+        }
+    }
+
+    #[test]
+    fn an_io_error_keeps_its_kind_source_and_context() {
+        let e = StoreError::io(
+            "flushing /data",
+            io::Error::new(io::ErrorKind::StorageFull, "no space left"),
+        );
+        assert_eq!(e.io_kind(), Some(io::ErrorKind::StorageFull));
+        assert_eq!(
+            e.to_string(),
+            "storage i/o error: flushing /data: no space left"
+        );
+        let source = std::error::Error::source(&e).expect("has a source");
+        assert_eq!(source.to_string(), "no space left");
+    }
+
+    #[test]
+    fn the_transitional_message_constructor_is_an_unclassified_io_error() {
+        let e = StoreError::Io("opening the store: task panicked".to_owned());
+        assert!(
+            matches!(&e, StoreError::Io { context, .. } if context == "opening the store: task panicked")
+        );
+        assert_eq!(e.io_kind(), Some(io::ErrorKind::Other));
+        assert_eq!(e.condition(), StoreCondition::Unavailable);
+        assert!(e
+            .to_string()
+            .starts_with("storage i/o error: opening the store: task panicked"));
+    }
+}
