@@ -2,7 +2,7 @@
 //! [`DocError`] and [`HostError`] once to an HTTP status and error `code`, and logs
 //! the detail; no message string crosses a layer.
 
-use chorus_store::StoreError;
+use chorus_store::{StoreCondition, StoreError};
 use std::sync::Arc;
 
 /// Why a document could not be read, loaded or written.
@@ -32,6 +32,19 @@ pub enum DocError {
     /// The document's actor stopped before it answered.
     #[error("the document stopped before it answered")]
     ActorGone,
+}
+
+impl DocError {
+    /// What kind of store trouble this is (a full disk, a read-only store, …), for
+    /// readiness, the host API's error code and the log; `Unavailable` for failures
+    /// that are not the store's.
+    pub fn store_condition(&self) -> StoreCondition {
+        match self {
+            DocError::Store(e) => e.condition(),
+            DocError::Load(_) => StoreCondition::Corrupt,
+            _ => StoreCondition::Unavailable,
+        }
+    }
 }
 
 impl From<StoreError> for DocError {

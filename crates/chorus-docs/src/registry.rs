@@ -223,9 +223,10 @@ impl Documents {
         self.writer.store()
     }
 
-    /// False after the last group commit failed (readiness reports it).
-    pub fn is_store_healthy(&self) -> bool {
-        self.writer.is_healthy()
+    /// Why the last group commit failed, `None` while writes succeed (readiness
+    /// reports it).
+    pub fn store_failing(&self) -> Option<chorus_store::StoreCondition> {
+        self.writer.failing()
     }
 
     /// The webhook delivery this layer feeds.

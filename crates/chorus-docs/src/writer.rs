@@ -18,9 +18,8 @@
 use crate::error::DocError;
 use crate::metrics::DocMetrics;
 use chorus_hooks::{HookEvent, Hooks};
-use chorus_store::{DocId, DocMeta, Store, WriteBatch};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use chorus_store::{DocId, DocMeta, Store, StoreCondition, WriteBatch};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info};
@@ -62,7 +61,8 @@ struct Job {
 /// Handle to the writer thread. The thread stops once every handle is dropped.
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
-    healthy: Arc<AtomicBool>,
+    /// What made the last group commit fail; `None` while writes succeed.
+    failing: Arc<Mutex<Option<StoreCondition>>>,
     store: Arc<dyn Store>,
 }
 
@@ -77,17 +77,17 @@ impl Writer {
         hooks: Hooks,
     ) -> Writer {
         let (jobs, rx) = mpsc::channel(WRITER_QUEUE);
-        let healthy = Arc::new(AtomicBool::new(true));
+        let failing = Arc::new(Mutex::new(None));
         {
-            let (store, healthy) = (store.clone(), healthy.clone());
+            let (store, failing) = (store.clone(), failing.clone());
             std::thread::Builder::new()
                 .name("chorus-store-writer".into())
-                .spawn(move || writer_loop(rx, store, group_commit, healthy, metrics, hooks))
+                .spawn(move || writer_loop(rx, store, group_commit, failing, metrics, hooks))
                 .expect("spawning the store writer thread");
         }
         Writer {
             jobs,
-            healthy,
+            failing,
             store,
         }
     }
@@ -106,9 +106,10 @@ impl Writer {
         rx
     }
 
-    /// False after the last flush failed (readiness reports it).
-    pub(crate) fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+    /// Why the last group commit failed (`None` while writes succeed): readiness
+    /// reports it.
+    pub(crate) fn failing(&self) -> Option<StoreCondition> {
+        *self.failing.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The store, for reads (loads and listings go through `spawn_blocking`).
@@ -121,7 +122,7 @@ fn writer_loop(
     mut rx: mpsc::Receiver<Job>,
     store: Arc<dyn Store>,
     group_commit: bool,
-    healthy: Arc<AtomicBool>,
+    failing: Arc<Mutex<Option<StoreCondition>>>,
     metrics: Arc<dyn DocMetrics>,
     hooks: Hooks,
 ) {
@@ -163,19 +164,21 @@ fn writer_loop(
         }
         let flushed = store.flush().map_err(DocError::from);
         metrics.store_flush(answers.len(), records, started.elapsed());
-        let ok = flushed.is_ok() && answers.iter().all(|(_, r)| r.is_ok());
-        let was_healthy = healthy.swap(ok, Ordering::Relaxed);
-        if !ok {
+        let failure = flushed
+            .as_ref()
+            .err()
+            .or_else(|| answers.iter().find_map(|(_, r)| r.as_ref().err()));
+        let condition = failure.map(DocError::store_condition);
+        let was = std::mem::replace(
+            &mut *failing.lock().unwrap_or_else(PoisonError::into_inner),
+            condition,
+        );
+        if let Some(e) = failure {
             metrics.store_error();
-            if let Some(e) = flushed
-                .as_ref()
-                .err()
-                .or_else(|| answers.iter().find_map(|(_, r)| r.as_ref().err()))
-            {
-                error!(error = %e, jobs = answers.len(), "store write failed; nothing in this group is acknowledged");
-            }
-        } else if !was_healthy {
-            info!("store writes succeed again");
+            let condition = e.store_condition();
+            error!(%condition, error = %e, jobs = answers.len(), "store write failed; nothing in this group is acknowledged");
+        } else if let Some(was) = was {
+            info!(after = %was, "store writes succeed again");
         }
         if flushed.is_ok() {
             // Webhook events written before this flush are durable now: they may go out.

@@ -14,9 +14,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chorus_auth::AuthError;
 use chorus_docs::{
-    ChangeOutcome, DocCommand, DocKey, DraftContent, DraftFormat, HostChange, HostError, Published,
+    ChangeOutcome, DocCommand, DocError, DocKey, DraftContent, DraftFormat, HostChange, HostError,
+    Published,
 };
 use chorus_store::DocId;
+use chorus_store::StoreCondition;
 use serde::Deserialize;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -54,6 +56,9 @@ pub enum ApiError {
     /// The store or a document actor failed.
     #[error("the document could not be read")]
     Unavailable,
+    /// The store refused a read or a write (a full disk, a read-only store, …).
+    #[error("the store cannot serve this now ({0}); retry later")]
+    Store(StoreCondition),
 }
 
 impl ApiError {
@@ -69,7 +74,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::BaseExpired(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::ContentRejected => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -85,6 +90,7 @@ impl ApiError {
             ApiError::BaseExpired(_) => "base-expired",
             ApiError::ContentRejected => "content-rejected",
             ApiError::Unavailable => "unavailable",
+            ApiError::Store(c) => c.code(),
         }
     }
 }
@@ -108,8 +114,17 @@ impl From<HostError> for ApiError {
             HostError::BadBase => ApiError::BaseExpired("given".into()),
             HostError::Unavailable(e) => {
                 tracing::warn!(error = %e, "host operation failed");
-                ApiError::Unavailable
+                ApiError::from(e)
             }
+        }
+    }
+}
+
+impl From<DocError> for ApiError {
+    fn from(e: DocError) -> Self {
+        match e {
+            DocError::Store(_) | DocError::Load(_) => ApiError::Store(e.store_condition()),
+            _ => ApiError::Unavailable,
         }
     }
 }
@@ -169,7 +184,7 @@ pub async fn get_draft(
         .map_err(|_| ApiError::Unavailable)?
         .map_err(|e| {
             tracing::warn!(doc = %doc, error = %e, "draft read failed");
-            ApiError::Unavailable
+            ApiError::from(e)
         })?;
     if !draft.exists {
         return Err(ApiError::NotFound("document"));
@@ -336,8 +351,8 @@ async fn read_store<T: Send + 'static>(
         .await
         .map_err(|_| ApiError::Unavailable)?
         .map_err(|e| {
-            tracing::warn!(error = %e, "{what} failed");
-            ApiError::Unavailable
+            tracing::warn!(condition = %e.condition(), error = %e, "{what} failed");
+            ApiError::Store(e.condition())
         })
 }
 

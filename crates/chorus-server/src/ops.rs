@@ -14,22 +14,19 @@ pub async fn healthz() -> impl IntoResponse {
 }
 
 /// `GET /readyz`: 200 when the service accepts new work; 503 while draining or
-/// while the store cannot be written.
+/// while the store cannot be written, naming why (`"store": "disk-full"`, …).
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let status = if state.draining.load(Ordering::Relaxed) {
-        "draining"
-    } else if !state.is_ready() {
-        "store-unwritable"
+    let body = if state.draining.load(Ordering::Relaxed) {
+        serde_json::json!({ "status": "draining" })
+    } else if let Some(condition) = state.documents.store_failing() {
+        serde_json::json!({ "status": "store-unwritable", "store": condition.code() })
     } else {
         return (
             StatusCode::OK,
             Json(serde_json::json!({ "status": "ready" })),
         );
     };
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Json(serde_json::json!({ "status": status })),
-    )
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body))
 }
 
 /// `GET /metrics`: Prometheus text format.

@@ -136,7 +136,9 @@ impl Server {
         let cache = config.store_cache_mb.saturating_mul(1 << 20);
         let store = tokio::task::spawn_blocking(move || SledStore::open_with_cache(&dir, cache))
             .await
-            .map_err(|e| StoreError::Io(e.to_string()))??;
+            .map_err(|e| {
+                StoreError::Internal(format!("opening the store: the blocking task failed: {e}"))
+            })??;
         Self::bind_with_store(config, Arc::new(store)).await
     }
 

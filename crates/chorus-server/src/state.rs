@@ -87,7 +87,7 @@ impl AppState {
 
     /// True when the service should receive new work: not draining, store writable.
     pub fn is_ready(&self) -> bool {
-        !self.draining.load(Ordering::Relaxed) && self.documents.is_store_healthy()
+        !self.draining.load(Ordering::Relaxed) && self.documents.store_failing().is_none()
     }
 }
 

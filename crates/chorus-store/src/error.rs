@@ -51,21 +51,6 @@ impl StoreError {
         }
     }
 
-    /// Transitional spelling of the I/O variant from when it held only a message:
-    /// `StoreError::Io(message)` still compiles and makes a
-    /// [`StoreError::Io`](variant@StoreError::Io) of kind [`io::ErrorKind::Other`] (so
-    /// [`StoreCondition::Unavailable`]). Use [`StoreError::io`] with the real
-    /// [`io::Error`], or [`StoreError::Internal`] for a failure that is not I/O; this
-    /// will be removed once nothing calls it.
-    #[allow(non_snake_case)]
-    #[doc(hidden)]
-    pub fn Io(message: String) -> Self {
-        Self::Io {
-            context: message,
-            source: io::ErrorKind::Other.into(),
-        }
-    }
-
     /// The [`io::ErrorKind`] of an I/O failure; `None` for every other error.
     pub fn io_kind(&self) -> Option<io::ErrorKind> {
         match self {
@@ -251,18 +236,5 @@ mod tests {
         );
         let source = std::error::Error::source(&e).expect("has a source");
         assert_eq!(source.to_string(), "no space left");
-    }
-
-    #[test]
-    fn the_transitional_message_constructor_is_an_unclassified_io_error() {
-        let e = StoreError::Io("opening the store: task panicked".to_owned());
-        assert!(
-            matches!(&e, StoreError::Io { context, .. } if context == "opening the store: task panicked")
-        );
-        assert_eq!(e.io_kind(), Some(io::ErrorKind::Other));
-        assert_eq!(e.condition(), StoreCondition::Unavailable);
-        assert!(e
-            .to_string()
-            .starts_with("storage i/o error: opening the store: task panicked"));
     }
 }

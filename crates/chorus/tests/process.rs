@@ -3,7 +3,7 @@
 //! private mount namespace (`unshare --mount --map-root-user`), so these tests
 //! need neither root nor changes to the host.
 
-use chorus_e2e::{eventually, http, token_for, YClient, APP, SECRETS};
+use chorus_e2e::{eventually, host_token, http, http_with_body, token_for, YClient, APP, SECRETS};
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -316,6 +316,30 @@ async fn a_full_disk_mid_run_means_no_saved_ack_readiness_false_and_the_process_
             server.output()
         );
     }
+    // The operator and the host are told what is wrong: a full disk, by name.
+    let (_, _, ready) = http(server.addr, "GET", "/readyz", &[]).await;
+    let ready: serde_json::Value = serde_json::from_slice(&ready).unwrap();
+    assert_eq!(ready["status"], "store-unwritable");
+    assert_eq!(ready["store"], "disk-full", "readyz: {ready}");
+    let auth = format!("Bearer {}", host_token(APP, SECRETS[0], None));
+    let change = serde_json::json!({ "html": format!("<p>{}</p>", "z".repeat(4000)) });
+    let (status, _, body) = http_with_body(
+        server.addr,
+        "PUT",
+        &format!("/v1/apps/{APP}/docs/full/content"),
+        &[
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+        ],
+        change.to_string().as_bytes(),
+    )
+    .await;
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("disk-full")),
+        "{body}"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         a.saved() < last,
@@ -328,7 +352,8 @@ async fn a_full_disk_mid_run_means_no_saved_ack_readiness_false_and_the_process_
         "process alive"
     );
     assert!(
-        server.output().contains("store write failed"),
+        server.output().contains("store write failed")
+            && server.output().contains("condition=disk-full"),
         "logged:\n{}",
         server.output()
     );

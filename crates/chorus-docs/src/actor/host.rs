@@ -80,8 +80,12 @@ impl DocActor {
             fields: fields.iter().map(|f| f.to_string()).collect(),
         };
         if fields.is_empty() && change.restoring.is_none() {
-            // Nothing to make durable.
-            let _ = reply.send(Ok(outcome));
+            // Nothing new to write, but the content it matched may not be stored yet
+            // (a write in flight, or failed): answer with the next write, or at once
+            // when nothing is pending.
+            self.writes
+                .host_replies
+                .push(HostReply::Change(reply, outcome));
             return;
         }
         info!(app = %self.key.0, doc = %self.key.1, fields = ?outcome.fields, restoring = ?change.restoring, "external change applied");

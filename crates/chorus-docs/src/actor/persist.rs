@@ -190,14 +190,17 @@ impl DocActor {
             }
             Err(e) => {
                 warn!(app = %self.key.0, doc = %self.key.1, error = %e, "document write failed; will write a full snapshot");
-                // Not durable: keep the acks for the snapshot that replaces this job.
+                // Not durable: keep the acks for the snapshot that replaces this job
+                // (an editor simply gets no ack yet); a host is told now, with the
+                // store's condition (its change stays applied and is written by the
+                // retry, so repeating it is safe).
+                for reply in job.host_replies {
+                    reply.fail(e.clone());
+                }
                 let w = &mut self.writes;
                 let mut acks = job.acks;
                 acks.append(&mut w.acks);
                 w.acks = acks;
-                let mut replies = job.host_replies;
-                replies.append(&mut w.host_replies);
-                w.host_replies = replies;
                 let mut history = job.history;
                 history.append(&mut w.history_pending);
                 w.history_pending = history;
