@@ -23,7 +23,16 @@
 //! - element attributes: only those that differ are set, only those gone removed;
 //! - text: the common prefix and suffix (text and marks) stay, only the middle is
 //!   deleted and re-inserted with its marks; where only marks differ the range is
-//!   re-formatted, so the characters (and any cursor in them) survive.
+//!   re-formatted, so the characters (and any cursor in them) survive. That holds
+//!   for the first 64 texts one change edits (in document order); texts past those are
+//!   edited run by run (a run: characters between two changes of formatting): runs
+//!   equal at both ends stay, the runs between are replaced whole, so a cursor inside
+//!   a changed run moves to its edge. Cursors in unchanged paragraphs, and in
+//!   unchanged runs of changed ones, are kept either way. The reason is yrs: an edit
+//!   inside a stored item splits it, and a split inserts into one array holding
+//!   every item of that item's client, so when a host rewrites every paragraph of a
+//!   draft it imported itself each split costs the size of the document (twice on
+//!   the fork, twice again in the live document).
 //!
 //! A change made this way merges with concurrent edits like any other user's edit:
 //! what someone types into a paragraph the import did not touch is simply kept.
@@ -46,7 +55,14 @@
 //! [`crate::render::MAX_DEPTH`]; the LCS is a table for small middles, Myers' O(ND)
 //! for few edits, patience matching otherwise; new children are inserted last-first
 //! at one index and text edits go in as one delta, because yrs locates an index by
-//! walking from the start.
+//! walking from the start; texts past the first 64 are edited run by run (above).
+//!
+//! What is not bounded here: yrs hands a deep observer (the whitelist guard has one
+//! on the body) a transaction's events sorted by their path, and finds each path by
+//! walking the parent's children from the start, so applying a change that edits k
+//! texts costs about k × the length of the body in the live document
+//! (`yrs::types::Events::new`). docs/PERFORMANCE.md ("External changes") has the
+//! figures.
 //!
 //! Host HTML is fitted to the web client's editor before it is applied
 //! ([`fit_editor`]): inline content sitting directly in a container that must hold

@@ -36,6 +36,26 @@ const LCS_MAX_CELLS: usize = 1 << 20;
 /// about D² words); beyond that, a greedy in-order match is used.
 const MYERS_MAX_EDITS: usize = 512;
 
+/// How many texts one change edits character by character ([`diff_text`]); the
+/// texts it edits after those are edited run by run ([`diff_text_runs`]).
+///
+/// A character edit inside a stored item makes yrs split the item, and a split costs
+/// the number of items the item's client made (yrs keeps them in one array): when a
+/// host rewrites every paragraph of a draft it imported itself, that is the size of
+/// the document for every paragraph, twice in the fork and twice again in the live
+/// document. Run edits split nothing. The first edits (in document order) keep full
+/// precision, so a change to a few paragraphs keeps every cursor outside the changed
+/// characters; the cost of those few is bounded by this constant times the document.
+pub(super) const PRECISE_TEXT_EDITS: usize = 64;
+
+/// What one change carries through the recursion.
+struct Ctx {
+    /// The document's offset unit.
+    unit: Unit,
+    /// Texts that may still be edited character by character ([`PRECISE_TEXT_EDITS`]).
+    precise_texts: usize,
+}
+
 /// Normalised marks: tag → attribute name → value, all as the renderer writes them.
 type Marks = BTreeMap<String, BTreeMap<String, String>>;
 
@@ -48,11 +68,14 @@ pub(super) fn apply_body(
     body: &XmlFragmentRef,
     target: &[BodyNode],
 ) -> bool {
-    let unit = Unit::of(txn);
+    let mut ctx = Ctx {
+        unit: Unit::of(txn),
+        precise_texts: PRECISE_TEXT_EDITS,
+    };
     let existing = read_children(txn, body, 0);
     let target = normalise_children(target, 0);
     let mut changed = false;
-    diff_children(txn, body, &existing, &target, unit, &mut changed);
+    diff_children(txn, body, &existing, &target, &mut ctx, &mut changed);
     changed
 }
 
@@ -871,7 +894,7 @@ fn diff_children<P: XmlFragment>(
     parent: &P,
     existing: &[ExChild],
     target: &[TgNode<'_>],
-    unit: Unit,
+    ctx: &mut Ctx,
     changed: &mut bool,
 ) {
     let pairs = match_children(existing, target);
@@ -890,7 +913,7 @@ fn diff_children<P: XmlFragment>(
                 if let (Some(Pair::Update(_)), Some(ex), Some(tg)) =
                     (pair, &child.node, target.get(t))
                 {
-                    update_node(txn, ex, tg, unit, changed);
+                    update_node(txn, ex, tg, ctx, changed);
                 }
                 cur.pos += 1;
             }
@@ -931,7 +954,7 @@ fn update_node(
     txn: &mut TransactionMut,
     ex: &ExNode,
     tg: &TgNode<'_>,
-    unit: Unit,
+    ctx: &mut Ctx,
     changed: &mut bool,
 ) {
     match (&ex.kind, &tg.kind) {
@@ -953,11 +976,16 @@ fn update_node(
         ) => {
             update_attrs(txn, el, attrs, stored, tg_attrs, given, changed);
             if !void {
-                diff_children(txn, el, children, tg_children, unit, changed);
+                diff_children(txn, el, children, tg_children, ctx, changed);
             }
         }
         (ExKind::Text { text, runs, .. }, TgKind::Text { runs: tg_runs }) => {
-            diff_text(txn, text, runs, tg_runs, unit, changed);
+            if ctx.precise_texts > 0 {
+                ctx.precise_texts -= 1;
+                diff_text(txn, text, runs, tg_runs, ctx.unit, changed);
+            } else {
+                diff_text_runs(txn, text, runs, tg_runs, ctx.unit, changed);
+            }
         }
         // Pairs are made by kind, so this does not happen; doing nothing keeps the
         // document valid if it ever did.
@@ -1091,6 +1119,49 @@ fn diff_text(
         target,
         unit,
     );
+    if !delta.ops.is_empty() {
+        text.apply_delta(txn, delta.ops);
+        *changed = true;
+    }
+}
+
+/// Updates a text in place run by run (a run: what the text's diff reports as one
+/// chunk, the characters between two changes of formatting): runs equal in text and
+/// marks at both ends stay, every run between them is deleted whole and the target's
+/// runs there are inserted.
+///
+/// Coarser than [`diff_text`] (a cursor inside a changed run moves to its edge), but
+/// every edit falls on the boundary of a stored item, so yrs splits none. A split
+/// inserts into the list of every item its client made, in clock order, which costs
+/// the length of that list: for a rewrite of a draft one client imported, it is the
+/// size of the document, per split.
+fn diff_text_runs(
+    txn: &mut TransactionMut,
+    text: &XmlTextRef,
+    existing: &[ExRun],
+    target: &[(String, Marks)],
+    unit: Unit,
+    changed: &mut bool,
+) {
+    let (prefix, suffix) = common_ends(existing, target, |ex, (s, marks)| {
+        ex.text == *s && ex.marks == *marks
+    });
+    let mut delta = DeltaBuilder {
+        ops: Vec::new(),
+        retained: existing[..prefix]
+            .iter()
+            .map(|run| unit.len(run.text.chars()))
+            .sum(),
+    };
+    delta.delete(
+        existing[prefix..existing.len() - suffix]
+            .iter()
+            .map(|run| unit.len(run.text.chars()))
+            .sum(),
+    );
+    for (s, marks) in &target[prefix..target.len() - suffix] {
+        delta.insert(s, marks);
+    }
     if !delta.ops.is_empty() {
         text.apply_delta(txn, delta.ops);
         *changed = true;

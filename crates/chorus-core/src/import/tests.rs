@@ -977,6 +977,84 @@ fn wide_documents_are_built_and_diffed() {
     assert!(after[7001..] == before[7001..10_000]);
 }
 
+/// Paragraph `i` of a large draft, version `rev`: a plain run, a bold run, a plain end.
+fn draft_paragraph(i: usize, rev: usize) -> String {
+    let word = ["quick", "swift"][rev];
+    format!("<p>Paragraph {i}: the {word} fox <strong>jumps over the dog</strong> twice.</p>")
+}
+
+#[test]
+fn a_rewrite_of_every_other_paragraph_keeps_the_others_and_their_cursors() {
+    // More changed texts than PRECISE_TEXT_EDITS: the first ones are edited character
+    // by character, the rest run by run; the untouched paragraphs are not touched.
+    let n = 3 * diff::PRECISE_TEXT_EDITS;
+    let (doc, _, _) = new_doc(1);
+    let v0: String = (0..n).map(|i| draft_paragraph(i, 0)).collect();
+    apply_html(&doc, &v0);
+    let before = children(&doc);
+    let texts: Vec<BranchID> = (0..n as u32).map(|i| id(&text_of(&doc, i))).collect();
+    // In every paragraph: a cursor in the plain prefix ("Para|graph") and one in the
+    // bold run ("jumps |over"), after the changed word.
+    let prefix_at = 4;
+    let bold_at = |i: usize| format!("Paragraph {i}: the quick fox jumps ").len() as u32;
+    let cursors: Vec<(StickyIndex, StickyIndex)> = (0..n)
+        .map(|i| {
+            let t = text_of(&doc, i as u32);
+            (sticky(&doc, &t, prefix_at), sticky(&doc, &t, bold_at(i)))
+        })
+        .collect();
+
+    let v1: String = (0..n).map(|i| draft_paragraph(i, i % 2)).collect();
+    let (changed, _) = apply_html(&doc, &v1);
+    assert!(changed);
+    assert_eq!(html(&doc), v1);
+    // Every paragraph and every text keeps its identity.
+    assert_eq!(children(&doc), before);
+    let after: Vec<BranchID> = (0..n as u32).map(|i| id(&text_of(&doc, i))).collect();
+    assert_eq!(after, texts);
+    for (i, (in_prefix, in_bold)) in cursors.iter().enumerate() {
+        let changed_here = i % 2 == 1;
+        // Unchanged paragraphs: every cursor where it was.
+        // Changed ones: the bold run is not touched, so its cursor stays too.
+        assert_eq!(resolve(&doc, in_bold), bold_at(i), "paragraph {i}");
+        if !changed_here || i / 2 < diff::PRECISE_TEXT_EDITS {
+            // Character precision: the prefix before the changed word survives.
+            assert_eq!(resolve(&doc, in_prefix), prefix_at, "paragraph {i}");
+        } else {
+            // Run precision: the changed plain run was replaced whole; its cursor
+            // lands at the run's edge.
+            assert_eq!(resolve(&doc, in_prefix), 0, "paragraph {i}");
+        }
+    }
+    assert_round_trip_noop(&doc);
+}
+
+#[test]
+fn run_edits_split_no_stored_item() {
+    // Past the precise budget a changed run is deleted whole: the update's deletions
+    // cover whole items, so applying it to another replica splits nothing either.
+    let n = diff::PRECISE_TEXT_EDITS + 10;
+    let (doc, _, _) = new_doc(1);
+    let v0: String = (0..n).map(|i| draft_paragraph(i, 0)).collect();
+    apply_html(&doc, &v0);
+    let v1: String = (0..n).map(|i| draft_paragraph(i, 1)).collect();
+    let (_, update) = apply_html(&doc, &v1);
+    assert_eq!(html(&doc), v1);
+    let deleted: Vec<(u32, u32)> = decode(&update)
+        .delete_set()
+        .iter()
+        .flat_map(|(_, ranges)| ranges.iter().map(|r| (r.start, r.end)).collect::<Vec<_>>())
+        .collect();
+    // The last paragraphs' changed runs ("Paragraph i: the quick fox "), each whole.
+    let whole_runs = deleted
+        .iter()
+        .filter(|(start, end)| {
+            (0..n).any(|i| end - start == format!("Paragraph {i}: the quick fox ").len() as u32)
+        })
+        .count();
+    assert!(whole_runs >= 10, "{deleted:?}");
+}
+
 #[test]
 fn nodes_written_back_as_html_parse_to_the_same_nodes() {
     let html = "<h1 class=\"t\">Title &amp; more</h1><p>plain <strong>bold</strong> \
