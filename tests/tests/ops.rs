@@ -22,6 +22,35 @@ async fn health_ready_and_metrics() {
     assert!(text.contains("chorus_documents_loaded 1\n"));
     assert!(text.contains("chorus_messages_in_total{type=\"sync_update\"} 1\n"));
     assert!(text.contains("chorus_messages_out_total{type=\"sync_update\"} 1\n"));
+    // The histograms saw what happened: one document load, the relayed edit (and the
+    // handshakes' step 2s), the group commits that stored it.
+    assert!(
+        text.contains("chorus_document_load_seconds_count 1\n"),
+        "{text}"
+    );
+    let count = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}_count ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(count(&text, "chorus_fanout_delay_seconds") >= 1, "{text}");
+    // The edit's group commit may still be on its way.
+    let mut text = text;
+    for _ in 0..100 {
+        if count(&text, "chorus_store_commit_seconds") >= 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        text = get(&server, "/metrics").await.1;
+    }
+    assert!(count(&text, "chorus_store_commit_seconds") >= 1, "{text}");
+    // Webhook delivery counters are exported (this server has no callback URL).
+    assert!(
+        text.contains("chorus_webhooks_delivered_total 0\n"),
+        "{text}"
+    );
+    assert!(text.contains("chorus_webhooks_pending 0\n"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -139,6 +139,8 @@ pub enum DocCommand {
         conn: ConnId,
         /// The message.
         msg: Message,
+        /// When the connection decoded it (for the fan-out delay).
+        received: std::time::Instant,
     },
     /// The connection ended.
     Leave {

@@ -25,6 +25,9 @@ pub trait DocMetrics: Send + Sync + 'static {
     /// A host's external change was prepared and applied in `took` (HTML work on the
     /// blocking pool plus the merge in the actor).
     fn external_change(&self, _took: Duration) {}
+    /// A member's message that fans out (an update, awareness) was queued for every
+    /// other member `took` after its connection decoded it (inbox wait included).
+    fn fanout(&self, _took: Duration) {}
 }
 
 /// Counts nothing (tests, embedding without metrics).

@@ -206,7 +206,8 @@ fn run(
                             Err(e) => break Some(CloseReason::Decode(e)),
                         };
                         state.metrics.inbound(msg.kind(), bytes.len());
-                        if doc.send(DocCommand::Message { conn, msg }).await.is_err() {
+                        let received = std::time::Instant::now();
+                        if doc.send(DocCommand::Message { conn, msg, received }).await.is_err() {
                             break Some(CloseReason::Document(Disconnect::DocumentReset));
                         }
                     }

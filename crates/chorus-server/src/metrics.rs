@@ -1,16 +1,27 @@
-//! Process-wide counters, rendered in the Prometheus text exposition format.
+//! Process-wide metrics, kept and rendered by `prometheus-client` (OpenMetrics text).
 //!
-//! The label sets are fixed and small (message kinds, close reasons), so the hot
-//! path is one relaxed atomic add on a pre-allocated slot; no registry lookup, no
-//! lock. Rare events (refusals, closes) go through a mutex-protected map.
-
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
+//! The label sets are fixed and small (message kinds, whitelist violations), so each
+//! labelled series is created once at start and the hot path is one relaxed atomic
+//! add on a handle held here: no registry lookup, no lock. Rare events (refusals,
+//! closes) go through a `Family` (a read lock and a hash per event). Histograms time
+//! what an operator asks "how long" of: a group commit, a document load, a host's
+//! external change, and the fan-out of one incoming message to every other member.
+//! Webhook delivery counters are read from `chorus-hooks` at each scrape.
+//!
+//! Every metric name of the hand-written exporter this replaced is kept.
 
 use chorus_core::{Neutralised, Violation};
 use chorus_docs::DocMetrics;
+use chorus_hooks::Hooks;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 /// Message kinds, in the order of the counter slots.
 const KINDS: [&str; 8] = [
@@ -31,54 +42,247 @@ fn kind_slot(kind: &str) -> usize {
         .unwrap_or(KINDS.len() - 1)
 }
 
-#[derive(Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TypeLabel {
+    r#type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CloseLabel {
+    code: u16,
+    reason: &'static str,
+}
+
+/// Per message kind: a message counter and a byte counter.
 struct PerKind {
-    messages: [AtomicU64; 8],
-    bytes: [AtomicU64; 8],
+    messages: [Counter; KINDS.len()],
+    bytes: [Counter; KINDS.len()],
 }
 
 impl PerKind {
+    /// Registers `chorus_messages_{dir}_total` and `chorus_bytes_{dir}_total`.
+    fn register(registry: &mut Registry, dir: &str) -> PerKind {
+        let messages = Family::<TypeLabel, Counter>::default();
+        let bytes = Family::<TypeLabel, Counter>::default();
+        registry.register(
+            format!("chorus_messages_{dir}"),
+            format!("Websocket messages {dir}, by type"),
+            messages.clone(),
+        );
+        registry.register(
+            format!("chorus_bytes_{dir}"),
+            format!("Websocket payload bytes {dir}, by type"),
+            bytes.clone(),
+        );
+        let slot = |family: &Family<TypeLabel, Counter>, i: usize| {
+            family
+                .get_or_create(&TypeLabel { r#type: KINDS[i] })
+                .clone()
+        };
+        PerKind {
+            messages: std::array::from_fn(|i| slot(&messages, i)),
+            bytes: std::array::from_fn(|i| slot(&bytes, i)),
+        }
+    }
+
     fn add(&self, kind: &str, bytes: usize) {
         let i = kind_slot(kind);
-        self.messages[i].fetch_add(1, Relaxed);
-        self.bytes[i].fetch_add(bytes as u64, Relaxed);
+        self.messages[i].inc();
+        self.bytes[i].inc_by(bytes as u64);
     }
 }
 
-/// All counters and gauges of one server.
-#[derive(Default)]
+/// All metrics of one server.
 pub struct Metrics {
-    connections_open: AtomicI64,
-    connections_total: AtomicU64,
-    documents_loaded: AtomicI64,
+    registry: Registry,
+    connections_open: Gauge,
+    connections_total: Counter,
+    documents_loaded: Gauge,
     inbound: PerKind,
     outbound: PerKind,
-    store_flushes: AtomicU64,
-    store_jobs: AtomicU64,
-    store_records: AtomicU64,
-    store_flush_micros: AtomicU64,
-    store_errors: AtomicU64,
-    neutralised: [AtomicU64; 6],
-    rejected_updates: AtomicU64,
-    refused: Mutex<BTreeMap<&'static str, u64>>,
-    closed: Mutex<BTreeMap<(u16, &'static str), u64>>,
+    store_flushes: Counter,
+    store_jobs: Counter,
+    store_records: Counter,
+    store_write_seconds: Counter<f64, AtomicU64>,
+    store_errors: Counter,
+    commit_seconds: Histogram,
+    load_seconds: Histogram,
+    external_change_seconds: Histogram,
+    fanout_seconds: Histogram,
+    neutralised: [Counter; Violation::ALL.len()],
+    rejected_updates: Counter,
+    refused: Family<ReasonLabel, Counter>,
+    closed: Family<CloseLabel, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new(None)
+    }
 }
 
 impl Metrics {
+    /// Every metric registered; with `hooks`, its delivery counters are exported too.
+    pub fn new(hooks: Option<Hooks>) -> Metrics {
+        let mut r = Registry::default();
+        let connections_open = Gauge::default();
+        r.register(
+            "chorus_connections_open",
+            "Open, authenticated websocket connections",
+            connections_open.clone(),
+        );
+        let connections_total = Counter::default();
+        r.register(
+            "chorus_connections",
+            "Websocket connections accepted and authenticated since start",
+            connections_total.clone(),
+        );
+        let neutralised_family = Family::<KindLabel, Counter>::default();
+        r.register(
+            "chorus_whitelist_neutralised",
+            "Things outside the whitelist removed from incoming updates, by kind",
+            neutralised_family.clone(),
+        );
+        let neutralised = std::array::from_fn(|i| {
+            neutralised_family
+                .get_or_create(&KindLabel {
+                    kind: Violation::ALL[i].as_str(),
+                })
+                .clone()
+        });
+        let rejected_updates = Counter::default();
+        r.register(
+            "chorus_whitelist_rejected_updates",
+            "Updates refused as a whole (whitelist_mode = reject)",
+            rejected_updates.clone(),
+        );
+        let documents_loaded = Gauge::default();
+        r.register(
+            "chorus_documents_loaded",
+            "Documents currently held in memory",
+            documents_loaded.clone(),
+        );
+        let inbound = PerKind::register(&mut r, "in");
+        let outbound = PerKind::register(&mut r, "out");
+        let counter = |r: &mut Registry, name: &str, help: &str| {
+            let c = Counter::default();
+            r.register(name, help, c.clone());
+            c
+        };
+        let store_flushes = counter(
+            &mut r,
+            "chorus_store_flushes",
+            "Group commits (one fsync each)",
+        );
+        let store_jobs = counter(
+            &mut r,
+            "chorus_store_jobs",
+            "Write jobs made durable, across all group commits",
+        );
+        let store_records = counter(&mut r, "chorus_store_records", "Update log records written");
+        let store_write_seconds = Counter::<f64, AtomicU64>::default();
+        r.register(
+            "chorus_store_write_seconds",
+            "Time spent writing and flushing",
+            store_write_seconds.clone(),
+        );
+        let store_errors = counter(
+            &mut r,
+            "chorus_store_errors",
+            "Group commits that failed (nothing in them acknowledged)",
+        );
+        let histogram = |r: &mut Registry, name: &str, help: &str, start: f64| {
+            // 14 buckets, each twice the one before: start .. start × 8192.
+            let h = Histogram::new(exponential_buckets(start, 2.0, 14));
+            r.register(name, help, h.clone());
+            h
+        };
+        let commit_seconds = histogram(
+            &mut r,
+            "chorus_store_commit_seconds",
+            "Latency of one group commit: writing every job of the group and the one flush",
+            0.000_1,
+        );
+        let load_seconds = histogram(
+            &mut r,
+            "chorus_document_load_seconds",
+            "Time to load a document from the store and build its room",
+            0.000_1,
+        );
+        let external_change_seconds = histogram(
+            &mut r,
+            "chorus_external_change_seconds",
+            "Time to prepare and apply a host's external change (until it is queued for the store)",
+            0.001,
+        );
+        let fanout_seconds = histogram(
+            &mut r,
+            "chorus_fanout_delay_seconds",
+            "From an incoming message's decoding to its frame queued for every other member",
+            0.000_01,
+        );
+        let refused = Family::<ReasonLabel, Counter>::default();
+        r.register(
+            "chorus_connections_refused",
+            "Websocket connections refused before joining a document, by reason",
+            refused.clone(),
+        );
+        let closed = Family::<CloseLabel, Counter>::default();
+        r.register(
+            "chorus_connections_closed",
+            "Websocket connections closed by the server, by close code and reason",
+            closed.clone(),
+        );
+        if let Some(hooks) = hooks {
+            r.register_collector(Box::new(WebhookCollector(hooks)));
+        }
+        Metrics {
+            registry: r,
+            connections_open,
+            connections_total,
+            documents_loaded,
+            inbound,
+            outbound,
+            store_flushes,
+            store_jobs,
+            store_records,
+            store_write_seconds,
+            store_errors,
+            commit_seconds,
+            load_seconds,
+            external_change_seconds,
+            fanout_seconds,
+            neutralised,
+            rejected_updates,
+            refused,
+            closed,
+        }
+    }
+
     /// A websocket was accepted and authenticated.
     pub fn connection_opened(&self) {
-        self.connections_open.fetch_add(1, Relaxed);
-        self.connections_total.fetch_add(1, Relaxed);
+        self.connections_open.inc();
+        self.connections_total.inc();
     }
 
     /// An authenticated websocket ended.
     pub fn connection_closed(&self) {
-        self.connections_open.fetch_sub(1, Relaxed);
+        self.connections_open.dec();
     }
 
     /// Currently open authenticated connections.
     pub fn open_connections(&self) -> i64 {
-        self.connections_open.load(Relaxed)
+        self.connections_open.get()
     }
 
     /// One message received.
@@ -93,211 +297,114 @@ impl Metrics {
 
     /// A connection attempt refused before it joined a document.
     pub fn refused(&self, reason: &'static str) {
-        *self
-            .refused
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(reason)
-            .or_default() += 1;
+        self.refused.get_or_create(&ReasonLabel { reason }).inc();
     }
 
     /// A connection closed by the server with a code.
     pub fn closed(&self, code: u16, reason: &'static str) {
-        *self
-            .closed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((code, reason))
-            .or_default() += 1;
+        self.closed
+            .get_or_create(&CloseLabel { code, reason })
+            .inc();
     }
 
-    /// Render in the Prometheus text format (version 0.0.4).
+    /// Render in the OpenMetrics text format (see [`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        gauge(
-            &mut out,
-            "chorus_connections_open",
-            "Open, authenticated websocket connections.",
-            self.connections_open.load(Relaxed),
-        );
-        counter_head(
-            &mut out,
-            "chorus_connections_total",
-            "Websocket connections accepted and authenticated since start.",
-        );
-        let _ = writeln!(
-            out,
-            "chorus_connections_total {}",
-            self.connections_total.load(Relaxed)
-        );
-        counter_head(
-            &mut out,
-            "chorus_whitelist_neutralised_total",
-            "Things outside the whitelist removed from incoming updates, by kind.",
-        );
-        for (i, kind) in Violation::ALL.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "chorus_whitelist_neutralised_total{{kind=\"{}\"}} {}",
-                kind.as_str(),
-                self.neutralised[i].load(Relaxed)
-            );
-        }
-        counter_head(
-            &mut out,
-            "chorus_whitelist_rejected_updates_total",
-            "Updates refused as a whole (whitelist_mode = reject).",
-        );
-        let _ = writeln!(
-            out,
-            "chorus_whitelist_rejected_updates_total {}",
-            self.rejected_updates.load(Relaxed)
-        );
-        gauge(
-            &mut out,
-            "chorus_documents_loaded",
-            "Documents currently held in memory.",
-            self.documents_loaded.load(Relaxed),
-        );
-        for (dir, per) in [("in", &self.inbound), ("out", &self.outbound)] {
-            let name = format!("chorus_messages_{dir}_total");
-            counter_head(
-                &mut out,
-                &name,
-                &format!("Websocket messages {dir}, by type."),
-            );
-            for (i, kind) in KINDS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "{name}{{type=\"{kind}\"}} {}",
-                    per.messages[i].load(Relaxed)
-                );
-            }
-            let name = format!("chorus_bytes_{dir}_total");
-            counter_head(
-                &mut out,
-                &name,
-                &format!("Websocket payload bytes {dir}, by type."),
-            );
-            for (i, kind) in KINDS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "{name}{{type=\"{kind}\"}} {}",
-                    per.bytes[i].load(Relaxed)
-                );
-            }
-        }
-        for (name, help, v) in [
-            (
-                "chorus_store_flushes_total",
-                "Group commits (one fsync each).",
-                &self.store_flushes,
-            ),
-            (
-                "chorus_store_jobs_total",
-                "Write jobs made durable, across all group commits.",
-                &self.store_jobs,
-            ),
-            (
-                "chorus_store_records_total",
-                "Update log records written.",
-                &self.store_records,
-            ),
-            (
-                "chorus_store_write_seconds_total",
-                "Time spent writing and flushing.",
-                &self.store_flush_micros,
-            ),
-            (
-                "chorus_store_errors_total",
-                "Group commits that failed (nothing in them acknowledged).",
-                &self.store_errors,
-            ),
-        ] {
-            counter_head(&mut out, name, help);
-            let value = v.load(Relaxed);
-            if name == "chorus_store_write_seconds_total" {
-                let _ = writeln!(out, "{name} {}", value as f64 / 1e6);
-            } else {
-                let _ = writeln!(out, "{name} {value}");
-            }
-        }
-        counter_head(
-            &mut out,
-            "chorus_connections_refused_total",
-            "Websocket connections refused before joining a document, by reason.",
-        );
-        for (reason, n) in self
-            .refused
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "chorus_connections_refused_total{{reason=\"{reason}\"}} {n}"
-            );
-        }
-        counter_head(
-            &mut out,
-            "chorus_connections_closed_total",
-            "Websocket connections closed by the server, by close code and reason.",
-        );
-        for ((code, reason), n) in self.closed.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(
-                out,
-                "chorus_connections_closed_total{{code=\"{code}\",reason=\"{reason}\"}} {n}"
-            );
-        }
+        let mut out = String::with_capacity(8192);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
 }
 
+/// The content type of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 /// The document layer's events, counted here and rendered with the rest.
 impl DocMetrics for Metrics {
     fn document_loaded(&self) {
-        self.documents_loaded.fetch_add(1, Relaxed);
+        self.documents_loaded.inc();
     }
 
     fn document_unloaded(&self) {
-        self.documents_loaded.fetch_sub(1, Relaxed);
+        self.documents_loaded.dec();
     }
 
-    /// One group commit: `jobs` jobs with `records` log records, flushed in `took`.
-    fn store_flush(&self, jobs: usize, records: usize, took: std::time::Duration) {
-        self.store_flushes.fetch_add(1, Relaxed);
-        self.store_jobs.fetch_add(jobs as u64, Relaxed);
-        self.store_records.fetch_add(records as u64, Relaxed);
-        self.store_flush_micros
-            .fetch_add(took.as_micros() as u64, Relaxed);
+    fn document_load_time(&self, took: Duration) {
+        self.load_seconds.observe(took.as_secs_f64());
     }
 
-    /// A store write or flush failed.
+    fn store_flush(&self, jobs: usize, records: usize, took: Duration) {
+        self.store_flushes.inc();
+        self.store_jobs.inc_by(jobs as u64);
+        self.store_records.inc_by(records as u64);
+        self.store_write_seconds.inc_by(took.as_secs_f64());
+        self.commit_seconds.observe(took.as_secs_f64());
+    }
+
     fn store_error(&self) {
-        self.store_errors.fetch_add(1, Relaxed);
+        self.store_errors.inc();
     }
 
-    /// What the whitelist guard neutralised in one document turn.
     fn whitelist(&self, neutralised: &Neutralised, rejected_updates: u64) {
         for (kind, n) in neutralised.iter() {
             let slot = Violation::ALL.iter().position(|k| *k == kind).unwrap_or(0);
-            self.neutralised[slot].fetch_add(n, Relaxed);
+            self.neutralised[slot].inc_by(n);
         }
         if rejected_updates > 0 {
-            self.rejected_updates.fetch_add(rejected_updates, Relaxed);
+            self.rejected_updates.inc_by(rejected_updates);
         }
+    }
+
+    fn external_change(&self, took: Duration) {
+        self.external_change_seconds.observe(took.as_secs_f64());
+    }
+
+    fn fanout(&self, took: Duration) {
+        self.fanout_seconds.observe(took.as_secs_f64());
     }
 }
 
-fn gauge(out: &mut String, name: &str, help: &str, value: i64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-    );
-}
+/// `chorus-hooks`' delivery counters, read at each scrape.
+#[derive(Debug)]
+struct WebhookCollector(Hooks);
 
-fn counter_head(out: &mut String, name: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+impl Collector for WebhookCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = self.0.stats();
+        for (name, help, value) in [
+            (
+                "chorus_webhooks_delivered",
+                "Webhook events the host accepted.",
+                stats.delivered,
+            ),
+            (
+                "chorus_webhooks_failed_attempts",
+                "Webhook attempts that failed (each is retried or, past its max age, dropped).",
+                stats.failed_attempts,
+            ),
+            (
+                "chorus_webhooks_dropped",
+                "Webhook events given up (too old, no target any more, unreadable record).",
+                stats.dropped,
+            ),
+        ] {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        let pending = ConstGauge::new(stats.pending as i64);
+        pending.encode(encoder.encode_descriptor(
+            "chorus_webhooks_pending",
+            "Webhook events waiting to be delivered that this process knows of.",
+            None,
+            pending.metric_type(),
+        )?)?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -305,16 +412,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_counts() {
+    fn renders_every_kind_of_metric_under_its_old_name() {
         let m = Metrics::default();
         m.connection_opened();
         m.inbound("sync_update", 10);
         m.inbound("sync_update", 5);
         m.refused("token-expired");
+        m.closed(4401, "token-expired");
+        m.store_flush(3, 7, Duration::from_millis(2));
+        m.external_change(Duration::from_millis(30));
         let text = m.render();
-        assert!(text.contains("chorus_connections_open 1\n"));
+        assert!(text.contains("chorus_connections_open 1\n"), "{text}");
+        assert!(text.contains("chorus_connections_total 1\n"), "{text}");
         assert!(text.contains("chorus_messages_in_total{type=\"sync_update\"} 2\n"));
         assert!(text.contains("chorus_bytes_in_total{type=\"sync_update\"} 15\n"));
         assert!(text.contains("chorus_connections_refused_total{reason=\"token-expired\"} 1\n"));
+        assert!(text.contains(
+            "chorus_connections_closed_total{code=\"4401\",reason=\"token-expired\"} 1\n"
+        ));
+        assert!(text.contains("chorus_store_jobs_total 3\n"));
+        assert!(text.contains("chorus_store_records_total 7\n"));
+        assert!(
+            text.contains("chorus_store_commit_seconds_count 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("chorus_external_change_seconds_count 1\n"));
+        assert!(text.contains("chorus_whitelist_neutralised_total{kind="));
+        assert!(text.ends_with("# EOF\n"));
     }
 }

@@ -48,7 +48,6 @@ impl Deref for AppState {
 impl AppState {
     /// State for `config` over `store` (the demo secret, if any, must already be resolved).
     pub fn new(config: Config, store: Arc<dyn Store>) -> Result<Self, ConfigError> {
-        let metrics = Arc::new(Metrics::default());
         let limits = RoomLimits {
             max_awareness_state_bytes: config.max_awareness_state_bytes,
             ..RoomLimits::default()
@@ -62,6 +61,7 @@ impl AppState {
             config.hooks_config(),
         )
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let metrics = Arc::new(Metrics::new(Some(hooks.clone())));
         Ok(AppState(Arc::new(Shared {
             apps: config.app_registry(),
             documents: Documents::new(

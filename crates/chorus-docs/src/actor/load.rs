@@ -230,6 +230,7 @@ fn early_step1(cmd: &DocCommand, served: &[(ConnId, usize)]) -> Option<ConnId> {
         DocCommand::Message {
             conn,
             msg: Message::Sync(SyncMessage::Step1(sv)),
+            ..
         } if chorus_core::is_empty_state_vector(sv) && !served.iter().any(|(c, _)| c == conn) => {
             Some(*conn)
         }

@@ -43,6 +43,7 @@ use crate::registry::{Activity, DocKey, Documents};
 use crate::writer::PersistResult;
 use chorus_core::{ConnId, Room};
 use chorus_hooks::HookEvent;
+use chorus_protocol::{Message, SyncMessage};
 use chorus_store::{DocId, DocMeta, HistoryPoint};
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -259,8 +260,21 @@ impl DocActor {
                 self.announce_hold(conn);
                 self.touched();
             }
-            DocCommand::Message { conn, msg } => {
-                if let Err(err) = self.room.receive(conn, msg) {
+            DocCommand::Message {
+                conn,
+                msg,
+                received,
+            } => {
+                let fans_out = matches!(
+                    msg,
+                    Message::Sync(SyncMessage::Update(_) | SyncMessage::Step2(_))
+                        | Message::Awareness(_)
+                );
+                let result = self.room.receive(conn, msg);
+                if fans_out && result.is_ok() {
+                    self.docs.metrics.fanout(received.elapsed());
+                }
+                if let Err(err) = result {
                     debug!(app = %self.key.0, doc = %self.key.1, conn = conn.0, %err, "closing connection");
                     if let Some(c) = self.members.controls.remove(&conn) {
                         c.close(Disconnect::Room(err));
