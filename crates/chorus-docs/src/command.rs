@@ -83,6 +83,15 @@ pub struct BaseState {
     pub(crate) state: Option<Vec<u8>>,
 }
 
+/// The draft as a publish found it (its ETag matched), rendered by the actor and
+/// cleaned off it. Only [`crate::Documents::publish`] makes one.
+#[derive(Debug)]
+pub struct PublishDraft {
+    pub(crate) etag: String,
+    pub(crate) title: String,
+    pub(crate) html: String,
+}
+
 /// What an applied change answers.
 #[derive(Debug, Clone)]
 pub struct ChangeOutcome {
@@ -169,10 +178,18 @@ pub enum DocCommand {
         /// Answered once the change is durable.
         reply: oneshot::Sender<Result<ChangeOutcome, HostError>>,
     },
-    /// A host publishes the draft if its ETag is still `if_match`.
-    Publish {
+    /// The draft's title and body HTML as rendered (not yet cleaned), if it exists
+    /// and its ETag is still `if_match` (see [`crate::Documents::publish`]).
+    Render {
         /// The ETag the host read.
         if_match: String,
+        /// The rendered draft (`html` uncleaned), or why not.
+        reply: oneshot::Sender<Result<PublishDraft, HostError>>,
+    },
+    /// Publish a rendered and cleaned draft if the ETag has not moved since.
+    Publish {
+        /// What [`DocCommand::Render`] gave, with its HTML cleaned.
+        draft: PublishDraft,
         /// Answered once the history point and the publication are durable.
         reply: oneshot::Sender<Result<Published, HostError>>,
     },

@@ -38,19 +38,20 @@ mod actor;
 mod bases;
 mod command;
 mod error;
-mod external;
 mod inbox;
 mod metrics;
 mod outbox;
 mod peer;
 mod plan;
+mod prepare;
 mod registry;
 mod release;
 mod writer;
 
 pub use actor::etag_of;
 pub use command::{
-    ChangeOutcome, DocCommand, Draft, DraftContent, DraftFormat, HostChange, Published, SessionInfo,
+    BaseState, ChangeOutcome, DocCommand, Draft, DraftContent, DraftFormat, HostChange,
+    PreparedChange, PublishDraft, Published, SessionInfo,
 };
 pub use error::{DocError, HostError};
 pub use metrics::{DocMetrics, NoMetrics};

@@ -273,21 +273,6 @@ fn host_doc(
     Ok((app.into(), doc.into()))
 }
 
-/// Send a command to a document's actor and wait for its answer.
-async fn ask<T>(
-    state: &AppState,
-    key: &DocKey,
-    make: impl FnOnce(oneshot::Sender<Result<T, HostError>>) -> DocCommand,
-) -> Result<T, ApiError> {
-    let (reply, answer) = oneshot::channel();
-    state
-        .documents
-        .dispatch(key, make(reply))
-        .await
-        .map_err(|_| ApiError::Unavailable)?;
-    Ok(answer.await.map_err(|_| ApiError::Unavailable)??)
-}
-
 /// `PUT /v1/apps/{app}/docs/{doc}/content` with `{title?, html?, baseEtag?}`: an
 /// external change, applied to the live draft as a minimal diff.
 pub async fn put_content(
@@ -407,11 +392,7 @@ pub async fn publish(
         .filter(|v| !v.is_empty())
         .ok_or(ApiError::PreconditionRequired)?
         .to_owned();
-    let published: Published = ask(&state, &key, |reply| DocCommand::Publish {
-        if_match,
-        reply,
-    })
-    .await?;
+    let published: Published = state.documents.publish(&key, if_match).await?;
     let r = Json(serde_json::json!({
         "title": published.title,
         "html": published.html,

@@ -50,14 +50,20 @@ impl DocActor {
 
     /// The editing session ended (every editor left and the delay passed, or the
     /// document unloads): `closed` with the final draft and its contributors.
-    pub(super) fn close_session(&mut self) {
+    ///
+    /// The final draft's HTML is cleaned on the blocking pool: this actor waits (its
+    /// editors are gone by now), the runtime's worker does not.
+    pub(super) async fn close_session(&mut self) {
         self.session.closing_at = None;
         if !self.session.open {
             return;
         }
         self.session.open = false;
-        let (title, html) = chorus_core::render::doc_html(self.room.doc());
-        let html = self.room.whitelist().clean_html(&html);
+        let (title, raw) = chorus_core::render::doc_html(self.room.doc());
+        let whitelist = self.room.whitelist().clone();
+        let html = tokio::task::spawn_blocking(move || whitelist.clean_html(&raw))
+            .await
+            .unwrap_or_default();
         let contributors = std::mem::take(&mut self.session.contributors);
         let event = HookEvent::closed(
             &*self.key.0,

@@ -9,7 +9,8 @@
 
 use super::{etag_of, now_ms, DocActor};
 use crate::command::{
-    BaseState, ChangeOutcome, Draft, DraftContent, DraftFormat, PreparedChange, Published,
+    BaseState, ChangeOutcome, Draft, DraftContent, DraftFormat, PreparedChange, PublishDraft,
+    Published,
 };
 use crate::error::{DocError, HostError};
 use chorus_hooks::HookEvent;
@@ -108,24 +109,33 @@ impl DocActor {
             .push(HostReply::Change(reply, outcome));
     }
 
-    /// Publish the draft if it still has `if_match`; the answer waits for the store.
-    pub(super) fn publish(
-        &mut self,
-        if_match: &str,
-        reply: oneshot::Sender<Result<Published, HostError>>,
-    ) {
+    /// The draft rendered for a publish, if it exists and still has `if_match`.
+    pub(super) fn render(&self, if_match: &str) -> Result<PublishDraft, HostError> {
         if !self.writes.exists {
-            let _ = reply.send(Err(HostError::NotFound));
-            return;
+            return Err(HostError::NotFound);
         }
         let etag = self.etag();
         if etag != if_match {
-            let _ = reply.send(Err(HostError::Conflict { current: etag }));
+            return Err(HostError::Conflict { current: etag });
+        }
+        let (title, html) = chorus_core::render::doc_html(self.room.doc());
+        Ok(PublishDraft { etag, title, html })
+    }
+
+    /// Publish `draft` (rendered and cleaned) if the draft has not moved since it was
+    /// rendered; the answer waits for the store.
+    pub(super) fn publish(
+        &mut self,
+        draft: PublishDraft,
+        reply: oneshot::Sender<Result<Published, HostError>>,
+    ) {
+        let PublishDraft { etag, title, html } = draft;
+        let current = self.etag();
+        if current != etag {
+            // An edit came in while the HTML was being cleaned.
+            let _ = reply.send(Err(HostError::Conflict { current }));
             return;
         }
-        let doc = self.room.doc();
-        let (title, html) = chorus_core::render::doc_html(doc);
-        let html = self.room.whitelist().clean_html(&html);
         let now = now_ms();
         self.take_history_point("publish", None);
         self.writes.meta.published_at_ms = now;
@@ -197,18 +207,25 @@ impl DocActor {
         }
     }
 
-    /// A host's read of the draft; what the host read may become the base of its
-    /// next external change.
-    pub(super) fn read(&self, format: DraftFormat) -> Draft {
+    /// Answer a host's read of the draft; what the host read may become the base of
+    /// its next external change. HTML is rendered here and cleaned on the blocking
+    /// pool, which answers.
+    pub(super) fn read(
+        &self,
+        format: DraftFormat,
+        reply: oneshot::Sender<Result<Draft, DocError>>,
+    ) {
         let doc = self.room.doc();
+        let mut html = None;
         let content = match format {
             DraftFormat::Json => DraftContent::Json(chorus_core::render::doc_json(doc)),
             DraftFormat::Html => {
-                let (title, html) = chorus_core::render::doc_html(doc);
-                // The guard already keeps the document inside the policy; the HTML is
-                // cleaned with the same policy anyway, since hosts publish it as is.
-                let html = self.room.whitelist().clean_html(&html);
-                DraftContent::Html { title, html }
+                let (title, raw) = chorus_core::render::doc_html(doc);
+                html = Some(raw);
+                DraftContent::Html {
+                    title,
+                    html: String::new(),
+                }
             }
             DraftFormat::Yjs => DraftContent::Yjs(self.room.encode_state()),
         };
@@ -218,11 +235,24 @@ impl DocActor {
                 .bases
                 .remember(&self.key, &etag, || self.room.encode_state());
         }
-        Draft {
+        let mut draft = Draft {
             exists: self.writes.exists,
             etag,
             updated_at_ms: self.writes.meta.updated_at_ms,
             content,
-        }
+        };
+        let Some(raw) = html else {
+            let _ = reply.send(Ok(draft));
+            return;
+        };
+        // The guard already keeps the document inside the policy; the HTML is cleaned
+        // with the same policy anyway, since hosts publish it as is.
+        let whitelist = self.room.whitelist().clone();
+        tokio::task::spawn_blocking(move || {
+            if let DraftContent::Html { html, .. } = &mut draft.content {
+                *html = whitelist.clean_html(&raw);
+            }
+            let _ = reply.send(Ok(draft));
+        });
     }
 }

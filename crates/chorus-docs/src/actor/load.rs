@@ -265,6 +265,9 @@ async fn refuse_all(
             DocCommand::External { reply, .. } => {
                 let _ = reply.send(Err(HostError::Unavailable(why.clone())));
             }
+            DocCommand::Render { reply, .. } => {
+                let _ = reply.send(Err(HostError::Unavailable(why.clone())));
+            }
             DocCommand::Publish { reply, .. } => {
                 let _ = reply.send(Err(HostError::Unavailable(why.clone())));
             }

@@ -216,7 +216,7 @@ impl DocActor {
                             self.writes.retry_at = None;
                             self.writes.plan.retry_due();
                         }
-                        _ = sleep_until_opt(closing_at) => self.close_session(),
+                        _ = sleep_until_opt(closing_at) => Box::pin(self.close_session()).await,
                     }
                 }
                 // What was integrated before a fault may still be saved; the panicking
@@ -286,14 +286,15 @@ impl DocActor {
                 self.members.controls.remove(&conn);
                 self.member_left(conn);
             }
-            DocCommand::Read { format, reply } => {
-                let _ = reply.send(Ok(self.read(format)));
-            }
+            DocCommand::Read { format, reply } => self.read(format, reply),
             DocCommand::Base { with_state, reply } => {
                 let _ = reply.send(Ok(self.base_state(with_state)));
             }
             DocCommand::External { change, reply } => self.external_change(change, reply),
-            DocCommand::Publish { if_match, reply } => self.publish(&if_match, reply),
+            DocCommand::Render { if_match, reply } => {
+                let _ = reply.send(self.render(&if_match));
+            }
+            DocCommand::Publish { draft, reply } => self.publish(draft, reply),
             DocCommand::Sessions { reply } => {
                 let _ = reply.send(self.sessions());
             }

@@ -217,7 +217,7 @@ impl DocActor {
     ) {
         // An editing session still open ends here (its `closed` event goes out with
         // the final write).
-        self.close_session();
+        Box::pin(self.close_session()).await;
         // Wait for the job in flight, then write a final snapshot if the log grew.
         for _ in 0..4 {
             if let Some(job) = self.writes.inflight.as_mut() {
@@ -256,6 +256,7 @@ impl DocActor {
                 DocCommand::Join { .. }
                     | DocCommand::Read { .. }
                     | DocCommand::Base { .. }
+                    | DocCommand::Render { .. }
                     | DocCommand::External { .. }
                     | DocCommand::Publish { .. }
             ) {

@@ -1,4 +1,5 @@
-//! A host's external change (or restore), prepared where it cannot stall anyone.
+//! Host operations prepared where they cannot stall anyone: an external change (or
+//! restore), and a publish (its HTML cleaned off the actor).
 //!
 //! The expensive parts run on the blocking pool: bounding, cleaning (ammonia) and
 //! fitting the host's HTML, then computing the minimal edit against the base on a
@@ -8,7 +9,7 @@
 //! merges as a concurrent edit with whatever editors typed meanwhile, exactly like a
 //! three-way change from a base the host read.
 
-use crate::command::{ChangeOutcome, DocCommand, HostChange, PreparedChange};
+use crate::command::{ChangeOutcome, DocCommand, HostChange, PreparedChange, Published};
 use crate::error::{DocError, HostError};
 use crate::registry::{DocKey, Documents};
 use chorus_core::import::{body_nodes_html, fit_editor, parse_body_html, BodyNode};
@@ -62,6 +63,32 @@ impl Documents {
         let outcome = answer.await.map_err(|_| DocError::ActorGone)?;
         self.metrics.external_change(started.elapsed());
         outcome
+    }
+}
+
+impl Documents {
+    /// Publish the draft of `key` if its ETag is still `if_match`: the actor renders
+    /// it, the blocking pool cleans the HTML with the app's whitelist, and the actor
+    /// records the publication (a history point, the `published` event) unless the
+    /// draft moved meanwhile (then `Conflict`). Answers once it is durable.
+    pub async fn publish(
+        self: &Arc<Self>,
+        key: &DocKey,
+        if_match: String,
+    ) -> Result<Published, HostError> {
+        let (reply, answer) = oneshot::channel();
+        self.dispatch(key, DocCommand::Render { if_match, reply })
+            .await
+            .map_err(|_| DocError::ActorGone)?;
+        let mut draft = answer.await.map_err(|_| DocError::ActorGone)??;
+        let whitelist = self.whitelist_for(&key.0).clone();
+        let raw = std::mem::take(&mut draft.html);
+        draft.html = on_blocking_pool(move || whitelist.clean_html(&raw)).await?;
+        let (reply, answer) = oneshot::channel();
+        self.dispatch(key, DocCommand::Publish { draft, reply })
+            .await
+            .map_err(|_| DocError::ActorGone)?;
+        answer.await.map_err(|_| DocError::ActorGone)?
     }
 }
 
