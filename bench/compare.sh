@@ -41,7 +41,8 @@ if [ "${BUILD:-1}" != 0 ]; then
   echo "building chorus and chorus-loadgen (release)" >&2
   cargo build --release --locked -p chorus --bin chorus -p chorus-bench --bin chorus-loadgen >&2
 fi
-bench/peers/install.sh
+# The peers are only needed when they are measured.
+[ "$ONLY" = chorus ] || bench/peers/install.sh
 LOADGEN=target/release/chorus-loadgen
 YSWEET=bench/.peers/y-sweet/bin/y-sweet
 
