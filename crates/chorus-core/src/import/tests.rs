@@ -954,7 +954,7 @@ fn reopened_formatting_cannot_multiply_the_tree() {
 #[test]
 fn wide_documents_are_built_and_diffed() {
     // Ten thousand paragraphs and stray end tags (each makes an empty paragraph):
-    // building inserts last-first at one index, so this stays linear.
+    // building inserts them all in one delta (one walk of the list), so this stays linear.
     let (doc, _, _) = new_doc(1);
     let paragraphs: Vec<String> = (0..10_000).map(|i| format!("<p>x{i}</p>")).collect();
     let source = format!("{}{}", paragraphs.concat(), "</p>".repeat(1000));
