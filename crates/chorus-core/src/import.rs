@@ -27,12 +27,26 @@
 //!   for the first 64 texts one change edits (in document order); texts past those are
 //!   edited run by run (a run: characters between two changes of formatting): runs
 //!   equal at both ends stay, the runs between are replaced whole, so a cursor inside
-//!   a changed run moves to its edge. Cursors in unchanged paragraphs, and in
-//!   unchanged runs of changed ones, are kept either way. The reason is yrs: an edit
-//!   inside a stored item splits it, and a split inserts into one array holding
-//!   every item of that item's client, so when a host rewrites every paragraph of a
-//!   draft it imported itself each split costs the size of the document (twice on
-//!   the fork, twice again in the live document).
+//!   a changed run moves to its edge. The reason is yrs: an edit inside a stored item
+//!   splits it, and a split inserts into one array holding every item of that item's
+//!   client, so when a host rewrites every paragraph of a draft it imported itself
+//!   each split costs the size of the document (twice on the fork, twice again in the
+//!   live document);
+//! - at most 128 existing nodes are edited in place per change (a text's characters,
+//!   an element's attributes, an element's children list), again the first in
+//!   document order. A changed node reached after those is **replaced**: removed and
+//!   inserted anew whole, right where it was. *Precision given up:* a cursor inside a
+//!   replaced paragraph moves to the paragraph's edge, and what a concurrent editor
+//!   typed into it is lost with it. The reason is the whitelist guard's deep observer:
+//!   every existing node a transaction edits is one event, and yrs sorts the events
+//!   computing each one's path by walking the parent's children from the start
+//!   (`yrs::types::Events::new`), so k edited nodes cost about k × the length of the
+//!   body; new nodes make no events of their own. A host fixing a typo or rewriting a
+//!   few sections keeps every cursor outside the changed characters; a rewrite of the
+//!   whole draft replaces most of it.
+//!
+//! Unchanged nodes are never touched, whatever the size of the change: their identity,
+//! and every cursor inside them, survive.
 //!
 //! A change made this way merges with concurrent edits like any other user's edit:
 //! what someone types into a paragraph the import did not touch is simply kept.
@@ -53,16 +67,19 @@
 //! formatting elements, so a guard between tokenizer and tree builder caps the depth
 //! it sees and the nodes it may create (`parse.rs`); conversion recursion is capped at
 //! [`crate::render::MAX_DEPTH`]; the LCS is a table for small middles, Myers' O(ND)
-//! for few edits, patience matching otherwise; new children are inserted last-first
-//! at one index and text edits go in as one delta, because yrs locates an index by
-//! walking from the start; texts past the first 64 are edited run by run (above).
+//! for few edits, patience matching otherwise. yrs finds a list index by walking the
+//! list from its start, so each children list is changed with one delta in a single
+//! walk (yrs' text API, which works on any list of items: retains over the existing
+//! children, the new nodes where they go, each built with its subtree in one pass),
+//! and removed children are found by their id (one deletion set for the whole
+//! change); text edits go in as one delta. Past the first 64 texts, texts are edited
+//! run by run, past 128 edited nodes changed nodes are replaced (above).
 //!
-//! What is not bounded here: yrs hands a deep observer (the whitelist guard has one
-//! on the body) a transaction's events sorted by their path, and finds each path by
-//! walking the parent's children from the start, so applying a change that edits k
-//! texts costs about k × the length of the body in the live document
-//! (`yrs::types::Events::new`). docs/PERFORMANCE.md ("External changes") has the
-//! figures.
+//! What is not bounded here: when the live document commits a change that removes k
+//! subtrees, yrs garbage-collects them and merges each collected run in its client's
+//! block list with a `Vec::drain`, shifting the rest of that list every time
+//! (`ClientBlockList::squash_left_range_compaction`): about k × the document's item
+//! count of memory moves. docs/PERFORMANCE.md ("External changes") has the figures.
 //!
 //! Host HTML is fitted to the web client's editor before it is applied
 //! ([`fit_editor`]): inline content sitting directly in a container that must hold

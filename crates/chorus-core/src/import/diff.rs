@@ -16,11 +16,16 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use rustc_hash::FxHasher;
+use yrs::block::{ItemContent, Prelim, Unused};
+use yrs::branch::{Branch, BranchPtr};
+use yrs::encoding::write::Write;
 use yrs::types::text::YChange;
-use yrs::types::{Attrs, Delta, ToJson};
+use yrs::types::{Attrs, Delta, ToJson, TypeRef};
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::{Encode, Encoder, EncoderV1};
 use yrs::{
-    Any, Array, ArrayRef, GetString, In, OffsetKind, Out, Text, TextRef, TransactionMut, Xml,
-    XmlElementPrelim, XmlElementRef, XmlFragment, XmlFragmentRef, XmlTextPrelim, XmlTextRef,
+    Any, Array, ArrayRef, BranchID, GetString, IdSet, In, OffsetKind, Out, Text, TextRef,
+    TransactionMut, Update, Xml, XmlElementRef, XmlFragmentRef, XmlTextRef, ID,
 };
 
 use super::BodyNode;
@@ -37,7 +42,7 @@ const LCS_MAX_CELLS: usize = 1 << 20;
 const MYERS_MAX_EDITS: usize = 512;
 
 /// How many texts one change edits character by character ([`diff_text`]); the
-/// texts it edits after those are edited run by run ([`diff_text_runs`]).
+/// texts it edits in place after those are edited run by run ([`diff_text_runs`]).
 ///
 /// A character edit inside a stored item makes yrs split the item, and a split costs
 /// the number of items the item's client made (yrs keeps them in one array): when a
@@ -48,12 +53,39 @@ const MYERS_MAX_EDITS: usize = 512;
 /// characters; the cost of those few is bounded by this constant times the document.
 pub(super) const PRECISE_TEXT_EDITS: usize = 64;
 
+/// How many existing nodes one change edits in place (a text's characters, an
+/// element's attributes or its children list). A changed node reached once these are
+/// spent is **replaced**: removed and inserted anew, whole.
+///
+/// Every existing node a transaction edits is one event for the whitelist guard's deep
+/// observer on the body, and yrs sorts those events by path, computing both paths on
+/// every comparison by walking each ancestor's children from the start
+/// (`yrs::types::Events::new`): k events cost about k × the length of the body. Nodes
+/// created in the transaction make no events of their own (the guard walks them as
+/// part of their parent's), so replacing bounds that cost by this constant. In
+/// document order, the first changed nodes keep their identity (and cursors inside
+/// them their place, see [`PRECISE_TEXT_EDITS`]); in a replaced one a cursor moves to
+/// the node's edge. Nodes that did not change are never replaced.
+pub(super) const IN_PLACE_EDITS: usize = 2 * PRECISE_TEXT_EDITS;
+
 /// What one change carries through the recursion.
 struct Ctx {
     /// The document's offset unit.
     unit: Unit,
     /// Texts that may still be edited character by character ([`PRECISE_TEXT_EDITS`]).
     precise_texts: usize,
+    /// Existing nodes that may still be edited in place ([`IN_PLACE_EDITS`]).
+    in_place: usize,
+    /// Existing children to remove, by id: removed together at the end, each found by
+    /// its id ([`remove_all`]).
+    removed: Vec<ID>,
+}
+
+impl Ctx {
+    /// One existing node was edited in place.
+    fn spend(&mut self) {
+        self.in_place = self.in_place.saturating_sub(1);
+    }
 }
 
 /// Normalised marks: tag → attribute name → value, all as the renderer writes them.
@@ -71,11 +103,14 @@ pub(super) fn apply_body(
     let mut ctx = Ctx {
         unit: Unit::of(txn),
         precise_texts: PRECISE_TEXT_EDITS,
+        in_place: IN_PLACE_EDITS,
+        removed: Vec::new(),
     };
     let existing = read_children(txn, body, 0);
     let target = normalise_children(target, 0);
     let mut changed = false;
-    diff_children(txn, body, &existing, &target, &mut ctx, &mut changed);
+    diff_children(txn, ptr(body), &existing, &target, &mut ctx, &mut changed);
+    remove_all(txn, ctx.removed);
     changed
 }
 
@@ -154,10 +189,11 @@ struct ExChild {
     /// The normalised node, for children that can be matched or updated; `None` for
     /// items that can only be kept or removed.
     node: Option<ExNode>,
-    /// Whether an unmatched item is removed. Items the renderer does not show (non-XML
+    /// The id of a removable child (always a shared type, one item long); `None` for
+    /// items that stay where they are. Items the renderer does not show (non-XML
     /// values, empty texts, elements past the depth bound) are left where they are:
     /// removing them would change nothing visible and could strand a cursor.
-    removable: bool,
+    removable: Option<ID>,
 }
 
 struct ExNode {
@@ -202,7 +238,7 @@ impl ExChild {
                 ..
             }) => !merged.is_empty(),
             Some(_) => true,
-            None => self.removable,
+            None => self.removable.is_some(),
         }
     }
 }
@@ -221,39 +257,57 @@ fn read_children<B: AsRef<ArrayRef>>(
     let mut children = Vec::new();
     for item in items.iter(txn) {
         let child = match item {
-            Out::YXmlElement(el) if depth < MAX_DEPTH => ExChild {
-                node: Some(read_element(txn, el, depth + 1)),
-                removable: true,
-            },
-            Out::YXmlText(text) => match read_text(txn, text) {
-                Some(node) => {
-                    let removable =
-                        matches!(&node.kind, ExKind::Text { merged, .. } if !merged.is_empty());
-                    ExChild {
-                        node: Some(node),
-                        removable,
-                    }
+            Out::YXmlElement(el) if depth < MAX_DEPTH => {
+                let id = item_id(&el);
+                ExChild {
+                    node: Some(read_element(txn, el, depth + 1)),
+                    removable: id,
                 }
-                // A text with embeds cannot be diffed run by run; it is replaced whole.
-                None => ExChild {
-                    node: None,
-                    removable: true,
-                },
-            },
+            }
+            Out::YXmlText(text) => {
+                let id = item_id(&text);
+                match read_text(txn, text) {
+                    Some(node) => {
+                        let visible =
+                            matches!(&node.kind, ExKind::Text { merged, .. } if !merged.is_empty());
+                        ExChild {
+                            node: Some(node),
+                            removable: id.filter(|_| visible),
+                        }
+                    }
+                    // A text with embeds cannot be diffed run by run; it is replaced whole.
+                    None => ExChild {
+                        node: None,
+                        removable: id,
+                    },
+                }
+            }
             // Not produced by y-prosemirror; shows its children, so it cannot stay if the
             // target does not have them, and there is no way to match it.
-            Out::YXmlFragment(_) => ExChild {
+            Out::YXmlFragment(f) => ExChild {
                 node: None,
-                removable: true,
+                removable: item_id(&f),
             },
             _ => ExChild {
                 node: None,
-                removable: false,
+                removable: None,
             },
         };
         children.push(child);
     }
     children
+}
+
+/// The id of the item holding a nested shared type (one item long).
+fn item_id<T: AsRef<Branch>>(shared: &T) -> Option<ID> {
+    match shared.as_ref().id() {
+        BranchID::Nested(id) => Some(id),
+        BranchID::Root(_) => None,
+    }
+}
+
+fn ptr<T: AsRef<Branch>>(shared: &T) -> BranchPtr {
+    BranchPtr::from(shared.as_ref())
 }
 
 fn read_element(txn: &TransactionMut, el: XmlElementRef, depth: usize) -> ExNode {
@@ -874,79 +928,121 @@ fn match_children(existing: &[ExChild], target: &[TgNode<'_>]) -> Vec<Option<Pai
 // Applying
 // ---------------------------------------------------------------------------------------------
 
-/// Deletions are batched into one `remove_range` per run of adjacent removed children.
-struct Cursor {
-    pos: u32,
-    pending_delete: u32,
+/// The edit of one children list, built while walking it and applied in one pass.
+///
+/// yrs finds an index by walking the list from its start, so inserting at k scattered
+/// places one by one costs k × the list's length. Instead the list gets one delta
+/// (yrs' text API works on any list of items; a shared type counts one, like an
+/// element's children): retains over the existing children and the new nodes where
+/// they go, applied in a single walk. Removals are left out of it (yrs' text removal
+/// looks for formatting past the removed range, to the end of a list of elements) and
+/// made by id instead ([`remove_all`]).
+#[derive(Default)]
+struct Splice<'t, 'a> {
+    ops: Vec<Delta<NewNode<'t, 'a>>>,
+    /// Existing children passed and not yet written (written only if an insertion
+    /// follows).
+    retained: u32,
+    /// Whether the list changes at all (insertions or removals).
+    changed: bool,
 }
 
-impl Cursor {
-    fn flush<P: XmlFragment>(&mut self, txn: &mut TransactionMut, parent: &P) {
-        if self.pending_delete > 0 {
-            parent.remove_range(txn, self.pos, self.pending_delete);
-            self.pending_delete = 0;
+impl<'t, 'a> Splice<'t, 'a> {
+    fn retain(&mut self) {
+        self.retained += 1;
+    }
+
+    fn insert(&mut self, tg: &'t TgNode<'a>) {
+        if self.retained > 0 {
+            self.ops.push(Delta::Retain(self.retained, None));
+            self.retained = 0;
+        }
+        self.ops.push(Delta::Inserted(NewNode(tg), None));
+        self.changed = true;
+    }
+
+    fn insert_all(&mut self, targets: Option<&'t [TgNode<'a>]>) {
+        for tg in targets.unwrap_or_default() {
+            self.insert(tg);
         }
     }
 }
 
-fn diff_children<P: XmlFragment>(
+fn diff_children<'t, 'a>(
     txn: &mut TransactionMut,
-    parent: &P,
+    parent: BranchPtr,
     existing: &[ExChild],
-    target: &[TgNode<'_>],
+    target: &'t [TgNode<'a>],
     ctx: &mut Ctx,
     changed: &mut bool,
 ) {
     let pairs = match_children(existing, target);
-    let mut cur = Cursor {
-        pos: 0,
-        pending_delete: 0,
-    };
+    let mut splice = Splice::default();
     let mut next_target = 0;
     for (child, pair) in existing.iter().zip(pairs) {
         match pair {
             Some(Pair::Keep(t)) | Some(Pair::Update(t)) => {
-                cur.flush(txn, parent);
                 // Targets between the previous pair and this one go just before it.
-                insert_run(txn, parent, &mut cur, target.get(next_target..t), changed);
+                splice.insert_all(target.get(next_target..t));
                 next_target = t + 1;
+                splice.retain();
                 if let (Some(Pair::Update(_)), Some(ex), Some(tg)) =
                     (pair, &child.node, target.get(t))
                 {
-                    update_node(txn, ex, tg, ctx, changed);
+                    match child.removable {
+                        // Past the budget a changed child is replaced: the new one goes
+                        // right after the old one, which is removed.
+                        Some(id) if ctx.in_place == 0 => {
+                            ctx.removed.push(id);
+                            splice.insert(tg);
+                        }
+                        _ => update_node(txn, ex, tg, ctx, changed),
+                    }
                 }
-                cur.pos += 1;
-            }
-            None if child.removable => {
-                cur.pending_delete += 1;
-                *changed = true;
             }
             None => {
-                cur.flush(txn, parent);
-                cur.pos += 1;
+                if let Some(id) = child.removable {
+                    ctx.removed.push(id);
+                    splice.changed = true;
+                }
+                splice.retain();
             }
         }
     }
-    cur.flush(txn, parent);
-    insert_run(txn, parent, &mut cur, target.get(next_target..), changed);
+    splice.insert_all(target.get(next_target..));
+    if splice.changed {
+        *changed = true;
+        // The parent is an existing node edited in place (or the body).
+        ctx.spend();
+    }
+    if !splice.ops.is_empty() {
+        TextRef::from(parent).apply_delta(txn, splice.ops);
+    }
 }
 
-/// Inserts `targets` at the cursor, last first: every insertion then lands at the same
-/// index, so yrs (which finds an index by walking the list from its start) walks only
-/// up to the cursor, and filling an empty list is linear rather than quadratic.
-fn insert_run<P: XmlFragment>(
-    txn: &mut TransactionMut,
-    parent: &P,
-    cur: &mut Cursor,
-    targets: Option<&[TgNode<'_>]>,
-    changed: &mut bool,
-) {
-    let targets = targets.unwrap_or_default();
-    for tg in targets.iter().rev() {
-        insert_node(txn, parent, cur.pos, tg);
-        *changed = true;
+/// Removes the children listed in `removed`, each found by its id (yrs applies a
+/// deletion set that way): one update of the current transaction, holding only the
+/// deletions. Their contents go with them.
+fn remove_all(txn: &mut TransactionMut, mut removed: Vec<ID>) {
+    if removed.is_empty() {
+        return;
     }
-    cur.pos += targets.len() as u32;
+    // In clock order, each id extends the set at its end (anything else is a search
+    // and a shift per id).
+    removed.sort_unstable_by_key(|id| (id.client, id.clock));
+    let mut set = IdSet::new();
+    for id in removed {
+        set.insert(id, 1);
+    }
+    let mut encoder = EncoderV1::new();
+    // No new items, then the deletion set.
+    encoder.write_var(0u32);
+    set.encode(&mut encoder);
+    let update = Update::decode_v1(&encoder.to_vec()).expect("a deletion set decodes");
+    if txn.apply_update(update).is_err() {
+        // Every id is an item of this document, read in this transaction.
+        tracing::warn!("import: removing children failed");
+    }
 }
 
 /// Updates `ex` in place into `tg` (they are of the same kind; see [`match_children`]).
@@ -974,17 +1070,24 @@ fn update_node(
                 ..
             },
         ) => {
-            update_attrs(txn, el, attrs, stored, tg_attrs, given, changed);
+            if update_attrs(txn, el, attrs, stored, tg_attrs, given) {
+                *changed = true;
+                ctx.spend();
+            }
             if !void {
-                diff_children(txn, el, children, tg_children, ctx, changed);
+                diff_children(txn, ptr(el), children, tg_children, ctx, changed);
             }
         }
         (ExKind::Text { text, runs, .. }, TgKind::Text { runs: tg_runs }) => {
-            if ctx.precise_texts > 0 {
+            let edited = if ctx.precise_texts > 0 {
                 ctx.precise_texts -= 1;
-                diff_text(txn, text, runs, tg_runs, ctx.unit, changed);
+                diff_text(txn, text, runs, tg_runs, ctx.unit)
             } else {
-                diff_text_runs(txn, text, runs, tg_runs, ctx.unit, changed);
+                diff_text_runs(txn, text, runs, tg_runs, ctx.unit)
+            };
+            if edited {
+                *changed = true;
+                ctx.spend();
             }
         }
         // Pairs are made by kind, so this does not happen; doing nothing keeps the
@@ -993,6 +1096,7 @@ fn update_node(
     }
 }
 
+/// Sets the attributes that differ and removes those gone; true if any changed.
 fn update_attrs(
     txn: &mut TransactionMut,
     el: &XmlElementRef,
@@ -1000,8 +1104,8 @@ fn update_attrs(
     stored: &HashMap<String, String>,
     tg_attrs: &[(String, String)],
     given: &[(&str, &str)],
-    changed: &mut bool,
-) {
+) -> bool {
+    let mut changed = false;
     for (name, value) in given {
         let lower = name.to_ascii_lowercase();
         let current = attrs.iter().find(|(n, _)| *n == lower).map(|(_, v)| v);
@@ -1011,7 +1115,7 @@ fn update_attrs(
         // Written under the name already stored, if any, so that one attribute changes.
         let key = stored.get(&lower).map_or(*name, String::as_str);
         el.insert_attribute(txn, key, value.to_string());
-        *changed = true;
+        changed = true;
     }
     for (lower, _) in attrs {
         if tg_attrs.iter().any(|(n, _)| n == lower) {
@@ -1019,33 +1123,51 @@ fn update_attrs(
         }
         if let Some(name) = stored.get(lower) {
             el.remove_attribute(txn, name);
-            *changed = true;
+            changed = true;
         }
     }
+    changed
 }
 
-fn insert_node<P: XmlFragment>(txn: &mut TransactionMut, parent: &P, index: u32, tg: &TgNode<'_>) {
-    match &tg.kind {
-        TgKind::Element {
-            tag,
-            given,
-            children,
-            ..
-        } => {
-            let el = parent.insert(txn, index, XmlElementPrelim::empty(*tag));
-            for (name, value) in given {
-                el.insert_attribute(txn, *name, value.to_string());
+/// A target node to insert, with its whole subtree: the element (or text) is created
+/// where the delta puts it, then its attributes are set and its children inserted in
+/// one delta of their own (one walk, however many).
+struct NewNode<'t, 'a>(&'t TgNode<'a>);
+
+impl Prelim for NewNode<'_, '_> {
+    type Return = Unused;
+
+    fn into_content(self, _txn: &mut TransactionMut) -> (ItemContent, Option<Self>) {
+        let type_ref = match &self.0.kind {
+            TgKind::Element { tag, .. } => TypeRef::XmlElement(Arc::from(*tag)),
+            TgKind::Text { .. } => TypeRef::XmlText,
+        };
+        (ItemContent::Type(Branch::new(type_ref)), Some(self))
+    }
+
+    fn integrate(self, txn: &mut TransactionMut, inner_ref: BranchPtr) {
+        match &self.0.kind {
+            TgKind::Element {
+                given, children, ..
+            } => {
+                let el = XmlElementRef::from(inner_ref);
+                for (name, value) in given {
+                    el.insert_attribute(txn, *name, value.to_string());
+                }
+                if !children.is_empty() {
+                    let delta: Vec<Delta<NewNode<'_, '_>>> = children
+                        .iter()
+                        .map(|child| Delta::Inserted(NewNode(child), None))
+                        .collect();
+                    TextRef::from(inner_ref).apply_delta(txn, delta);
+                }
             }
-            // Last first, each at the front: see `insert_run`.
-            for child in children.iter().rev() {
-                insert_node(txn, &el, 0, child);
+            TgKind::Text { runs } => {
+                // One delta: a single pass over the text, however many runs.
+                let delta: Vec<Delta<In>> =
+                    runs.iter().map(|(s, marks)| inserted(s, marks)).collect();
+                XmlTextRef::from(inner_ref).apply_delta(txn, delta);
             }
-        }
-        TgKind::Text { runs } => {
-            let text = parent.insert(txn, index, XmlTextPrelim::new(""));
-            // One delta: a single pass over the text, however many runs.
-            let delta: Vec<Delta<In>> = runs.iter().map(|(s, marks)| inserted(s, marks)).collect();
-            text.apply_delta(txn, delta);
         }
     }
 }
@@ -1076,8 +1198,7 @@ fn diff_text(
     existing: &[ExRun],
     target: &[(String, Marks)],
     unit: Unit,
-    changed: &mut bool,
-) {
+) -> bool {
     // Each character with the index of its run.
     let ex: Vec<(char, usize)> = existing
         .iter()
@@ -1119,10 +1240,11 @@ fn diff_text(
         target,
         unit,
     );
-    if !delta.ops.is_empty() {
-        text.apply_delta(txn, delta.ops);
-        *changed = true;
+    if delta.ops.is_empty() {
+        return false;
     }
+    text.apply_delta(txn, delta.ops);
+    true
 }
 
 /// Updates a text in place run by run (a run: what the text's diff reports as one
@@ -1141,8 +1263,7 @@ fn diff_text_runs(
     existing: &[ExRun],
     target: &[(String, Marks)],
     unit: Unit,
-    changed: &mut bool,
-) {
+) -> bool {
     let (prefix, suffix) = common_ends(existing, target, |ex, (s, marks)| {
         ex.text == *s && ex.marks == *marks
     });
@@ -1162,10 +1283,11 @@ fn diff_text_runs(
     for (s, marks) in &target[prefix..target.len() - suffix] {
         delta.insert(s, marks);
     }
-    if !delta.ops.is_empty() {
-        text.apply_delta(txn, delta.ops);
-        *changed = true;
+    if delta.ops.is_empty() {
+        return false;
     }
+    text.apply_delta(txn, delta.ops);
+    true
 }
 
 /// Builds a text delta, merging adjacent retains and leaving out a trailing one.

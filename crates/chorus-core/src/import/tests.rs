@@ -954,7 +954,7 @@ fn reopened_formatting_cannot_multiply_the_tree() {
 #[test]
 fn wide_documents_are_built_and_diffed() {
     // Ten thousand paragraphs and stray end tags (each makes an empty paragraph):
-    // building inserts last-first at one index, so this stays linear.
+    // building inserts them all in one delta (one walk of the list), so this stays linear.
     let (doc, _, _) = new_doc(1);
     let paragraphs: Vec<String> = (0..10_000).map(|i| format!("<p>x{i}</p>")).collect();
     let source = format!("{}{}", paragraphs.concat(), "</p>".repeat(1000));
@@ -1053,6 +1053,99 @@ fn run_edits_split_no_stored_item() {
         })
         .count();
     assert!(whole_runs >= 10, "{deleted:?}");
+}
+
+#[test]
+fn a_rewrite_past_the_in_place_budget_replaces_only_changed_paragraphs() {
+    // Two of every three paragraphs change: more changed texts than IN_PLACE_EDITS.
+    // The first ones are edited in place; once the budget is spent, a changed
+    // paragraph is replaced whole. Unchanged paragraphs are never touched, and a cursor
+    // inside one stays where it was.
+    let n = 3 * diff::IN_PLACE_EDITS;
+    let changes = |i: usize| !i.is_multiple_of(3);
+    let (doc, _, _) = new_doc(1);
+    let v0: String = (0..n).map(|i| draft_paragraph(i, 0)).collect();
+    apply_html(&doc, &v0);
+    let base = doc
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default());
+    let before = children(&doc);
+    let texts: Vec<BranchID> = (0..n as u32).map(|i| id(&text_of(&doc, i))).collect();
+    let cursors: Vec<StickyIndex> = (0..n)
+        .map(|i| sticky(&doc, &text_of(&doc, i as u32), 4))
+        .collect();
+
+    let v1: String = (0..n)
+        .map(|i| draft_paragraph(i, changes(i) as usize))
+        .collect();
+    let (changed, update) = apply_html(&doc, &v1);
+    assert!(changed);
+    assert_eq!(html(&doc), v1);
+    let after = children(&doc);
+    assert_eq!(after.len(), n);
+    let mut replaced = 0;
+    for i in 0..n {
+        if !changes(i) {
+            // Untouched: the same paragraph, the same text, the cursor in place.
+            assert_eq!(after[i], before[i], "paragraph {i}");
+            assert_eq!(id(&text_of(&doc, i as u32)), texts[i], "paragraph {i}");
+            assert_eq!(resolve(&doc, &cursors[i]), 4, "paragraph {i}");
+        } else if after[i] != before[i] {
+            replaced += 1;
+        }
+    }
+    // The first changed paragraphs (in document order) keep their identity and, within
+    // PRECISE_TEXT_EDITS, their cursors; those after the budget are new.
+    assert_eq!(after[1], before[1]);
+    assert_eq!(resolve(&doc, &cursors[1]), 4);
+    assert!(after[n - 1] != before[n - 1]);
+    let changed_count = (0..n).filter(|&i| changes(i)).count();
+    assert!(
+        replaced >= changed_count - diff::IN_PLACE_EDITS && replaced < changed_count,
+        "{replaced} of {changed_count} replaced"
+    );
+    assert_round_trip_noop(&doc);
+
+    // Another replica of the base converges on the update, and sees few events: one per
+    // node edited in place, plus the body's.
+    let (replica, _, body) = new_doc(2);
+    replica.transact_mut().apply_update(decode(&base)).unwrap();
+    let events = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = events.clone();
+    yrs::DeepObservable::observe_deep(&body, "count", move |_, e: &yrs::types::Events| {
+        counted.fetch_add(e.iter().count(), std::sync::atomic::Ordering::Relaxed);
+    });
+    replica
+        .transact_mut()
+        .apply_update(decode(&update))
+        .unwrap();
+    assert_eq!(html(&replica), v1);
+    let events = events.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(events <= diff::IN_PLACE_EDITS + 1, "{events} events");
+}
+
+#[test]
+fn a_small_change_keeps_character_precision() {
+    // A few changed paragraphs: edited in place, the characters around the change keep
+    // their items, so a cursor before the changed word and one after it both stay.
+    let n = 50;
+    let (doc, _, _) = new_doc(1);
+    let v0: String = (0..n).map(|i| draft_paragraph(i, 0)).collect();
+    apply_html(&doc, &v0);
+    let before = children(&doc);
+    let t = text_of(&doc, 7);
+    let prefix = sticky(&doc, &t, 4);
+    let after_word = "Paragraph 7: the quick f".len() as u32;
+    let suffix = sticky(&doc, &t, after_word);
+    let v1: String = (0..n)
+        .map(|i| draft_paragraph(i, (i == 7 || i == 30) as usize))
+        .collect();
+    apply_html(&doc, &v1);
+    assert_eq!(html(&doc), v1);
+    assert_eq!(children(&doc), before);
+    assert_eq!(resolve(&doc, &prefix), 4);
+    // "quick" → "swift": same length, the cursor after the word is where it was.
+    assert_eq!(resolve(&doc, &suffix), after_word);
 }
 
 #[test]

@@ -497,3 +497,47 @@ fn only_a_state_vector_naming_no_client_is_empty() {
     ));
     assert!(!is_empty_state_vector(b"\xff"), "malformed is not empty");
 }
+
+#[test]
+fn a_large_external_rewrite_goes_through_the_guard() {
+    // Past the in-place budget changed paragraphs are replaced, i.e. inserted anew: the
+    // guard walks them like any new content and strips what the policy refuses.
+    use crate::import::parse_body_html;
+    let mut room = room();
+    let policy = room.whitelist().policy.clone();
+    let is_mark = |tag: &str| policy.allows_mark(tag, &[]);
+    let n = 400;
+    let draft = |rev: usize| -> String {
+        (0..n)
+            .map(|i| {
+                if rev == 1 && i % 2 == 1 {
+                    format!("<p onclick=\"x()\">Paragraph {i} changed<script>x()</script></p>")
+                } else {
+                    format!("<p>Paragraph {i}</p>")
+                }
+            })
+            .collect()
+    };
+    let v0 = parse_body_html(&draft(0), &is_mark);
+    assert_eq!(
+        room.external_change(None, None, Some(&v0)).unwrap(),
+        ["body"]
+    );
+    room.take_neutralised();
+    let v1 = parse_body_html(&draft(1), &is_mark);
+    assert_eq!(
+        room.external_change(None, None, Some(&v1)).unwrap(),
+        ["body"]
+    );
+    let (neutralised, _) = room.take_neutralised();
+    assert!(neutralised.total() > 0);
+    let txn = room.doc().transact();
+    let body = txn.get_xml_fragment(crate::ROOT_BODY).unwrap();
+    let html = crate::render::body_html(&txn, &body);
+    assert!(
+        !html.contains("script") && !html.contains("onclick"),
+        "{html}"
+    );
+    assert!(html.contains("<p>Paragraph 399 changed</p>"), "{html}");
+    assert!(html.contains("<p>Paragraph 398</p>"), "{html}");
+}
