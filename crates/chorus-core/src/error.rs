@@ -65,4 +65,8 @@ pub enum ExternalError {
     /// yrs panicked while applying the change; the room must be dropped.
     #[error("applying the change panicked")]
     Panicked,
+    /// The change replaced paragraphs assuming nobody had typed since its base, and
+    /// someone had: compute it again from the document as it is now.
+    #[error("the document moved while the change was computed")]
+    Moved,
 }

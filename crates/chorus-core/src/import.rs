@@ -36,8 +36,11 @@
 //!   an element's attributes, an element's children list), again the first in
 //!   document order. A changed node reached after those is **replaced**: removed and
 //!   inserted anew whole, right where it was. *Precision given up:* a cursor inside a
-//!   replaced paragraph moves to the paragraph's edge, and what a concurrent editor
-//!   typed into it is lost with it. The reason is the whitelist guard's deep observer:
+//!   replaced paragraph moves to the paragraph's edge. What someone typed into it
+//!   concurrently would be lost with it, so an external change replaces only when
+//!   nothing happened since its base, and is refused if the document moved before it
+//!   was applied (`crate::external_edit`; the caller computes it again, and after two
+//!   such refusals in place). The reason is the whitelist guard's deep observer:
 //!   every existing node a transaction edits is one event, and yrs sorts the events
 //!   computing each one's path by walking the parent's children from the start
 //!   (`yrs::types::Events::new`), so k edited nodes cost about k × the length of the
@@ -245,7 +248,17 @@ fn write_nodes(out: &mut String, nodes: &[BodyNode], depth: usize) {
 /// Indices are computed from the document inside `txn`, so nothing here can be out of
 /// range whatever `target` holds.
 pub fn apply_body(txn: &mut TransactionMut, body: &XmlFragmentRef, target: &[BodyNode]) -> bool {
-    diff::apply_body(txn, body, target)
+    diff::apply_body(txn, body, target, true).0
+}
+
+/// [`apply_body`], also saying how many changed nodes it replaced whole.
+pub(crate) fn apply_body_counting(
+    txn: &mut TransactionMut,
+    body: &XmlFragmentRef,
+    target: &[BodyNode],
+    may_replace: bool,
+) -> (bool, usize) {
+    diff::apply_body(txn, body, target, may_replace)
 }
 
 /// Change `title` to `target`: the common prefix and suffix stay, only the middle is

@@ -414,7 +414,7 @@ impl<P: Peer> Room<P> {
                 &current
             }
         };
-        let edit = external_edit(base, &live_sv, title, body)?;
+        let edit = external_edit(base, &live_sv, title, body, true)?;
         self.apply_external(edit)
     }
 
@@ -425,9 +425,17 @@ impl<P: Peer> Room<P> {
         &mut self,
         edit: ExternalEdit,
     ) -> Result<Vec<&'static str>, ExternalError> {
-        let ExternalEdit { update, fields } = edit;
+        let ExternalEdit {
+            update,
+            fields,
+            assumed,
+        } = edit;
         if fields.is_empty() {
             return Ok(fields);
+        }
+        if assumed.is_some_and(|sv| sv != self.doc.transact().state_vector()) {
+            // It replaced paragraphs assuming nobody had typed in them since its base.
+            return Err(ExternalError::Moved);
         }
         self.guard.before_update(&update);
         let doc = &self.doc;
@@ -793,6 +801,9 @@ pub struct ExternalEdit {
     update: Vec<u8>,
     /// The fields it changes (`title`, `body`).
     fields: Vec<&'static str>,
+    /// Set when it replaced changed nodes whole: the live state it assumed (nothing
+    /// typed since its base), checked when it is applied.
+    assumed: Option<StateVector>,
 }
 
 impl ExternalEdit {
@@ -807,15 +818,23 @@ impl ExternalEdit {
 /// the expensive half of [`Room::external_change`], safe to run on a blocking
 /// thread. `live_sv` is the live document's state vector (the fork takes a client
 /// id it does not know). yrs panics on hostile bases are caught.
+///
+/// A rewrite of many paragraphs replaces changed ones whole (see
+/// [`import::apply_body`]), which would drop what someone typed into one of them
+/// since `base`; so it does that only when nothing happened since the base
+/// (`live_sv` equals the base's state vector) and `may_replace`, and the edit then
+/// remembers the state it assumed: [`Room::apply_external`] refuses it with
+/// [`ExternalError::Moved`] if the document moved meanwhile. Otherwise every changed
+/// node is edited in place.
 pub fn external_edit(
     base: &[u8],
     live_sv: &StateVector,
     title: Option<&str>,
     body: Option<&[BodyNode]>,
+    may_replace: bool,
 ) -> Result<ExternalEdit, ExternalError> {
-    let (update, fields) =
-        guarded(|| fork_change(base, live_sv, title, body)).ok_or(ExternalError::BadBase)??;
-    Ok(ExternalEdit { update, fields })
+    guarded(|| fork_change(base, live_sv, title, body, may_replace))
+        .ok_or(ExternalError::BadBase)?
 }
 
 /// The host's change as an update relative to `base`: a fork of the base (with a client
@@ -826,7 +845,8 @@ fn fork_change(
     live_sv: &StateVector,
     title: Option<&str>,
     body: Option<&[BodyNode]>,
-) -> Result<(Vec<u8>, Vec<&'static str>), ExternalError> {
+    may_replace: bool,
+) -> Result<ExternalEdit, ExternalError> {
     let base = Update::decode_v1(base).map_err(|_| ExternalError::BadBase)?;
     let fork = loop {
         let doc = Doc::with_options(Options {
@@ -852,6 +872,9 @@ fn fork_change(
         }
     }
     let base_sv = fork.transact().state_vector();
+    // Replacing whole paragraphs is safe only if nobody typed since the base.
+    let may_replace = may_replace && base_sv == *live_sv;
+    let mut replaced = 0;
     let title_ref = fork.get_or_insert_text(ROOT_TITLE);
     let body_ref = fork.get_or_insert_xml_fragment(ROOT_BODY);
     let mut fields = Vec::new();
@@ -862,13 +885,19 @@ fn fork_change(
         }
     }
     if let Some(b) = body {
-        if import::apply_body(&mut txn, &body_ref, b) {
+        let (changed, n) = import::apply_body_counting(&mut txn, &body_ref, b, may_replace);
+        replaced = n;
+        if changed {
             fields.push(ROOT_BODY);
         }
     }
     drop(txn);
     let update = fork.transact().encode_state_as_update_v1(&base_sv);
-    Ok((update, fields))
+    Ok(ExternalEdit {
+        update,
+        fields,
+        assumed: (replaced > 0).then_some(base_sv),
+    })
 }
 
 /// Run yrs code that may panic on hostile input; `None` if it did.

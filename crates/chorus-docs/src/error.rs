@@ -32,6 +32,10 @@ pub enum DocError {
     /// The document's actor stopped before it answered.
     #[error("the document stopped before it answered")]
     ActorGone,
+    /// A change computed off the actor found the draft moved when it was to be
+    /// applied (see `chorus_core::external_edit`); the caller computes it again.
+    #[error("the draft moved while the change was prepared")]
+    Moved,
 }
 
 impl DocError {
@@ -82,6 +86,7 @@ impl From<chorus_core::ExternalError> for HostError {
             chorus_core::ExternalError::BadBase => HostError::BadBase,
             chorus_core::ExternalError::ContentRejected => HostError::ContentRejected,
             chorus_core::ExternalError::Panicked => HostError::Unavailable(DocError::Panicked),
+            chorus_core::ExternalError::Moved => HostError::Unavailable(DocError::Moved),
         }
     }
 }

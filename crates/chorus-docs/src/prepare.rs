@@ -7,7 +7,10 @@
 //! when the host named no base) and, at the end, to merge the computed edit, which
 //! costs what a paste of the same size costs. A change computed from the live state
 //! merges as a concurrent edit with whatever editors typed meanwhile, exactly like a
-//! three-way change from a base the host read.
+//! three-way change from a base the host read. A long rewrite may replace changed
+//! paragraphs whole, which is only safe if nobody typed in them meanwhile: the
+//! actor refuses such an edit if its document moved after the state was handed out,
+//! and the change is computed again (in place, never replacing, after two tries).
 
 use crate::command::{ChangeOutcome, DocCommand, HostChange, PreparedChange, Published};
 use crate::error::{DocError, HostError};
@@ -38,6 +41,38 @@ impl Documents {
             None => None,
             Some(html) => Some(on_blocking_pool(move || host_body(&whitelist, &html)).await?),
         };
+        let body = Arc::new(body);
+        let mut attempt = 0;
+        let outcome = loop {
+            attempt += 1;
+            // After a change found the draft moved twice (someone typing while a long
+            // rewrite was computed), compute it without replacing anything: slower,
+            // but it cannot be overtaken.
+            let may_replace = attempt <= MAY_REPLACE_ATTEMPTS;
+            let (title, body, base) = (title.clone(), body.clone(), base.clone());
+            match self
+                .apply_once(key, title, body, base, restoring, may_replace)
+                .await
+            {
+                Err(HostError::Unavailable(DocError::Moved)) if may_replace => continue,
+                outcome => break outcome,
+            }
+        };
+        self.metrics.external_change(started.elapsed());
+        outcome
+    }
+
+    /// Ask the actor for the live state, compute the edit on the blocking pool, have
+    /// the actor merge it.
+    async fn apply_once(
+        self: &Arc<Self>,
+        key: &DocKey,
+        title: Option<String>,
+        body: Arc<Option<Vec<BodyNode>>>,
+        base: Option<Arc<Vec<u8>>>,
+        restoring: Option<u64>,
+        may_replace: bool,
+    ) -> Result<ChangeOutcome, HostError> {
         let live = {
             let (reply, answer) = oneshot::channel();
             let with_state = base.is_none();
@@ -52,7 +87,13 @@ impl Documents {
                 (None, Some(state)) => state.as_slice(),
                 (None, None) => &[],
             };
-            chorus_core::external_edit(base, &live.state_vector, title.as_deref(), body.as_deref())
+            chorus_core::external_edit(
+                base,
+                &live.state_vector,
+                title.as_deref(),
+                (*body).as_deref(),
+                may_replace,
+            )
         })
         .await??;
         let (reply, answer) = oneshot::channel();
@@ -60,11 +101,13 @@ impl Documents {
         self.dispatch(key, DocCommand::External { change, reply })
             .await
             .map_err(|_| DocError::ActorGone)?;
-        let outcome = answer.await.map_err(|_| DocError::ActorGone)?;
-        self.metrics.external_change(started.elapsed());
-        outcome
+        answer.await.map_err(|_| DocError::ActorGone)?
     }
 }
+
+/// Attempts that may replace changed paragraphs whole before a change is computed
+/// in place (see [`chorus_core::external_edit`]).
+const MAY_REPLACE_ATTEMPTS: u32 = 2;
 
 impl Documents {
     /// Publish the draft of `key` if its ETag is still `if_match`: the actor renders

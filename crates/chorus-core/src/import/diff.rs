@@ -79,6 +79,8 @@ struct Ctx {
     /// Existing children to remove, by id: removed together at the end, each found by
     /// its id ([`remove_all`]).
     removed: Vec<ID>,
+    /// Changed nodes replaced whole (past [`IN_PLACE_EDITS`]).
+    replaced: usize,
 }
 
 impl Ctx {
@@ -95,23 +97,33 @@ type Marks = BTreeMap<String, BTreeMap<String, String>>;
 // Entry points
 // ---------------------------------------------------------------------------------------------
 
+/// `may_replace`: past [`IN_PLACE_EDITS`] changed nodes are replaced whole (fast, but
+/// whatever someone typed into one concurrently would be lost with it, which is why
+/// `crate::external_edit` allows it only when nothing happened since the base); without it every
+/// changed node is edited in place. Returns (anything changed, nodes replaced).
 pub(super) fn apply_body(
     txn: &mut TransactionMut,
     body: &XmlFragmentRef,
     target: &[BodyNode],
-) -> bool {
+    may_replace: bool,
+) -> (bool, usize) {
     let mut ctx = Ctx {
         unit: Unit::of(txn),
         precise_texts: PRECISE_TEXT_EDITS,
-        in_place: IN_PLACE_EDITS,
+        in_place: if may_replace {
+            IN_PLACE_EDITS
+        } else {
+            usize::MAX
+        },
         removed: Vec::new(),
+        replaced: 0,
     };
     let existing = read_children(txn, body, 0);
     let target = normalise_children(target, 0);
     let mut changed = false;
     diff_children(txn, ptr(body), &existing, &target, &mut ctx, &mut changed);
     remove_all(txn, ctx.removed);
-    changed
+    (changed, ctx.replaced)
 }
 
 pub(super) fn apply_title(txn: &mut TransactionMut, title: &TextRef, target: &str) -> bool {
@@ -994,6 +1006,7 @@ fn diff_children<'t, 'a>(
                         // right after the old one, which is removed.
                         Some(id) if ctx.in_place == 0 => {
                             ctx.removed.push(id);
+                            ctx.replaced += 1;
                             splice.insert(tg);
                         }
                         _ => update_node(txn, ex, tg, ctx, changed),

@@ -541,3 +541,96 @@ fn a_large_external_rewrite_goes_through_the_guard() {
     assert!(html.contains("<p>Paragraph 399 changed</p>"), "{html}");
     assert!(html.contains("<p>Paragraph 398</p>"), "{html}");
 }
+
+/// The body of a room with `n` paragraphs "Paragraph i" (every one changed in `rev` 1,
+/// to "Paragraph i, revised").
+fn rewritable_room(n: usize) -> (Room<Recorder>, impl Fn(usize) -> Vec<BodyNode>) {
+    use crate::import::parse_body_html;
+    let mut room = room();
+    let policy = room.whitelist().policy.clone();
+    let draft = move |rev: usize| -> Vec<BodyNode> {
+        let html: String = (0..n)
+            .map(|i| match rev {
+                0 => format!("<p>Paragraph {i}</p>"),
+                _ => format!("<p>Paragraph {i}, revised</p>"),
+            })
+            .collect();
+        parse_body_html(&html, &|tag: &str| policy.allows_mark(tag, &[]))
+    };
+    room.external_change(None, None, Some(&draft(0))).unwrap();
+    (room, draft)
+}
+
+/// Someone types `text` at the end of paragraph `i` of the live document.
+fn type_into(room: &Room<Recorder>, i: u32, text: &str) {
+    use yrs::{XmlFragment, XmlOut};
+    let doc = room.doc();
+    let body = doc.get_or_insert_xml_fragment(crate::ROOT_BODY);
+    let mut txn = doc.transact_mut();
+    let Some(XmlOut::Element(p)) = body.get(&txn, i) else {
+        panic!("paragraph {i}")
+    };
+    let Some(XmlOut::Text(t)) = p.get(&txn, 0) else {
+        panic!("text of paragraph {i}")
+    };
+    let len = t.len(&txn);
+    t.insert(&mut txn, len, text);
+}
+
+fn body_of(room: &Room<Recorder>) -> String {
+    let txn = room.doc().transact();
+    let body = txn.get_xml_fragment(crate::ROOT_BODY).unwrap();
+    crate::render::body_html(&txn, &body)
+}
+
+#[test]
+fn a_long_rewrite_from_an_old_base_keeps_what_was_typed_since() {
+    // A rewrite past the in-place budget would replace changed paragraphs whole, which
+    // drops what someone typed into them since the host read the draft. With typing
+    // since the base, the change is made in place instead, and the typing survives.
+    let (mut room, draft) = rewritable_room(300);
+    let base = room.encode_state();
+    // Far enough down that the paragraph is past the in-place budget.
+    type_into(&room, 250, " (typed meanwhile)");
+    let fields = room
+        .external_change(Some(&base), None, Some(&draft(1)))
+        .unwrap();
+    assert_eq!(fields, ["body"]);
+    let html = body_of(&room);
+    // Both insert at the end of "Paragraph 250": which goes first depends on client ids.
+    assert!(
+        html.contains("<p>Paragraph 250, revised (typed meanwhile)</p>")
+            || html.contains("<p>Paragraph 250 (typed meanwhile), revised</p>"),
+        "{}",
+        &html[html.len() - 2000..]
+    );
+    assert!(html.contains("<p>Paragraph 299, revised</p>"));
+}
+
+#[test]
+fn a_replacing_rewrite_is_refused_once_the_draft_moved_and_succeeds_when_computed_again() {
+    let (mut room, draft) = rewritable_room(300);
+    let base = room.encode_state();
+    let live = room.doc().transact().state_vector();
+    let edit = external_edit(&base, &live, None, Some(&draft(1)), true).unwrap();
+    type_into(&room, 7, " (typed meanwhile)");
+    assert_eq!(room.apply_external(edit), Err(ExternalError::Moved));
+    assert!(body_of(&room).contains("<p>Paragraph 7 (typed meanwhile)</p>"));
+    // Computed from the document as it is now, it applies (and may replace again).
+    let base = room.encode_state();
+    let live = room.doc().transact().state_vector();
+    let edit = external_edit(&base, &live, None, Some(&draft(1)), true).unwrap();
+    assert_eq!(room.apply_external(edit).unwrap(), ["body"]);
+    assert!(body_of(&room).contains("<p>Paragraph 299, revised</p>"));
+    // Asked not to replace, an edit carries no assumption and is never refused.
+    let base = room.encode_state();
+    let live = room.doc().transact().state_vector();
+    let edit = external_edit(&base, &live, None, Some(&draft(0)), false).unwrap();
+    type_into(&room, 3, " again");
+    assert_eq!(room.apply_external(edit).unwrap(), ["body"]);
+    assert!(
+        body_of(&room).contains("<p>Paragraph 3 again</p>"),
+        "{}",
+        &body_of(&room)[..300]
+    );
+}

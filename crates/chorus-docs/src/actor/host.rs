@@ -16,7 +16,7 @@ use crate::error::{DocError, HostError};
 use chorus_hooks::HookEvent;
 use chorus_store::{HistoryEntry, HistoryPoint};
 use tokio::sync::oneshot;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use yrs::{ReadTxn, Transact};
 
 /// A host answer waiting for the store.
@@ -70,6 +70,12 @@ impl DocActor {
         let result = self.room.apply_external(change.edit);
         let fields = match result {
             Ok(fields) => fields,
+            Err(chorus_core::ExternalError::Moved) => {
+                // Computed again by the caller (`Documents::external_change`).
+                debug!(app = %self.key.0, doc = %self.key.1, "external change overtaken by an edit");
+                let _ = reply.send(Err(HostError::from(chorus_core::ExternalError::Moved)));
+                return;
+            }
             Err(e) => {
                 warn!(app = %self.key.0, doc = %self.key.1, error = %e, "external change refused");
                 let _ = reply.send(Err(HostError::from(e)));
