@@ -123,7 +123,28 @@ fn present_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::
 #[serde(deny_unknown_fields)]
 pub struct RestoreBody {
     /// The history point to bring back.
+    #[serde(deserialize_with = "whole_number")]
     pub point: u64,
+}
+
+/// A JSON number that is a whole number from 0 to `u64::MAX`, written as an integer
+/// or not (`3.0`): JSON Schema's `integer` admits both, so the spec's clients may
+/// send either.
+fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    /// 2^64, the first whole number over `u64::MAX`.
+    const LIMIT: f64 = 18_446_744_073_709_551_616.0;
+    let n = serde_json::Number::deserialize(d)?;
+    if let Some(v) = n.as_u64() {
+        return Ok(v);
+    }
+    match n.as_f64() {
+        // Exact: a whole f64 below 2^64 converts without rounding.
+        Some(f) if (0.0..LIMIT).contains(&f) && f.fract() == 0.0 => Ok(f as u64),
+        _ => Err(serde::de::Error::custom(format!(
+            "{n} is not a whole number from 0 to {}",
+            u64::MAX
+        ))),
+    }
 }
 
 // ---- responses -------------------------------------------------------------------
@@ -330,6 +351,32 @@ mod tests {
         assert_eq!((b.title, b.html.as_deref()), (None, Some("<p>x</p>")));
         assert!(serde_json::from_str::<ContentBody>(r#"{"title":null}"#).is_err());
         assert!(serde_json::from_str::<ContentBody>(r#"{"title":"t","x":1}"#).is_err());
+    }
+
+    #[test]
+    fn a_point_is_a_whole_number_written_either_way() {
+        for (json, point) in [
+            (r#"{"point":3}"#, 3),
+            (r#"{"point":3.0}"#, 3),
+            (r#"{"point":821484117119.0}"#, 821_484_117_119),
+            (r#"{"point":18446744073709551615}"#, u64::MAX),
+        ] {
+            assert_eq!(
+                serde_json::from_str::<RestoreBody>(json).unwrap().point,
+                point
+            );
+        }
+        for json in [
+            r#"{"point":-1}"#,
+            r#"{"point":1.5}"#,
+            r#"{"point":1e30}"#,
+            r#"{"point":18446744073709551616}"#,
+            r#"{"point":"1"}"#,
+            r#"{"point":null}"#,
+            r#"{}"#,
+        ] {
+            assert!(serde_json::from_str::<RestoreBody>(json).is_err(), "{json}");
+        }
     }
 
     #[test]
