@@ -35,11 +35,7 @@ fn host_token() -> String {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    mint_host(
-        &Secret::new(SECRET),
-        &HostClaims::new("wiki", now + 600),
-    )
-    .unwrap()
+    mint_host(&Secret::new(SECRET), &HostClaims::new("wiki", now + 600)).unwrap()
 }
 
 /// (status, `Allow` header, JSON body) of one request.
