@@ -43,9 +43,11 @@ pub enum StartError {
 const HOST_BODY_LIMIT: usize = 16 << 20;
 
 /// The host REST API: (method, path, handler). `proto/openapi.yaml` must describe
-/// exactly these (a test compares the two).
+/// exactly these (a test compares the two). A method a route does not take is 405
+/// with the JSON error and an `Allow` header; a path outside this table stays axum's
+/// plain 404 (the spec says so).
 pub fn host_api_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
-    vec![
+    let routes: [(&'static str, &'static str, MethodRouter<AppState>); 12] = [
         ("get", "/v1/apps/{app}/docs", get(api::list_docs)),
         (
             "get",
@@ -98,7 +100,11 @@ pub fn host_api_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppSta
             "/v1/admin/apps/{app}/disable",
             post(api::disable_app),
         ),
-    ]
+    ];
+    routes
+        .into_iter()
+        .map(|(method, path, route)| (method, path, route.fallback(api::method_not_allowed)))
+        .collect()
 }
 
 /// All routes of the service.

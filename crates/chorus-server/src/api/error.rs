@@ -1,0 +1,142 @@
+//! [`ApiError`]: every answer of the host API that is not a success, and the one
+//! place where it becomes a status and a JSON `{code, message}` body.
+
+use super::types::ErrorBody;
+use crate::close::auth_code;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chorus_auth::AuthError;
+use chorus_docs::{DocError, HostError};
+use chorus_store::StoreCondition;
+use std::borrow::Cow;
+
+/// Every error the host API answers with. The status and `code` mapping lives in
+/// [`ApiError::status`] and [`ApiError::code`]; details stay in the server log.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No `Authorization: Bearer` header.
+    #[error("missing bearer token")]
+    MissingToken,
+    /// The host token was refused.
+    #[error("{0}")]
+    Auth(#[from] AuthError),
+    /// A path, query, header or body value is not acceptable (including every
+    /// rejection of axum's own extractors).
+    #[error("{0}")]
+    BadRequest(Cow<'static, str>),
+    /// The document (or history point, session, app) does not exist.
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    /// The route exists but not with this method (the `Allow` header lists those it has).
+    #[error("this route does not take that method")]
+    MethodNotAllowed,
+    /// The request body is over the host API's limit.
+    #[error("the request body is too large")]
+    TooLarge,
+    /// Publish without `If-Match`.
+    #[error("publishing needs an If-Match header with the ETag of the draft that was read")]
+    PreconditionRequired,
+    /// The draft moved on since the host read it.
+    #[error("the draft changed since it was read; read it again (current ETag {0})")]
+    Conflict(String),
+    /// The `baseEtag` of an external change is unknown or expired.
+    #[error("the base {0} is unknown or expired; read the draft again and retry with its ETag")]
+    BaseExpired(String),
+    /// The change holds content the app's whitelist refuses (reject mode).
+    #[error("the change holds content outside the whitelist")]
+    ContentRejected,
+    /// The store or a document actor failed.
+    #[error("the document could not be read")]
+    Unavailable,
+    /// The store refused a read or a write (a full disk, a read-only store, …).
+    #[error("the store cannot serve this now ({0}); retry later")]
+    Store(StoreCondition),
+}
+
+impl ApiError {
+    /// A 400 `bad-request` with a fixed message.
+    pub const fn bad_request(message: &'static str) -> Self {
+        ApiError::BadRequest(Cow::Borrowed(message))
+    }
+
+    /// HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::MissingToken => StatusCode::UNAUTHORIZED,
+            ApiError::Auth(e) if e.is_forbidden() => StatusCode::FORBIDDEN,
+            ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::BaseExpired(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::ContentRejected => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable | ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::MissingToken => "missing-token",
+            ApiError::Auth(e) => auth_code(e),
+            ApiError::BadRequest(_) => "bad-request",
+            ApiError::NotFound(_) => "not-found",
+            ApiError::MethodNotAllowed => "method-not-allowed",
+            ApiError::TooLarge => "too-large",
+            ApiError::PreconditionRequired => "precondition-required",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::BaseExpired(_) => "base-expired",
+            ApiError::ContentRejected => "content-rejected",
+            ApiError::Unavailable => "unavailable",
+            ApiError::Store(c) => c.code(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            code: self.code(),
+            message: self.to_string(),
+            etag: match &self {
+                ApiError::Conflict(etag) => Some(etag.clone()),
+                _ => None,
+            },
+        };
+        (self.status(), Json(body)).into_response()
+    }
+}
+
+impl From<HostError> for ApiError {
+    fn from(e: HostError) -> Self {
+        match e {
+            HostError::NotFound => ApiError::NotFound("document"),
+            HostError::Conflict { current } => ApiError::Conflict(current),
+            HostError::ContentRejected => ApiError::ContentRejected,
+            HostError::BadBase => ApiError::BaseExpired("given".into()),
+            HostError::Unavailable(e) => {
+                tracing::warn!(error = %e, "host operation failed");
+                ApiError::from(e)
+            }
+        }
+    }
+}
+
+impl From<DocError> for ApiError {
+    fn from(e: DocError) -> Self {
+        match e {
+            DocError::Store(_) | DocError::Load(_) => ApiError::Store(e.store_condition()),
+            _ => ApiError::Unavailable,
+        }
+    }
+}
+
+/// The fallback of every host route for a method it does not take: 405 with the JSON
+/// error (axum adds the `Allow` header).
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
