@@ -1,5 +1,5 @@
 //! What a host's external change costs, end to end: the body HTML goes through the
-//! same pipeline as in the server's document actor (`registry/host.rs`):
+//! same pipeline as `chorus-docs` runs for a host's change (`prepare.rs`, on the blocking pool):
 //! [`parse_body_html`] → [`body_nodes_html`] → the whitelist's HTML cleaner →
 //! [`parse_body_html`] → [`fit_editor`] → [`Room::external_change`] on a room that
 //! holds the previous version of the draft.
