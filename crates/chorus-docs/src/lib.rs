@@ -15,7 +15,8 @@
 //! | `registry` | [`Documents`]: the map of live actors, starting one exactly once, the sweeper that keeps memory bounded, shutdown |
 //! | `actor` | one document's task: the load phase (`actor/load.rs`), the serve loop, persistence bookkeeping (`actor/persist.rs`), host operations (`actor/host.rs`), webhook events (`actor/events.rs`), sessions and the exclusive hold (`actor/sessions.rs`) |
 //! | `plan` | "what to write next" (append, snapshot, flush, retry after a failure) as a pure state machine |
-//! | `writer` | the group-commit writer thread in front of the store (one fsync per group) |
+//! | `writer` | the group-commit writer thread in front of the store (one fsync per group); it also puts webhook events in the outbox |
+//! | `prepare` | host operations prepared on the blocking pool: [`Documents::external_change`] (clean, parse, fit, diff) and [`Documents::publish`] (clean) |
 //! | `bases` | drafts hosts read recently, kept as bases of three-way external changes |
 //! | `inbox` / `outbox` | the bounded queues into an actor and out to a connection |
 //! | `release` | handing freed heap back to the OS after documents unload |
@@ -31,8 +32,9 @@
 //!
 //! ## No blocking on the runtime's threads
 //!
-//! Store reads and room building run on the blocking pool, store writes and webhook
-//! enqueueing on the writer thread; the actor only decides and applies results.
+//! Store reads, room building and host HTML work (cleaning, parsing, diffing) run on
+//! the blocking pool, store writes and webhook enqueueing on the writer thread; the
+//! actor only decides and applies results.
 
 mod actor;
 mod bases;

@@ -293,7 +293,7 @@ impl Documents {
 
     /// Keep at most `max_loaded` documents: ask the least recently active idle ones
     /// to unload; hand freed memory back once many have unloaded (see
-    /// [`crate::release`]). Runs until `stop` is cancelled.
+    /// `release.rs`). Runs until `stop` is cancelled.
     pub async fn sweep(self: Arc<Self>, stop: CancellationToken) {
         let mut trim = TrimPolicy::default();
         loop {
