@@ -19,7 +19,6 @@ use chorus_core::import::{body_nodes_html, fit_editor, parse_body_html, BodyNode
 use chorus_core::Whitelist;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::oneshot;
 
 impl Documents {
     /// Apply `change` to the draft of `key` (loading it if needed); answers once the
@@ -73,22 +72,15 @@ impl Documents {
         restoring: Option<u64>,
         may_replace: bool,
     ) -> Result<ChangeOutcome, HostError> {
-        let live = {
-            let (reply, answer) = oneshot::channel();
-            let with_state = base.is_none();
-            self.dispatch(key, DocCommand::Base { with_state, reply })
-                .await
-                .map_err(|_| DocError::ActorGone)?;
-            answer.await.map_err(|_| DocError::ActorGone)??
-        };
+        let with_state = base.is_none();
+        let live = self
+            .ask(key, |reply| DocCommand::Base { with_state, reply })
+            .await??;
+        // The change's own base, or the live state the actor handed out.
+        let base = base.unwrap_or_else(|| Arc::new(live.state.unwrap_or_default()));
         let edit = on_blocking_pool(move || {
-            let base = match (&base, &live.state) {
-                (Some(base), _) => base.as_slice(),
-                (None, Some(state)) => state.as_slice(),
-                (None, None) => &[],
-            };
             chorus_core::external_edit(
-                base,
+                &base,
                 &live.state_vector,
                 title.as_deref(),
                 (*body).as_deref(),
@@ -96,12 +88,9 @@ impl Documents {
             )
         })
         .await??;
-        let (reply, answer) = oneshot::channel();
         let change = PreparedChange { edit, restoring };
-        self.dispatch(key, DocCommand::External { change, reply })
-            .await
-            .map_err(|_| DocError::ActorGone)?;
-        answer.await.map_err(|_| DocError::ActorGone)?
+        self.ask(key, |reply| DocCommand::External { change, reply })
+            .await?
     }
 }
 
@@ -119,19 +108,14 @@ impl Documents {
         key: &DocKey,
         if_match: String,
     ) -> Result<Published, HostError> {
-        let (reply, answer) = oneshot::channel();
-        self.dispatch(key, DocCommand::Render { if_match, reply })
-            .await
-            .map_err(|_| DocError::ActorGone)?;
-        let mut draft = answer.await.map_err(|_| DocError::ActorGone)??;
+        let mut draft = self
+            .ask(key, |reply| DocCommand::Render { if_match, reply })
+            .await??;
         let whitelist = self.whitelist_for(&key.0).clone();
         let raw = std::mem::take(&mut draft.html);
         draft.html = on_blocking_pool(move || whitelist.clean_html(&raw)).await?;
-        let (reply, answer) = oneshot::channel();
-        self.dispatch(key, DocCommand::Publish { draft, reply })
-            .await
-            .map_err(|_| DocError::ActorGone)?;
-        answer.await.map_err(|_| DocError::ActorGone)?
+        self.ask(key, |reply| DocCommand::Publish { draft, reply })
+            .await?
     }
 }
 

@@ -11,6 +11,7 @@
 use crate::actor::{now_ms, run_actor};
 use crate::bases::Bases;
 use crate::command::DocCommand;
+use crate::error::DocError;
 use crate::inbox::{inbox, InboxSender, TrySendError};
 use crate::metrics::DocMetrics;
 use crate::release::{release_free_memory, TrimPolicy};
@@ -23,7 +24,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
@@ -279,6 +280,21 @@ impl Documents {
                 handle.send(cmd).await.map(|()| handle)
             }
         }
+    }
+
+    /// Send the command `make` builds around a reply channel to the actor of `key`
+    /// (started if needed) and wait for the answer; [`DocError::ActorGone`] if the
+    /// actor stopped before answering.
+    pub async fn ask<T>(
+        self: &Arc<Self>,
+        key: &DocKey,
+        make: impl FnOnce(oneshot::Sender<T>) -> DocCommand,
+    ) -> Result<T, DocError> {
+        let (reply, answer) = oneshot::channel();
+        self.dispatch(key, make(reply))
+            .await
+            .map_err(|_| DocError::ActorGone)?;
+        answer.await.map_err(|_| DocError::ActorGone)
     }
 
     pub(crate) fn forget(&self, key: &DocKey, tx: &InboxSender<DocCommand>) {

@@ -173,9 +173,8 @@ fn writer_loop(
             &mut *failing.lock().unwrap_or_else(PoisonError::into_inner),
             condition,
         );
-        if let Some(e) = failure {
+        if let (Some(e), Some(condition)) = (failure, condition) {
             metrics.store_error();
-            let condition = e.store_condition();
             error!(%condition, error = %e, jobs = answers.len(), "store write failed; nothing in this group is acknowledged");
         } else if let Some(was) = was {
             info!(after = %was, "store writes succeed again");

@@ -10,7 +10,6 @@ use chorus_docs::{
 use chorus_hooks::{Hooks, HooksConfig};
 use chorus_store::{DocId, MemoryStore, Store, StoreCondition};
 use std::sync::Arc;
-use tokio::sync::oneshot;
 
 fn documents(store: Arc<MemoryStore>) -> Arc<Documents> {
     let hooks = Hooks::new(
@@ -67,18 +66,9 @@ fn stored_body(store: &MemoryStore, doc: &str) -> String {
 }
 
 async fn etag(docs: &Arc<Documents>, key: &DocKey) -> String {
-    let (reply, answer) = oneshot::channel();
-    docs.dispatch(
-        key,
-        DocCommand::Read {
-            format: DraftFormat::Json,
-            reply,
-        },
-    )
-    .await
-    .ok()
-    .unwrap();
-    answer.await.unwrap().unwrap().etag
+    let format = DraftFormat::Json;
+    let read = docs.ask(key, |reply| DocCommand::Read { format, reply });
+    read.await.unwrap().unwrap().etag
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,18 +78,12 @@ async fn a_publish_and_an_html_read_answer_the_rendered_draft() {
     docs.external_change(&k, change("<p>Hello <b>world</b></p>"))
         .await
         .unwrap();
-    let (reply, answer) = oneshot::channel();
-    docs.dispatch(
-        &k,
-        DocCommand::Read {
-            format: DraftFormat::Html,
-            reply,
-        },
-    )
-    .await
-    .ok()
-    .unwrap();
-    let draft = answer.await.unwrap().unwrap();
+    let format = DraftFormat::Html;
+    let draft = docs
+        .ask(&k, |reply| DocCommand::Read { format, reply })
+        .await
+        .unwrap()
+        .unwrap();
     let DraftContent::Html { title, html } = draft.content else {
         panic!("html asked for")
     };
@@ -119,28 +103,21 @@ async fn a_publish_refuses_a_draft_that_moved_after_it_was_rendered() {
         .unwrap();
     let read = etag(&docs, &k).await;
     // What `Documents::publish` does, with an edit landing between its two steps.
-    let (reply, answer) = oneshot::channel();
-    docs.dispatch(
-        &k,
-        DocCommand::Render {
-            if_match: read.clone(),
-            reply,
-        },
-    )
-    .await
-    .ok()
-    .unwrap();
-    let draft = answer.await.unwrap().unwrap();
+    let if_match = read.clone();
+    let draft = docs
+        .ask(&k, |reply| DocCommand::Render { if_match, reply })
+        .await
+        .unwrap()
+        .unwrap();
     docs.external_change(&k, change("<p>second</p>"))
         .await
         .unwrap();
-    let (reply, answer) = oneshot::channel();
-    docs.dispatch(&k, DocCommand::Publish { draft, reply })
+    let published = docs
+        .ask(&k, |reply| DocCommand::Publish { draft, reply })
         .await
-        .ok()
         .unwrap();
     let now = etag(&docs, &k).await;
-    match answer.await.unwrap() {
+    match published {
         Err(HostError::Conflict { current }) => assert_eq!(current, now),
         other => panic!("expected a conflict, got {other:?}"),
     }

@@ -40,21 +40,12 @@ pub async fn get_draft(
     ApiQuery(q): ApiQuery<DraftQuery>,
     if_none_match: IfNoneMatch,
 ) -> Result<Response, ApiError> {
-    let (reply, answer) = oneshot::channel();
-    state
+    let format = q.format;
+    let draft = state
         .documents
-        .dispatch(
-            &key,
-            DocCommand::Read {
-                format: q.format,
-                reply,
-            },
-        )
+        .ask(&key, |reply| DocCommand::Read { format, reply })
         .await
-        .map_err(|_| ApiError::Unavailable)?;
-    let draft = answer
-        .await
-        .map_err(|_| ApiError::Unavailable)?
+        .and_then(|read| read)
         .map_err(|e| {
             tracing::warn!(doc = %key.1, error = %e, "draft read failed");
             ApiError::from(e)
@@ -244,37 +235,38 @@ pub async fn history(
     }))
 }
 
-/// The title and body HTML of a history point (HTML cleaned by the app's whitelist).
-async fn point_content(
+/// A history point: its stored state and what it is.
+async fn read_point(
     state: &AppState,
     key: &DocKey,
     point: u64,
-) -> Result<
-    (
-        String,
-        String,
-        serde_json::Value,
-        chorus_store::HistoryEntry,
-    ),
-    ApiError,
-> {
+) -> Result<(Vec<u8>, chorus_store::HistoryEntry), ApiError> {
     let id = DocId::new(&*key.0, &*key.1);
     let found = read_store(state, "reading a history point", move |store| {
         store.history_point(&id, point)
     })
     .await?
     .ok_or(ApiError::NotFound("history point"))?;
-    let doc = Doc::new();
-    {
-        let update = Update::decode_v1(&found.state).map_err(|_| ApiError::Unavailable)?;
+    Ok((found.state, found.entry))
+}
+
+/// Rebuild a stored state as a document and render it with `render`, on the blocking
+/// pool: a point is a whole document, and rendering (and cleaning) it must not hold
+/// a runtime worker.
+async fn render_point<T: Send + 'static>(
+    stored: Vec<u8>,
+    render: impl FnOnce(&Doc) -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let update = Update::decode_v1(&stored).map_err(|_| ApiError::Unavailable)?;
+        let doc = Doc::new();
         doc.transact_mut()
             .apply_update(update)
             .map_err(|_| ApiError::Unavailable)?;
-    }
-    let (title, html) = chorus_core::render::doc_html(&doc);
-    let json = chorus_core::render::doc_json(&doc);
-    let html = state.documents.whitelist_for(&key.0).clean_html(&html);
-    Ok((title, html, json, found.entry))
+        Ok(render(&doc))
+    })
+    .await
+    .map_err(|_| ApiError::Unavailable)?
 }
 
 /// `GET /v1/apps/{app}/docs/{doc}/history/{point}?format=html|json`
@@ -284,17 +276,28 @@ pub async fn history_point(
     ApiPath(PointPath { point }): ApiPath<PointPath>,
     ApiQuery(q): ApiQuery<PointQuery>,
 ) -> Result<Response, ApiError> {
-    let (title, html, document, entry) = point_content(&state, &key, point).await?;
+    let (stored, entry) = read_point(&state, &key, point).await?;
     Ok(match q.format {
-        PointFormat::Json => Json(PointJson {
-            document,
-            point: entry.point,
-            at: entry.at_ms,
-            kind: entry.kind,
-            etag: entry.etag,
-        })
-        .into_response(),
-        PointFormat::Html => html_response(&title, html),
+        PointFormat::Json => {
+            let document = render_point(stored, chorus_core::render::doc_json).await?;
+            Json(PointJson {
+                document,
+                point: entry.point,
+                at: entry.at_ms,
+                kind: entry.kind,
+                etag: entry.etag,
+            })
+            .into_response()
+        }
+        PointFormat::Html => {
+            let whitelist = state.documents.whitelist_for(&key.0).clone();
+            let (title, html) = render_point(stored, move |doc| {
+                let (title, html) = chorus_core::render::doc_html(doc);
+                (title, whitelist.clean_html(&html))
+            })
+            .await?;
+            html_response(&title, html)
+        }
     })
 }
 
@@ -306,7 +309,9 @@ pub async fn restore(
     HostDoc { key }: HostDoc,
     ApiJson(RestoreBody { point }): ApiJson<RestoreBody>,
 ) -> Result<Response, ApiError> {
-    let (title, html, _, _) = point_content(&state, &key, point).await?;
+    let (stored, _) = read_point(&state, &key, point).await?;
+    // The external change cleans the HTML with the app's whitelist as it imports it.
+    let (title, html) = render_point(stored, chorus_core::render::doc_html).await?;
     let change = HostChange {
         title: Some(title),
         html: Some(html),

@@ -70,14 +70,13 @@ impl DocActor {
         let result = self.room.apply_external(change.edit);
         let fields = match result {
             Ok(fields) => fields,
-            Err(chorus_core::ExternalError::Moved) => {
-                // Computed again by the caller (`Documents::external_change`).
-                debug!(app = %self.key.0, doc = %self.key.1, "external change overtaken by an edit");
-                let _ = reply.send(Err(HostError::from(chorus_core::ExternalError::Moved)));
-                return;
-            }
             Err(e) => {
-                warn!(app = %self.key.0, doc = %self.key.1, error = %e, "external change refused");
+                if e == chorus_core::ExternalError::Moved {
+                    // Computed again by the caller (`Documents::external_change`).
+                    debug!(app = %self.key.0, doc = %self.key.1, "external change overtaken by an edit");
+                } else {
+                    warn!(app = %self.key.0, doc = %self.key.1, error = %e, "external change refused");
+                }
                 let _ = reply.send(Err(HostError::from(e)));
                 return;
             }
@@ -222,43 +221,34 @@ impl DocActor {
         reply: oneshot::Sender<Result<Draft, DocError>>,
     ) {
         let doc = self.room.doc();
-        let mut html = None;
-        let content = match format {
-            DraftFormat::Json => DraftContent::Json(chorus_core::render::doc_json(doc)),
-            DraftFormat::Html => {
-                let (title, raw) = chorus_core::render::doc_html(doc);
-                html = Some(raw);
-                DraftContent::Html {
-                    title,
-                    html: String::new(),
-                }
-            }
-            DraftFormat::Yjs => DraftContent::Yjs(self.room.encode_state()),
-        };
-        let etag = etag_of(&doc.transact().state_vector());
+        let etag = self.etag();
         if self.writes.exists {
             self.docs
                 .bases
                 .remember(&self.key, &etag, || self.room.encode_state());
         }
-        let mut draft = Draft {
-            exists: self.writes.exists,
+        let (exists, updated_at_ms) = (self.writes.exists, self.writes.meta.updated_at_ms);
+        let draft = move |content| Draft {
+            exists,
             etag,
-            updated_at_ms: self.writes.meta.updated_at_ms,
+            updated_at_ms,
             content,
         };
-        let Some(raw) = html else {
-            let _ = reply.send(Ok(draft));
-            return;
-        };
-        // The guard already keeps the document inside the policy; the HTML is cleaned
-        // with the same policy anyway, since hosts publish it as is.
-        let whitelist = self.room.whitelist().clone();
-        tokio::task::spawn_blocking(move || {
-            if let DraftContent::Html { html, .. } = &mut draft.content {
-                *html = whitelist.clean_html(&raw);
+        let content = match format {
+            DraftFormat::Json => DraftContent::Json(chorus_core::render::doc_json(doc)),
+            DraftFormat::Yjs => DraftContent::Yjs(self.room.encode_state()),
+            DraftFormat::Html => {
+                let (title, raw) = chorus_core::render::doc_html(doc);
+                // The guard already keeps the document inside the policy; the HTML is
+                // cleaned with the same policy anyway, since hosts publish it as is.
+                let whitelist = self.room.whitelist().clone();
+                tokio::task::spawn_blocking(move || {
+                    let html = whitelist.clean_html(&raw);
+                    let _ = reply.send(Ok(draft(DraftContent::Html { title, html })));
+                });
+                return;
             }
-            let _ = reply.send(Ok(draft));
-        });
+        };
+        let _ = reply.send(Ok(draft(content)));
     }
 }
