@@ -29,6 +29,8 @@ use yrs::{Doc, GetString, ReadTxn, StateVector, Transact, Update};
 
 pub use chorus_server::{AppConfig, Config};
 
+pub mod relay;
+
 /// The app every test uses unless it says otherwise.
 pub const APP: &str = "wiki";
 /// Its secrets (the first signs).

@@ -63,6 +63,10 @@ fn default_true() -> bool {
 pub struct Config {
     /// Listen address.
     pub bind: SocketAddr,
+    /// Where documents are stored: `sled` (embedded, under `data_dir`) or
+    /// `postgres://USER@HOST:PORT/DB` (PostgreSQL; its schema is created and migrated
+    /// at start). A password in the URL is redacted from the start-up log.
+    pub store: String,
     /// Where the embedded store keeps its files.
     pub data_dir: PathBuf,
     /// Register the `demo` app and serve the demo editor at `/demo`.
@@ -122,6 +126,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             bind: DEFAULT_BIND.parse().expect("valid default address"),
+            store: "sled".to_owned(),
             data_dir: PathBuf::from("./data"),
             demo: false,
             demo_secret: None,
@@ -152,8 +157,9 @@ impl Default for Config {
 }
 
 /// Every key of [`Config`], as read from `CHORUS_<KEY>` environment variables.
-const ENV_KEYS: [&str; 26] = [
+const ENV_KEYS: [&str; 27] = [
     "bind",
+    "store",
     "data_dir",
     "demo",
     "demo_secret",
@@ -181,12 +187,41 @@ const ENV_KEYS: [&str; 26] = [
     "apps",
 ];
 
+/// Where documents are stored, as the `store` key says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// The embedded sled store in this directory.
+    Sled(PathBuf),
+    /// PostgreSQL at this URL.
+    Postgres(String),
+}
+
+/// `scheme://user:secret@host/…` → `scheme://user:[redacted]@host/…`; anything without a
+/// password is returned as it is.
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:[redacted]@{host}{tail}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The named config file does not exist.
     #[error("config file {0} does not exist")]
     MissingFile(PathBuf),
+    /// The `store` key names no store this build knows.
+    #[error("store {0:?} is neither \"sled\" nor a postgres://USER@HOST:PORT/DB URL")]
+    UnknownStore(String),
     /// A value could not be parsed.
     #[error("invalid configuration: {0}")]
     Invalid(String),
@@ -238,6 +273,7 @@ impl Config {
             }
         }
         self.whitelists()?;
+        self.store_location()?;
         if self.max_message_size < 1024 {
             return Err(ConfigError::Invalid(
                 "max_message_size must be at least 1024 bytes".into(),
@@ -269,6 +305,9 @@ impl Config {
                 *s = "[redacted]".into();
             }
         }
+        if let Some(store) = v.get_mut("store") {
+            *store = redact_url_password(&self.store).into();
+        }
         if let Some(apps) = v.get_mut("apps").and_then(|a| a.as_array_mut()) {
             for app in apps {
                 if let Some(secrets) = app.get_mut("secrets").and_then(|s| s.as_array_mut()) {
@@ -279,6 +318,18 @@ impl Config {
             }
         }
         v
+    }
+
+    /// Which store `store` names.
+    pub fn store_location(&self) -> Result<StoreLocation, ConfigError> {
+        let store = self.store.trim();
+        if store == "sled" {
+            Ok(StoreLocation::Sled(self.data_dir.clone()))
+        } else if store.starts_with("postgres://") || store.starts_with("postgresql://") {
+            Ok(StoreLocation::Postgres(store.to_owned()))
+        } else {
+            Err(ConfigError::UnknownStore(redact_url_password(store)))
+        }
     }
 
     /// The whitelist of every app that does not use the default one (policy files are
@@ -437,6 +488,37 @@ mod tests {
             assert_eq!(c.apps[0].id, "wiki");
             Ok(())
         });
+    }
+
+    #[test]
+    fn store_urls_lose_their_password_in_the_log_and_in_errors() {
+        assert_eq!(
+            redact_url_password("postgres://chorus:hunter2@db:5432/chorus?sslmode=disable"),
+            "postgres://chorus:[redacted]@db:5432/chorus?sslmode=disable"
+        );
+        assert_eq!(
+            redact_url_password("postgres://chorus@db/chorus"),
+            "postgres://chorus@db/chorus"
+        );
+        let c = Config {
+            store: "postgres://chorus:hunter2@db:5432/chorus".into(),
+            ..Config::default()
+        };
+        assert!(!c.redacted().to_string().contains("hunter2"));
+        assert_eq!(
+            c.store_location().unwrap(),
+            StoreLocation::Postgres("postgres://chorus:hunter2@db:5432/chorus".into())
+        );
+        let bad = Config {
+            store: "mysql://root:hunter2@db/x".into(),
+            ..Config::default()
+        };
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("neither") && !e.contains("hunter2"), "{e}");
+        assert_eq!(
+            Config::default().store_location().unwrap(),
+            StoreLocation::Sled("./data".into())
+        );
     }
 
     #[test]

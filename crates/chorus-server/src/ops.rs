@@ -13,11 +13,14 @@ pub async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: 200 when the service accepts new work; 503 while draining or
-/// while the store cannot be written, naming why (`"store": "disk-full"`, …).
+/// `GET /readyz`: 200 when the service accepts new work; 503 while draining, while
+/// the store cannot be reached (`store-unreachable`) or cannot be written, naming
+/// why (`"store": "disk-full"`, …).
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let body = if state.draining.load(Ordering::Relaxed) {
         serde_json::json!({ "status": "draining" })
+    } else if state.store_unreachable.load(Ordering::Relaxed) {
+        serde_json::json!({ "status": "store-unreachable", "store": "store-unavailable" })
     } else if let Some(condition) = state.documents.store_failing() {
         serde_json::json!({ "status": "store-unwritable", "store": condition.code() })
     } else {

@@ -1,12 +1,12 @@
 //! Building the router, binding, and shutting down in layers.
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, StoreLocation};
 use crate::state::AppState;
 use crate::{api, connection, demo, ops};
 use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::serve::ListenerExt;
 use axum::Router;
-use chorus_store::{SledStore, Store, StoreError};
+use chorus_store::{PostgresStore, SledStore, Store, StoreError};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -136,16 +136,29 @@ pub struct Server {
 }
 
 impl Server {
-    /// Open the store in `config.data_dir` and bind `config.bind` (port 0 picks a free port).
+    /// Open the store `config.store` names (sled in `config.data_dir`, or PostgreSQL)
+    /// and bind `config.bind` (port 0 picks a free port).
     pub async fn bind(config: Config) -> Result<Server, StartError> {
-        let dir = config.data_dir.clone();
+        let location = config.store_location()?;
         let cache = config.store_cache_mb.saturating_mul(1 << 20);
-        let store = tokio::task::spawn_blocking(move || SledStore::open_with_cache(&dir, cache))
-            .await
-            .map_err(|e| {
-                StoreError::Internal(format!("opening the store: the blocking task failed: {e}"))
-            })??;
-        Self::bind_with_store(config, Arc::new(store)).await
+        let store = tokio::task::spawn_blocking(move || -> Result<Arc<dyn Store>, StoreError> {
+            Ok(match location {
+                StoreLocation::Sled(dir) => Arc::new(SledStore::open_with_cache(&dir, cache)?),
+                StoreLocation::Postgres(url) => {
+                    let store = PostgresStore::open(&url)?;
+                    info!(
+                        store = store.target(),
+                        "store: PostgreSQL, schema up to date"
+                    );
+                    Arc::new(store)
+                }
+            })
+        })
+        .await
+        .map_err(|e| {
+            StoreError::Internal(format!("opening the store: the blocking task failed: {e}"))
+        })??;
+        Self::bind_with_store(config, store).await
     }
 
     /// Bind with a store of the caller's choosing.
@@ -193,6 +206,7 @@ impl Server {
             trigger.shutdown.cancel();
         };
         let sweeper = tokio::spawn(state.documents.clone().sweep(state.shutdown.clone()));
+        let probe = tokio::spawn(probe_store(state.clone()));
         // Webhooks stop after the documents (their last events are in the outbox by
         // then; whatever is undelivered goes out after the next start).
         let hooks_stop = CancellationToken::new();
@@ -220,8 +234,42 @@ impl Server {
         state.documents.shutdown(grace).await;
         hooks_stop.cancel();
         let _ = hooks.await;
+        let _ = probe.await;
         info!("stopped");
         Ok(())
+    }
+}
+
+/// How often readiness asks the store whether it can be reached.
+const STORE_PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// Keep `store_unreachable` current until shutdown begins: a probe on the blocking
+/// pool every second, counted as failed if it errs or takes longer than the interval
+/// (readiness must answer at once, so it reads the flag rather than probing).
+async fn probe_store(state: AppState) {
+    let mut tick = tokio::time::interval(STORE_PROBE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let store = state.documents.store().clone();
+        let probe = tokio::task::spawn_blocking(move || store.probe());
+        let failure = match tokio::time::timeout(STORE_PROBE_EVERY * 2, probe).await {
+            Ok(Ok(Ok(()))) => None,
+            Ok(Ok(Err(e))) => Some(e.to_string()),
+            Ok(Err(e)) => Some(format!("the probe task failed: {e}")),
+            Err(_) => Some(format!("no answer within {:?}", STORE_PROBE_EVERY * 2)),
+        };
+        let was = state
+            .store_unreachable
+            .swap(failure.is_some(), Ordering::Relaxed);
+        match (&failure, was) {
+            (Some(error), false) => warn!(%error, "the store cannot be reached; not ready"),
+            (None, true) => info!("the store can be reached again; ready"),
+            _ => {}
+        }
     }
 }
 

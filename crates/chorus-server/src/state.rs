@@ -36,6 +36,9 @@ pub struct Shared {
     pub tracker: TaskTracker,
     /// True from the start of shutdown (readiness turns false).
     pub draining: AtomicBool,
+    /// True while the store's last probe failed (a PostgreSQL that cannot be reached;
+    /// readiness turns false). Set by the probe task `Server::run` starts.
+    pub store_unreachable: AtomicBool,
 }
 
 impl Deref for AppState {
@@ -81,6 +84,7 @@ impl AppState {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             draining: AtomicBool::new(false),
+            store_unreachable: AtomicBool::new(false),
             config,
         })))
     }

@@ -32,6 +32,22 @@ pub enum StoreError {
     /// The data directory cannot be written (found at open).
     #[error("data directory {} is not writable (check permissions, free space and read-only mounts)", .0.display())]
     ReadOnly(PathBuf),
+    /// The database server (PostgreSQL) failed a statement, or could not be reached.
+    /// `code` is the SQLSTATE the server sent, if it sent one (`None` for a connection
+    /// that could not be made or broke).
+    #[error("database error: {context}: {detail}")]
+    Database {
+        /// What the store was doing, naming the server and database
+        /// (`committing a group to postgres://chorus@db:5432/chorus`), never a password.
+        context: String,
+        /// The server's message with its SQLSTATE, or the driver's error chain.
+        detail: String,
+        /// The SQLSTATE, e.g. `53100` for a full disk.
+        code: Option<String>,
+        /// The driver's or the pool's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A document id containing `'\0'`, which the key layout cannot represent.
     #[error("invalid document id {0:?}: ids must not contain NUL")]
     InvalidId(DocId),
@@ -51,6 +67,40 @@ impl StoreError {
         }
     }
 
+    /// A database failure while doing `context`, keeping the SQLSTATE when `source`
+    /// is a driver error that carries one.
+    pub fn database(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        let source: Box<dyn std::error::Error + Send + Sync> = Box::new(source);
+        let db_error = source
+            .downcast_ref::<postgres::Error>()
+            .and_then(postgres::Error::as_db_error);
+        let code = db_error.map(|e| e.code().code().to_owned());
+        // The driver's own Display is a bare "db error": the server's words are in
+        // its source.
+        let detail = match db_error {
+            Some(e) => format!("{} (SQLSTATE {})", e.message(), e.code().code()),
+            None => {
+                let mut chain = source.to_string();
+                let mut next = source.source();
+                while let Some(e) = next {
+                    chain.push_str(": ");
+                    chain.push_str(&e.to_string());
+                    next = e.source();
+                }
+                chain
+            }
+        };
+        Self::Database {
+            context: context.into(),
+            detail,
+            code,
+            source,
+        }
+    }
+
     /// The [`io::ErrorKind`] of an I/O failure; `None` for every other error.
     pub fn io_kind(&self) -> Option<io::ErrorKind> {
         match self {
@@ -66,6 +116,7 @@ impl StoreError {
             Self::Io { source, .. } => StoreCondition::of_io_error(source),
             Self::ReadOnly(_) => StoreCondition::ReadOnly,
             Self::Corrupt { .. } => StoreCondition::Corrupt,
+            Self::Database { code, .. } => StoreCondition::of_sqlstate(code.as_deref()),
             // An invalid id is a caller's bug (the server validates ids first); nothing
             // finer can be said about it here.
             Self::InvalidId(_) | Self::Internal(_) => StoreCondition::Unavailable,
@@ -83,6 +134,7 @@ impl StoreError {
 /// | `DiskFull`    | `disk-full`         | [`io::ErrorKind::StorageFull`] or [`io::ErrorKind::QuotaExceeded`] (on Linux also raw `ENOSPC` 28 and `EDQUOT` 122) |
 /// | `ReadOnly`    | `store-read-only`   | [`StoreError::ReadOnly`], [`io::ErrorKind::ReadOnlyFilesystem`], [`io::ErrorKind::PermissionDenied`] (on Linux also raw `EROFS` 30) |
 /// | `Corrupt`     | `store-corrupt`     | [`StoreError::Corrupt`] |
+/// | (database)    | by SQLSTATE         | [`StoreError::Database`]: see [`StoreCondition::of_sqlstate`] |
 /// | `Unavailable` | `store-unavailable` | everything else: other I/O failures, [`StoreError::Internal`], [`StoreError::InvalidId`] |
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StoreCondition {
@@ -114,6 +166,20 @@ impl StoreCondition {
             Self::ReadOnly => "store-read-only",
             Self::Corrupt => "store-corrupt",
             Self::Unavailable => "store-unavailable",
+        }
+    }
+
+    /// The class of a database error by its SQLSTATE: `53100` disk full, `53400`
+    /// (configured limit, e.g. `temp_file_limit`) counts as full too; `25006` read-only
+    /// transaction (a standby, or `default_transaction_read_only`); `XX001`/`XX002`
+    /// data or index corrupted; anything else, and no state at all (unreachable), is
+    /// unavailable.
+    pub fn of_sqlstate(code: Option<&str>) -> Self {
+        match code {
+            Some("53100" | "53400") => Self::DiskFull,
+            Some("25006") => Self::ReadOnly,
+            Some("XX001" | "XX002") => Self::Corrupt,
+            _ => Self::Unavailable,
         }
     }
 

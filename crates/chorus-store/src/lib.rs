@@ -6,11 +6,15 @@
 //! append-only **update log** written since that snapshot, and **metadata**
 //! (timestamps, contributors, sizes, last state vector, publication); its **history
 //! points** (the whole document as it was at each publish and every few minutes of
-//! editing); plus a durable **outbox** of webhook events. The [`Store`] trait is the whole contract; [`SledStore`] is the
-//! embedded implementation and [`MemoryStore`] an in-memory fake with the same
-//! semantics for other crates' unit tests.
+//! editing); plus a durable **outbox** of webhook events. The [`Store`] trait is the
+//! whole contract; [`SledStore`] is the embedded implementation, [`PostgresStore`] the
+//! durable store of cluster mode (same records and checksums, one table per tree, a
+//! group commit is one transaction), and [`MemoryStore`] an in-memory fake with the
+//! same semantics for other crates' unit tests. One behaviour suite
+//! (`tests/behaviour.rs`) runs against all three.
 //!
-//! The store is synchronous: the server calls it from its dedicated writer thread
+//! The store is synchronous (PostgreSQL through the blocking `postgres` client): the
+//! server calls it from its dedicated writer thread
 //! (writes, group-commit [`Store::flush`], compaction) and from `spawn_blocking`
 //! (loads, listings). Updates and snapshots are opaque bytes here.
 //!
@@ -58,6 +62,7 @@
 mod codec;
 mod error;
 mod memory;
+mod postgres_store;
 mod sled_store;
 
 use std::collections::BTreeSet;
@@ -67,6 +72,9 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{StoreCondition, StoreError};
 pub use memory::MemoryStore;
+pub use postgres_store::PostgresStore;
+#[cfg(feature = "test-database")]
+pub use postgres_store::TestDatabase;
 pub use sled_store::{SledStore, DEFAULT_CACHE_BYTES};
 
 /// (app id, content id). Ids never contain `'\0'` (the server validates them; the
@@ -294,13 +302,23 @@ pub trait Store: Send + Sync + 'static {
     /// Apply a batch (appends + metadata) atomically enough that a crash leaves each
     /// record either whole or absent. Writes apply in batch order; [`SledStore`] does
     /// not make the batch as a whole atomic (an error may leave a prefix of it written;
-    /// don't acknowledge it), [`MemoryStore`] does. Not necessarily durable until the
-    /// next [`flush`](Self::flush).
+    /// don't acknowledge it), [`MemoryStore`] does. Not necessarily durable, nor
+    /// visible to reads, until the next [`flush`](Self::flush): [`PostgresStore`]
+    /// applies it in the flush's transaction, and forgets it if that fails.
     fn write(&self, batch: WriteBatch) -> Result<(), StoreError>;
 
-    /// Durability barrier: everything written before this returns is on disk (fsync).
-    /// One flush serves every batch written before it (group commit).
+    /// Durability barrier: everything written before this returns is on disk (fsync,
+    /// or PostgreSQL's `COMMIT`). One flush serves every batch written before it
+    /// (group commit). After a failed flush, writes made before it may or may not be
+    /// stored: the caller must rewrite what it needs (the document layer writes a
+    /// snapshot).
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// Whether the store can be reached now (readiness). The embedded stores always
+    /// can; [`PostgresStore`] runs a trivial query.
+    fn probe(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Replace the snapshot with `snapshot` covering log seqs `<= upto_seq`, store
     /// `meta` (its `snapshot_seq` is set to `upto_seq`), then delete those log records.
@@ -327,7 +345,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Durable outbox for webhooks: append an event payload for an app; returns a
     /// monotonically increasing id (also across restarts; not contiguous). Durable
-    /// after the next [`flush`](Self::flush), like every other write.
+    /// (and visible to [`outbox_pending`](Self::outbox_pending)) after the next
+    /// [`flush`](Self::flush), like every other write.
     fn outbox_push(&self, app: &str, payload: &[u8]) -> Result<u64, StoreError>;
 
     /// Up to `limit` pending events in id order.

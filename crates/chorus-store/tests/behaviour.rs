@@ -1,12 +1,17 @@
-//! Behaviour every `Store` must have, run against both `SledStore` (real sled in a
-//! temporary directory) and `MemoryStore`.
+//! Behaviour every `Store` must have, run against `SledStore` (real sled in a
+//! temporary directory), `PostgresStore` (the real PostgreSQL of this machine, a fresh
+//! database per test, dropped after) and `MemoryStore`.
+//!
+//! Reads come after a `flush`: the contract makes writes visible once flushed
+//! (PostgreSQL applies them in the flush's transaction).
 
 mod common;
 
 use chorus_store::{DocId, DocMeta, HistoryEntry, HistoryPoint, Store, StoreError, WriteBatch};
 use common::{append, meta, records, update};
 
-/// Run each behaviour once per implementation: `sled::<name>` and `memory::<name>`.
+/// Run each behaviour once per implementation: `sled::<name>`, `postgres::<name>` and
+/// `memory::<name>`.
 macro_rules! behaviours {
     ($($name:ident),* $(,)?) => {
         mod sled {
@@ -14,6 +19,16 @@ macro_rules! behaviours {
             fn $name() {
                 let (_dir, store) = crate::common::sled_store();
                 super::$name(&store);
+            })*
+        }
+        mod postgres {
+            $(#[test]
+            fn $name() {
+                let db = chorus_store::TestDatabase::create();
+                let store = chorus_store::PostgresStore::open(db.url()).unwrap();
+                super::$name(&store);
+                drop(store);
+                drop(db);
             })*
         }
         mod memory {
@@ -57,6 +72,7 @@ fn appends_load_back_in_seq_order_across_documents(store: &dyn Store) {
     assert_eq!(batch.len(), 303);
     assert_eq!(batch.record_count(), 301);
     store.write(batch).unwrap();
+    store.flush().unwrap();
     append(store, &c, [1, 2, 65_536, 65_537]);
     append(store, &a, 5..=6);
     store.flush().unwrap();
@@ -87,6 +103,7 @@ fn load_returns_the_snapshot_and_only_newer_records(store: &dyn Store) {
     append(store, &id, 1..=5);
     append(store, &other, 1..=5);
     store.compact(&id, b"SNAPSHOT@5", 5, &meta(5)).unwrap();
+    store.flush().unwrap();
     append(store, &id, 6..=8);
 
     let loaded = store.load(&id).unwrap().unwrap();
@@ -100,6 +117,7 @@ fn load_returns_the_snapshot_and_only_newer_records(store: &dyn Store) {
 
     // A second compaction replaces the first.
     store.compact(&id, b"SNAPSHOT@8", 8, &meta(8)).unwrap();
+    store.flush().unwrap();
     let loaded = store.load(&id).unwrap().unwrap();
     assert_eq!(loaded.snapshot.as_deref(), Some(&b"SNAPSHOT@8"[..]));
     assert_eq!(loaded.snapshot_seq, 8);
@@ -121,6 +139,7 @@ fn compaction_of_a_document_with_no_log_stores_the_snapshot(store: &dyn Store) {
     // The server may fold never-written updates straight into a snapshot.
     let id = DocId::new("app", "fresh");
     store.compact(&id, b"S", 3, &meta(3)).unwrap();
+    store.flush().unwrap();
     append(store, &id, [4]);
     let loaded = store.load(&id).unwrap().unwrap();
     assert_eq!(
@@ -136,11 +155,13 @@ fn records_left_behind_by_a_crashed_compaction_are_skipped(store: &dyn Store) {
     let id = DocId::new("app", "doc");
     append(store, &id, 1..=6);
     store.compact(&id, b"SNAPSHOT@4", 4, &meta(6)).unwrap();
+    store.flush().unwrap();
     let mut batch = WriteBatch::default();
     for seq in 1..=4 {
         batch.append(&id, seq, b"already in the snapshot");
     }
     store.write(batch).unwrap();
+    store.flush().unwrap();
 
     let loaded = store.load(&id).unwrap().unwrap();
     assert_eq!(loaded.snapshot_seq, 4);
@@ -148,6 +169,7 @@ fn records_left_behind_by_a_crashed_compaction_are_skipped(store: &dyn Store) {
 
     // The next compaction sweeps the leftovers too.
     store.compact(&id, b"SNAPSHOT@6", 6, &meta(6)).unwrap();
+    store.flush().unwrap();
     let loaded = store.load(&id).unwrap().unwrap();
     assert!(loaded.updates.is_empty());
 }
@@ -156,10 +178,12 @@ fn metadata_older_than_the_snapshot_does_not_resurrect_covered_records(store: &d
     let id = DocId::new("app", "doc");
     append(store, &id, 1..=4);
     store.compact(&id, b"SNAPSHOT@3", 3, &meta(4)).unwrap();
+    store.flush().unwrap();
     // Metadata written as if no snapshot existed (snapshot_seq 0).
     let mut batch = WriteBatch::default();
     batch.put_meta(&id, &meta(4));
     store.write(batch).unwrap();
+    store.flush().unwrap();
     let loaded = store.load(&id).unwrap().unwrap();
     assert_eq!(loaded.snapshot_seq, 3);
     assert_eq!(loaded.meta.snapshot_seq, 3, "meta agrees with the snapshot");
@@ -170,7 +194,9 @@ fn an_older_compaction_never_replaces_a_newer_snapshot(store: &dyn Store) {
     let id = DocId::new("app", "doc");
     append(store, &id, 1..=10);
     store.compact(&id, b"SNAPSHOT@8", 8, &meta(10)).unwrap();
+    store.flush().unwrap();
     store.compact(&id, b"SNAPSHOT@5", 5, &meta(5)).unwrap();
+    store.flush().unwrap();
     let loaded = store.load(&id).unwrap().unwrap();
     assert_eq!(loaded.snapshot.as_deref(), Some(&b"SNAPSHOT@8"[..]));
     assert_eq!(loaded.snapshot_seq, 8);
@@ -187,6 +213,7 @@ fn list_is_per_app_sorted_and_prefix_isolated(store: &dyn Store) {
     store
         .compact(&DocId::new("a", "x"), b"S", 1, &meta(1))
         .unwrap();
+    store.flush().unwrap();
 
     let listed = store.list("a").unwrap();
     let names: Vec<_> = listed.iter().map(|(d, _)| d.as_str()).collect();
@@ -210,6 +237,7 @@ fn outbox_delivers_in_id_order_until_acked(store: &dyn Store) {
                 .unwrap()
         })
         .collect();
+    store.flush().unwrap();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase: {ids:?}");
     assert!(ids[0] > 0);
 
@@ -229,6 +257,7 @@ fn outbox_delivers_in_id_order_until_acked(store: &dyn Store) {
     assert_eq!(rest[0].payload, b"event 2");
 
     let later = store.outbox_push("a", b"later").unwrap();
+    store.flush().unwrap();
     assert!(later > ids[4]);
     assert_eq!(store.outbox_pending(10).unwrap().last().unwrap().id, later);
     assert!(store.outbox_pending(0).unwrap().is_empty());
@@ -241,6 +270,7 @@ fn later_metadata_in_a_batch_wins(store: &dyn Store) {
     batch.put_meta(&id, &meta(1));
     batch.put_meta(&id, &meta(2));
     store.write(batch).unwrap();
+    store.flush().unwrap();
     assert_eq!(store.load(&id).unwrap().unwrap().meta, meta(2));
 }
 

@@ -42,6 +42,10 @@ struct ServeArgs {
     /// Listen address [default: 127.0.0.1:10123].
     #[arg(long)]
     bind: Option<SocketAddr>,
+    /// Where documents are stored: "sled" (embedded, under the data directory) or
+    /// postgres://USER@HOST:PORT/DB [default: sled].
+    #[arg(long)]
+    store: Option<String>,
     /// Data directory [default: ./data].
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -116,6 +120,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut overrides = Figment::new();
     if let Some(bind) = args.bind {
         overrides = overrides.merge(Serialized::default("bind", bind.to_string()));
+    }
+    if let Some(store) = &args.store {
+        overrides = overrides.merge(Serialized::default("store", store));
     }
     if let Some(dir) = &args.data_dir {
         overrides = overrides.merge(Serialized::default("data_dir", dir));

@@ -30,7 +30,8 @@ pub fn meta(update_count: u64) -> DocMeta {
     }
 }
 
-/// Append `seqs` of `id` (with [`update`] bodies) and their metadata in one batch.
+/// Append `seqs` of `id` (with [`update`] bodies) and their metadata in one batch, and
+/// flush it.
 pub fn append(store: &dyn Store, id: &DocId, seqs: impl IntoIterator<Item = u64>) {
     let mut batch = WriteBatch::default();
     let mut last = 0;
@@ -40,6 +41,7 @@ pub fn append(store: &dyn Store, id: &DocId, seqs: impl IntoIterator<Item = u64>
     }
     batch.put_meta(id, &meta(last));
     store.write(batch).unwrap();
+    store.flush().unwrap();
 }
 
 /// The expected `updates` of a load: [`update`] bodies for `seqs`.
