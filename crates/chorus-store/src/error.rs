@@ -48,6 +48,14 @@ pub enum StoreError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The flush held writes of documents whose lease this node no longer has (or
+    /// whose token moved on): nothing of it was written. The documents' owners must
+    /// stop; the other documents of the group may retry.
+    #[error("lease lost for {}: nothing of this group was written", .lost.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
+    Fenced {
+        /// The documents whose lease was lost.
+        lost: Vec<DocId>,
+    },
     /// A document id containing `'\0'`, which the key layout cannot represent.
     #[error("invalid document id {0:?}: ids must not contain NUL")]
     InvalidId(DocId),
@@ -119,7 +127,11 @@ impl StoreError {
             Self::Database { code, .. } => StoreCondition::of_sqlstate(code.as_deref()),
             // An invalid id is a caller's bug (the server validates ids first); nothing
             // finer can be said about it here.
-            Self::InvalidId(_) | Self::Internal(_) => StoreCondition::Unavailable,
+            // A lost lease is one document's ownership, not the store's health; it is
+            // reported as unavailable only where a condition must be named at all.
+            Self::Fenced { .. } | Self::InvalidId(_) | Self::Internal(_) => {
+                StoreCondition::Unavailable
+            }
         }
     }
 }

@@ -61,6 +61,7 @@
 
 mod codec;
 mod error;
+mod leases;
 mod memory;
 mod postgres_store;
 mod sled_store;
@@ -71,6 +72,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use error::{StoreCondition, StoreError};
+pub use leases::{Acquired, LeaseHolder, Leases};
 pub use memory::MemoryStore;
 pub use postgres_store::PostgresStore;
 #[cfg(feature = "test-database")]
@@ -318,6 +320,12 @@ pub trait Store: Send + Sync + 'static {
     /// can; [`PostgresStore`] runs a trivial query.
     fn probe(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    /// Document ownership with fencing, for cluster mode; `None` for stores that
+    /// only one process can open (sled, memory).
+    fn leases(&self) -> Option<&dyn Leases> {
+        None
     }
 
     /// Replace the snapshot with `snapshot` covering log seqs `<= upto_seq`, store

@@ -28,6 +28,7 @@
 //! `25006` (read-only transaction) to `store-read-only` and everything else,
 //! an unreachable server included, to `store-unavailable`.
 
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -37,6 +38,7 @@ use postgres::{IsolationLevel, NoTls, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 
 use crate::codec;
+use crate::leases::{ttl_ms, Acquired, LeaseHolder, Leases};
 use crate::sled_store::assemble;
 use crate::{
     BatchOp, DocId, DocMeta, HistoryEntry, HistoryPoint, OutboxEvent, Store, StoreError, StoredDoc,
@@ -86,6 +88,8 @@ pub struct PostgresStore {
     /// `postgres://user@host:port/db`, without any password, for messages.
     target: String,
     pending: Mutex<Vec<Pending>>,
+    /// Lease tokens documents are written under ([`Leases::fence`]).
+    fences: Mutex<HashMap<DocId, i64>>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -131,6 +135,7 @@ impl PostgresStore {
             pool,
             target,
             pending: Mutex::new(Vec::new()),
+            fences: Mutex::new(HashMap::new()),
         };
         store.migrate()?;
         Ok(store)
@@ -170,6 +175,86 @@ impl PostgresStore {
     fn pending(&self) -> MutexGuard<'_, Vec<Pending>> {
         // Pushing to or taking a Vec cannot leave it half-changed.
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn fences(&self) -> MutexGuard<'_, HashMap<DocId, i64>> {
+        self.fences.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The fenced documents `pending` writes, with the tokens they must still hold.
+    fn fences_of(&self, pending: &[Pending]) -> Vec<(DocId, i64)> {
+        let fences = self.fences();
+        if fences.is_empty() {
+            return Vec::new();
+        }
+        let mut touched = BTreeSet::new();
+        for op in pending {
+            match op {
+                Pending::Batch(batch) => {
+                    for op in &batch.ops {
+                        let (BatchOp::Append { id, .. }
+                        | BatchOp::Meta { id, .. }
+                        | BatchOp::History { id, .. }) = op;
+                        touched.insert(id);
+                    }
+                }
+                Pending::Compact { id, .. } => {
+                    touched.insert(id);
+                }
+                Pending::Outbox { .. } => {}
+            }
+        }
+        touched
+            .into_iter()
+            .filter_map(|id| fences.get(id).map(|token| (id.clone(), *token)))
+            .collect()
+    }
+}
+
+/// Check, inside the flush's transaction, that every fenced document still has its
+/// token, share-locking the lease rows so a takeover waits for this commit.
+fn check_fences(tx: &mut Transaction<'_>, fenced: &[(DocId, i64)]) -> Result<(), FlushError> {
+    if fenced.is_empty() {
+        return Ok(());
+    }
+    let apps: Vec<&str> = fenced.iter().map(|(id, _)| id.app.as_str()).collect();
+    let docs: Vec<&str> = fenced.iter().map(|(id, _)| id.doc.as_str()).collect();
+    let rows = tx.query(
+        "SELECT app, doc, token FROM chorus_leases \
+         WHERE (app, doc) IN (SELECT * FROM unnest($1::text[], $2::text[])) FOR SHARE",
+        &[&apps, &docs],
+    )?;
+    let held: HashMap<(String, String), i64> = rows
+        .into_iter()
+        .map(|row| ((row.get(0), row.get(1)), row.get(2)))
+        .collect();
+    let lost: Vec<DocId> = fenced
+        .iter()
+        .filter(|(id, token)| held.get(&(id.app.clone(), id.doc.clone())) != Some(token))
+        .map(|(id, _)| id.clone())
+        .collect();
+    if lost.is_empty() {
+        Ok(())
+    } else {
+        Err(FlushError::Store(StoreError::Fenced { lost }))
+    }
+}
+
+/// A flush's failure before it is given its context.
+enum FlushError {
+    Sql(postgres::Error),
+    Store(StoreError),
+}
+
+impl From<postgres::Error> for FlushError {
+    fn from(e: postgres::Error) -> Self {
+        Self::Sql(e)
+    }
+}
+
+impl From<StoreError> for FlushError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
     }
 }
 
@@ -325,6 +410,46 @@ fn unzip4<A, B, C, D>(
     (a, b, c, d)
 }
 
+/// One group commit: the fence check, then every write in order, then COMMIT.
+fn apply_group(
+    conn: &mut Connection,
+    pending: Vec<Pending>,
+    fenced: &[(DocId, i64)],
+) -> Result<(), FlushError> {
+    let mut tx = conn.transaction()?;
+    check_fences(&mut tx, fenced)?;
+    let mut merged = Merged::default();
+    let mut outbox_ids = Vec::new();
+    let mut outbox_values = Vec::new();
+    for op in pending {
+        match op {
+            Pending::Batch(batch) => merged.add(batch)?,
+            Pending::Compact {
+                id,
+                snapshot,
+                upto_seq,
+                meta,
+            } => {
+                merged.apply(&mut tx)?;
+                compact_in(&mut tx, &id, &snapshot, upto_seq, &meta)?;
+            }
+            Pending::Outbox { id, value } => {
+                outbox_ids.push(id);
+                outbox_values.push(value);
+            }
+        }
+    }
+    merged.apply(&mut tx)?;
+    if !outbox_ids.is_empty() {
+        tx.execute(
+            "INSERT INTO chorus_outbox (id, value) SELECT * FROM unnest($1::int8[], $2::bytea[])",
+            &[&outbox_ids, &outbox_values],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 fn compact_in(
     tx: &mut Transaction<'_>,
     id: &DocId,
@@ -438,39 +563,14 @@ impl Store for PostgresStore {
         if pending.is_empty() {
             return Ok(());
         }
-        let sql = self.err("committing a group to");
+        let fenced = self.fences_of(&pending);
         let mut conn = self.conn("committing a group to")?;
-        let mut tx = conn.transaction().map_err(&sql)?;
-        let mut merged = Merged::default();
-        let mut outbox_ids = Vec::new();
-        let mut outbox_values = Vec::new();
-        for op in pending {
-            match op {
-                Pending::Batch(batch) => merged.add(batch)?,
-                Pending::Compact {
-                    id,
-                    snapshot,
-                    upto_seq,
-                    meta,
-                } => {
-                    merged.apply(&mut tx).map_err(&sql)?;
-                    compact_in(&mut tx, &id, &snapshot, upto_seq, &meta)?;
-                }
-                Pending::Outbox { id, value } => {
-                    outbox_ids.push(id);
-                    outbox_values.push(value);
-                }
+        apply_group(&mut conn, pending, &fenced).map_err(|e| match e {
+            FlushError::Sql(e) => {
+                StoreError::database(format!("committing a group to {}", self.target), e)
             }
-        }
-        merged.apply(&mut tx).map_err(&sql)?;
-        if !outbox_ids.is_empty() {
-            tx.execute(
-                "INSERT INTO chorus_outbox (id, value) SELECT * FROM unnest($1::int8[], $2::bytea[])",
-                &[&outbox_ids, &outbox_values],
-            )
-            .map_err(&sql)?;
-        }
-        tx.commit().map_err(&sql)
+            FlushError::Store(e) => e,
+        })
     }
 
     fn compact(
@@ -605,6 +705,131 @@ impl Store for PostgresStore {
         conn.simple_query("SELECT 1")
             .map_err(self.err("reaching"))?;
         Ok(())
+    }
+
+    fn leases(&self) -> Option<&dyn Leases> {
+        Some(self)
+    }
+}
+
+fn token_column(value: i64) -> u64 {
+    // Tokens come from a sequence starting at 1.
+    u64::try_from(value).unwrap_or_default()
+}
+
+impl Leases for PostgresStore {
+    fn acquire(&self, id: &DocId, node: &str, ttl: Duration) -> Result<Acquired, StoreError> {
+        id.check()?;
+        let sql = self.err("taking a lease in");
+        let mut conn = self.conn("taking a lease in")?;
+        for _ in 0..3 {
+            // Free, lapsed or already ours: take it with a fresh token. The row lock
+            // of the upsert waits for any flush that share-locked the old lease.
+            let taken = conn
+                .query_opt(
+                    "INSERT INTO chorus_leases (app, doc, node, token, expires_at) \
+                     VALUES ($1, $2, $3, nextval('chorus_lease_token'), \
+                             now() + $4::int8 * interval '1 millisecond') \
+                     ON CONFLICT (app, doc) DO UPDATE \
+                     SET node = EXCLUDED.node, token = EXCLUDED.token, \
+                         expires_at = EXCLUDED.expires_at \
+                     WHERE chorus_leases.expires_at < now() OR chorus_leases.node = EXCLUDED.node \
+                     RETURNING token",
+                    &[&id.app, &id.doc, &node, &ttl_ms(ttl)],
+                )
+                .map_err(&sql)?;
+            if let Some(row) = taken {
+                return Ok(Acquired::Owned {
+                    token: token_column(row.get(0)),
+                });
+            }
+            let holder = conn
+                .query_opt(
+                    "SELECT node, token FROM chorus_leases WHERE app = $1 AND doc = $2",
+                    &[&id.app, &id.doc],
+                )
+                .map_err(&sql)?;
+            if let Some(row) = holder {
+                return Ok(Acquired::HeldBy {
+                    node: row.get(0),
+                    token: token_column(row.get(1)),
+                });
+            }
+            // Released between the two statements: try again.
+        }
+        Err(StoreError::Internal(format!(
+            "taking the lease of {id} in {}: it kept changing hands",
+            self.target
+        )))
+    }
+
+    fn renew(&self, node: &str, ttl: Duration) -> Result<Vec<(DocId, u64)>, StoreError> {
+        let mut conn = self.conn("renewing leases in")?;
+        let rows = conn
+            .query(
+                "UPDATE chorus_leases SET expires_at = now() + $2::int8 * interval '1 millisecond' \
+                 WHERE node = $1 RETURNING app, doc, token",
+                &[&node, &ttl_ms(ttl)],
+            )
+            .map_err(self.err("renewing leases in"))?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let (app, doc): (String, String) = (row.get(0), row.get(1));
+                (DocId::new(app, doc), token_column(row.get(2)))
+            })
+            .collect())
+    }
+
+    fn release(&self, id: &DocId, token: u64) -> Result<(), StoreError> {
+        let token = i64::try_from(token).unwrap_or(-1);
+        let mut conn = self.conn("releasing a lease in")?;
+        conn.execute(
+            "DELETE FROM chorus_leases WHERE app = $1 AND doc = $2 AND token = $3",
+            &[&id.app, &id.doc, &token],
+        )
+        .map_err(self.err("releasing a lease in"))?;
+        Ok(())
+    }
+
+    fn holders(&self, ids: &[DocId]) -> Result<Vec<LeaseHolder>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let apps: Vec<&str> = ids.iter().map(|id| id.app.as_str()).collect();
+        let docs: Vec<&str> = ids.iter().map(|id| id.doc.as_str()).collect();
+        let mut conn = self.conn("reading leases in")?;
+        let rows = conn
+            .query(
+                "SELECT app, doc, node, token, expires_at > now() FROM chorus_leases \
+                 WHERE (app, doc) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+                &[&apps, &docs],
+            )
+            .map_err(self.err("reading leases in"))?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let (app, doc): (String, String) = (row.get(0), row.get(1));
+                LeaseHolder {
+                    id: DocId::new(app, doc),
+                    node: row.get(2),
+                    token: token_column(row.get(3)),
+                    live: row.get(4),
+                }
+            })
+            .collect())
+    }
+
+    fn fence(&self, id: &DocId, token: Option<u64>) {
+        let mut fences = self.fences();
+        match token.and_then(|t| i64::try_from(t).ok()) {
+            Some(token) => {
+                fences.insert(id.clone(), token);
+            }
+            None => {
+                fences.remove(id);
+            }
+        }
     }
 }
 
