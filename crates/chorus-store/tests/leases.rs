@@ -57,7 +57,7 @@ fn a_node_that_lost_its_lease_can_never_write_again() {
     // node-a resumes: its write is refused whole, and its renewal shows the loss.
     let e = write(&a, &id, 2).unwrap_err();
     assert!(
-        matches!(&e, StoreError::Fenced { lost } if lost == &[id.clone()]),
+        matches!(&e, StoreError::Fenced { lost } if lost == std::slice::from_ref(&id)),
         "{e:?}"
     );
     assert!(a.renew("node-a", TTL).unwrap().is_empty());
