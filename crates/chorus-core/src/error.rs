@@ -3,7 +3,10 @@
 
 /// Something a connection sent that the room refuses. The connection is closed;
 /// the room and every other connection carry on.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// Serializable: in cluster mode the owner tells the connection's node why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[serde(into = "RoomErrorRepr")]
 pub enum RoomError {
     /// The payload is not a valid lib0-v1 state vector, update or awareness body.
     #[error("malformed {what}")]
@@ -37,6 +40,68 @@ pub enum RoomError {
     /// The connection is not a member of the room (already left).
     #[error("connection is not in this room")]
     UnknownConnection,
+}
+
+/// [`RoomError`] on the wire: the same variants, the payload name owned.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[allow(missing_docs)]
+enum RoomErrorRepr {
+    Malformed { what: String },
+    MissingDependencies,
+    ViewOnlyWrite,
+    AwarenessTooLarge { size: usize, limit: usize },
+    AwarenessNotObject,
+    DocumentTooLarge,
+    ContentRejected,
+    UnknownConnection,
+}
+
+impl From<RoomError> for RoomErrorRepr {
+    fn from(e: RoomError) -> Self {
+        match e {
+            RoomError::Malformed { what } => Self::Malformed { what: what.into() },
+            RoomError::MissingDependencies => Self::MissingDependencies,
+            RoomError::ViewOnlyWrite => Self::ViewOnlyWrite,
+            RoomError::AwarenessTooLarge { size, limit } => Self::AwarenessTooLarge { size, limit },
+            RoomError::AwarenessNotObject => Self::AwarenessNotObject,
+            RoomError::DocumentTooLarge => Self::DocumentTooLarge,
+            RoomError::ContentRejected => Self::ContentRejected,
+            RoomError::UnknownConnection => Self::UnknownConnection,
+        }
+    }
+}
+
+// By hand: serde's derive would tie the deserializer's lifetime to the `&'static
+// str` of `Malformed` even through `from`.
+impl<'de> serde::Deserialize<'de> for RoomError {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        RoomErrorRepr::deserialize(d).map(Self::from)
+    }
+}
+
+impl From<RoomErrorRepr> for RoomError {
+    fn from(e: RoomErrorRepr) -> Self {
+        match e {
+            // The names the room uses, read back as the same statics.
+            RoomErrorRepr::Malformed { what } => Self::Malformed {
+                what: match what.as_str() {
+                    "state vector" => "state vector",
+                    "update" => "update",
+                    "awareness" => "awareness",
+                    _ => "payload",
+                },
+            },
+            RoomErrorRepr::MissingDependencies => Self::MissingDependencies,
+            RoomErrorRepr::ViewOnlyWrite => Self::ViewOnlyWrite,
+            RoomErrorRepr::AwarenessTooLarge { size, limit } => {
+                Self::AwarenessTooLarge { size, limit }
+            }
+            RoomErrorRepr::AwarenessNotObject => Self::AwarenessNotObject,
+            RoomErrorRepr::DocumentTooLarge => Self::DocumentTooLarge,
+            RoomErrorRepr::ContentRejected => Self::ContentRejected,
+            RoomErrorRepr::UnknownConnection => Self::UnknownConnection,
+        }
+    }
 }
 
 /// Why a stored document could not be turned into a room.

@@ -22,6 +22,14 @@ use yrs::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
 
+impl ConnId {
+    /// An id no other connection of this process has (nor will have).
+    pub fn fresh() -> ConnId {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        ConnId(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
 /// Where a room sends a member's frames. Implemented by the server over a bounded
 /// queue; `send` must never block. Returning `false` means the frame could not be
 /// queued (a slow or gone consumer): the room then drops the member, and the

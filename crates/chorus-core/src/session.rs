@@ -3,7 +3,9 @@
 use chorus_auth::{Mode, SessionClaims};
 
 /// The verified identity and rights of one connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serializable, so a node can forward a connection's session to the document's
+/// owner in cluster mode.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Session {
     /// The user id (`sub`).
     pub user_id: String,

@@ -10,8 +10,9 @@ use chorus_core::{Peer, RoomError};
 use std::sync::OnceLock;
 use tokio_util::sync::CancellationToken;
 
-/// Why the document layer closes a connection.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why the document layer closes a connection. Serializable: in cluster mode the
+/// owner tells the connection's node why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum Disconnect {
     /// The room refused what the connection sent.
     #[error("room: {0}")]
@@ -34,6 +35,10 @@ pub enum Disconnect {
     /// The document stopped (server shutdown, or it unloaded under the connection).
     #[error("document stopped")]
     Stopped,
+    /// Cluster mode: the document's owner changed, or messages between this node
+    /// and the owner were lost; reconnecting resyncs with the current owner.
+    #[error("document moved to another node")]
+    Moved,
 }
 
 /// How a document actor (or the server) tells one connection task to close.

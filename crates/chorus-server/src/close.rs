@@ -79,7 +79,7 @@ impl CloseReason {
                 Disconnect::SlowConsumer => TRY_AGAIN_LATER,
                 Disconnect::DocumentReset | Disconnect::DocumentUnavailable => INTERNAL,
                 Disconnect::SessionEnded | Disconnect::AppDisabled => FORBIDDEN,
-                Disconnect::Stopped => RESTARTING,
+                Disconnect::Stopped | Disconnect::Moved => RESTARTING,
             },
         }
     }
@@ -112,6 +112,7 @@ impl CloseReason {
                 Disconnect::SessionEnded => "session-ended",
                 Disconnect::AppDisabled => auth_code(&AuthError::AppDisabled),
                 Disconnect::Stopped => "server-restarting",
+                Disconnect::Moved => "document-moved",
             },
         }
     }

@@ -21,7 +21,7 @@ use futures_util::SinkExt;
 use serde::Deserialize;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
@@ -51,8 +51,6 @@ pub const KEEPALIVE_FRAME: &[u8] = &[1, 1, 0];
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing socket waits for the peer's close reply.
 const CLOSE_HANDSHAKE_WAIT: Duration = Duration::from_secs(2);
-
-static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
 /// Query parameters of the websocket URL.
 #[derive(Deserialize, Default)]
@@ -145,7 +143,7 @@ fn run(
 ) -> impl Future<Output = ()> + Send {
     async move {
         let _guard = guard;
-        let conn = ConnId(NEXT_CONN.fetch_add(1, Ordering::Relaxed));
+        let conn = ConnId::fresh();
         let control = Arc::new(ConnControl::default());
         let (out_tx, mut out_rx) = outbox(state.config.outbound_queue_frames);
         let join = DocCommand::Join {
