@@ -48,7 +48,7 @@ impl App {
 }
 
 /// The set of registered apps, plus the verification policy (leeway).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct AppRegistry {
     apps: HashMap<String, Arc<App>>,
     leeway: u64,

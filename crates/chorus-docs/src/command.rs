@@ -214,6 +214,8 @@ pub enum DocCommand {
     },
     /// The app was disabled: close every session ([`crate::Disconnect::AppDisabled`]).
     CloseAll,
+    /// Cluster mode: what the bus brought for this document, or asks of it.
+    Cluster(crate::cluster::ClusterCommand),
     /// Unload if nobody is connected (the sweeper keeping memory bounded).
     Unload,
     /// Persist everything and stop (server shutdown).

@@ -36,9 +36,26 @@ pub enum DocError {
     /// applied (see `chorus_core::external_edit`); the caller computes it again.
     #[error("the draft moved while the change was prepared")]
     Moved,
+    /// Cluster mode: another node owns the document (this node only forwards it).
+    #[error("the document is served by node {0}")]
+    Elsewhere(std::sync::Arc<str>),
+    /// Cluster mode: the node holding the document's lease is down and its lease has
+    /// not lapsed yet; try again shortly.
+    #[error("the document's owner is down and its lease has not lapsed yet")]
+    OwnerDown,
 }
 
 impl DocError {
+    /// The store refused a write because a document's lease moved to another node.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, DocError::Store(e) if matches!(**e, StoreError::Fenced { .. }))
+    }
+
+    /// Whether the store fenced this document's write (its lease moved on).
+    pub(crate) fn fences(&self, id: &chorus_store::DocId) -> bool {
+        matches!(self, DocError::Store(e) if matches!(&**e, StoreError::Fenced { lost } if lost.contains(id)))
+    }
+
     /// What kind of store trouble this is (a full disk, a read-only store, …), for
     /// readiness, the host API's error code and the log; `Unavailable` for failures
     /// that are not the store's.

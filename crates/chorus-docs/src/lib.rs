@@ -20,6 +20,7 @@
 //! | `bases` | drafts hosts read recently, kept as bases of three-way external changes |
 //! | `inbox` / `outbox` | the bounded queues into an actor and out to a connection |
 //! | `release` | handing freed heap back to the OS after documents unload |
+//! | `cluster` | cluster mode: leases with fencing, the proxy's and the owner's sides of forwarding (`actor/proxy.rs`, `actor/remote.rs`), the per-node link that sends each frame once per node, resync on bus losses, host calls carried to the owner |
 //! | [`DocMetrics`] | what this layer reports; the server renders it |
 //! | [`DocError`] | why a document could not be read or written, typed down to the store's I/O kind |
 //!
@@ -38,6 +39,7 @@
 
 mod actor;
 mod bases;
+mod cluster;
 mod command;
 mod error;
 mod inbox;
@@ -51,6 +53,9 @@ mod release;
 mod writer;
 
 pub use actor::etag_of;
+pub use cluster::{
+    AppStateHandler, ClusterCommand, ClusterSetup, ClusterStats, HostHandler, Route,
+};
 pub use command::{
     BaseState, ChangeOutcome, DocCommand, Draft, DraftContent, DraftFormat, HostChange,
     PreparedChange, PublishDraft, Published, SessionInfo,

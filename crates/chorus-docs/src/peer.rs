@@ -4,6 +4,7 @@
 //! The actor says *why* a connection must go ([`Disconnect`]); the server turns that
 //! into a close code, in its one place for close codes.
 
+use crate::cluster::LinkSender;
 use crate::outbox::{OutboxSender, PushError};
 use bytes::Bytes;
 use chorus_core::{Peer, RoomError};
@@ -41,18 +42,33 @@ pub enum Disconnect {
     Moved,
 }
 
+/// Called once with the reason when a connection is closed (see
+/// [`ConnControl::on_close`]).
+type OnClose = Box<dyn Fn(&Disconnect) + Send + Sync>;
+
 /// How a document actor (or the server) tells one connection task to close.
 #[derive(Default)]
 pub struct ConnControl {
     reason: OnceLock<Disconnect>,
     cancelled: CancellationToken,
+    /// For a connection of another node (cluster mode): tells that node.
+    on_close: OnceLock<OnClose>,
 }
 
 impl ConnControl {
     /// Ask the connection to close with `reason` (the first reason wins).
     pub fn close(&self, reason: Disconnect) {
-        let _ = self.reason.set(reason);
+        if self.reason.set(reason).is_ok() {
+            if let (Some(notify), Some(reason)) = (self.on_close.get(), self.reason.get()) {
+                notify(reason);
+            }
+        }
         self.cancelled.cancel();
+    }
+
+    /// Run `notify` with the reason when the connection is closed (once).
+    pub(crate) fn on_close(&self, notify: OnClose) {
+        let _ = self.on_close.set(notify);
     }
 
     /// Resolves once [`ConnControl::close`] was called.
@@ -68,20 +84,48 @@ impl ConnControl {
 
 /// A room member's outbound side: a bounded queue of encoded frames.
 pub struct QueuePeer {
-    frames: OutboxSender,
+    route: Route,
     pub(crate) control: std::sync::Arc<ConnControl>,
+}
+
+/// Where a member's frames go.
+enum Route {
+    /// A connection task of this process.
+    Local(OutboxSender),
+    /// A connection of another node (cluster mode), through the document's link to
+    /// that node, which sends each frame once per node.
+    Remote { link: LinkSender, conn: u64 },
 }
 
 impl QueuePeer {
     /// A peer writing into `frames`, closed through `control` when it falls behind.
     pub fn new(frames: OutboxSender, control: std::sync::Arc<ConnControl>) -> Self {
-        QueuePeer { frames, control }
+        QueuePeer {
+            route: Route::Local(frames),
+            control,
+        }
+    }
+
+    /// Connection `conn` of another node, reached through `link`.
+    pub(crate) fn remote(
+        link: LinkSender,
+        conn: u64,
+        control: std::sync::Arc<ConnControl>,
+    ) -> Self {
+        QueuePeer {
+            route: Route::Remote { link, conn },
+            control,
+        }
     }
 }
 
 impl Peer for QueuePeer {
     fn send(&self, frame: Bytes) -> bool {
-        match self.frames.push(frame) {
+        let pushed = match &self.route {
+            Route::Local(frames) => frames.push(frame),
+            Route::Remote { link, conn } => link.push(*conn, frame),
+        };
+        match pushed {
             Ok(()) => true,
             Err(PushError::Full) => {
                 self.control.close(Disconnect::SlowConsumer);

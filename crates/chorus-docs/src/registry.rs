@@ -10,6 +10,7 @@
 
 use crate::actor::{now_ms, run_actor};
 use crate::bases::Bases;
+use crate::cluster::{Cluster, ClusterSetup};
 use crate::command::DocCommand;
 use crate::error::DocError;
 use crate::inbox::{inbox, InboxSender, TrySendError};
@@ -22,7 +23,7 @@ use chorus_store::Store;
 use dashmap::DashMap;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
@@ -127,6 +128,8 @@ pub struct Documents {
     /// Woken when a load takes the process past `max_loaded`, so the sweeper does
     /// not wait out its period while documents keep arriving.
     over_bound: Notify,
+    /// Cluster mode: the bus, leases, what this node owns and forwards.
+    pub(crate) cluster: OnceLock<Cluster>,
 }
 
 /// What differs between apps, from configuration.
@@ -168,6 +171,7 @@ impl Documents {
             hooked_apps: rules.hooked,
             exclusive_apps: rules.exclusive,
             over_bound: Notify::new(),
+            cluster: OnceLock::new(),
         })
     }
 
@@ -187,6 +191,22 @@ impl Documents {
     /// The actor of `key` if the document is loaded (without loading it).
     pub fn live_handle(&self, key: &DocKey) -> Option<DocHandle> {
         self.live.get(key).map(|h| h.clone())
+    }
+
+    /// The actors of every live document.
+    pub(crate) fn live_handles(&self) -> Vec<DocHandle> {
+        self.live.iter().map(|e| e.value().clone()).collect()
+    }
+
+    /// The cluster state, in cluster mode.
+    pub(crate) fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.get()
+    }
+
+    /// Cluster mode: serve documents as one node of a cluster (call once, before
+    /// serving; see the `cluster` module).
+    pub fn join_cluster(&self, setup: ClusterSetup) {
+        let _ = self.cluster.set(Cluster::new(setup));
     }
 
     /// Close every session of `app`'s live documents (the app was disabled).

@@ -22,7 +22,7 @@ use chorus_store::{DocId, DocMeta, Store, StoreCondition, WriteBatch};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Jobs waiting for the writer before submitters wait.
 const WRITER_QUEUE: usize = 4096;
@@ -168,12 +168,23 @@ fn writer_loop(
             .as_ref()
             .err()
             .or_else(|| answers.iter().find_map(|(_, r)| r.as_ref().err()));
+        // A fenced group says a document moved to another node, not that the store
+        // is unwell: readiness stays as it was.
+        let fenced = failure.is_some_and(DocError::is_fenced);
         let condition = failure.map(DocError::store_condition);
-        let was = std::mem::replace(
-            &mut *failing.lock().unwrap_or_else(PoisonError::into_inner),
-            condition,
-        );
-        if let (Some(e), Some(condition)) = (failure, condition) {
+        let was = if fenced {
+            None
+        } else {
+            std::mem::replace(
+                &mut *failing.lock().unwrap_or_else(PoisonError::into_inner),
+                condition,
+            )
+        };
+        if fenced {
+            if let Some(e) = failure {
+                warn!(error = %e, jobs = answers.len(), "a group held writes of documents whose lease moved; nothing in it is acknowledged");
+            }
+        } else if let (Some(e), Some(condition)) = (failure, condition) {
             metrics.store_error();
             error!(%condition, error = %e, jobs = answers.len(), "store write failed; nothing in this group is acknowledged");
         } else if let Some(was) = was {

@@ -420,6 +420,7 @@ async fn set_app_enabled(
     let entry = state.apps.get(&app).ok_or(ApiError::NotFound("app"))?;
     entry.set_enabled(enabled);
     tracing::info!(app = %app, enabled, "app switched by the admin API");
+    state.documents.announce_app_state(&app, enabled);
     if !enabled {
         state.documents.close_app(&app).await;
     }

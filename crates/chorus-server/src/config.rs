@@ -67,6 +67,18 @@ pub struct Config {
     /// `postgres://USER@HOST:PORT/DB` (PostgreSQL; its schema is created and migrated
     /// at start). A password in the URL is redacted from the start-up log.
     pub store: String,
+    /// Cluster mode: `redis://HOST:PORT`, the Redis the nodes share as their bus.
+    /// With a postgres store, nodes with the same `apps` and bus form one cluster.
+    pub bus: Option<String>,
+    /// Cluster mode: this node's id, unique in the cluster (default: host name and
+    /// port).
+    pub node_id: Option<String>,
+    /// Cluster mode: prefix of the bus's channels (default: `chorus:` and the
+    /// PostgreSQL database's name, so clusters sharing one Redis stay apart).
+    pub bus_prefix: Option<String>,
+    /// Cluster mode: how long a document's lease lasts without renewal, in ms. It
+    /// bounds failover after a node dies; renewed every third of it.
+    pub lease_ttl_ms: u64,
     /// Where the embedded store keeps its files.
     pub data_dir: PathBuf,
     /// Register the `demo` app and serve the demo editor at `/demo`.
@@ -127,6 +139,10 @@ impl Default for Config {
         Config {
             bind: DEFAULT_BIND.parse().expect("valid default address"),
             store: "sled".to_owned(),
+            bus: None,
+            node_id: None,
+            bus_prefix: None,
+            lease_ttl_ms: 3000,
             data_dir: PathBuf::from("./data"),
             demo: false,
             demo_secret: None,
@@ -157,9 +173,13 @@ impl Default for Config {
 }
 
 /// Every key of [`Config`], as read from `CHORUS_<KEY>` environment variables.
-const ENV_KEYS: [&str; 27] = [
+const ENV_KEYS: [&str; 31] = [
     "bind",
     "store",
+    "bus",
+    "node_id",
+    "bus_prefix",
+    "lease_ttl_ms",
     "data_dir",
     "demo",
     "demo_secret",
@@ -273,7 +293,32 @@ impl Config {
             }
         }
         self.whitelists()?;
-        self.store_location()?;
+        let location = self.store_location()?;
+        if let Some(bus) = &self.bus {
+            if !bus.starts_with("redis://") {
+                return Err(ConfigError::Invalid(format!(
+                    "bus {:?} must be a redis://HOST:PORT URL",
+                    redact_url_password(bus)
+                )));
+            }
+            if !matches!(location, StoreLocation::Postgres(_)) {
+                return Err(ConfigError::Invalid(
+                    "a bus (cluster mode) needs store = \"postgres://…\": nodes share their documents through it".into(),
+                ));
+            }
+            if self.lease_ttl_ms < 300 {
+                return Err(ConfigError::Invalid(
+                    "lease_ttl_ms must be at least 300".into(),
+                ));
+            }
+        }
+        if let Some(node) = &self.node_id {
+            if node.is_empty() || node.len() > 128 || !node.chars().all(|c| c.is_ascii_graphic()) {
+                return Err(ConfigError::Invalid(format!(
+                    "node_id {node:?} must be 1 to 128 visible ASCII characters"
+                )));
+            }
+        }
         if self.max_message_size < 1024 {
             return Err(ConfigError::Invalid(
                 "max_message_size must be at least 1024 bytes".into(),
@@ -308,6 +353,9 @@ impl Config {
         if let Some(store) = v.get_mut("store") {
             *store = redact_url_password(&self.store).into();
         }
+        if let Some(bus) = self.bus.as_deref() {
+            v["bus"] = redact_url_password(bus).into();
+        }
         if let Some(apps) = v.get_mut("apps").and_then(|a| a.as_array_mut()) {
             for app in apps {
                 if let Some(secrets) = app.get_mut("secrets").and_then(|s| s.as_array_mut()) {
@@ -318,6 +366,20 @@ impl Config {
             }
         }
         v
+    }
+
+    /// This node's id in a cluster: `node_id`, or the host name and port.
+    pub fn node_name(&self) -> String {
+        if let Some(id) = &self.node_id {
+            return id.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "chorus".to_owned());
+        format!("{host}:{}", self.bind.port())
     }
 
     /// Which store `store` names.

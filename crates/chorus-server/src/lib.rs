@@ -33,6 +33,7 @@ mod close;
 pub mod config;
 mod connection;
 mod demo;
+mod forward;
 mod ids;
 mod metrics;
 mod ops;

@@ -11,7 +11,7 @@
 //! Every metric name of the hand-written exporter this replaced is kept.
 
 use chorus_core::{Neutralised, Violation};
-use chorus_docs::DocMetrics;
+use chorus_docs::{DocMetrics, Documents};
 use chorus_hooks::Hooks;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -21,6 +21,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 /// Message kinds, in the order of the counter slots.
@@ -104,6 +105,8 @@ impl PerKind {
 
 /// All metrics of one server.
 pub struct Metrics {
+    /// The documents, for cluster counters (set once they exist).
+    cluster: Arc<OnceLock<Weak<Documents>>>,
     registry: Registry,
     connections_open: Gauge,
     connections_total: Counter,
@@ -132,6 +135,11 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Export the cluster counters of `docs` (cluster mode).
+    pub fn attach_documents(&self, docs: &Arc<Documents>) {
+        let _ = self.cluster.set(Arc::downgrade(docs));
+    }
+
     /// Every metric registered; with `hooks`, its delivery counters are exported too.
     pub fn new(hooks: Option<Hooks>) -> Metrics {
         let mut r = Registry::default();
@@ -246,7 +254,10 @@ impl Metrics {
         if let Some(hooks) = hooks {
             r.register_collector(Box::new(WebhookCollector(hooks)));
         }
+        let cluster = Arc::new(OnceLock::new());
+        r.register_collector(Box::new(ClusterCollector(cluster.clone())));
         Metrics {
+            cluster,
             registry: r,
             connections_open,
             connections_total,
@@ -361,6 +372,63 @@ impl DocMetrics for Metrics {
 
     fn fanout(&self, took: Duration) {
         self.fanout_seconds.observe(took.as_secs_f64());
+    }
+}
+
+/// Cluster mode's counters (per node), read at each scrape from the documents;
+/// nothing is exported on a single node.
+#[derive(Debug)]
+struct ClusterCollector(Arc<OnceLock<Weak<Documents>>>);
+
+impl Collector for ClusterCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(docs) = self.0.get().and_then(Weak::upgrade) else {
+            return Ok(());
+        };
+        let (Some(cluster), Some(bus)) = (docs.cluster_stats(), docs.bus_stats()) else {
+            return Ok(());
+        };
+        for (name, help, value) in [
+            (
+                "chorus_cluster_owned_documents",
+                "Documents this node owns (holds the lease of).",
+                cluster.owned,
+            ),
+            (
+                "chorus_cluster_forwarded_documents",
+                "Documents this node forwards to their owners.",
+                cluster.forwarded,
+            ),
+            (
+                "chorus_bus_nodes_up",
+                "Nodes of the cluster this node hears, itself included.",
+                bus.nodes_up,
+            ),
+        ] {
+            let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        let lag = ConstGauge::new(bus.lag_micros as f64 / 1e6);
+        lag.encode(encoder.encode_descriptor(
+            "chorus_bus_lag_seconds",
+            "Time from publishing this node's last heartbeat on the bus to receiving it back.",
+            None,
+            lag.metric_type(),
+        )?)?;
+        for (name, help, value) in [
+            ("chorus_cluster_lease_takeovers", "Leases this node took over from a node that was down.", cluster.takeovers),
+            ("chorus_cluster_leases_lost", "Leases this node lost to another node (its owner stopped without writing).", cluster.leases_lost),
+            ("chorus_cluster_host_forwards", "Host API calls carried to the owner node (one hop each).", cluster.host_forwards),
+            ("chorus_cluster_resyncs", "Connections closed (1012 document-moved) to resync after a loss on the bus or a change of owner.", cluster.resyncs),
+            ("chorus_bus_messages_published", "Messages this node handed to the bus (frames forwarded, deliveries, heartbeats).", bus.published),
+            ("chorus_bus_messages_received", "Messages this node received from the bus (heartbeats excluded).", bus.received),
+            ("chorus_bus_messages_dropped", "Messages dropped before the bus took them (queue full, Redis unreachable).", bus.dropped),
+            ("chorus_bus_losses", "Losses detected on the bus (holes, restarted nodes, a broken subscription), each followed by a resync.", bus.losses),
+        ] {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
+        }
+        Ok(())
     }
 }
 

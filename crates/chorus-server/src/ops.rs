@@ -19,6 +19,8 @@ pub async fn healthz() -> impl IntoResponse {
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let body = if state.draining.load(Ordering::Relaxed) {
         serde_json::json!({ "status": "draining" })
+    } else if state.documents.bus_connected() == Some(false) {
+        serde_json::json!({ "status": "bus-unreachable" })
     } else if state.store_unreachable.load(Ordering::Relaxed) {
         serde_json::json!({ "status": "store-unreachable", "store": "store-unavailable" })
     } else if let Some(condition) = state.documents.store_failing() {

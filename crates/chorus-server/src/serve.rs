@@ -33,6 +33,9 @@ pub enum StartError {
     /// The store could not be opened.
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
+    /// Cluster mode: the bus could not be reached at start.
+    #[error("cannot start the cluster bus: {0}")]
+    Bus(#[from] chorus_cluster::BusError),
     /// Accepting or serving connections failed after start-up.
     #[error("serving failed: {0}")]
     Serve(std::io::Error),
@@ -119,6 +122,11 @@ pub fn build_router(state: AppState) -> Router {
     }
     // External changes carry whole bodies of HTML.
     router = router.layer(axum::extract::DefaultBodyLimit::max(HOST_BODY_LIMIT));
+    // Cluster mode: a document's host calls are answered by its owner.
+    router = router.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        crate::forward::to_owner,
+    ));
     if state.config.demo {
         router = router
             .route("/demo", get(demo::page))
@@ -133,6 +141,9 @@ pub fn build_router(state: AppState) -> Router {
 pub struct Server {
     listener: TcpListener,
     state: AppState,
+    /// Cluster mode: stops the bus, after the documents (their last messages go
+    /// out on it).
+    bus_stop: Option<CancellationToken>,
 }
 
 impl Server {
@@ -141,24 +152,69 @@ impl Server {
     pub async fn bind(config: Config) -> Result<Server, StartError> {
         let location = config.store_location()?;
         let cache = config.store_cache_mb.saturating_mul(1 << 20);
-        let store = tokio::task::spawn_blocking(move || -> Result<Arc<dyn Store>, StoreError> {
-            Ok(match location {
-                StoreLocation::Sled(dir) => Arc::new(SledStore::open_with_cache(&dir, cache)?),
-                StoreLocation::Postgres(url) => {
-                    let store = PostgresStore::open(&url)?;
-                    info!(
-                        store = store.target(),
-                        "store: PostgreSQL, schema up to date"
-                    );
-                    Arc::new(store)
-                }
-            })
-        })
+        let opened = tokio::task::spawn_blocking(
+            move || -> Result<(Arc<dyn Store>, Option<String>), StoreError> {
+                Ok(match location {
+                    StoreLocation::Sled(dir) => {
+                        (Arc::new(SledStore::open_with_cache(&dir, cache)?), None)
+                    }
+                    StoreLocation::Postgres(url) => {
+                        let store = PostgresStore::open(&url)?;
+                        info!(
+                            store = store.target(),
+                            "store: PostgreSQL, schema up to date"
+                        );
+                        let database = store.database().to_owned();
+                        (Arc::new(store), Some(database))
+                    }
+                })
+            },
+        )
         .await
         .map_err(|e| {
             StoreError::Internal(format!("opening the store: the blocking task failed: {e}"))
-        })??;
-        Self::bind_with_store(config, store).await
+        })?;
+        let (store, database) = opened?;
+        let Some(bus_url) = config.bus.clone() else {
+            return Self::bind_with_store(config, store).await;
+        };
+        let listener = Self::listen(&config).await?;
+        // The default node id names the port actually bound.
+        let mut config = config;
+        if config.node_id.is_none() {
+            config.bind = listener.local_addr().map_err(StartError::Serve)?;
+        }
+        let node = config.node_name();
+        let prefix = config
+            .bus_prefix
+            .clone()
+            .unwrap_or_else(|| format!("chorus:{}", database.unwrap_or_default()));
+        let bus_stop = CancellationToken::new();
+        let (bus, events) = chorus_cluster::Bus::start(
+            chorus_cluster::BusConfig::new(bus_url, prefix.clone(), node.clone()),
+            bus_stop.clone(),
+        )
+        .await?;
+        info!(%node, %prefix, "cluster mode: node on the bus");
+        let setup = chorus_docs::ClusterSetup {
+            bus,
+            events,
+            lease_ttl: Duration::from_millis(config.lease_ttl_ms),
+        };
+        Ok(Server {
+            listener,
+            state: AppState::with_cluster(config, store, Some(setup))?,
+            bus_stop: Some(bus_stop),
+        })
+    }
+
+    async fn listen(config: &Config) -> Result<TcpListener, StartError> {
+        TcpListener::bind(config.bind)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.bind,
+                source,
+            })
     }
 
     /// Bind with a store of the caller's choosing.
@@ -166,15 +222,11 @@ impl Server {
         config: Config,
         store: Arc<dyn Store>,
     ) -> Result<Server, StartError> {
-        let listener = TcpListener::bind(config.bind)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: config.bind,
-                source,
-            })?;
+        let listener = Self::listen(&config).await?;
         Ok(Server {
             listener,
             state: AppState::new(config, store)?,
+            bus_stop: None,
         })
     }
 
@@ -207,6 +259,8 @@ impl Server {
         };
         let sweeper = tokio::spawn(state.documents.clone().sweep(state.shutdown.clone()));
         let probe = tokio::spawn(probe_store(state.clone()));
+        let cluster_stop = CancellationToken::new();
+        let cluster = tokio::spawn(state.documents.clone().run_cluster(cluster_stop.clone()));
         // Webhooks stop after the documents (their last events are in the outbox by
         // then; whatever is undelivered goes out after the next start).
         let hooks_stop = CancellationToken::new();
@@ -215,7 +269,11 @@ impl Server {
         let listener = self.listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        axum::serve(listener, build_router(self.state))
+        let router = build_router(self.state);
+        if state.documents.node_id().is_some() {
+            crate::forward::install_handler(&state, router.clone());
+        }
+        axum::serve(listener, router)
             .with_graceful_shutdown(graceful)
             .await?;
         state.tracker.close();
@@ -235,6 +293,11 @@ impl Server {
         hooks_stop.cancel();
         let _ = hooks.await;
         let _ = probe.await;
+        cluster_stop.cancel();
+        let _ = cluster.await;
+        if let Some(bus) = self.bus_stop {
+            bus.cancel();
+        }
         info!("stopped");
         Ok(())
     }

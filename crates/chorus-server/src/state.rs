@@ -51,6 +51,15 @@ impl Deref for AppState {
 impl AppState {
     /// State for `config` over `store` (the demo secret, if any, must already be resolved).
     pub fn new(config: Config, store: Arc<dyn Store>) -> Result<Self, ConfigError> {
+        Self::with_cluster(config, store, None)
+    }
+
+    /// Like [`AppState::new`], in cluster mode when `cluster` is given.
+    pub fn with_cluster(
+        config: Config,
+        store: Arc<dyn Store>,
+        cluster: Option<chorus_docs::ClusterSetup>,
+    ) -> Result<Self, ConfigError> {
         let limits = RoomLimits {
             max_awareness_state_bytes: config.max_awareness_state_bytes,
             ..RoomLimits::default()
@@ -65,7 +74,7 @@ impl AppState {
         )
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let metrics = Arc::new(Metrics::new(Some(hooks.clone())));
-        Ok(AppState(Arc::new(Shared {
+        let state = AppState(Arc::new(Shared {
             apps: config.app_registry(),
             documents: Documents::new(
                 limits,
@@ -86,7 +95,21 @@ impl AppState {
             draining: AtomicBool::new(false),
             store_unreachable: AtomicBool::new(false),
             config,
-        })))
+        }));
+        if let Some(setup) = cluster {
+            state.documents.join_cluster(setup);
+            state.metrics.attach_documents(&state.documents);
+        }
+        // Another node's admin call switched an app: follow it here.
+        let apps = state.apps.clone();
+        state
+            .documents
+            .set_app_state_handler(Arc::new(move |app: &str, enabled: bool| {
+                if let Some(entry) = apps.get(app) {
+                    entry.set_enabled(enabled);
+                }
+            }));
+        Ok(state)
     }
 
     /// True when the service should receive new work: not draining, store writable.

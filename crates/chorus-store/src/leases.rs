@@ -24,6 +24,9 @@ pub enum Acquired {
     Owned {
         /// The fencing token.
         token: u64,
+        /// The node that held the lease before (a takeover when it is another node
+        /// than this one), `None` if it was free.
+        previous: Option<String>,
     },
     /// Another node holds a lease that has not lapsed.
     HeldBy {
@@ -64,10 +67,13 @@ pub trait Leases: Send + Sync {
     /// The current holders of `ids` (documents nobody holds are left out).
     fn holders(&self, ids: &[DocId]) -> Result<Vec<LeaseHolder>, StoreError>;
 
-    /// From now on, writes of `id` commit only while its lease has `token`;
-    /// `None` stops fencing `id` (after it unloaded). Documents never fenced are
-    /// written unchecked (a single node).
-    fn fence(&self, id: &DocId, token: Option<u64>);
+    /// From now on, writes of `id` commit only while its lease has `token`.
+    /// Documents never fenced are written unchecked (a single node).
+    fn fence(&self, id: &DocId, token: u64);
+
+    /// Stop fencing `id` with `token` (it unloaded); a newer token set meanwhile
+    /// stays.
+    fn unfence(&self, id: &DocId, token: u64);
 }
 
 /// Milliseconds of a duration, as PostgreSQL's interval arithmetic wants them.

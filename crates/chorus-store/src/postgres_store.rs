@@ -84,7 +84,8 @@ enum Pending {
 /// safe to call from several threads. Its methods block: call them from a plain
 /// thread or `spawn_blocking`, never from an async task.
 pub struct PostgresStore {
-    pool: Pool,
+    /// `None` only while dropping (see `Drop`).
+    pool: Option<Pool>,
     /// `postgres://user@host:port/db`, without any password, for messages.
     target: String,
     pending: Mutex<Vec<Pending>>,
@@ -132,7 +133,7 @@ impl PostgresStore {
             .build(manager)
             .map_err(|e| StoreError::database(format!("connecting to {target}"), e))?;
         let store = Self {
-            pool,
+            pool: Some(pool),
             target,
             pending: Mutex::new(Vec::new()),
             fences: Mutex::new(HashMap::new()),
@@ -144,6 +145,11 @@ impl PostgresStore {
     /// Where the store is, as `postgres://user@host:port/db` (no password).
     pub fn target(&self) -> &str {
         &self.target
+    }
+
+    /// The database's name.
+    pub fn database(&self) -> &str {
+        self.target.rsplit('/').next().unwrap_or_default()
     }
 
     fn migrate(&self) -> Result<(), StoreError> {
@@ -162,8 +168,13 @@ impl PostgresStore {
     }
 
     fn conn(&self, what: &str) -> Result<Connection, StoreError> {
-        self.pool
-            .get()
+        let Some(pool) = &self.pool else {
+            return Err(StoreError::Internal(format!(
+                "{what} {}: the store is closed",
+                self.target
+            )));
+        };
+        pool.get()
             .map_err(|e| StoreError::database(format!("{what} {}", self.target), e))
     }
 
@@ -255,6 +266,20 @@ impl From<postgres::Error> for FlushError {
 impl From<StoreError> for FlushError {
     fn from(e: StoreError) -> Self {
         Self::Store(e)
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        // The blocking client closes each connection by blocking on its own small
+        // runtime, which panics on an async runtime's thread, and the last handle
+        // of the store may well be dropped on one: close them on a thread of their
+        // own.
+        if let Some(pool) = self.pool.take() {
+            let _ = std::thread::Builder::new()
+                .name("chorus-pg-close".into())
+                .spawn(move || drop(pool));
+        }
     }
 }
 
@@ -727,20 +752,22 @@ impl Leases for PostgresStore {
             // of the upsert waits for any flush that share-locked the old lease.
             let taken = conn
                 .query_opt(
-                    "INSERT INTO chorus_leases (app, doc, node, token, expires_at) \
+                    "WITH before AS (SELECT node FROM chorus_leases WHERE app = $1 AND doc = $2) \
+                     INSERT INTO chorus_leases (app, doc, node, token, expires_at) \
                      VALUES ($1, $2, $3, nextval('chorus_lease_token'), \
                              now() + $4::int8 * interval '1 millisecond') \
                      ON CONFLICT (app, doc) DO UPDATE \
                      SET node = EXCLUDED.node, token = EXCLUDED.token, \
                          expires_at = EXCLUDED.expires_at \
                      WHERE chorus_leases.expires_at < now() OR chorus_leases.node = EXCLUDED.node \
-                     RETURNING token",
+                     RETURNING token, (SELECT node FROM before)",
                     &[&id.app, &id.doc, &node, &ttl_ms(ttl)],
                 )
                 .map_err(&sql)?;
             if let Some(row) = taken {
                 return Ok(Acquired::Owned {
                     token: token_column(row.get(0)),
+                    previous: row.get(1),
                 });
             }
             let holder = conn
@@ -820,15 +847,17 @@ impl Leases for PostgresStore {
             .collect())
     }
 
-    fn fence(&self, id: &DocId, token: Option<u64>) {
+    fn fence(&self, id: &DocId, token: u64) {
+        // Tokens come from a bigint sequence.
+        let token = i64::try_from(token).unwrap_or(i64::MAX);
+        self.fences().insert(id.clone(), token);
+    }
+
+    fn unfence(&self, id: &DocId, token: u64) {
+        let token = i64::try_from(token).unwrap_or(i64::MAX);
         let mut fences = self.fences();
-        match token.and_then(|t| i64::try_from(t).ok()) {
-            Some(token) => {
-                fences.insert(id.clone(), token);
-            }
-            None => {
-                fences.remove(id);
-            }
+        if fences.get(id) == Some(&token) {
+            fences.remove(id);
         }
     }
 }

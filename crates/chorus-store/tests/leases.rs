@@ -21,7 +21,7 @@ fn write(store: &PostgresStore, id: &DocId, seq: u64) -> Result<(), StoreError> 
 
 fn owned(acquired: Acquired) -> u64 {
     match acquired {
-        Acquired::Owned { token } => token,
+        Acquired::Owned { token, .. } => token,
         other => panic!("expected the lease, got {other:?}"),
     }
 }
@@ -36,7 +36,7 @@ fn a_node_that_lost_its_lease_can_never_write_again() {
     let id = DocId::new("app", "doc");
 
     let first = owned(a.acquire(&id, "node-a", TTL).unwrap());
-    a.fence(&id, Some(first));
+    a.fence(&id, first);
     write(&a, &id, 1).unwrap();
     assert_eq!(
         b.acquire(&id, "node-b", TTL).unwrap(),
@@ -50,9 +50,14 @@ fn a_node_that_lost_its_lease_can_never_write_again() {
 
     // node-a pauses past its lease; node-b takes over with a larger token.
     std::thread::sleep(TTL + Duration::from_millis(200));
-    let second = owned(b.acquire(&id, "node-b", TTL).unwrap());
+    let taken = b.acquire(&id, "node-b", TTL).unwrap();
+    assert!(
+        matches!(&taken, Acquired::Owned { previous: Some(p), .. } if p == "node-a"),
+        "a takeover names the node it took from: {taken:?}"
+    );
+    let second = owned(taken);
     assert!(second > first, "{second} > {first}");
-    b.fence(&id, Some(second));
+    b.fence(&id, second);
 
     // node-a resumes: its write is refused whole, and its renewal shows the loss.
     let e = write(&a, &id, 2).unwrap_err();
@@ -82,7 +87,9 @@ fn a_node_that_lost_its_lease_can_never_write_again() {
         "the whole group rolled back"
     );
     // Unfenced documents (a single node) are written unchecked.
-    a.fence(&id, None);
+    a.unfence(&id, second); // not its token: stays fenced
+    assert!(matches!(write(&a, &id, 3), Err(StoreError::Fenced { .. })));
+    a.unfence(&id, first);
     let mut batch = WriteBatch::default();
     batch.append(&other, 1, b"o");
     a.write(batch).unwrap();

@@ -46,6 +46,12 @@ struct ServeArgs {
     /// postgres://USER@HOST:PORT/DB [default: sled].
     #[arg(long)]
     store: Option<String>,
+    /// Cluster mode: the Redis the nodes share, redis://HOST:PORT.
+    #[arg(long)]
+    bus: Option<String>,
+    /// Cluster mode: this node's id [default: host name and port].
+    #[arg(long)]
+    node_id: Option<String>,
     /// Data directory [default: ./data].
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -123,6 +129,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(store) = &args.store {
         overrides = overrides.merge(Serialized::default("store", store));
+    }
+    if let Some(bus) = &args.bus {
+        overrides = overrides.merge(Serialized::default("bus", bus));
+    }
+    if let Some(node) = &args.node_id {
+        overrides = overrides.merge(Serialized::default("node_id", node));
     }
     if let Some(dir) = &args.data_dir {
         overrides = overrides.merge(Serialized::default("data_dir", dir));

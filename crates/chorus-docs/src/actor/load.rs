@@ -12,12 +12,13 @@ use crate::registry::{Activity, DocKey, Documents, DOC_INBOX};
 use bytes::Bytes;
 use chorus_core::{ConnId, Peer, Room};
 use chorus_protocol::{Message, SyncMessage};
-use chorus_store::{DocId, DocMeta};
+use chorus_store::{Acquired, DocId, DocMeta};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::time::Instant;
-use tracing::error;
+use tracing::{error, info};
 
 /// A document's task: load it, then serve it until it unloads.
 ///
@@ -52,6 +53,22 @@ async fn load_actor(
 ) -> Option<Serving> {
     let started = std::time::Instant::now();
     let id = DocId::new(&*key.0, &*key.1);
+    // Cluster mode: own the document (take its lease) or forward to its owner.
+    let mut lease = None;
+    if docs.cluster().is_some() {
+        match Box::pin(resolve_owner(&docs, &key, &id)).await {
+            Ok(Owner::Here { token }) => lease = Some(token),
+            Ok(Owner::Node(owner)) => {
+                return Some(Box::pin(super::proxy::serve(
+                    docs, key, owner, rx, own_tx, activity,
+                )));
+            }
+            Err(why) => {
+                Box::pin(refuse_all(&docs, &key, &own_tx, &mut rx, Vec::new(), why)).await;
+                return None;
+            }
+        }
+    }
     let store = docs.store().clone();
     let load_id = id.clone();
     let loaded = tokio::task::spawn_blocking(move || store.load(&load_id)).await;
@@ -148,9 +165,69 @@ async fn load_actor(
         session: EditingSession::default(),
         hold: ExclusiveHold::default(),
         members: Members::default(),
+        lease,
+        lease_lost: false,
+        remote: Default::default(),
     };
     actor.enforce_quota();
     Some(Box::pin(actor.run(queued, rx, own_tx)))
+}
+
+/// Who serves a document in cluster mode.
+enum Owner {
+    /// This node: it holds the lease with this token.
+    Here { token: u64 },
+    /// Another node, which is up.
+    Node(Arc<str>),
+}
+
+/// How often a document whose owner is down asks for its lease again.
+const TAKEOVER_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Take the lease of `id`, or find the live node holding it. A lease held by a node
+/// that is down is waited out (polling), then taken: that bounds failover.
+async fn resolve_owner(docs: &Arc<Documents>, key: &DocKey, id: &DocId) -> Result<Owner, DocError> {
+    let Some(cluster) = docs.cluster() else {
+        return Err(DocError::ActorGone);
+    };
+    let node = cluster.node().clone();
+    let ttl = cluster.lease_ttl;
+    let deadline = Instant::now() + ttl * 2 + std::time::Duration::from_secs(1);
+    loop {
+        let store = docs.store().clone();
+        let (for_acquire, me) = (id.clone(), node.clone());
+        let acquired = tokio::task::spawn_blocking(move || match store.leases() {
+            Some(leases) => {
+                let got = leases.acquire(&for_acquire, &me, ttl)?;
+                if let Acquired::Owned { token, .. } = &got {
+                    leases.fence(&for_acquire, *token);
+                }
+                Ok(got)
+            }
+            None => Err(chorus_store::StoreError::Internal(
+                "cluster mode needs a store with leases (PostgreSQL)".into(),
+            )),
+        })
+        .await
+        .map_err(|_| DocError::LoadPanicked)?;
+        match acquired.map_err(DocError::from)? {
+            Acquired::Owned { token, previous } => {
+                if previous.as_deref().is_some_and(|p| p != &*node) {
+                    cluster.takeovers.fetch_add(1, Ordering::Relaxed);
+                    info!(app = %key.0, doc = %key.1, from = previous.as_deref().unwrap_or_default(), "took the lease over");
+                }
+                cluster.owned.insert(key.clone(), token);
+                return Ok(Owner::Here { token });
+            }
+            Acquired::HeldBy { node: holder, .. } if cluster.is_alive(&holder) => {
+                return Ok(Owner::Node(holder.into()));
+            }
+            Acquired::HeldBy { .. } if Instant::now() >= deadline => {
+                return Err(DocError::OwnerDown);
+            }
+            Acquired::HeldBy { .. } => tokio::time::sleep(TAKEOVER_POLL).await,
+        }
+    }
 }
 
 /// Waits for the room being built from `stored`, queueing what arrives meanwhile.

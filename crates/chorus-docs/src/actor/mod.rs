@@ -30,6 +30,8 @@ mod events;
 mod host;
 mod load;
 mod persist;
+mod proxy;
+mod remote;
 mod sessions;
 
 pub(crate) use host::HostReply;
@@ -142,6 +144,12 @@ struct DocActor {
     session: EditingSession,
     hold: ExclusiveHold,
     members: Members,
+    /// Cluster mode: this node's lease on the document (its fencing token), and
+    /// whether it was lost (then nothing may be written: the store would refuse it).
+    lease: Option<u64>,
+    lease_lost: bool,
+    /// Cluster mode: members that are connections of other nodes.
+    remote: remote::RemoteMembers,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -210,6 +218,9 @@ impl DocActor {
                             }
                         } => {
                             self.completed(result.unwrap_or(Err(crate::DocError::WriterStopped)));
+                            if self.lease_lost {
+                                break;
+                            }
                         }
                         _ = sleep_until_opt(idle_deadline) => break,
                         _ = sleep_until_opt(retry_at) => {
@@ -305,6 +316,12 @@ impl DocActor {
                 let _ = reply.send(self.end_session(session));
             }
             DocCommand::CloseAll => self.close_all(Disconnect::AppDisabled),
+            DocCommand::Cluster(crate::cluster::ClusterCommand(op)) => {
+                self.cluster_command(op);
+                if self.lease_lost {
+                    return Stop::Now;
+                }
+            }
             DocCommand::Unload => return Stop::IfIdle,
             DocCommand::Shutdown => return Stop::Now,
         }
@@ -314,6 +331,7 @@ impl DocActor {
     /// A member is gone (left, refused, ended): out of the room, the editing
     /// session and the hold.
     fn member_left(&mut self, conn: ConnId) {
+        self.remote.forget(conn);
         self.room.leave(conn);
         self.editor_left(conn);
         self.member_gone(conn);

@@ -188,6 +188,12 @@ impl DocActor {
                 }
                 self.enforce_quota();
             }
+            Err(e) if e.fences(&self.id) => {
+                for reply in job.host_replies {
+                    reply.fail(e.clone());
+                }
+                self.lease_lost();
+            }
             Err(e) => {
                 warn!(app = %self.key.0, doc = %self.key.1, error = %e, "document write failed; will write a full snapshot");
                 // Not durable: keep the acks for the snapshot that replaces this job
@@ -210,6 +216,35 @@ impl DocActor {
     }
 
     /// Persist what is left, leave the map, and pass on anything that raced in.
+    /// Cluster mode: give the lease up (after the last write), so another node can
+    /// take the document at once instead of after the lease lapses.
+    async fn release_lease(&mut self) {
+        let Some(token) = self.lease.take() else {
+            return;
+        };
+        let Some(cluster) = self.docs.cluster() else {
+            return;
+        };
+        cluster.owned.remove_if(&self.key, |_, t| *t == token);
+        let (store, id, lost) = (self.docs.store().clone(), self.id.clone(), self.lease_lost);
+        let released = tokio::task::spawn_blocking(move || match store.leases() {
+            Some(leases) => {
+                leases.unfence(&id, token);
+                if lost {
+                    Ok(())
+                } else {
+                    leases.release(&id, token)
+                }
+            }
+            None => Ok(()),
+        })
+        .await;
+        if let Ok(Err(e)) = released {
+            // It lapses on its own within the lease's lifetime.
+            warn!(app = %self.key.0, doc = %self.key.1, error = %e, "cannot release the lease");
+        }
+    }
+
     pub(super) async fn unload(
         mut self,
         mut rx: InboxReceiver<DocCommand>,
@@ -217,9 +252,15 @@ impl DocActor {
     ) {
         // An editing session still open ends here (its `closed` event goes out with
         // the final write).
-        Box::pin(self.close_session()).await;
-        // Wait for the job in flight, then write a final snapshot if the log grew.
+        if !self.lease_lost {
+            Box::pin(self.close_session()).await;
+        }
+        // Wait for the job in flight, then write a final snapshot if the log grew
+        // (not after the lease was lost: the store refuses this node's writes).
         for _ in 0..4 {
+            if self.lease_lost {
+                break;
+            }
             if let Some(job) = self.writes.inflight.as_mut() {
                 let r = (&mut job.done).await;
                 self.completed(r.unwrap_or(Err(DocError::WriterStopped)));
@@ -238,9 +279,12 @@ impl DocActor {
             self.writes.retry_at = None;
             self.persist().await;
         }
-        if self.writes.plan.has_unwritten() || !self.writes.history_pending.is_empty() {
+        if self.lease_lost {
+            warn!(app = %self.key.0, doc = %self.key.1, "stopped after losing the lease; unacknowledged changes are resynced by the clients with the new owner");
+        } else if self.writes.plan.has_unwritten() || !self.writes.history_pending.is_empty() {
             error!(app = %self.key.0, doc = %self.key.1, "unloading with changes the store did not accept");
         }
+        Box::pin(self.release_lease()).await;
         for reply in std::mem::take(&mut self.writes.host_replies) {
             reply.fail(DocError::Unloaded);
         }
@@ -259,6 +303,10 @@ impl DocActor {
                     | DocCommand::Render { .. }
                     | DocCommand::External { .. }
                     | DocCommand::Publish { .. }
+                    | DocCommand::Cluster(crate::cluster::ClusterCommand(
+                        crate::cluster::ClusterOp::Route { .. }
+                            | crate::cluster::ClusterOp::RemoteJoin { .. }
+                    ))
             ) {
                 forwarded.push(cmd);
             }

@@ -1,0 +1,287 @@
+//! The forwarding side of cluster mode: a document another node owns.
+//!
+//! The proxy holds no document. It relays what its connections send to the owner,
+//! hands each frame the owner delivers to the connections it names, and closes a
+//! connection when the owner says so. When what it shares with the owner may have
+//! been lost — the owner is down or restarted, its messages have a hole, this
+//! node's bus reconnected — it closes every connection with [`Disconnect::Moved`]
+//! and stops: the clients reconnect (to any node), the next actor finds the current
+//! owner, and the sync handshake (state vectors) brings everyone level. Nothing it
+//! relayed was acknowledged unless the owner committed it.
+
+use super::now_ms;
+use crate::cluster::wire::Wire;
+use crate::cluster::{ClusterCommand, ClusterOp, Route};
+use crate::command::DocCommand;
+use crate::error::{DocError, HostError};
+use crate::inbox::{InboxReceiver, InboxSender};
+use crate::peer::{Disconnect, QueuePeer};
+use crate::registry::{Activity, DocKey, Documents};
+use chorus_core::{ConnId, Peer};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::time::Instant;
+use tracing::debug;
+
+/// Commands handled per wake-up.
+const BATCH: usize = 256;
+
+struct Proxy {
+    docs: Arc<Documents>,
+    key: DocKey,
+    owner: Arc<str>,
+    members: HashMap<ConnId, QueuePeer>,
+    activity: Arc<Activity>,
+    idle_since: Option<Instant>,
+}
+
+/// Why the proxy stops.
+enum End {
+    /// Idle, unloaded, or the process stops: close connections with this reason.
+    Close(Disconnect),
+}
+
+/// Serve document `key` as a proxy of `owner` until it ends.
+pub(crate) async fn serve(
+    docs: Arc<Documents>,
+    key: DocKey,
+    owner: Arc<str>,
+    mut rx: InboxReceiver<DocCommand>,
+    own_tx: InboxSender<DocCommand>,
+    activity: Arc<Activity>,
+) {
+    if let Some(cluster) = docs.cluster() {
+        cluster.forwarded.insert(key.clone(), owner.clone());
+    }
+    debug!(app = %key.0, doc = %key.1, %owner, "forwarding to the owner");
+    let mut proxy = Proxy {
+        docs,
+        key,
+        owner,
+        members: HashMap::new(),
+        activity,
+        idle_since: Some(Instant::now()),
+    };
+    let end = loop {
+        let idle = proxy.idle_since.map(|t| t + proxy.docs.policy.idle_unload);
+        tokio::select! {
+            first = rx.recv() => {
+                let Some(first) = first else { break End::Close(Disconnect::Stopped) };
+                let mut end = proxy.handle(first);
+                for _ in 1..BATCH {
+                    if end.is_some() {
+                        break;
+                    }
+                    let Some(cmd) = rx.try_recv() else { break };
+                    end = proxy.handle(cmd);
+                }
+                if let Some(end) = end {
+                    break end;
+                }
+            }
+            _ = super::sleep_until_opt(idle) => break End::Close(Disconnect::Stopped),
+        }
+    };
+    proxy.finish(end, rx, own_tx);
+}
+
+impl Proxy {
+    fn send(&self, wire: &Wire) {
+        if let Some(cluster) = self.docs.cluster() {
+            cluster.send(&self.owner, wire);
+        }
+    }
+
+    fn handle(&mut self, cmd: DocCommand) -> Option<End> {
+        let (app, doc) = (self.key.0.to_string(), self.key.1.to_string());
+        match cmd {
+            DocCommand::Join {
+                conn,
+                session,
+                peer,
+            } => {
+                self.members.insert(conn, peer);
+                self.send(&Wire::Join {
+                    app,
+                    doc,
+                    conn: conn.0,
+                    session: (*session).clone(),
+                });
+                self.touched();
+            }
+            DocCommand::Message { conn, msg, .. } => {
+                if self.members.contains_key(&conn) {
+                    self.send(&Wire::Frame {
+                        app,
+                        doc,
+                        conn: conn.0,
+                        frame: msg.encode().to_vec(),
+                    });
+                }
+            }
+            DocCommand::Leave { conn } => {
+                if self.members.remove(&conn).is_some() {
+                    self.send(&Wire::Leave {
+                        app,
+                        doc,
+                        conn: conn.0,
+                    });
+                }
+                self.touched();
+            }
+            // Host calls are carried to the owner before they reach a document; one
+            // that gets here raced a change of owner, and is told to try again.
+            DocCommand::Read { reply, .. } => {
+                let _ = reply.send(Err(self.elsewhere()));
+            }
+            DocCommand::Base { reply, .. } => {
+                let _ = reply.send(Err(self.elsewhere()));
+            }
+            DocCommand::External { reply, .. } => {
+                let _ = reply.send(Err(HostError::Unavailable(self.elsewhere())));
+            }
+            DocCommand::Render { reply, .. } => {
+                let _ = reply.send(Err(HostError::Unavailable(self.elsewhere())));
+            }
+            DocCommand::Publish { reply, .. } => {
+                let _ = reply.send(Err(HostError::Unavailable(self.elsewhere())));
+            }
+            DocCommand::Sessions { reply } => {
+                let _ = reply.send(Vec::new());
+            }
+            DocCommand::Downgrade { reply, .. } | DocCommand::EndSession { reply, .. } => {
+                let _ = reply.send(false);
+            }
+            DocCommand::CloseAll => {
+                for (conn, peer) in std::mem::take(&mut self.members) {
+                    peer.control.close(Disconnect::AppDisabled);
+                    self.send(&Wire::Leave {
+                        app: app.clone(),
+                        doc: doc.clone(),
+                        conn: conn.0,
+                    });
+                }
+                self.touched();
+            }
+            DocCommand::Unload => {
+                if self.members.is_empty() {
+                    return Some(End::Close(Disconnect::Stopped));
+                }
+            }
+            DocCommand::Shutdown => return Some(End::Close(Disconnect::Stopped)),
+            DocCommand::Cluster(ClusterCommand(op)) => return self.cluster(op),
+        }
+        None
+    }
+
+    fn cluster(&mut self, op: ClusterOp) -> Option<End> {
+        match op {
+            ClusterOp::Deliver { frame, to } => {
+                for conn in to {
+                    if let Some(peer) = self.members.get(&ConnId(conn)) {
+                        peer.send(frame.clone());
+                    }
+                }
+            }
+            ClusterOp::Close { conn, reason } => {
+                if let Some(peer) = self.members.remove(&ConnId(conn)) {
+                    peer.control.close(reason);
+                }
+                self.touched();
+            }
+            ClusterOp::NodeLost { node } if node == self.owner => {
+                return Some(End::Close(Disconnect::Moved));
+            }
+            ClusterOp::BusLost => return Some(End::Close(Disconnect::Moved)),
+            ClusterOp::Route { reply } => {
+                let _ = reply.send(Route::Remote(self.owner.clone()));
+            }
+            // Another node took this one for the owner: it must find the real one.
+            ClusterOp::RemoteJoin { node, conn, .. }
+            | ClusterOp::RemoteMessage { node, conn, .. } => {
+                if let Some(cluster) = self.docs.cluster() {
+                    cluster.send(
+                        &node,
+                        &Wire::Close {
+                            app: self.key.0.to_string(),
+                            doc: self.key.1.to_string(),
+                            conn,
+                            reason: Disconnect::Moved,
+                        },
+                    );
+                }
+            }
+            ClusterOp::NodeLost { .. } | ClusterOp::RemoteLeave { .. } | ClusterOp::LeaseLost => {}
+        }
+        None
+    }
+
+    fn elsewhere(&self) -> DocError {
+        DocError::Elsewhere(self.owner.clone())
+    }
+
+    fn touched(&mut self) {
+        let members = self.members.len();
+        self.activity.members.store(members, Ordering::Relaxed);
+        self.activity
+            .last_active_ms
+            .store(now_ms(), Ordering::Relaxed);
+        self.idle_since = (members == 0).then(Instant::now);
+    }
+
+    /// Leave the map, close every connection, and hand any command that raced in to
+    /// a fresh actor (which finds the owner anew).
+    fn finish(
+        mut self,
+        end: End,
+        mut rx: InboxReceiver<DocCommand>,
+        own_tx: InboxSender<DocCommand>,
+    ) {
+        let End::Close(reason) = end;
+        if let Some(cluster) = self.docs.cluster() {
+            cluster.forwarded.remove(&self.key);
+            if reason == Disconnect::Moved {
+                cluster
+                    .resyncs
+                    .fetch_add(self.members.len() as u64, Ordering::Relaxed);
+            }
+        }
+        self.docs.forget(&self.key, &own_tx);
+        rx.close();
+        // The owner (if it is still there) forgets them too.
+        for (conn, peer) in std::mem::take(&mut self.members) {
+            peer.control.close(reason.clone());
+            self.send(&Wire::Leave {
+                app: self.key.0.to_string(),
+                doc: self.key.1.to_string(),
+                conn: conn.0,
+            });
+        }
+        let mut raced = Vec::new();
+        while let Some(cmd) = rx.try_recv() {
+            if matches!(
+                cmd,
+                DocCommand::Join { .. }
+                    | DocCommand::Read { .. }
+                    | DocCommand::Base { .. }
+                    | DocCommand::Render { .. }
+                    | DocCommand::External { .. }
+                    | DocCommand::Publish { .. }
+                    | DocCommand::Cluster(ClusterCommand(
+                        ClusterOp::Route { .. } | ClusterOp::RemoteJoin { .. }
+                    ))
+            ) {
+                raced.push(cmd);
+            }
+        }
+        if !raced.is_empty() {
+            let (docs, key) = (self.docs.clone(), self.key.clone());
+            tokio::spawn(async move {
+                for cmd in raced {
+                    let _ = docs.dispatch(&key, cmd).await;
+                }
+            });
+        }
+    }
+}
