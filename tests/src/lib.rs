@@ -301,6 +301,20 @@ impl YClient {
     pub async fn connect_request(
         req: tokio_tungstenite::tungstenite::handshake::client::Request,
     ) -> anyhow::Result<YClient> {
+        Self::connect_resuming(req, None).await
+    }
+
+    /// Reconnect as a y-websocket provider does after a drop: the replica keeps what
+    /// it had (`state`, e.g. [`YClient::state`] of the old connection), edits the
+    /// server never acknowledged included, and the handshake brings both sides level.
+    pub async fn resume(url: &str, state: &[u8]) -> anyhow::Result<YClient> {
+        Self::connect_resuming(url.into_client_request()?, Some(state)).await
+    }
+
+    async fn connect_resuming(
+        req: tokio_tungstenite::tungstenite::handshake::client::Request,
+        state: Option<&[u8]>,
+    ) -> anyhow::Result<YClient> {
         let (ws, _) = tokio_tungstenite::connect_async(req)
             .await
             .context("websocket connect")?;
@@ -308,6 +322,11 @@ impl YClient {
         let doc = Doc::new();
         doc.get_or_insert_text("title");
         doc.get_or_insert_xml_fragment("body");
+        if let Some(state) = state {
+            doc.transact_mut()
+                .apply_update(Update::decode_v1(state).context("resumed state")?)
+                .context("resumed state")?;
+        }
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (out, mut out_rx) = mpsc::unbounded_channel::<WsMessage>();
         let writer = tokio::spawn(async move {
@@ -383,6 +402,20 @@ impl YClient {
     /// Like [`YClient::wait_synced`] with a custom timeout (large documents).
     pub async fn wait_synced_for(&self, secs: u64) -> anyhow::Result<()> {
         eventually(secs, "initial sync", || self.shared.lock().unwrap().synced).await
+    }
+
+    /// Wait for the initial sync; `Err` as soon as the server closes the connection
+    /// instead (or after `secs`).
+    pub async fn wait_synced_or_closed(&self, secs: u64) -> anyhow::Result<()> {
+        eventually(secs, "initial sync or close", || {
+            let s = self.shared.lock().unwrap();
+            s.synced || s.closed.is_some()
+        })
+        .await?;
+        match self.closed() {
+            Some((code, reason)) => bail!("closed with {code} {reason} before the sync"),
+            None => Ok(()),
+        }
     }
 
     /// Insert into `title` at `index` and send the update; returns its message number.

@@ -414,9 +414,11 @@ async fn subscribe_loop(
             shared.counters.losses.fetch_add(1, Ordering::Relaxed);
             // Whatever was in flight is gone, and that is what `Reconnected` says:
             // each sender's next message starts its sequence afresh.
+            // Silence during the outage says nothing about the other nodes.
             for peer in peers.values_mut() {
                 peer.direct_seq = 0;
                 peer.all_seq = 0;
+                peer.last_heard = Instant::now();
             }
             if events.send(BusEvent::Reconnected).await.is_err() {
                 return;

@@ -130,6 +130,8 @@ pub struct Documents {
     over_bound: Notify,
     /// Cluster mode: the bus, leases, what this node owns and forwards.
     pub(crate) cluster: OnceLock<Cluster>,
+    /// Shutdown began: other nodes' connections are turned away.
+    pub(crate) stopping: std::sync::atomic::AtomicBool,
 }
 
 /// What differs between apps, from configuration.
@@ -172,6 +174,7 @@ impl Documents {
             exclusive_apps: rules.exclusive,
             over_bound: Notify::new(),
             cluster: OnceLock::new(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -374,6 +377,7 @@ impl Documents {
 
     /// Stop every actor after persisting its document; waits at most `grace`.
     pub async fn shutdown(&self, grace: Duration) {
+        self.stopping.store(true, Ordering::Relaxed);
         let handles: Vec<DocHandle> = self.live.iter().map(|e| e.value().clone()).collect();
         for h in handles {
             let _ = h.tx.send(DocCommand::Shutdown).await;

@@ -348,6 +348,17 @@ impl Documents {
                 conn,
                 session,
             } => {
+                if self.stopping.load(Ordering::Relaxed) {
+                    // This node is going away: the connection must find the next owner.
+                    let close = Wire::Close {
+                        app,
+                        doc,
+                        conn,
+                        reason: Disconnect::Moved,
+                    };
+                    cluster.send(&from, &close);
+                    return;
+                }
                 let op = ClusterOp::RemoteJoin {
                     node: from,
                     conn,

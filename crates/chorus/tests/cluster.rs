@@ -1,0 +1,871 @@
+//! Cluster mode as operators run it: three `chorus` processes on this machine's real
+//! PostgreSQL (a fresh database per test) and a real Redis, clients spread over
+//! them, each failure test counting edits sent, acknowledged and lost.
+//!
+//! A client here behaves as a y-websocket provider does: when its connection closes
+//! it reconnects (to another node) with the replica it has, so edits the server never
+//! acknowledged are sent again by the handshake. "Acknowledged" is the `saved` ack:
+//! committed in PostgreSQL. Lost = acknowledged and missing from the final draft,
+//! which must be zero.
+
+use chorus_auth::Mode;
+use chorus_e2e::relay::Relay;
+use chorus_e2e::{host_token, http, token_for, YClient, APP, SECRETS};
+use chorus_store::TestDatabase;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_chorus");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn redis_url() -> String {
+    std::env::var("CHORUS_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A child process whose output is kept (printed if the test fails).
+struct Process {
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Process {
+    fn spawn(cmd: &mut Command, ready: Option<&str>) -> Process {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let (log, tx, ready) = (log.clone(), tx.clone(), ready.map(str::to_owned));
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if ready.as_deref().is_some_and(|r| line.contains(r)) {
+                        let _ = tx.send(());
+                    }
+                    let mut log = log.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            });
+        }
+        let mut process = Process { child, log };
+        if ready.is_some() && rx.recv_timeout(Duration::from_secs(30)).is_err() {
+            let _ = process.child.kill();
+            panic!("{cmd:?} did not start:\n{}", process.log.lock().unwrap());
+        }
+        process
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal}");
+    }
+
+    /// Wait for the process to exit (at most `secs`); its exit code.
+    fn wait(&mut self, secs: u64) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("did not exit within {secs}s:\n{}", self.log.lock().unwrap());
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- output of pid {}:\n{}",
+                self.child.id(),
+                self.log.lock().unwrap()
+            );
+        }
+    }
+}
+
+/// Three (or n) nodes of one cluster.
+struct Cluster {
+    _db: TestDatabase,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    /// What the nodes use as their store and bus (maybe through a relay).
+    store: String,
+    bus: String,
+    prefix: String,
+    ports: Vec<u16>,
+    nodes: Vec<Option<Process>>,
+}
+
+impl Cluster {
+    fn new(n: usize, store: impl FnOnce(&TestDatabase) -> String, bus: String) -> Cluster {
+        let db = TestDatabase::create();
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("chorus.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[[apps]]\nid = \"{APP}\"\nsecrets = [\"{}\", \"{}\"]\n",
+                SECRETS[0], SECRETS[1]
+            ),
+        )
+        .unwrap();
+        let mut cluster = Cluster {
+            store: store(&db),
+            prefix: format!("chorus-test:{}", db.name()),
+            _db: db,
+            dir,
+            config,
+            bus,
+            ports: (0..n).map(|_| free_port()).collect(),
+            nodes: Vec::new(),
+        };
+        for i in 0..n {
+            let node = cluster.spawn(i);
+            cluster.nodes.push(Some(node));
+        }
+        cluster.wait_until_all_hear_each_other();
+        cluster
+    }
+
+    fn spawn(&self, i: usize) -> Process {
+        let data = self.dir.path().join(format!("data-{i}"));
+        Process::spawn(
+            Command::new(BIN)
+                .args(["serve", "--config"])
+                .arg(&self.config)
+                .arg("--bind")
+                .arg(format!("127.0.0.1:{}", self.ports[i]))
+                .arg("--data-dir")
+                .arg(&data)
+                .env("CHORUS_STORE", &self.store)
+                .env("CHORUS_BUS", &self.bus)
+                .env("CHORUS_BUS_PREFIX", &self.prefix)
+                .env("CHORUS_NODE_ID", format!("node-{i}"))
+                .env("CHORUS_LOG", "info"),
+            Some("listening on http://"),
+        )
+    }
+
+    fn addr(&self, i: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.ports[i]))
+    }
+
+    fn live(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].is_some())
+            .collect()
+    }
+
+    fn restart(&mut self, i: usize) {
+        let node = self.spawn(i);
+        self.nodes[i] = Some(node);
+    }
+
+    fn wait_until_all_hear_each_other(&self) {
+        let n = self.live().len();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        for i in self.live() {
+            loop {
+                let metrics = block_on(metrics_of(self.addr(i)));
+                if metric(&metrics, "chorus_bus_nodes_up") == Some(n as f64) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "node-{i} does not hear {n} nodes:\n{metrics}"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
+
+async fn metrics_of(addr: SocketAddr) -> String {
+    let (_, _, body) = http(addr, "GET", "/metrics", &[]).await;
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+fn host_auth() -> String {
+    format!("Bearer {}", host_token(APP, SECRETS[0], None))
+}
+
+/// The node that answers host calls for `doc` (its owner), asked through `via`.
+async fn owner_of(via: SocketAddr, doc: &str) -> String {
+    let auth = host_auth();
+    let (status, headers, _) = http(
+        via,
+        "GET",
+        &format!("/v1/apps/{APP}/docs/{doc}/draft?format=json"),
+        &[("Authorization", &auth)],
+    )
+    .await;
+    // 404 for a draft nobody wrote yet: still answered by its owner.
+    assert!(matches!(status, 200 | 404), "{status}");
+    headers
+        .get("x-chorus-node")
+        .cloned()
+        .expect("x-chorus-node")
+}
+
+async fn final_title(via: SocketAddr, doc: &str) -> String {
+    let auth = host_auth();
+    let (status, _, body) = http(
+        via,
+        "GET",
+        &format!("/v1/apps/{APP}/docs/{doc}/draft?format=json"),
+        &[("Authorization", &auth)],
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let draft: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    draft["title"].as_str().unwrap_or_default().to_owned()
+}
+
+/// One editor: a client that edits, counts its acknowledged edits and reconnects
+/// (resuming its replica) when its connection closes.
+struct Writer {
+    name: String,
+    doc: String,
+    client: Option<YClient>,
+    /// Edits sent and not yet acknowledged: (message number on this connection, marker, when).
+    pending: Vec<(u64, String, Instant)>,
+    acked: Vec<String>,
+    sent: usize,
+    reconnects: usize,
+    closes: Vec<(u16, String)>,
+}
+
+impl Writer {
+    async fn connect(name: &str, doc: &str, addr: SocketAddr) -> Writer {
+        let mut w = Writer {
+            name: name.into(),
+            doc: doc.into(),
+            client: None,
+            pending: Vec::new(),
+            acked: Vec::new(),
+            sent: 0,
+            reconnects: 0,
+            closes: Vec::new(),
+        };
+        assert!(w.open(addr, None).await, "{name} connects to {addr}");
+        w
+    }
+
+    fn url(&self, addr: SocketAddr) -> String {
+        let token = token_for(APP, SECRETS[0], &self.doc, &self.name, Mode::Edit);
+        format!(
+            "ws://{addr}/v1/ws/{APP}/{}?token={token}&chorus=1",
+            self.doc
+        )
+    }
+
+    async fn open(&mut self, addr: SocketAddr, state: Option<Vec<u8>>) -> bool {
+        let url = self.url(addr);
+        let client = match &state {
+            None => YClient::connect(&url).await,
+            Some(state) => YClient::resume(&url, state).await,
+        };
+        let Ok(client) = client else { return false };
+        // A join relayed to an owner that just died is closed (1012) once the
+        // node notices; a provider then reconnects at once.
+        if client.wait_synced_or_closed(8).await.is_err() {
+            return false;
+        }
+        self.client = Some(client);
+        true
+    }
+
+    fn is_open(&self) -> bool {
+        self.client.as_ref().is_some_and(|c| c.closed().is_none())
+    }
+
+    /// One edit with a unique marker, if connected.
+    fn edit(&mut self) {
+        let Some(client) = self.client.as_ref().filter(|c| c.closed().is_none()) else {
+            return;
+        };
+        let marker = format!("<{}:{}>", self.name, self.sent);
+        let n = client.insert_title(0, &marker);
+        self.pending.push((n, marker, Instant::now()));
+        self.sent += 1;
+    }
+
+    /// Move acknowledged edits from pending to acked; the latest send time among
+    /// them.
+    fn collect(&mut self) -> Option<Instant> {
+        let saved = self.client.as_ref()?.saved();
+        let mut latest = None;
+        let (done, rest): (Vec<_>, Vec<_>) =
+            self.pending.drain(..).partition(|(n, _, _)| *n <= saved);
+        self.pending = rest;
+        for (_, marker, at) in done {
+            latest = Some(latest.map_or(at, |l: Instant| l.max(at)));
+            self.acked.push(marker);
+        }
+        latest
+    }
+
+    /// If the connection closed, reconnect to one of `addrs` with the replica.
+    async fn recover(&mut self, addrs: &[SocketAddr]) {
+        if self.is_open() || addrs.is_empty() {
+            return;
+        }
+        self.collect();
+        let state = self.client.as_ref().map(|c| c.state());
+        if let Some(closed) = self.client.as_ref().and_then(|c| c.closed()) {
+            self.closes.push(closed);
+        }
+        let addr = addrs[self.reconnects % addrs.len()];
+        self.reconnects += 1;
+        // On failure the closed client stays: its replica is what the next attempt
+        // resumes from.
+        if self.open(addr, state).await {
+            // What was not acknowledged is in the replica: the handshake's step 2
+            // (message 1 of the new connection) carries it.
+            for p in &mut self.pending {
+                p.0 = 1;
+            }
+        }
+    }
+
+    fn all_acked(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
+/// Edit from every writer every `gap` until `until` says stop, reconnecting closed
+/// writers to a live node; returns when the first edit sent after `since` was
+/// acknowledged (if `since`), measured from `since`.
+async fn run_load(
+    writers: &mut [Writer],
+    addrs: impl Fn() -> Vec<SocketAddr>,
+    rounds: usize,
+    gap: Duration,
+    since: Option<Instant>,
+) -> Option<Duration> {
+    let mut editable_after = None;
+    for _ in 0..rounds {
+        let live = addrs();
+        for w in writers.iter_mut() {
+            w.recover(&live).await;
+            w.edit();
+            if let (Some(t0), Some(at)) = (since, w.collect()) {
+                if at > t0 && editable_after.is_none() {
+                    editable_after = Some(t0.elapsed());
+                }
+            }
+        }
+        tokio::time::sleep(gap).await;
+    }
+    editable_after
+}
+
+/// Wait until every writer's edits are acknowledged (reconnecting as needed).
+async fn settle(writers: &mut [Writer], addrs: &[SocketAddr], secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        for w in writers.iter_mut() {
+            w.recover(addrs).await;
+            w.collect();
+        }
+        if writers.iter().all(Writer::all_acked) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "edits still unacknowledged after {secs}s: {:?}",
+            writers
+                .iter()
+                .map(|w| (&w.name, w.pending.len(), w.closes.clone()))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every acknowledged edit is in the draft; prints and returns (sent, acked, lost).
+async fn count(
+    test: &str,
+    writers: &[Writer],
+    via: SocketAddr,
+    doc: &str,
+) -> (usize, usize, usize) {
+    let title = final_title(via, doc).await;
+    let sent: usize = writers.iter().map(|w| w.sent).sum();
+    let acked: Vec<&String> = writers.iter().flat_map(|w| &w.acked).collect();
+    let lost: Vec<&&String> = acked
+        .iter()
+        .filter(|m| !title.contains(m.as_str()))
+        .collect();
+    let reconnects: usize = writers.iter().map(|w| w.reconnects).sum();
+    eprintln!(
+        "{test}: sent {sent}, acknowledged {}, lost {}, reconnects {reconnects}",
+        acked.len(),
+        lost.len()
+    );
+    assert!(lost.is_empty(), "acknowledged edits lost: {lost:?}");
+    (sent, acked.len(), lost.len())
+}
+
+fn node_index(name: &str) -> usize {
+    name.strip_prefix("node-").unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_owner_under_load_loses_no_acknowledged_edit() {
+    let mut cluster = Cluster::new(3, |db| db.url().to_owned(), redis_url());
+    let doc = "failover";
+    let mut writers = Vec::new();
+    for (i, name) in ["w0", "w1", "w2"].iter().enumerate() {
+        writers.push(Writer::connect(name, doc, cluster.addr(i)).await);
+    }
+    let addrs = |c: &Cluster| c.live().iter().map(|i| c.addr(*i)).collect::<Vec<_>>();
+    run_load(
+        &mut writers,
+        || addrs(&cluster),
+        30,
+        Duration::from_millis(20),
+        None,
+    )
+    .await;
+    let owner = node_index(&owner_of(cluster.addr(0), doc).await);
+
+    // kill -9 the owner while everyone keeps typing.
+    let killed_at = Instant::now();
+    cluster.nodes[owner].take().unwrap().child.kill().unwrap();
+    let live = addrs(&cluster);
+    let editable_after = run_load(
+        &mut writers,
+        || live.clone(),
+        400,
+        Duration::from_millis(25),
+        Some(killed_at),
+    )
+    .await
+    .expect("the document is editable again");
+    settle(&mut writers, &live, 30).await;
+    eprintln!("kill -9: editable again {editable_after:?} after the owner died (target 5 s)");
+    let (sent, acked, lost) = count("kill -9", &writers, live[0], doc).await;
+    assert_eq!(
+        (sent, lost),
+        (acked, 0),
+        "after settling every edit is acknowledged"
+    );
+    assert!(
+        editable_after < Duration::from_secs(15),
+        "{editable_after:?}"
+    );
+    let new_owner = owner_of(live[0], doc).await;
+    assert_ne!(node_index(&new_owner), owner);
+    let metrics = metrics_of(cluster.addr(node_index(&new_owner))).await;
+    assert_eq!(
+        metric(&metrics, "chorus_cluster_lease_takeovers_total"),
+        Some(1.0),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_stopped_past_its_lease_never_writes_again() {
+    let cluster = Cluster::new(3, |db| db.url().to_owned(), redis_url());
+    let doc = "fenced";
+    // The first connection makes node-0 the owner.
+    let mut local = Writer::connect("local", doc, cluster.addr(0)).await;
+    let mut remote = vec![Writer::connect("remote", doc, cluster.addr(1)).await];
+    assert_eq!(owner_of(cluster.addr(1), doc).await, "node-0");
+    for _ in 0..20 {
+        local.edit();
+        remote[0].edit();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    settle(std::slice::from_mut(&mut local), &[cluster.addr(0)], 10).await;
+    settle(&mut remote, &[cluster.addr(1)], 10).await;
+    let acked_before_stop = local.client.as_ref().unwrap().saved();
+
+    // node-0 stops for twice its lease; node-1 takes the document over meanwhile.
+    let node0 = cluster.nodes[0].as_ref().unwrap();
+    node0.signal("STOP");
+    run_load(
+        &mut remote,
+        || vec![cluster.addr(1)],
+        240,
+        Duration::from_millis(25),
+        None,
+    )
+    .await;
+    settle(&mut remote, &[cluster.addr(1)], 20).await;
+    assert_eq!(owner_of(cluster.addr(1), doc).await, "node-1");
+    node0.signal("CONT");
+
+    // The resumed node-0 still has its local connection and takes edits on it, but
+    // its writes are fenced: none is acknowledged there, and it lets the connection go.
+    for _ in 0..10 {
+        local.edit();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while local.is_open() {
+        assert!(
+            Instant::now() < deadline,
+            "node-0 kept the connection after losing the lease"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let closed = local.client.as_ref().unwrap().closed().unwrap();
+    assert_eq!(closed, (1012, "document-moved".into()));
+    assert_eq!(
+        local.client.as_ref().unwrap().saved(),
+        acked_before_stop,
+        "nothing was acknowledged by the fenced owner"
+    );
+    let metrics = metrics_of(cluster.addr(0)).await;
+    assert_eq!(
+        metric(&metrics, "chorus_cluster_leases_lost_total"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "chorus_cluster_owned_documents"),
+        Some(0.0),
+        "{metrics}"
+    );
+
+    // Its client reconnects to the new owner; what node-0 never acknowledged is kept.
+    let sent_after_resume = local.sent - 20;
+    assert!(sent_after_resume >= 1, "an edit reached the resumed node");
+    let mut all = vec![local, remote.pop().unwrap()];
+    settle(&mut all, &[cluster.addr(1)], 20).await;
+    let (sent, acked, lost) = count("SIGSTOP past the lease", &all, cluster.addr(2), doc).await;
+    assert_eq!((sent, lost), (acked, 0));
+    eprintln!("SIGSTOP: {sent_after_resume} edits sent to the fenced owner after it resumed, 0 acknowledged by it, all acknowledged by the new owner");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_of_every_node_loses_nothing() {
+    let mut cluster = Cluster::new(3, |db| db.url().to_owned(), redis_url());
+    let doc = "rolling";
+    let mut writers = Vec::new();
+    for (i, name) in ["w0", "w1", "w2", "w3"].iter().enumerate() {
+        writers.push(Writer::connect(name, doc, cluster.addr(i % 3)).await);
+    }
+    for i in 0..3 {
+        let mut node = cluster.nodes[i].take().unwrap();
+        node.signal("TERM");
+        let live: Vec<SocketAddr> = cluster.live().iter().map(|j| cluster.addr(*j)).collect();
+        let load = run_load(
+            &mut writers,
+            || live.clone(),
+            20,
+            Duration::from_millis(25),
+            None,
+        );
+        load.await;
+        assert_eq!(node.wait(30), Some(0), "a drained node exits 0");
+        cluster.restart(i);
+        cluster.wait_until_all_hear_each_other();
+        let live: Vec<SocketAddr> = cluster.live().iter().map(|j| cluster.addr(*j)).collect();
+        run_load(
+            &mut writers,
+            || live.clone(),
+            20,
+            Duration::from_millis(25),
+            None,
+        )
+        .await;
+    }
+    let live: Vec<SocketAddr> = (0..3).map(|i| cluster.addr(i)).collect();
+    settle(&mut writers, &live, 30).await;
+    let (sent, acked, lost) = count("rolling restart", &writers, live[0], doc).await;
+    assert_eq!((sent, lost), (acked, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_under_load_loses_nothing_and_nodes_resync_without_a_restart() {
+    // A Redis of this test's own, so restarting it disturbs nobody else.
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let redis = |dir: &Path| {
+        Process::spawn(
+            Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .arg("--dir")
+                .arg(dir),
+            Some("Ready to accept connections"),
+        )
+    };
+    let mut bus = redis(dir.path());
+    let cluster = Cluster::new(
+        3,
+        |db| db.url().to_owned(),
+        format!("redis://127.0.0.1:{port}"),
+    );
+    let pids: Vec<u32> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.as_ref().unwrap().child.id())
+        .collect();
+    let doc = "bus-restart";
+    let mut writers = Vec::new();
+    for (i, name) in ["w0", "w1", "w2"].iter().enumerate() {
+        writers.push(Writer::connect(name, doc, cluster.addr(i)).await);
+    }
+    let live: Vec<SocketAddr> = (0..3).map(|i| cluster.addr(i)).collect();
+    run_load(
+        &mut writers,
+        || live.clone(),
+        20,
+        Duration::from_millis(25),
+        None,
+    )
+    .await;
+    bus.signal("KILL");
+    bus.wait(10);
+    run_load(
+        &mut writers,
+        || live.clone(),
+        40,
+        Duration::from_millis(25),
+        None,
+    )
+    .await;
+    bus = redis(dir.path());
+    run_load(
+        &mut writers,
+        || live.clone(),
+        120,
+        Duration::from_millis(25),
+        None,
+    )
+    .await;
+    settle(&mut writers, &live, 30).await;
+    let (sent, acked, lost) = count("Redis restart", &writers, live[0], doc).await;
+    assert_eq!((sent, lost), (acked, 0));
+    for (i, pid) in pids.iter().enumerate() {
+        assert_eq!(
+            cluster.nodes[i].as_ref().unwrap().child.id(),
+            *pid,
+            "no node restarted"
+        );
+        let metrics = metrics_of(cluster.addr(i)).await;
+        assert!(
+            metric(&metrics, "chorus_bus_losses_total").unwrap_or(0.0) >= 1.0,
+            "{metrics}"
+        );
+    }
+    drop(bus);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_unreachable_for_ten_seconds_keeps_editing_live_and_acks_resume() {
+    let relay = Relay::start("127.0.0.1:5432".parse().unwrap()).await;
+    let relay_addr = relay.addr;
+    let cluster = Cluster::new(
+        3,
+        |db| format!("postgres://postgres@{relay_addr}/{}", db.name()),
+        redis_url(),
+    );
+    let doc = "pg-cut";
+    let mut writers = Vec::new();
+    for (i, name) in ["w0", "w1", "w2"].iter().enumerate() {
+        writers.push(Writer::connect(name, doc, cluster.addr(i)).await);
+    }
+    let live: Vec<SocketAddr> = (0..3).map(|i| cluster.addr(i)).collect();
+    run_load(
+        &mut writers,
+        || live.clone(),
+        20,
+        Duration::from_millis(25),
+        None,
+    )
+    .await;
+    settle(&mut writers, &live, 15).await;
+    let acked_before: usize = writers.iter().map(|w| w.acked.len()).sum();
+
+    relay.cut();
+    let cut_at = Instant::now();
+    let mut sent_during = 0;
+    while cut_at.elapsed() < Duration::from_secs(10) {
+        run_load(
+            &mut writers,
+            || live.clone(),
+            1,
+            Duration::from_millis(100),
+            None,
+        )
+        .await;
+        sent_during += writers.len();
+        let acked: usize = writers.iter().map(|w| w.acked.len()).sum();
+        assert_eq!(
+            acked, acked_before,
+            "nothing is acknowledged while PostgreSQL is cut off"
+        );
+    }
+    // Editing stayed live: every writer sees every other's latest edit.
+    let last: Vec<String> = writers
+        .iter()
+        .map(|w| w.pending.last().unwrap().1.clone())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let seen = writers.iter().all(|w| {
+            let t = w.client.as_ref().unwrap().title();
+            last.iter().all(|m| t.contains(m))
+        });
+        if seen {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "edits are not relayed while PostgreSQL is cut off"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics = metrics_of(cluster.addr(0)).await;
+    let (status, _, body) = http(cluster.addr(0), "GET", "/readyz", &[]).await;
+    assert_eq!(status, 503, "{}\n{metrics}", String::from_utf8_lossy(&body));
+
+    relay.restore();
+    settle(&mut writers, &live, 40).await;
+    let (sent, acked, lost) = count("PostgreSQL cut for 10 s", &writers, live[0], doc).await;
+    eprintln!("PostgreSQL cut: {acked_before} acknowledged before, {sent_during} sent during (0 acknowledged then)");
+    assert_eq!((sent, lost), (acked, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_nginx_round_robin_a_rolling_restart_loses_nothing() {
+    let nginx_bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("Debian's nginx (tests/run installs nginx-light)");
+    let mut cluster = Cluster::new(3, |db| db.url().to_owned(), redis_url());
+    let lb_port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("nginx.conf");
+    let upstream: String = cluster
+        .ports
+        .iter()
+        .map(|p| format!("        server 127.0.0.1:{p} max_fails=1 fail_timeout=1s;\n"))
+        .collect();
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off;\nmaster_process off;\nerror_log {dir}/error.log warn;\npid {dir}/nginx.pid;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n    access_log off;\n    client_body_temp_path {dir};\n    proxy_temp_path {dir};\n\
+             \n    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}\n\
+             \n    upstream chorus {{\n{upstream}    }}\n\
+             \n    server {{\n        listen 127.0.0.1:{lb_port};\n        location / {{\n\
+                         proxy_pass http://chorus;\n            proxy_http_version 1.1;\n\
+                         proxy_set_header Upgrade $http_upgrade;\n\
+                         proxy_set_header Connection $connection_upgrade;\n\
+                         proxy_read_timeout 3600s;\n            proxy_buffering off;\n\
+                         proxy_next_upstream error timeout;\n        }}\n    }}\n}}\n",
+            dir = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let _nginx = Process::spawn(
+        Command::new(nginx_bin)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir.path()),
+        None,
+    );
+    let lb = SocketAddr::from(([127, 0, 0, 1], lb_port));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http_status(lb, "/healthz").await != Some(200) {
+        assert!(Instant::now() < deadline, "nginx did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Round robin: consecutive requests are answered by different nodes.
+    let mut answered = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        let auth = host_auth();
+        let (_, headers, _) =
+            http(lb, "GET", "/v1/apps/wiki/docs", &[("Authorization", &auth)]).await;
+        answered.extend(headers.get("x-chorus-node").cloned());
+    }
+    assert!(answered.len() >= 2, "nginx spreads requests: {answered:?}");
+
+    let doc = "behind-nginx";
+    let mut writers = Vec::new();
+    for name in ["w0", "w1", "w2", "w3", "w4", "w5"] {
+        writers.push(Writer::connect(name, doc, lb).await);
+    }
+    for i in 0..3 {
+        let mut node = cluster.nodes[i].take().unwrap();
+        node.signal("TERM");
+        run_load(
+            &mut writers,
+            || vec![lb],
+            20,
+            Duration::from_millis(25),
+            None,
+        )
+        .await;
+        assert_eq!(node.wait(30), Some(0));
+        cluster.restart(i);
+        cluster.wait_until_all_hear_each_other();
+        run_load(
+            &mut writers,
+            || vec![lb],
+            20,
+            Duration::from_millis(25),
+            None,
+        )
+        .await;
+    }
+    settle(&mut writers, &[lb], 30).await;
+    let (sent, acked, lost) = count("rolling restart through nginx", &writers, lb, doc).await;
+    assert_eq!((sent, lost), (acked, 0));
+}
+
+async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
+    let connect = tokio::net::TcpStream::connect(addr).await.ok()?;
+    drop(connect);
+    Some(http(addr, "GET", path, &[]).await.0)
+}
