@@ -12,6 +12,10 @@
 //!   snapshot); then R times a fresh server starts on that directory and a client
 //!   connects: time until its step 2 arrived and was applied. The history is typed
 //!   at a cursor that jumps to a random position every 64 characters.
+//! - `failover`: cluster mode, R times: three `chorus` processes on a fresh
+//!   PostgreSQL database and a Redis prefix; editors on the two other nodes type
+//!   into a document; the owner is killed (SIGKILL); time until an edit sent after
+//!   the kill is acknowledged (saved = committed) by the new owner.
 
 use anyhow::Context;
 use chorus_e2e::{TestServer, YClient, APP};
@@ -45,6 +49,15 @@ enum Scenario {
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         group_commit: bool,
     },
+    /// Cluster mode: time from `kill -9` of a document's owner to its next acknowledged edit.
+    Failover {
+        /// The chorus binary to run (a release build).
+        #[arg(long, default_value = "target/release/chorus")]
+        bin: std::path::PathBuf,
+        /// Kills to measure.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+    },
     /// Time to SyncStep2 for a document with a long typed history, loaded from the store.
     Coldload {
         /// Single-character edits in the history.
@@ -76,6 +89,7 @@ fn main() -> anyhow::Result<()> {
             runs,
             compacted,
         } => rt.block_on(coldload(history, runs, compacted))?,
+        Scenario::Failover { bin, runs } => rt.block_on(failover(bin, runs))?,
     };
     println!("{line}");
     Ok(())
@@ -244,4 +258,101 @@ fn write_history(
     }
     store.flush()?;
     Ok(())
+}
+
+async fn failover(bin: std::path::PathBuf, runs: usize) -> anyhow::Result<serde_json::Value> {
+    use chorus_e2e::processes::{redis_url, Cluster};
+    use chorus_e2e::{token_for, SECRETS};
+    let mut times = Vec::new();
+    for run in 0..runs {
+        let bin = bin.clone();
+        let mut cluster = tokio::task::spawn_blocking(move || {
+            Cluster::new(bin, 3, |db| db.url().to_owned(), redis_url())
+        })
+        .await?;
+        let doc = format!("failover-{run}");
+        let addrs: Vec<_> = (0..3).map(|i| cluster.addr(i)).collect();
+        let url = |node: usize, user: &str| {
+            let token = token_for(APP, SECRETS[0], &doc, user, chorus_auth::Mode::Edit);
+            format!(
+                "ws://{}/v1/ws/{APP}/{doc}?token={token}&chorus=1",
+                addrs[node]
+            )
+        };
+        // The first editor on node 0 makes it the owner; the others edit through 1 and 2.
+        let owner = YClient::connect(&url(0, "owner-side")).await?;
+        owner.wait_synced().await?;
+        let mut editors = Vec::new();
+        for node in [1, 2] {
+            let c = YClient::connect(&url(node, &format!("e{node}"))).await?;
+            c.wait_synced().await?;
+            editors.push((node, c));
+        }
+        for (_, c) in &editors {
+            let n = c.insert_title(0, "before ");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while c.saved() < n {
+                anyhow::ensure!(Instant::now() < deadline, "no ack before the kill");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        drop(owner);
+        let killed = cluster.nodes[0].take().context("node 0")?;
+        let killed_at = Instant::now();
+        drop(killed); // SIGKILL
+                      // Each editor types every 20 ms; a closed one reconnects to its node with
+                      // its replica, as a provider does. Done when an edit sent after the kill is
+                      // acknowledged.
+        let mut pending: Vec<(usize, u64)> = Vec::new();
+        let elapsed = 'measure: loop {
+            anyhow::ensure!(
+                killed_at.elapsed() < Duration::from_secs(30),
+                "not editable 30 s after the kill"
+            );
+            for (i, (node, c)) in editors.iter_mut().enumerate() {
+                if c.closed().is_some() {
+                    let state = c.state();
+                    if let Ok(next) =
+                        YClient::resume(&url(*node, &format!("e{node}")), &state).await
+                    {
+                        if next.wait_synced_or_closed(8).await.is_ok() {
+                            *c = next;
+                            pending.retain(|(j, _)| *j != i);
+                        }
+                    }
+                    continue;
+                }
+                let n = c.insert_title(0, "after ");
+                pending.push((i, n));
+                if pending.iter().any(|(j, n)| *j == i && c.saved() >= *n) {
+                    break 'measure killed_at.elapsed();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        times.push(elapsed.as_secs_f64() * 1000.0);
+        eprintln!(
+            "failover run {run}: editable again after {:.0} ms",
+            elapsed.as_secs_f64() * 1000.0
+        );
+        drop(editors);
+        tokio::task::spawn_blocking(move || drop(cluster)).await?;
+    }
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = if sorted.is_empty() {
+        0.0
+    } else if sorted.len() % 2 == 1 {
+        sorted[sorted.len() / 2]
+    } else {
+        (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0
+    };
+    Ok(serde_json::json!({
+        "scenario": "failover",
+        "runs": runs,
+        "editable_again_ms": times.iter().map(|t| t.round()).collect::<Vec<_>>(),
+        "median_ms": median.round(),
+        "max_ms": sorted.last().copied().unwrap_or_default().round(),
+        "lease_ttl_ms": 3000,
+    }))
 }

@@ -5,6 +5,7 @@
 
 use chorus_e2e::{eventually, host_token, http, http_with_body, TestServer, YClient, APP, SECRETS};
 use chorus_store::TestDatabase;
+use std::sync::{Arc, Mutex};
 
 struct Cluster {
     nodes: Vec<TestServer>,
@@ -12,13 +13,17 @@ struct Cluster {
 }
 
 async fn cluster(n: usize) -> Cluster {
+    cluster_with(n, |_| {}).await
+}
+
+async fn cluster_with(n: usize, adjust: impl Fn(&mut chorus_e2e::Config)) -> Cluster {
     let db = TestDatabase::create();
     let prefix = format!("chorus-test:{}", db.name());
     let mut nodes = Vec::new();
     for i in 0..n {
         let (url, prefix) = (db.url().to_owned(), prefix.clone());
         nodes.push(
-            TestServer::start_with(move |c| {
+            TestServer::start_with(|c| {
                 c.store = url;
                 c.bus = Some(
                     std::env::var("CHORUS_TEST_REDIS")
@@ -26,6 +31,7 @@ async fn cluster(n: usize) -> Cluster {
                 );
                 c.bus_prefix = Some(prefix);
                 c.node_id = Some(format!("node-{i}"));
+                adjust(c);
             })
             .await,
         );
@@ -157,4 +163,129 @@ async fn futures_join<F: std::future::Future<Output = YClient>>(
         out.push(f.await);
     }
     out
+}
+
+/// A webhook receiver: answers 200 and records `(type, doc, id)` of every request.
+async fn receiver() -> (String, Arc<Mutex<Vec<(String, String, String)>>>) {
+    use axum::routing::post;
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let store = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |body: axum::body::Bytes| {
+            let store = store.clone();
+            async move {
+                let event: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                let field = |k: &str| event[k].as_str().unwrap_or_default().to_owned();
+                store
+                    .lock()
+                    .unwrap()
+                    .push((field("type"), field("doc"), field("id")));
+                "{\"error\":0}"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_of_every_node_are_delivered_once_each_in_order_per_document() {
+    let (url, got) = receiver().await;
+    let mut cluster = cluster_with(3, |c| {
+        c.close_delay_secs = 1;
+        c.saved_webhook_secs = 1;
+        for app in &mut c.apps {
+            app.callback_url = Some(url.clone());
+        }
+    })
+    .await;
+    // Two documents owned by different nodes, edited from all three.
+    let mut clients = Vec::new();
+    for (doc, first) in [("hooks-a", 0), ("hooks-b", 1)] {
+        for i in 0..3 {
+            let node = &cluster.nodes[(first + i) % 3];
+            clients.push(node.ext_client(doc, &format!("user{i}")).await);
+        }
+    }
+    for round in 0..5 {
+        for c in &clients {
+            c.insert_title(0, &format!("{round}."));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    for c in clients.drain(..) {
+        c.close().await;
+    }
+    let closed = |got: &[(String, String, String)], doc: &str| {
+        got.iter().any(|(t, d, _)| t == "closed" && d == doc)
+    };
+    eventually(20, "both documents' sessions closed", || {
+        let got = got.lock().unwrap();
+        closed(&got, "hooks-a") && closed(&got, "hooks-b")
+    })
+    .await
+    .unwrap();
+
+    // The node delivering stops; another takes delivery over.
+    let deliverer = cluster
+        .nodes
+        .iter()
+        .position(|n| n.state.documents.hooks().stats().delivered > 0)
+        .expect("one node delivered");
+    assert_eq!(
+        cluster
+            .nodes
+            .iter()
+            .filter(|n| n.state.documents.hooks().stats().delivered > 0)
+            .count(),
+        1,
+        "one node delivers for the cluster"
+    );
+    cluster.nodes.remove(deliverer).stop().await.unwrap();
+    let c = cluster.nodes[0].ext_client("hooks-c", "late").await;
+    c.insert_title(0, "after the deliverer stopped");
+    c.close().await;
+    eventually(30, "an event of the remaining nodes delivered", || {
+        closed(&got.lock().unwrap(), "hooks-c")
+    })
+    .await
+    .unwrap();
+
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let got = got.lock().unwrap().clone();
+    let mut ids: Vec<&String> = got.iter().map(|(_, _, id)| id).collect();
+    let total = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "every event exactly once: {got:?}");
+    for doc in ["hooks-a", "hooks-b", "hooks-c"] {
+        let kinds: Vec<&str> = got
+            .iter()
+            .filter(|(_, d, _)| d == doc)
+            .map(|(t, _, _)| t.as_str())
+            .collect();
+        assert_eq!(kinds.first(), Some(&"editing"), "{doc}: {kinds:?}");
+        assert_eq!(
+            kinds.iter().filter(|k| **k == "closed").count(),
+            1,
+            "{doc}: {kinds:?}"
+        );
+        // In the order the owner raised them (outbox ids grow with it).
+        let numbers: Vec<u64> = got
+            .iter()
+            .filter(|(_, d, _)| d == doc)
+            .map(|(_, _, id)| id.trim_start_matches("evt-").parse().unwrap())
+            .collect();
+        assert!(
+            numbers.windows(2).all(|w| w[0] < w[1]),
+            "{doc}: {numbers:?}"
+        );
+    }
+    eprintln!("webhooks: {total} events, each once; delivery moved after its node stopped");
+    for node in cluster.nodes {
+        node.stop().await.unwrap();
+    }
 }

@@ -93,7 +93,20 @@ impl Delivery {
 
     pub(crate) async fn run(mut self, stop: CancellationToken) {
         info!("webhook delivery loop started");
+        let poll = self.shared.config.shared_outbox_poll;
+        let mut next_poll = Instant::now();
+        let mut woken = false;
         loop {
+            // A shared outbox is the only way other processes' events arrive: read it
+            // on every poll, and when this process's own flush woke the loop.
+            if let Some(every) = poll {
+                let now = Instant::now();
+                if woken || now >= next_poll {
+                    self.overflow = true;
+                    next_poll = now + every;
+                }
+            }
+            woken = false;
             self.take_inbox();
             if self.scan_due(Instant::now()) {
                 self.scan().await;
@@ -103,12 +116,16 @@ impl Delivery {
                 .counters
                 .loaded
                 .store(self.entries.len() as u64, Ordering::Relaxed);
-            let wake_at = self.next_wake();
+            let wake_at = match (self.next_wake(), poll) {
+                (Some(at), Some(_)) => Some(at.min(next_poll)),
+                (None, Some(_)) => Some(next_poll),
+                (at, None) => at,
+            };
             tokio::select! {
                 biased;
                 () = stop.cancelled() => break,
                 Some(joined) = self.in_flight.join_next_with_id() => self.finish(joined).await,
-                () = self.shared.wake.notified() => {}
+                () = self.shared.wake.notified() => woken = true,
                 () = sleep_until(wake_at.unwrap_or_else(Instant::now)), if wake_at.is_some() => {}
             }
         }

@@ -188,6 +188,11 @@ pub struct HooksConfig {
     /// Pending events held in memory by the delivery loop, and the most read from the
     /// outbox at once (default 50 000).
     pub max_loaded: usize,
+    /// The outbox is shared with other processes that enqueue into it (cluster mode:
+    /// one node delivers for all): every event is read from the outbox, which shows
+    /// only committed events, at least this often. `None` (default): this process is
+    /// the outbox's only writer, and its events reach the loop in memory.
+    pub shared_outbox_poll: Option<Duration>,
 }
 
 impl Default for HooksConfig {
@@ -199,6 +204,7 @@ impl Default for HooksConfig {
             request_timeout: Duration::from_secs(10),
             concurrency: 8,
             max_loaded: 50_000,
+            shared_outbox_poll: None,
         }
     }
 }
@@ -367,6 +373,13 @@ impl Hooks {
     pub fn enqueue(&self, event: &HookEvent) -> Result<String, HooksError> {
         let record = StoredEvent::from_event(event, now_ms())?;
         let payload = record.encode()?;
+        if self.shared.config.shared_outbox_poll.is_some() {
+            // Whichever node delivers reads it from the outbox once committed.
+            let id = self.shared.store.outbox_push(&event.app, &payload)?;
+            let event_id = event_id(id);
+            debug!(app = %event.app, doc = %event.doc, event = %event_id, kind = %event.kind, "webhook event enqueued in the shared outbox");
+            return Ok(event_id);
+        }
         let mut inbox = self.shared.inbox();
         let id = self.shared.store.outbox_push(&event.app, &payload)?;
         inbox.first_local.get_or_insert(id);

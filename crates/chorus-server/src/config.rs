@@ -447,6 +447,12 @@ impl Config {
             backoff_base: base,
             backoff_cap: defaults.backoff_cap.max(base),
             max_age: std::time::Duration::from_secs(self.webhook_max_age_secs.max(1)),
+            // Cluster mode: one node delivers every node's events, read from the
+            // shared outbox.
+            shared_outbox_poll: self
+                .bus
+                .is_some()
+                .then_some(std::time::Duration::from_millis(250)),
             ..defaults
         }
     }

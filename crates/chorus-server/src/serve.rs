@@ -264,7 +264,8 @@ impl Server {
         // Webhooks stop after the documents (their last events are in the outbox by
         // then; whatever is undelivered goes out after the next start).
         let hooks_stop = CancellationToken::new();
-        let hooks = tokio::spawn(state.documents.hooks().clone().run(hooks_stop.clone()));
+        // In cluster mode only the node holding the webhooks lease delivers.
+        let hooks = tokio::spawn(state.documents.clone().run_webhooks(hooks_stop.clone()));
         // Nagle's algorithm would hold small frames back up to 40 ms: every edit is small.
         let listener = self.listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);

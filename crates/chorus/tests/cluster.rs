@@ -9,215 +9,15 @@
 //! which must be zero.
 
 use chorus_auth::Mode;
+use chorus_e2e::processes::{free_port, metric, metrics_of, redis_url, Cluster, Process};
 use chorus_e2e::relay::Relay;
 use chorus_e2e::{host_token, http, token_for, YClient, APP, SECRETS};
-use chorus_store::TestDatabase;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_chorus");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn redis_url() -> String {
-    std::env::var("CHORUS_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// A child process whose output is kept (printed if the test fails).
-struct Process {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl Process {
-    fn spawn(cmd: &mut Command, ready: Option<&str>) -> Process {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let (log, tx, ready) = (log.clone(), tx.clone(), ready.map(str::to_owned));
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if ready.as_deref().is_some_and(|r| line.contains(r)) {
-                        let _ = tx.send(());
-                    }
-                    let mut log = log.lock().unwrap();
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-            });
-        }
-        let mut process = Process { child, log };
-        if ready.is_some() && rx.recv_timeout(Duration::from_secs(30)).is_err() {
-            let _ = process.child.kill();
-            panic!("{cmd:?} did not start:\n{}", process.log.lock().unwrap());
-        }
-        process
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{signal}");
-    }
-
-    /// Wait for the process to exit (at most `secs`); its exit code.
-    fn wait(&mut self, secs: u64) -> Option<i32> {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("did not exit within {secs}s:\n{}", self.log.lock().unwrap());
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "--- output of pid {}:\n{}",
-                self.child.id(),
-                self.log.lock().unwrap()
-            );
-        }
-    }
-}
-
-/// Three (or n) nodes of one cluster.
-struct Cluster {
-    _db: TestDatabase,
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    /// What the nodes use as their store and bus (maybe through a relay).
-    store: String,
-    bus: String,
-    prefix: String,
-    ports: Vec<u16>,
-    nodes: Vec<Option<Process>>,
-}
-
-impl Cluster {
-    fn new(n: usize, store: impl FnOnce(&TestDatabase) -> String, bus: String) -> Cluster {
-        let db = TestDatabase::create();
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("chorus.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[[apps]]\nid = \"{APP}\"\nsecrets = [\"{}\", \"{}\"]\n",
-                SECRETS[0], SECRETS[1]
-            ),
-        )
-        .unwrap();
-        let mut cluster = Cluster {
-            store: store(&db),
-            prefix: format!("chorus-test:{}", db.name()),
-            _db: db,
-            dir,
-            config,
-            bus,
-            ports: (0..n).map(|_| free_port()).collect(),
-            nodes: Vec::new(),
-        };
-        for i in 0..n {
-            let node = cluster.spawn(i);
-            cluster.nodes.push(Some(node));
-        }
-        cluster.wait_until_all_hear_each_other();
-        cluster
-    }
-
-    fn spawn(&self, i: usize) -> Process {
-        let data = self.dir.path().join(format!("data-{i}"));
-        Process::spawn(
-            Command::new(BIN)
-                .args(["serve", "--config"])
-                .arg(&self.config)
-                .arg("--bind")
-                .arg(format!("127.0.0.1:{}", self.ports[i]))
-                .arg("--data-dir")
-                .arg(&data)
-                .env("CHORUS_STORE", &self.store)
-                .env("CHORUS_BUS", &self.bus)
-                .env("CHORUS_BUS_PREFIX", &self.prefix)
-                .env("CHORUS_NODE_ID", format!("node-{i}"))
-                .env("CHORUS_LOG", "info"),
-            Some("listening on http://"),
-        )
-    }
-
-    fn addr(&self, i: usize) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.ports[i]))
-    }
-
-    fn live(&self) -> Vec<usize> {
-        (0..self.nodes.len())
-            .filter(|i| self.nodes[*i].is_some())
-            .collect()
-    }
-
-    fn restart(&mut self, i: usize) {
-        let node = self.spawn(i);
-        self.nodes[i] = Some(node);
-    }
-
-    fn wait_until_all_hear_each_other(&self) {
-        let n = self.live().len();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        for i in self.live() {
-            loop {
-                let metrics = block_on(metrics_of(self.addr(i)));
-                if metric(&metrics, "chorus_bus_nodes_up") == Some(n as f64) {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "node-{i} does not hear {n} nodes:\n{metrics}"
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
-}
-
-async fn metrics_of(addr: SocketAddr) -> String {
-    let (_, _, body) = http(addr, "GET", "/metrics", &[]).await;
-    String::from_utf8_lossy(&body).into_owned()
-}
-
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
 
 fn host_auth() -> String {
     format!("Bearer {}", host_token(APP, SECRETS[0], None))
@@ -447,7 +247,7 @@ fn node_index(name: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_owner_under_load_loses_no_acknowledged_edit() {
-    let mut cluster = Cluster::new(3, |db| db.url().to_owned(), redis_url());
+    let mut cluster = Cluster::new(BIN, 3, |db| db.url().to_owned(), redis_url());
     let doc = "failover";
     let mut writers = Vec::new();
     for (i, name) in ["w0", "w1", "w2"].iter().enumerate() {
@@ -501,7 +301,7 @@ async fn kill_9_of_the_owner_under_load_loses_no_acknowledged_edit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_stopped_past_its_lease_never_writes_again() {
-    let cluster = Cluster::new(3, |db| db.url().to_owned(), redis_url());
+    let cluster = Cluster::new(BIN, 3, |db| db.url().to_owned(), redis_url());
     let doc = "fenced";
     // The first connection makes node-0 the owner.
     let mut local = Writer::connect("local", doc, cluster.addr(0)).await;
@@ -576,7 +376,7 @@ async fn an_owner_stopped_past_its_lease_never_writes_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_of_every_node_loses_nothing() {
-    let mut cluster = Cluster::new(3, |db| db.url().to_owned(), redis_url());
+    let mut cluster = Cluster::new(BIN, 3, |db| db.url().to_owned(), redis_url());
     let doc = "rolling";
     let mut writers = Vec::new();
     for (i, name) in ["w0", "w1", "w2", "w3"].iter().enumerate() {
@@ -638,6 +438,7 @@ async fn redis_restarted_under_load_loses_nothing_and_nodes_resync_without_a_res
     };
     let mut bus = redis(dir.path());
     let cluster = Cluster::new(
+        BIN,
         3,
         |db| db.url().to_owned(),
         format!("redis://127.0.0.1:{port}"),
@@ -703,6 +504,7 @@ async fn postgresql_unreachable_for_ten_seconds_keeps_editing_live_and_acks_resu
     let relay = Relay::start("127.0.0.1:5432".parse().unwrap()).await;
     let relay_addr = relay.addr;
     let cluster = Cluster::new(
+        BIN,
         3,
         |db| format!("postgres://postgres@{relay_addr}/{}", db.name()),
         redis_url(),
@@ -780,7 +582,7 @@ async fn through_nginx_round_robin_a_rolling_restart_loses_nothing() {
         .into_iter()
         .find(|p| Path::new(p).exists())
         .expect("Debian's nginx (tests/run installs nginx-light)");
-    let mut cluster = Cluster::new(3, |db| db.url().to_owned(), redis_url());
+    let mut cluster = Cluster::new(BIN, 3, |db| db.url().to_owned(), redis_url());
     let lb_port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("nginx.conf");

@@ -271,7 +271,9 @@ impl Client {
 /// How clients reach the server: URL template or per-doc setup, tokens, framing.
 pub struct Dial {
     pub proto: Protocol,
-    url: String,
+    /// URL templates; client `index` uses `urls[index % len]` (several nodes of a
+    /// cluster: clients spread over them).
+    urls: Vec<String>,
     setup: Setup,
     setup_url: String,
     token: String,
@@ -284,7 +286,7 @@ impl Dial {
     pub fn new(o: &Opts) -> Arc<Self> {
         Arc::new(Dial {
             proto: o.protocol,
-            url: o.url.clone(),
+            urls: o.url.split(',').map(str::to_owned).collect(),
             setup: o.setup,
             setup_url: o.setup_url.clone(),
             token: o.token.clone(),
@@ -312,7 +314,7 @@ impl Dial {
         let (url, token) = match setup {
             Some(s) => (s.url, s.token),
             None => {
-                let url = self.url.replace("{doc}", &uri_encode(doc));
+                let url = self.urls[index % self.urls.len()].replace("{doc}", &uri_encode(doc));
                 let token = match &self.chorus {
                     Some((app, secret)) => {
                         let claims = SessionClaims::new(

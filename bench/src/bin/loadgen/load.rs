@@ -31,6 +31,17 @@ pub async fn fanout(o: &Opts) -> anyhow::Result<serde_json::Value> {
             serde_json::Value::Object(conn.fail_reasons.clone())
         );
     }
+    let writing: Vec<usize> = if o.writers == 0 {
+        live.clone()
+    } else {
+        live.iter().copied().filter(|&i| i < o.writers).collect()
+    };
+    if writing.is_empty() {
+        bail!(
+            "none of the first {} clients (the writers) connected",
+            o.writers
+        );
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mon = ProcMonitor::begin(o.server_pid);
     let total = (o.rate * o.duration).round() as u64;
@@ -48,7 +59,7 @@ pub async fn fanout(o: &Opts) -> anyhow::Result<serde_json::Value> {
         if scheduled > now {
             tokio::time::sleep_until(scheduled.into()).await;
         }
-        let i = live[rr % live.len()];
+        let i = writing[rr % writing.len()];
         rr += 1;
         sent += 1;
         let h = conn.handles[i].as_ref().expect("live handle");
@@ -87,6 +98,7 @@ pub async fn fanout(o: &Opts) -> anyhow::Result<serde_json::Value> {
     let fields = serde_json::json!({
         "doc": doc,
         "clients": o.clients,
+        "writers": writing.len(),
         "connected": live.len(),
         "connect_failures": conn.failures,
         "fail_reasons": conn.fail_reasons_json(),

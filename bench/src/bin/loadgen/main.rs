@@ -74,6 +74,8 @@ struct Opts {
     #[arg(long, value_enum, default_value = "fanout")]
     scenario: Scenario,
     /// Websocket URL template; `{doc}` is replaced by the (URI-encoded) doc id.
+    /// Several, comma-separated (the nodes of a cluster): client i uses the
+    /// (i mod n)-th.
     #[arg(long, default_value = "ws://127.0.0.1:1234/{doc}")]
     url: String,
     /// Wire protocol.
@@ -110,6 +112,9 @@ struct Opts {
     /// fanout: total inserts per second over all clients.
     #[arg(long, default_value_t = 200.0)]
     rate: f64,
+    /// fanout: only the first W clients write (0 = every client); the others read.
+    #[arg(long, default_value_t = 0)]
+    writers: usize,
     /// Seconds of load (fanout, throughput).
     #[arg(long, default_value_t = 20.0)]
     duration: f64,
