@@ -289,3 +289,140 @@ async fn webhooks_of_every_node_are_delivered_once_each_in_order_per_document() 
         node.stop().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_exclusive_mode_and_app_switches_act_wherever_the_sessions_are() {
+    let cluster = cluster_with(3, |c| {
+        c.admin_token = Some("cluster-admin-token".into());
+        let mut exclusive = c.apps[0].clone();
+        exclusive.id = "excl".into();
+        exclusive.collaboration = false;
+        c.apps.push(exclusive);
+    })
+    .await;
+    let n = &cluster.nodes;
+    let alice = n[0].ext_client("ctl", "alice").await;
+    let bob = n[1].ext_client("ctl", "bob").await;
+    let carol = n[2].ext_client("ctl", "carol").await;
+
+    // Listed from any node, downgraded through a forwarding node.
+    let (status, sessions) = get_json(&n[2], "/v1/apps/wiki/docs/ctl/sessions").await;
+    assert_eq!(status, 200, "{sessions}");
+    let id_of = |user: &str| {
+        sessions["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["user"] == user)
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    let (bob_id, carol_id) = (id_of("bob"), id_of("carol"));
+    let auth = auth();
+    let (status, _, _) = http(
+        n[1].addr,
+        "POST",
+        &format!("/v1/apps/wiki/docs/ctl/sessions/{bob_id}/downgrade"),
+        &[("Authorization", &auth)],
+    )
+    .await;
+    assert_eq!(status, 204);
+    bob.insert_title(0, "FROM-DOWNGRADED ");
+    alice.insert_title(0, "from-alice ");
+    eventually(10, "alice's edit reaches bob", || {
+        bob.title().contains("from-alice")
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !alice.title().contains("FROM-DOWNGRADED"),
+        "a view-only session cannot write"
+    );
+
+    // Ended through the owner: carol, on another node, is closed.
+    let (status, _, _) = http(
+        n[0].addr,
+        "DELETE",
+        &format!("/v1/apps/wiki/docs/ctl/sessions/{carol_id}"),
+        &[("Authorization", &auth)],
+    )
+    .await;
+    assert_eq!(status, 204);
+    eventually(10, "carol's session ended", || carol.closed().is_some())
+        .await
+        .unwrap();
+    assert_eq!(carol.closed().unwrap(), (4403, "session-ended".into()));
+
+    // Exclusive mode: the second editor, on another node, waits view-only.
+    let url = |node: &TestServer, user: &str| {
+        let token = chorus_e2e::token_for("excl", SECRETS[0], "x", user, chorus_auth::Mode::Edit);
+        format!("{}&chorus=1", node.ws_url("excl", "x", &token))
+    };
+    let dave = YClient::connect(&url(&n[1], "dave")).await.unwrap();
+    dave.wait_synced().await.unwrap();
+    let erin = YClient::connect(&url(&n[2], "erin")).await.unwrap();
+    erin.wait_synced().await.unwrap();
+    erin.insert_title(0, "ERIN-WAITING ");
+    dave.insert_title(0, "dave-holds ");
+    eventually(10, "the holder's edit reaches the waiting session", || {
+        erin.title().contains("dave-holds")
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !dave.title().contains("ERIN-WAITING"),
+        "the waiting session is view-only"
+    );
+
+    // Disabled on one node: sessions close on every node, new ones are refused
+    // everywhere; enabled again on another node, they are admitted everywhere.
+    let admin = "Bearer cluster-admin-token";
+    let (status, _, _) = http(
+        n[2].addr,
+        "POST",
+        "/v1/admin/apps/wiki/disable",
+        &[("Authorization", admin)],
+    )
+    .await;
+    assert_eq!(status, 200);
+    eventually(10, "every wiki session closed", || {
+        alice.closed().is_some() && bob.closed().is_some()
+    })
+    .await
+    .unwrap();
+    assert_eq!(alice.closed().unwrap().0, 4403);
+    assert_eq!(bob.closed().unwrap().0, 4403);
+    let refused = YClient::connect(&n[0].ws_url(APP, "ctl", &n[0].token("ctl", "frank")))
+        .await
+        .unwrap();
+    eventually(10, "a new session is refused on another node", || {
+        refused.closed().is_some()
+    })
+    .await
+    .unwrap();
+    assert_eq!(refused.closed().unwrap().0, 4403);
+    let (status, _, _) = http(
+        n[0].addr,
+        "POST",
+        "/v1/admin/apps/wiki/enable",
+        &[("Authorization", admin)],
+    )
+    .await;
+    assert_eq!(status, 200);
+    eventually(10, "enabled everywhere", || {
+        cluster.nodes[1]
+            .state
+            .apps
+            .get(APP)
+            .is_some_and(|a| a.is_enabled())
+    })
+    .await
+    .unwrap();
+    let back = n[1].client("ctl", "frank").await;
+    assert!(back.closed().is_none());
+    for node in cluster.nodes {
+        node.stop().await.unwrap();
+    }
+}

@@ -472,6 +472,18 @@ async fn redis_restarted_under_load_loses_nothing_and_nodes_resync_without_a_res
         None,
     )
     .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, _, body) = http(cluster.addr(1), "GET", "/readyz", &[]).await;
+        if status == 503 && String::from_utf8_lossy(&body).contains("bus-unreachable") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readiness while Redis is down: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     bus = redis(dir.path());
     run_load(
         &mut writers,
