@@ -156,3 +156,65 @@ async fn wait_readiness(server: &TestServer, status: u16, text: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_raised_while_postgresql_is_unreachable_is_delivered_after() {
+    use std::sync::{Arc, Mutex};
+    let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    let store = got.clone();
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let store = store.clone();
+            async move {
+                let event: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                let kind = event["type"].as_str().unwrap_or_default().to_owned();
+                store.lock().unwrap().push(kind);
+                "{\"error\":0}"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+
+    let db = TestDatabase::create();
+    let relay = Relay::start("127.0.0.1:5432".parse().unwrap()).await;
+    let url = format!("postgres://postgres@{}/{}", relay.addr, db.name());
+    let server = TestServer::start_with(|c| {
+        c.store = url.clone();
+        c.close_delay_secs = 1;
+        c.webhook_retry_base_ms = 100;
+        for app in &mut c.apps {
+            app.callback_url = Some(hook_url.clone());
+        }
+    })
+    .await;
+    let a = server.ext_client("hooked", "alice").await;
+    let n = a.insert_title(0, "edited");
+    eventually(15, "saved", || a.saved() == n).await.unwrap();
+    eventually(15, "editing delivered", || {
+        got.lock().unwrap().iter().any(|k| k == "editing")
+    })
+    .await
+    .unwrap();
+
+    // The session closes while PostgreSQL cannot be reached: the `closed` event's
+    // write fails (and is rolled back with its group) until it is back.
+    relay.cut();
+    a.close().await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        !got.lock().unwrap().iter().any(|k| k == "closed"),
+        "nothing is delivered before it is committed"
+    );
+    relay.restore();
+    eventually(
+        30,
+        "the closed event delivered once PostgreSQL is back",
+        || got.lock().unwrap().iter().any(|k| k == "closed"),
+    )
+    .await
+    .unwrap();
+    server.stop().await.unwrap();
+}

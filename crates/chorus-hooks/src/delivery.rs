@@ -38,6 +38,9 @@ const RESCAN_INTERVAL: Duration = Duration::from_secs(1);
 
 type DocKey = (String, String);
 
+/// How long a stopping loop waits for the attempts in flight.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
 /// One pending event held by the loop.
 struct Entry {
     app: String,
@@ -127,6 +130,17 @@ impl Delivery {
                 Some(joined) = self.in_flight.join_next_with_id() => self.finish(joined).await,
                 () = self.shared.wake.notified() => woken = true,
                 () = sleep_until(wake_at.unwrap_or_else(Instant::now)), if wake_at.is_some() => {}
+            }
+        }
+        // Attempts in flight finish (and are acknowledged) first, for a moment: an
+        // event the host received but this process did not acknowledge would be
+        // sent again by the next run (or, in a cluster, by the next deliverer).
+        let grace = tokio::time::sleep(STOP_GRACE);
+        tokio::pin!(grace);
+        while !self.in_flight.is_empty() {
+            tokio::select! {
+                Some(joined) = self.in_flight.join_next_with_id() => self.finish(joined).await,
+                () = &mut grace => break,
             }
         }
         let abandoned = self.in_flight.len();

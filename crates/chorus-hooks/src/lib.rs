@@ -410,8 +410,9 @@ impl Hooks {
     }
 
     /// The delivery loop, until `stop` is cancelled. It starts by reading the outbox,
-    /// so events left pending by an earlier process are sent. Requests in flight at
-    /// the stop are abandoned (and sent again by the next run, with the same ids).
+    /// so events left pending by an earlier process are sent. At the stop, requests
+    /// in flight get up to 5 s to finish and be acknowledged; the rest are abandoned
+    /// (and sent again by the next run, with the same ids).
     ///
     /// Run one loop per store: a second `run` while one is running returns at once
     /// with an `error!`.

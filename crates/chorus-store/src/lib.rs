@@ -316,6 +316,14 @@ pub trait Store: Send + Sync + 'static {
     /// snapshot).
     fn flush(&self) -> Result<(), StoreError>;
 
+    /// True if a failed [`flush`](Self::flush) is known to have stored nothing of
+    /// what it held (the caller must write it all again, webhook events included);
+    /// false where some of it may be stored anyway (sled). [`PostgresStore`] rolls
+    /// the transaction back.
+    fn discards_failed_flush(&self) -> bool {
+        false
+    }
+
     /// Whether the store can be reached now (readiness). The embedded stores always
     /// can; [`PostgresStore`] runs a trivial query.
     fn probe(&self) -> Result<(), StoreError> {

@@ -735,6 +735,10 @@ impl Store for PostgresStore {
     fn leases(&self) -> Option<&dyn Leases> {
         Some(self)
     }
+
+    fn discards_failed_flush(&self) -> bool {
+        true
+    }
 }
 
 fn token_column(value: i64) -> u64 {

@@ -98,6 +98,9 @@ struct Inflight {
     host_replies: Vec<HostReply>,
     /// History points this job writes (queued again if it fails).
     history: Vec<HistoryPoint>,
+    /// Webhook events this job writes, kept to raise again should it fail on a store
+    /// that forgets a failed flush (PostgreSQL rolls the events back with it).
+    events: Vec<HookEvent>,
 }
 
 /// The editing session webhooks describe: opened by the first editor (`editing`),

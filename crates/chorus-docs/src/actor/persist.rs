@@ -93,6 +93,11 @@ impl DocActor {
     /// the points it writes (queued again should it fail).
     async fn submit(&mut self, op: PersistOp, job: Job, history: Vec<chorus_store::HistoryPoint>) {
         let events = std::mem::take(&mut self.writes.events);
+        let kept = if self.docs.store().discards_failed_flush() {
+            events.clone()
+        } else {
+            Vec::new()
+        };
         self.writes.plan.started(job);
         let done = self.docs.writer.submit(op, events).await;
         self.writes.inflight = Some(Inflight {
@@ -100,6 +105,7 @@ impl DocActor {
             acks: std::mem::take(&mut self.writes.acks),
             host_replies: std::mem::take(&mut self.writes.host_replies),
             history,
+            events: kept,
         });
     }
 
@@ -210,6 +216,10 @@ impl DocActor {
                 let mut history = job.history;
                 history.append(&mut w.history_pending);
                 w.history_pending = history;
+                // Rolled back with the failed group: raised again, in their order.
+                let mut events = job.events;
+                events.append(&mut w.events);
+                w.events = events;
                 w.retry_at = Some(Instant::now() + RETRY_AFTER);
             }
         }
