@@ -221,3 +221,23 @@ pub enum DocCommand {
     /// Persist everything and stop (server shutdown).
     Shutdown,
 }
+
+impl DocCommand {
+    /// What an actor that stops hands to the next actor of its document instead of
+    /// dropping: joins and everything that waits for an answer.
+    pub(crate) fn outlives_its_actor(&self) -> bool {
+        use crate::cluster::{ClusterCommand, ClusterOp};
+        matches!(
+            self,
+            DocCommand::Join { .. }
+                | DocCommand::Read { .. }
+                | DocCommand::Base { .. }
+                | DocCommand::Render { .. }
+                | DocCommand::External { .. }
+                | DocCommand::Publish { .. }
+                | DocCommand::Cluster(ClusterCommand(
+                    ClusterOp::Route { .. } | ClusterOp::RemoteJoin { .. }
+                ))
+        )
+    }
+}

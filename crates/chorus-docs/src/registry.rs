@@ -86,6 +86,16 @@ pub(crate) struct Activity {
     pub(crate) last_active_ms: AtomicU64,
 }
 
+impl Activity {
+    /// Record that the document has `members` now and was just active; when it has
+    /// none it is idle from now on (the returned instant).
+    pub(crate) fn record(&self, members: usize) -> Option<tokio::time::Instant> {
+        self.members.store(members, Ordering::Relaxed);
+        self.last_active_ms.store(now_ms(), Ordering::Relaxed);
+        (members == 0).then(tokio::time::Instant::now)
+    }
+}
+
 /// A cloneable address of a document actor.
 #[derive(Clone)]
 pub struct DocHandle {

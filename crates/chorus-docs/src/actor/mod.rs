@@ -49,7 +49,6 @@ use chorus_protocol::{Message, SyncMessage};
 use chorus_store::{DocId, DocMeta, HistoryPoint};
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
@@ -342,12 +341,7 @@ impl DocActor {
     }
 
     fn touched(&mut self) {
-        let members = self.room.member_count();
-        self.activity.members.store(members, Ordering::Relaxed);
-        self.activity
-            .last_active_ms
-            .store(now_ms(), Ordering::Relaxed);
-        self.idle_since = (members == 0).then(Instant::now);
+        self.idle_since = self.activity.record(self.room.member_count());
     }
 }
 

@@ -305,19 +305,7 @@ impl DocActor {
         }
         let mut forwarded = Vec::new();
         while let Some(cmd) = rx.try_recv() {
-            if matches!(
-                cmd,
-                DocCommand::Join { .. }
-                    | DocCommand::Read { .. }
-                    | DocCommand::Base { .. }
-                    | DocCommand::Render { .. }
-                    | DocCommand::External { .. }
-                    | DocCommand::Publish { .. }
-                    | DocCommand::Cluster(crate::cluster::ClusterCommand(
-                        crate::cluster::ClusterOp::Route { .. }
-                            | crate::cluster::ClusterOp::RemoteJoin { .. }
-                    ))
-            ) {
+            if cmd.outlives_its_actor() {
                 forwarded.push(cmd);
             }
         }

@@ -9,7 +9,6 @@
 //! owner, and the sync handshake (state vectors) brings everyone level. Nothing it
 //! relayed was acknowledged unless the owner committed it.
 
-use super::now_ms;
 use crate::cluster::wire::Wire;
 use crate::cluster::{ClusterCommand, ClusterOp, Route};
 use crate::command::DocCommand;
@@ -222,12 +221,7 @@ impl Proxy {
     }
 
     fn touched(&mut self) {
-        let members = self.members.len();
-        self.activity.members.store(members, Ordering::Relaxed);
-        self.activity
-            .last_active_ms
-            .store(now_ms(), Ordering::Relaxed);
-        self.idle_since = (members == 0).then(Instant::now);
+        self.idle_since = self.activity.record(self.members.len());
     }
 
     /// Leave the map, close every connection, and hand any command that raced in to
@@ -260,18 +254,7 @@ impl Proxy {
         }
         let mut raced = Vec::new();
         while let Some(cmd) = rx.try_recv() {
-            if matches!(
-                cmd,
-                DocCommand::Join { .. }
-                    | DocCommand::Read { .. }
-                    | DocCommand::Base { .. }
-                    | DocCommand::Render { .. }
-                    | DocCommand::External { .. }
-                    | DocCommand::Publish { .. }
-                    | DocCommand::Cluster(ClusterCommand(
-                        ClusterOp::Route { .. } | ClusterOp::RemoteJoin { .. }
-                    ))
-            ) {
+            if cmd.outlives_its_actor() {
                 raced.push(cmd);
             }
         }
