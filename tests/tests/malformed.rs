@@ -154,3 +154,23 @@ async fn a_client_that_stops_reading_is_dropped_and_nobody_else_waits() {
         "closed with {code:?}, expected 1013 or a dropped socket"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_far_over_the_limit_gets_4413_not_a_reset() {
+    // The default limit (8 MiB) and a 12 MiB frame: the server refuses it from its
+    // header, with most of it still on the way.
+    let server = TestServer::start().await;
+    let url = server.ws_url(APP, "huge", &server.token("huge", "mallory"));
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(None)
+        .max_frame_size(None);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), false)
+        .await
+        .unwrap();
+    let mut frame = vec![0u8; 12 << 20];
+    frame[0] = 0; // sync
+    frame[1] = 2; // update
+    let _ = ws.send(WsMessage::Binary(Bytes::from(frame))).await;
+    let (code, reason) = close_code(&mut ws).await.unwrap();
+    assert_eq!((code, reason.as_str()), (4413, "message-too-large"));
+}

@@ -36,6 +36,9 @@ pub enum DocError {
     /// applied (see `chorus_core::external_edit`); the caller computes it again.
     #[error("the draft moved while the change was prepared")]
     Moved,
+    /// The outbox refused the job's webhook events (so they are not stored).
+    #[error("webhook events could not be queued: {0}")]
+    EventsNotQueued(Arc<StoreError>),
     /// Cluster mode: another node owns the document (this node only forwards it).
     #[error("the document is served by node {0}")]
     Elsewhere(std::sync::Arc<str>),
@@ -61,7 +64,7 @@ impl DocError {
     /// that are not the store's.
     pub fn store_condition(&self) -> StoreCondition {
         match self {
-            DocError::Store(e) => e.condition(),
+            DocError::Store(e) | DocError::EventsNotQueued(e) => e.condition(),
             DocError::Load(_) => StoreCondition::Corrupt,
             _ => StoreCondition::Unavailable,
         }

@@ -142,9 +142,13 @@ fn writer_loop(
             Vec::with_capacity(group.len());
         let mut records = 0usize;
         for Job { op, events, done } in group.drain(..) {
+            let mut not_queued = None;
             for event in &events {
                 if let Err(e) = hooks.enqueue(event) {
                     error!(app = %event.app, doc = %event.doc, error = %e, kind = event.kind.as_str(), "webhook event could not be queued");
+                    if let chorus_hooks::HooksError::Store(e) = e {
+                        not_queued.get_or_insert(e);
+                    }
                 }
             }
             let r = match op {
@@ -160,7 +164,13 @@ fn writer_loop(
                 } => store.compact(&id, &snapshot, upto_seq, &meta),
                 PersistOp::Flush => Ok(()),
             };
-            answers.push((done, r.map_err(DocError::from)));
+            // An event the outbox refused is not stored: the job failed, and the
+            // document raises its events again with the retry.
+            let r = match not_queued {
+                Some(e) => Err(DocError::EventsNotQueued(std::sync::Arc::new(e))),
+                None => r.map_err(DocError::from),
+            };
+            answers.push((done, r));
         }
         let flushed = store.flush().map_err(DocError::from);
         metrics.store_flush(answers.len(), records, started.elapsed());

@@ -97,8 +97,8 @@ struct Inflight {
     host_replies: Vec<HostReply>,
     /// History points this job writes (queued again if it fails).
     history: Vec<HistoryPoint>,
-    /// Webhook events this job writes, kept to raise again should it fail on a store
-    /// that forgets a failed flush (PostgreSQL rolls the events back with it).
+    /// Webhook events this job writes, kept to raise again should it fail without
+    /// storing them (the outbox refused them, or PostgreSQL rolled them back).
     events: Vec<HookEvent>,
 }
 

@@ -93,11 +93,8 @@ impl DocActor {
     /// the points it writes (queued again should it fail).
     async fn submit(&mut self, op: PersistOp, job: Job, history: Vec<chorus_store::HistoryPoint>) {
         let events = std::mem::take(&mut self.writes.events);
-        let kept = if self.docs.store().discards_failed_flush() {
-            events.clone()
-        } else {
-            Vec::new()
-        };
+        // Few and small: kept to raise again if the job fails without storing them.
+        let kept = events.clone();
         self.writes.plan.started(job);
         let done = self.docs.writer.submit(op, events).await;
         self.writes.inflight = Some(Inflight {
@@ -216,10 +213,16 @@ impl DocActor {
                 let mut history = job.history;
                 history.append(&mut w.history_pending);
                 w.history_pending = history;
-                // Rolled back with the failed group: raised again, in their order.
-                let mut events = job.events;
-                events.append(&mut w.events);
-                w.events = events;
+                // Not stored (refused by the outbox, or rolled back with the failed
+                // group): raised again, in their order. Where a failed flush may have
+                // kept them (sled), they are not, to send none twice.
+                if matches!(e, DocError::EventsNotQueued(_))
+                    || self.docs.store().discards_failed_flush()
+                {
+                    let mut events = job.events;
+                    events.append(&mut w.events);
+                    w.events = events;
+                }
                 w.retry_at = Some(Instant::now() + RETRY_AFTER);
             }
         }

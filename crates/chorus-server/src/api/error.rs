@@ -129,7 +129,9 @@ impl From<HostError> for ApiError {
 impl From<DocError> for ApiError {
     fn from(e: DocError) -> Self {
         match e {
-            DocError::Store(_) | DocError::Load(_) => ApiError::Store(e.store_condition()),
+            DocError::Store(_) | DocError::Load(_) | DocError::EventsNotQueued(_) => {
+                ApiError::Store(e.store_condition())
+            }
             _ => ApiError::Unavailable,
         }
     }
