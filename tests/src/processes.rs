@@ -67,6 +67,11 @@ impl Process {
         process
     }
 
+    /// Everything it printed so far (stdout and stderr).
+    pub fn output(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
     /// Send `signal` (`KILL`, `TERM`, `STOP`, `CONT`, …).
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
