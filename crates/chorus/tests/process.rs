@@ -137,6 +137,18 @@ fn chorus_e2e_mode() -> chorus_auth::Mode {
 /// as saved before the kill. `CHORUS_CRASH_CYCLES` runs more cycles (default 20).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_edits_survive_kill_9() {
+    crash_cycles(None).await;
+}
+
+/// The same on PostgreSQL (a fresh database): the document layer's side of the
+/// guarantee, apart from the embedded store's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_edits_survive_kill_9_on_postgresql() {
+    let db = chorus_store::TestDatabase::create();
+    crash_cycles(Some(db.url())).await;
+}
+
+async fn crash_cycles(store: Option<&str>) {
     let cycles: usize = std::env::var("CHORUS_CRASH_CYCLES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -148,6 +160,10 @@ async fn acknowledged_edits_survive_kill_9() {
         .unwrap_or_else(|_| dir.path().to_owned());
     std::fs::create_dir_all(&root).unwrap();
     let config = write_config(&root);
+    if let Some(store) = store {
+        let apps = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, format!("store = \"{store}\"\n{apps}")).unwrap();
+    }
     let data = root.join("data");
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5EED);
     let mut acked: BTreeSet<String> = BTreeSet::new();
