@@ -8,7 +8,7 @@ use crate::api::ApiError;
 use crate::state::AppState;
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -35,6 +35,24 @@ struct Answered {
     status: u16,
     headers: Vec<(String, Vec<u8>)>,
     body: Vec<u8>,
+}
+
+fn headers_to_wire(headers: &HeaderMap) -> Vec<(String, Vec<u8>)> {
+    headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect()
+}
+
+/// Headers as they travelled, back into `into` (a name or value that no longer
+/// parses is left out).
+fn headers_from_wire(headers: Vec<(String, Vec<u8>)>, into: &mut HeaderMap) {
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::from_bytes(&value))
+        {
+            into.append(name, value);
+        }
+    }
 }
 
 /// The document a host API path names (`/v1/apps/{app}/docs/{doc}/…`), if any.
@@ -89,11 +107,7 @@ pub async fn to_owner(State(state): State<AppState>, req: Request, next: Next) -
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_owned(),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-            .collect(),
+        headers: headers_to_wire(&parts.headers),
         body: body.to_vec(),
     };
     let request = postcard::to_allocvec(&carried).unwrap_or_default();
@@ -108,12 +122,7 @@ pub async fn to_owner(State(state): State<AppState>, req: Request, next: Next) -
     let mut response = Response::new(Body::from(answered.body));
     *response.status_mut() =
         StatusCode::from_u16(answered.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    for (name, value) in answered.headers {
-        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::from_bytes(&value))
-        {
-            response.headers_mut().append(name, value);
-        }
-    }
+    headers_from_wire(answered.headers, response.headers_mut());
     response
 }
 
@@ -143,12 +152,7 @@ async fn serve(router: Router, carried: Carried, node: &str) -> Answered {
     let mut req = Request::new(Body::from(carried.body));
     *req.method_mut() = Method::from_bytes(carried.method.as_bytes()).unwrap_or(Method::GET);
     *req.uri_mut() = carried.uri.parse().unwrap_or_default();
-    for (name, value) in carried.headers {
-        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::from_bytes(&value))
-        {
-            req.headers_mut().append(name, value);
-        }
-    }
+    headers_from_wire(carried.headers, req.headers_mut());
     if let Ok(from) = HeaderValue::from_str(node) {
         req.headers_mut().insert(FORWARDED, from);
     }
@@ -160,11 +164,7 @@ async fn serve(router: Router, carried: Carried, node: &str) -> Answered {
     let body = to_bytes(body, BODY_LIMIT * 2).await.unwrap_or_default();
     Answered {
         status: parts.status.as_u16(),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-            .collect(),
+        headers: headers_to_wire(&parts.headers),
         body: body.to_vec(),
     }
 }

@@ -107,6 +107,15 @@ impl DocId {
     }
 }
 
+/// `Err(InvalidId)` if an app id contains `'\0'` (for listings, which take an app
+/// alone).
+fn check_app(app: &str) -> Result<(), StoreError> {
+    if app.contains('\0') {
+        return Err(StoreError::InvalidId(DocId::new(app, "")));
+    }
+    Ok(())
+}
+
 impl fmt::Display for DocId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.app, self.doc)

@@ -170,9 +170,7 @@ impl Store for MemoryStore {
     }
 
     fn list(&self, app: &str) -> Result<Vec<(String, DocMeta)>, StoreError> {
-        if app.contains('\0') {
-            return Err(StoreError::InvalidId(DocId::new(app, "")));
-        }
+        crate::check_app(app)?;
         let state = self.state();
         Ok(state
             .docs

@@ -617,9 +617,7 @@ impl Store for PostgresStore {
     }
 
     fn list(&self, app: &str) -> Result<Vec<(String, DocMeta)>, StoreError> {
-        if app.contains('\0') {
-            return Err(StoreError::InvalidId(DocId::new(app, "")));
-        }
+        crate::check_app(app)?;
         let mut conn = self.conn("listing documents in")?;
         let rows = conn
             .query(

@@ -327,9 +327,7 @@ impl Store for SledStore {
     }
 
     fn list(&self, app: &str) -> Result<Vec<(String, DocMeta)>, StoreError> {
-        if app.contains('\0') {
-            return Err(StoreError::InvalidId(DocId::new(app, "")));
-        }
+        crate::check_app(app)?;
         let prefix = codec::app_prefix(app);
         let mut out = Vec::new();
         for item in self.meta.scan_prefix(&prefix) {
