@@ -243,3 +243,58 @@ async fn an_edit_made_while_the_document_loads_reaches_joiners_served_early() {
     assert_eq!(title_after(&got.sync), want, "and it was stored");
     server.stop().await.unwrap();
 }
+
+/// A y-websocket provider reports `synced` on the first step 2 it gets, and apps
+/// read the draft then: served early, that step 2 must hold the log after the
+/// snapshot too, not leave it to a frame that follows (a kill -9 leaves such a log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_step_2_of_an_early_answer_holds_the_log_after_the_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (update, expected) = long_history(false);
+    store(dir.path(), "logged", &update, |_| {}).await;
+
+    // Edits acknowledged after the last snapshot, as a crash leaves them: in the log.
+    let snapshot = {
+        let store = chorus_store::SledStore::open(dir.path()).unwrap();
+        let id = chorus_store::DocId::new(APP, "logged");
+        let stored = chorus_store::Store::load(&store, &id).unwrap().unwrap();
+        let doc = Doc::with_client_id(8);
+        let title = doc.get_or_insert_text("title");
+        let mut txn = doc.transact_mut();
+        for part in stored
+            .snapshot
+            .iter()
+            .chain(stored.updates.iter().map(|(_, u)| u))
+        {
+            txn.apply_update(Update::decode_v1(part).unwrap()).unwrap();
+        }
+        let mut seq = stored
+            .updates
+            .last()
+            .map_or(stored.snapshot_seq, |(s, _)| *s);
+        let mut batch = chorus_store::WriteBatch::default();
+        for edit in ["LOGGED-1 ", "LOGGED-2 "] {
+            let before = txn.state_vector();
+            title.insert(&mut txn, 0, edit);
+            seq += 1;
+            batch.append(&id, seq, &txn.encode_state_as_update_v1(&before));
+        }
+        drop(txn);
+        chorus_store::Store::write(&store, batch).unwrap();
+        chorus_store::Store::flush(&store).unwrap();
+        stored.snapshot.is_some()
+    };
+    assert!(snapshot, "the stopped server left a snapshot");
+
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    let got = join_with_nothing(&server, "logged").await;
+    let want = format!("LOGGED-2 LOGGED-1 {expected}");
+    assert_eq!(got.first_kind(), Some(1), "served early");
+    assert_eq!(
+        title_after(&got.sync[..1]),
+        want,
+        "the first step 2 alone is the whole stored draft"
+    );
+    assert_eq!(title_after(&got.sync), want);
+    server.stop().await.unwrap();
+}

@@ -939,33 +939,34 @@ pub fn is_empty_state_vector(sv: &[u8]) -> bool {
         .is_some_and(|sv| sv.is_empty())
 }
 
-/// The frames that answer an empty step 1 with a stored document, built from the
-/// stored bytes alone: step 2 carrying the snapshot (or the first log record), then
-/// one update carrying the rest of the log merged. Integrating a long history into
-/// a [`Room`] takes far longer than reading it, so a joiner that has nothing can be
-/// served while the room is built. Only for stored content that needs no whitelist
-/// pass (see [`Whitelist::fingerprint`]): these bytes leave unchecked.
-pub fn sync_from_stored(
-    snapshot: Option<&[u8]>,
-    updates: &[&[u8]],
-) -> Result<Vec<Bytes>, LoadError> {
-    let mut parts = snapshot.into_iter().chain(updates.iter().copied());
-    let Some(first) = parts.next() else {
-        return Ok(Vec::new());
+/// The step 2 that answers an empty step 1 with a stored document, built from the
+/// stored bytes alone: the snapshot and the log after it merged into one update.
+/// Integrating a long history into a [`Room`] takes far longer than merging it, so a
+/// joiner that has nothing can be served while the room is built. One frame, not
+/// the snapshot followed by the log: a y-websocket provider reports `synced` on
+/// the first step 2, and an app that reads the draft then must find all of it.
+/// Only for stored content that needs no whitelist pass (see
+/// [`Whitelist::fingerprint`]): these bytes leave unchecked.
+pub fn sync_from_stored(snapshot: Option<&[u8]>, updates: &[&[u8]]) -> Result<Bytes, LoadError> {
+    let merge = |parts: &[&[u8]], index: usize| {
+        guarded(|| yrs::merge_updates_v1(parts.iter().copied()).ok())
+            .flatten()
+            .ok_or(LoadError::Undecodable(index))
     };
-    let rest: Vec<&[u8]> = parts.collect();
-    let mut frames = vec![encode_sync(SYNC_STEP2, first)];
-    match rest.as_slice() {
-        [] => {}
-        [one] => frames.push(encode_sync(SYNC_UPDATE, one)),
-        many => {
-            let merged = guarded(|| yrs::merge_updates_v1(many.iter().copied()).ok())
-                .flatten()
-                .ok_or(LoadError::Undecodable(1))?;
-            frames.push(encode_sync(SYNC_UPDATE, &merged));
-        }
-    }
-    Ok(frames)
+    // The log is merged on its own first: merging many small updates costs more per
+    // byte than merging two large ones, and the snapshot is the large one.
+    let log = match updates {
+        [] => None,
+        [one] => Some(std::borrow::Cow::Borrowed(*one)),
+        many => Some(std::borrow::Cow::Owned(merge(many, 1)?)),
+    };
+    let whole = match (snapshot, log) {
+        (None, None) => return Ok(Bytes::new()),
+        (Some(only), None) => std::borrow::Cow::Borrowed(only),
+        (None, Some(log)) => log,
+        (Some(snapshot), Some(log)) => std::borrow::Cow::Owned(merge(&[snapshot, &log], 0)?),
+    };
+    Ok(encode_sync(SYNC_STEP2, &whole))
 }
 
 #[cfg(test)]

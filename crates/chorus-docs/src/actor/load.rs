@@ -247,7 +247,7 @@ async fn build_serving_early(
     rx: &mut InboxReceiver<DocCommand>,
     queued: &mut Vec<DocCommand>,
 ) -> Result<Room<QueuePeer>, DocError> {
-    let mut frames: Option<Vec<Bytes>> = None;
+    let mut answer: Option<Bytes> = None;
     // Connections served early, with the index of the step 1 that was answered.
     let mut served: Vec<(ConnId, usize)> = Vec::new();
     let built = loop {
@@ -259,7 +259,7 @@ async fn build_serving_early(
             Some(cmd) = rx.recv(), if queued.len() < DOC_INBOX => {
                 if serve_early {
                     if let Some(conn) = early_step1(&cmd, &served) {
-                        let frames = frames.get_or_insert_with(|| {
+                        let answer = answer.get_or_insert_with(|| {
                             let updates: Vec<&[u8]> =
                                 stored.updates.iter().map(|(_, u)| u.as_slice()).collect();
                             chorus_core::sync_from_stored(stored.snapshot.as_deref(), &updates)
@@ -269,10 +269,8 @@ async fn build_serving_early(
                             DocCommand::Join { conn: joined, peer, .. } if *joined == conn => Some(peer),
                             _ => None,
                         });
-                        if let Some(peer) = peer.filter(|_| !frames.is_empty()) {
-                            for frame in frames.iter() {
-                                peer.send(frame.clone());
-                            }
+                        if let Some(peer) = peer.filter(|_| !answer.is_empty()) {
+                            peer.send(answer.clone());
                             served.push((conn, queued.len()));
                         }
                     }
