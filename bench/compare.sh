@@ -58,7 +58,7 @@ node -e '
 
 SECRET=bench-secret-0123456789
 chorus_dir=$(mktemp -d)
-printf '[[apps]]\nid = "bench"\nsecrets = ["%s"]\n' "$SECRET" > "$chorus_dir/chorus.toml"
+printf '[[apps]]\nid = "bench"\nsecrets = ["%s"]\n\n# Peers have no limits: neither does Chorus here (docs/LIMITS.md).\n[limits]\nmessages_per_sec = 0\nawareness_per_sec = 0\nbytes_per_sec = 0\nmax_connections = 0\nmax_connections_per_address = 0\nhost_requests_per_sec = 0\n' "$SECRET" > "$chorus_dir/chorus.toml"
 PID=""
 cleanup() { [ -n "$PID" ] && kill -KILL "$PID" 2>/dev/null; rm -rf "$chorus_dir"; }
 trap cleanup EXIT

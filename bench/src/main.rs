@@ -16,6 +16,11 @@
 //!   PostgreSQL database and a Redis prefix; editors on the two other nodes type
 //!   into a document; the owner is killed (SIGKILL); time until an edit sent after
 //!   the kill is acknowledged (saved = committed) by the new owner.
+//! - `storm`: a reconnect storm after a restart (`storm.rs`): C clients on D
+//!   documents of a release `chorus` process reconnect at once when it comes back;
+//!   time to all resynced, refusals, `/healthz` latency throughout, peak RSS.
+
+mod storm;
 
 use anyhow::Context;
 use chorus_e2e::{TestServer, YClient, APP};
@@ -58,6 +63,24 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         runs: usize,
     },
+    /// A reconnect storm: every client of a restarted server reconnects at once.
+    Storm {
+        /// The chorus binary to run (a release build).
+        #[arg(long, default_value = "target/release/chorus")]
+        bin: std::path::PathBuf,
+        /// Documents.
+        #[arg(long, default_value_t = 500)]
+        docs: usize,
+        /// Clients, spread evenly over the documents.
+        #[arg(long, default_value_t = 5000)]
+        clients: usize,
+        /// Paragraphs in each document's body.
+        #[arg(long, default_value_t = 50)]
+        paragraphs: usize,
+        /// Extra lines for the server's `[limits]` table (e.g. "joins_per_sec = 0").
+        #[arg(long, default_value = "")]
+        limits: String,
+    },
     /// Time to SyncStep2 for a document with a long typed history, loaded from the store.
     Coldload {
         /// Single-character edits in the history.
@@ -90,6 +113,21 @@ fn main() -> anyhow::Result<()> {
             compacted,
         } => rt.block_on(coldload(history, runs, compacted))?,
         Scenario::Failover { bin, runs } => rt.block_on(failover(bin, runs))?,
+        Scenario::Storm {
+            bin,
+            docs,
+            clients,
+            paragraphs,
+            limits,
+        } => rt.block_on(
+            storm::Storm {
+                docs,
+                clients,
+                paragraphs,
+                limits: limits.replace("\\n", "\n"),
+            }
+            .run(&bin),
+        )?,
     };
     println!("{line}");
     Ok(())

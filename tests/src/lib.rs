@@ -163,6 +163,7 @@ fn app(id: &str, secrets: &[&str], enabled: bool) -> AppConfig {
         whitelist: None,
         whitelist_mode: Default::default(),
         collaboration: true,
+        limits: Default::default(),
     }
 }
 
@@ -398,6 +399,11 @@ impl YClient {
     /// Wait until the server's step 2 has been applied.
     pub async fn wait_synced(&self) -> anyhow::Result<()> {
         self.wait_synced_for(10).await
+    }
+
+    /// Has the initial sync completed (a step 2 arrived)?
+    pub fn is_synced(&self) -> bool {
+        self.shared.lock().unwrap().synced
     }
 
     /// Like [`YClient::wait_synced`] with a custom timeout (large documents).

@@ -255,7 +255,18 @@ async fn the_first_step_2_of_an_early_answer_holds_the_log_after_the_snapshot() 
 
     // Edits acknowledged after the last snapshot, as a crash leaves them: in the log.
     let snapshot = {
-        let store = chorus_store::SledStore::open(dir.path()).unwrap();
+        // The stopped server's writer thread may hold the lock a moment longer.
+        let mut attempts = 0;
+        let store = loop {
+            match chorus_store::SledStore::open(dir.path()) {
+                Ok(store) => break store,
+                Err(e) if attempts < 100 && e.to_string().contains("lock") => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("the store did not open: {e}"),
+            }
+        };
         let id = chorus_store::DocId::new(APP, "logged");
         let stored = chorus_store::Store::load(&store, &id).unwrap().unwrap();
         let doc = Doc::with_client_id(8);

@@ -11,7 +11,7 @@ mod error;
 mod extract;
 mod types;
 
-pub use error::{method_not_allowed, ApiError};
+pub use error::{method_not_allowed, retry_after, ApiError};
 
 use crate::state::AppState;
 use axum::extract::State;

@@ -15,8 +15,7 @@ pub const BAD_TOKEN: u16 = 4401;
 pub const FORBIDDEN: u16 = 4403;
 /// 4413: a message or document exceeds its size limit.
 pub const TOO_LARGE: u16 = 4413;
-/// 4429: too many messages (reserved in PROTOCOL.md; sent once rate limits exist).
-#[allow(dead_code)]
+/// 4429: the connection stayed over its rate limits.
 pub const RATE_LIMITED: u16 = 4429;
 /// 1008: policy violation.
 pub const POLICY: u16 = 1008;
@@ -48,6 +47,9 @@ pub enum CloseReason {
     /// A message over `max_message_size`.
     #[error("message too large")]
     MessageTooLarge,
+    /// Over its rate limits for `limits.throttle_close_secs` without a break.
+    #[error("rate limited")]
+    RateLimited,
     /// The server is shutting down.
     #[error("server restarting")]
     Shutdown,
@@ -65,6 +67,7 @@ impl CloseReason {
             CloseReason::InvalidContentId => FORBIDDEN,
             CloseReason::Decode(_) | CloseReason::TextFrame => MALFORMED,
             CloseReason::MessageTooLarge => TOO_LARGE,
+            CloseReason::RateLimited => RATE_LIMITED,
             CloseReason::Shutdown => RESTARTING,
             CloseReason::Document(d) => match d {
                 Disconnect::Room(e) => match e {
@@ -94,6 +97,7 @@ impl CloseReason {
             CloseReason::Decode(_) => "malformed-message",
             CloseReason::TextFrame => "text-frame",
             CloseReason::MessageTooLarge => "message-too-large",
+            CloseReason::RateLimited => "rate-limited",
             CloseReason::Shutdown => "server-restarting",
             CloseReason::Document(d) => match d {
                 Disconnect::Room(e) => match e {

@@ -51,6 +51,109 @@ pub struct AppConfig {
     /// join view-only and wait for the hold (as when Synchrony is switched off).
     #[serde(default = "default_true")]
     pub collaboration: bool,
+    /// This app's own limits (`[apps.limits]`); each key left out takes the global one.
+    #[serde(default, skip_serializing_if = "AppLimits::is_empty")]
+    pub limits: AppLimits,
+}
+
+/// What one client may ask of the server (`[limits]`). Defaults a fast typist, a
+/// large paste or a cursor drag never meet; 0 switches a limit off. See
+/// `docs/LIMITS.md` for why each default is what it is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Sync and extension messages one connection may send a second, sustained.
+    pub messages_per_sec: u64,
+    /// ...and at once.
+    pub messages_burst: u64,
+    /// Awareness messages (cursor moves) one connection may send a second.
+    pub awareness_per_sec: u64,
+    /// ...and at once.
+    pub awareness_burst: u64,
+    /// Bytes one connection may send a second, sustained.
+    pub bytes_per_sec: u64,
+    /// ...and at once (at least `max_message_size`, so the largest message passes).
+    pub bytes_burst: u64,
+    /// A connection over its limits this long without a break is closed with 4429.
+    pub throttle_close_secs: u64,
+    /// Open websocket connections, the whole server.
+    pub max_connections: usize,
+    /// Open websocket connections of one app (an app's `limits.max_connections` overrides).
+    pub max_connections_per_app: usize,
+    /// Open websocket connections from one client address.
+    pub max_connections_per_address: usize,
+    /// Host API requests one app may make a second, sustained.
+    pub host_requests_per_sec: u64,
+    /// ...and at once.
+    pub host_requests_burst: u64,
+    /// Admission control: joins (websocket upgrades with a valid token) the node
+    /// takes a second, sustained; more wait their turn.
+    pub joins_per_sec: u64,
+    /// ...and at once.
+    pub joins_burst: u64,
+    /// The longest a join waits for its turn; past it the upgrade is refused (503).
+    pub join_wait_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            messages_per_sec: 100,
+            messages_burst: 1_000,
+            awareness_per_sec: 60,
+            awareness_burst: 600,
+            bytes_per_sec: 1 << 20,
+            bytes_burst: 16 << 20,
+            throttle_close_secs: 10,
+            max_connections: 50_000,
+            max_connections_per_app: 0,
+            max_connections_per_address: 1_000,
+            host_requests_per_sec: 200,
+            host_requests_burst: 1_000,
+            joins_per_sec: 1_000,
+            joins_burst: 500,
+            join_wait_secs: 5,
+        }
+    }
+}
+
+/// An app's own limits: each one set replaces the global one for this app.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppLimits {
+    /// See [`Limits::messages_per_sec`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages_per_sec: Option<u64>,
+    /// See [`Limits::messages_burst`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages_burst: Option<u64>,
+    /// See [`Limits::awareness_per_sec`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub awareness_per_sec: Option<u64>,
+    /// See [`Limits::awareness_burst`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub awareness_burst: Option<u64>,
+    /// See [`Limits::bytes_per_sec`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_per_sec: Option<u64>,
+    /// See [`Limits::bytes_burst`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_burst: Option<u64>,
+    /// Open websocket connections of this app (replaces `max_connections_per_app`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+    /// See [`Limits::host_requests_per_sec`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_requests_per_sec: Option<u64>,
+    /// See [`Limits::host_requests_burst`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_requests_burst: Option<u64>,
+}
+
+impl AppLimits {
+    fn is_empty(&self) -> bool {
+        *self == AppLimits::default()
+    }
 }
 
 fn default_true() -> bool {
@@ -130,6 +233,8 @@ pub struct Config {
     pub close_delay_secs: u64,
     /// At most one `saved` webhook per document per this many seconds.
     pub saved_webhook_secs: u64,
+    /// Rate limits and connection caps (`[limits]`).
+    pub limits: Limits,
     /// Registered host applications.
     pub apps: Vec<AppConfig>,
 }
@@ -167,13 +272,14 @@ impl Default for Config {
             webhook_max_age_secs: 24 * 3600,
             close_delay_secs: 10,
             saved_webhook_secs: 30,
+            limits: Limits::default(),
             apps: Vec::new(),
         }
     }
 }
 
 /// Every key of [`Config`], as read from `CHORUS_<KEY>` environment variables.
-const ENV_KEYS: [&str; 31] = [
+const ENV_KEYS: [&str; 32] = [
     "bind",
     "store",
     "bus",
@@ -204,6 +310,7 @@ const ENV_KEYS: [&str; 31] = [
     "webhook_max_age_secs",
     "close_delay_secs",
     "saved_webhook_secs",
+    "limits",
     "apps",
 ];
 
@@ -333,6 +440,24 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "max_loaded_docs and compact_after_updates must be at least 1".into(),
             ));
+        }
+        let bursts = std::iter::once(("", self.limits.bytes_burst)).chain(
+            self.apps
+                .iter()
+                .filter_map(|a| a.limits.bytes_burst.map(|b| (a.id.as_str(), b))),
+        );
+        for (app, burst) in bursts {
+            if burst > 0 && burst < self.max_message_size as u64 {
+                let whose = if app.is_empty() {
+                    String::new()
+                } else {
+                    format!("app {app:?}: ")
+                };
+                return Err(ConfigError::Invalid(format!(
+                    "{whose}limits.bytes_burst ({burst}) must be 0 or at least max_message_size ({}): the largest message must pass",
+                    self.max_message_size
+                )));
+            }
         }
         if self.outbound_queue_frames == 0 {
             return Err(ConfigError::Invalid(
@@ -602,6 +727,7 @@ mod tests {
                 whitelist: None,
                 whitelist_mode: WhitelistMode::Strip,
                 collaboration: true,
+                limits: Default::default(),
             }],
             ..Config::default()
         };

@@ -6,25 +6,28 @@
 
 use crate::close::{CloseReason, Closing};
 use crate::ids::is_valid_content_id;
+use crate::limits::{Admission, ConnectionLimiter, ConnectionSlot, MessageClass};
 use crate::state::{unix_now, AppState};
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chorus_core::{ConnId, Session};
 use chorus_docs::{outbox, ConnControl, Disconnect, DocCommand, DocKey, OutboxReceiver, QueuePeer};
-use chorus_protocol::{frame_kind, Message};
+use chorus_protocol::{frame_kind, ChorusMessage, Message};
 use futures_util::future::Either;
 use futures_util::task::AtomicWaker;
 use futures_util::SinkExt;
 use serde::Deserialize;
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::{debug, info};
 
@@ -51,6 +54,25 @@ pub const KEEPALIVE_FRAME: &[u8] = &[1, 1, 0];
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing socket waits for the peer's close reply.
 const CLOSE_HANDSHAKE_WAIT: Duration = Duration::from_secs(2);
+/// `Retry-After` of an upgrade refused because a connection cap is full.
+const FULL_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// The peer's address, when the server was started with it (a router driven
+/// in-process, as some tests do, has none: the address cap does not apply).
+pub struct ClientAddress(Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
 
 /// Query parameters of the websocket URL.
 #[derive(Deserialize, Default)]
@@ -65,6 +87,7 @@ pub async fn ws_handler(
     State(state): State<AppState>,
     Path((app, content)): Path<(String, String)>,
     Query(query): Query<WsQuery>,
+    ClientAddress(address): ClientAddress,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -86,6 +109,35 @@ pub async fn ws_handler(
         state.metrics.refused(reason.client_reason());
         info!(app = %app, doc = %content, reason = %reason, "connection refused");
     }
+    // A full cap refuses the upgrade itself: nothing is spent on a socket, and a
+    // client (or the load balancer in front) sees an ordinary, retryable 503.
+    let slot = match &verdict {
+        Ok(_) => match state.limiters.open_connection(&app, address) {
+            Ok(slot) => Some(slot),
+            Err(full) => {
+                state.metrics.refused(full.reason());
+                info!(app = %app, doc = %content, reason = %full, "connection refused: a cap is full");
+                return refuse_full(full.reason(), FULL_RETRY_AFTER);
+            }
+        },
+        Err(_) => None,
+    };
+    // Admission control: past the join rate, wait for this join's turn (the
+    // socket is not upgraded yet, so a waiting join holds no document work).
+    if verdict.is_ok() {
+        match state.limiters.admit_join(Instant::now()) {
+            Ok(wait) if wait.is_zero() => {}
+            Ok(wait) => {
+                state.metrics.join_waited(wait);
+                tokio::time::sleep(wait).await;
+            }
+            Err(busy) => {
+                state.metrics.refused("server-busy");
+                info!(app = %app, doc = %content, reason = %busy, "connection refused: admission queue full");
+                return refuse_full("server-busy", busy.retry_after);
+            }
+        }
+    }
     let limit = state.config.max_message_size;
     let guard = state.tracker.token();
     upgrade
@@ -106,9 +158,23 @@ pub async fn ws_handler(
                 state,
                 (app.into(), content.into()),
                 session,
-                guard,
+                (guard, slot),
             )),
         })
+}
+
+/// HTTP 503 with `Retry-After` and the JSON error body of the host API.
+fn refuse_full(code: &'static str, retry_after: Duration) -> Response {
+    let body = serde_json::json!({
+        "code": code,
+        "message": "too many connections; retry after Retry-After seconds",
+    });
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, crate::api::retry_after(retry_after))],
+        axum::Json(body),
+    )
+        .into_response()
 }
 
 fn authenticate(
@@ -139,10 +205,10 @@ fn run(
     state: AppState,
     key: DocKey,
     session: Arc<Session>,
-    guard: TaskTrackerToken,
+    held: (TaskTrackerToken, Option<ConnectionSlot>),
 ) -> impl Future<Output = ()> + Send {
     async move {
-        let _guard = guard;
+        let _held = held;
         let conn = ConnId::fresh();
         let control = Arc::new(ConnControl::default());
         let (out_tx, mut out_rx) = outbox(state.config.outbound_queue_frames);
@@ -178,6 +244,11 @@ fn run(
         let mut closed = WhenWoken::new(control.closed());
         let mut shutdown = WhenWoken::new(state.shutdown.cancelled());
         tokio::pin!(keepalive);
+        let mut limiter = ConnectionLimiter::new(&state.limiters.rates(&key.0), Instant::now());
+        // A message over the rate limits, held (and the socket left unread) until
+        // its wait is over: back-pressure on this sender only. Boxed: most
+        // connections never need the timer, and the future lives as long as they do.
+        let mut throttled: Option<(Message, Pin<Box<tokio::time::Sleep>>)> = None;
         let reason: Option<CloseReason> = loop {
             tokio::select! {
                 biased;
@@ -197,14 +268,43 @@ fn run(
                     }
                     keepalive.as_mut().reset(tokio::time::Instant::now() + keepalive_every);
                 }
-                incoming = socket.recv() => match incoming {
+                () = async { throttled.as_mut().expect("guarded").1.as_mut().await },
+                    if throttled.is_some() =>
+                {
+                    let (msg, _) = throttled.take().expect("guarded");
+                    let received = Instant::now();
+                    if doc.send(DocCommand::Message { conn, msg, received }).await.is_err() {
+                        break Some(CloseReason::Document(Disconnect::DocumentReset));
+                    }
+                }
+                incoming = socket.recv(), if throttled.is_none() => match incoming {
                     Some(Ok(WsMessage::Binary(bytes))) => {
                         let msg = match Message::decode(&bytes) {
                             Ok(msg) => msg,
                             Err(e) => break Some(CloseReason::Decode(e)),
                         };
                         state.metrics.inbound(msg.kind(), bytes.len());
-                        let received = std::time::Instant::now();
+                        let received = Instant::now();
+                        match limiter.admit(MessageClass::of(&msg), bytes.len(), received) {
+                            Admission::Now => {}
+                            Admission::Wait { until, first } => {
+                                state.metrics.throttled();
+                                if first && session.extensions {
+                                    debug!(conn = conn.0, "over its rate limits; throttled");
+                                    let warning = Message::Chorus(ChorusMessage::Error {
+                                        code: "rate-limited".into(),
+                                        message: "too many messages; slow down or the connection closes".into(),
+                                    });
+                                    if write_batch(&mut socket, &mut out_rx, warning.encode(), &state).await.is_err() {
+                                        break None;
+                                    }
+                                }
+                                let until = tokio::time::Instant::from_std(until);
+                                throttled = Some((msg, Box::pin(tokio::time::sleep_until(until))));
+                                continue;
+                            }
+                            Admission::Close => break Some(CloseReason::RateLimited),
+                        }
                         if doc.send(DocCommand::Message { conn, msg, received }).await.is_err() {
                             break Some(CloseReason::Document(Disconnect::DocumentReset));
                         }

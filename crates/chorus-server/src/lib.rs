@@ -8,6 +8,8 @@
 //! - `api`: the host REST API (drafts, external changes, publish, history and
 //!   restore, sessions, the admin switch);
 //! - `close`: the single place where errors become websocket close codes;
+//! - `limits`: per-connection rate limits, connection caps and the host API's
+//!   request rate (bookkeeping only; the handlers apply the verdicts);
 //! - `metrics` and `ops`: `/healthz`, `/readyz`, `/metrics`;
 //! - `ids`: what app and content ids may be;
 //! - `demo`: `/demo` and `/demo/token`, routed only with `--demo`;
@@ -35,6 +37,7 @@ mod connection;
 mod demo;
 mod forward;
 mod ids;
+mod limits;
 mod metrics;
 mod ops;
 mod serve;

@@ -126,6 +126,8 @@ pub struct Metrics {
     rejected_updates: Counter,
     refused: Family<ReasonLabel, Counter>,
     closed: Family<CloseLabel, Counter>,
+    throttled: Counter,
+    join_wait_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -251,6 +253,18 @@ impl Metrics {
             "Websocket connections closed by the server, by close code and reason",
             closed.clone(),
         );
+        let throttled = Counter::default();
+        r.register(
+            "chorus_throttled_messages",
+            "Messages held back because their connection was over its rate limits",
+            throttled.clone(),
+        );
+        let join_wait_seconds = histogram(
+            &mut r,
+            "chorus_join_wait_seconds",
+            "How long joins past the join rate waited for their turn (admission control)",
+            0.001,
+        );
         if let Some(hooks) = hooks {
             r.register_collector(Box::new(WebhookCollector(hooks)));
         }
@@ -277,6 +291,8 @@ impl Metrics {
             rejected_updates,
             refused,
             closed,
+            throttled,
+            join_wait_seconds,
         }
     }
 
@@ -309,6 +325,16 @@ impl Metrics {
     /// A connection attempt refused before it joined a document.
     pub fn refused(&self, reason: &'static str) {
         self.refused.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// A message held back by its connection's rate limits.
+    pub fn throttled(&self) {
+        self.throttled.inc();
+    }
+
+    /// A join waited this long for its turn.
+    pub fn join_waited(&self, wait: std::time::Duration) {
+        self.join_wait_seconds.observe(wait.as_secs_f64());
     }
 
     /// A connection closed by the server with a code.

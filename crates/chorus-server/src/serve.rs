@@ -274,7 +274,9 @@ impl Server {
         if state.documents.node_id().is_some() {
             crate::forward::install_handler(&state, router.clone());
         }
-        axum::serve(listener, router)
+        // The peer address feeds the per-address connection cap.
+        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, service)
             .with_graceful_shutdown(graceful)
             .await?;
         state.tracker.close();

@@ -3,6 +3,7 @@
 //! `State`; nothing here knows about routes.
 
 use crate::config::{Config, ConfigError};
+use crate::limits::Limiters;
 use crate::metrics::Metrics;
 use chorus_auth::AppRegistry;
 use chorus_core::RoomLimits;
@@ -30,6 +31,8 @@ pub struct Shared {
     pub documents: Arc<Documents>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Rate limits and connection caps, with what they count.
+    pub limiters: Limiters,
     /// Cancelled when shutdown begins: every connection closes with 1012.
     pub shutdown: CancellationToken,
     /// Tracks connection tasks so shutdown can wait for them.
@@ -90,6 +93,10 @@ impl AppState {
                 config.store_group_commit,
             ),
             metrics,
+            limiters: Limiters::new(
+                &config.limits,
+                config.apps.iter().map(|a| (a.id.as_str(), &a.limits)),
+            ),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             draining: AtomicBool::new(false),

@@ -23,6 +23,7 @@ fn state(admin_token: Option<&str>) -> AppState {
             whitelist: None,
             whitelist_mode: Default::default(),
             collaboration: true,
+            limits: Default::default(),
         }],
         admin_token: admin_token.map(str::to_owned),
         ..Config::default()

@@ -8,9 +8,29 @@ use std::path::Path;
 use chorus_store::{DocId, SledStore, Store, StoreError, WriteBatch};
 use common::{append, meta, records};
 
+/// Retry `open` while the database's file lock is still held: a sled handle
+/// dropped a moment ago releases it from a background thread, shortly after.
+fn when_unlocked<T, E: std::fmt::Display>(mut open: impl FnMut() -> Result<T, E>) -> T {
+    for _ in 0..100 {
+        match open() {
+            Ok(v) => return v,
+            Err(e) if e.to_string().contains("lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            Err(e) => panic!("open failed: {e}"),
+        }
+    }
+    panic!("the database stayed locked for 5 s")
+}
+
+/// Open the store in `dir` (see [`when_unlocked`]).
+fn reopen(dir: &Path) -> SledStore {
+    when_unlocked(|| SledStore::open(dir))
+}
+
 /// Run `f` on the raw sled trees of a closed store.
 fn with_raw_db<T>(dir: &Path, f: impl FnOnce(&sled::Db) -> T) -> T {
-    let db = sled::open(dir).unwrap();
+    let db = when_unlocked(|| sled::open(dir));
     let out = f(&db);
     db.flush().unwrap();
     out
@@ -64,7 +84,7 @@ fn documents_metadata_and_outbox_survive_reopen() {
     let a = DocId::new("app", "a");
     let b = DocId::new("app", "b");
     let ids = {
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = reopen(dir.path());
         append(&store, &a, 1..=5);
         store.compact(&a, b"SNAP", 3, &meta(5)).unwrap();
         append(&store, &b, 1..=2);
@@ -76,7 +96,7 @@ fn documents_metadata_and_outbox_survive_reopen() {
         store.flush().unwrap();
         ids
     };
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = reopen(dir.path());
     let loaded = store.load(&a).unwrap().unwrap();
     assert_eq!(loaded.snapshot.as_deref(), Some(&b"SNAP"[..]));
     assert_eq!(loaded.snapshot_seq, 3);
@@ -100,7 +120,7 @@ fn the_on_disk_layout_is_the_documented_one() {
     let dir = tempfile::tempdir().unwrap();
     let id = DocId::new("app", "doc");
     {
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = reopen(dir.path());
         append(&store, &id, [1, 2]);
         store.compact(&id, b"SNAP", 1, &meta(2)).unwrap();
         store.outbox_push("app", b"ev").unwrap();
@@ -160,7 +180,7 @@ fn compaction_deletes_exactly_the_covered_records_of_that_document() {
     let id = DocId::new("app", "doc");
     let neighbour = DocId::new("app", "doc2");
     {
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = reopen(dir.path());
         append(&store, &id, 1..=300);
         append(&store, &neighbour, 1..=3);
         store.compact(&id, b"SNAP", 257, &meta(300)).unwrap();
@@ -183,7 +203,7 @@ fn a_snapshot_written_without_deleting_the_log_still_loads_correctly() {
     let dir = tempfile::tempdir().unwrap();
     let id = DocId::new("app", "doc");
     {
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = reopen(dir.path());
         append(&store, &id, 1..=5);
     }
     with_raw_db(dir.path(), |db| {
@@ -193,7 +213,7 @@ fn a_snapshot_written_without_deleting_the_log_still_loads_correctly() {
             .insert(doc_key(&id), snapshot)
             .unwrap();
     });
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = reopen(dir.path());
     let loaded = store.load(&id).unwrap().unwrap();
     assert_eq!(loaded.snapshot.as_deref(), Some(&b"SNAPSHOT@3"[..]));
     assert_eq!(loaded.snapshot_seq, 3);
@@ -209,14 +229,14 @@ fn corruption_case(damage: impl FnOnce(&Path, &DocId), what: &str) {
     let before = DocId::new("app", "before");
     let after = DocId::new("app", "victim2");
     {
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = reopen(dir.path());
         for id in [&before, &victim, &after] {
             append(&store, id, 1..=4);
             store.compact(id, b"SNAP", 2, &meta(4)).unwrap();
         }
     }
     damage(dir.path(), &victim);
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = reopen(dir.path());
     expect_corrupt(store.load(&victim), &victim, what);
     for id in [&before, &after] {
         let loaded = store.load(id).unwrap().unwrap();
@@ -295,13 +315,13 @@ fn a_flipped_byte_in_metadata_is_reported_as_corrupt_by_load_and_list() {
     let dir = tempfile::tempdir().unwrap();
     let id = DocId::new("app", "victim");
     drop({
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = reopen(dir.path());
         append(&store, &id, [1]);
         append(&store, &DocId::new("other", "fine"), [1]);
         store
     });
     flip(dir.path(), &id);
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = reopen(dir.path());
     expect_corrupt(store.list("app"), &id, "metadata");
     assert_eq!(store.list("other").unwrap().len(), 1);
 }
@@ -325,11 +345,11 @@ fn metadata_with_a_valid_checksum_but_bad_json_is_corrupt() {
 fn a_corrupt_outbox_event_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let id = {
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = reopen(dir.path());
         store.outbox_push("app", b"payload").unwrap()
     };
     edit_raw(dir.path(), "outbox", &id.to_be_bytes(), |v| v[6] ^= 1);
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = reopen(dir.path());
     match store.outbox_pending(10) {
         Err(StoreError::Corrupt { id: None, detail }) => {
             assert!(detail.contains(&format!("outbox event {id}")), "{detail}")

@@ -3,13 +3,15 @@
 
 use super::types::ErrorBody;
 use crate::close::auth_code;
-use axum::http::StatusCode;
+use crate::limits::HostRateExceeded;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chorus_auth::AuthError;
 use chorus_docs::{DocError, HostError};
 use chorus_store::StoreCondition;
 use std::borrow::Cow;
+use std::time::Duration;
 
 /// Every error the host API answers with. The status and `code` mapping lives in
 /// [`ApiError::status`] and [`ApiError::code`]; details stay in the server log.
@@ -52,6 +54,9 @@ pub enum ApiError {
     /// The store refused a read or a write (a full disk, a read-only store, …).
     #[error("the store cannot serve this now ({0}); retry later")]
     Store(StoreCondition),
+    /// The app made more requests than `host_requests_per_sec` allows.
+    #[error("too many host API requests from this app; retry after the Retry-After seconds")]
+    RateLimited(Duration),
 }
 
 impl ApiError {
@@ -75,6 +80,7 @@ impl ApiError {
             ApiError::BaseExpired(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::ContentRejected => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable | ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -93,6 +99,7 @@ impl ApiError {
             ApiError::ContentRejected => "content-rejected",
             ApiError::Unavailable => "unavailable",
             ApiError::Store(c) => c.code(),
+            ApiError::RateLimited(_) => "rate-limited",
         }
     }
 }
@@ -107,7 +114,24 @@ impl IntoResponse for ApiError {
                 _ => None,
             },
         };
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        if let ApiError::RateLimited(wait) = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_after(wait));
+        }
+        response
+    }
+}
+
+/// A `Retry-After` value: whole seconds, rounded up, at least 1.
+pub fn retry_after(wait: Duration) -> HeaderValue {
+    HeaderValue::from(wait.as_secs_f64().ceil().max(1.0) as u64)
+}
+
+impl From<HostRateExceeded> for ApiError {
+    fn from(e: HostRateExceeded) -> Self {
+        ApiError::RateLimited(e.retry_after)
     }
 }
 

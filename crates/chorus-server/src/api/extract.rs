@@ -26,6 +26,7 @@ use chorus_auth::AuthError;
 use chorus_docs::DocKey;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use std::time::Instant;
 use subtle::ConstantTimeEq;
 
 /// What a path, query or body value must be: the start of the `bad-request` message
@@ -151,6 +152,7 @@ impl FromRequestParts<AppState> for HostDoc {
         state
             .apps
             .verify_host(&app, Some(&doc), bearer(&parts.headers)?, unix_now())?;
+        state.limiters.host_request(&app, Instant::now())?;
         if !is_valid_content_id(&doc) {
             return Err(ApiError::bad_request("invalid content id"));
         }
@@ -175,6 +177,7 @@ impl FromRequestParts<AppState> for HostApp {
         state
             .apps
             .verify_host(&app, None, bearer(&parts.headers)?, unix_now())?;
+        state.limiters.host_request(&app, Instant::now())?;
         Ok(HostApp { app })
     }
 }
