@@ -165,10 +165,11 @@ pub async fn ws_handler(
 
 /// HTTP 503 with `Retry-After` and the JSON error body of the host API.
 fn refuse_full(code: &'static str, retry_after: Duration) -> Response {
-    let body = serde_json::json!({
-        "code": code,
-        "message": "too many connections; retry after Retry-After seconds",
-    });
+    let body = crate::api::ErrorBody {
+        code,
+        message: "too many connections; retry after Retry-After seconds".into(),
+        etag: None,
+    };
     (
         StatusCode::SERVICE_UNAVAILABLE,
         [(header::RETRY_AFTER, crate::api::retry_after(retry_after))],
