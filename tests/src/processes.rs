@@ -12,13 +12,23 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A free port on 127.0.0.1 (free when asked; a node binds it right after).
+/// A free port on 127.0.0.1, taken from below the kernel's ephemeral range
+/// (32768–60999 by default) so that no outgoing connection of another test can be
+/// handed the same port between this check and the node's bind. Each call tries
+/// the next port of a per-process sequence that starts at an offset from the pid,
+/// so test binaries running side by side walk different parts of the range.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
+    loop {
+        let port = (LOW + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// The Redis the tests use: `CHORUS_TEST_REDIS` or 127.0.0.1:6379.
@@ -36,6 +46,13 @@ pub struct Process {
 impl Process {
     /// Spawn `cmd`; if `ready` is given, wait (30 s at most) until a line of its output contains it.
     pub fn spawn(cmd: &mut Command, ready: Option<&str>) -> Process {
+        Process::try_spawn(cmd, ready)
+            .unwrap_or_else(|output| panic!("{cmd:?} did not start:\n{output}"))
+    }
+
+    /// [`Process::spawn`], but a process that exits or stays silent before `ready`
+    /// is reported as its output instead of a panic.
+    pub fn try_spawn(cmd: &mut Command, ready: Option<&str>) -> Result<Process, String> {
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -60,11 +77,24 @@ impl Process {
             });
         }
         let mut process = Process { child, log };
-        if ready.is_some() && rx.recv_timeout(Duration::from_secs(30)).is_err() {
-            let _ = process.child.kill();
-            panic!("{cmd:?} did not start:\n{}", process.log.lock().unwrap());
+        if ready.is_some() {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if rx.recv_timeout(Duration::from_millis(50)).is_ok() {
+                    break;
+                }
+                let exited = matches!(process.child.try_wait(), Ok(Some(_)));
+                if exited || Instant::now() > deadline {
+                    let _ = process.child.kill();
+                    let _ = process.child.wait();
+                    // Let the reader threads drain what the child wrote last.
+                    std::thread::sleep(Duration::from_millis(100));
+                    let output = std::mem::take(&mut *process.log.lock().unwrap());
+                    return Err(output);
+                }
+            }
         }
-        process
+        Ok(process)
     }
 
     /// Everything it printed so far (stdout and stderr).
@@ -157,16 +187,36 @@ impl Cluster {
             nodes: Vec::new(),
         };
         for i in 0..n {
-            let node = cluster.spawn(i);
+            let node = cluster.spawn_on_a_free_port(i);
             cluster.nodes.push(Some(node));
         }
         cluster.wait_until_all_hear_each_other();
         cluster
     }
 
+    /// First start of node `i`: if its port was taken after [`free_port`] chose
+    /// it (another test's process), choose another; restarts keep the port.
+    fn spawn_on_a_free_port(&mut self, i: usize) -> Process {
+        for _ in 0..5 {
+            match self.try_spawn(i) {
+                Ok(node) => return node,
+                Err(output) if output.contains("Address already in use") => {
+                    self.ports[i] = free_port();
+                }
+                Err(output) => panic!("node-{i} did not start:\n{output}"),
+            }
+        }
+        panic!("node-{i}: five ports in a row were taken");
+    }
+
     fn spawn(&self, i: usize) -> Process {
+        self.try_spawn(i)
+            .unwrap_or_else(|output| panic!("node-{i} did not start:\n{output}"))
+    }
+
+    fn try_spawn(&self, i: usize) -> Result<Process, String> {
         let data = self.dir.path().join(format!("data-{i}"));
-        Process::spawn(
+        Process::try_spawn(
             Command::new(&self.bin)
                 .args(["serve", "--config"])
                 .arg(&self.config)
