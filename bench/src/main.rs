@@ -19,7 +19,11 @@
 //! - `storm`: a reconnect storm after a restart (`storm.rs`): C clients on D
 //!   documents of a release `chorus` process reconnect at once when it comes back;
 //!   time to all resynced, refusals, `/healthz` latency throughout, peak RSS.
+//! - `soak`: a long run of mixed load on a release `chorus` process (`soak.rs`):
+//!   typing, cursors, leaving and rejoining, host reads and external changes;
+//!   RSS and edit latency per minute.
 
+mod soak;
 mod storm;
 
 use anyhow::Context;
@@ -81,6 +85,24 @@ enum Scenario {
         #[arg(long, default_value = "")]
         limits: String,
     },
+    /// Mixed load for a long time: RSS and edit latency per minute.
+    Soak {
+        /// The chorus binary to run (a release build).
+        #[arg(long, default_value = "target/release/chorus")]
+        bin: std::path::PathBuf,
+        /// Minutes to run (fractions for a smoke run).
+        #[arg(long, default_value_t = 30.0)]
+        minutes: f64,
+        /// Clients under load.
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+        /// Documents they are spread over.
+        #[arg(long, default_value_t = 100)]
+        docs: usize,
+        /// Extra lines for the server's `[limits]` table.
+        #[arg(long, default_value = "")]
+        limits: String,
+    },
     /// Time to SyncStep2 for a document with a long typed history, loaded from the store.
     Coldload {
         /// Single-character edits in the history.
@@ -124,6 +146,21 @@ fn main() -> anyhow::Result<()> {
                 docs,
                 clients,
                 paragraphs,
+                limits: limits.replace("\\n", "\n"),
+            }
+            .run(&bin),
+        )?,
+        Scenario::Soak {
+            bin,
+            minutes,
+            clients,
+            docs,
+            limits,
+        } => rt.block_on(
+            soak::Soak {
+                minutes,
+                clients,
+                docs,
                 limits: limits.replace("\\n", "\n"),
             }
             .run(&bin),

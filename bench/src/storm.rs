@@ -30,7 +30,7 @@ pub struct Storm {
     pub limits: String,
 }
 
-fn config(dir: &Path, limits: &str) -> std::path::PathBuf {
+pub(crate) fn config(dir: &Path, limits: &str) -> std::path::PathBuf {
     let path = dir.join("chorus.toml");
     std::fs::write(
         &path,
@@ -43,7 +43,7 @@ fn config(dir: &Path, limits: &str) -> std::path::PathBuf {
     path
 }
 
-fn start(bin: &Path, config: &Path, data: &Path, port: u16) -> Process {
+pub(crate) fn start(bin: &Path, config: &Path, data: &Path, port: u16) -> Process {
     Process::spawn(
         Command::new(bin)
             .args(["serve", "--config"])
@@ -58,7 +58,7 @@ fn start(bin: &Path, config: &Path, data: &Path, port: u16) -> Process {
 }
 
 /// A line of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
-fn status_kib(pid: u32, field: &str) -> u64 {
+pub(crate) fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
@@ -67,7 +67,7 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

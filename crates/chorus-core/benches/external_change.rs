@@ -18,7 +18,7 @@
 //! slow to sample, or 16 MiB): `EXTERNAL_CHANGE_PARAGRAPHS=140000 cargo bench -p
 //! chorus-core --bench external_change`.
 
-use chorus_core::import::{body_nodes_html, fit_editor, parse_body_html, BodyNode};
+use chorus_core::import::{body_nodes_html, fit_editor, host_body, parse_body_html, BodyNode};
 use chorus_core::{Peer, Room, RoomLimits, Whitelist};
 use criterion::{BatchSize, Criterion, Throughput};
 use std::fmt::Write as _;
@@ -57,11 +57,7 @@ fn draft(paragraphs: usize, rev: usize) -> String {
 
 /// The server's pipeline from host HTML to the nodes given to the room.
 fn pipeline(whitelist: &Whitelist, html: &str) -> Vec<BodyNode> {
-    let policy = whitelist.policy.clone();
-    let is_mark = |tag: &str| policy.allows_mark(tag, &[]);
-    let bounded = body_nodes_html(&parse_body_html(html, &is_mark));
-    let clean = whitelist.clean_html(&bounded);
-    fit_editor(parse_body_html(&clean, &is_mark))
+    host_body(whitelist, html)
 }
 
 fn limits() -> RoomLimits {

@@ -328,7 +328,7 @@ impl Guard {
                 scan.refuse(Violation::Embed, Action::Purge { branch: title });
             }
             if record_undo {
-                scan.undo_text(title, event.delta(txn));
+                scan.undo_text(txn, title, event.delta(txn));
             }
             st.absorb(scan);
         });
@@ -765,7 +765,7 @@ impl<'p> Scan<'p> {
     fn text_event(&mut self, txn: &TransactionMut, e: &yrs::types::xml::XmlTextEvent) {
         let text = ptr(e.target());
         if self.record_undo {
-            self.undo_text(text, e.delta(txn));
+            self.undo_text(txn, text, e.delta(txn));
         }
         if !self.text_changes(txn, text, e.delta(txn), false) {
             // Content the text API cannot account for: drop the node.
@@ -902,7 +902,19 @@ impl<'p> Scan<'p> {
     }
 
     /// Reject mode: how to undo what a text delta inserted or formatted.
-    fn undo_text(&mut self, text: BranchPtr, delta: &[Delta]) {
+    ///
+    /// The delta's positions hold only while the text holds nothing but strings: a
+    /// string embed shows in it as text of its string's length while it occupies one
+    /// position, and undoing by those positions removed past the end of the text (a
+    /// yrs panic, which poisoned the room for everyone; found by the
+    /// `room_receive_structured` fuzz target, docs/FUZZING.md). A text that holds
+    /// anything else is emptied instead: only a client outside the editor's model
+    /// puts an embed there, and its update is being refused anyway.
+    fn undo_text<T: ReadTxn>(&mut self, txn: &T, text: BranchPtr, delta: &[Delta]) {
+        if utf16_len(&TextRef::from(text).get_string(txn)) != text.content_len {
+            self.undo.push(Action::Purge { branch: text });
+            return;
+        }
         let mut index = 0u32;
         for d in delta {
             match d {

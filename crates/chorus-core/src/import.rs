@@ -168,6 +168,51 @@ pub fn fit_editor(nodes: Vec<BodyNode>) -> Vec<BodyNode> {
     fit::fit_editor(nodes)
 }
 
+/// A host's body HTML as the editor's model, the way an external change takes it:
+/// bounded by [`parse_body_html`] first (it caps nesting before anything costs; the
+/// cleaner's parser is quadratic in depth), then cleaned by the whitelist's HTML
+/// cleaner, parsed again and [`fit_editor`]ed. The guard checks the resulting update
+/// like any edit as well, so the policy holds twice.
+pub fn host_body(whitelist: &crate::Whitelist, html: &str) -> Vec<BodyNode> {
+    let policy = whitelist.policy.clone();
+    let is_mark = |tag: &str| policy.allows_mark(tag, &[]);
+    let bounded = body_nodes_html(&parse_body_html(html, &is_mark));
+    let clean = whitelist.clean_html(&bounded);
+    let mut body = fit_editor(parse_body_html(&clean, &is_mark));
+    keep_allowed_mark_attributes(&mut body, &policy);
+    body
+}
+
+/// Drop each mark attribute the policy does not allow *on that mark*, keeping the
+/// mark. The HTML cleaner judges an inline tag as an element, whose allowed
+/// attributes include the global ones (`class`, `style`, `data-*`, …); a mark allows
+/// only its own few (`a`: `href`, `title`, `target`, `rel`). Left in, the guard would
+/// remove the whole mark: `<code class="language-rust">` would lose its code
+/// formatting. Found by the `html_import` fuzz target (docs/FUZZING.md).
+fn keep_allowed_mark_attributes(nodes: &mut [BodyNode], policy: &chorus_whitelist::Policy) {
+    for node in nodes {
+        match node {
+            BodyNode::Element { children, .. } => keep_allowed_mark_attributes(children, policy),
+            BodyNode::Text(runs) => {
+                for run in runs.iter_mut() {
+                    for (mark, attrs) in run.marks.iter_mut() {
+                        attrs.retain(|k, v| policy.allows_mark(mark, &[(k.as_str(), v.as_str())]));
+                    }
+                }
+                // Runs that differed only in a dropped attribute are one run now.
+                runs.dedup_by(|next, kept| {
+                    if next.marks == kept.marks {
+                        kept.text.push_str(&next.text);
+                        true
+                    } else {
+                        false
+                    }
+                });
+            }
+        }
+    }
+}
+
 /// Write body nodes back as HTML (text and attribute values escaped, marks as inline
 /// elements in name order, void elements without children or end tag). Nodes deeper
 /// than [`crate::render::MAX_DEPTH`] are left out, so the output nests no deeper than

@@ -205,6 +205,9 @@ impl<P: Peer> Room<P> {
             let mut txn = doc.transact_mut();
             for (i, bytes) in snapshot.into_iter().chain(updates).enumerate() {
                 let update = Update::decode_v1(bytes).map_err(|_| LoadError::Undecodable(i))?;
+                if leaves_gap(&update, &txn.state_vector()) {
+                    return Err(LoadError::MissingDependencies);
+                }
                 txn.apply_update(update)
                     .map_err(|_| LoadError::Undecodable(i))?;
             }
@@ -543,6 +546,11 @@ impl<P: Peer> Room<P> {
     }
 
     fn answer_step1(&mut self, conn: ConnId, sv: &[u8]) -> Result<(), RoomError> {
+        if !count_fits(sv) {
+            return Err(RoomError::Malformed {
+                what: "state vector",
+            });
+        }
         let sv = guarded(|| StateVector::decode_v1(sv).ok())
             .flatten()
             .ok_or(RoomError::Malformed {
@@ -554,6 +562,9 @@ impl<P: Peer> Room<P> {
     }
 
     fn apply_client_update(&mut self, conn: ConnId, bytes: &[u8]) -> Result<(), RoomError> {
+        if !count_fits(bytes) {
+            return Err(RoomError::Malformed { what: "update" });
+        }
         let update = guarded(|| Update::decode_v1(bytes).ok())
             .flatten()
             .ok_or(RoomError::Malformed { what: "update" })?;
@@ -596,6 +607,9 @@ impl<P: Peer> Room<P> {
             return Ok(());
         }
 
+        if leaves_gap(&update, &self.doc.transact().state_vector()) {
+            return Err(RoomError::MissingDependencies);
+        }
         self.guard.before_update(bytes);
         let doc = &self.doc;
         let applied = guarded(|| {
@@ -930,6 +944,59 @@ fn stamp_user(state: &str, session: &Session) -> Result<String, RoomError> {
         user.insert(k, v);
     }
     Ok(value.to_string())
+}
+
+/// Whether the count that opens a lib0 v1 update or state vector (of clients; each
+/// takes at least one byte after it) fits in the bytes. yrs reserves a hash map of
+/// that many entries before reading any (`try_reserve`: it only fails past what the
+/// allocator refuses), and a hash map's control bytes are written at once: five bytes
+/// declaring 2^28 clients made it touch 256 MiB of a 10 GiB reservation, per message.
+/// Found by the `room_receive_raw` fuzz target (docs/FUZZING.md).
+pub(crate) fn count_fits(bytes: &[u8]) -> bool {
+    let mut count: u64 = 0;
+    for (i, byte) in bytes.iter().take(10).enumerate() {
+        count |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return count <= (bytes.len() - i - 1) as u64;
+        }
+    }
+    // Unterminated: yrs refuses it as it reads.
+    true
+}
+
+/// Whether `update` holds content of some client past a clock the document does not
+/// have yet (`sv`), with the clocks in between in neither.
+///
+/// yrs (0.28) no longer always holds such an update back as pending: where the
+/// blocks' origins are present it integrates them around a Skip placeholder, and
+/// neither the state vector nor `has_missing_updates` shows it. The content is then
+/// in the document, and in what it encodes for a joiner, but in no update it emits:
+/// the other members and the store never get it. Found by the `room_receive_raw`
+/// fuzz target (docs/FUZZING.md). Every update a Yjs client sends over one socket
+/// follows on from what it was sent, so refusing these refuses no real edit.
+pub(crate) fn leaves_gap(update: &Update, sv: &StateVector) -> bool {
+    // The first block of each client (a deleted run too) must follow on from what
+    // the document has.
+    if update
+        .state_vector_lower()
+        .iter()
+        .any(|(client, clock)| *clock > sv.get(client))
+    {
+        return true;
+    }
+    let inserted = update.insertions(true);
+    for (client, ranges) in inserted.iter() {
+        let mut known = sv.get(client);
+        let mut ranges: Vec<std::ops::Range<u32>> = ranges.iter().cloned().collect();
+        ranges.sort_by_key(|r| r.start);
+        for range in ranges {
+            if range.start > known {
+                return true;
+            }
+            known = known.max(range.end);
+        }
+    }
+    false
 }
 
 /// Does this lib0-v1 state vector name no client (a client that has nothing yet)?

@@ -15,8 +15,7 @@
 use crate::command::{ChangeOutcome, DocCommand, HostChange, PreparedChange, Published};
 use crate::error::{DocError, HostError};
 use crate::registry::{DocKey, Documents};
-use chorus_core::import::{body_nodes_html, fit_editor, parse_body_html, BodyNode};
-use chorus_core::Whitelist;
+use chorus_core::import::{host_body, BodyNode};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -117,19 +116,6 @@ impl Documents {
         self.ask(key, |reply| DocCommand::Publish { draft, reply })
             .await?
     }
-}
-
-/// The host's body HTML as the editor's model: bounded by our parser first (it caps
-/// nesting before it costs anything; the cleaner's parser is quadratic in depth),
-/// then guarded by the same policy twice: ammonia drops what it refuses, and the
-/// guard checks the resulting update like an edit. Last, inline runs in block
-/// containers are wrapped in `p`, so the web client's editor can hold them.
-fn host_body(whitelist: &Whitelist, html: &str) -> Vec<BodyNode> {
-    let policy = whitelist.policy.clone();
-    let is_mark = |tag: &str| policy.allows_mark(tag, &[]);
-    let bounded = body_nodes_html(&parse_body_html(html, &is_mark));
-    let clean = whitelist.clean_html(&bounded);
-    fit_editor(parse_body_html(&clean, &is_mark))
 }
 
 /// Run `work` on the blocking pool; a panic in it is a [`DocError::Panicked`].

@@ -473,6 +473,31 @@ fn reject_mode_refuses_everything_the_update_inserted() {
 }
 
 #[test]
+fn reject_mode_refuses_a_string_embed_without_poisoning_the_room() {
+    // An empty text, then a string embed in it: the delta shows the embed as 21
+    // characters of text, while it occupies one position.
+    let mut f = fixture(WhitelistMode::Reject);
+    f.edit(|txn, body, _| {
+        body.push_back(txn, XmlTextPrelim::new(""));
+    })
+    .unwrap();
+    let err = f
+        .edit(|txn, body, _| {
+            let Some(XmlOut::Text(text)) = body.get(txn, 0) else {
+                panic!("the body starts with a text")
+            };
+            text.insert_embed(txn, 0, Any::from("https://XSS-EMBED.org"));
+        })
+        .unwrap_err();
+    assert_eq!(err, RoomError::ContentRejected);
+    assert!(!f.room.is_poisoned());
+    f.assert_gone("XSS-EMBED");
+    // The room goes on taking edits.
+    f.edit(|txn, body, _| p(txn, body, "later")).unwrap();
+    assert!(f.body().ends_with("<p>later</p>"), "{}", f.body());
+}
+
+#[test]
 fn off_mode_checks_nothing() {
     let mut f = fixture(WhitelistMode::Off);
     f.edit(|txn, body, _| {

@@ -1331,3 +1331,35 @@ fn the_editor_content_table_covers_the_default_whitelist() {
     let p = table.elements["p"];
     assert_eq!((p.is, p.holds), (Placement::Block, Some(Holds::Inline)));
 }
+
+#[test]
+fn a_host_mark_keeps_its_formatting_and_loses_only_attributes_the_mark_may_not_carry() {
+    let whitelist = crate::Whitelist::default();
+    let body = host_body(
+        &whitelist,
+        r#"<pre><code class="language-rust">fn main() {}</code></pre><p><i style="color:red">x</i><i>y</i> <a name="n" href="https://example.com" title="t">z</a></p>"#,
+    );
+    assert_eq!(
+        body_nodes_html(&body),
+        r#"<pre><code>fn main() {}</code></pre><p><i>xy</i> <a href="https://example.com" rel="noopener noreferrer" title="t">z</a></p>"#
+    );
+    // What the guard then sees needs no neutralising at all.
+    struct Nobody;
+    impl crate::Peer for Nobody {
+        fn send(&self, _: bytes::Bytes) -> bool {
+            true
+        }
+    }
+    let mut room: crate::Room<Nobody> = crate::Room::new(Default::default());
+    room.external_change(None, None, Some(&body)).unwrap();
+    assert_eq!(room.take_neutralised().0.total(), 0);
+}
+
+#[test]
+fn an_inline_element_holding_a_block_is_not_wrapped_so_its_rendering_reimports_unchanged() {
+    let whitelist = crate::Whitelist::default();
+    let body = host_body(&whitelist, "<label><form></form></label><label>plain</label>");
+    let html = body_nodes_html(&body);
+    assert_eq!(html, "<label><form></form></label><p><label>plain</label></p>");
+    assert_eq!(host_body(&whitelist, &html), body, "a fixed point");
+}

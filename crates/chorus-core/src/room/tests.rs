@@ -3,7 +3,7 @@ use chorus_auth::Mode;
 use chorus_protocol::{decode_awareness, MSG_AUTH, MSG_AWARENESS};
 use std::cell::RefCell;
 use std::rc::Rc;
-use yrs::{GetString, Text};
+use yrs::{GetString, Text, XmlFragment};
 
 /// A peer that records frames, and can be told to refuse them.
 #[derive(Clone, Default)]
@@ -197,6 +197,62 @@ fn updates_with_a_dependency_gap_are_refused_and_not_kept() {
     assert!(!r.doc().transact().has_missing_updates());
     assert!(b.take().is_empty());
     assert_eq!(r.encode_state(), room().encode_state());
+}
+
+/// A client's title edit, then a paragraph from it: the paragraph's origins (the body
+/// root) are present without the title edit, so yrs would integrate it around a Skip.
+fn title_then_paragraph() -> (Vec<u8>, Vec<u8>) {
+    let doc = Doc::with_client_id(45);
+    let title = doc.get_or_insert_text("title");
+    let body = doc.get_or_insert_xml_fragment("body");
+    let first = {
+        let mut txn = doc.transact_mut();
+        title.insert(&mut txn, 0, "Release notes");
+        txn.encode_update_v1()
+    };
+    let second = {
+        let mut txn = doc.transact_mut();
+        let p = body.push_back(&mut txn, yrs::XmlElementPrelim::empty("p"));
+        p.push_back(&mut txn, yrs::XmlTextPrelim::new("hello"));
+        txn.encode_update_v1()
+    };
+    (first, second)
+}
+
+#[test]
+fn a_gap_whose_origins_are_present_is_refused_too_not_integrated_unseen() {
+    let mut r = room();
+    let (a, b) = (Recorder::default(), Recorder::default());
+    r.join(ConnId(1), session("a", Mode::Edit), a.clone());
+    r.join(ConnId(2), session("b", Mode::Edit), b.clone());
+    b.take();
+    let (first, second) = title_then_paragraph();
+    assert_eq!(
+        r.receive(ConnId(1), update_msg(&second)),
+        Err(RoomError::MissingDependencies)
+    );
+    assert!(b.take().is_empty());
+    assert!(r.take_unsaved().is_empty());
+    assert_eq!(
+        r.encode_state(),
+        room().encode_state(),
+        "nothing of it is in the document"
+    );
+    // In order, both apply, and the other member and the store get both.
+    r.receive(ConnId(1), update_msg(&first)).unwrap();
+    r.receive(ConnId(1), update_msg(&second)).unwrap();
+    let relayed = b
+        .take()
+        .into_iter()
+        .filter(|m| matches!(m, Message::Sync(SyncMessage::Update(_))))
+        .count();
+    assert_eq!(relayed, 2);
+    assert_eq!(r.take_unsaved().len(), 2);
+    assert_eq!(
+        Room::<Recorder>::from_stored(RoomLimits::default(), None, [second.as_slice()]).err(),
+        Some(LoadError::MissingDependencies),
+        "a stored record with such a gap is refused as well"
+    );
 }
 
 #[test]
@@ -631,4 +687,31 @@ fn a_replacing_rewrite_is_refused_once_the_draft_moved_and_succeeds_when_compute
         "{}",
         &body_of(&room)[..300]
     );
+}
+
+#[test]
+fn a_count_larger_than_the_message_is_malformed_before_yrs_reserves_for_it() {
+    let mut r = room();
+    let a = Recorder::default();
+    r.join(ConnId(1), session("a", Mode::Edit), a.clone());
+    // 2^28 clients, then nothing: yrs would reserve a 10 GiB hash map first.
+    let huge = [0x80, 0x80, 0x80, 0x80, 0x01, 0, 0];
+    assert_eq!(
+        r.receive(ConnId(1), update_msg(&huge)),
+        Err(RoomError::Malformed { what: "update" })
+    );
+    assert_eq!(
+        r.receive(
+            ConnId(1),
+            Message::Sync(SyncMessage::Step1(Bytes::copy_from_slice(&huge)))
+        ),
+        Err(RoomError::Malformed {
+            what: "state vector"
+        })
+    );
+    assert!(count_fits(&[0]) && count_fits(&[1, 7, 0]) && !count_fits(&[3, 0]));
+    // Real messages pass.
+    let (_, u) = client_edit(9, "fine");
+    r.receive(ConnId(1), update_msg(&u)).unwrap();
+    assert_eq!(title_of(&r), "fine");
 }

@@ -1,0 +1,28 @@
+//! # What the fuzz targets check
+//!
+//! Each public function here takes the bytes a fuzzer produced and asserts what must
+//! hold for *any* input to the part of Chorus that takes untrusted bytes. libFuzzer
+//! calls them from `tests/fuzz/libfuzzer` (nightly, `cargo fuzz`), and `cargo test`
+//! runs them on the committed seed corpus and on every input that ever crashed one
+//! (`tests/fuzz/corpus/<target>/`, `tests/fuzz/regressions/<target>/`), so a fixed
+//! crash stays fixed on the stable toolchain. See docs/FUZZING.md.
+//!
+//! Owns: the targets' oracles. Must not touch: anything outside the library APIs of
+//! `chorus-protocol`, `chorus-core` and `chorus-auth` (no server, no store, no I/O).
+
+pub mod frame;
+pub mod html;
+pub mod room;
+pub mod token;
+
+/// A target's checks: any bytes in, a panic if something does not hold.
+pub type Check = fn(&[u8]);
+
+/// Every target by name, as the corpus directories name them.
+pub const TARGETS: &[(&str, Check)] = &[
+    ("frame_decode", frame::frame_decode),
+    ("room_receive_raw", room::room_receive_raw),
+    ("room_receive_structured", room::room_receive_structured),
+    ("html_import", html::html_import),
+    ("token_verify", token::token_verify),
+];
