@@ -52,6 +52,22 @@ struct Counts {
     external_changes: AtomicU64,
     external_change_failures: AtomicU64,
     probe_timeouts: AtomicU64,
+    /// Statuses of the host calls that failed (the first few).
+    failure_statuses: Mutex<Vec<u16>>,
+}
+
+impl Counts {
+    fn host_call(&self, status: u16, ok: &AtomicU64, failed: &AtomicU64) {
+        if status == 200 {
+            ok.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        failed.fetch_add(1, Ordering::Relaxed);
+        let mut statuses = self.failure_statuses.lock().unwrap();
+        if statuses.len() < 20 {
+            statuses.push(status);
+        }
+    }
 }
 
 /// Samples taken while the run lasts: (seconds since start, value).
@@ -101,7 +117,12 @@ impl Soak {
         for i in 0..self.clients {
             let doc = format!("soak-{}", i % self.docs);
             let client = YClient::connect(&url(&doc, &format!("u{i}"))).await?;
-            if i % 200 == 199 {
+            if i < self.docs {
+                // Each document's first client gives it a title, so it is stored
+                // before the host reads it.
+                client.wait_synced_for(60).await?;
+                client.insert_title(0, &format!("soak document {i} "));
+            } else if i % 200 == 199 {
                 client.wait_synced_for(60).await?;
             }
             slots.push(Mutex::new(Arc::new(client)));
@@ -192,12 +213,7 @@ impl Soak {
                     let path = format!("/v1/apps/{APP}/docs/soak-{doc}/draft");
                     let (status, _, _) =
                         http(addr, "GET", &path, &[("Authorization", &auth)]).await;
-                    let counter = if status == 200 {
-                        &counts.host_reads
-                    } else {
-                        &counts.host_read_failures
-                    };
-                    counter.fetch_add(1, Ordering::Relaxed);
+                    counts.host_call(status, &counts.host_reads, &counts.host_read_failures);
                 }))
             }
         }));
@@ -218,8 +234,7 @@ impl Soak {
                     .to_string();
                     let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
                     let (status, _, _) = http_with_body(addr, "PUT", &path, &headers, body.as_bytes()).await;
-                    let counter = if status == 200 { &counts.external_changes } else { &counts.external_change_failures };
-                    counter.fetch_add(1, Ordering::Relaxed);
+                    counts.host_call(status, &counts.external_changes, &counts.external_change_failures);
                 }))
             }
         }));
@@ -283,6 +298,8 @@ impl Soak {
         for task in probe_tasks {
             drop(task.await?);
         }
+        // Host calls and rejoins still on their way finish before the server stops.
+        tokio::time::sleep(Duration::from_secs(2)).await;
         let rss_peak_kib = status_kib(pid, "VmHWM");
         let output = server.output();
         drop(slots);
@@ -294,7 +311,7 @@ impl Soak {
         } else {
             self.minutes * 6.0
         };
-        let windows = (self.minutes * 60.0 / window).ceil() as usize;
+        let windows = (self.minutes * 60.0 / window).round() as usize;
         let in_window = |v: &[(f64, f64)], w: usize| -> Vec<f64> {
             let mut out: Vec<f64> = v
                 .iter()
@@ -344,6 +361,7 @@ impl Soak {
             "external_changes": c(&counts.external_changes),
             "external_change_failures": c(&counts.external_change_failures),
             "probe_timeouts": c(&counts.probe_timeouts),
+            "host_failure_statuses": *counts.failure_statuses.lock().unwrap(),
             "server_warnings": output.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).count(),
             "windows": rows,
         }))

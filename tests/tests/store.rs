@@ -391,3 +391,44 @@ async fn a_corrupt_record_fails_only_its_document_with_a_clear_error() {
         "the damaged records are left for an operator, not replaced"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_that_land_while_their_document_unloads_are_answered_by_the_next_actor() {
+    // An actor that unloads writes a final snapshot, then leaves the registry and
+    // hands every join still in its inbox to the next actor of the document. Joins
+    // are aimed around the moment the idle document unloads (1 s after its last
+    // member left), round after round; every one must be answered in full.
+    use rand::{Rng, SeedableRng};
+    let server = TestServer::start_with(|c| c.idle_unload_secs = 1).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    for round in 0..12 {
+        let a = server.ext_client("handover", "alice").await;
+        let mut n = a.insert_title(0, &format!("r{round} "));
+        for i in 0..300 {
+            a.push_paragraph(&format!(
+                "round {round}, paragraph {i}: enough text to snapshot"
+            ));
+            n += 1;
+        }
+        eventually(20, "all saved", || a.saved() >= n)
+            .await
+            .unwrap();
+        let (title, body) = (a.title(), a.body());
+        a.close().await;
+        tokio::time::sleep(std::time::Duration::from_millis(
+            rng.random_range(900..1200),
+        ))
+        .await;
+        let b = chorus_e2e::YClient::connect(&server.ws_url(
+            APP,
+            "handover",
+            &server.token("handover", "bob"),
+        ))
+        .await
+        .unwrap();
+        b.wait_synced_or_closed(20).await.unwrap();
+        assert_eq!(b.closed(), None, "round {round}: the join was closed");
+        assert_eq!((b.title(), b.body()), (title, body), "round {round}");
+        b.close().await;
+    }
+}

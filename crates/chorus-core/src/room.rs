@@ -103,11 +103,19 @@ impl Emitted {
         if self.since.is_some() {
             return;
         }
-        if neutralised {
-            self.since = Some(txn.before_state().clone());
-        } else {
-            self.updates.push(txn.encode_update_v1());
+        if !neutralised {
+            let update = txn.encode_update_v1();
+            // yrs can write a transaction's update in a form it cannot read back (a
+            // JSON item deleted in the transaction that made it: found by the
+            // `room_receive_raw` fuzz target, docs/FUZZING.md). Relayed, it would
+            // fail in every client's Yjs; stored, the document would never load
+            // again. Such a transaction is encoded the other way, as a diff.
+            if Update::decode_v1(&update).is_ok() {
+                self.updates.push(update);
+                return;
+            }
         }
+        self.since = Some(txn.before_state().clone());
     }
 }
 
@@ -232,7 +240,11 @@ impl<P: Peer> Room<P> {
         }
         let verdict = room.guard.take_verdict();
         room.neutralised.merge(&verdict.neutralised);
-        room.unsaved.extend(room.emitted_take());
+        let emitted = room.emitted_take();
+        if room.poisoned {
+            return Err(LoadError::Panicked);
+        }
+        room.unsaved.extend(emitted);
         Ok(room)
     }
 
@@ -607,8 +619,12 @@ impl<P: Peer> Room<P> {
             return Ok(());
         }
 
-        if leaves_gap(&update, &self.doc.transact().state_vector()) {
-            return Err(RoomError::MissingDependencies);
+        let sv = self.doc.transact().state_vector();
+        // yrs adds a hostile block's clock and length on the way (a panic past u32).
+        match guarded(|| leaves_gap(&update, &sv)) {
+            None => return Err(RoomError::Malformed { what: "update" }),
+            Some(true) => return Err(RoomError::MissingDependencies),
+            Some(false) => {}
         }
         self.guard.before_update(bytes);
         let doc = &self.doc;
@@ -752,14 +768,21 @@ impl<P: Peer> Room<P> {
         Message::Awareness(body).encode()
     }
 
-    fn emitted_take(&self) -> Vec<Vec<u8>> {
+    fn emitted_take(&mut self) -> Vec<Vec<u8>> {
         let (mut updates, since) = {
             let mut emitted = self.emitted.lock().unwrap_or_else(|p| p.into_inner());
             (std::mem::take(&mut emitted.updates), emitted.since.take())
         };
         if let Some(sv) = since {
             // Encoded now, after yrs collected what the guard removed.
-            updates.push(self.doc.transact().encode_state_as_update_v1(&sv));
+            let diff = self.doc.transact().encode_state_as_update_v1(&sv);
+            if Update::decode_v1(&diff).is_ok() {
+                updates.push(diff);
+            } else {
+                // Nothing that reads back can describe the document any more: it is
+                // dropped like one yrs panicked on, and reloaded from the store.
+                self.poisoned = true;
+            }
         }
         updates
     }

@@ -223,6 +223,16 @@ pub enum DocCommand {
 }
 
 impl DocCommand {
+    /// The connection a join, message or leave is about.
+    pub(crate) fn connection(&self) -> Option<ConnId> {
+        match self {
+            DocCommand::Join { conn, .. }
+            | DocCommand::Message { conn, .. }
+            | DocCommand::Leave { conn, .. } => Some(*conn),
+            _ => None,
+        }
+    }
+
     /// What an actor that stops hands to the next actor of its document instead of
     /// dropping: joins and everything that waits for an answer.
     pub(crate) fn outlives_its_actor(&self) -> bool {

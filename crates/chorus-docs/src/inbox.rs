@@ -191,6 +191,49 @@ impl<T> InboxReceiver<T> {
         self.0.space.notify_waiters();
     }
 
+    /// Close this inbox and, in the same step, move the queued items `keep` picks
+    /// into the inbox `next` gives (asked for only if `keep` picks any), in order
+    /// and past its bound (they were admitted once already). A sender refused by
+    /// this inbox from then on finds the next one already holding those items, ahead
+    /// of anything it sends there: the handover of a document from an actor that
+    /// unloads to its successor, where a connection's join and its first messages
+    /// must arrive in the order it sent them. The rest is returned.
+    pub fn close_into(
+        &mut self,
+        next: impl FnOnce() -> InboxSender<T>,
+        mut keep: impl FnMut(&T) -> bool,
+    ) -> Vec<T> {
+        let mut dropped = Vec::new();
+        {
+            let mut state = self.0.lock();
+            state.closed = true;
+            let mut kept = VecDeque::new();
+            for item in state.items.drain(..) {
+                if keep(&item) {
+                    kept.push_back(item);
+                } else {
+                    dropped.push(item);
+                }
+            }
+            if !kept.is_empty() {
+                let next = next();
+                let mut moved = next.0.lock();
+                if moved.closed {
+                    dropped.extend(kept);
+                } else {
+                    let was_empty = moved.items.is_empty();
+                    moved.items.extend(kept);
+                    drop(moved);
+                    if was_empty {
+                        next.0.receiver.wake();
+                    }
+                }
+            }
+        }
+        self.0.space.notify_waiters();
+        dropped
+    }
+
     /// How many items the queue's allocation holds (tests of the shrinking).
     #[cfg(test)]
     pub(crate) fn allocated(&self) -> usize {
@@ -228,6 +271,32 @@ impl<T> Drop for InboxReceiver<T> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn close_into_moves_what_it_keeps_ahead_of_later_sends_and_returns_the_rest() {
+        let (old_tx, mut old_rx) = inbox(2);
+        let (next_tx, mut next_rx) = inbox(1);
+        next_tx.try_send(0).unwrap();
+        old_tx.try_send(1).unwrap();
+        old_tx.try_send(2).unwrap();
+        let mut asked = 0;
+        let dropped = old_rx.close_into(
+            || {
+                asked += 1;
+                next_tx.clone()
+            },
+            |n| n % 2 == 1,
+        );
+        assert_eq!((dropped, asked), (vec![2], 1));
+        // A sender the old inbox refuses goes to the next one, behind what moved.
+        assert_eq!(old_tx.try_send(3), Err(TrySendError::Closed(3)));
+        assert_eq!(next_rx.recv().await, Some(0));
+        assert_eq!(next_rx.recv().await, Some(1), "moved past the bound of 1");
+        // Nothing kept: the next inbox is never asked for.
+        let (_tx, mut rx) = inbox::<u32>(2);
+        let dropped = rx.close_into(|| unreachable!("nothing to hand over"), |_| true);
+        assert!(dropped.is_empty());
+    }
 
     #[tokio::test]
     async fn commands_come_out_in_order_and_recv_ends_with_the_senders() {

@@ -13,7 +13,7 @@ use crate::bases::Bases;
 use crate::cluster::{Cluster, ClusterSetup};
 use crate::command::DocCommand;
 use crate::error::DocError;
-use crate::inbox::{inbox, InboxSender, TrySendError};
+use crate::inbox::{inbox, InboxReceiver, InboxSender, TrySendError};
 use crate::metrics::DocMetrics;
 use crate::release::{release_free_memory, TrimPolicy};
 use crate::writer::Writer;
@@ -104,6 +104,11 @@ pub struct DocHandle {
 }
 
 impl DocHandle {
+    /// Whether both handles lead to the same actor.
+    pub fn is_same_actor(&self, other: &DocHandle) -> bool {
+        self.tx.same_inbox(&other.tx)
+    }
+
     /// Queue a command, waiting while the actor's inbox is full. `Err` if the actor is gone.
     pub async fn send(&self, cmd: DocCommand) -> Result<(), DocCommand> {
         // The inbox almost always has room: no waiting future is built then, and
@@ -328,6 +333,32 @@ impl Documents {
             .await
             .map_err(|_| DocError::ActorGone)?;
         answer.await.map_err(|_| DocError::ActorGone)
+    }
+
+    /// An actor that stops leaves the registry and hands what its inbox still holds
+    /// for a successor (joins, what waits for an answer, and everything after them
+    /// from a connection whose join it hands over) to the document's next actor,
+    /// started for it, in the same step as its inbox closes: a connection that
+    /// finds the old inbox closed finds its join already in the new one.
+    pub(crate) fn hand_over(
+        self: &Arc<Self>,
+        key: &DocKey,
+        own_tx: &InboxSender<DocCommand>,
+        rx: &mut InboxReceiver<DocCommand>,
+    ) {
+        self.forget(key, own_tx);
+        let mut handed = std::collections::HashSet::new();
+        rx.close_into(
+            || self.get_or_start(key).tx,
+            |cmd| {
+                if cmd.outlives_its_actor() {
+                    handed.extend(cmd.connection());
+                    true
+                } else {
+                    cmd.connection().is_some_and(|c| handed.contains(&c))
+                }
+            },
+        );
     }
 
     pub(crate) fn forget(&self, key: &DocKey, tx: &InboxSender<DocCommand>) {

@@ -15,7 +15,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chorus_core::{ConnId, Session};
-use chorus_docs::{outbox, ConnControl, Disconnect, DocCommand, DocKey, OutboxReceiver, QueuePeer};
+use chorus_docs::{
+    outbox, ConnControl, Disconnect, DocCommand, DocHandle, DocKey, OutboxReceiver, QueuePeer,
+};
 use chorus_protocol::{frame_kind, ChorusMessage, Message};
 use futures_util::future::Either;
 use futures_util::task::AtomicWaker;
@@ -200,6 +202,28 @@ fn authenticate(
 /// them into locals; rust-lang/rust#62958), which for the 368-byte socket and the
 /// rest cost ~400 bytes of every connection's task; the block uses its captures in
 /// place.
+/// Send `cmd` to the document's actor. If that actor has stopped since this
+/// connection joined (it unloaded while the join waited in its inbox, and handed the
+/// join to its successor: `Documents::hand_over`), send it to the actor now live,
+/// which holds the join ahead of it.
+async fn to_document(
+    state: &AppState,
+    key: &DocKey,
+    doc: &mut DocHandle,
+    cmd: DocCommand,
+) -> Result<(), ()> {
+    let Err(cmd) = doc.send(cmd).await else {
+        return Ok(());
+    };
+    match state.documents.live_handle(key) {
+        Some(next) if !next.is_same_actor(doc) => {
+            *doc = next;
+            doc.send(cmd).await.map_err(drop)
+        }
+        _ => Err(()),
+    }
+}
+
 #[allow(clippy::manual_async_fn)] // the point: see above
 fn run(
     mut socket: WebSocket,
@@ -221,7 +245,7 @@ fn run(
         // A document actor that just stopped (unloading, or after a reset) is replaced.
         // Cold paths (joining, closing) are boxed: a connection task's future is as
         // large as its largest await point, and it lives as long as the connection.
-        let doc = match Box::pin(state.documents.dispatch(&key, join)).await {
+        let mut doc = match Box::pin(state.documents.dispatch(&key, join)).await {
             Ok(doc) => doc,
             Err(_) => {
                 Box::pin(close_socket(
@@ -274,7 +298,8 @@ fn run(
                 {
                     let (msg, _) = throttled.take().expect("guarded");
                     let received = Instant::now();
-                    if doc.send(DocCommand::Message { conn, msg, received }).await.is_err() {
+                    let cmd = DocCommand::Message { conn, msg, received };
+                    if to_document(&state, &key, &mut doc, cmd).await.is_err() {
                         break Some(CloseReason::Document(Disconnect::DocumentReset));
                     }
                 }
@@ -306,7 +331,8 @@ fn run(
                             }
                             Admission::Close => break Some(CloseReason::RateLimited),
                         }
-                        if doc.send(DocCommand::Message { conn, msg, received }).await.is_err() {
+                        let cmd = DocCommand::Message { conn, msg, received };
+                        if to_document(&state, &key, &mut doc, cmd).await.is_err() {
                             break Some(CloseReason::Document(Disconnect::DocumentReset));
                         }
                     }
@@ -329,7 +355,7 @@ fn run(
                 let _ = write_batch(&mut socket, &mut out_rx, frame, &state).await;
             }
         }
-        let _ = doc.send(DocCommand::Leave { conn }).await;
+        let _ = to_document(&state, &key, &mut doc, DocCommand::Leave { conn }).await;
         state.metrics.connection_closed();
         let closing = reason.as_ref().map(Closing::from).or_else(|| {
             control

@@ -16,6 +16,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+/// Connections the kernel queues before they are accepted (it caps this at
+/// `net.core.somaxconn`, 4096 by default). tokio's `TcpListener::bind` asks for
+/// 1,024: when every client reconnects at once after a restart the queue
+/// overflowed, the kernel dropped SYNs, and each dropped one (a `/healthz` probe
+/// among them) waited a full second for its retransmit (the reconnect storm,
+/// docs/PERFORMANCE.md).
+const LISTEN_BACKLOG: u32 = 4096;
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -209,12 +217,18 @@ impl Server {
     }
 
     async fn listen(config: &Config) -> Result<TcpListener, StartError> {
-        TcpListener::bind(config.bind)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: config.bind,
-                source,
-            })
+        let addr = config.bind;
+        let bind = || {
+            let socket = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            socket.set_reuseaddr(true)?;
+            socket.bind(addr)?;
+            socket.listen(LISTEN_BACKLOG)
+        };
+        bind().map_err(|source| StartError::Bind { addr, source })
     }
 
     /// Bind with a store of the caller's choosing.

@@ -11,7 +11,8 @@ use std::fmt;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use sled::transaction::{ConflictableTransactionResult, TransactionError, Transactional};
 use tracing::warn;
@@ -33,12 +34,13 @@ pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
 /// call from several threads.
 pub struct SledStore {
     path: PathBuf,
-    db: sled::Db,
-    snapshots: sled::Tree,
-    log: sled::Tree,
-    meta: sled::Tree,
-    outbox: sled::Tree,
-    history: sled::Tree,
+    cache_bytes: u64,
+    /// The open database; replaced by a fresh open after a write failed with an I/O
+    /// error (see [`SledStore::recover`]). `None` only if that reopen failed.
+    trees: RwLock<Option<Arc<Trees>>>,
+    /// Set once a write or flush failed with an I/O error: sled then refuses every
+    /// later flush with the same error, whatever the disk does.
+    broken: AtomicBool,
     /// Readers of a whole document (`load`) share it; `compact` takes it exclusively.
     /// A load reads three trees with separate calls; without this, a compaction
     /// committing between the log scan and the snapshot read could hand out an old
@@ -46,6 +48,38 @@ pub struct SledStore {
     /// they only add records after the ones a scan has seen. An `RwLock<()>` rather
     /// than per-document locks because compactions are rare and short.
     compaction: RwLock<()>,
+}
+
+/// One open sled database and its trees.
+struct Trees {
+    db: sled::Db,
+    snapshots: sled::Tree,
+    log: sled::Tree,
+    meta: sled::Tree,
+    outbox: sled::Tree,
+    history: sled::Tree,
+}
+
+impl Trees {
+    fn open(dir: &Path, cache_bytes: u64) -> Result<Trees, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()
+            .map_err(|e| sled_err(e, format!("opening the database in {}", dir.display())))?;
+        let tree = |name: &str| {
+            db.open_tree(name)
+                .map_err(|e| sled_err(e, format!("opening tree {name:?} in {}", dir.display())))
+        };
+        Ok(Trees {
+            snapshots: tree("snapshots")?,
+            log: tree("log")?,
+            meta: tree("meta")?,
+            outbox: tree("outbox")?,
+            history: tree("history")?,
+            db,
+        })
+    }
 }
 
 impl fmt::Debug for SledStore {
@@ -74,25 +108,73 @@ impl SledStore {
     /// in practice on a small machine).
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         prepare_dir(dir)?;
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .open()
-            .map_err(|e| sled_err(e, format!("opening the database in {}", dir.display())))?;
-        let tree = |name: &str| {
-            db.open_tree(name)
-                .map_err(|e| sled_err(e, format!("opening tree {name:?} in {}", dir.display())))
-        };
         Ok(Self {
-            snapshots: tree("snapshots")?,
-            log: tree("log")?,
-            meta: tree("meta")?,
-            outbox: tree("outbox")?,
-            history: tree("history")?,
+            trees: RwLock::new(Some(Arc::new(Trees::open(dir, cache_bytes)?))),
             path: dir.to_path_buf(),
-            db,
+            cache_bytes,
+            broken: AtomicBool::new(false),
             compaction: RwLock::new(()),
         })
+    }
+
+    fn trees(&self) -> Result<Arc<Trees>, StoreError> {
+        if let Some(trees) = &*self.trees.read().unwrap_or_else(PoisonError::into_inner) {
+            return Ok(trees.clone());
+        }
+        let mut slot = self.trees.write().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(Arc::new(self.reopen()?));
+        }
+        Ok(slot.clone().expect("just filled"))
+    }
+
+    /// Open the database again once the old handle is gone: sled holds a lock on its
+    /// directory until the handle and its flusher thread are dropped, which readers
+    /// that cloned it do within moments.
+    fn reopen(&self) -> Result<Trees, StoreError> {
+        let mut attempts = 0;
+        loop {
+            match Trees::open(&self.path, self.cache_bytes) {
+                Ok(fresh) => return Ok(fresh),
+                Err(e) if attempts >= 50 => return Err(e),
+                Err(_) => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            }
+        }
+    }
+
+    /// Note a failed write: after an I/O error sled keeps refusing to flush (its
+    /// log buffer holds the error), so the next write reopens the database first.
+    fn failed<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if matches!(result, Err(StoreError::Io { .. })) {
+            self.broken.store(true, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Before a write: if an earlier one failed with an I/O error, reopen the
+    /// database once the directory takes writes again (a probe file is written and
+    /// fsynced; a disk still full fails here, with its own error). What the failed
+    /// writes left in memory was never acknowledged and is dropped with the old
+    /// handle; sled recovers the rest from its log, and the document actors write
+    /// their unsaved changes again. Readers wait on the lock for the swap.
+    fn recover(&self) -> Result<(), StoreError> {
+        if !self.broken.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let mut trees = self.trees.write().unwrap_or_else(PoisonError::into_inner);
+        if !self.broken.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        prepare_dir(&self.path)?;
+        drop(trees.take());
+        let fresh = self.reopen()?;
+        *trees = Some(Arc::new(fresh));
+        self.broken.store(false, Ordering::Relaxed);
+        warn!(path = %self.path.display(), "reopened the store after a failed write");
+        Ok(())
     }
 
     /// The data directory.
@@ -102,9 +184,56 @@ impl SledStore {
 
     /// Bytes the database occupies on disk (for metrics).
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        self.db
+        self.trees()?
+            .db
             .size_on_disk()
             .map_err(|e| self.err(e, "measuring the size of"))
+    }
+
+    fn write_ops(&self, t: &Trees, batch: WriteBatch) -> Result<(), StoreError> {
+        // Plain inserts in batch order, not one sled transaction: every sealed sled
+        // batch costs its own log write at flush time, which made a group commit of
+        // 100 one-record jobs ~8x slower (see benches/store.rs). Each record is still
+        // whole or absent after a crash, and `load` tolerates metadata older than the
+        // log; a failed write leaves a prefix of the batch, which the caller must not
+        // acknowledge (nothing is acknowledged before a successful `flush` anyway).
+        for op in batch.ops {
+            match op {
+                BatchOp::Append { id, seq, update } => t
+                    .log
+                    .insert(codec::log_key(&id, seq), codec::frame(&[&update]))
+                    .map(drop)
+                    .map_err(|e| self.err(e, "appending to the log in"))?,
+                BatchOp::Meta { id, meta } => t
+                    .meta
+                    .insert(codec::doc_key(&id), codec::encode_meta(&meta))
+                    .map(drop)
+                    .map_err(|e| self.err(e, "writing metadata in"))?,
+                BatchOp::History { id, point } => t
+                    .history
+                    .insert(
+                        codec::log_key(&id, point.entry.point),
+                        codec::encode_history(&point),
+                    )
+                    .map(drop)
+                    .map_err(|e| self.err(e, "writing a history point in"))?,
+            }
+        }
+        Ok(())
+    }
+
+    fn push_outbox(&self, t: &Trees, app: &str, payload: &[u8]) -> Result<u64, StoreError> {
+        // sled's id generator is monotonic across restarts (it skips ahead after a
+        // crash), unlike "last key + 1", which would reuse ids once the outbox drains.
+        // +1 so ids start at 1.
+        let id =
+            t.db.generate_id()
+                .map_err(|e| self.err(e, "generating an outbox id in"))?
+                + 1;
+        t.outbox
+            .insert(id.to_be_bytes(), codec::encode_outbox(app, payload))
+            .map_err(|e| self.err(e, "writing the outbox in"))?;
+        Ok(id)
     }
 
     fn err(&self, e: sled::Error, what: &str) -> StoreError {
@@ -180,6 +309,7 @@ fn corrupt(id: &DocId, detail: String) -> StoreError {
 
 impl Store for SledStore {
     fn load(&self, id: &DocId) -> Result<Option<StoredDoc>, StoreError> {
+        let t = self.trees()?;
         id.check()?;
         let _shared = self
             .compaction
@@ -189,7 +319,7 @@ impl Store for SledStore {
         let prefix = codec::log_prefix(id);
 
         let mut updates = Vec::new();
-        for item in self.log.scan_prefix(&prefix) {
+        for item in t.log.scan_prefix(&prefix) {
             let (k, v) = item.map_err(|e| self.err(e, "reading the log in"))?;
             let seq = codec::log_key_seq(&prefix, &k).map_err(|d| corrupt(id, d))?;
             let payload =
@@ -197,7 +327,7 @@ impl Store for SledStore {
             updates.push((seq, payload.to_vec()));
         }
 
-        let snapshot = match self
+        let snapshot = match t
             .snapshots
             .get(&key)
             .map_err(|e| self.err(e, "reading a snapshot in"))?
@@ -210,7 +340,7 @@ impl Store for SledStore {
             None => None,
         };
 
-        let meta = match self
+        let meta = match t
             .meta
             .get(&key)
             .map_err(|e| self.err(e, "reading metadata in"))?
@@ -232,42 +362,15 @@ impl Store for SledStore {
             return Ok(());
         }
         batch.check_ids()?;
-        // Plain inserts in batch order, not one sled transaction: every sealed sled
-        // batch costs its own log write at flush time, which made a group commit of
-        // 100 one-record jobs ~8x slower (see benches/store.rs). Each record is still
-        // whole or absent after a crash, and `load` tolerates metadata older than the
-        // log; a failed write leaves a prefix of the batch, which the caller must not
-        // acknowledge (nothing is acknowledged before a successful `flush` anyway).
-        for op in batch.ops {
-            match op {
-                BatchOp::Append { id, seq, update } => self
-                    .log
-                    .insert(codec::log_key(&id, seq), codec::frame(&[&update]))
-                    .map(drop)
-                    .map_err(|e| self.err(e, "appending to the log in"))?,
-                BatchOp::Meta { id, meta } => self
-                    .meta
-                    .insert(codec::doc_key(&id), codec::encode_meta(&meta))
-                    .map(drop)
-                    .map_err(|e| self.err(e, "writing metadata in"))?,
-                BatchOp::History { id, point } => self
-                    .history
-                    .insert(
-                        codec::log_key(&id, point.entry.point),
-                        codec::encode_history(&point),
-                    )
-                    .map(drop)
-                    .map_err(|e| self.err(e, "writing a history point in"))?,
-            }
-        }
-        Ok(())
+        self.recover()?;
+        let t = self.trees()?;
+        self.failed(self.write_ops(&t, batch))
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db
-            .flush()
-            .map(drop)
-            .map_err(|e| self.err(e, "flushing"))
+        self.recover()?;
+        let t = self.trees()?;
+        self.failed(t.db.flush().map(drop).map_err(|e| self.err(e, "flushing")))
     }
 
     fn compact(
@@ -278,12 +381,14 @@ impl Store for SledStore {
         meta: &DocMeta,
     ) -> Result<(), StoreError> {
         id.check()?;
+        self.recover()?;
+        let t = self.trees()?;
         let _exclusive = self
             .compaction
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         let key = codec::doc_key(id);
-        if let Some(v) = self
+        if let Some(v) = t
             .snapshots
             .get(&key)
             .map_err(|e| self.err(e, "reading a snapshot in"))?
@@ -300,7 +405,7 @@ impl Store for SledStore {
 
         // Only this document's records: its seqs all share the `app\0doc\0` prefix.
         let mut covered = sled::Batch::default();
-        for k in self
+        for k in t
             .log
             .range(codec::log_key(id, 0)..=codec::log_key(id, upto_seq))
             .keys()
@@ -314,7 +419,7 @@ impl Store for SledStore {
 
         // Snapshot, then metadata, then the covered records: one transaction, so sled
         // recovers all or none of it; `load` copes with the partial orders anyway.
-        (&self.snapshots, &self.meta, &self.log)
+        let result = (&t.snapshots, &t.meta, &t.log)
             .transaction(
                 |(snap_t, meta_t, log_t)| -> ConflictableTransactionResult<(), ()> {
                     snap_t.insert(key.as_slice(), snapshot_value.as_slice())?;
@@ -323,14 +428,16 @@ impl Store for SledStore {
                     Ok(())
                 },
             )
-            .map_err(|e| self.tx_err(e, "compacting a document in"))
+            .map_err(|e| self.tx_err(e, "compacting a document in"));
+        self.failed(result)
     }
 
     fn list(&self, app: &str) -> Result<Vec<(String, DocMeta)>, StoreError> {
+        let t = self.trees()?;
         crate::check_app(app)?;
         let prefix = codec::app_prefix(app);
         let mut out = Vec::new();
-        for item in self.meta.scan_prefix(&prefix) {
+        for item in t.meta.scan_prefix(&prefix) {
             let (k, v) = item.map_err(|e| self.err(e, "listing metadata in"))?;
             let rest = k.strip_prefix(prefix.as_slice()).unwrap_or_default();
             let doc = std::str::from_utf8(rest).map_err(|_| StoreError::Corrupt {
@@ -346,10 +453,11 @@ impl Store for SledStore {
     }
 
     fn history(&self, id: &DocId) -> Result<Vec<HistoryEntry>, StoreError> {
+        let t = self.trees()?;
         id.check()?;
         let prefix = codec::log_prefix(id);
         let mut out = Vec::new();
-        for item in self.history.scan_prefix(&prefix) {
+        for item in t.history.scan_prefix(&prefix) {
             let (k, v) = item.map_err(|e| self.err(e, "reading history in"))?;
             let point = codec::log_key_seq(&prefix, &k).map_err(|d| corrupt(id, d))?;
             let (entry, _) = codec::decode_history(&v)
@@ -360,8 +468,9 @@ impl Store for SledStore {
     }
 
     fn history_point(&self, id: &DocId, point: u64) -> Result<Option<HistoryPoint>, StoreError> {
+        let t = self.trees()?;
         id.check()?;
-        let Some(v) = self
+        let Some(v) = t
             .history
             .get(codec::log_key(id, point))
             .map_err(|e| self.err(e, "reading a history point in"))?
@@ -377,23 +486,26 @@ impl Store for SledStore {
     }
 
     fn outbox_push(&self, app: &str, payload: &[u8]) -> Result<u64, StoreError> {
-        // sled's id generator is monotonic across restarts (it skips ahead after a
-        // crash), unlike "last key + 1", which would reuse ids once the outbox drains.
-        // +1 so ids start at 1.
-        let id = self
-            .db
-            .generate_id()
-            .map_err(|e| self.err(e, "generating an outbox id in"))?
-            + 1;
-        self.outbox
-            .insert(id.to_be_bytes(), codec::encode_outbox(app, payload))
-            .map_err(|e| self.err(e, "writing the outbox in"))?;
-        Ok(id)
+        self.recover()?;
+        let t = self.trees()?;
+        self.failed(self.push_outbox(&t, app, payload))
+    }
+
+    fn outbox_ack(&self, id: u64) -> Result<(), StoreError> {
+        self.recover()?;
+        let t = self.trees()?;
+        self.failed(
+            t.outbox
+                .remove(id.to_be_bytes())
+                .map(drop)
+                .map_err(|e| self.err(e, "acknowledging an outbox event in")),
+        )
     }
 
     fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
+        let t = self.trees()?;
         let mut out = Vec::new();
-        for item in self.outbox.iter().take(limit) {
+        for item in t.outbox.iter().take(limit) {
             let (k, v) = item.map_err(|e| self.err(e, "reading the outbox in"))?;
             let id = <[u8; 8]>::try_from(k.as_ref())
                 .map(u64::from_be_bytes)
@@ -408,13 +520,6 @@ impl Store for SledStore {
             out.push(OutboxEvent { id, app, payload });
         }
         Ok(out)
-    }
-
-    fn outbox_ack(&self, id: u64) -> Result<(), StoreError> {
-        self.outbox
-            .remove(id.to_be_bytes())
-            .map(drop)
-            .map_err(|e| self.err(e, "acknowledging an outbox event in"))
     }
 }
 

@@ -284,7 +284,7 @@ fn a_read_only_data_directory_stops_start_up_with_a_clear_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_mid_run_means_no_saved_ack_readiness_false_and_the_process_alive() {
+async fn a_full_disk_mid_run_means_no_saved_ack_readiness_false_then_recovery_once_space_is_back() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
     let mount = dir.path().join("small");
@@ -378,6 +378,48 @@ async fn a_full_disk_mid_run_means_no_saved_ack_readiness_false_and_the_process_
         .await
         .unwrap();
     b.wait_synced().await.unwrap();
+
+    // Space comes back: the service recovers by itself, without a restart, and
+    // every edit made while the disk was full is saved and acknowledged.
+    std::fs::remove_file(&filler).expect("removing the filler file");
+    if let Err(e) = eventually(30, "every edit saved once space is back", || {
+        a.saved() >= last
+    })
+    .await
+    {
+        panic!(
+            "{e}; saved {} of {last}; server output:\n{}",
+            a.saved(),
+            server.output()
+        );
+    }
+    eventually(15, "ready again", || futures_ready(server.addr) == 200)
+        .await
+        .unwrap();
+    let (status, _, body) = http_with_body(
+        server.addr,
+        "PUT",
+        &format!("/v1/apps/{APP}/docs/full/content"),
+        &[
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+        ],
+        change.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let c = YClient::connect(&server.url("full", "carol"))
+        .await
+        .unwrap();
+    c.wait_synced().await.unwrap();
+    assert_eq!(
+        c.title(),
+        a.title(),
+        "what the disk could not take at first is all there"
+    );
+    assert!(c.title().contains("49:") && c.title().contains("saved before the disk filled"));
+    assert!(c.body().contains(&"z".repeat(4000)));
+    assert_eq!(http(server.addr, "GET", "/healthz", &[]).await.0, 200);
 }
 
 /// `/readyz` status from a blocking context inside `eventually`.

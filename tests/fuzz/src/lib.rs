@@ -26,3 +26,24 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("html_import", html::html_import),
     ("token_verify", token::token_verify),
 ];
+
+/// For the libFuzzer entry points: a panic hook that prints each panic location
+/// once and lets the panic unwind. The room catches a yrs panic by design (the
+/// document is then dropped unsaved and its editors reconnect); libFuzzer's own
+/// hook would abort on it as if the service had crashed. A panic nobody catches
+/// still reaches libfuzzer-sys, which aborts: that is a crash.
+pub fn report_caught_panics() {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    std::panic::set_hook(Box::new(|info| {
+        let at = info.location().map_or_else(
+            || "unknown".to_owned(),
+            |l| format!("{}:{}", l.file(), l.line()),
+        );
+        let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.get_or_insert_with(HashSet::new).insert(at.clone()) {
+            eprintln!("chorus-fuzz: panic at {at}: {info}");
+        }
+    }));
+}

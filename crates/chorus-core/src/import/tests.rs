@@ -1358,8 +1358,14 @@ fn a_host_mark_keeps_its_formatting_and_loses_only_attributes_the_mark_may_not_c
 #[test]
 fn an_inline_element_holding_a_block_is_not_wrapped_so_its_rendering_reimports_unchanged() {
     let whitelist = crate::Whitelist::default();
-    let body = host_body(&whitelist, "<label><form></form></label><label>plain</label>");
+    let body = host_body(
+        &whitelist,
+        "<label><form></form></label><label>plain</label>",
+    );
     let html = body_nodes_html(&body);
-    assert_eq!(html, "<label><form></form></label><p><label>plain</label></p>");
+    assert_eq!(
+        html,
+        "<label><form></form></label><p><label>plain</label></p>"
+    );
     assert_eq!(host_body(&whitelist, &html), body, "a fixed point");
 }

@@ -715,3 +715,30 @@ fn a_count_larger_than_the_message_is_malformed_before_yrs_reserves_for_it() {
     r.receive(ConnId(1), update_msg(&u)).unwrap();
     assert_eq!(title_of(&r), "fine");
 }
+
+#[test]
+fn what_the_room_relays_and_stores_always_decodes_even_when_yrs_would_write_it_unreadably() {
+    // A JSON item in a root, deleted by the same update: yrs writes that
+    // transaction's update in a form it cannot decode (found by fuzzing).
+    let hostile = [
+        1, 1, 0, 0, 2, 1, 0, 0, 2, 89, 126, 1, 0, 2, 1, 126, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 8,
+    ];
+    let mut r = room();
+    let (a, b) = (Recorder::default(), Recorder::default());
+    r.join(ConnId(1), session("a", Mode::Edit), a.clone());
+    r.join(ConnId(2), session("b", Mode::Edit), b.clone());
+    b.take();
+    let _ = r.receive(ConnId(1), update_msg(&hostile));
+    for m in b.take() {
+        if let Message::Sync(SyncMessage::Update(u)) = m {
+            Update::decode_v1(&u).expect("a relayed update decodes");
+        }
+    }
+    let stored = r.take_unsaved();
+    Room::<Recorder>::from_stored(
+        RoomLimits::default(),
+        None,
+        stored.iter().map(Vec::as_slice),
+    )
+    .expect("the stored records load");
+}

@@ -301,24 +301,9 @@ impl DocActor {
         for reply in std::mem::take(&mut self.writes.host_replies) {
             reply.fail(DocError::Unloaded);
         }
-        self.docs.forget(&self.key, &own_tx);
-        rx.close();
+        self.docs.hand_over(&self.key, &own_tx, &mut rx);
         for (_, c) in self.members.controls.drain() {
             c.close(Disconnect::Stopped);
-        }
-        let mut forwarded = Vec::new();
-        while let Some(cmd) = rx.try_recv() {
-            if cmd.outlives_its_actor() {
-                forwarded.push(cmd);
-            }
-        }
-        if !forwarded.is_empty() {
-            let (docs, key) = (self.docs.clone(), self.key.clone());
-            tokio::spawn(async move {
-                for cmd in forwarded {
-                    let _ = docs.dispatch(&key, cmd).await;
-                }
-            });
         }
         debug!(app = %self.key.0, doc = %self.key.1, "unloaded");
     }

@@ -241,8 +241,7 @@ impl Proxy {
                     .fetch_add(self.members.len() as u64, Ordering::Relaxed);
             }
         }
-        self.docs.forget(&self.key, &own_tx);
-        rx.close();
+        self.docs.hand_over(&self.key, &own_tx, &mut rx);
         // The owner (if it is still there) forgets them too.
         for (conn, peer) in std::mem::take(&mut self.members) {
             peer.control.close(reason.clone());
@@ -250,20 +249,6 @@ impl Proxy {
                 app: self.key.0.to_string(),
                 doc: self.key.1.to_string(),
                 conn: conn.0,
-            });
-        }
-        let mut raced = Vec::new();
-        while let Some(cmd) = rx.try_recv() {
-            if cmd.outlives_its_actor() {
-                raced.push(cmd);
-            }
-        }
-        if !raced.is_empty() {
-            let (docs, key) = (self.docs.clone(), self.key.clone());
-            tokio::spawn(async move {
-                for cmd in raced {
-                    let _ = docs.dispatch(&key, cmd).await;
-                }
             });
         }
     }

@@ -1,2 +1,5 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| chorus_fuzz::frame::frame_decode(data));
+libfuzzer_sys::fuzz_target!(
+    init: chorus_fuzz::report_caught_panics(),
+    |data: &[u8]| chorus_fuzz::frame::frame_decode(data)
+);

@@ -1,0 +1,93 @@
+//! Smoke runs of the `chorus-bench` scenarios that drive a `chorus` process
+//! (`storm`, `soak`): tiny, against the debug binary `tests/run` builds
+//! (`CHORUS_BIN` to use another). They check that each scenario completes and
+//! that what it counts adds up (nothing failed, every probe answered); figures are
+//! never asserted.
+
+use std::path::PathBuf;
+
+fn chorus_bin() -> PathBuf {
+    std::env::var_os("CHORUS_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/chorus"),
+        PathBuf::from,
+    )
+}
+
+fn run_bench(args: &[&str]) -> serde_json::Value {
+    let bin = chorus_bin();
+    assert!(
+        bin.exists(),
+        "{} not built (cargo build --bin chorus)",
+        bin.display()
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chorus-bench"))
+        .args(args)
+        .arg("--bin")
+        .arg(&bin)
+        .output()
+        .expect("run chorus-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "chorus-bench failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout.lines().last().expect("one JSON line");
+    println!("{line}");
+    serde_json::from_str(line).expect("JSON line")
+}
+
+#[test]
+fn storm_resyncs_every_client() {
+    let r = run_bench(&[
+        "storm",
+        "--docs",
+        "5",
+        "--clients",
+        "60",
+        "--paragraphs",
+        "5",
+    ]);
+    assert_eq!(r["clients"], 60);
+    assert!(r["all_resynced_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(r["healthz_not_200"], 0, "{r}");
+    assert!(r["healthz_samples"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn soak_runs_every_kind_of_load_without_a_failure() {
+    let r = run_bench(&[
+        "soak",
+        "--minutes",
+        "0.25",
+        "--clients",
+        "40",
+        "--docs",
+        "4",
+    ]);
+    for key in [
+        "typed",
+        "cursor_moves",
+        "rejoins",
+        "host_reads",
+        "external_changes",
+    ] {
+        assert!(r[key].as_u64().unwrap() > 0, "{key}: {r}");
+    }
+    for key in [
+        "rejoin_failures",
+        "host_read_failures",
+        "external_change_failures",
+        "probe_timeouts",
+    ] {
+        assert_eq!(r[key], 0, "{key}: {r}");
+    }
+    let windows = r["windows"].as_array().unwrap();
+    assert_eq!(windows.len(), 10);
+    assert!(
+        windows
+            .iter()
+            .all(|w| w["edit_samples"].as_u64().unwrap() > 0),
+        "{r}"
+    );
+}
