@@ -347,6 +347,11 @@ impl Documents {
         rx: &mut InboxReceiver<DocCommand>,
     ) {
         self.forget(key, own_tx);
+        if self.stopping.load(Ordering::Relaxed) {
+            // Shutting down: no successor; every connection is closing anyway.
+            rx.close();
+            return;
+        }
         let mut handed = std::collections::HashSet::new();
         rx.close_into(
             || self.get_or_start(key).tx,
