@@ -8,7 +8,7 @@ use crate::close::{CloseReason, Closing};
 use crate::ids::is_valid_content_id;
 use crate::limits::{Admission, ConnectionLimiter, ConnectionSlot, MessageClass};
 use crate::state::{unix_now, AppState};
-use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
+use crate::upgrade::{linger, Socket, WsUpgrade};
 use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -21,7 +21,7 @@ use chorus_docs::{
 use chorus_protocol::{frame_kind, ChorusMessage, Message};
 use futures_util::future::Either;
 use futures_util::task::AtomicWaker;
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -30,6 +30,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::{debug, info};
 
@@ -56,6 +59,9 @@ pub const KEEPALIVE_FRAME: &[u8] = &[1, 1, 0];
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing socket waits for the peer's close reply.
 const CLOSE_HANDSHAKE_WAIT: Duration = Duration::from_secs(2);
+/// The least time a closing socket drains what its peer still sends (see
+/// [`linger`]), even when the close reply took all of [`CLOSE_HANDSHAKE_WAIT`].
+const CLOSE_LINGER_MIN: Duration = Duration::from_millis(250);
 /// `Retry-After` of an upgrade refused because a connection cap is full.
 const FULL_RETRY_AFTER: Duration = Duration::from_secs(5);
 
@@ -91,7 +97,7 @@ pub async fn ws_handler(
     Query(query): Query<WsQuery>,
     ClientAddress(address): ClientAddress,
     headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    upgrade: WsUpgrade,
 ) -> Response {
     let offered: Vec<String> = headers
         .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
@@ -100,8 +106,9 @@ pub async fn ws_handler(
         .flat_map(|v| v.split(','))
         .map(|p| p.trim().to_owned())
         .collect();
-    let extensions =
-        query.chorus.as_deref() == Some("1") || offered.iter().any(|p| p == EXTENSION_PROTOCOL);
+    // The subprotocol is echoed only when offered as one (not for `?chorus=1`).
+    let offers_extension_protocol = offered.iter().any(|p| p == EXTENSION_PROTOCOL);
+    let extensions = query.chorus.as_deref() == Some("1") || offers_extension_protocol;
     // A token offered as a subprotocol is the one value shaped like a JWT.
     let token = query
         .token
@@ -142,27 +149,27 @@ pub async fn ws_handler(
     }
     let limit = state.config.max_message_size;
     let guard = state.tracker.token();
-    upgrade
+    let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
-        .max_message_size(limit)
-        .max_frame_size(limit)
-        .protocols([EXTENSION_PROTOCOL])
-        // No async block around the two paths: it would keep a copy of the socket
-        // next to the one inside the chosen path's future for as long as the
-        // connection lives (see `run`).
-        .on_upgrade(move |socket| match verdict {
-            Err(reason) => Either::Left(Box::pin(async move {
-                let _guard = guard;
-                close_socket(socket, Closing::from(&reason), &state).await
-            })),
-            Ok(session) => Either::Right(run(
-                socket,
-                state,
-                (app.into(), content.into()),
-                session,
-                (guard, slot),
-            )),
-        })
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit));
+    let protocol = offers_extension_protocol.then_some(EXTENSION_PROTOCOL);
+    // No async block around the two paths: it would keep a copy of the socket
+    // next to the one inside the chosen path's future for as long as the
+    // connection lives (see `run`).
+    upgrade.on_upgrade(config, protocol, move |socket| match verdict {
+        Err(reason) => Either::Left(Box::pin(async move {
+            let _guard = guard;
+            close_socket(socket, Closing::from(&reason), &state).await
+        })),
+        Ok(session) => Either::Right(run(
+            socket,
+            state,
+            (app.into(), content.into()),
+            session,
+            (guard, slot),
+        )),
+    })
 }
 
 /// HTTP 503 with `Retry-After` and the JSON error body of the host API.
@@ -226,7 +233,7 @@ async fn to_document(
 
 #[allow(clippy::manual_async_fn)] // the point: see above
 fn run(
-    mut socket: WebSocket,
+    mut socket: Socket,
     state: AppState,
     key: DocKey,
     session: Arc<Session>,
@@ -303,7 +310,7 @@ fn run(
                         break Some(CloseReason::Document(Disconnect::DocumentReset));
                     }
                 }
-                incoming = socket.recv(), if throttled.is_none() => match incoming {
+                incoming = socket.next(), if throttled.is_none() => match incoming {
                     Some(Ok(WsMessage::Binary(bytes))) => {
                         let msg = match Message::decode(&bytes) {
                             Ok(msg) => msg,
@@ -337,9 +344,9 @@ fn run(
                         }
                     }
                     Some(Ok(WsMessage::Text(_))) => break Some(CloseReason::TextFrame),
-                    Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
+                    Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
                     Some(Ok(WsMessage::Close(_))) | None => break None,
-                    Some(Err(e)) => break is_capacity_error(e).then_some(CloseReason::MessageTooLarge),
+                    Some(Err(e)) => break matches!(e, WsError::Capacity(_)).then_some(CloseReason::MessageTooLarge),
                 }
             }
         };
@@ -377,7 +384,7 @@ fn run(
 /// Write `first` and whatever else is already queued, then flush once; give up
 /// after [`WRITE_TIMEOUT`] without progress.
 async fn write_batch(
-    socket: &mut WebSocket,
+    socket: &mut Socket,
     queue: &mut OutboxReceiver,
     first: Bytes,
     state: &AppState,
@@ -396,11 +403,11 @@ async fn write_batch(
 struct WriteFailed;
 
 async fn write_frames(
-    socket: &mut WebSocket,
+    socket: &mut Socket,
     queue: &mut OutboxReceiver,
     first: Bytes,
     state: &AppState,
-) -> Result<(), axum::Error> {
+) -> Result<(), WsError> {
     let mut next = Some(first);
     let mut n = 0;
     while let Some(frame) = next.take() {
@@ -471,26 +478,23 @@ impl<F: Future> Future for WhenWoken<F> {
     }
 }
 
-fn is_capacity_error(e: axum::Error) -> bool {
-    use tokio_tungstenite::tungstenite::Error as WsError;
-    matches!(
-        e.into_inner().downcast::<WsError>().map(|b| *b),
-        Ok(WsError::Capacity(_))
-    )
-}
-
-/// Send a close frame with the reason's code, then wait briefly for the peer's reply
-/// so the close frame is not lost to a TCP reset.
-async fn close_socket(mut socket: WebSocket, closing: Closing, state: &AppState) {
+/// Send a close frame with the reason's code, wait briefly for the peer's reply,
+/// then close with [`linger`] so the close frame is not lost to a TCP reset.
+async fn close_socket(mut socket: Socket, closing: Closing, state: &AppState) {
     state.metrics.closed(closing.code, closing.reason);
     let frame = CloseFrame {
-        code: closing.code,
+        code: CloseCode::from(closing.code),
         reason: closing.reason.into(),
     };
+    let started = tokio::time::Instant::now();
     if socket.send(WsMessage::Close(Some(frame))).await.is_ok() {
+        // After a read error (an oversize frame) the stream yields nothing more
+        // and this ends at once; `linger` then drains the raw socket.
         let _ = tokio::time::timeout(CLOSE_HANDSHAKE_WAIT, async {
-            while let Some(Ok(_)) = socket.recv().await {}
+            while let Some(Ok(_)) = socket.next().await {}
         })
         .await;
+        let left = CLOSE_HANDSHAKE_WAIT.saturating_sub(started.elapsed());
+        linger(&mut socket, left.max(CLOSE_LINGER_MIN)).await;
     }
 }

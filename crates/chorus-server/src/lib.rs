@@ -5,6 +5,8 @@
 //! - `state`: [`AppState`], what every handler shares;
 //! - `connection`: one task per websocket (authenticate, decode, forward to the
 //!   document's actor, write its frames out in batches);
+//! - `upgrade`: the websocket handshake and the lingering close (the connection
+//!   owns the raw stream, so a close frame is never lost to a TCP reset);
 //! - `api`: the host REST API (drafts, external changes, publish, history and
 //!   restore, sessions, the admin switch);
 //! - `close`: the single place where errors become websocket close codes;
@@ -42,6 +44,7 @@ mod metrics;
 mod ops;
 mod serve;
 mod state;
+mod upgrade;
 
 pub use config::{AppConfig, Config, LogFormat};
 pub use serve::{build_router, host_api_routes, serve, Server, StartError};

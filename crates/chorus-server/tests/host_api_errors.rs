@@ -240,3 +240,34 @@ async fn the_admin_api_checks_its_token_in_json() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_websocket_route_answers_a_request_that_is_no_upgrade_with_the_json_error() {
+    let state = state(None);
+    let uri = "/v1/ws/wiki/page";
+    let (status, _, json) = call(&state, Method::GET, uri, None, "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+    assert_eq!(json["code"], "bad-request");
+    assert!(
+        json["message"].as_str().unwrap().contains("Upgrade"),
+        "{json}"
+    );
+    // The right headers, but on a connection that cannot be upgraded (no hyper
+    // connection behind an in-process call).
+    let req = Request::builder()
+        .uri(uri)
+        .header(header::CONNECTION, "keep-alive, Upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_VERSION, "13")
+        .header(header::SEC_WEBSOCKET_KEY, "dGhlIHNhbXBsZSBub25jZQ==")
+        .body(Body::empty())
+        .unwrap();
+    let res = build_router(state.clone()).oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["code"], "bad-request", "{json}");
+    assert!(json["message"].as_str().unwrap().contains("upgraded"));
+}
