@@ -22,7 +22,9 @@
 //! - `soak`: a long run of mixed load on a release `chorus` process (`soak.rs`):
 //!   typing, cursors, leaving and rejoining, host reads and external changes;
 //!   RSS and edit latency per minute.
+//! - `probe` (internal): `/healthz` latency from a process of its own (`probe.rs`).
 
+mod probe;
 mod soak;
 mod storm;
 
@@ -102,6 +104,19 @@ enum Scenario {
         /// Extra lines for the server's `[limits]` table.
         #[arg(long, default_value = "")]
         limits: String,
+        /// The server's `store_cache_mb` (sled's page cache; its default is 64).
+        #[arg(long)]
+        store_cache_mb: Option<u64>,
+    },
+    /// `/healthz` latency from a process of its own (started by `storm`).
+    #[command(hide = true)]
+    Probe {
+        /// The server's address.
+        #[arg(long)]
+        addr: std::net::SocketAddr,
+        /// Milliseconds between requests.
+        #[arg(long, default_value_t = 20)]
+        every_ms: u64,
     },
     /// Time to SyncStep2 for a document with a long typed history, loaded from the store.
     Coldload {
@@ -119,6 +134,9 @@ enum Scenario {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Scenario::Probe { addr, every_ms } = cli.scenario {
+        return probe::run(addr, "/healthz", Duration::from_millis(every_ms));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -156,15 +174,18 @@ fn main() -> anyhow::Result<()> {
             clients,
             docs,
             limits,
+            store_cache_mb,
         } => rt.block_on(
             soak::Soak {
                 minutes,
                 clients,
                 docs,
                 limits: limits.replace("\\n", "\n"),
+                store_cache_mb,
             }
             .run(&bin),
         )?,
+        Scenario::Probe { .. } => unreachable!("run above"),
     };
     println!("{line}");
     Ok(())

@@ -14,9 +14,12 @@
 //! Reported per minute: the server's RSS at the end of the minute, the probes'
 //! p50 / p99 / max edit latency, the slowest `/healthz` (sampled every second), and
 //! how many operations of each kind ran (and failed). Flat RSS and p99 over the run
-//! is the target; the first and last minutes are printed side by side.
+//! is the target; the first and last minutes are printed side by side. At the end
+//! a fresh process loads every document (one client each) on the same data: its
+//! RSS is what the grown documents take, to tell document growth from drift of
+//! the long-running process.
 
-use crate::storm::{config, percentile, start, status_kib};
+use crate::storm::{config_with, percentile, start, status_kib};
 use chorus_e2e::processes::free_port;
 use chorus_e2e::{host_token, http, http_with_body, token_for, YClient, APP, SECRETS};
 use rand::{Rng, SeedableRng};
@@ -35,6 +38,8 @@ pub struct Soak {
     pub docs: usize,
     /// Extra `[limits]` lines for the server's configuration.
     pub limits: String,
+    /// The server's `store_cache_mb` (sled's page cache), if not its default.
+    pub store_cache_mb: Option<u64>,
 }
 
 /// Probe pairs (each on a document of its own, besides `docs`).
@@ -100,7 +105,11 @@ impl Soak {
     /// Run it against the binary `bin`; one JSON object.
     pub async fn run(&self, bin: &Path) -> anyhow::Result<serde_json::Value> {
         let dir = tempfile::tempdir()?;
-        let config = config(dir.path(), &self.limits);
+        let top = self
+            .store_cache_mb
+            .map(|mb| format!("store_cache_mb = {mb}"))
+            .unwrap_or_default();
+        let config = config_with(dir.path(), &top, &self.limits);
         let data = dir.path().join("data");
         let port = free_port();
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
@@ -301,8 +310,28 @@ impl Soak {
         // Host calls and rejoins still on their way finish before the server stops.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let rss_peak_kib = status_kib(pid, "VmHWM");
+        let rss_end_kib = status_kib(pid, "VmRSS");
         let output = server.output();
         drop(slots);
+        drop(server);
+
+        // What the grown documents alone take: a fresh process on the same data,
+        // every document loaded by one client. Next to the end RSS, it separates
+        // document growth from what the long-running process accumulated.
+        let server = start(bin, &config, &data, port);
+        let mut readers = Vec::new();
+        let names = (0..self.docs)
+            .map(|d| format!("soak-{d}"))
+            .chain((0..PROBES).map(|p| format!("probe-{p}")));
+        for doc in names {
+            let reader = YClient::connect(&url(&doc, "reloader")).await?;
+            reader.wait_synced_for(60).await?;
+            readers.push(reader);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let rss_reloaded_kib = status_kib(server.child.id(), "VmRSS");
+        let title_chars: usize = readers.iter().map(|r| r.title().chars().count()).sum();
+        drop(readers);
         drop(server);
 
         // Per minute (or per tenth of the run, for runs shorter than ten minutes).
@@ -352,6 +381,10 @@ impl Soak {
             "limits": self.limits,
             "rss_all_connected_mib": rss_connected_kib / 1024,
             "rss_peak_mib": rss_peak_kib / 1024,
+            "rss_end_mib": rss_end_kib / 1024,
+            "rss_reloaded_mib": rss_reloaded_kib / 1024,
+            "title_chars_at_end": title_chars,
+            "store_cache_mb": self.store_cache_mb,
             "typed": c(&counts.typed),
             "cursor_moves": c(&counts.cursor_moves),
             "rejoins": c(&counts.rejoins),

@@ -6,12 +6,13 @@
 //!
 //! Reported: time from the new process listening to every client resynced (its
 //! step 2 received and its title what was stored), connect attempts and refusals
-//! (503), `/healthz` latency sampled every 20 ms from its own connection
-//! throughout, and the new process's peak RSS (`VmHWM`) next to the old one's
+//! (503), `/healthz` latency sampled every 20 ms by a process of its own
+//! (`probe.rs`) throughout, and the new process's peak RSS (`VmHWM`) next to the old one's
 //! RSS with every client connected.
 
+use crate::probe::HealthProbe;
 use chorus_e2e::processes::{free_port, Process};
-use chorus_e2e::{http, token_for, YClient, APP, SECRETS};
+use chorus_e2e::{token_for, YClient, APP, SECRETS};
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -31,11 +32,16 @@ pub struct Storm {
 }
 
 pub(crate) fn config(dir: &Path, limits: &str) -> std::path::PathBuf {
+    config_with(dir, "", limits)
+}
+
+/// [`config`] with `top` (top-level `key = value` lines) before the tables.
+pub(crate) fn config_with(dir: &Path, top: &str, limits: &str) -> std::path::PathBuf {
     let path = dir.join("chorus.toml");
     std::fs::write(
         &path,
         format!(
-            "[limits]\nmax_connections_per_address = 0\n{limits}\n\n[[apps]]\nid = \"{APP}\"\nsecrets = [\"{}\", \"{}\"]\n",
+            "{top}\n[limits]\nmax_connections_per_address = 0\n{limits}\n\n[[apps]]\nid = \"{APP}\"\nsecrets = [\"{}\", \"{}\"]\n",
             SECRETS[0], SECRETS[1]
         ),
     )
@@ -133,21 +139,9 @@ impl Storm {
         let started = Instant::now();
         let pid = server.child.id();
 
-        // /healthz every 20 ms, on its own, until every client is back.
+        // /healthz every 20 ms from a process of its own, until every client is back.
+        let probe = HealthProbe::start(addr, Duration::from_millis(20))?;
         let done = Arc::new(AtomicBool::new(false));
-        let probe = {
-            let done = done.clone();
-            tokio::spawn(async move {
-                let mut samples = Vec::new();
-                while !done.load(Ordering::Relaxed) {
-                    let t = Instant::now();
-                    let (status, _, _) = http(addr, "GET", "/healthz", &[]).await;
-                    samples.push((t.elapsed().as_secs_f64() * 1000.0, status));
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                samples
-            })
-        };
         let rss_peak_sampler = {
             let done = done.clone();
             tokio::spawn(async move {
@@ -194,7 +188,7 @@ impl Storm {
         wait_all_synced(&clients, &expected, self.docs, Duration::from_secs(120)).await?;
         let resynced_ms = started.elapsed().as_secs_f64() * 1000.0;
         done.store(true, Ordering::Relaxed);
-        let samples = probe.await?;
+        let samples = probe.finish()?;
         let rss_peak_kib = rss_peak_sampler.await?.max(status_kib(pid, "VmHWM"));
         let mut latencies: Vec<f64> = samples.iter().map(|(ms, _)| *ms).collect();
         latencies.sort_by(f64::total_cmp);
