@@ -21,7 +21,7 @@
 //! the refused update carried cannot be recalled inside yrs and still apply (they carry
 //! no content); the sender is then closed so that it reloads.
 
-use chorus_whitelist::{HtmlCleaner, Policy};
+use chorus_whitelist::{EditorProfile, HtmlCleaner, Policy};
 use profile::UpdateProfile;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -85,6 +85,8 @@ pub struct Whitelist {
     pub mode: WhitelistMode,
     /// Cleans rendered HTML with the same policy (belt and braces behind the guard).
     pub html: Arc<HtmlCleaner>,
+    /// The names the editor writes, and the HTML each means (`html`: HTML's own).
+    pub profile: Arc<EditorProfile>,
 }
 
 impl Whitelist {
@@ -94,7 +96,14 @@ impl Whitelist {
             html: Arc::new(HtmlCleaner::new(policy.clone())),
             policy,
             mode,
+            profile: Arc::new(EditorProfile::html()),
         }
+    }
+
+    /// The same whitelist for an editor writing `profile`'s names.
+    pub fn with_profile(mut self, profile: Arc<EditorProfile>) -> Self {
+        self.profile = profile;
+        self
     }
 
     /// Identifies what content passing this whitelist conforms to: the policy's
@@ -104,9 +113,14 @@ impl Whitelist {
         match self.mode {
             WhitelistMode::Off => "off".to_owned(),
             // Strip and reject both leave only conforming content.
-            WhitelistMode::Strip | WhitelistMode::Reject => {
-                format!("guard{GUARD_RULES}:{}", self.policy.fingerprint())
-            }
+            WhitelistMode::Strip | WhitelistMode::Reject => match self.profile.is_identity() {
+                true => format!("guard{GUARD_RULES}:{}", self.policy.fingerprint()),
+                false => format!(
+                    "guard{GUARD_RULES}:{}:{}",
+                    self.profile.fingerprint(),
+                    self.policy.fingerprint()
+                ),
+            },
         }
     }
 
@@ -319,8 +333,8 @@ impl Guard {
                 return;
             }
             let record_undo = st.whitelist.mode == WhitelistMode::Reject;
-            let policy = st.whitelist.policy.clone();
-            let mut scan = Scan::new(&policy, record_undo);
+            let whitelist = st.whitelist.clone();
+            let mut scan = Scan::new(&whitelist, record_undo);
             let title = ptr(event.target());
             if st.profile.plain_text {
                 scan.keys_of(txn, title);
@@ -348,7 +362,7 @@ impl Guard {
         let mut st = self.lock();
         // Reject mode needs every text's delta anyway, to know what to undo.
         st.profile = if st.checking() && st.whitelist.mode == WhitelistMode::Strip {
-            UpdateProfile::of(update, &st.whitelist.policy)
+            UpdateProfile::of(update, &st.whitelist.policy, &st.whitelist.profile)
         } else {
             UpdateProfile::UNKNOWN
         };
@@ -372,15 +386,15 @@ impl Guard {
     /// content may predate the current policy) and neutralise what the policy refuses,
     /// in one transaction of its own.
     pub fn scan_document(&self, doc: &Doc) {
-        let (policy, body, title) = {
+        let (whitelist, body, title) = {
             let st = self.lock();
             if st.whitelist.mode == WhitelistMode::Off {
                 return;
             }
-            (st.whitelist.policy.clone(), st.body, st.title)
+            (st.whitelist.clone(), st.body, st.title)
         };
         let mut txn = doc.transact_mut_with(SCAN_ORIGIN);
-        let mut scan = Scan::new(&policy, false);
+        let mut scan = Scan::new(&whitelist, false);
         let children: Vec<Out> = ArrayRef::from(body).iter(&txn).collect();
         for (i, child) in children.iter().enumerate() {
             scan.child(body, i as u32, child);
@@ -407,8 +421,8 @@ impl Guard {
         }
         let record_undo = st.whitelist.mode == WhitelistMode::Reject;
         let profile = st.profile;
-        let policy = st.whitelist.policy.clone();
-        let mut scan = Scan::new(&policy, record_undo);
+        let whitelist = st.whitelist.clone();
+        let mut scan = Scan::new(&whitelist, record_undo);
         // Trust texts provisionally when the update's bytes say they can only have
         // received strings, allowed marks and nodes; confirmed below by counting nodes.
         scan.defer_texts = profile.texts_clean;
@@ -652,6 +666,7 @@ fn locate<T: ReadTxn>(txn: &T, node: &yrs::XmlTextRef) -> Option<(BranchPtr, u32
 /// One pass of checks; collects actions and counts.
 struct Scan<'p> {
     policy: &'p Policy,
+    profile: &'p EditorProfile,
     record_undo: bool,
     strip: Vec<Action>,
     undo: Vec<Action>,
@@ -670,9 +685,10 @@ struct Scan<'p> {
 }
 
 impl<'p> Scan<'p> {
-    fn new(policy: &'p Policy, record_undo: bool) -> Self {
+    fn new(whitelist: &'p Whitelist, record_undo: bool) -> Self {
         Scan {
-            policy,
+            policy: &whitelist.policy,
+            profile: &whitelist.profile,
             record_undo,
             strip: Vec::new(),
             undo: Vec::new(),
@@ -706,7 +722,7 @@ impl<'p> Scan<'p> {
         };
         match value {
             Out::YXmlElement(el) => {
-                if self.policy.allows_element(el.tag()) {
+                if self.profile.allows_element(self.policy, el.tag()) {
                     self.pending.push((ptr(el), parent, index));
                 } else {
                     self.refuse(Violation::Element, remove);
@@ -835,7 +851,9 @@ impl<'p> Scan<'p> {
     fn formatting(&mut self, text: BranchPtr, index: u32, len: u32, attrs: &Attrs, title: bool) {
         let bad: Vec<Arc<str>> = attrs
             .iter()
-            .filter(|(k, v)| !matches!(v, Any::Null) && (title || !mark_allowed(self.policy, k, v)))
+            .filter(|(k, v)| {
+                !matches!(v, Any::Null) && (title || !mark_allowed(self.policy, self.profile, k, v))
+            })
             .map(|(k, _)| k.clone())
             .collect();
         if !bad.is_empty() {
@@ -995,6 +1013,15 @@ impl<'p> Scan<'p> {
             self.refuse(kind, Action::RemoveKey { target, key });
             return;
         };
+        if !self.profile.is_identity() {
+            // The editor's names: the profile says what the attribute means, the
+            // policy whether that is allowed (no partial clean-up of a style value).
+            if !self.profile.allows_attribute(self.policy, tag, key, &text) {
+                let key: Arc<str> = Arc::from(key);
+                self.refuse(kind, Action::RemoveKey { target, key });
+            }
+            return;
+        }
         if !self.policy.allows_attribute_name(tag, key) {
             let key: Arc<str> = Arc::from(key);
             self.refuse(kind, Action::RemoveKey { target, key });
@@ -1037,12 +1064,13 @@ impl<'p> Scan<'p> {
     }
 }
 
-/// Is this formatting attribute an allowed mark? Keys are inline tag names; y-prosemirror
-/// suffixes overlapping marks of one type as `name--xxxxxxxx`.
-fn mark_allowed(policy: &Policy, key: &str, value: &Any) -> bool {
+/// Is this formatting attribute an allowed mark? Keys are mark names (inline tag names
+/// in the `html` profile); y-prosemirror suffixes overlapping marks of one type as
+/// `name--xxxxxxxx`.
+fn mark_allowed(policy: &Policy, profile: &EditorProfile, key: &str, value: &Any) -> bool {
     let name = key.split_once("--").map_or(key, |(n, _)| n);
     match value {
-        Any::Bool(true) => policy.allows_mark(name, &[]),
+        Any::Bool(true) => profile.allows_mark(policy, name, &[]),
         Any::Map(attrs) => {
             let mut pairs: Vec<(&str, String)> = Vec::with_capacity(attrs.len());
             for (k, v) in attrs.iter() {
@@ -1056,7 +1084,7 @@ fn mark_allowed(policy: &Policy, key: &str, value: &Any) -> bool {
                 }
             }
             let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            policy.allows_mark(name, &borrowed)
+            profile.allows_mark(policy, name, &borrowed)
         }
         _ => false,
     }

@@ -38,7 +38,9 @@ use yrs::{
     XmlElementRef, XmlFragmentRef, XmlTextRef,
 };
 
-use crate::{ROOT_BODY, ROOT_TITLE};
+use crate::ROOT_TITLE;
+use chorus_whitelist::profile::AttrMeaning;
+use chorus_whitelist::EditorProfile;
 
 /// Elements nested deeper than this (counting from the body's direct children, which
 /// are at depth 1) are dropped together with their subtree. Real documents stay far
@@ -71,6 +73,25 @@ const VOID_ELEMENTS: &[&str] = &[
 pub fn body_html<T: ReadTxn>(txn: &T, body: &XmlFragmentRef) -> String {
     let mut out = String::new();
     for node in &read_children(txn, body, 0) {
+        write_node_html(&mut out, node);
+    }
+    out
+}
+
+/// [`body_html`] for a body written in `profile`'s names: each element, attribute
+/// and mark is written as the HTML it means (`heading` with `level: 2` → `<h2>`,
+/// `textAlign` → `style="text-align: …"`, `bold` → `<strong>`). A name the profile
+/// does not know is written as it is (the HTML cleaner then drops it).
+pub fn body_html_as<T: ReadTxn>(txn: &T, body: &XmlFragmentRef, profile: &EditorProfile) -> String {
+    if profile.is_identity() {
+        return body_html(txn, body);
+    }
+    let mut nodes = read_children(txn, body, 0);
+    for node in &mut nodes {
+        to_html_names(node, profile);
+    }
+    let mut out = String::new();
+    for node in &nodes {
         write_node_html(&mut out, node);
     }
     out
@@ -109,10 +130,16 @@ fn read_title<T: ReadTxn>(txn: &T) -> String {
 /// Opens a read transaction on `doc`: the caller must not hold a write transaction
 /// on it (that would block). A missing root reads as empty.
 pub fn doc_json(doc: &Doc) -> Value {
+    doc_json_as(doc, &EditorProfile::html())
+}
+
+/// [`doc_json`] for a document whose body is `profile`'s fragment. The tree keeps
+/// the editor's own names (for TipTap, what its `getJSON` would name).
+pub fn doc_json_as(doc: &Doc, profile: &EditorProfile) -> Value {
     let txn = doc.transact();
     let title = read_title(&txn);
     let body = txn
-        .get_xml_fragment(ROOT_BODY)
+        .get_xml_fragment(profile.fragment())
         .map(|b| body_json(&txn, &b))
         .unwrap_or_else(|| Value::Array(Vec::new()));
     let mut obj = JsonMap::new();
@@ -126,11 +153,17 @@ pub fn doc_json(doc: &Doc) -> Value {
 /// Opens a read transaction on `doc`: the caller must not hold a write transaction
 /// on it (that would block). A missing root reads as empty.
 pub fn doc_html(doc: &Doc) -> (String, String) {
+    doc_html_as(doc, &EditorProfile::html())
+}
+
+/// [`doc_html`] for a document whose body is `profile`'s fragment, written in its
+/// names (see [`body_html_as`]).
+pub fn doc_html_as(doc: &Doc, profile: &EditorProfile) -> (String, String) {
     let txn = doc.transact();
     let title = read_title(&txn);
     let body = txn
-        .get_xml_fragment(ROOT_BODY)
-        .map(|b| body_html(&txn, &b))
+        .get_xml_fragment(profile.fragment())
+        .map(|b| body_html_as(&txn, &b, profile))
         .unwrap_or_default();
     (title, body)
 }
@@ -288,6 +321,81 @@ pub(crate) fn mark_tag(key: &str) -> &str {
         Some(i) => &key[..i],
         None => key,
     }
+}
+
+/// Rename `node` (and its subtree) from `profile`'s names to HTML's.
+fn to_html_names(node: &mut Node, profile: &EditorProfile) {
+    match node {
+        Node::Text { marks, .. } => marks_to_html(marks, profile),
+        Node::Element {
+            name,
+            attrs,
+            marks,
+            children,
+        } => {
+            marks_to_html(marks, profile);
+            for child in children.iter_mut() {
+                to_html_names(child, profile);
+            }
+            let Some(map) = profile.node(name) else {
+                return;
+            };
+            let picked = map
+                .tag_attribute
+                .as_ref()
+                .and_then(|a| attrs.iter().find(|(k, _)| k == a))
+                .and_then(|(_, v)| attr_text(v));
+            // A node whose picking attribute is missing takes the first value the
+            // editor's schema lists (its default: TipTap's heading level 1).
+            let default = map.tags().into_iter().next();
+            let Some(tag) = map.tag(picked.as_deref()).or(default) else {
+                return;
+            };
+            let mut html: Vec<(String, Any)> = Vec::with_capacity(attrs.len());
+            let mut style = String::new();
+            for (key, value) in attrs.drain(..) {
+                let (Some(rule), Some(text)) = (map.attributes.get(&key), attr_text(&value)) else {
+                    continue;
+                };
+                match &rule.meaning {
+                    AttrMeaning::Tag => {}
+                    AttrMeaning::Attribute(h) => {
+                        html.push((h.clone(), Any::from(rule.html_value(&text))))
+                    }
+                    AttrMeaning::Style(property) => {
+                        if !style.is_empty() {
+                            style.push_str("; ");
+                        }
+                        style.push_str(&format!("{property}: {text}"));
+                    }
+                }
+            }
+            if !style.is_empty() {
+                html.push(("style".into(), Any::from(style)));
+            }
+            html.sort_by(|a, b| a.0.cmp(&b.0));
+            *name = tag;
+            *attrs = html;
+        }
+    }
+}
+
+/// Rename a run's marks to their inline tags and HTML attribute names.
+fn marks_to_html(marks: &mut [Mark], profile: &EditorProfile) {
+    for mark in marks.iter_mut() {
+        let Some(map) = profile.mark(&mark.tag) else {
+            continue;
+        };
+        mark.tag = map.tag.clone();
+        if let Any::Map(attrs) = &mark.value {
+            let renamed: HashMap<String, Any> = attrs
+                .iter()
+                .filter_map(|(k, v)| Some((map.attributes.get(k.as_str())?.clone(), v.clone())))
+                .collect();
+            mark.value = Any::from(renamed);
+        }
+    }
+    marks.sort_by(|a, b| a.tag.cmp(&b.tag));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -74,7 +74,8 @@ struct Member<P> {
 
 /// The names of the two roots every Chorus document has.
 pub const ROOT_TITLE: &str = "title";
-/// See [`ROOT_TITLE`].
+/// See [`ROOT_TITLE`]. The body's fragment under the default (`html`) editor
+/// profile; another profile names its own (`EditorProfile::fragment`).
 pub const ROOT_BODY: &str = "body";
 
 /// What the document's transactions changed, captured as each one commits.
@@ -165,7 +166,8 @@ impl<P: Peer> Room<P> {
             let mut txn = doc.transact_mut();
             (
                 txn.get_or_insert_text(ROOT_TITLE),
-                txn.get_or_insert_xml_fragment(ROOT_BODY),
+                // `body`, or the fragment the app's editor binds to (TipTap: `default`).
+                txn.get_or_insert_xml_fragment(limits.whitelist.profile.fragment()),
             )
         };
         let emitted: Arc<Mutex<Emitted>> = Arc::default();

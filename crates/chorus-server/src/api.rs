@@ -280,7 +280,11 @@ pub async fn history_point(
     let (stored, entry) = read_point(&state, &key, point).await?;
     Ok(match q.format {
         PointFormat::Json => {
-            let document = render_point(stored, chorus_core::render::doc_json).await?;
+            let profile = state.documents.whitelist_for(&key.0).profile.clone();
+            let document = render_point(stored, move |doc| {
+                chorus_core::render::doc_json_as(doc, &profile)
+            })
+            .await?;
             Json(PointJson {
                 document,
                 point: entry.point,
@@ -293,7 +297,7 @@ pub async fn history_point(
         PointFormat::Html => {
             let whitelist = state.documents.whitelist_for(&key.0).clone();
             let (title, html) = render_point(stored, move |doc| {
-                let (title, html) = chorus_core::render::doc_html(doc);
+                let (title, html) = chorus_core::render::doc_html_as(doc, &whitelist.profile);
                 (title, whitelist.clean_html(&html))
             })
             .await?;
@@ -312,7 +316,11 @@ pub async fn restore(
 ) -> Result<Response, ApiError> {
     let (stored, _) = read_point(&state, &key, point).await?;
     // The external change cleans the HTML with the app's whitelist as it imports it.
-    let (title, html) = render_point(stored, chorus_core::render::doc_html).await?;
+    let profile = state.documents.whitelist_for(&key.0).profile.clone();
+    let (title, html) = render_point(stored, move |doc| {
+        chorus_core::render::doc_html_as(doc, &profile)
+    })
+    .await?;
     let change = HostChange {
         title: Some(title),
         html: Some(html),

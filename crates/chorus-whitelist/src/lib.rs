@@ -14,6 +14,10 @@
 //! image pasted as a data URL should be uploaded to the host instead, and
 //! `data:` also carries `text/html` and SVG with scripts).
 //!
+//! An [`EditorProfile`] (module [`profile`]) says what the names an editor writes
+//! (TipTap's `paragraph`, `bold`) mean in HTML, so the policy judges meaning
+//! whatever the editor's vocabulary.
+//!
 //! Must not touch: yrs documents, HTML rendering, IO. Enforcing the policy on
 //! CRDT updates happens in the crate that owns those; it asks this one. The one
 //! HTML concern here is [`HtmlCleaner`] (module [`html`]): an `ammonia`
@@ -28,7 +32,9 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub mod html;
+pub mod profile;
 pub use html::HtmlCleaner;
+pub use profile::{EditorProfile, ProfileError};
 
 /// Elements no policy may allow.
 pub const NEVER_ELEMENTS: [&str; 11] = [

@@ -20,7 +20,7 @@
 //! [`UpdateProfile::UNKNOWN`], and the update gets every check.
 
 use super::mark_allowed;
-use chorus_whitelist::Policy;
+use chorus_whitelist::{EditorProfile, Policy};
 use yrs::Any;
 
 /// The whole info byte of a garbage-collected range.
@@ -65,14 +65,14 @@ impl UpdateProfile {
     };
 
     /// Read the profile of `update` (lib0 v1 encoding), judging marks by `policy`.
-    pub fn of(update: &[u8], policy: &Policy) -> UpdateProfile {
-        read(&mut Cursor { buf: update }, policy).unwrap_or(UpdateProfile::UNKNOWN)
+    pub fn of(update: &[u8], policy: &Policy, editor: &EditorProfile) -> UpdateProfile {
+        read(&mut Cursor { buf: update }, policy, editor).unwrap_or(UpdateProfile::UNKNOWN)
     }
 }
 
 /// `None` when the update holds something that ends the reading early (it is not
 /// clean) or is malformed.
-fn read<'a>(r: &mut Cursor<'a>, policy: &Policy) -> Option<UpdateProfile> {
+fn read<'a>(r: &mut Cursor<'a>, policy: &Policy, editor: &EditorProfile) -> Option<UpdateProfile> {
     let mut profile = UpdateProfile {
         plain_text: true,
         texts_clean: true,
@@ -122,7 +122,7 @@ fn read<'a>(r: &mut Cursor<'a>, policy: &Policy) -> Option<UpdateProfile> {
                     if !allowed_marks.contains(&(key, json)) {
                         let key_text = std::str::from_utf8(key).ok()?;
                         let json_text = std::str::from_utf8(json).ok()?;
-                        if !format_allowed(policy, key_text, json_text) {
+                        if !format_allowed(policy, editor, key_text, json_text) {
                             return None;
                         }
                         if allowed_marks.len() < 16 {
@@ -159,11 +159,11 @@ fn read<'a>(r: &mut Cursor<'a>, policy: &Policy) -> Option<UpdateProfile> {
 }
 
 /// Is a formatting item (`key` and its JSON value) an allowed mark, or a removal?
-fn format_allowed(policy: &Policy, key: &str, json: &str) -> bool {
+fn format_allowed(policy: &Policy, editor: &EditorProfile, key: &str, json: &str) -> bool {
     match json {
         "null" => true,
-        "true" => mark_allowed(policy, key, &Any::Bool(true)),
-        _ => Any::from_json(json).is_ok_and(|v| mark_allowed(policy, key, &v)),
+        "true" => mark_allowed(policy, editor, key, &Any::Bool(true)),
+        _ => Any::from_json(json).is_ok_and(|v| mark_allowed(policy, editor, key, &v)),
     }
 }
 
@@ -248,7 +248,7 @@ impl<'a> Cursor<'a> {
 #[cfg(test)]
 mod tests {
     use super::UpdateProfile;
-    use chorus_whitelist::Policy;
+    use chorus_whitelist::{EditorProfile, Policy};
     use std::collections::HashMap;
     use std::sync::Arc;
     use yrs::types::Attrs;
@@ -258,7 +258,7 @@ mod tests {
     };
 
     fn profile(update: &[u8]) -> UpdateProfile {
-        UpdateProfile::of(update, &Policy::default_policy())
+        UpdateProfile::of(update, &Policy::default_policy(), &EditorProfile::html())
     }
 
     fn mark(name: &str, value: Any) -> Attrs {

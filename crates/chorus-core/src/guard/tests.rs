@@ -61,11 +61,18 @@ struct Fixture {
     sender: Recorder,
     peer: Recorder,
     client: Doc,
+    /// The body's fragment (the editor profile's).
+    fragment: String,
 }
 
 fn fixture(mode: WhitelistMode) -> Fixture {
+    fixture_for(Whitelist::new(Whitelist::default().policy, mode))
+}
+
+fn fixture_for(whitelist: Whitelist) -> Fixture {
+    let fragment = whitelist.profile.fragment().to_owned();
     let limits = RoomLimits {
-        whitelist: Whitelist::new(Whitelist::default().policy, mode),
+        whitelist,
         ..RoomLimits::default()
     };
     let mut room = Room::new(limits);
@@ -84,6 +91,7 @@ fn fixture(mode: WhitelistMode) -> Fixture {
         sender,
         peer,
         client,
+        fragment,
     }
 }
 
@@ -93,7 +101,9 @@ impl Fixture {
         &mut self,
         f: impl FnOnce(&mut TransactionMut, &XmlFragmentRef, &TextRef),
     ) -> Result<(), RoomError> {
-        let body = self.client.get_or_insert_xml_fragment("body");
+        let body = self
+            .client
+            .get_or_insert_xml_fragment(self.fragment.as_str());
         let title = self.client.get_or_insert_text("title");
         let update = {
             let mut txn = self.client.transact_mut();
@@ -111,12 +121,17 @@ impl Fixture {
     }
 
     fn body(&self) -> String {
-        let body = self.room.doc().get_or_insert_xml_fragment("body");
+        let body = self
+            .room
+            .doc()
+            .get_or_insert_xml_fragment(self.fragment.as_str());
         body.get_string(&self.room.doc().transact())
     }
 
     fn client_body(&self) -> String {
-        let body = self.client.get_or_insert_xml_fragment("body");
+        let body = self
+            .client
+            .get_or_insert_xml_fragment(self.fragment.as_str());
         body.get_string(&self.client.transact())
     }
 
@@ -666,5 +681,52 @@ fn typing_and_marking_in_strip_mode_keeps_allowed_and_drops_refused() {
     .unwrap();
     f.assert_gone("XSS-REFUSED-MARK");
     assert_eq!(f.body(), "<p><em>ab</em>cdef</p>");
+    f.assert_sender_converges();
+}
+
+/// A yrs map of mark attributes, as y-prosemirror writes a mark's `attrs`.
+fn mark_attrs(pairs: &[(&str, &str)]) -> Any {
+    Any::from(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), Any::from(*v)))
+            .collect::<std::collections::HashMap<String, Any>>(),
+    )
+}
+
+#[test]
+fn under_the_tiptap_profile_what_tiptap_writes_stays_and_what_html_forbids_goes() {
+    let whitelist = Whitelist::new(Whitelist::default().policy, WhitelistMode::Strip)
+        .with_profile(Arc::new(EditorProfile::tiptap()));
+    let mut f = fixture_for(whitelist);
+    assert_eq!(f.fragment, "default");
+    f.edit(|txn, body, _| {
+        let heading = body.push_back(txn, XmlElementPrelim::empty("heading"));
+        heading.insert_attribute(txn, "level", Any::from(2));
+        heading.insert_attribute(txn, "textAlign", "center");
+        heading.push_back(txn, XmlTextPrelim::new("Title"));
+        let para = body.push_back(txn, XmlElementPrelim::empty("paragraph"));
+        para.insert_attribute(txn, "onclick", "alert('XSS-ATTR')");
+        let text = para.push_back(txn, XmlTextPrelim::new("bold link"));
+        text.format(txn, 0, 4, attrs(&[("bold", mark_attrs(&[]))]));
+        let evil = mark_attrs(&[("href", "javascript:alert('XSS-HREF')")]);
+        text.format(txn, 5, 4, attrs(&[("link", evil)]));
+        let script = body.push_back(txn, XmlElementPrelim::empty("script"));
+        script.push_back(txn, XmlTextPrelim::new("XSS-EL"));
+        // HTML's own name means nothing to this editor.
+        body.push_back(txn, XmlElementPrelim::empty("p"));
+        let big = body.push_back(txn, XmlElementPrelim::empty("heading"));
+        big.insert_attribute(txn, "level", Any::from(9));
+    })
+    .unwrap();
+    let (_, html) = crate::render::doc_html_as(f.room.doc(), &EditorProfile::tiptap());
+    assert_eq!(
+        html,
+        "<h2 style=\"text-align: center\">Title</h2><p><strong>bold</strong> link</p><h1></h1>"
+    );
+    assert!(f.body().starts_with("<heading"), "{}", f.body());
+    f.assert_gone("XSS-ATTR");
+    f.assert_gone("XSS-HREF");
+    f.assert_gone("XSS-EL");
     f.assert_sender_converges();
 }

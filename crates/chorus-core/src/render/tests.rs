@@ -1,4 +1,5 @@
 use super::*;
+use crate::ROOT_BODY;
 use serde_json::json;
 use yrs::types::Attrs;
 use yrs::{any, TransactionMut, WriteTxn, XmlElementPrelim, XmlFragment, XmlTextPrelim};
@@ -693,4 +694,68 @@ fn number_text_matches_javascript() {
     assert_eq!(number_text(&Number::Float(f64::NAN)), "NaN");
     assert_eq!(number_text(&Number::Float(f64::NEG_INFINITY)), "-Infinity");
     assert_eq!(number_text(&Number::Int(-7)), "-7");
+}
+
+#[test]
+fn a_tiptap_body_renders_as_the_html_its_names_mean() {
+    let profile = EditorProfile::tiptap();
+    let doc = Doc::new();
+    let body = doc.get_or_insert_xml_fragment(profile.fragment());
+    {
+        let mut txn = doc.transact_mut();
+        let h = element(
+            &mut txn,
+            &body,
+            "heading",
+            &[("level", Any::from(2)), ("textAlign", Any::from("center"))],
+        );
+        text(&mut txn, &h, &[("Title", &[])]);
+        let p = element(&mut txn, &body, "paragraph", &[]);
+        let link = Any::from(std::collections::HashMap::from([
+            ("href".to_owned(), Any::from("https://example.com/")),
+            ("target".to_owned(), Any::from("_blank")),
+            ("class".to_owned(), Any::Null),
+        ]));
+        text(
+            &mut txn,
+            &p,
+            &[
+                (
+                    "bold",
+                    &[(
+                        "bold",
+                        Any::from(std::collections::HashMap::<String, Any>::new()),
+                    )],
+                ),
+                (" and ", &[]),
+                ("link", &[("link", link)]),
+            ],
+        );
+        // TipTap's default level when the attribute is missing.
+        let bare = element(&mut txn, &body, "heading", &[]);
+        text(&mut txn, &bare, &[("Bare", &[])]);
+        let code = element(
+            &mut txn,
+            &body,
+            "codeBlock",
+            &[("language", Any::from("rust"))],
+        );
+        text(&mut txn, &code, &[("fn main() {}", &[])]);
+        let list = element(&mut txn, &body, "orderedList", &[("start", Any::from(3))]);
+        let item = element(&mut txn, &list, "listItem", &[]);
+        block(&mut txn, &item, "paragraph", "three");
+        element(&mut txn, &body, "horizontalRule", &[]);
+    }
+    let (_, html) = doc_html_as(&doc, &profile);
+    assert_eq!(
+        html,
+        "<h2 style=\"text-align: center\">Title</h2>\
+         <p><strong>bold</strong> and <a href=\"https://example.com/\" target=\"_blank\">link</a></p>\
+         <h1>Bare</h1>\
+         <pre class=\"language-rust\">fn main() {}</pre>\
+         <ol start=\"3\"><li><p>three</p></li></ol>\
+         <hr>"
+    );
+    // The identity profile reads `body`, which this document does not have.
+    assert_eq!(doc_html(&doc).1, "");
 }

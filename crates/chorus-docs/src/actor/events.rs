@@ -59,7 +59,8 @@ impl DocActor {
             return;
         }
         self.session.open = false;
-        let (title, raw) = chorus_core::render::doc_html(self.room.doc());
+        let (title, raw) =
+            chorus_core::render::doc_html_as(self.room.doc(), &self.room.whitelist().profile);
         let whitelist = self.room.whitelist().clone();
         let html = tokio::task::spawn_blocking(move || whitelist.clean_html(&raw))
             .await

@@ -123,7 +123,8 @@ impl DocActor {
         if etag != if_match {
             return Err(HostError::Conflict { current: etag });
         }
-        let (title, html) = chorus_core::render::doc_html(self.room.doc());
+        let (title, html) =
+            chorus_core::render::doc_html_as(self.room.doc(), &self.room.whitelist().profile);
         Ok(PublishDraft { etag, title, html })
     }
 
@@ -235,10 +236,14 @@ impl DocActor {
             content,
         };
         let content = match format {
-            DraftFormat::Json => DraftContent::Json(chorus_core::render::doc_json(doc)),
+            DraftFormat::Json => DraftContent::Json(chorus_core::render::doc_json_as(
+                doc,
+                &self.room.whitelist().profile,
+            )),
             DraftFormat::Yjs => DraftContent::Yjs(self.room.encode_state()),
             DraftFormat::Html => {
-                let (title, raw) = chorus_core::render::doc_html(doc);
+                let (title, raw) =
+                    chorus_core::render::doc_html_as(doc, &self.room.whitelist().profile);
                 // The guard already keeps the document inside the policy; the HTML is
                 // cleaned with the same policy anyway, since hosts publish it as is.
                 let whitelist = self.room.whitelist().clone();
