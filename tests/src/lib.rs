@@ -162,6 +162,7 @@ fn app(id: &str, secrets: &[&str], enabled: bool) -> AppConfig {
         callback_url: None,
         whitelist: None,
         whitelist_mode: Default::default(),
+        editor: "html".into(),
         collaboration: true,
         limits: Default::default(),
     }

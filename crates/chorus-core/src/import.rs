@@ -99,9 +99,11 @@ use std::collections::BTreeMap;
 
 use crate::render::{escape_into, is_void};
 
+use chorus_whitelist::EditorProfile;
 use yrs::{TextRef, TransactionMut, XmlFragmentRef};
 
 mod diff;
+mod editor;
 mod fit;
 mod parse;
 
@@ -171,8 +173,10 @@ pub fn fit_editor(nodes: Vec<BodyNode>) -> Vec<BodyNode> {
 /// A host's body HTML as the editor's model, the way an external change takes it:
 /// bounded by [`parse_body_html`] first (it caps nesting before anything costs; the
 /// cleaner's parser is quadratic in depth), then cleaned by the whitelist's HTML
-/// cleaner, parsed again and [`fit_editor`]ed. The guard checks the resulting update
-/// like any edit as well, so the policy holds twice.
+/// cleaner, parsed again and [`fit_editor`]ed, then (for an editor profile other
+/// than `html`) renamed to the profile's names and shaped to its editor's schema
+/// (`editor.rs`). The guard checks the resulting update like any edit as well, so
+/// the policy holds twice.
 pub fn host_body(whitelist: &crate::Whitelist, html: &str) -> Vec<BodyNode> {
     let policy = whitelist.policy.clone();
     let is_mark = |tag: &str| policy.allows_mark(tag, &[]);
@@ -180,6 +184,9 @@ pub fn host_body(whitelist: &crate::Whitelist, html: &str) -> Vec<BodyNode> {
     let clean = whitelist.clean_html(&bounded);
     let mut body = fit_editor(parse_body_html(&clean, &is_mark));
     keep_allowed_mark_attributes(&mut body, &policy);
+    if !whitelist.profile.is_identity() {
+        body = editor::to_editor_names(body, &whitelist.profile);
+    }
     body
 }
 
@@ -293,17 +300,19 @@ fn write_nodes(out: &mut String, nodes: &[BodyNode], depth: usize) {
 /// Indices are computed from the document inside `txn`, so nothing here can be out of
 /// range whatever `target` holds.
 pub fn apply_body(txn: &mut TransactionMut, body: &XmlFragmentRef, target: &[BodyNode]) -> bool {
-    diff::apply_body(txn, body, target, true).0
+    diff::apply_body(txn, body, target, true, &EditorProfile::html()).0
 }
 
-/// [`apply_body`], also saying how many changed nodes it replaced whole.
+/// [`apply_body`] for a body in `profile`'s names (attribute values stored with the
+/// types its editor uses), also saying how many changed nodes it replaced whole.
 pub(crate) fn apply_body_counting(
     txn: &mut TransactionMut,
     body: &XmlFragmentRef,
     target: &[BodyNode],
     may_replace: bool,
+    profile: &EditorProfile,
 ) -> (bool, usize) {
-    diff::apply_body(txn, body, target, may_replace)
+    diff::apply_body(txn, body, target, may_replace, profile)
 }
 
 /// Change `title` to `target`: the common prefix and suffix stay, only the middle is

@@ -9,6 +9,7 @@ use chorus_protocol::{
     decode_awareness, encode_awareness, encode_sync, ChorusMessage, Message, SyncMessage,
     SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE,
 };
+use chorus_whitelist::EditorProfile;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
@@ -439,7 +440,14 @@ impl<P: Peer> Room<P> {
                 &current
             }
         };
-        let edit = external_edit(base, &live_sv, title, body, true)?;
+        let edit = external_edit(
+            base,
+            &live_sv,
+            title,
+            body,
+            true,
+            &self.limits.whitelist.profile,
+        )?;
         self.apply_external(edit)
     }
 
@@ -879,8 +887,9 @@ pub fn external_edit(
     title: Option<&str>,
     body: Option<&[BodyNode]>,
     may_replace: bool,
+    profile: &EditorProfile,
 ) -> Result<ExternalEdit, ExternalError> {
-    guarded(|| fork_change(base, live_sv, title, body, may_replace))
+    guarded(|| fork_change(base, live_sv, title, body, may_replace, profile))
         .ok_or(ExternalError::BadBase)?
 }
 
@@ -893,6 +902,7 @@ fn fork_change(
     title: Option<&str>,
     body: Option<&[BodyNode]>,
     may_replace: bool,
+    profile: &EditorProfile,
 ) -> Result<ExternalEdit, ExternalError> {
     let base = Update::decode_v1(base).map_err(|_| ExternalError::BadBase)?;
     let fork = loop {
@@ -923,7 +933,7 @@ fn fork_change(
     let may_replace = may_replace && base_sv == *live_sv;
     let mut replaced = 0;
     let title_ref = fork.get_or_insert_text(ROOT_TITLE);
-    let body_ref = fork.get_or_insert_xml_fragment(ROOT_BODY);
+    let body_ref = fork.get_or_insert_xml_fragment(profile.fragment());
     let mut fields = Vec::new();
     let mut txn = fork.transact_mut();
     if let Some(t) = title {
@@ -932,7 +942,8 @@ fn fork_change(
         }
     }
     if let Some(b) = body {
-        let (changed, n) = import::apply_body_counting(&mut txn, &body_ref, b, may_replace);
+        let (changed, n) =
+            import::apply_body_counting(&mut txn, &body_ref, b, may_replace, profile);
         replaced = n;
         if changed {
             fields.push(ROOT_BODY);

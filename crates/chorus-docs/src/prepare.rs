@@ -77,6 +77,7 @@ impl Documents {
             .await??;
         // The change's own base, or the live state the actor handed out.
         let base = base.unwrap_or_else(|| Arc::new(live.state.unwrap_or_default()));
+        let profile = self.whitelist_for(&key.0).profile.clone();
         let edit = on_blocking_pool(move || {
             chorus_core::external_edit(
                 &base,
@@ -84,6 +85,7 @@ impl Documents {
                 title.as_deref(),
                 (*body).as_deref(),
                 may_replace,
+                &profile,
             )
         })
         .await??;

@@ -4,7 +4,7 @@
 use crate::ids::is_id_char;
 use chorus_auth::{App, AppRegistry, Secret};
 use chorus_core::{Whitelist, WhitelistMode};
-use chorus_whitelist::Policy;
+use chorus_whitelist::{EditorProfile, Policy};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
@@ -47,6 +47,12 @@ pub struct AppConfig {
     /// What happens to content outside the policy: `strip` (default), `reject` or `off`.
     #[serde(default)]
     pub whitelist_mode: WhitelistMode,
+    /// The names the app's editor writes: `html` (default: HTML's own, fragment
+    /// `body`), `tiptap` (StarterKit, Table, Image, TextAlign; fragment `default`),
+    /// or the path of a profile file (JSON; the form is in
+    /// `chorus-whitelist/src/profile.rs` and docs/EDITORS.md).
+    #[serde(default = "default_editor")]
+    pub editor: String,
     /// `false`: exclusive mode — one edit session per document at a time; later ones
     /// join view-only and wait for the hold (as when Synchrony is switched off).
     #[serde(default = "default_true")]
@@ -154,6 +160,10 @@ impl AppLimits {
     fn is_empty(&self) -> bool {
         *self == AppLimits::default()
     }
+}
+
+fn default_editor() -> String {
+    "html".into()
 }
 
 fn default_true() -> bool {
@@ -524,8 +534,31 @@ impl Config {
     pub fn whitelists(&self) -> Result<HashMap<String, Whitelist>, ConfigError> {
         let mut out = HashMap::new();
         for app in &self.apps {
+            let profile = match EditorProfile::builtin(&app.editor) {
+                Some(p) => p,
+                None => {
+                    let path = std::path::Path::new(&app.editor);
+                    let text = std::fs::read_to_string(path).map_err(|e| {
+                        ConfigError::Invalid(format!(
+                            "app {:?}: editor {:?} is neither html, tiptap nor a readable profile file: {e}",
+                            app.id, app.editor
+                        ))
+                    })?;
+                    let name = path
+                        .file_stem()
+                        .map_or("custom".into(), |s| s.to_string_lossy());
+                    EditorProfile::from_json(&name, &text).map_err(|e| {
+                        ConfigError::Invalid(format!(
+                            "app {:?}: editor {}: {e}",
+                            app.id, app.editor
+                        ))
+                    })?
+                }
+            };
             let policy = match &app.whitelist {
-                None if app.whitelist_mode == WhitelistMode::Strip => continue,
+                None if app.whitelist_mode == WhitelistMode::Strip && profile.is_identity() => {
+                    continue
+                }
                 None => Whitelist::default().policy,
                 Some(path) => {
                     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -544,7 +577,10 @@ impl Config {
                     })?)
                 }
             };
-            out.insert(app.id.clone(), Whitelist::new(policy, app.whitelist_mode));
+            out.insert(
+                app.id.clone(),
+                Whitelist::new(policy, app.whitelist_mode).with_profile(Arc::new(profile)),
+            );
         }
         Ok(out)
     }
@@ -726,6 +762,7 @@ mod tests {
                 callback_url: None,
                 whitelist: None,
                 whitelist_mode: WhitelistMode::Strip,
+                editor: "html".into(),
                 collaboration: true,
                 limits: Default::default(),
             }],
@@ -767,6 +804,37 @@ mod tests {
                 "[[apps]]\nid = \"wiki\"\nsecrets = [\"s\"]\nwhitelist_mode = \"maybe\"\n",
             )?;
             assert!(Config::load(Some(Path::new("mode.toml")), Figment::new()).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_apps_editor_is_html_tiptap_or_a_profile_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "mine.json",
+                r#"{"fragment": "doc", "nodes": {"para": {"html": "p"}}, "marks": {"b": {"html": "strong"}}}"#,
+            )?;
+            jail.create_file(
+                "c.toml",
+                "[[apps]]\nid = \"wiki\"\nsecrets = [\"s\"]\neditor = \"tiptap\"\n\
+                 [[apps]]\nid = \"cms\"\nsecrets = [\"s\"]\neditor = \"mine.json\"\n\
+                 [[apps]]\nid = \"blog\"\nsecrets = [\"s\"]\n",
+            )?;
+            let c = Config::load(Some(Path::new("c.toml")), Figment::new()).unwrap();
+            let w = c.whitelists().unwrap();
+            assert_eq!(w["wiki"].profile.fragment(), "default");
+            assert_eq!(w["wiki"].profile.name(), "tiptap");
+            assert_eq!(w["cms"].profile.fragment(), "doc");
+            assert!(w["cms"].profile.node("para").is_some());
+            assert!(!w.contains_key("blog"), "html, the default, needs no entry");
+            assert_eq!(c.apps[2].editor, "html");
+            jail.create_file(
+                "bad.toml",
+                "[[apps]]\nid = \"wiki\"\nsecrets = [\"s\"]\neditor = \"quill\"\n",
+            )?;
+            let err = Config::load(Some(Path::new("bad.toml")), Figment::new()).unwrap_err();
+            assert!(err.to_string().contains("neither html, tiptap"), "{err}");
             Ok(())
         });
     }

@@ -22,6 +22,7 @@ fn state(admin_token: Option<&str>) -> AppState {
             callback_url: None,
             whitelist: None,
             whitelist_mode: Default::default(),
+            editor: "html".into(),
             collaboration: true,
             limits: Default::default(),
         }],

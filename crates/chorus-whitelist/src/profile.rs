@@ -34,6 +34,12 @@
 //!   `boolean`), so what the importer writes is what the editor would have written;
 //!   `format` puts the value inside a fixed HTML value (`language-{}`: `js` is
 //!   `class="language-js"`).
+//!   For what the importer writes to fit the editor's schema: `block: true` for a
+//!   node the editor keeps as a block where HTML has it in running text (TipTap's
+//!   `image`: a paragraph holding one is split around it), `plain: true` for one
+//!   that holds plain text only (`codeBlock`), `first` for the node the
+//!   content must start with (`listItem`: `paragraph`), `fill` for the node an
+//!   empty one gets (content that may not be empty: table cells, `blockquote`).
 //! - `marks`: formatting name → the inline tag it means, and its attributes
 //!   (editor name → HTML attribute name).
 //!
@@ -94,6 +100,12 @@ struct NodeFile {
     html: String,
     #[serde(default)]
     attributes: BTreeMap<String, AttrFile>,
+    #[serde(default)]
+    block: bool,
+    #[serde(default)]
+    plain: bool,
+    first: Option<String>,
+    fill: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,6 +184,15 @@ pub struct NodeMap {
     pub tag_attribute: Option<String>,
     /// Editor attribute name → meaning.
     pub attributes: BTreeMap<String, NodeAttr>,
+    /// A block in the editor's schema although HTML puts it in running text
+    /// (TipTap's `image`): imported HTML is split around it.
+    pub block: bool,
+    /// Holds plain text only, no marks or other nodes (TipTap's `codeBlock`).
+    pub plain: bool,
+    /// The node its content must start with (TipTap's `listItem`: `paragraph`).
+    pub first: Option<String>,
+    /// The node an empty one is filled with (content that may not be empty).
+    pub fill: Option<String>,
 }
 
 impl NodeMap {
@@ -369,6 +390,10 @@ impl EditorProfile {
                 suffix,
                 tag_attribute,
                 attributes,
+                block: spec.block,
+                plain: spec.plain,
+                first: spec.first,
+                fill: spec.fill,
             };
             for tag in map.tags() {
                 if let Some(other) = by_tag.insert(tag.clone(), node.clone()) {
@@ -382,6 +407,21 @@ impl EditorProfile {
                 templated.push(node.clone());
             }
             nodes.insert(node, map);
+        }
+        for (node, map) in &nodes {
+            for wanted in map.first.iter().chain(&map.fill) {
+                let plain = nodes
+                    .get(wanted)
+                    .is_some_and(|w: &NodeMap| w.tag_attribute.is_none());
+                if !plain {
+                    return Err(entry(
+                        format!("node {node:?}"),
+                        &format!(
+                            "first/fill {wanted:?} must be a node of the profile with a fixed tag"
+                        ),
+                    ));
+                }
+            }
         }
         let mut marks = HashMap::default();
         let mut by_mark_tag = HashMap::default();

@@ -11,6 +11,8 @@
 // Attribute values compare as the renderer writes them (its own function, so
 // comparing and rendering can never disagree).
 use crate::render::{attr_text, is_valid_attr_name, is_valid_tag, is_void, mark_tag};
+use chorus_whitelist::profile::ValueType;
+use chorus_whitelist::EditorProfile;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -106,6 +108,7 @@ pub(super) fn apply_body(
     body: &XmlFragmentRef,
     target: &[BodyNode],
     may_replace: bool,
+    profile: &EditorProfile,
 ) -> (bool, usize) {
     let mut ctx = Ctx {
         unit: Unit::of(txn),
@@ -119,7 +122,7 @@ pub(super) fn apply_body(
         replaced: 0,
     };
     let existing = read_children(txn, body, 0);
-    let target = normalise_children(target, 0);
+    let target = normalise_children(target, 0, profile);
     let mut changed = false;
     diff_children(txn, ptr(body), &existing, &target, &mut ctx, &mut changed);
     remove_all(txn, ctx.removed);
@@ -446,8 +449,9 @@ enum TgKind<'a> {
         key: String,
         /// (lower-cased name, value), sorted, one per name (the first given).
         attrs: Vec<(String, String)>,
-        /// (name as given, value), in the given order, one per name.
-        given: Vec<(&'a str, &'a str)>,
+        /// (name as given, value, how the editor stores it), in the given order, one
+        /// per name.
+        given: Vec<(&'a str, &'a str, ValueType)>,
         /// Empty for a void element (the renderer writes none).
         children: Vec<TgNode<'a>>,
     },
@@ -459,7 +463,11 @@ enum TgKind<'a> {
 
 /// The target children at `depth` (the body is 0): texts merged and emptied ones
 /// dropped, elements past [`MAX_DEPTH`] dropped, void elements' children dropped.
-fn normalise_children(nodes: &[BodyNode], depth: usize) -> Vec<TgNode<'_>> {
+fn normalise_children<'a>(
+    nodes: &'a [BodyNode],
+    depth: usize,
+    profile: &EditorProfile,
+) -> Vec<TgNode<'a>> {
     let mut out: Vec<TgNode<'_>> = Vec::with_capacity(nodes.len());
     let mut pending: Vec<(String, Marks)> = Vec::new();
     for node in nodes {
@@ -478,7 +486,7 @@ fn normalise_children(nodes: &[BodyNode], depth: usize) -> Vec<TgNode<'_>> {
                 if depth >= MAX_DEPTH {
                     continue;
                 }
-                out.push(normalise_element(tag, attrs, children, depth + 1));
+                out.push(normalise_element(tag, attrs, children, depth + 1, profile));
             }
         }
     }
@@ -491,10 +499,12 @@ fn normalise_element<'a>(
     attrs: &'a [(String, String)],
     children: &'a [BodyNode],
     depth: usize,
+    profile: &EditorProfile,
 ) -> TgNode<'a> {
+    let node = profile.node(tag);
     let key = tag.to_ascii_lowercase();
     let void = is_void(&key);
-    let mut given: Vec<(&str, &str)> = Vec::with_capacity(attrs.len());
+    let mut given: Vec<(&str, &str, ValueType)> = Vec::with_capacity(attrs.len());
     let mut norm: Vec<(String, String)> = Vec::with_capacity(attrs.len());
     for (name, value) in attrs {
         // Names the renderer would not write could never compare equal: leave them out
@@ -506,14 +516,17 @@ fn normalise_element<'a>(
         if norm.iter().any(|(n, _)| *n == lower) {
             continue;
         }
-        given.push((name.as_str(), value.as_str()));
+        let ty = node
+            .and_then(|n| n.attributes.get(name))
+            .map_or(ValueType::String, |a| a.value_type);
+        given.push((name.as_str(), value.as_str(), ty));
         norm.push((lower, value.clone()));
     }
     norm.sort();
     let children = if void {
         Vec::new()
     } else {
-        normalise_children(children, depth)
+        normalise_children(children, depth, profile)
     };
     let mut h = FxHasher::default();
     hash_element_head(&mut h, &key, &norm);
@@ -1109,6 +1122,25 @@ fn update_node(
     }
 }
 
+/// An attribute's value as the editor stores it: a string, or for an editor profile
+/// that says so, a number or a boolean (TipTap's heading `level: 2`). A value that
+/// does not read as its type stays a string (the guard then judges it).
+fn stored_value(value: &str, ty: ValueType) -> Any {
+    match ty {
+        ValueType::String => Any::from(value),
+        ValueType::Number => value
+            .parse::<i64>()
+            .map(|n| Any::from(n as f64))
+            .or_else(|_| value.parse::<f64>().map(Any::from))
+            .unwrap_or_else(|_| Any::from(value)),
+        ValueType::Boolean => match value {
+            "true" => Any::Bool(true),
+            "false" => Any::Bool(false),
+            _ => Any::from(value),
+        },
+    }
+}
+
 /// Sets the attributes that differ and removes those gone; true if any changed.
 fn update_attrs(
     txn: &mut TransactionMut,
@@ -1116,18 +1148,18 @@ fn update_attrs(
     attrs: &[(String, String)],
     stored: &HashMap<String, String>,
     tg_attrs: &[(String, String)],
-    given: &[(&str, &str)],
+    given: &[(&str, &str, ValueType)],
 ) -> bool {
     let mut changed = false;
-    for (name, value) in given {
+    for &(name, value, ty) in given {
         let lower = name.to_ascii_lowercase();
         let current = attrs.iter().find(|(n, _)| *n == lower).map(|(_, v)| v);
-        if current.map(String::as_str) == Some(*value) {
+        if current.map(String::as_str) == Some(value) {
             continue;
         }
         // Written under the name already stored, if any, so that one attribute changes.
-        let key = stored.get(&lower).map_or(*name, String::as_str);
-        el.insert_attribute(txn, key, value.to_string());
+        let key = stored.get(&lower).map_or(name, String::as_str);
+        el.insert_attribute(txn, key, stored_value(value, ty));
         changed = true;
     }
     for (lower, _) in attrs {
@@ -1164,8 +1196,8 @@ impl Prelim for NewNode<'_, '_> {
                 given, children, ..
             } => {
                 let el = XmlElementRef::from(inner_ref);
-                for (name, value) in given {
-                    el.insert_attribute(txn, *name, value.to_string());
+                for &(name, value, ty) in given {
+                    el.insert_attribute(txn, name, stored_value(value, ty));
                 }
                 if !children.is_empty() {
                     let delta: Vec<Delta<NewNode<'_, '_>>> = children

@@ -104,6 +104,11 @@ impl EditorContent {
         self.entry(tag).and_then(|e| e.holds) == Some(Holds::Blocks)
     }
 
+    /// Does `tag` hold running text (`p`, `h1`…)?
+    pub fn holds_inline(&self, tag: &str) -> bool {
+        self.entry(tag).and_then(|e| e.holds) == Some(Holds::Inline)
+    }
+
     /// Is `node` inline content (text, or an inline element)?
     fn is_inline(&self, node: &BodyNode) -> bool {
         match node {

@@ -1369,3 +1369,89 @@ fn an_inline_element_holding_a_block_is_not_wrapped_so_its_rendering_reimports_u
     );
     assert_eq!(host_body(&whitelist, &html), body, "a fixed point");
 }
+
+/// A member that drops what it is sent (the room's relaying is not under test here).
+struct Nobody;
+
+impl crate::Peer for Nobody {
+    fn send(&self, _: bytes::Bytes) -> bool {
+        true
+    }
+}
+
+/// A room whose app's editor is TipTap.
+fn tiptap_room() -> crate::Room<Nobody> {
+    let whitelist = crate::Whitelist::default()
+        .with_profile(Arc::new(chorus_whitelist::EditorProfile::tiptap()));
+    crate::Room::new(crate::RoomLimits {
+        whitelist,
+        ..crate::RoomLimits::default()
+    })
+}
+
+#[test]
+fn host_html_arrives_in_tiptaps_names_and_shaped_to_its_schema() {
+    let whitelist = crate::Whitelist::default()
+        .with_profile(Arc::new(chorus_whitelist::EditorProfile::tiptap()));
+    let body = host_body(
+        &whitelist,
+        "<h2 style=\"text-align: center; color: red\">T</h2>\
+         <p><strong>b</strong> <a href=\"https://example.com/\" onclick=\"x()\">l</a> <sub>s</sub></p>\
+         <ul><li>one</li></ul>\
+         <p>x<img src=\"https://example.com/a.png\" alt=\"a\">y</p>\
+         <pre><code>fn main() {\n}</code></pre>\
+         <div><p>in a div</p></div>\
+         <table><tbody><tr><td></td><th>h</th></tr></tbody></table>",
+    );
+    let html = body_nodes_html(&body);
+    assert_eq!(
+        html,
+        "<heading level=\"2\" textAlign=\"center\">T</heading>\
+         <paragraph><bold>b</bold> <link href=\"https://example.com/\" rel=\"noopener noreferrer\">l</link> s</paragraph>\
+         <bulletList><listItem><paragraph>one</paragraph></listItem></bulletList>\
+         <paragraph>x</paragraph><image alt=\"a\" src=\"https://example.com/a.png\"></image><paragraph>y</paragraph>\
+         <codeBlock>fn main() {\n}</codeBlock>\
+         <paragraph>in a div</paragraph>\
+         <table><tableRow><tableCell><paragraph></paragraph></tableCell>\
+         <tableHeader><paragraph>h</paragraph></tableHeader></tableRow></table>"
+    );
+}
+
+#[test]
+fn a_tiptap_draft_takes_a_host_change_in_its_own_names_and_renders_it_back_unchanged() {
+    let mut room = tiptap_room();
+    let profile = chorus_whitelist::EditorProfile::tiptap();
+    let whitelist = room.whitelist().clone();
+    let host = "<h2 style=\"text-align: center\">Title</h2>\
+                <p><strong>bold</strong> and <a href=\"https://example.com/\" rel=\"noopener noreferrer\" target=\"_blank\">a link</a></p>\
+                <ol start=\"3\"><li><p>three</p></li></ol>\
+                <pre class=\"language-rust\">fn main() {}</pre>";
+    let body = host_body(&whitelist, host);
+    let fields = room.external_change(None, None, Some(&body)).unwrap();
+    assert_eq!(fields, vec!["body"]);
+    // Stored in TipTap's fragment, with the types TipTap uses.
+    let doc = room.doc();
+    let txn = doc.transact();
+    let fragment = txn.get_xml_fragment("default").expect("TipTap's fragment");
+    let Some(yrs::XmlOut::Element(heading)) = fragment.get(&txn, 0) else {
+        panic!("a heading first")
+    };
+    assert_eq!(heading.tag().as_ref(), "heading");
+    assert_eq!(
+        heading.get_attribute(&txn, "level"),
+        Some(yrs::Out::Any(Any::from(2.0)))
+    );
+    assert!(
+        txn.get_xml_fragment(ROOT_BODY).is_none(),
+        "nothing written to `body`"
+    );
+    drop(txn);
+    let (_, rendered) = crate::render::doc_html_as(doc, &profile);
+    assert_eq!(rendered, host);
+    // Its own rendering imports as no change at all.
+    let again = host_body(&whitelist, &rendered);
+    assert_eq!(
+        room.external_change(None, None, Some(&again)).unwrap(),
+        Vec::<&str>::new()
+    );
+}

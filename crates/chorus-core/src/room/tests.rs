@@ -666,20 +666,20 @@ fn a_replacing_rewrite_is_refused_once_the_draft_moved_and_succeeds_when_compute
     let (mut room, draft) = rewritable_room(300);
     let base = room.encode_state();
     let live = room.doc().transact().state_vector();
-    let edit = external_edit(&base, &live, None, Some(&draft(1)), true).unwrap();
+    let edit = external_edit(&base, &live, None, Some(&draft(1)), true, &html()).unwrap();
     type_into(&room, 7, " (typed meanwhile)");
     assert_eq!(room.apply_external(edit), Err(ExternalError::Moved));
     assert!(body_of(&room).contains("<p>Paragraph 7 (typed meanwhile)</p>"));
     // Computed from the document as it is now, it applies (and may replace again).
     let base = room.encode_state();
     let live = room.doc().transact().state_vector();
-    let edit = external_edit(&base, &live, None, Some(&draft(1)), true).unwrap();
+    let edit = external_edit(&base, &live, None, Some(&draft(1)), true, &html()).unwrap();
     assert_eq!(room.apply_external(edit).unwrap(), ["body"]);
     assert!(body_of(&room).contains("<p>Paragraph 299, revised</p>"));
     // Asked not to replace, an edit carries no assumption and is never refused.
     let base = room.encode_state();
     let live = room.doc().transact().state_vector();
-    let edit = external_edit(&base, &live, None, Some(&draft(0)), false).unwrap();
+    let edit = external_edit(&base, &live, None, Some(&draft(0)), false, &html()).unwrap();
     type_into(&room, 3, " again");
     assert_eq!(room.apply_external(edit).unwrap(), ["body"]);
     assert!(
@@ -741,4 +741,8 @@ fn what_the_room_relays_and_stores_always_decodes_even_when_yrs_would_write_it_u
         stored.iter().map(Vec::as_slice),
     )
     .expect("the stored records load");
+}
+
+fn html() -> chorus_whitelist::EditorProfile {
+    chorus_whitelist::EditorProfile::html()
 }
