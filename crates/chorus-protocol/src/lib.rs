@@ -2,7 +2,8 @@
 //!
 //! Owns the byte layout of every websocket message Chorus speaks: the standard
 //! y-protocols framing (sync step 1 / step 2 / update, awareness, auth, query
-//! awareness) and the Chorus extension messages that only opted-in clients see.
+//! awareness), the Chorus extension messages that only opted-in clients see, and
+//! the Hocuspocus provider's framing around them ([`hocuspocus`]).
 //! The authoritative, language-neutral description is `proto/PROTOCOL.md`.
 //!
 //! Decoding is strict: every varint, every length prefix and the end of the frame
@@ -15,6 +16,7 @@
 
 mod awareness;
 mod chorus;
+pub mod hocuspocus;
 mod varint;
 
 pub use awareness::{decode_awareness, encode_awareness, AwarenessEntry};

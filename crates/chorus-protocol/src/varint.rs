@@ -100,6 +100,11 @@ impl Writer {
         self.buf.put_slice(b);
     }
 
+    /// Write bytes as they are (no length).
+    pub fn write_raw(&mut self, b: &[u8]) {
+        self.buf.put_slice(b);
+    }
+
     /// Write a varuint length and the UTF-8 bytes of `s`.
     pub fn write_var_string(&mut self, s: &str) {
         self.write_var_bytes(s.as_bytes());

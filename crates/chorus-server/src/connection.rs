@@ -5,6 +5,7 @@
 //! by server shutdown, and always carries a documented close code.
 
 use crate::close::{CloseReason, Closing};
+use crate::hocuspocus::{Framing, Incoming};
 use crate::ids::is_valid_content_id;
 use crate::limits::{Admission, ConnectionLimiter, ConnectionSlot, MessageClass};
 use crate::state::{unix_now, AppState};
@@ -67,7 +68,7 @@ const FULL_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// The peer's address, when the server was started with it (a router driven
 /// in-process, as some tests do, has none: the address cap does not apply).
-pub struct ClientAddress(Option<IpAddr>);
+pub struct ClientAddress(pub(crate) Option<IpAddr>);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
     type Rejection = std::convert::Infallible;
@@ -118,41 +119,15 @@ pub async fn ws_handler(
         state.metrics.refused(reason.client_reason());
         info!(app = %app, doc = %content, reason = %reason, "connection refused");
     }
-    // A full cap refuses the upgrade itself: nothing is spent on a socket, and a
-    // client (or the load balancer in front) sees an ordinary, retryable 503.
     let slot = match &verdict {
-        Ok(_) => match state.limiters.open_connection(&app, address) {
+        Ok(_) => match admit(&state, &app, &content, address).await {
             Ok(slot) => Some(slot),
-            Err(full) => {
-                state.metrics.refused(full.reason());
-                info!(app = %app, doc = %content, reason = %full, "connection refused: a cap is full");
-                return refuse_full(full.reason(), FULL_RETRY_AFTER);
-            }
+            Err(refused) => return refused,
         },
         Err(_) => None,
     };
-    // Admission control: past the join rate, wait for this join's turn (the
-    // socket is not upgraded yet, so a waiting join holds no document work).
-    if verdict.is_ok() {
-        match state.limiters.admit_join(Instant::now()) {
-            Ok(wait) if wait.is_zero() => {}
-            Ok(wait) => {
-                state.metrics.join_waited(wait);
-                tokio::time::sleep(wait).await;
-            }
-            Err(busy) => {
-                state.metrics.refused("server-busy");
-                info!(app = %app, doc = %content, reason = %busy, "connection refused: admission queue full");
-                return refuse_full("server-busy", busy.retry_after);
-            }
-        }
-    }
-    let limit = state.config.max_message_size;
     let guard = state.tracker.token();
-    let config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .max_message_size(Some(limit))
-        .max_frame_size(Some(limit));
+    let config = socket_config(&state);
     let protocol = offers_extension_protocol.then_some(EXTENSION_PROTOCOL);
     // No async block around the two paths: it would keep a copy of the socket
     // next to the one inside the chosen path's future for as long as the
@@ -168,8 +143,54 @@ pub async fn ws_handler(
             (app.into(), content.into()),
             session,
             (guard, slot),
+            Framing::Plain,
         )),
     })
+}
+
+/// How every websocket of the server reads: small reads, the message size limit.
+pub(crate) fn socket_config(state: &AppState) -> WebSocketConfig {
+    let limit = state.config.max_message_size;
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit))
+}
+
+/// A place under the connection caps, then this join's turn under admission
+/// control; or the 503 that refuses the upgrade.
+///
+/// A full cap refuses the upgrade itself: nothing is spent on a socket, and a
+/// client (or the load balancer in front) sees an ordinary, retryable 503. Past
+/// the join rate a join waits for its turn here, before the upgrade, so a waiting
+/// join holds no document work.
+pub(crate) async fn admit(
+    state: &AppState,
+    app: &str,
+    content: &str,
+    address: Option<IpAddr>,
+) -> Result<ConnectionSlot, Response> {
+    let slot = match state.limiters.open_connection(app, address) {
+        Ok(slot) => slot,
+        Err(full) => {
+            state.metrics.refused(full.reason());
+            info!(app = %app, doc = %content, reason = %full, "connection refused: a cap is full");
+            return Err(refuse_full(full.reason(), FULL_RETRY_AFTER));
+        }
+    };
+    match state.limiters.admit_join(Instant::now()) {
+        Ok(wait) if wait.is_zero() => {}
+        Ok(wait) => {
+            state.metrics.join_waited(wait);
+            tokio::time::sleep(wait).await;
+        }
+        Err(busy) => {
+            state.metrics.refused("server-busy");
+            info!(app = %app, doc = %content, reason = %busy, "connection refused: admission queue full");
+            return Err(refuse_full("server-busy", busy.retry_after));
+        }
+    }
+    Ok(slot)
 }
 
 /// HTTP 503 with `Retry-After` and the JSON error body of the host API.
@@ -187,7 +208,7 @@ fn refuse_full(code: &'static str, retry_after: Duration) -> Response {
         .into_response()
 }
 
-fn authenticate(
+pub(crate) fn authenticate(
     state: &AppState,
     app: &str,
     content: &str,
@@ -232,12 +253,13 @@ async fn to_document(
 }
 
 #[allow(clippy::manual_async_fn)] // the point: see above
-fn run(
+pub(crate) fn run(
     mut socket: Socket,
     state: AppState,
     key: DocKey,
     session: Arc<Session>,
     held: (TaskTrackerToken, Option<ConnectionSlot>),
+    mut framing: Framing,
 ) -> impl Future<Output = ()> + Send {
     async move {
         let _held = held;
@@ -266,6 +288,20 @@ fn run(
         };
         state.metrics.connection_opened();
         debug!(conn = conn.0, app = %key.0, doc = %key.1, user = %session.user_id, mode = session.mode.as_str(), "joined");
+        // What a Hocuspocus provider sent before its token was checked, in order.
+        for bytes in framing.take_pending() {
+            let Ok(msg) = Message::decode(&bytes) else {
+                continue;
+            };
+            let cmd = DocCommand::Message {
+                conn,
+                msg,
+                received: Instant::now(),
+            };
+            if to_document(&state, &key, &mut doc, cmd).await.is_err() {
+                break;
+            }
+        }
 
         let keepalive_every = Duration::from_secs(state.config.keepalive_secs.max(1));
         let keepalive = tokio::time::sleep(keepalive_every);
@@ -288,14 +324,14 @@ fn run(
                 _ = &mut shutdown => break Some(CloseReason::Shutdown),
                 frame = out_rx.recv() => {
                     let Some(frame) = frame else { break None };
-                    if write_batch(&mut socket, &mut out_rx, frame, &state).await.is_err() {
+                    if write_batch(&mut socket, &mut out_rx, frame, &state, &mut framing).await.is_err() {
                         break None;
                     }
                     keepalive.as_mut().reset(tokio::time::Instant::now() + keepalive_every);
                 }
                 _ = &mut keepalive => {
                     let frame = Bytes::from_static(KEEPALIVE_FRAME);
-                    if write_batch(&mut socket, &mut out_rx, frame, &state).await.is_err() {
+                    if write_batch(&mut socket, &mut out_rx, frame, &state, &mut framing).await.is_err() {
                         break None;
                     }
                     keepalive.as_mut().reset(tokio::time::Instant::now() + keepalive_every);
@@ -312,6 +348,18 @@ fn run(
                 }
                 incoming = socket.next(), if throttled.is_none() => match incoming {
                     Some(Ok(WsMessage::Binary(bytes))) => {
+                        let bytes = match framing.incoming(bytes) {
+                            Incoming::Message(bytes) => bytes,
+                            Incoming::Skip => continue,
+                            Incoming::Leave => break None,
+                            Incoming::Answer(frame) => {
+                                if feed_raw(&mut socket, frame).await.is_err() {
+                                    break None;
+                                }
+                                continue;
+                            }
+                            Incoming::Malformed(e) => break Some(CloseReason::Decode(e)),
+                        };
                         let msg = match Message::decode(&bytes) {
                             Ok(msg) => msg,
                             Err(e) => break Some(CloseReason::Decode(e)),
@@ -328,7 +376,7 @@ fn run(
                                         code: "rate-limited".into(),
                                         message: "too many messages; slow down or the connection closes".into(),
                                     });
-                                    if write_batch(&mut socket, &mut out_rx, warning.encode(), &state).await.is_err() {
+                                    if write_batch(&mut socket, &mut out_rx, warning.encode(), &state, &mut framing).await.is_err() {
                                         break None;
                                     }
                                 }
@@ -359,7 +407,7 @@ fn run(
                 .is_some_and(|d| *d != Disconnect::SlowConsumer)
         {
             if let Some(frame) = out_rx.try_recv() {
-                let _ = write_batch(&mut socket, &mut out_rx, frame, &state).await;
+                let _ = write_batch(&mut socket, &mut out_rx, frame, &state, &mut framing).await;
             }
         }
         let _ = to_document(&state, &key, &mut doc, DocCommand::Leave { conn }).await;
@@ -388,14 +436,24 @@ async fn write_batch(
     queue: &mut OutboxReceiver,
     first: Bytes,
     state: &AppState,
+    framing: &mut Framing,
 ) -> Result<(), WriteFailed> {
-    match tokio::time::timeout(WRITE_TIMEOUT, write_frames(socket, queue, first, state)).await {
+    let written = write_frames(socket, queue, first, state, framing);
+    match tokio::time::timeout(WRITE_TIMEOUT, written).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(WriteFailed),
         Err(_) => {
             debug!("socket write timed out");
             Err(WriteFailed)
         }
+    }
+}
+
+/// Write one frame as it is (an answer of the framing's own), and flush.
+async fn feed_raw(socket: &mut Socket, frame: Bytes) -> Result<(), WsError> {
+    match tokio::time::timeout(WRITE_TIMEOUT, socket.send(WsMessage::Binary(frame))).await {
+        Ok(result) => result,
+        Err(_) => Err(WsError::Io(std::io::ErrorKind::TimedOut.into())),
     }
 }
 
@@ -407,12 +465,20 @@ async fn write_frames(
     queue: &mut OutboxReceiver,
     first: Bytes,
     state: &AppState,
+    framing: &mut Framing,
 ) -> Result<(), WsError> {
     let mut next = Some(first);
     let mut n = 0;
     while let Some(frame) = next.take() {
         state.metrics.outbound(frame_kind(&frame), frame.len());
-        socket.feed(WsMessage::Binary(frame)).await?;
+        match framing {
+            Framing::Plain => socket.feed(WsMessage::Binary(frame)).await?,
+            Framing::Hocuspocus(hp) => {
+                for wrapped in hp.outgoing(&frame) {
+                    socket.feed(WsMessage::Binary(wrapped)).await?;
+                }
+            }
+        }
         n += 1;
         if n < WRITE_BATCH {
             next = queue.try_recv();
@@ -480,7 +546,7 @@ impl<F: Future> Future for WhenWoken<F> {
 
 /// Send a close frame with the reason's code, wait briefly for the peer's reply,
 /// then close with [`linger`] so the close frame is not lost to a TCP reset.
-async fn close_socket(mut socket: Socket, closing: Closing, state: &AppState) {
+pub(crate) async fn close_socket(mut socket: Socket, closing: Closing, state: &AppState) {
     state.metrics.closed(closing.code, closing.reason);
     let frame = CloseFrame {
         code: CloseCode::from(closing.code),

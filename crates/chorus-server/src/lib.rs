@@ -5,6 +5,8 @@
 //! - `state`: [`AppState`], what every handler shares;
 //! - `connection`: one task per websocket (authenticate, decode, forward to the
 //!   document's actor, write its frames out in batches);
+//! - `hocuspocus`: `/v1/hocuspocus/{app}` for `@hocuspocus/provider` (its auth
+//!   message, then the connection task with the document name on every frame);
 //! - `upgrade`: the websocket handshake and the lingering close (the connection
 //!   owns the raw stream, so a close frame is never lost to a TCP reset);
 //! - `api`: the host REST API (drafts, external changes, publish, history and
@@ -38,6 +40,7 @@ pub mod config;
 mod connection;
 mod demo;
 mod forward;
+mod hocuspocus;
 mod ids;
 mod limits;
 mod metrics;

@@ -2,7 +2,7 @@
 
 use crate::config::{Config, ConfigError, StoreLocation};
 use crate::state::AppState;
-use crate::{api, connection, demo, ops};
+use crate::{api, connection, demo, hocuspocus, ops};
 use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::serve::ListenerExt;
 use axum::Router;
@@ -122,6 +122,7 @@ pub fn host_api_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppSta
 pub fn build_router(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/v1/ws/{app}/{content}", get(connection::ws_handler))
+        .route("/v1/hocuspocus/{app}", get(hocuspocus::hocuspocus_handler))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics));
