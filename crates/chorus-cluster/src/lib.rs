@@ -222,7 +222,11 @@ impl Bus {
             seqs: Mutex::new(HashMap::new()),
             outgoing,
             subscribed: AtomicBool::new(false),
-            counters: Counters::default(),
+            // This node counts itself from the start (a node alone on the bus is one up).
+            counters: Counters {
+                nodes_up: AtomicU64::new(1),
+                ..Counters::default()
+            },
             epoch: Instant::now(),
             config,
         });

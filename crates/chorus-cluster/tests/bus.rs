@@ -186,3 +186,12 @@ async fn a_restarted_sender_and_a_broken_subscription_are_reported_as_losses() {
     .await;
     assert!(b.stats().losses >= 2);
 }
+
+#[tokio::test]
+async fn a_node_alone_on_the_bus_counts_itself_up() {
+    let p = prefix("alone");
+    let (bus, _events, stop) = node(&p, "solo").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(bus.stats().nodes_up, 1, "itself, with no peer");
+    stop.cancel();
+}
