@@ -207,17 +207,22 @@ fn keep_allowed_mark_attributes(nodes: &mut [BodyNode], policy: &chorus_whitelis
                     }
                 }
                 // Runs that differed only in a dropped attribute are one run now.
-                runs.dedup_by(|next, kept| {
-                    if next.marks == kept.marks {
-                        kept.text.push_str(&next.text);
-                        true
-                    } else {
-                        false
-                    }
-                });
+                merge_equal_runs(runs);
             }
         }
     }
+}
+
+/// Adjacent runs with the same marks become one run.
+pub(crate) fn merge_equal_runs(runs: &mut Vec<Run>) {
+    runs.dedup_by(|next, kept| {
+        if next.marks == kept.marks {
+            kept.text.push_str(&next.text);
+            true
+        } else {
+            false
+        }
+    });
 }
 
 /// Write body nodes back as HTML (text and attribute values escaped, marks as inline

@@ -218,14 +218,7 @@ fn merge_texts(nodes: &mut Vec<BodyNode>) {
     }
     for node in &mut merged {
         if let BodyNode::Text(runs) = node {
-            runs.dedup_by(|next, kept| {
-                if next.marks == kept.marks {
-                    kept.text.push_str(&next.text);
-                    true
-                } else {
-                    false
-                }
-            });
+            super::merge_equal_runs(runs);
         }
     }
     *nodes = merged;
