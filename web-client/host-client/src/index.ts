@@ -264,6 +264,74 @@ export function mintHostToken (options: MintHostTokenOptions): string {
   return `${input}.${createHmac('sha256', secret).update(input).digest('base64url')}`
 }
 
+// ---- session tokens (browser -> websocket) ----------------------------------------
+
+/** Whether a session may edit or only watch. */
+export type SessionMode = 'edit' | 'view'
+
+/** The claims of a session token, as chorus-auth's `SessionClaims` reads them. */
+export interface SessionTokenClaims {
+  /** The app id. */
+  iss: string
+  /** The user id (what webhooks list in `users` and `contributors`). */
+  sub: string
+  /** The content id: the token opens only this document. */
+  doc: string
+  mode: SessionMode
+  /** Issued at, unix seconds (informational). */
+  iat: number
+  /** Expiry, unix seconds (required; checked when the socket opens). */
+  exp: number
+  /** Shown to collaborators (carets, presence); the server stamps it, clients cannot claim another. */
+  name?: string
+  avatar?: string
+  color?: string
+}
+
+export interface MintSessionTokenOptions {
+  appId: string
+  /** The app's signing secret (its first `secrets` entry). */
+  secret: string
+  /** The user id. */
+  user: string
+  /** The content id. */
+  doc: string
+  /** `edit` (default) or `view`. */
+  mode?: SessionMode | undefined
+  name?: string | undefined
+  avatar?: string | undefined
+  color?: string | undefined
+  /**
+   * Lifetime in seconds (default 300). Chorus checks it when a socket opens, so it
+   * bounds how long a page may keep reconnecting with one token, not a session's length.
+   */
+  ttlSecs?: number | undefined
+  /** The current time, ms since the epoch or a Date (default now). */
+  now?: number | Date | undefined
+}
+
+/**
+ * Sign a session token for one user and one document (HS256,
+ * `{iss, sub, doc, mode, iat, exp, name?, avatar?, color?}`): what a browser's
+ * provider passes as `params: { token }` (y-websocket) or `token` (Hocuspocus).
+ */
+export function mintSessionToken (options: MintSessionTokenOptions): string {
+  const { appId, secret, user, doc, mode = 'edit', ttlSecs = 300 } = options
+  if (secret === '') throw new TypeError('mintSessionToken: the secret is empty (Chorus ignores empty secrets)')
+  if (typeof user !== 'string' || user === '') throw new TypeError('mintSessionToken: user is required')
+  if (typeof doc !== 'string' || doc === '') throw new TypeError('mintSessionToken: doc is required')
+  if (mode !== 'edit' && mode !== 'view') throw new TypeError('mintSessionToken: mode is "edit" or "view"')
+  if (!Number.isFinite(ttlSecs) || ttlSecs <= 0) throw new TypeError('mintSessionToken: ttlSecs must be positive')
+  const nowMs = options.now === undefined ? Date.now() : +options.now
+  const iat = Math.floor(nowMs / 1000)
+  const claims: SessionTokenClaims = { iss: appId, sub: user, doc, mode, iat, exp: iat + Math.ceil(ttlSecs) }
+  if (options.name !== undefined) claims.name = options.name
+  if (options.avatar !== undefined) claims.avatar = options.avatar
+  if (options.color !== undefined) claims.color = options.color
+  const input = `${b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${b64url(JSON.stringify(claims))}`
+  return `${input}.${createHmac('sha256', secret).update(input).digest('base64url')}`
+}
+
 // ---- HTTP -------------------------------------------------------------------------
 
 interface RequestSpec {

@@ -3,7 +3,7 @@
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 
-import { ChorusHost, ChorusAdmin, ChorusApiError, isNotModified, mintHostToken } from '../dist/index.js'
+import { ChorusHost, ChorusAdmin, ChorusApiError, isNotModified, mintHostToken, mintSessionToken } from '../dist/index.js'
 import { startChorus, openSession, sessionToken, uid, waitFor } from './chorus-server.mjs'
 
 const BLOG = { id: 'blog', secrets: ['blog-secret-current-0123456789', 'blog-secret-previous-0123456789'] }
@@ -202,6 +202,34 @@ describe('ChorusHost against the real server', () => {
     } finally {
       ws.close()
     }
+  })
+
+  it('mints session tokens the server accepts, in edit and view mode', async () => {
+    const now = Date.UTC(2030, 0, 1)
+    const fixed = mintSessionToken({ appId: 'blog', secret: 's', user: 'u-7', doc: 'post-1', name: 'Ann', color: '#f80', ttlSecs: 60, now })
+    assert.deepEqual(decode(fixed), { iss: 'blog', sub: 'u-7', doc: 'post-1', mode: 'edit', iat: now / 1000, exp: now / 1000 + 60, name: 'Ann', color: '#f80' })
+    assert.throws(() => mintSessionToken({ appId: 'blog', secret: '', user: 'u', doc: 'd' }), TypeError)
+    assert.throws(() => mintSessionToken({ appId: 'blog', secret: 's', user: '', doc: 'd' }), TypeError)
+    assert.throws(() => mintSessionToken({ appId: 'blog', secret: 's', user: 'u', doc: 'd', mode: 'admin' }), TypeError)
+
+    const doc = uid('minted')
+    await host.putContent(doc, { title: 'Minted', html: '<p>x</p>' })
+    const secret = BLOG.secrets[0]
+    const editor = await openSession(server.url, { appId: BLOG.id, doc, token: mintSessionToken({ appId: BLOG.id, secret, user: 'ann', doc, name: 'Ann' }) })
+    const viewer = await openSession(server.url, { appId: BLOG.id, doc, token: mintSessionToken({ appId: BLOG.id, secret, user: 'vic', doc, mode: 'view' }) })
+    try {
+      const sessions = await waitFor(async () => { const s = await host.listSessions(doc); return s.length === 2 && s }, 'both sessions to be listed')
+      const byUser = Object.fromEntries(sessions.map((s) => [s.user, s]))
+      assert.equal(byUser.ann.mode, 'edit')
+      assert.equal(byUser.ann.name, 'Ann')
+      assert.equal(byUser.vic.mode, 'view')
+    } finally {
+      editor.close()
+      viewer.close()
+    }
+    // A token for another document is refused when the socket opens (4403 wrong doc).
+    const other = await openSession(server.url, { appId: BLOG.id, doc, token: mintSessionToken({ appId: BLOG.id, secret, user: 'ann', doc: uid('elsewhere') }) })
+    assert.equal((await other.closed).code, 4403)
   })
 
   it('lists the documents, sorted by id', async () => {

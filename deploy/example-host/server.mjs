@@ -1,0 +1,376 @@
+// @ts-check
+// An example wiki that embeds Chorus, as a host application would: it is registered
+// with Chorus as the app `wiki` (see chorus.toml), signs its users in, mints a session
+// token for each editor page, embeds a TipTap editor that syncs through Chorus, takes
+// Chorus's webhooks (signature and body hash verified), publishes a reviewed draft
+// with `conflictPolicy=abort`, and lists and restores history points.
+//
+// Node >= 20, no framework: node:http and @chorus/host-client (no dependencies of its
+// own). Configuration from the environment:
+//
+//   WIKI_APP_SECRET          the app's secret in Chorus (required); WIKI_APP_SECRETS
+//                            instead for several, comma-separated (the first signs)
+//   WIKI_APP_ID              the app id in Chorus (default "wiki")
+//   WIKI_CHORUS_URL          where the wiki reaches Chorus (default http://127.0.0.1:10123)
+//   WIKI_CHORUS_BROWSER_URL  where browsers reach it, if elsewhere (default: the same)
+//   WIKI_HOST, WIKI_PORT     where the wiki listens (default 127.0.0.1:3000)
+//   WIKI_DATA_FILE           the wiki's own records (default ./wiki-data.json)
+//   WIKI_COOKIE_SECRET       signs sign-in cookies (default: random, so restarts sign everyone out)
+//   WIKI_EDITOR_PROVIDER     y-websocket (default) or hocuspocus: what the editor page syncs with
+//
+// (Not CHORUS_*: chorus itself reads every CHORUS_<KEY> variable as a config key and
+// refuses unknown ones, so a shell that runs both would break it.)
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
+import http from 'node:http'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+import { ChorusHost, isChorusApiError, mintSessionToken } from '@chorus/host-client'
+import { verifyWebhook, WebhookError } from '@chorus/host-client/webhooks'
+
+import { WikiStore } from './lib/store.mjs'
+import * as views from './lib/views.mjs'
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+
+// ---- configuration ----------------------------------------------------------------
+
+const env = process.env
+const secrets = (env.WIKI_APP_SECRETS ?? env.WIKI_APP_SECRET ?? '').split(',').map((s) => s.trim()).filter(Boolean)
+if (secrets.length === 0) {
+  console.error('wiki: set WIKI_APP_SECRET to the secret of the app in chorus.toml')
+  process.exit(2)
+}
+const config = {
+  appId: env.WIKI_APP_ID ?? 'wiki',
+  chorusUrl: env.WIKI_CHORUS_URL ?? 'http://127.0.0.1:10123',
+  browserUrl: env.WIKI_CHORUS_BROWSER_URL ?? env.WIKI_CHORUS_URL ?? 'http://127.0.0.1:10123',
+  host: env.WIKI_HOST ?? '127.0.0.1',
+  port: Number(env.WIKI_PORT ?? 3000),
+  dataFile: path.resolve(env.WIKI_DATA_FILE ?? 'wiki-data.json'),
+  cookieSecret: env.WIKI_COOKIE_SECRET ?? randomBytes(32).toString('hex'),
+  editorProvider: env.WIKI_EDITOR_PROVIDER ?? 'y-websocket'
+}
+if (config.editorProvider !== 'y-websocket' && config.editorProvider !== 'hocuspocus') {
+  console.error(`wiki: WIKI_EDITOR_PROVIDER is y-websocket or hocuspocus, not ${JSON.stringify(config.editorProvider)}`)
+  process.exit(2)
+}
+const browserWs = config.browserUrl.replace(/^http/, 'ws').replace(/\/+$/, '')
+/** How long a session token opens sockets; editor pages fetch a fresh one well before. */
+const SESSION_TOKEN_SECS = 600
+/** A `closed` event carries the whole body HTML: up to Chorus's 16 MiB body, and its JSON escaping. */
+const WEBHOOK_BODY_MAX = 40 * 1024 * 1024
+const FORM_BODY_MAX = 64 * 1024
+
+const host = new ChorusHost({ baseUrl: config.chorusUrl, appId: config.appId, secret: secrets[0] })
+const store = await WikiStore.open(config.dataFile)
+
+// ---- users --------------------------------------------------------------------------
+
+const USER_NAME = /^[a-z][a-z0-9_-]{0,31}$/
+const COLORS = ['#e6194b', '#3cb44b', '#4363d8', '#f58231', '#911eb4', '#008080', '#9a6324', '#800000']
+
+const sign = (value) => createHmac('sha256', config.cookieSecret).update(value).digest('base64url')
+
+/** The signed-in user id, from the `wiki_user` cookie, or null. @param {http.IncomingMessage} req */
+function currentUser (req) {
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const [name, value = ''] = part.trim().split('=')
+    if (name !== 'wiki_user') continue
+    const dot = value.lastIndexOf('.')
+    const user = decodeURIComponent(value.slice(0, dot))
+    const mac = Buffer.from(value.slice(dot + 1))
+    const want = Buffer.from(sign(user))
+    if (dot > 0 && USER_NAME.test(user) && mac.length === want.length && timingSafeEqual(mac, want)) return user
+  }
+  return null
+}
+
+/** @param {string} user */
+const displayName = (user) => user[0].toUpperCase() + user.slice(1)
+/** @param {string} user */
+const colorOf = (user) => COLORS[[...user].reduce((h, c) => (h * 31 + c.charCodeAt(0)) >>> 0, 7) % COLORS.length]
+
+// ---- HTTP plumbing -------------------------------------------------------------------
+
+class HttpError extends Error {
+  /** @param {number} status @param {string} message */
+  constructor (status, message) { super(message); this.status = status }
+}
+
+/** @param {http.IncomingMessage} req @param {number} limit @returns {Promise<Buffer>} */
+function readBody (req, limit) {
+  return new Promise((resolve, reject) => {
+    /** @type {Buffer[]} */
+    const chunks = []
+    let size = 0
+    req.on('data', (chunk) => {
+      size += chunk.length
+      if (size > limit) { reject(new HttpError(413, 'request body too large')); req.destroy() } else chunks.push(chunk)
+    })
+    req.on('end', () => resolve(Buffer.concat(chunks)))
+    req.on('error', reject)
+  })
+}
+
+/** @param {http.IncomingMessage} req */
+const readForm = async (req) => new URLSearchParams((await readBody(req, FORM_BODY_MAX)).toString('utf8'))
+
+/** @param {http.ServerResponse} res @param {number} status @param {string} body */
+const sendHtml = (res, status, body) => res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(body)
+/** @param {http.ServerResponse} res @param {number} status @param {unknown} value */
+const sendJson = (res, status, value) => res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(value))
+/** @param {http.ServerResponse} res @param {string} location */
+const redirect = (res, location) => res.writeHead(303, { location }).end()
+
+/** @param {string} id */
+const pageUrl = (id, rest = '') => `/pages/${encodeURIComponent(id)}${rest}`
+
+/** A content id from a title: letters and digits, then a random tail so titles may repeat. @param {string} title */
+function newPageId (title) {
+  const slug = title.normalize('NFKD').toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 40) || 'page'
+  return `${slug}-${randomBytes(4).toString('hex')}`
+}
+
+// ---- routes ----------------------------------------------------------------------------
+
+/**
+ * @typedef {{ req: http.IncomingMessage, res: http.ServerResponse, user: string, page: import('./lib/store.mjs').Page, params: string[], url: URL }} PageContext
+ */
+
+/** @param {string} id */
+function pageOr404 (id) {
+  const page = store.page(id)
+  if (!page) throw new HttpError(404, 'There is no such page.')
+  return page
+}
+
+/** The draft as Chorus renders it, for the publish preview. @param {string} id */
+const draftHtml = (id) => host.getDraft(id, { format: 'html' })
+
+/** @type {Record<string, (ctx: PageContext) => Promise<void> | void>} */
+const pageRoutes = {
+  'GET ': ({ res, user, page, url }) => {
+    sendHtml(res, 200, views.viewPage({ user, page, notice: url.searchParams.has('published') ? 'Published.' : null }))
+  },
+
+  'GET /edit': ({ res, user, page }) => {
+    sendHtml(res, 200, views.editPage({
+      user,
+      page,
+      config: {
+        provider: config.editorProvider,
+        // A stock y-websocket provider: serverUrl ws(s)://chorus/v1/ws/{app}, room = the content id.
+        serverUrl: `${browserWs}/v1/ws/${encodeURIComponent(config.appId)}`,
+        // Or @hocuspocus/provider: url ws(s)://chorus/v1/hocuspocus/{app}, name = the content id.
+        hocuspocusUrl: `${browserWs}/v1/hocuspocus/${encodeURIComponent(config.appId)}`,
+        room: page.id,
+        token: sessionTokenFor(user, page.id),
+        tokenUrl: pageUrl(page.id, '/token'),
+        tokenRefreshSecs: SESSION_TOKEN_SECS / 2,
+        user: { name: displayName(user), color: colorOf(user) }
+      }
+    }))
+  },
+
+  // Editor pages fetch a fresh token before the one they hold expires, so a provider
+  // that reconnects after a network blip is let in again.
+  'GET /token': ({ res, user, page }) => { sendJson(res, 200, { token: sessionTokenFor(user, page.id) }) },
+
+  'GET /publish': async ({ res, user, page }) => {
+    sendHtml(res, 200, views.publishPage({ user, page, draft: await draftHtml(page.id) }))
+  },
+
+  'POST /publish': async ({ req, res, user, page }) => {
+    const etag = (await readForm(req)).get('etag') ?? ''
+    if (!etag) throw new HttpError(400, 'The form has no draft version to publish.')
+    try {
+      // Publish exactly what was reviewed: if anyone changed the draft since the
+      // preview was read, Chorus refuses (409 conflict) and nothing is published.
+      const result = await host.publish(page.id, { ifMatch: etag, conflictPolicy: 'abort' })
+      await store.updatePage(page.id, (p) => {
+        p.published = { title: result.title, html: result.html, etag: result.etag, at: result.publishedAt, by: user }
+      })
+      redirect(res, pageUrl(page.id, '?published'))
+    } catch (err) {
+      if (!isChorusApiError(err, 'conflict')) throw err
+      sendHtml(res, 409, views.publishPage({
+        user,
+        page,
+        draft: await draftHtml(page.id),
+        notice: 'The draft changed while you were reviewing it, so nothing was published. This is the draft now: review it and publish again.'
+      }))
+    }
+  },
+
+  'GET /history': async ({ res, user, page }) => {
+    sendHtml(res, 200, views.historyPage({ user, page, points: await host.listHistory(page.id) }))
+  },
+
+  'GET /history/:point': async ({ res, user, page, params }) => {
+    const number = Number(params[0])
+    const point = (await host.listHistory(page.id)).find((p) => p.point === number)
+    if (!point) throw new HttpError(404, 'There is no such history point.')
+    const content = await host.getHistoryPoint(page.id, number, { format: 'html' })
+    sendHtml(res, 200, views.pointPage({ user, page, point, content }))
+  },
+
+  'POST /history/:point/restore': async ({ res, page, params }) => {
+    // An external change: every open editor shows the restored content as it arrives.
+    await host.restore(page.id, Number(params[0]))
+    redirect(res, pageUrl(page.id, '/edit'))
+  }
+}
+
+/** @param {string} user @param {string} doc */
+function sessionTokenFor (user, doc) {
+  return mintSessionToken({
+    appId: config.appId,
+    secret: secrets[0],
+    user,
+    doc,
+    name: displayName(user), // collaborators see this name on the caret: Chorus stamps it
+    color: colorOf(user),
+    ttlSecs: SESSION_TOKEN_SECS
+  })
+}
+
+/**
+ * Chorus's webhooks: verified (signature with any of the app's secrets, `aud`,
+ * expiry, the body's SHA-256 against the token's `body_sha256`) before anything is
+ * believed, then applied once per event id. An answer other than 2xx makes Chorus
+ * retry, so only a request that is not genuine is refused.
+ * @param {http.IncomingMessage} req @param {http.ServerResponse} res
+ */
+async function webhook (req, res) {
+  const rawBody = await readBody(req, WEBHOOK_BODY_MAX)
+  let event
+  try {
+    event = verifyWebhook({ appId: config.appId, secrets, authorization: req.headers.authorization, rawBody })
+  } catch (err) {
+    if (!(err instanceof WebhookError)) throw err
+    if (err.authentic) return sendJson(res, 200, { error: 0 }) // a newer event type: genuine, not for us
+    console.warn(`wiki: webhook refused: ${err.code}: ${err.message}`)
+    const status = err.code === 'body-mismatch' || err.code === 'malformed-body' ? 400 : 401
+    return sendJson(res, status, { error: err.code })
+  }
+  const fresh = await store.applyEvent(event.id, event.doc, (page) => {
+    switch (event.type) {
+      case 'editing':
+        page.editing = event.users
+        break
+      case 'saved':
+        page.lastSaved = { etag: event.etag, at: event.at }
+        break
+      case 'closed':
+        page.editing = []
+        page.lastClosed = { contributors: event.contributors, at: event.at, title: event.title }
+        break
+      case 'published':
+        // Published elsewhere (another instance of the wiki, a script on the host API).
+        if (page.published?.etag !== event.etag && event.publishedAt > (page.published?.at ?? 0)) {
+          page.published = { title: event.title, html: event.html, etag: event.etag, at: event.publishedAt, by: '(host API)' }
+        }
+        break
+      case 'external-change':
+        break
+    }
+  })
+  console.log(`wiki: webhook ${event.type} ${event.id} for ${event.doc}${fresh ? '' : ' (seen before)'}`)
+  sendJson(res, 200, { error: 0 })
+}
+
+/** @param {http.IncomingMessage} req @param {http.ServerResponse} res */
+async function route (req, res) {
+  const url = new URL(req.url ?? '/', 'http://wiki.invalid')
+  const method = req.method ?? 'GET'
+
+  if (method === 'POST' && url.pathname === '/chorus/webhook') return webhook(req, res)
+  if (method === 'GET' && url.pathname === '/assets/editor.js') return sendAsset(res, path.join(here, 'dist', 'editor.js'), 'text/javascript')
+  if (method === 'GET' && url.pathname === '/assets/wiki.css') return sendAsset(res, path.join(here, 'public', 'wiki.css'), 'text/css')
+  if (method === 'POST' && url.pathname === '/login') {
+    const user = ((await readForm(req)).get('user') ?? '').trim().toLowerCase()
+    if (!USER_NAME.test(user)) throw new HttpError(400, 'A user name is a letter, then up to 31 letters, digits, - or _.')
+    res.setHeader('set-cookie', `wiki_user=${encodeURIComponent(user)}.${sign(user)}; Path=/; HttpOnly; SameSite=Lax`)
+    return redirect(res, '/')
+  }
+  if (method === 'POST' && url.pathname === '/logout') {
+    res.setHeader('set-cookie', 'wiki_user=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax')
+    return redirect(res, '/')
+  }
+
+  // Everything else is for signed-in users (SameSite=Lax keeps other sites' forms out).
+  const user = currentUser(req)
+  if (!user) return sendHtml(res, method === 'GET' && url.pathname === '/' ? 200 : 401, views.loginPage())
+
+  if (method === 'GET' && url.pathname === '/') return sendHtml(res, 200, views.indexPage({ user, pages: store.pages() }))
+  if (method === 'POST' && url.pathname === '/pages') {
+    const title = ((await readForm(req)).get('title') ?? '').trim()
+    if (!title || title.length > 200) throw new HttpError(400, 'A page needs a title of up to 200 characters.')
+    const id = newPageId(title)
+    // The draft starts in Chorus with the title and one empty paragraph, so the first
+    // editors to open it never race to create TipTap's initial paragraph.
+    await host.putContent(id, { title, html: '<p></p>' })
+    await store.addPage({ id, title, createdBy: user, createdAt: Date.now(), published: null, editing: [], lastSaved: null, lastClosed: null })
+    return redirect(res, pageUrl(id, '/edit'))
+  }
+
+  const m = url.pathname.match(/^\/pages\/([^/]+)(\/.*)?$/)
+  if (m) {
+    const page = pageOr404(decodeURIComponent(m[1]))
+    const rest = m[2] ?? ''
+    /** @type {string[]} */
+    const params = []
+    const pattern = rest.replace(/^\/history\/(\d{1,15})/, (_, n) => { params.push(n); return '/history/:point' })
+    const handler = pageRoutes[`${method} ${pattern}`]
+    if (handler) return handler({ req, res, user, page, params, url })
+  }
+  throw new HttpError(404, 'There is no such page.')
+}
+
+/** @param {http.ServerResponse} res @param {string} file @param {string} type */
+async function sendAsset (res, file, type) {
+  let body
+  try {
+    body = await readFile(file)
+  } catch {
+    throw new HttpError(404, `${path.basename(file)} is missing: run npm run build`)
+  }
+  res.writeHead(200, { 'content-type': `${type}; charset=utf-8` }).end(body)
+}
+
+const server = http.createServer((req, res) => {
+  route(req, res).catch((err) => {
+    let status = 500
+    let message = 'Something went wrong; the log says what.'
+    if (err instanceof HttpError) {
+      status = err.status
+      message = err.message
+    } else if (isChorusApiError(err)) {
+      // Chorus's answer, with its stable code: a 404 stays one, anything else is ours to report.
+      status = err.status === 404 ? 404 : 502
+      message = `Chorus answered ${err.status} ${err.code}: ${err.message}`
+      console.error(`wiki: ${err.request}: ${err.status} ${err.code}: ${err.message}`)
+    } else if (err instanceof TypeError && /fetch failed/.test(err.message)) {
+      status = 503
+      message = `Chorus cannot be reached at ${config.chorusUrl}.`
+      console.error(`wiki: ${message}`, err.cause ?? err)
+    } else {
+      console.error('wiki:', err)
+    }
+    if (res.headersSent) return res.destroy()
+    sendHtml(res, status, views.errorPage({ user: currentUser(req), status, message }))
+  })
+})
+
+server.listen(config.port, config.host, () => {
+  const address = /** @type {import('node:net').AddressInfo} */ (server.address())
+  const shown = { ...config, cookieSecret: env.WIKI_COOKIE_SECRET ? '<redacted>' : '<random>', secrets: `<${secrets.length} redacted>` }
+  console.log(`wiki: configuration ${JSON.stringify(shown)}`)
+  console.log(`wiki: listening on http://${address.address}:${address.port}`)
+})
+
+for (const signal of /** @type {const} */ (['SIGINT', 'SIGTERM'])) {
+  process.once(signal, () => server.close(() => process.exit(0)).closeAllConnections())
+}

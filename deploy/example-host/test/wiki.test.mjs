@@ -1,0 +1,327 @@
+// The example wiki end to end, as its users meet it: the real `chorus` binary (the
+// wiki registered as an app with editor = "tiptap" and its webhook URL), the wiki
+// (`node server.mjs`, its own process), and two people in headless Chromium (each in
+// a browser context of their own), once on y-websocket and once on the Hocuspocus
+// provider, who sign in, create and edit a page together in
+// TipTap, publish it with conflictPolicy=abort, and restore an earlier version.
+// Forged webhooks are refused and change nothing.
+//
+// Environment: CHORUS_BIN (default ../../target/debug/chorus), CHROMIUM_PATH (default
+// /usr/bin/chromium), WIKI_TEST_VERBOSE (echo both servers' output).
+import { describe, it, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { createHash, createHmac } from 'node:crypto'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import net from 'node:net'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { chromium } from 'playwright-core'
+import { ChorusHost } from '@chorus/host-client'
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const root = path.resolve(here, '..')
+const CHORUS_BIN = path.resolve(process.env.CHORUS_BIN ?? path.join(root, '..', '..', 'target', 'debug', 'chorus'))
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+const TIMEOUT = 20_000
+const APP_ID = 'wiki'
+const SECRET = 'example-wiki-test-secret-0123456789abcdef'
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Polls `fn` until it returns a truthy value (returned); fails after `timeout` with `what`. */
+async function waitFor (fn, what, timeout = TIMEOUT) {
+  const deadline = Date.now() + timeout
+  let last
+  for (;;) {
+    try {
+      const v = await fn()
+      if (v) return v
+      last = v
+    } catch (err) { last = err }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what} (last: ${last?.stack ?? JSON.stringify(last)})`)
+    await sleep(50)
+  }
+}
+
+/** A port nobody listens on now (for the wiki, whose URL Chorus must know first). */
+async function freePort () {
+  const server = net.createServer()
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address()
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+/** Spawns a server and resolves once its output matches `ready` (the match is returned). */
+async function start (name, command, args, { env, cwd, ready }) {
+  const child = spawn(command, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })))
+  const match = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${name} did not start within 30 s:\n${output}`)), 30_000)
+    const onData = (chunk) => {
+      output = (output + chunk).slice(-256 * 1024)
+      if (process.env.WIKI_TEST_VERBOSE) process.stderr.write(`[${name}] ${chunk}`)
+      // eslint-disable-next-line no-control-regex
+      const m = output.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').match(ready)
+      if (m) { clearTimeout(timer); resolve(m) }
+    }
+    child.stdout.on('data', onData)
+    child.stderr.on('data', onData)
+    exited.then((info) => { clearTimeout(timer); reject(new Error(`${name} exited (${JSON.stringify(info)}):\n${output}`)) })
+  })
+  return {
+    match,
+    output: () => output,
+    async stop () {
+      if (child.exitCode !== null || child.signalCode !== null) return
+      child.kill('SIGTERM')
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
+      await exited
+      clearTimeout(timer)
+    }
+  }
+}
+
+/** A webhook request as Chorus signs one (crates/chorus-hooks), with `secret`. */
+function signedWebhook (secret, body) {
+  const iat = Math.floor(Date.now() / 1000)
+  const claims = { iss: 'chorus', aud: APP_ID, iat, exp: iat + 300, jti: body.id, body_sha256: createHash('sha256').update(JSON.stringify(body)).digest('base64url') }
+  const b64 = (v) => Buffer.from(JSON.stringify(v)).toString('base64url')
+  const input = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}`
+  return { authorization: `Bearer ${input}.${createHmac('sha256', secret).update(input).digest('base64url')}`, body: JSON.stringify(body) }
+}
+
+// The same story with each provider the wiki's editor page can use.
+for (const provider of ['y-websocket', 'hocuspocus']) describe(`the example wiki on ${provider}, with Chorus and two people in Chromium`, () => {
+  let dir, chorus, wiki, wikiUrl, browser, host
+  let alice, bob // pages, one browser context each
+  let pageId
+  const sockets = new Map() // page -> websocket URLs it opened
+  const socketPath = provider === 'hocuspocus' ? `/v1/hocuspocus/${APP_ID}` : `/v1/ws/${APP_ID}/`
+
+  const editorText = (page) => page.evaluate(() => window.wiki.editor.getText())
+  const editorHtml = (page) => page.evaluate(() => window.wiki.editor.getHTML())
+  const draftHtml = async () => (await host.getDraft(pageId, { format: 'html' })).html
+  const wikiData = async () => JSON.parse(await readFile(path.join(dir, 'wiki-data.json'), 'utf8'))
+
+  async function signIn (user) {
+    const context = await browser.newContext()
+    const page = await context.newPage()
+    page.setDefaultTimeout(TIMEOUT)
+    sockets.set(page, [])
+    page.on('websocket', (ws) => sockets.get(page).push(new URL(ws.url()).pathname))
+    page.on('pageerror', (err) => { throw new Error(`page error (${user}): ${err.stack ?? err}`) })
+    await page.goto(wikiUrl)
+    await page.fill('input[name=user]', user)
+    await page.click('button:text-is("Sign in")')
+    await page.waitForSelector(`[data-testid=whoami]:text-is("${user}")`)
+    return page
+  }
+
+  async function openEditor (page) {
+    await page.goto(`${wikiUrl}/pages/${pageId}/edit`)
+    await page.waitForSelector('body[data-editor-ready=true]')
+    await page.waitForSelector('[data-testid=status][data-state=synced]')
+  }
+
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'chorus-example-wiki-'))
+    const wikiPort = await freePort()
+    wikiUrl = `http://127.0.0.1:${wikiPort}`
+    const configPath = path.join(dir, 'chorus.toml')
+    // The example's own chorus.toml, pointed at this run's ports and data directory,
+    // with a short close delay so the `closed` webhook comes within the test.
+    const example = await readFile(path.join(root, 'chorus.toml'), 'utf8')
+    const config = example
+      .replace(/^bind = .*$/m, 'bind = "127.0.0.1:0"')
+      .replace(/^data_dir = .*$/m, `data_dir = ${JSON.stringify(path.join(dir, 'chorus-data'))}\nclose_delay_secs = 1\nsaved_webhook_secs = 1`)
+      .replace(/^secrets = .*$/m, `secrets = [${JSON.stringify(SECRET)}]`)
+      .replace(/^callback_url = .*$/m, `callback_url = "${wikiUrl}/chorus/webhook"`)
+    assert.match(config, /editor = "tiptap"/)
+    await writeFile(configPath, config)
+
+    const chorusEnv = { NO_COLOR: '1' }
+    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('CHORUS_')) chorusEnv[k] = v
+    chorus = await start('chorus', CHORUS_BIN, ['serve', '--config', configPath], { env: chorusEnv, cwd: dir, ready: /listening on http:\/\/127\.0\.0\.1:(\d+)/ })
+    const chorusUrl = `http://127.0.0.1:${chorus.match[1]}`
+    host = new ChorusHost({ baseUrl: chorusUrl, appId: APP_ID, secret: SECRET })
+
+    wiki = await start('wiki', process.execPath, ['server.mjs'], {
+      cwd: root,
+      env: { ...process.env, WIKI_EDITOR_PROVIDER: provider, WIKI_APP_SECRET: SECRET, WIKI_CHORUS_URL: chorusUrl, WIKI_PORT: String(wikiPort), WIKI_DATA_FILE: path.join(dir, 'wiki-data.json') },
+      ready: /wiki: listening on/
+    })
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] })
+  })
+
+  after(async () => {
+    await browser?.close()
+    await wiki?.stop()
+    await chorus?.stop()
+    if (dir) await rm(dir, { recursive: true, force: true })
+  })
+
+  it('signs people in, creates a page, and two TipTap editors edit it together', async () => {
+    alice = await signIn('alice')
+    await alice.fill('input[name=title]', 'Team handbook')
+    await alice.click('button:text-is("Create")')
+    await alice.waitForURL(/\/pages\/team-handbook-[0-9a-f]+\/edit$/)
+    pageId = decodeURIComponent(new URL(alice.url()).pathname.split('/')[2])
+    await alice.waitForSelector('body[data-editor-ready=true]')
+    assert.equal(await alice.inputValue('[data-testid=title]'), 'Team handbook', 'the title Chorus holds')
+
+    await alice.click('#editor .tiptap')
+    await alice.click('[data-command=heading]')
+    await alice.keyboard.type('Getting started')
+    await alice.keyboard.press('Enter')
+    await alice.keyboard.type('Alice wrote this. ')
+    await alice.click('[data-command=bold]')
+    await alice.keyboard.type('Important')
+
+    bob = await signIn('bob')
+    await bob.click(`[data-page="${pageId}"] a`)
+    await bob.waitForSelector('text=Not published yet')
+    await bob.click('nav a:text-is("Edit")')
+    await bob.waitForSelector('body[data-editor-ready=true]')
+    await waitFor(async () => (await editorText(bob)).includes('Alice wrote this. Important'), "Alice's text in Bob's editor")
+    await bob.click('#editor .tiptap')
+    // TipTap's StarterKit keeps an empty paragraph at the end (TrailingNode): Bob writes there.
+    await bob.keyboard.press('Control+End')
+    await bob.keyboard.type('Bob agrees.')
+
+    // Both editors hold the same document, and Chorus holds it too, as HTML.
+    const both = await waitFor(async () => {
+      const [a, b] = [await editorHtml(alice), await editorHtml(bob)]
+      return a === b && a.includes('Bob agrees.') && a
+    }, 'both editors to converge')
+    assert.match(both, /<h2>Getting started<\/h2>/)
+    assert.match(both, /<p>Alice wrote this\. <strong>Important<\/strong><\/p><p>Bob agrees\.<\/p>/)
+    const stored = await waitFor(async () => { const h = await draftHtml(); return h.includes('Bob agrees.') && h }, 'the draft in Chorus')
+    assert.match(stored, /<h2>Getting started<\/h2>/)
+    assert.match(stored, /<strong>Important/)
+
+    // Carets carry the name the wiki put in each token (a caret shows while its
+    // editor has the focus: both have it here, each in its own browser).
+    await waitFor(() => bob.locator('.collaboration-carets__label', { hasText: 'Alice' }).count(), "Alice's caret in Bob's editor")
+    await waitFor(() => alice.locator('.collaboration-carets__label', { hasText: 'Bob' }).count(), "Bob's caret in Alice's editor")
+
+    // Each editor synced over the provider this run is about, straight to Chorus.
+    for (const page of [alice, bob]) assert.ok(sockets.get(page).length > 0 && sockets.get(page).every((p) => p.startsWith(socketPath)), `${provider} sockets: ${sockets.get(page)}`)
+
+    // The title is shared too.
+    await alice.click('[data-testid=title]')
+    await alice.keyboard.press('End')
+    await alice.keyboard.type(' 2027')
+    await waitFor(async () => (await bob.inputValue('[data-testid=title]')) === 'Team handbook 2027', "the title in Bob's page")
+
+  })
+
+  it('takes verified webhooks and refuses forged ones', async () => {
+    // `editing` and `saved` arrived, signed and checked, and show in the page list.
+    const index = await bob.context().newPage()
+    await index.goto(wikiUrl)
+    await waitFor(async () => {
+      await index.reload()
+      const row = index.locator(`[data-page="${pageId}"]`)
+      return (await row.locator('[data-testid=editing]').count()) && (await row.locator('[data-testid=saved]').count())
+    }, 'the editing and saved webhooks in the page list')
+    assert.match(await index.locator(`[data-page="${pageId}"] [data-testid=editing]`).innerText(), /alice/)
+    await index.close()
+
+    const before = await wikiData()
+    const forged = { id: 'evt-999999', type: 'published', app: APP_ID, doc: pageId, at: Date.now(), title: 'Forged', html: '<p>forged</p>', etag: '"0"', publishedAt: Date.now() }
+    const post = (headers, body) => fetch(`${wikiUrl}/chorus/webhook`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body })
+
+    const wrongSecret = signedWebhook('not-the-secret-0123456789', forged)
+    let res = await post({ authorization: wrongSecret.authorization }, wrongSecret.body)
+    assert.equal(res.status, 401)
+    assert.deepEqual(await res.json(), { error: 'bad-signature' })
+
+    // Signed with the right secret, then the body changed: the hash gives it away.
+    const signed = signedWebhook(SECRET, { ...forged, html: '<p>harmless</p>' })
+    res = await post({ authorization: signed.authorization }, JSON.stringify(forged))
+    assert.equal(res.status, 400)
+    assert.deepEqual(await res.json(), { error: 'body-mismatch' })
+
+    res = await post({}, JSON.stringify(forged))
+    assert.equal(res.status, 401)
+
+    const afterForgery = await wikiData()
+    assert.equal(afterForgery.pages[pageId].published, null, 'nothing was published by the forgeries')
+    assert.equal(afterForgery.seenEvents.includes(forged.id), false)
+    assert.deepEqual(afterForgery.pages[pageId], before.pages[pageId])
+  })
+
+  it('publishes what was reviewed, and aborts when the draft moved on meanwhile', async () => {
+    const review = await alice.context().newPage()
+    await review.goto(`${wikiUrl}/pages/${pageId}/publish`)
+    assert.match(await review.locator('[data-testid=preview]').innerText(), /Bob agrees\./)
+
+    // Bob keeps typing after Alice's review was read.
+    await bob.keyboard.type(' More from Bob.')
+    await waitFor(async () => (await draftHtml()).includes('More from Bob.'), "Bob's new text in the draft")
+
+    const [conflict] = await Promise.all([review.waitForResponse((r) => r.url().endsWith('/publish') && r.request().method() === 'POST'), review.click('[data-testid=publish]')])
+    assert.equal(conflict.status(), 409)
+    assert.match(await review.locator('[data-testid=notice]').innerText(), /changed while you were reviewing/)
+    assert.match(await review.locator('[data-testid=preview]').innerText(), /More from Bob\./, 'the preview now shows the draft as it is')
+    assert.equal((await wikiData()).pages[pageId].published, null, 'nothing was published')
+    assert.equal((await host.listHistory(pageId)).filter((p) => p.kind === 'publish').length, 0)
+
+    await review.click('[data-testid=publish]')
+    await review.waitForURL(/\?published$/)
+    const published = await review.locator('[data-testid=published]').innerText()
+    assert.match(published, /Team handbook 2027/)
+    assert.match(published, /More from Bob\./)
+    assert.match(await review.locator('[data-testid=published]').innerHTML(), /<h2>Getting started<\/h2>/)
+    const record = (await wikiData()).pages[pageId].published
+    assert.equal(record.by, 'alice')
+    assert.equal(record.etag, (await host.getDraft(pageId)).etag, 'published the draft as it is')
+    assert.equal((await host.listHistory(pageId)).filter((p) => p.kind === 'publish').length, 1)
+    await review.close()
+  })
+
+  it('lists the history and restores a version into the open editors', async () => {
+    // Bob throws the text away.
+    await bob.click('#editor .tiptap')
+    await bob.keyboard.press('Control+A')
+    await bob.keyboard.type('Scrapped.')
+    await waitFor(async () => { const h = await draftHtml(); return h.includes('Scrapped.') && !h.includes('Alice wrote this.') }, 'the scrapped draft in Chorus')
+
+    const history = await alice.context().newPage()
+    await history.goto(`${wikiUrl}/pages/${pageId}/history`)
+    const publishRow = history.locator('[data-testid=history] tr', { hasText: 'publish' })
+    assert.equal(await publishRow.count(), 1)
+    await publishRow.locator('a:text-is("View")').click()
+    assert.match(await history.locator('[data-testid=point]').innerText(), /Alice wrote this\. Important\s+Bob agrees\. More from Bob\./)
+    await history.click('[data-testid=restore]')
+    await history.waitForURL(/\/edit$/)
+    await history.waitForSelector('body[data-editor-ready=true]')
+
+    // Bob's open editor shows the restored text as it arrives, no reload.
+    await waitFor(async () => { const t = await editorText(bob); return t.includes('More from Bob.') && !t.includes('Scrapped.') }, "the restored version in Bob's editor")
+    await waitFor(async () => (await editorHtml(alice)) === (await editorHtml(bob)), "Alice's editor and Bob's to agree")
+    assert.match(await editorHtml(bob), /<h2>Getting started<\/h2>/)
+
+    await history.goto(`${wikiUrl}/pages/${pageId}/history`)
+    assert.equal(await history.locator('[data-testid=history] tr', { hasText: 'restore of' }).count(), 1)
+    await history.close()
+  })
+
+  it('hears that everyone left: the closed webhook with its contributors', async () => {
+    await alice.goto(wikiUrl)
+    await bob.goto(wikiUrl)
+    const row = await waitFor(async () => {
+      await alice.reload()
+      const r = alice.locator(`[data-page="${pageId}"]`)
+      return (await r.locator('[data-testid=closed]').count()) && r
+    }, 'the closed webhook in the page list')
+    assert.match(await row.locator('[data-testid=closed]').innerText(), /contributors: (alice, bob|bob, alice)/)
+    assert.equal(await row.locator('[data-testid=editing]').count(), 0, 'nobody is editing any more')
+    assert.match(wiki.output(), /webhook closed evt-\d+/)
+    assert.doesNotMatch(wiki.output(), /wiki: webhook refused: (?!bad-signature|body-mismatch|missing-token)/, 'only the forgeries were refused')
+  })
+})
