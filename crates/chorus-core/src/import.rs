@@ -172,16 +172,28 @@ pub fn fit_editor(nodes: Vec<BodyNode>) -> Vec<BodyNode> {
 
 /// A host's body HTML as the editor's model, the way an external change takes it:
 /// bounded by [`parse_body_html`] first (it caps nesting before anything costs; the
-/// cleaner's parser is quadratic in depth), then cleaned by the whitelist's HTML
+/// cleaner's parser is quadratic in depth), then cleaned by one pass of the whitelist's HTML
 /// cleaner, parsed again and [`fit_editor`]ed, then (for an editor profile other
 /// than `html`) renamed to the profile's names and shaped to its editor's schema
 /// (`editor.rs`). The guard checks the resulting update like any edit as well, so
 /// the policy holds twice.
 pub fn host_body(whitelist: &crate::Whitelist, html: &str) -> Vec<BodyNode> {
+    host_body_cleaned(whitelist, html, &|bounded| {
+        whitelist.clean_html_for_import(bounded)
+    })
+}
+
+/// [`host_body`] with the cleaning step given (tests compare it with the cleaner's
+/// fixed point).
+fn host_body_cleaned(
+    whitelist: &crate::Whitelist,
+    html: &str,
+    clean: &dyn Fn(&str) -> String,
+) -> Vec<BodyNode> {
     let policy = whitelist.policy.clone();
     let is_mark = |tag: &str| policy.allows_mark(tag, &[]);
     let bounded = body_nodes_html(&parse_body_html(html, &is_mark));
-    let clean = whitelist.clean_html(&bounded);
+    let clean = clean(&bounded);
     let mut body = fit_editor(parse_body_html(&clean, &is_mark));
     keep_allowed_mark_attributes(&mut body, &policy);
     if !whitelist.profile.is_identity() {
@@ -305,19 +317,29 @@ fn write_nodes(out: &mut String, nodes: &[BodyNode], depth: usize) {
 /// Indices are computed from the document inside `txn`, so nothing here can be out of
 /// range whatever `target` holds.
 pub fn apply_body(txn: &mut TransactionMut, body: &XmlFragmentRef, target: &[BodyNode]) -> bool {
-    diff::apply_body(txn, body, target, true, &EditorProfile::html()).0
+    diff::apply_body(txn, body, None, target, true, &EditorProfile::html()).0
 }
 
 /// [`apply_body`] for a body in `profile`'s names (attribute values stored with the
-/// types its editor uses), also saying how many changed nodes it replaced whole.
+/// types its editor uses), also saying how many changed nodes it replaced whole;
+/// `existing` is the body as [`read_body`] read it earlier, if it was.
 pub(crate) fn apply_body_counting(
     txn: &mut TransactionMut,
     body: &XmlFragmentRef,
+    existing: Option<ExistingBody>,
     target: &[BodyNode],
     may_replace: bool,
     profile: &EditorProfile,
 ) -> (bool, usize) {
-    diff::apply_body(txn, body, target, may_replace, profile)
+    diff::apply_body(txn, body, existing, target, may_replace, profile)
+}
+
+/// The existing body read and normalised for [`apply_body_counting`], so that part of
+/// a change can run before its target is known.
+pub(crate) use diff::ExistingBody;
+
+pub(crate) fn read_body(txn: &TransactionMut, body: &XmlFragmentRef) -> ExistingBody {
+    diff::read_body(txn, body)
 }
 
 /// Change `title` to `target`: the common prefix and suffix stay, only the middle is

@@ -889,74 +889,159 @@ pub fn external_edit(
     may_replace: bool,
     profile: &EditorProfile,
 ) -> Result<ExternalEdit, ExternalError> {
-    guarded(|| fork_change(base, live_sv, title, body, may_replace, profile))
-        .ok_or(ExternalError::BadBase)?
+    ExternalFork::new(base, live_sv, profile, body.is_some())?.edit(
+        title,
+        body,
+        may_replace,
+        profile,
+    )
 }
 
-/// The host's change as an update relative to `base`: a fork of the base (with a client
-/// id unknown to the live document, whose state is `live_sv`) takes the new title and
-/// body as a minimal diff; the update is what the fork added. Also the changed fields.
-fn fork_change(
-    base: &[u8],
-    live_sv: &StateVector,
-    title: Option<&str>,
-    body: Option<&[BodyNode]>,
-    may_replace: bool,
-    profile: &EditorProfile,
-) -> Result<ExternalEdit, ExternalError> {
-    let base = Update::decode_v1(base).map_err(|_| ExternalError::BadBase)?;
-    let fork = loop {
-        let doc = Doc::with_options(Options {
-            offset_kind: OffsetKind::Utf16,
-            // The fork lives for one change: collecting what it deletes would only
-            // cost time (yrs then merges the collected blocks one run at a time, each
-            // merge shifting the rest of the client's block list). Deleted content
-            // is not part of the update it sends.
-            skip_gc: true,
-            ..Options::default()
-        });
-        // A client id the live document already knows would make the fork's clocks
-        // collide with existing content.
-        if live_sv.get(&doc.client_id()) == 0 {
-            break doc;
-        }
-    };
-    {
-        let mut txn = fork.transact_mut();
-        txn.apply_update(base).map_err(|_| ExternalError::BadBase)?;
-        if txn.has_missing_updates() {
-            return Err(ExternalError::BadBase);
-        }
-    }
-    let base_sv = fork.transact().state_vector();
-    // Replacing whole paragraphs is safe only if nobody typed since the base.
-    let may_replace = may_replace && base_sv == *live_sv;
-    let mut replaced = 0;
-    let title_ref = fork.get_or_insert_text(ROOT_TITLE);
-    let body_ref = fork.get_or_insert_xml_fragment(profile.fragment());
-    let mut fields = Vec::new();
-    let mut txn = fork.transact_mut();
-    if let Some(t) = title {
-        if import::apply_title(&mut txn, &title_ref, t) {
-            fields.push(ROOT_TITLE);
-        }
-    }
-    if let Some(b) = body {
-        let (changed, n) =
-            import::apply_body_counting(&mut txn, &body_ref, b, may_replace, profile);
-        replaced = n;
-        if changed {
-            fields.push(ROOT_BODY);
-        }
-    }
-    drop(txn);
-    let update = fork.transact().encode_state_as_update_v1(&base_sv);
-    Ok(ExternalEdit {
-        update,
-        fields,
-        assumed: (replaced > 0).then_some(base_sv),
-    })
+/// A fork of a host change's base, read and ready for the change: the half of
+/// [`external_edit`] that needs only the base (decoding it into a document of its own
+/// and reading its body), so a caller can do it while the host's HTML is still being
+/// cleaned, then give the cleaned body to [`ExternalFork::edit`]. The fork has a
+/// client id the live document (state `live_sv`) does not know. Not `Send`: both
+/// halves run on one thread.
+pub struct ExternalFork {
+    /// The body as read, normalised; refers into `doc`, which has not changed since.
+    existing: Option<import::ExistingBody>,
+    doc: Doc,
+    base_sv: StateVector,
+    live_sv: StateVector,
 }
+
+impl ExternalFork {
+    /// Decode `base` into a fork; with `read_body`, also read the fork's body for the
+    /// change to come. yrs panics on hostile bases are caught ([`ExternalError::BadBase`]).
+    pub fn new(
+        base: &[u8],
+        live_sv: &StateVector,
+        profile: &EditorProfile,
+        read_body: bool,
+    ) -> Result<Self, ExternalError> {
+        guarded(|| Self::build(base, live_sv, profile, read_body)).ok_or(ExternalError::BadBase)?
+    }
+
+    fn build(
+        base: &[u8],
+        live_sv: &StateVector,
+        profile: &EditorProfile,
+        read_body: bool,
+    ) -> Result<Self, ExternalError> {
+        let base = Update::decode_v1(base).map_err(|_| ExternalError::BadBase)?;
+        let doc = loop {
+            let doc = Doc::with_options(Options {
+                offset_kind: OffsetKind::Utf16,
+                // The fork lives for one change: collecting what it deletes would only
+                // cost time (yrs then merges the collected blocks one run at a time, each
+                // merge shifting the rest of the client's block list). Deleted content
+                // is not part of the update it sends.
+                skip_gc: true,
+                ..Options::default()
+            });
+            // A client id the live document already knows would make the fork's clocks
+            // collide with existing content.
+            if live_sv.get(&doc.client_id()) == 0 {
+                break doc;
+            }
+        };
+        {
+            let mut txn = doc.transact_mut();
+            txn.apply_update(base).map_err(|_| ExternalError::BadBase)?;
+            if txn.has_missing_updates() {
+                return Err(ExternalError::BadBase);
+            }
+        }
+        let base_sv = doc.transact().state_vector();
+        let existing = read_body.then(|| {
+            let body_ref = doc.get_or_insert_xml_fragment(profile.fragment());
+            import::read_body(&doc.transact_mut(), &body_ref)
+        });
+        Ok(ExternalFork {
+            existing,
+            doc,
+            base_sv,
+            live_sv: live_sv.clone(),
+        })
+    }
+
+    /// The host's change as an update relative to the base: the fork takes the new
+    /// title and body as a minimal diff, and the update is what it added; also the
+    /// changed fields. See [`external_edit`] for `may_replace`; `profile` is the one
+    /// the fork was made with.
+    pub fn edit(
+        self,
+        title: Option<&str>,
+        body: Option<&[BodyNode]>,
+        may_replace: bool,
+        profile: &EditorProfile,
+    ) -> Result<ExternalEdit, ExternalError> {
+        self.edit_keeping(title, body, may_replace, profile)
+            .map(|(edit, _spent)| edit)
+    }
+
+    /// [`ExternalFork::edit`], handing the fork back instead of freeing it: freeing a
+    /// large fork costs tens of milliseconds (a 2 MiB draft: ~50 ms), which the caller
+    /// can spend after the edit is merged rather than before.
+    pub fn edit_keeping(
+        self,
+        title: Option<&str>,
+        body: Option<&[BodyNode]>,
+        may_replace: bool,
+        profile: &EditorProfile,
+    ) -> Result<(ExternalEdit, SpentFork), ExternalError> {
+        guarded(move || self.change(title, body, may_replace, profile))
+            .ok_or(ExternalError::BadBase)
+    }
+
+    fn change(
+        self,
+        title: Option<&str>,
+        body: Option<&[BodyNode]>,
+        may_replace: bool,
+        profile: &EditorProfile,
+    ) -> (ExternalEdit, SpentFork) {
+        let ExternalFork {
+            existing,
+            doc,
+            base_sv,
+            live_sv,
+        } = self;
+        // Replacing whole paragraphs is safe only if nobody typed since the base.
+        let may_replace = may_replace && base_sv == live_sv;
+        let mut replaced = 0;
+        let title_ref = doc.get_or_insert_text(ROOT_TITLE);
+        let body_ref = doc.get_or_insert_xml_fragment(profile.fragment());
+        let mut fields = Vec::new();
+        let mut txn = doc.transact_mut();
+        if let Some(t) = title {
+            if import::apply_title(&mut txn, &title_ref, t) {
+                fields.push(ROOT_TITLE);
+            }
+        }
+        if let Some(b) = body {
+            let (changed, n) =
+                import::apply_body_counting(&mut txn, &body_ref, existing, b, may_replace, profile);
+            replaced = n;
+            if changed {
+                fields.push(ROOT_BODY);
+            }
+        }
+        drop(txn);
+        let update = doc.transact().encode_state_as_update_v1(&base_sv);
+        let edit = ExternalEdit {
+            update,
+            fields,
+            assumed: (replaced > 0).then_some(base_sv),
+        };
+        (edit, SpentFork(doc))
+    }
+}
+
+/// A fork whose edit has been taken ([`ExternalFork::edit_keeping`]): only its memory
+/// is left, freed when this is dropped.
+pub struct SpentFork(#[allow(dead_code)] Doc);
 
 /// Run yrs code that may panic on hostile input; `None` if it did.
 fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {

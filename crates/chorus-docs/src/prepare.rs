@@ -16,12 +16,20 @@ use crate::command::{ChangeOutcome, DocCommand, HostChange, PreparedChange, Publ
 use crate::error::{DocError, HostError};
 use crate::registry::{DocKey, Documents};
 use chorus_core::import::{host_body, BodyNode};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::oneshot;
 
 impl Documents {
     /// Apply `change` to the draft of `key` (loading it if needed); answers once the
     /// change is durable.
+    ///
+    /// The host's HTML is cleaned on one blocking thread while the actor hands out its
+    /// state and a second blocking thread decodes it into a fork and reads the fork's
+    /// body: the two halves need nothing from each other until the diff, so on a
+    /// machine with a core to spare the change costs about the longer of them, not
+    /// their sum (docs/PERFORMANCE.md, "External changes").
     pub async fn external_change(
         self: &Arc<Self>,
         key: &DocKey,
@@ -34,12 +42,20 @@ impl Documents {
             base,
             restoring,
         } = change;
-        let whitelist = self.whitelist_for(&key.0).clone();
+        let has_body = html.is_some();
         let body = match html {
-            None => None,
-            Some(html) => Some(on_blocking_pool(move || host_body(&whitelist, &html)).await?),
+            None => PendingBody::Ready(Arc::new(None)),
+            Some(html) => {
+                let whitelist = self.whitelist_for(&key.0).clone();
+                let (done, cleaned) = oneshot::channel();
+                tokio::task::spawn_blocking(move || {
+                    let body = catch_unwind(AssertUnwindSafe(|| host_body(&whitelist, &html)));
+                    let _ = done.send(body.ok().map(|b| Arc::new(Some(b))));
+                });
+                PendingBody::Cleaning(cleaned)
+            }
         };
-        let body = Arc::new(body);
+        let mut body = Some(body);
         let mut attempt = 0;
         let outcome = loop {
             attempt += 1;
@@ -47,51 +63,110 @@ impl Documents {
             // rewrite was computed), compute it without replacing anything: slower,
             // but it cannot be overtaken.
             let may_replace = attempt <= MAY_REPLACE_ATTEMPTS;
-            let (title, body, base) = (title.clone(), body.clone(), base.clone());
-            match self
-                .apply_once(key, title, body, base, restoring, may_replace)
-                .await
-            {
-                Err(HostError::Unavailable(DocError::Moved)) if may_replace => continue,
-                outcome => break outcome,
+            let this_body = body
+                .take()
+                .expect("the body is put back after every attempt");
+            let (result, cleaned) = self
+                .apply_once(
+                    key,
+                    title.clone(),
+                    has_body,
+                    this_body,
+                    base.clone(),
+                    restoring,
+                    may_replace,
+                )
+                .await;
+            match (result, cleaned) {
+                (Err(HostError::Unavailable(DocError::Moved)), Some(cleaned)) if may_replace => {
+                    body = Some(PendingBody::Ready(cleaned));
+                }
+                (outcome, _) => break outcome,
             }
         };
         self.metrics.external_change(started.elapsed());
         outcome
     }
 
-    /// Ask the actor for the live state, compute the edit on the blocking pool, have
-    /// the actor merge it.
+    /// Ask the actor for the live state, compute the edit on the blocking pool (the
+    /// fork built while the body may still be cleaned), have the actor merge it. Also
+    /// gives back the cleaned body, for another attempt.
+    #[allow(clippy::too_many_arguments)]
     async fn apply_once(
         self: &Arc<Self>,
         key: &DocKey,
         title: Option<String>,
-        body: Arc<Option<Vec<BodyNode>>>,
+        has_body: bool,
+        body: PendingBody,
         base: Option<Arc<Vec<u8>>>,
         restoring: Option<u64>,
         may_replace: bool,
-    ) -> Result<ChangeOutcome, HostError> {
+    ) -> (Result<ChangeOutcome, HostError>, Option<CleanedBody>) {
         let with_state = base.is_none();
-        let live = self
+        let live = match self
             .ask(key, |reply| DocCommand::Base { with_state, reply })
-            .await??;
+            .await
+        {
+            Ok(Ok(live)) => live,
+            Ok(Err(e)) | Err(e) => return (Err(e.into()), None),
+        };
         // The change's own base, or the live state the actor handed out.
         let base = base.unwrap_or_else(|| Arc::new(live.state.unwrap_or_default()));
         let profile = self.whitelist_for(&key.0).profile.clone();
-        let edit = on_blocking_pool(move || {
-            chorus_core::external_edit(
-                &base,
-                &live.state_vector,
-                title.as_deref(),
-                (*body).as_deref(),
-                may_replace,
-                &profile,
-            )
+        let prepared = on_blocking_pool(move || {
+            let fork =
+                chorus_core::ExternalFork::new(&base, &live.state_vector, &profile, has_body);
+            let Some(cleaned) = body.wait() else {
+                return (Err(HostError::Unavailable(DocError::Panicked)), None);
+            };
+            let edit = fork.and_then(|fork| {
+                fork.edit_keeping(
+                    title.as_deref(),
+                    (*cleaned).as_deref(),
+                    may_replace,
+                    &profile,
+                )
+            });
+            (edit.map_err(HostError::from), Some(cleaned))
         })
-        .await??;
+        .await;
+        let (edit, spent, cleaned) = match prepared {
+            Ok((Ok((edit, spent)), cleaned)) => (edit, spent, cleaned),
+            Ok((Err(e), cleaned)) => return (Err(e), cleaned),
+            Err(e) => return (Err(e.into()), None),
+        };
         let change = PreparedChange { edit, restoring };
-        self.ask(key, |reply| DocCommand::External { change, reply })
-            .await?
+        let outcome = match self
+            .ask(key, |reply| DocCommand::External { change, reply })
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(e) => Err(e.into()),
+        };
+        // Freed once the change is in: nobody waits for it any more.
+        tokio::task::spawn_blocking(move || drop(spent));
+        (outcome, cleaned)
+    }
+}
+
+/// A host's body as the editor's model ([`host_body`]), `None` for a change of the
+/// title only.
+type CleanedBody = Arc<Option<Vec<BodyNode>>>;
+
+/// The body of a change: being cleaned on another blocking thread, or ready.
+enum PendingBody {
+    Cleaning(oneshot::Receiver<Option<CleanedBody>>),
+    Ready(CleanedBody),
+}
+
+impl PendingBody {
+    /// The cleaned body, waiting for it on this (blocking) thread if need be; `None`
+    /// if cleaning it panicked.
+    fn wait(self) -> Option<CleanedBody> {
+        match self {
+            PendingBody::Ready(body) => Some(body),
+            PendingBody::Cleaning(cleaned) => cleaned.blocking_recv().ok().flatten(),
+        }
     }
 }
 

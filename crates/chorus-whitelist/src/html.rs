@@ -179,8 +179,14 @@ impl HtmlCleaner {
         out
     }
 
-    /// One parse, clean and serialise.
-    fn clean_once(&self, html: &str) -> String {
+    /// One parse, clean and serialise: [`HtmlCleaner::clean`] without the passes that
+    /// make its output a fixed point. For a caller that parses the output itself with
+    /// an HTML5 parser and checks what it parsed against the same policy (an import:
+    /// the document guard judges every node it makes), since a further pass only
+    /// repeats what that parse does: it rebuilds the nestings the parser would build
+    /// (`<h1><h2>` → `<h1></h1><h2>`), and whatever the new tree would let a second
+    /// pass remove, the guard removes. Never for HTML that leaves the service.
+    pub fn clean_once(&self, html: &str) -> String {
         self.builder.clean(html).to_string()
     }
 }

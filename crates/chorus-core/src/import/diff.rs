@@ -99,13 +99,26 @@ type Marks = BTreeMap<String, BTreeMap<String, String>>;
 // Entry points
 // ---------------------------------------------------------------------------------------------
 
+/// A body as it was read from the document, normalised for matching
+/// ([`read_body`]): valid while the document is not changed, and only for it.
+pub(crate) struct ExistingBody(Vec<ExChild>);
+
+/// Read and normalise the existing `body`, the half of a change that needs no target:
+/// a caller may do it while the target is still being prepared, then give it to
+/// [`apply_body`] (the document must not change in between).
+pub(super) fn read_body(txn: &TransactionMut, body: &XmlFragmentRef) -> ExistingBody {
+    ExistingBody(read_children(txn, body, 0))
+}
+
 /// `may_replace`: past [`IN_PLACE_EDITS`] changed nodes are replaced whole (fast, but
 /// whatever someone typed into one concurrently would be lost with it, which is why
 /// `crate::external_edit` allows it only when nothing happened since the base); without it every
-/// changed node is edited in place. Returns (anything changed, nodes replaced).
+/// changed node is edited in place. `existing`: the body as [`read_body`] read it, if
+/// it was read before; read here otherwise. Returns (anything changed, nodes replaced).
 pub(super) fn apply_body(
     txn: &mut TransactionMut,
     body: &XmlFragmentRef,
+    existing: Option<ExistingBody>,
     target: &[BodyNode],
     may_replace: bool,
     profile: &EditorProfile,
@@ -121,7 +134,10 @@ pub(super) fn apply_body(
         removed: Vec::new(),
         replaced: 0,
     };
-    let existing = read_children(txn, body, 0);
+    let existing = match existing {
+        Some(ExistingBody(children)) => children,
+        None => read_children(txn, body, 0),
+    };
     let target = normalise_children(target, 0, profile);
     let mut changed = false;
     diff_children(txn, ptr(body), &existing, &target, &mut ctx, &mut changed);
