@@ -42,8 +42,7 @@ impl Documents {
             base,
             restoring,
         } = change;
-        let has_body = html.is_some();
-        let body = match html {
+        let mut body = match html {
             None => PendingBody::Ready(Arc::new(None)),
             Some(html) => {
                 let whitelist = self.whitelist_for(&key.0).clone();
@@ -55,7 +54,6 @@ impl Documents {
                 PendingBody::Cleaning(cleaned)
             }
         };
-        let mut body = Some(body);
         let mut attempt = 0;
         let outcome = loop {
             attempt += 1;
@@ -63,15 +61,11 @@ impl Documents {
             // rewrite was computed), compute it without replacing anything: slower,
             // but it cannot be overtaken.
             let may_replace = attempt <= MAY_REPLACE_ATTEMPTS;
-            let this_body = body
-                .take()
-                .expect("the body is put back after every attempt");
             let (result, cleaned) = self
                 .apply_once(
                     key,
                     title.clone(),
-                    has_body,
-                    this_body,
+                    body,
                     base.clone(),
                     restoring,
                     may_replace,
@@ -79,7 +73,7 @@ impl Documents {
                 .await;
             match (result, cleaned) {
                 (Err(HostError::Unavailable(DocError::Moved)), Some(cleaned)) if may_replace => {
-                    body = Some(PendingBody::Ready(cleaned));
+                    body = PendingBody::Ready(cleaned);
                 }
                 (outcome, _) => break outcome,
             }
@@ -91,12 +85,10 @@ impl Documents {
     /// Ask the actor for the live state, compute the edit on the blocking pool (the
     /// fork built while the body may still be cleaned), have the actor merge it. Also
     /// gives back the cleaned body, for another attempt.
-    #[allow(clippy::too_many_arguments)]
     async fn apply_once(
         self: &Arc<Self>,
         key: &DocKey,
         title: Option<String>,
-        has_body: bool,
         body: PendingBody,
         base: Option<Arc<Vec<u8>>>,
         restoring: Option<u64>,
@@ -113,6 +105,7 @@ impl Documents {
         // The change's own base, or the live state the actor handed out.
         let base = base.unwrap_or_else(|| Arc::new(live.state.unwrap_or_default()));
         let profile = self.whitelist_for(&key.0).profile.clone();
+        let has_body = body.has_body();
         let prepared = on_blocking_pool(move || {
             let fork =
                 chorus_core::ExternalFork::new(&base, &live.state_vector, &profile, has_body);
@@ -160,6 +153,14 @@ enum PendingBody {
 }
 
 impl PendingBody {
+    /// Whether the change has a body (one being cleaned always does).
+    fn has_body(&self) -> bool {
+        match self {
+            PendingBody::Cleaning(_) => true,
+            PendingBody::Ready(body) => body.is_some(),
+        }
+    }
+
     /// The cleaned body, waiting for it on this (blocking) thread if need be; `None`
     /// if cleaning it panicked.
     fn wait(self) -> Option<CleanedBody> {

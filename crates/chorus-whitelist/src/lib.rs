@@ -33,6 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 pub mod html;
 pub mod profile;
+pub mod test_vectors;
 pub use html::HtmlCleaner;
 pub use profile::{EditorProfile, ProfileError};
 

@@ -1,6 +1,7 @@
 //! The HTML cleaner against the hostile corpus (`proto/test-vectors/xss-html.txt`)
 //! and the no-false-positive corpus (`proto/test-vectors/rich-html.txt`).
 
+use chorus_whitelist::test_vectors::vectors;
 use chorus_whitelist::{HtmlCleaner, Policy};
 use regex::Regex;
 use std::collections::HashMap;
@@ -27,25 +28,6 @@ const FORBIDDEN: [&str; 15] = [
     "behavior",
     "padding",
 ];
-
-/// The corpus lines that are vectors: (line number, raw line, input with the
-/// `{NUL}`-style tokens replaced by the characters they stand for).
-fn vectors(corpus: &str) -> Vec<(usize, &str, String)> {
-    corpus
-        .lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty() && !line.starts_with('#'))
-        .map(|(i, line)| {
-            let input = line
-                .replace("{NUL}", "\u{0}")
-                .replace("{TAB}", "\t")
-                .replace("{LF}", "\n")
-                .replace("{FF}", "\u{c}")
-                .replace("{CR}", "\r");
-            (i + 1, line, input)
-        })
-        .collect()
-}
 
 fn cleaner() -> HtmlCleaner {
     HtmlCleaner::new(Arc::new(Policy::default_policy()))

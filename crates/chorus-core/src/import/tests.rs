@@ -1463,24 +1463,6 @@ fn a_tiptap_draft_takes_a_host_change_in_its_own_names_and_renders_it_back_uncha
 const XSS_CORPUS: &str = include_str!("../../../../proto/test-vectors/xss-html.txt");
 const RICH_CORPUS: &str = include_str!("../../../../proto/test-vectors/rich-html.txt");
 
-/// The corpus lines that are vectors, with the `{NUL}`-style tokens replaced.
-fn corpus_vectors(corpus: &str) -> Vec<(usize, String)> {
-    corpus
-        .lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty() && !line.starts_with('#'))
-        .map(|(i, line)| {
-            let input = line
-                .replace("{NUL}", "\u{0}")
-                .replace("{TAB}", "\t")
-                .replace("{LF}", "\n")
-                .replace("{FF}", "\u{c}")
-                .replace("{CR}", "\r");
-            (i + 1, input)
-        })
-        .collect()
-}
-
 /// A host's HTML is cleaned once on its way in (`Whitelist::clean_html_for_import`),
 /// not to the cleaner's fixed point, because the import parses the result itself:
 /// on the hostile and the rich corpora one pass gives the very body the fixed point
@@ -1490,7 +1472,7 @@ fn one_cleaning_pass_imports_what_the_fixed_point_imports() {
     let whitelist = crate::Whitelist::default();
     let mut checked = 0;
     for (corpus, name) in [(XSS_CORPUS, "xss-html.txt"), (RICH_CORPUS, "rich-html.txt")] {
-        for (line, html) in corpus_vectors(corpus) {
+        for (line, _, html) in chorus_whitelist::test_vectors::vectors(corpus) {
             let one_pass = host_body(&whitelist, &html);
             let fixed = host_body_cleaned(&whitelist, &html, &|b| whitelist.clean_html(b));
             assert_eq!(one_pass, fixed, "{name}:{line}: {html:?}");
