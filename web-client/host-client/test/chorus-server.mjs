@@ -193,8 +193,9 @@ export function openSession (baseUrl, { appId, doc, token }) {
         const masked = Buffer.from(payload.map((b, i) => b ^ mask[i % 4]))
         return Buffer.concat([Buffer.from([0x80 | opcode, 0x80 | payload.length]), mask, masked])
       }
-      socket.on('data', (chunk) => {
-        buf = Buffer.concat([buf, chunk])
+      // The server may close right after the 101, so its close frame can arrive in
+      // `head`, with no 'data' event after it: parse what is buffered first.
+      const drain = () => {
         for (;;) {
           if (buf.length < 2) return
           const opcode = buf[0] & 0x0f
@@ -212,7 +213,9 @@ export function openSession (baseUrl, { appId, doc, token }) {
             socket.end()
           }
         }
-      })
+      }
+      socket.on('data', (chunk) => { buf = Buffer.concat([buf, chunk]); drain() })
+      drain()
       socket.on('close', () => resolveClosed({ code: 1006, reason: '' }))
       socket.on('error', () => {})
       resolve({ closed, close: () => socket.destroy() })
