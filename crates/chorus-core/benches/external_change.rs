@@ -7,8 +7,8 @@
 //! The draft has `N` paragraphs (~120 bytes each: text, a bold and an italic run, a
 //! heading every 25th, a link every 10th), and the new version changes a word in
 //! every one of them but the headings, the worst case for a minimal diff: every
-//! paragraph is matched, the first ones are edited in place and the rest (past the
-//! differ's in-place budget) replaced. Sizes: ~0.1, 0.7, 2.3 and 6.6 MiB (870, 6,000,
+//! paragraph is matched and edited in place (in reject mode, the first ones in place
+//! and the rest, past the differ's in-place budget, replaced). Sizes: ~0.1, 0.7, 2.3 and 6.6 MiB (870, 6,000,
 //! 20,000 and 57,000 paragraphs).
 //!
 //! Run with `cargo bench -p chorus-core --bench external_change`; figures in
@@ -16,7 +16,8 @@
 //!
 //! One-shot timing of one size, stage by stage, without criterion (for sizes too
 //! slow to sample, or 16 MiB): `EXTERNAL_CHANGE_PARAGRAPHS=140000 cargo bench -p
-//! chorus-core --bench external_change`.
+//! chorus-core --bench external_change`; `EXTERNAL_CHANGE_WHITELIST=reject` for the
+//! guard in reject mode.
 
 use chorus_core::import::{body_nodes_html, fit_editor, host_body, parse_body_html, BodyNode};
 use chorus_core::{ExternalFork, Peer, Room, RoomLimits, Whitelist};
@@ -62,8 +63,17 @@ fn pipeline(whitelist: &Whitelist, html: &str) -> Vec<BodyNode> {
     host_body(whitelist, html)
 }
 
+/// The default limits, in the whitelist mode `EXTERNAL_CHANGE_WHITELIST` names
+/// (`strip`, the default, or `reject`, whose guard takes yrs' deep events).
 fn limits() -> RoomLimits {
-    RoomLimits::default()
+    let mut limits = RoomLimits::default();
+    if let Some(mode) = std::env::var("EXTERNAL_CHANGE_WHITELIST").ok().map(|m| {
+        m.parse()
+            .expect("EXTERNAL_CHANGE_WHITELIST: strip, reject or off")
+    }) {
+        limits.whitelist = Whitelist::new(limits.whitelist.policy.clone(), mode);
+    }
+    limits
 }
 
 /// The stored state of a room holding version 0 of the draft.
@@ -130,6 +140,7 @@ fn one_shot(paragraphs: usize) {
     let mut room = room_from(&state);
     let whitelist = room.whitelist().clone();
     let profile = whitelist.profile.clone();
+    let replacing = whitelist.takes_deep_events();
     let t = Instant::now();
     let cleaning = std::thread::spawn(move || pipeline(&whitelist, &html));
     let live_sv = StateVector::decode_v1(&room.state_vector()).expect("state vector");
@@ -139,7 +150,7 @@ fn one_shot(paragraphs: usize) {
     let body = cleaning.join().expect("cleaning");
     let cleaned = t.elapsed();
     let (edit, spent) = fork
-        .edit_keeping(None, Some(&body), true, &profile)
+        .edit_keeping(None, Some(&body), replacing, &profile)
         .expect("change computed");
     let computed = t.elapsed();
     let fields = room.apply_external(edit).expect("change applies");

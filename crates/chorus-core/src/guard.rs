@@ -5,12 +5,18 @@
 //! hooks, then garbage collection of what the transaction deleted, then the update
 //! events. The guard uses all three:
 //!
-//! 1. Observers on `title` (shallow) and `body` (deep) read what the transaction changed
-//!    — children added, attributes set, text, embeds and formatting inserted — and decide
-//!    what must go (a list of [`Action`]s). Content new in this transaction is walked in
-//!    full (with an explicit stack: a hostile update may nest deeply); content that was
-//!    already there was checked when it arrived, so a keystroke costs a look at one delta.
-//! 2. The after-transaction hook carries those actions out in the same transaction and
+//! 1. Find what the transaction changed — children added, attributes set, text, embeds
+//!    and formatting inserted — and decide what must go (a list of [`Action`]s). Content
+//!    new in this transaction is walked in full (with an explicit stack: a hostile update
+//!    may nest deeply); content that was already there was checked when it arrived, so a
+//!    keystroke costs a look at one text. The `title` has a shallow observer. The body is
+//!    read by the after-transaction hook in strip mode: the changed nodes from
+//!    [`TransactionMut::changed_parent_types`], new children by their ids in the
+//!    transaction's insertions. Reject mode has a deep observer on the body instead,
+//!    because undoing a refused update takes yrs' event deltas and old values; yrs then
+//!    sorts each transaction's events by path, so a transaction editing k existing nodes
+//!    costs ~k × the body's length there (docs/PERFORMANCE.md, "External changes").
+//! 2. The after-transaction hook carries the actions out in the same transaction and
 //!    empties any root other than `title` and `body`.
 //! 3. yrs then garbage-collects the removed items, so the update that peers and the
 //!    store receive never holds the removed values (a removed attribute's *key* may
@@ -25,7 +31,7 @@ use chorus_whitelist::{EditorProfile, HtmlCleaner, Policy};
 use profile::UpdateProfile;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use yrs::branch::{Branch, BranchPtr};
+use yrs::branch::{Branch, BranchID, BranchPtr};
 use yrs::types::text::YChange;
 use yrs::types::{Attrs, Change, Delta, EntryChange, Event, Events};
 use yrs::{
@@ -122,6 +128,15 @@ impl Whitelist {
                 ),
             },
         }
+    }
+
+    /// Whether the guard takes yrs' deep events (reject mode, to undo a refused update
+    /// precisely). Their cost grows with the number of existing nodes a transaction
+    /// edits times the body's length, so an external change then replaces changed
+    /// paragraphs past a bound instead of editing every one in place
+    /// ([`crate::external_edit`]); in strip and off mode it edits them all in place.
+    pub fn takes_deep_events(&self) -> bool {
+        self.mode == WhitelistMode::Reject
     }
 
     /// Clean rendered HTML, unless the whitelist is off.
@@ -336,8 +351,15 @@ impl Guard {
         }));
         let guard = Guard { state };
 
-        let g = guard.clone();
-        body.observe_deep(HOOK_KEY, move |txn, events| g.observe_body(txn, events));
+        // Only reject mode takes yrs' deep events: it needs their deltas and old values
+        // to undo a refused update. Registering a deep observer makes yrs sort every
+        // transaction's events by path, walking siblings from the start for each
+        // comparison, so k edited nodes cost ~k × the body's length; strip mode reads
+        // what changed from the transaction instead ([`Guard::check_body_changes`]).
+        if guard.lock().whitelist.mode == WhitelistMode::Reject {
+            let g = guard.clone();
+            body.observe_deep(HOOK_KEY, move |txn, events| g.observe_body(txn, events));
+        }
         let g = guard.clone();
         title.observe(HOOK_KEY, move |txn, event| {
             let mut st = g.lock();
@@ -493,8 +515,76 @@ impl Guard {
         st.absorb(scan);
     }
 
+    /// Strip mode: judge what a committing transaction changed in the body, as reject
+    /// mode's deep observer does from yrs' events, but from the transaction itself.
+    ///
+    /// The changed nodes are the ones yrs lists first in each chain of
+    /// [`TransactionMut::changed_parent_types`] ([`changed_nodes`]). New children of a
+    /// changed element (or of the body) are found by their ids in the transaction's
+    /// insertions and walked in full; a changed element's attributes are judged again
+    /// (all of them: yrs does not say which key changed, and the rest were allowed
+    /// when they arrived); a changed text is checked in full unless the update's bytes
+    /// vouch for it ([`profile`]). Each costs what yrs' event for it would have cost
+    /// (a walk of that node's children or characters), with no sort.
+    fn check_body_changes(&self, txn: &TransactionMut) {
+        let mut st = self.lock();
+        if !st.checking() || st.whitelist.mode != WhitelistMode::Strip {
+            return;
+        }
+        let (changed, _exact) = changed_nodes(txn, st.body, st.title);
+        if changed.is_empty() {
+            return;
+        }
+        let profile = st.profile;
+        let whitelist = st.whitelist.clone();
+        let mut scan = Scan::new(&whitelist, false);
+        // Trust texts provisionally when the update's bytes say they can only have
+        // received strings, allowed marks and nodes; confirmed below by counting nodes.
+        scan.defer_texts = profile.texts_clean;
+        let mut texts = Vec::new();
+        for branch in changed {
+            let node: Out = branch.into();
+            match node {
+                Out::YXmlElement(el) => {
+                    scan.new_children(txn, branch);
+                    let tag = el.tag().clone();
+                    for (key, value) in el.attributes(txn) {
+                        scan.attribute(branch, Some(&*tag), key, &value);
+                    }
+                }
+                Out::YXmlFragment(_) => {
+                    scan.new_children(txn, branch);
+                    scan.keys_of(txn, branch);
+                }
+                Out::YXmlText(text) => {
+                    scan.keys_of(txn, branch);
+                    if !profile.texts_clean {
+                        scan.changed_text(txn, &text);
+                    }
+                    texts.push(text);
+                }
+                // Other shared types never survive inside the body (the guard removes
+                // them when they arrive), so none can have changed.
+                _ => {}
+            }
+            scan.drain(txn);
+        }
+        if profile.texts_clean && scan.walked != profile.new_nodes {
+            // A node of the update was not reached as the child of an element: it may
+            // sit inside a text. Check every text the update touched, in full.
+            for text in &texts {
+                scan.changed_text(txn, text);
+            }
+            for (text, parent, index) in std::mem::take(&mut scan.deferred) {
+                scan.new_text(txn, text, parent, index);
+            }
+        }
+        st.absorb(scan);
+    }
+
     /// Carry out what the observers decided; true if anything was neutralised.
     fn after_transaction(&self, txn: &mut TransactionMut) -> bool {
+        self.check_body_changes(txn);
         let (actions, found, reject) = {
             let mut st = self.lock();
             st.profile = UpdateProfile::UNKNOWN;
@@ -546,6 +636,85 @@ impl State {
         self.undo.extend(scan.undo);
         self.found.merge(&scan.found);
     }
+}
+
+/// The nodes a transaction changed that existed before it, outside the title and
+/// other roots than the body (they have checks of their own), each once; and whether
+/// they were told apart exactly.
+///
+/// yrs fills [`TransactionMut::changed_parent_types`] while committing: for each node
+/// it made an event for (an existing node whose children, characters or attributes
+/// changed), that node followed by each of its ancestors up to the root. The first
+/// of each chain is a changed node; the rest may only hold one. Should a list not
+/// read as such chains (a yrs that builds it otherwise), every node in it counts as
+/// changed: slower (each ancestor's children are walked), never less checked.
+fn changed_nodes(
+    txn: &TransactionMut,
+    body: BranchPtr,
+    title: BranchPtr,
+) -> (Vec<BranchPtr>, bool) {
+    let list = txn.changed_parent_types();
+    let mut changed = Vec::new();
+    let mut i = 0;
+    let mut exact = true;
+    'chains: while i < list.len() {
+        let first = list[i];
+        i += 1;
+        let mut top = first;
+        while let Some(parent) = parent_of(top) {
+            if list.get(i) != Some(&parent) {
+                exact = false;
+                break 'chains;
+            }
+            top = parent;
+            i += 1;
+        }
+        // A chain that ends on another root is the title's or a foreign root's. One
+        // that ends below any root went up through a node that is not XML, which
+        // only a hostile update puts in the body: checked, to be safe.
+        if first != title && !elsewhere(top, body) {
+            changed.push(first);
+        }
+    }
+    if !exact {
+        changed = list
+            .iter()
+            .copied()
+            .filter(|b| *b != title && !elsewhere(top_of(*b), body))
+            .collect();
+    }
+    let mut seen = rustc_hash::FxHashSet::default();
+    changed.retain(|b| seen.insert(*b));
+    (changed, exact)
+}
+
+/// Is `top` (the highest XML ancestor of a node) a root other than the body?
+fn elsewhere(top: BranchPtr, body: BranchPtr) -> bool {
+    matches!(top.id(), BranchID::Root(_)) && top != body
+}
+
+fn top_of(mut branch: BranchPtr) -> BranchPtr {
+    while let Some(parent) = parent_of(branch) {
+        branch = parent;
+    }
+    branch
+}
+
+/// The parent of a node, if it is an XML node (yrs exposes a node's parent only
+/// through [`Xml::parent`], whose default works for any branch).
+fn parent_of(branch: BranchPtr) -> Option<BranchPtr> {
+    struct Node(BranchPtr);
+    impl AsRef<Branch> for Node {
+        fn as_ref(&self) -> &Branch {
+            &self.0
+        }
+    }
+    impl Xml for Node {}
+    Some(match Node(branch).parent()? {
+        XmlOut::Element(e) => ptr(&e),
+        XmlOut::Fragment(f) => ptr(&f),
+        XmlOut::Text(t) => ptr(&t),
+    })
 }
 
 /// Roots other than `title` and `body` (a client can create any root by naming it).
@@ -769,6 +938,41 @@ impl<'p> Scan<'p> {
                     }
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// The children of an existing `parent` that the transaction inserted (by their
+    /// ids; a child that is not a shared type never stays in the body, so it is new).
+    fn new_children(&mut self, txn: &TransactionMut, parent: BranchPtr) {
+        let inserted = txn.insert_set();
+        for (i, child) in ArrayRef::from(parent).iter(txn).enumerate() {
+            let new = match branch_of(&child) {
+                Some(b) => match b.id() {
+                    BranchID::Nested(id) => inserted.contains(&id),
+                    BranchID::Root(_) => true,
+                },
+                None => true,
+            };
+            if new {
+                self.child(parent, i as u32, &child);
+            }
+        }
+    }
+
+    /// Check an existing body text in full (its attributes: [`Scan::keys_of`]); drop
+    /// the node if its content cannot be accounted for.
+    fn changed_text(&mut self, txn: &TransactionMut, text: &yrs::XmlTextRef) {
+        if !self.existing_text(txn, ptr(text), false) {
+            if let Some((parent, index)) = locate(txn, text) {
+                self.refuse(
+                    Violation::Embed,
+                    Action::RemoveChildren {
+                        parent,
+                        index,
+                        len: 1,
+                    },
+                );
             }
         }
     }

@@ -32,21 +32,22 @@
 //!   client, so when a host rewrites every paragraph of a draft it imported itself
 //!   each split costs the size of the document (twice on the fork, twice again in the
 //!   live document);
-//! - at most 128 existing nodes are edited in place per change (a text's characters,
-//!   an element's attributes, an element's children list), again the first in
-//!   document order. A changed node reached after those is **replaced**: removed and
-//!   inserted anew whole, right where it was. *Precision given up:* a cursor inside a
-//!   replaced paragraph moves to the paragraph's edge. What someone typed into it
+//! - with `may_replace` (which callers pass only when the whitelist guard takes yrs'
+//!   deep events: reject mode, [`crate::Whitelist::takes_deep_events`]), at most 128
+//!   existing nodes are edited in place per change (a text's characters, an element's
+//!   attributes, an element's children list), again the first in document order. A
+//!   changed node reached after those is **replaced**: removed and inserted anew
+//!   whole, right where it was. *Precision given up:* a cursor inside a replaced
+//!   paragraph moves to the paragraph's edge. What someone typed into it
 //!   concurrently would be lost with it, so an external change replaces only when
 //!   nothing happened since its base, and is refused if the document moved before it
 //!   was applied (`crate::external_edit`; the caller computes it again, and after two
-//!   such refusals in place). The reason is the whitelist guard's deep observer:
-//!   every existing node a transaction edits is one event, and yrs sorts the events
-//!   computing each one's path by walking the parent's children from the start
+//!   such refusals in place). The reason is the deep observer: every existing node a
+//!   transaction edits is one event, and yrs sorts the events computing each one's
+//!   path by walking the parent's children from the start
 //!   (`yrs::types::Events::new`), so k edited nodes cost about k × the length of the
-//!   body; new nodes make no events of their own. A host fixing a typo or rewriting a
-//!   few sections keeps every cursor outside the changed characters; a rewrite of the
-//!   whole draft replaces most of it.
+//!   body; new nodes make no events of their own. In strip and off mode there is no
+//!   deep observer and every changed node is edited in place.
 //!
 //! Unchanged nodes are never touched, whatever the size of the change: their identity,
 //! and every cursor inside them, survive.
@@ -76,7 +77,8 @@
 //! children, the new nodes where they go, each built with its subtree in one pass),
 //! and removed children are found by their id (one deletion set for the whole
 //! change); text edits go in as one delta. Past the first 64 texts, texts are edited
-//! run by run, past 128 edited nodes changed nodes are replaced (above).
+//! run by run; with `may_replace`, past 128 edited nodes changed nodes are replaced
+//! (above).
 //!
 //! What is not bounded here: when the live document commits a change that removes k
 //! subtrees, yrs garbage-collects them and merges each collected run in its client's

@@ -445,7 +445,7 @@ impl<P: Peer> Room<P> {
             &live_sv,
             title,
             body,
-            true,
+            self.limits.whitelist.takes_deep_events(),
             &self.limits.whitelist.profile,
         )?;
         self.apply_external(edit)
@@ -874,10 +874,11 @@ impl ExternalEdit {
 /// thread. `live_sv` is the live document's state vector (the fork takes a client
 /// id it does not know). yrs panics on hostile bases are caught.
 ///
-/// A rewrite of many paragraphs replaces changed ones whole (see
-/// [`import::apply_body`]), which would drop what someone typed into one of them
-/// since `base`; so it does that only when nothing happened since the base
-/// (`live_sv` equals the base's state vector) and `may_replace`, and the edit then
+/// With `may_replace` (for a guard that takes deep events,
+/// [`Whitelist::takes_deep_events`]), a rewrite of many paragraphs replaces changed
+/// ones whole (see [`import::apply_body`]), which would drop what someone typed into
+/// one of them since `base`; so it does that only when nothing happened since the base
+/// (`live_sv` equals the base's state vector), and the edit then
 /// remembers the state it assumed: [`Room::apply_external`] refuses it with
 /// [`ExternalError::Moved`] if the document moved meanwhile. Otherwise every changed
 /// node is edited in place.

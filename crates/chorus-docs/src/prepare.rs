@@ -7,10 +7,12 @@
 //! when the host named no base) and, at the end, to merge the computed edit, which
 //! costs what a paste of the same size costs. A change computed from the live state
 //! merges as a concurrent edit with whatever editors typed meanwhile, exactly like a
-//! three-way change from a base the host read. A long rewrite may replace changed
-//! paragraphs whole, which is only safe if nobody typed in them meanwhile: the
-//! actor refuses such an edit if its document moved after the state was handed out,
-//! and the change is computed again (in place, never replacing, after two tries).
+//! three-way change from a base the host read. Under a reject-mode whitelist (whose
+//! guard takes yrs' deep events) a long rewrite may replace changed paragraphs whole,
+//! which is only safe if nobody typed in them meanwhile: the actor refuses such an
+//! edit if its document moved after the state was handed out, and the change is
+//! computed again (in place, never replacing, after two tries). In strip and off
+//! mode every changed paragraph is edited in place.
 
 use crate::command::{ChangeOutcome, DocCommand, HostChange, PreparedChange, Published};
 use crate::error::{DocError, HostError};
@@ -42,10 +44,12 @@ impl Documents {
             base,
             restoring,
         } = change;
+        let whitelist = self.whitelist_for(&key.0).clone();
+        // Replacing changed paragraphs whole spares only a guard that takes deep events.
+        let replacing = whitelist.takes_deep_events();
         let mut body = match html {
             None => PendingBody::Ready(Arc::new(None)),
             Some(html) => {
-                let whitelist = self.whitelist_for(&key.0).clone();
                 let (done, cleaned) = oneshot::channel();
                 tokio::task::spawn_blocking(move || {
                     let body = catch_unwind(AssertUnwindSafe(|| host_body(&whitelist, &html)));
@@ -60,7 +64,7 @@ impl Documents {
             // After a change found the draft moved twice (someone typing while a long
             // rewrite was computed), compute it without replacing anything: slower,
             // but it cannot be overtaken.
-            let may_replace = attempt <= MAY_REPLACE_ATTEMPTS;
+            let may_replace = replacing && attempt <= MAY_REPLACE_ATTEMPTS;
             let (result, cleaned) = self
                 .apply_once(
                     key,

@@ -730,3 +730,73 @@ fn under_the_tiptap_profile_what_tiptap_writes_stays_and_what_html_forbids_goes(
     f.assert_gone("XSS-EL");
     f.assert_sender_converges();
 }
+
+/// Strip mode judges the nodes [`changed_nodes`] reads from the transaction; if yrs
+/// built `changed_parent_types` otherwise, every ancestor would count as changed (each
+/// keystroke walking the whole body). This pins the reading to exact.
+#[test]
+fn the_changed_nodes_of_a_transaction_are_read_exactly_from_yrs() {
+    let doc = Doc::new();
+    let title = doc.get_or_insert_text(crate::ROOT_TITLE);
+    let body = doc.get_or_insert_xml_fragment(crate::ROOT_BODY);
+    let (item_text, second, second_text) = {
+        let mut txn = doc.transact_mut();
+        let list = body.push_back(&mut txn, XmlElementPrelim::empty("ul"));
+        let item = list.push_back(&mut txn, XmlElementPrelim::empty("li"));
+        let para = item.push_back(&mut txn, XmlElementPrelim::empty("p"));
+        let item_text = para.push_back(&mut txn, XmlTextPrelim::new("ab"));
+        let second = body.push_back(&mut txn, XmlElementPrelim::empty("p"));
+        let second_text = second.push_back(&mut txn, XmlTextPrelim::new("cd"));
+        (item_text, second, second_text)
+    };
+    // Per transaction: the changed nodes' ids, sorted, and whether they were exact.
+    type Seen = Vec<(Vec<yrs::BranchID>, bool)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let record = seen.clone();
+    let (body_ptr, title_ptr) = (ptr(&body), ptr(&title));
+    doc.observe_after_transaction("test", move |txn| {
+        let (changed, exact) = changed_nodes(txn, body_ptr, title_ptr);
+        let mut ids: Vec<yrs::BranchID> = changed.iter().map(|b| b.id()).collect();
+        ids.sort_by_key(|id| format!("{id:?}"));
+        record.lock().unwrap().push((ids, exact));
+    })
+    .unwrap();
+    let sorted = |mut ids: Vec<yrs::BranchID>| {
+        ids.sort_by_key(|id| format!("{id:?}"));
+        ids
+    };
+
+    // A keystroke three levels down: only its text changed.
+    item_text.insert(&mut doc.transact_mut(), 1, "x");
+    // An attribute, a character and a new paragraph: three nodes, each once.
+    {
+        let mut txn = doc.transact_mut();
+        second.insert_attribute(&mut txn, "class", "note");
+        second_text.insert(&mut txn, 0, "y");
+        body.push_back(&mut txn, XmlElementPrelim::empty("p"));
+    }
+    // The title and a foreign root have checks of their own.
+    {
+        let mut txn = doc.transact_mut();
+        title.insert(&mut txn, 0, "T");
+        txn.get_or_insert_map("elsewhere").insert(&mut txn, "k", 1);
+    }
+
+    let seen = seen.lock().unwrap();
+    // (Registering the observer commits an empty transaction of its own first.)
+    assert!(seen.len() >= 3, "{seen:?}");
+    let seen = &seen[seen.len() - 3..];
+    assert_eq!(seen[0], (vec![ptr(&item_text).id()], true));
+    assert_eq!(
+        seen[1],
+        (
+            sorted(vec![
+                ptr(&second).id(),
+                ptr(&second_text).id(),
+                body_ptr.id()
+            ]),
+            true
+        )
+    );
+    assert_eq!(seen[2], (vec![], true));
+}

@@ -631,6 +631,69 @@ fn body_of(room: &Room<Recorder>) -> String {
     crate::render::body_html(&txn, &body)
 }
 
+/// The ids of the body's paragraphs, in order.
+fn paragraph_ids(room: &Room<Recorder>) -> Vec<yrs::BranchID> {
+    use yrs::{XmlFragment, XmlOut};
+    let txn = room.doc().transact();
+    let body = txn.get_xml_fragment(crate::ROOT_BODY).unwrap();
+    body.children(&txn)
+        .map(|child| match child {
+            XmlOut::Element(p) => yrs::branch::Branch::id(p.as_ref()),
+            other => panic!("not a paragraph: {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_long_rewrite_edits_every_paragraph_in_place_unless_the_guard_takes_deep_events() {
+    // Strip mode's guard reads a transaction's changes without yrs' deep events, so
+    // a rewrite of every paragraph is merged in place: each paragraph (and a cursor
+    // in it) stays. Reject mode's guard takes deep events, whose sort costs each
+    // edited node a walk of the body, so past the in-place budget it replaces them.
+    for (mode, replaces) in [
+        (crate::WhitelistMode::Strip, false),
+        (crate::WhitelistMode::Reject, true),
+    ] {
+        let (mut room, draft) = {
+            let limits = RoomLimits {
+                whitelist: crate::Whitelist::new(
+                    Arc::new(chorus_whitelist::Policy::default_policy()),
+                    mode,
+                ),
+                ..RoomLimits::default()
+            };
+            let mut room = Room::new(limits);
+            let policy = room.whitelist().policy.clone();
+            let n = 300;
+            let draft = move |rev: usize| -> Vec<BodyNode> {
+                let html: String = (0..n)
+                    .map(|i| match rev {
+                        0 => format!("<p>Paragraph {i}</p>"),
+                        _ => format!("<p>Paragraph {i}, revised</p>"),
+                    })
+                    .collect();
+                crate::import::parse_body_html(&html, &|tag: &str| policy.allows_mark(tag, &[]))
+            };
+            room.external_change(None, None, Some(&draft(0))).unwrap();
+            (room, draft)
+        };
+        let before = paragraph_ids(&room);
+        assert_eq!(
+            room.external_change(None, None, Some(&draft(1))).unwrap(),
+            ["body"]
+        );
+        let after = paragraph_ids(&room);
+        assert_eq!(after.len(), before.len());
+        let kept = before.iter().zip(&after).filter(|(a, b)| a == b).count();
+        if replaces {
+            assert!(kept < before.len(), "{mode:?}: nothing was replaced");
+        } else {
+            assert_eq!(kept, before.len(), "{mode:?}: a paragraph was replaced");
+        }
+        assert!(body_of(&room).contains("<p>Paragraph 299, revised</p>"));
+    }
+}
+
 #[test]
 fn a_long_rewrite_from_an_old_base_keeps_what_was_typed_since() {
     // A rewrite past the in-place budget would replace changed paragraphs whole, which
