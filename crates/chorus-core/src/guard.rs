@@ -531,7 +531,17 @@ impl Guard {
         if !st.checking() || st.whitelist.mode != WhitelistMode::Strip {
             return;
         }
-        let (changed, _exact) = changed_nodes(txn, st.body, st.title);
+        let (changed, exact) = changed_nodes(txn, st.body, st.title);
+        if !exact {
+            static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(
+                    "yrs lists a transaction's changed types in an unexpected order: the \
+                     whitelist guard checks every listed node and its children (as safe, \
+                     slower on large documents)"
+                );
+            }
+        }
         if changed.is_empty() {
             return;
         }
@@ -964,31 +974,35 @@ impl<'p> Scan<'p> {
     /// the node if its content cannot be accounted for.
     fn changed_text(&mut self, txn: &TransactionMut, text: &yrs::XmlTextRef) {
         if !self.existing_text(txn, ptr(text), false) {
-            if let Some((parent, index)) = locate(txn, text) {
-                self.refuse(
-                    Violation::Embed,
-                    Action::RemoveChildren {
-                        parent,
-                        index,
-                        len: 1,
-                    },
-                );
-            }
+            self.drop_existing(txn, text);
         }
+    }
+
+    /// Drop an existing text node whose content cannot be accounted for.
+    fn drop_existing(&mut self, txn: &TransactionMut, text: &yrs::XmlTextRef) {
+        if let Some((parent, index)) = locate(txn, text) {
+            self.drop_child(parent, index);
+        }
+    }
+
+    /// Drop the child at `index` of `parent` whole (content the text API cannot
+    /// account for: positions inside it cannot be trusted).
+    fn drop_child(&mut self, parent: BranchPtr, index: u32) {
+        self.refuse(
+            Violation::Embed,
+            Action::RemoveChildren {
+                parent,
+                index,
+                len: 1,
+            },
+        );
     }
 
     /// Check the contents of a new text at `index` of `parent`; drop it if they cannot
     /// be accounted for.
     fn new_text<T: ReadTxn>(&mut self, txn: &T, text: BranchPtr, parent: BranchPtr, index: u32) {
         if !self.existing_text(txn, text, false) {
-            self.refuse(
-                Violation::Embed,
-                Action::RemoveChildren {
-                    parent,
-                    index,
-                    len: 1,
-                },
-            );
+            self.drop_child(parent, index);
         }
     }
 
@@ -1000,17 +1014,7 @@ impl<'p> Scan<'p> {
             self.undo_text(txn, text, e.delta(txn));
         }
         if !self.text_changes(txn, text, e.delta(txn), false) {
-            // Content the text API cannot account for: drop the node.
-            if let Some((parent, index)) = locate(txn, e.target()) {
-                self.refuse(
-                    Violation::Embed,
-                    Action::RemoveChildren {
-                        parent,
-                        index,
-                        len: 1,
-                    },
-                );
-            }
+            self.drop_existing(txn, e.target());
         }
     }
 

@@ -593,8 +593,16 @@ fn a_large_external_rewrite_goes_through_the_guard() {
 /// The body of a room with `n` paragraphs "Paragraph i" (every one changed in `rev` 1,
 /// to "Paragraph i, revised").
 fn rewritable_room(n: usize) -> (Room<Recorder>, impl Fn(usize) -> Vec<BodyNode>) {
+    rewritable_room_with(RoomLimits::default(), n)
+}
+
+/// [`rewritable_room`] with `limits`.
+fn rewritable_room_with(
+    limits: RoomLimits,
+    n: usize,
+) -> (Room<Recorder>, impl Fn(usize) -> Vec<BodyNode>) {
     use crate::import::parse_body_html;
-    let mut room = room();
+    let mut room = Room::new(limits);
     let policy = room.whitelist().policy.clone();
     let draft = move |rev: usize| -> Vec<BodyNode> {
         let html: String = (0..n)
@@ -654,29 +662,14 @@ fn a_long_rewrite_edits_every_paragraph_in_place_unless_the_guard_takes_deep_eve
         (crate::WhitelistMode::Strip, false),
         (crate::WhitelistMode::Reject, true),
     ] {
-        let (mut room, draft) = {
-            let limits = RoomLimits {
-                whitelist: crate::Whitelist::new(
-                    Arc::new(chorus_whitelist::Policy::default_policy()),
-                    mode,
-                ),
-                ..RoomLimits::default()
-            };
-            let mut room = Room::new(limits);
-            let policy = room.whitelist().policy.clone();
-            let n = 300;
-            let draft = move |rev: usize| -> Vec<BodyNode> {
-                let html: String = (0..n)
-                    .map(|i| match rev {
-                        0 => format!("<p>Paragraph {i}</p>"),
-                        _ => format!("<p>Paragraph {i}, revised</p>"),
-                    })
-                    .collect();
-                crate::import::parse_body_html(&html, &|tag: &str| policy.allows_mark(tag, &[]))
-            };
-            room.external_change(None, None, Some(&draft(0))).unwrap();
-            (room, draft)
+        let limits = RoomLimits {
+            whitelist: crate::Whitelist::new(
+                Arc::new(chorus_whitelist::Policy::default_policy()),
+                mode,
+            ),
+            ..RoomLimits::default()
         };
+        let (mut room, draft) = rewritable_room_with(limits, 300);
         let before = paragraph_ids(&room);
         assert_eq!(
             room.external_change(None, None, Some(&draft(1))).unwrap(),
