@@ -81,7 +81,8 @@
 //! (above).
 //!
 //! What is not bounded here: when the live document commits a change that removes k
-//! subtrees, yrs garbage-collects them and merges each collected run in its client's
+//! subtrees apart from each other (paragraphs the host deleted here and there, or,
+//! under a reject-mode guard, paragraphs replaced), yrs garbage-collects them and merges each collected run in its client's
 //! block list with a `Vec::drain`, shifting the rest of that list every time
 //! (`ClientBlockList::squash_left_range_compaction`): about k × the document's item
 //! count of memory moves. docs/PERFORMANCE.md ("External changes") has the figures.
