@@ -8,8 +8,8 @@
 //! heading every 25th, a link every 10th), and the new version changes a word in
 //! every one of them but the headings, the worst case for a minimal diff: every
 //! paragraph is matched and edited in place (in reject mode, the first ones in place
-//! and the rest, past the differ's in-place budget, replaced). Sizes: ~0.1, 0.7, 2.3 and 6.6 MiB (870, 6,000,
-//! 20,000 and 57,000 paragraphs).
+//! and the rest, past the differ's in-place budget, replaced). Sizes: ~0.1, 0.7, 2.3
+//! and 6.6 MiB (870, 6,000, 20,000 and 57,000 paragraphs).
 //!
 //! Run with `cargo bench -p chorus-core --bench external_change`; figures in
 //! docs/PERFORMANCE.md ("External changes").

@@ -356,7 +356,7 @@ impl Guard {
         // transaction's events by path, walking siblings from the start for each
         // comparison, so k edited nodes cost ~k × the body's length; strip mode reads
         // what changed from the transaction instead ([`Guard::check_body_changes`]).
-        if guard.lock().whitelist.mode == WhitelistMode::Reject {
+        if guard.lock().whitelist.takes_deep_events() {
             let g = guard.clone();
             body.observe_deep(HOOK_KEY, move |txn, events| g.observe_body(txn, events));
         }
@@ -500,17 +500,13 @@ impl Guard {
                 _ => {}
             }
         }
-        if profile.texts_clean && scan.walked != profile.new_nodes {
-            // A node of the update was not reached as the child of an element: it may
-            // sit inside a text. Check every text the update touched, in full.
+        if scan.texts_unconfirmed(&profile) {
             for event in events.iter() {
                 if let Event::XmlText(e) = event {
                     scan.text_event(txn, e);
                 }
             }
-            for (text, parent, index) in std::mem::take(&mut scan.deferred) {
-                scan.new_text(txn, text, parent, index);
-            }
+            scan.check_deferred(txn);
         }
         st.absorb(scan);
     }
@@ -528,7 +524,8 @@ impl Guard {
     /// (a walk of that node's children or characters), with no sort.
     fn check_body_changes(&self, txn: &TransactionMut) {
         let mut st = self.lock();
-        if !st.checking() || st.whitelist.mode != WhitelistMode::Strip {
+        // With deep events (reject mode), the body's observer has judged it already.
+        if !st.checking() || st.whitelist.takes_deep_events() {
             return;
         }
         let (changed, exact) = changed_nodes(txn, st.body, st.title);
@@ -579,15 +576,11 @@ impl Guard {
             }
             scan.drain(txn);
         }
-        if profile.texts_clean && scan.walked != profile.new_nodes {
-            // A node of the update was not reached as the child of an element: it may
-            // sit inside a text. Check every text the update touched, in full.
+        if scan.texts_unconfirmed(&profile) {
             for text in &texts {
                 scan.changed_text(txn, text);
             }
-            for (text, parent, index) in std::mem::take(&mut scan.deferred) {
-                scan.new_text(txn, text, parent, index);
-            }
+            scan.check_deferred(txn);
         }
         st.absorb(scan);
     }
@@ -996,6 +989,20 @@ impl<'p> Scan<'p> {
                 len: 1,
             },
         );
+    }
+
+    /// Whether the texts trusted on the update's word (`defer_texts`) must be checked
+    /// in full after all: a node of the update was not reached as the child of an
+    /// element, so it may sit inside a text.
+    fn texts_unconfirmed(&self, profile: &UpdateProfile) -> bool {
+        profile.texts_clean && self.walked != profile.new_nodes
+    }
+
+    /// Check the new texts `defer_texts` left unchecked.
+    fn check_deferred<T: ReadTxn>(&mut self, txn: &T) {
+        for (text, parent, index) in std::mem::take(&mut self.deferred) {
+            self.new_text(txn, text, parent, index);
+        }
     }
 
     /// Check the contents of a new text at `index` of `parent`; drop it if they cannot

@@ -749,6 +749,10 @@ fn the_changed_nodes_of_a_transaction_are_read_exactly_from_yrs() {
         let second_text = second.push_back(&mut txn, XmlTextPrelim::new("cd"));
         (item_text, second, second_text)
     };
+    fn sorted(mut ids: Vec<yrs::BranchID>) -> Vec<yrs::BranchID> {
+        ids.sort_by_key(|id| format!("{id:?}"));
+        ids
+    }
     // Per transaction: the changed nodes' ids, sorted, and whether they were exact.
     type Seen = Vec<(Vec<yrs::BranchID>, bool)>;
     let seen: Arc<Mutex<Seen>> = Arc::default();
@@ -756,15 +760,10 @@ fn the_changed_nodes_of_a_transaction_are_read_exactly_from_yrs() {
     let (body_ptr, title_ptr) = (ptr(&body), ptr(&title));
     doc.observe_after_transaction("test", move |txn| {
         let (changed, exact) = changed_nodes(txn, body_ptr, title_ptr);
-        let mut ids: Vec<yrs::BranchID> = changed.iter().map(|b| b.id()).collect();
-        ids.sort_by_key(|id| format!("{id:?}"));
+        let ids = sorted(changed.iter().map(|b| b.id()).collect());
         record.lock().unwrap().push((ids, exact));
     })
     .unwrap();
-    let sorted = |mut ids: Vec<yrs::BranchID>| {
-        ids.sort_by_key(|id| format!("{id:?}"));
-        ids
-    };
 
     // A keystroke three levels down: only its text changed.
     item_text.insert(&mut doc.transact_mut(), 1, "x");
