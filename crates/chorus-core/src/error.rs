@@ -87,6 +87,9 @@ impl From<RoomErrorRepr> for RoomError {
                 what: match what.as_str() {
                     "state vector" => "state vector",
                     "update" => "update",
+                    "update (a kind Yjs clients cannot read)" => {
+                        "update (a kind Yjs clients cannot read)"
+                    }
                     "awareness" => "awareness",
                     _ => "payload",
                 },

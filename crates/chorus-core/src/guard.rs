@@ -80,7 +80,7 @@ impl std::str::FromStr for WhitelistMode {
 /// Version of the checks the guard makes beyond the policy file (roots, embeds,
 /// node kinds). Bump it when they change: content a build checked under older
 /// rules is then checked again when it is next loaded.
-const GUARD_RULES: u32 = 1;
+const GUARD_RULES: u32 = 2;
 
 /// A policy, what to do with content outside it, and the HTML sanitiser built from it.
 #[derive(Debug, Clone)]
@@ -296,6 +296,9 @@ enum Action {
     Purge {
         branch: BranchPtr,
     },
+    /// Delete items by id: format items, which have no position to name
+    /// ([`blocks`]), and in reject mode everything the update inserted.
+    DeleteItems(yrs::IdSet),
 }
 
 struct State {
@@ -312,6 +315,12 @@ struct State {
     /// What the update being applied carries ([`UpdateProfile::UNKNOWN`] for any other
     /// transaction).
     profile: UpdateProfile,
+    /// The format items of the update being applied, to judge each by itself.
+    blocks: Option<Blocks>,
+    /// Every format item this transaction adds is judged by its id ([`blocks`]),
+    /// so the text checks leave marks alone (they would judge the same items again,
+    /// as ranges, and miss those with nothing after them).
+    marks_by_id: bool,
 }
 
 /// The guard installed on one document. Cheap to clone; all clones share state.
@@ -348,6 +357,8 @@ impl Guard {
             found: Neutralised::default(),
             verdict: Verdict::default(),
             profile: UpdateProfile::UNKNOWN,
+            blocks: None,
+            marks_by_id: false,
         }));
         let guard = Guard { state };
 
@@ -369,6 +380,7 @@ impl Guard {
             let record_undo = st.whitelist.mode == WhitelistMode::Reject;
             let whitelist = st.whitelist.clone();
             let mut scan = Scan::new(&whitelist, record_undo);
+            scan.marks_by_id = st.marks_by_id;
             let title = ptr(event.target());
             if st.profile.plain_text {
                 scan.keys_of(txn, title);
@@ -391,15 +403,32 @@ impl Guard {
 
     /// Tell the guard the bytes of the client update about to be applied. What they
     /// show spares text checks in strip mode (see [`profile`]); a keystroke then costs
-    /// no walk of its text. Holds until the next transaction commits.
-    pub fn before_update(&self, update: &[u8]) {
+    /// no walk of its text. Their format items are judged one by one after the update
+    /// is applied ([`blocks`]). Holds until the next transaction commits.
+    ///
+    /// An update holding what a Yjs 13 client cannot decode (yrs' move and weak
+    /// link items) is refused here, in every mode: relayed, it would break every
+    /// stock client in the document.
+    pub fn before_update(&self, update: &[u8]) -> Result<(), UnreadableUpdate> {
+        let read = Blocks::read(update);
         let mut st = self.lock();
+        st.blocks = None;
+        let blocks = match read {
+            Ok(blocks) => blocks,
+            Err(blocks::Unreadable::NotYjs) => return Err(UnreadableUpdate::NotYjs),
+            Err(blocks::Unreadable::Malformed) => return Err(UnreadableUpdate::Malformed),
+        };
+        st.marks_by_id = st.checking();
+        if st.checking() && !blocks.formats.is_empty() {
+            st.blocks = Some(blocks);
+        }
         // Reject mode needs every text's delta anyway, to know what to undo.
         st.profile = if st.checking() && st.whitelist.mode == WhitelistMode::Strip {
             UpdateProfile::of(update, &st.whitelist.policy, &st.whitelist.profile)
         } else {
             UpdateProfile::UNKNOWN
         };
+        Ok(())
     }
 
     /// Start checking transactions.
@@ -413,6 +442,8 @@ impl Guard {
     pub fn take_verdict(&self) -> Verdict {
         let mut st = self.lock();
         st.profile = UpdateProfile::UNKNOWN;
+        st.blocks = None;
+        st.marks_by_id = false;
         std::mem::take(&mut st.verdict)
     }
 
@@ -429,6 +460,8 @@ impl Guard {
         };
         let mut txn = doc.transact_mut_with(SCAN_ORIGIN);
         let mut scan = Scan::new(&whitelist, false);
+        // Every format item of the document is judged by its id below.
+        scan.marks_by_id = true;
         let children: Vec<Out> = ArrayRef::from(body).iter(&txn).collect();
         for (i, child) in children.iter().enumerate() {
             scan.child(body, i as u32, child);
@@ -439,6 +472,10 @@ impl Guard {
             scan.refuse(Violation::Embed, Action::Purge { branch: title });
         }
         scan.keys_of(&txn, body);
+        let places = Places { title, body };
+        let formats =
+            blocks::whole_document_formats(&txn, &places, &whitelist.policy, &whitelist.profile);
+        scan.refuse_formats(&formats);
         // The hook runs at commit (below) and carries the actions out.
         self.lock().absorb(scan);
         txn.commit();
@@ -457,6 +494,7 @@ impl Guard {
         let profile = st.profile;
         let whitelist = st.whitelist.clone();
         let mut scan = Scan::new(&whitelist, record_undo);
+        scan.marks_by_id = st.marks_by_id;
         // Trust texts provisionally when the update's bytes say they can only have
         // received strings, allowed marks and nodes; confirmed below by counting nodes.
         scan.defer_texts = profile.texts_clean;
@@ -545,6 +583,7 @@ impl Guard {
         let profile = st.profile;
         let whitelist = st.whitelist.clone();
         let mut scan = Scan::new(&whitelist, false);
+        scan.marks_by_id = st.marks_by_id;
         // Trust texts provisionally when the update's bytes say they can only have
         // received strings, allowed marks and nodes; confirmed below by counting nodes.
         scan.defer_texts = profile.texts_clean;
@@ -585,12 +624,41 @@ impl Guard {
         st.absorb(scan);
     }
 
+    /// Judge each format item of the update by itself ([`blocks`]): those the text
+    /// API cannot show (one with nothing after it, one under an element) included.
+    fn check_formats(&self, txn: &TransactionMut) {
+        let mut st = self.lock();
+        let Some(blocks) = st.blocks.take() else {
+            return;
+        };
+        if !st.checking() {
+            return;
+        }
+        let places = Places {
+            title: st.title,
+            body: st.body,
+        };
+        let whitelist = st.whitelist.clone();
+        let refused = blocks.refused_formats(
+            txn,
+            txn.before_state(),
+            &places,
+            &whitelist.policy,
+            &whitelist.profile,
+        );
+        let mut scan = Scan::new(&whitelist, false);
+        scan.refuse_formats(&refused);
+        st.absorb(scan);
+    }
+
     /// Carry out what the observers decided; true if anything was neutralised.
     fn after_transaction(&self, txn: &mut TransactionMut) -> bool {
         self.check_body_changes(txn);
+        self.check_formats(txn);
         let (actions, found, reject) = {
             let mut st = self.lock();
             st.profile = UpdateProfile::UNKNOWN;
+            st.marks_by_id = false;
             if !st.checking() {
                 return false;
             }
@@ -609,7 +677,16 @@ impl Guard {
                 && txn.origin() != Some(&Origin::from(SCAN_ORIGIN));
             st.verdict.neutralised.merge(&found);
             st.verdict.rejected |= reject;
-            (if reject { undo } else { strip }, found, reject)
+            let actions = if reject {
+                // Undoing by position misses what has none (format items): delete
+                // everything the update inserted by id as well, after the rest.
+                let mut undo = undo;
+                undo.push(Action::DeleteItems(txn.insert_set().clone()));
+                undo
+            } else {
+                strip
+            };
+            (actions, found, reject)
         };
         if found.total() == 0 {
             return false;
@@ -759,9 +836,12 @@ fn execute(txn: &mut TransactionMut, actions: Vec<Action>) {
         purge(txn, *branch);
     }
     let mut removals: HashMap<BranchPtr, Vec<(u32, u32, bool)>> = HashMap::new();
+    let mut by_id = Vec::new();
     for action in actions {
         match action {
             Action::Purge { .. } => {}
+            // After every removal by position: those positions count these items.
+            Action::DeleteItems(set) => by_id.push(set),
             Action::Unformat { text, .. } | Action::RemoveText { text, .. }
                 if purged.contains(&text) => {}
             Action::RemoveKey { target, key } => {
@@ -804,6 +884,9 @@ fn execute(txn: &mut TransactionMut, actions: Vec<Action>) {
             }
             covered_from = index;
         }
+    }
+    for set in by_id {
+        blocks::delete_set(txn, &set);
     }
 }
 
@@ -866,6 +949,8 @@ struct Scan<'p> {
     deferred: Vec<(BranchPtr, BranchPtr, u32)>,
     /// `style` values judged so far in this pass.
     styles: rustc_hash::FxHashMap<Arc<str>, bool>,
+    /// Leave marks to the judgement of each format item by its id ([`blocks`]).
+    marks_by_id: bool,
 }
 
 impl<'p> Scan<'p> {
@@ -882,12 +967,27 @@ impl<'p> Scan<'p> {
             defer_texts: false,
             deferred: Vec::new(),
             styles: rustc_hash::FxHashMap::default(),
+            marks_by_id: false,
         }
     }
 
     fn refuse(&mut self, kind: Violation, action: Action) {
         self.found.add(kind);
         self.strip.push(action);
+    }
+
+    /// Format items to delete by id, each a refused mark.
+    fn refuse_formats(&mut self, ids: &[yrs::ID]) {
+        if ids.is_empty() {
+            return;
+        }
+        let mut set = yrs::IdSet::new();
+        for id in ids {
+            self.found.add(Violation::Mark);
+            set.insert(*id, 1);
+        }
+        // In reject mode the whole update is undone instead (`after_transaction`).
+        self.strip.push(Action::DeleteItems(set));
     }
 
     fn undo_children(&mut self, parent: BranchPtr, index: u32, len: u32) {
@@ -1076,6 +1176,9 @@ impl<'p> Scan<'p> {
     }
 
     fn formatting(&mut self, text: BranchPtr, index: u32, len: u32, attrs: &Attrs, title: bool) {
+        if self.marks_by_id {
+            return;
+        }
         let bad: Vec<Arc<str>> = attrs
             .iter()
             .filter(|(k, v)| {
@@ -1335,7 +1438,20 @@ fn chunk_len(value: &Out) -> u32 {
     }
 }
 
+mod blocks;
 mod profile;
+
+use blocks::{Blocks, Places};
+
+/// An update the guard refuses before it is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnreadableUpdate {
+    /// It holds a content or node kind a Yjs 13 client cannot decode (yrs' move,
+    /// weak link or undefined node): relayed, it would break every stock client.
+    NotYjs,
+    /// Its bytes do not read as a v1 update.
+    Malformed,
+}
 
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! [`Room`]: one live document and its members.
 
 use crate::awareness::{AwarenessState, AwarenessStates};
-use crate::guard::{Guard, Neutralised, Whitelist};
+use crate::guard::{Guard, Neutralised, UnreadableUpdate, Whitelist};
 use crate::import::{self, BodyNode};
 use crate::{ExternalError, LoadError, RoomError, Session};
 use bytes::Bytes;
@@ -470,7 +470,10 @@ impl<P: Peer> Room<P> {
             // It replaced paragraphs assuming nobody had typed in them since its base.
             return Err(ExternalError::Moved);
         }
-        self.guard.before_update(&update);
+        if self.guard.before_update(&update).is_err() {
+            // Our own encoding of a host's change: it always reads.
+            return Err(ExternalError::BadBase);
+        }
         let doc = &self.doc;
         let applied = guarded(|| {
             let decoded = Update::decode_v1(&update).ok()?;
@@ -636,7 +639,17 @@ impl<P: Peer> Room<P> {
             Some(true) => return Err(RoomError::MissingDependencies),
             Some(false) => {}
         }
-        self.guard.before_update(bytes);
+        match self.guard.before_update(bytes) {
+            Ok(()) => {}
+            Err(UnreadableUpdate::NotYjs) => {
+                return Err(RoomError::Malformed {
+                    what: "update (a kind Yjs clients cannot read)",
+                })
+            }
+            Err(UnreadableUpdate::Malformed) => {
+                return Err(RoomError::Malformed { what: "update" })
+            }
+        }
         let doc = &self.doc;
         let applied = guarded(|| {
             let mut txn = doc.transact_mut_with(conn.0);

@@ -1,4 +1,6 @@
 use super::*;
+
+mod crafted;
 use crate::{ConnId, Peer, Room, RoomError, RoomLimits, Session};
 use bytes::Bytes;
 use chorus_auth::Mode;

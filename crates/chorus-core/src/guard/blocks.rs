@@ -1,0 +1,575 @@
+//! The items of an update read from its bytes, for what yrs' type API cannot show.
+//!
+//! The guard reads a document through yrs' public types: children, attributes, a
+//! text's chunks. Those show every *countable* item (strings, embeds, values, nodes)
+//! and every map entry, but not a formatting item: it occupies no position, and a
+//! text's diff or delta shows it only through the text after it. A hand-encoded
+//! update can hold a format item with nothing after it (or under an element, or as a
+//! map entry), and a later update of plain strings can then put text after it: the
+//! value reaches every editor without ever showing in a delta the guard reads
+//! (`YRS-NOTES`). So the guard also judges every format item by itself, here, from
+//! the encoding: its key, its value and where it landed. A format item is kept only
+//! in a text: in the `title` only as an end marker (`null`), in a body text as an end
+//! marker or an allowed mark. Any other is deleted by its id.
+//!
+//! The reading also refuses, before anything is applied, what a Yjs 13 client
+//! cannot decode: content kinds past 9 (yrs' move) and type refs past 6 (yrs' weak
+//! link, undefined). Relayed, one such item would make every stock Yjs client in the
+//! document throw on the update.
+//!
+//! Where an item landed is found without yrs' private block store: an item with
+//! neither origin sits where its encoding says (a root by name, or the type item by
+//! id); one with an origin sits where that origin does (else where its right origin
+//! does), as yrs places it. An origin inside the same update is followed in the
+//! update; one outside it is asked of the document ([`yrs::StickyIndex`], which walks
+//! the origin's siblings to its left). More than [`MAX_LOOKUPS`] such questions in
+//! one update, and the whole document is read from its own encoding instead, where
+//! every origin is inside.
+
+use super::{mark_allowed, parent_of};
+use chorus_whitelist::{EditorProfile, Policy};
+use rustc_hash::FxHashMap;
+use std::sync::Arc;
+use yrs::branch::{BranchID, BranchPtr};
+use yrs::types::TypeRef;
+use yrs::{Any, Assoc, ClientID, IndexScope, ReadTxn, StateVector, StickyIndex, ID};
+
+/// Flags of an item's info byte.
+const HAS_ORIGIN: u8 = 0b1000_0000;
+const HAS_RIGHT_ORIGIN: u8 = 0b0100_0000;
+const HAS_PARENT_SUB: u8 = 0b0010_0000;
+/// The content kind, as Yjs reads it (five bits; yrs reads four).
+const KIND_MASK: u8 = 0b1_1111;
+const GC: u8 = 0;
+const DELETED: u8 = 1;
+const JSON: u8 = 2;
+const BINARY: u8 = 3;
+const STRING: u8 = 4;
+const EMBED: u8 = 5;
+const FORMAT: u8 = 6;
+const TYPE: u8 = 7;
+const ANY: u8 = 8;
+const DOC: u8 = 9;
+const SKIP: u8 = 10;
+/// Node kinds a Yjs 13 client reads (array … XML text); those with a name.
+const LAST_YJS_TYPE_REF: u64 = 6;
+const TYPE_XML_ELEMENT: u64 = 3;
+const TYPE_XML_HOOK: u64 = 5;
+/// Deepest nesting of a value read.
+const MAX_VALUE_DEPTH: u32 = 64;
+/// Questions about an origin outside the update (each a walk of that origin's
+/// siblings to its left) before the whole document is read instead.
+pub(crate) const MAX_LOOKUPS: usize = 256;
+
+/// Why an update cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unreadable {
+    /// A content kind or node kind Yjs 13 cannot decode.
+    NotYjs,
+    /// Bytes that do not read as a v1 update.
+    Malformed,
+}
+
+/// Where an item's parent is named.
+#[derive(Debug, Clone)]
+enum Parent {
+    /// Where its origin (or right origin) is.
+    Inherited,
+    Root(Arc<str>),
+    Item(ID),
+}
+
+/// One item of an update.
+#[derive(Debug, Clone)]
+struct Item {
+    clock: u32,
+    len: u32,
+    origin: Option<ID>,
+    right_origin: Option<ID>,
+    parent: Parent,
+    keyed: bool,
+}
+
+/// A format item: its id, key and value.
+#[derive(Debug, Clone)]
+pub(crate) struct Format {
+    pub id: ID,
+    pub key: Arc<str>,
+    pub value: Any,
+}
+
+/// What the guard needs of an update's items.
+#[derive(Debug, Default)]
+pub(crate) struct Blocks {
+    /// Items of each client, in clock order.
+    clients: FxHashMap<u64, Vec<Item>>,
+    /// Every format item.
+    pub formats: Vec<Format>,
+}
+
+/// Where a format item landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Title,
+    BodyText,
+    /// Anywhere else: an element's or the body's children, a map entry, another root.
+    Elsewhere,
+    /// Nowhere: its origin was collected, so yrs collected it too.
+    Gone,
+}
+
+impl Blocks {
+    /// Read an update (lib0 v1). Only its structs are read; its delete set is not.
+    /// An update without format items holds no items here (nothing to place).
+    pub fn read(update: &[u8]) -> Result<Blocks, Unreadable> {
+        // A first pass that allocates nothing: most updates (a keystroke) hold no
+        // format item, and need only the check that Yjs can read them.
+        if Blocks::walk(update, false)?.1 == 0 {
+            return Ok(Blocks::default());
+        }
+        Ok(Blocks::walk(update, true)?.0)
+    }
+
+    /// Read the structs; collect the items (and the format items' values) only if
+    /// `collect`. Also returns how many format items there are.
+    fn walk(update: &[u8], collect: bool) -> Result<(Blocks, usize), Unreadable> {
+        let mut r = Cursor { buf: update };
+        let mut counted = 0usize;
+        let mut blocks = Blocks::default();
+        let mut items: Vec<(u64, Item)> = Vec::new();
+        let clients = r.var()?;
+        for _ in 0..clients {
+            let structs = r.var()?;
+            let client = r.var()?;
+            let mut clock = r.clock()?;
+            for _ in 0..structs {
+                let info = r.byte()?;
+                let kind = info & KIND_MASK;
+                if kind == GC || kind == SKIP {
+                    clock = clock.checked_add(r.clock()?).ok_or(Unreadable::Malformed)?;
+                    continue;
+                }
+                let origin = (info & HAS_ORIGIN != 0).then(|| r.id()).transpose()?;
+                let right_origin = (info & HAS_RIGHT_ORIGIN != 0).then(|| r.id()).transpose()?;
+                let (mut parent, mut keyed) = (Parent::Inherited, false);
+                if origin.is_none() && right_origin.is_none() {
+                    parent = match r.var()? {
+                        1 => Parent::Root(Arc::from(r.string()?)),
+                        _ => Parent::Item(r.id()?),
+                    };
+                    if info & HAS_PARENT_SUB != 0 {
+                        r.string()?;
+                        keyed = true;
+                    }
+                }
+                let len = match kind {
+                    DELETED => r.clock()?,
+                    JSON => {
+                        let n = r.clock()?;
+                        for _ in 0..n {
+                            r.string()?;
+                        }
+                        n
+                    }
+                    BINARY => {
+                        r.bytes()?;
+                        1
+                    }
+                    STRING => utf16_len(r.string()?),
+                    EMBED => {
+                        r.string()?;
+                        1
+                    }
+                    FORMAT => {
+                        let (key, json) = (r.string()?, r.string()?);
+                        counted += 1;
+                        if collect {
+                            let value = Any::from_json(json).map_err(|_| Unreadable::Malformed)?;
+                            blocks.formats.push(Format {
+                                id: ID::new(ClientID::new(client), clock),
+                                key: Arc::from(key),
+                                value,
+                            });
+                        }
+                        1
+                    }
+                    TYPE => {
+                        let type_ref = r.var()?;
+                        if type_ref > LAST_YJS_TYPE_REF {
+                            return Err(Unreadable::NotYjs);
+                        }
+                        if type_ref == TYPE_XML_ELEMENT || type_ref == TYPE_XML_HOOK {
+                            r.string()?;
+                        }
+                        1
+                    }
+                    ANY => {
+                        let n = r.clock()?;
+                        for _ in 0..n {
+                            r.value(0)?;
+                        }
+                        n
+                    }
+                    DOC => {
+                        r.string()?;
+                        r.value(0)?;
+                        1
+                    }
+                    _ => return Err(Unreadable::NotYjs),
+                };
+                if len == 0 {
+                    return Err(Unreadable::Malformed);
+                }
+                if !collect {
+                    clock = clock.checked_add(len).ok_or(Unreadable::Malformed)?;
+                    continue;
+                }
+                items.push((
+                    client,
+                    Item {
+                        clock,
+                        len,
+                        origin,
+                        right_origin,
+                        parent,
+                        keyed,
+                    },
+                ));
+                clock = clock.checked_add(len).ok_or(Unreadable::Malformed)?;
+            }
+        }
+        if collect {
+            for (client, item) in items {
+                blocks.clients.entry(client).or_default().push(item);
+            }
+            for list in blocks.clients.values_mut() {
+                list.sort_by_key(|i| i.clock);
+            }
+        }
+        Ok((blocks, counted))
+    }
+
+    /// The item of this update that holds `id`.
+    fn find(&self, id: &ID) -> Option<(u64, usize)> {
+        let client = id.client.get();
+        let list = self.clients.get(&client)?;
+        let i = list.partition_point(|item| item.clock <= id.clock);
+        let item = list.get(i.checked_sub(1)?)?;
+        (id.clock < item.clock + item.len).then_some((client, i - 1))
+    }
+
+    /// The ids of the format items that must go, among those integrated after
+    /// `before` (earlier ones were judged when they arrived): outside a text, a mark in
+    /// the title, a refused mark in a body text.
+    pub fn refused_formats<T: ReadTxn>(
+        &self,
+        txn: &T,
+        before: &StateVector,
+        places: &Places,
+        policy: &Policy,
+        profile: &EditorProfile,
+    ) -> Vec<ID> {
+        let mut memo: FxHashMap<(u64, usize), Place> = FxHashMap::default();
+        let mut lookups = 0usize;
+        let mut refused = Vec::new();
+        for format in &self.formats {
+            if format.id.clock < before.get(&format.id.client) {
+                continue;
+            }
+            // A mark refused anywhere needs no place.
+            let allowed_in_text = match &format.value {
+                Any::Null => true,
+                value => mark_allowed(policy, profile, &format.key, value),
+            };
+            if !allowed_in_text {
+                refused.push(format.id);
+                continue;
+            }
+            let Some(at) = self.find(&format.id) else {
+                continue;
+            };
+            let place = self.place(txn, at, places, &mut memo, &mut lookups);
+            let keep = match place {
+                Place::Gone => true,
+                Place::Title => format.value == Any::Null,
+                Place::BodyText => true,
+                Place::Elsewhere => false,
+            };
+            if !keep {
+                refused.push(format.id);
+            }
+            if lookups > MAX_LOOKUPS {
+                // Too many walks of existing siblings: read the document instead.
+                return whole_document_formats(txn, places, policy, profile);
+            }
+        }
+        refused
+    }
+
+    /// Where the item at `at` landed: follow origins inside the update, then ask the
+    /// document once.
+    fn place<T: ReadTxn>(
+        &self,
+        txn: &T,
+        at: (u64, usize),
+        places: &Places,
+        memo: &mut FxHashMap<(u64, usize), Place>,
+        lookups: &mut usize,
+    ) -> Place {
+        let mut path = Vec::new();
+        let mut current = at;
+        let place = loop {
+            if let Some(place) = memo.get(&current) {
+                break *place;
+            }
+            if path.contains(&current) {
+                // A cycle of origins: yrs cannot have integrated it.
+                break Place::Gone;
+            }
+            path.push(current);
+            let item = &self.clients[&current.0][current.1];
+            let link = item.origin.or(item.right_origin);
+            if let Some(link) = link {
+                match self.find(&link) {
+                    Some(next) => {
+                        current = next;
+                        continue;
+                    }
+                    None => {
+                        *lookups += 1;
+                        break places.of_existing(txn, link);
+                    }
+                }
+            }
+            if item.keyed {
+                break Place::Elsewhere;
+            }
+            break match &item.parent {
+                Parent::Root(name) => places.of_root(name),
+                Parent::Item(id) => match BranchID::get_nested(txn, id) {
+                    Some(branch) => places.of_branch(branch),
+                    // Not a type (then yrs collects the item) or collected.
+                    None => Place::Gone,
+                },
+                Parent::Inherited => Place::Gone,
+            };
+        };
+        for step in path {
+            memo.insert(step, place);
+        }
+        place
+    }
+}
+
+/// The format items of the whole document that must go (the document read from its
+/// own encoding, where every origin is an item of the same encoding).
+pub(crate) fn whole_document_formats<T: ReadTxn>(
+    txn: &T,
+    places: &Places,
+    policy: &Policy,
+    profile: &EditorProfile,
+) -> Vec<ID> {
+    let state = txn.encode_state_as_update_v1(&StateVector::default());
+    match Blocks::read(&state) {
+        // Judged from the start: every format item counts.
+        Ok(blocks) => blocks.refused_formats_within(txn, places, policy, profile),
+        // The document's own encoding reads: what Yjs cannot read is refused before
+        // it is applied, and a stored document is loaded through the same room.
+        Err(e) => {
+            tracing::warn!(
+                ?e,
+                "the document's own encoding does not read; format items unchecked"
+            );
+            Vec::new()
+        }
+    }
+}
+
+impl Blocks {
+    fn refused_formats_within<T: ReadTxn>(
+        &self,
+        txn: &T,
+        places: &Places,
+        policy: &Policy,
+        profile: &EditorProfile,
+    ) -> Vec<ID> {
+        let mut memo = FxHashMap::default();
+        let mut lookups = 0usize;
+        let mut refused = Vec::new();
+        for format in &self.formats {
+            let allowed_in_text = match &format.value {
+                Any::Null => true,
+                value => mark_allowed(policy, profile, &format.key, value),
+            };
+            let place = match self.find(&format.id) {
+                Some(at) => self.place(txn, at, places, &mut memo, &mut lookups),
+                None => Place::Gone,
+            };
+            let keep = match place {
+                Place::Gone => true,
+                Place::Title => format.value == Any::Null,
+                Place::BodyText => allowed_in_text,
+                Place::Elsewhere => false,
+            };
+            if !keep {
+                refused.push(format.id);
+            }
+        }
+        refused
+    }
+}
+
+/// The document's two roots, to tell where a branch is.
+#[derive(Clone, Copy)]
+pub(crate) struct Places {
+    pub title: BranchPtr,
+    pub body: BranchPtr,
+}
+
+impl Places {
+    fn of_root(&self, name: &str) -> Place {
+        // The roots are the document's own branches (yrs made them when the room did).
+        match name {
+            "title" => Place::Title,
+            _ => Place::Elsewhere,
+        }
+    }
+
+    fn of_branch(&self, branch: BranchPtr) -> Place {
+        if branch == self.title {
+            return Place::Title;
+        }
+        if !matches!(branch.type_ref(), TypeRef::XmlText) {
+            return Place::Elsewhere;
+        }
+        let mut top = branch;
+        while let Some(parent) = parent_of(top) {
+            top = parent;
+        }
+        if top == self.body {
+            Place::BodyText
+        } else {
+            Place::Elsewhere
+        }
+    }
+
+    /// Where an item the document already holds sits (the branch of its parent).
+    fn of_existing<T: ReadTxn>(&self, txn: &T, id: ID) -> Place {
+        let index = StickyIndex::new(IndexScope::Relative(id), Assoc::After);
+        match index.get_offset(txn) {
+            Some(offset) => self.of_branch(offset.branch),
+            None => Place::Gone,
+        }
+    }
+}
+
+/// Length of a string in UTF-16 code units, the clock length of a string item.
+fn utf16_len(s: &str) -> u32 {
+    if s.is_ascii() {
+        s.len() as u32
+    } else {
+        s.encode_utf16().count() as u32
+    }
+}
+
+/// Delete every item in `set` (what is deleted already stays so), as a delete set
+/// applied like a peer's: a format item has no position a type's API could name.
+pub(crate) fn delete_set(txn: &mut yrs::TransactionMut, set: &yrs::IdSet) {
+    use yrs::encoding::write::Write;
+    use yrs::updates::decoder::Decode;
+    use yrs::updates::encoder::{Encode, Encoder, EncoderV1};
+    if set.is_empty() {
+        return;
+    }
+    let mut encoder = EncoderV1::new();
+    encoder.write_var(0u32); // no structs
+    set.encode(&mut encoder);
+    let bytes = encoder.to_vec();
+    let update = yrs::Update::decode_v1(&bytes).expect("a delete set we encoded decodes");
+    // Deleting known items cannot leave anything pending.
+    let _ = txn.apply_update(update);
+}
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn byte(&mut self) -> Result<u8, Unreadable> {
+        let (&b, rest) = self.buf.split_first().ok_or(Unreadable::Malformed)?;
+        self.buf = rest;
+        Ok(b)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Unreadable> {
+        let (head, rest) = self.buf.split_at_checked(n).ok_or(Unreadable::Malformed)?;
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn var(&mut self) -> Result<u64, Unreadable> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            value |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(Unreadable::Malformed)
+    }
+
+    fn clock(&mut self) -> Result<u32, Unreadable> {
+        u32::try_from(self.var()?).map_err(|_| Unreadable::Malformed)
+    }
+
+    fn id(&mut self) -> Result<ID, Unreadable> {
+        let client = self.var()?;
+        let clock = self.clock()?;
+        Ok(ID::new(ClientID::new(client), clock))
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], Unreadable> {
+        let len = usize::try_from(self.var()?).map_err(|_| Unreadable::Malformed)?;
+        self.take(len)
+    }
+
+    fn string(&mut self) -> Result<&'a str, Unreadable> {
+        std::str::from_utf8(self.bytes()?).map_err(|_| Unreadable::Malformed)
+    }
+
+    /// Skip one lib0 value.
+    fn value(&mut self, depth: u32) -> Result<(), Unreadable> {
+        if depth > MAX_VALUE_DEPTH {
+            return Err(Unreadable::Malformed);
+        }
+        match self.byte()? {
+            127 | 126 | 121 | 120 => {}
+            125 => {
+                self.var()?;
+            }
+            124 => {
+                self.take(4)?;
+            }
+            123 | 122 => {
+                self.take(8)?;
+            }
+            119 | 116 => {
+                self.bytes()?;
+            }
+            118 => {
+                for _ in 0..self.var()? {
+                    self.bytes()?;
+                    self.value(depth + 1)?;
+                }
+            }
+            117 => {
+                for _ in 0..self.var()? {
+                    self.value(depth + 1)?;
+                }
+            }
+            _ => return Err(Unreadable::Malformed),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,515 @@
+//! Updates encoded by hand, struct by struct: what no yrs or Yjs client API emits
+//! (a format item alone, under an element, as a map entry; kinds Yjs cannot read).
+
+use super::*;
+use yrs::types::text::YChange;
+
+/// lib0 v1, written by hand (a second encoder: not yrs').
+fn var(buf: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            buf.push(byte);
+            return;
+        }
+        buf.push(byte | 0x80);
+    }
+}
+
+fn string(buf: &mut Vec<u8>, s: &str) {
+    var(buf, s.len() as u64);
+    buf.extend_from_slice(s.as_bytes());
+}
+
+#[derive(Clone, Copy)]
+enum Content<'a> {
+    Str(&'a str),
+    Format(&'a str, &'a str),
+    Embed(&'a str),
+    /// A node of this type ref (with a name for elements).
+    Node(u8, &'a str),
+    /// A content kind with no body that Yjs knows (yrs' move is 11).
+    Kind(u8),
+}
+
+#[derive(Clone, Copy)]
+enum Parent<'a> {
+    Root(&'a str),
+    Item(u64, u32),
+}
+
+#[derive(Clone, Copy)]
+struct Raw<'a> {
+    origin: Option<(u64, u32)>,
+    right: Option<(u64, u32)>,
+    parent: Option<Parent<'a>>,
+    key: Option<&'a str>,
+    content: Content<'a>,
+}
+
+fn after(origin: (u64, u32), content: Content<'_>) -> Raw<'_> {
+    Raw {
+        origin: Some(origin),
+        right: None,
+        parent: None,
+        key: None,
+        content,
+    }
+}
+
+fn under<'a>(parent: Parent<'a>, key: Option<&'a str>, content: Content<'a>) -> Raw<'a> {
+    Raw {
+        origin: None,
+        right: None,
+        parent: Some(parent),
+        key,
+        content,
+    }
+}
+
+/// One client's structs from `clock` on, and an empty delete set.
+fn update(client: u64, clock: u32, items: &[Raw<'_>]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    var(&mut buf, 1);
+    var(&mut buf, items.len() as u64);
+    var(&mut buf, client);
+    var(&mut buf, clock as u64);
+    for item in items {
+        let kind = match item.content {
+            Content::Str(_) => 4,
+            Content::Format(..) => 6,
+            Content::Embed(_) => 5,
+            Content::Node(..) => 7,
+            Content::Kind(k) => k,
+        };
+        let mut info = kind;
+        if item.origin.is_some() {
+            info |= 0x80;
+        }
+        if item.right.is_some() {
+            info |= 0x40;
+        }
+        if item.key.is_some() && item.parent.is_some() {
+            info |= 0x20;
+        }
+        buf.push(info);
+        for (c, k) in item.origin.iter().chain(item.right.iter()) {
+            var(&mut buf, *c);
+            var(&mut buf, *k as u64);
+        }
+        if item.origin.is_none() && item.right.is_none() {
+            match item
+                .parent
+                .expect("an item without origins names its parent")
+            {
+                Parent::Root(name) => {
+                    var(&mut buf, 1);
+                    string(&mut buf, name);
+                }
+                Parent::Item(c, k) => {
+                    var(&mut buf, 0);
+                    var(&mut buf, c);
+                    var(&mut buf, k as u64);
+                }
+            }
+            if let Some(key) = item.key {
+                string(&mut buf, key);
+            }
+        }
+        match item.content {
+            Content::Str(s) | Content::Embed(s) => string(&mut buf, s),
+            Content::Format(key, json) => {
+                string(&mut buf, key);
+                string(&mut buf, json);
+            }
+            Content::Node(type_ref, name) => {
+                var(&mut buf, type_ref as u64);
+                if type_ref == 3 || type_ref == 5 {
+                    string(&mut buf, name);
+                }
+            }
+            Content::Kind(_) => var(&mut buf, 1),
+        }
+    }
+    var(&mut buf, 0);
+    buf
+}
+
+const ATTACKER: u64 = 90;
+const JS_LINK: &str = r#"{"href":"javascript:alert(1)"}"#;
+
+/// The ids client 7 gives `<p>hi</p>`: the element, its text, and `h`, `i`.
+const P: (u64, u32) = (7, 0);
+const TEXT: (u64, u32) = (7, 1);
+const LAST_CHAR: (u64, u32) = (7, 3);
+
+/// A room holding `<p>hi</p>` (made by a real yrs client) and title `T`.
+fn with_hi(mode: WhitelistMode) -> Fixture {
+    let mut f = fixture(mode);
+    f.edit(|txn, body, title| {
+        p(txn, body, "hi");
+        title.insert(txn, 0, "T");
+    })
+    .unwrap();
+    f
+}
+
+/// Every chunk of the first paragraph's text, with its marks, as the peer holds it.
+fn peer_chunks(f: &Fixture) -> Vec<(String, Vec<String>)> {
+    let doc = Doc::with_client_id(3);
+    let body = doc.get_or_insert_xml_fragment("body");
+    f.peer.apply_to(&doc);
+    let txn = doc.transact();
+    let text = first_text_of(&txn, &body);
+    text.diff(&txn, YChange::identity)
+        .into_iter()
+        .map(|d| {
+            let s = match d.insert {
+                Out::Any(Any::String(s)) => s.to_string(),
+                other => format!("{other:?}"),
+            };
+            let marks = d
+                .attributes
+                .map(|a| a.iter().map(|(k, v)| format!("{k}={v}")).collect())
+                .unwrap_or_default();
+            (s, marks)
+        })
+        .collect()
+}
+
+fn first_text_of<T: ReadTxn>(txn: &T, body: &XmlFragmentRef) -> yrs::XmlTextRef {
+    let Some(XmlOut::Element(para)) = body.get(txn, 0) else {
+        panic!("the body starts with a paragraph")
+    };
+    let Some(XmlOut::Text(text)) = para.get(txn, 0) else {
+        panic!("the paragraph starts with text")
+    };
+    text
+}
+
+/// The peer's replica of the room, fed everything so far.
+fn peer_doc(f: &Fixture) -> Doc {
+    let doc = Doc::with_client_id(3);
+    f.peer.apply_to(&doc);
+    doc
+}
+
+/// The lone-format attack: a link format after the last character, alone; then a
+/// string whose origin is that format item.
+fn lone_link_then_text(f: &mut Fixture) -> (Result<(), RoomError>, Result<(), RoomError>) {
+    let first = f.send(&update(
+        ATTACKER,
+        0,
+        &[after(LAST_CHAR, Content::Format("a", JS_LINK))],
+    ));
+    let second = f.send(&update(
+        ATTACKER,
+        1,
+        &[after((ATTACKER, 0), Content::Str("click me"))],
+    ));
+    (first, second)
+}
+
+#[test]
+fn without_the_guard_the_lone_format_attack_reaches_the_peer() {
+    // The control: the attack is real (so the tests below can fail).
+    let mut f = with_hi(WhitelistMode::Off);
+    let (a, b) = lone_link_then_text(&mut f);
+    assert!(a.is_ok() && b.is_ok());
+    let chunks = peer_chunks(&f);
+    assert_eq!(chunks[1].0, "click me");
+    assert!(
+        chunks[1].1.iter().any(|m| m.contains("javascript")),
+        "{chunks:?}"
+    );
+}
+
+#[test]
+fn a_lone_format_item_is_judged_by_itself_and_the_text_after_it_carries_no_mark() {
+    let mut f = with_hi(WhitelistMode::Strip);
+    let (a, b) = lone_link_then_text(&mut f);
+    assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
+    assert_eq!(
+        peer_chunks(&f),
+        vec![("hiclick me".to_owned(), vec![])],
+        "the peer got the text, unmarked"
+    );
+    assert_eq!(f.body(), "<p>hiclick me</p>");
+    let (neutralised, _) = f.room.take_neutralised();
+    assert_eq!(neutralised.count(Violation::Mark), 1);
+    f.assert_gone("javascript");
+    // A full scan of the stored document agrees: nothing left.
+    let stored = f.room.encode_state();
+    let mut again: Room<Recorder> =
+        Room::from_stored(RoomLimits::default(), Some(&stored), []).unwrap();
+    assert_eq!(again.take_neutralised().0.total(), 0);
+}
+
+#[test]
+fn in_reject_mode_the_lone_format_item_is_refused_with_its_update() {
+    let mut f = with_hi(WhitelistMode::Reject);
+    let first = f.send(&update(
+        ATTACKER,
+        0,
+        &[after(LAST_CHAR, Content::Format("a", JS_LINK))],
+    ));
+    assert_eq!(first, Err(RoomError::ContentRejected));
+    f.assert_gone("javascript");
+    assert_eq!(f.body(), "<p>hi</p>");
+}
+
+#[test]
+fn format_items_outside_a_body_text_or_with_refused_values_are_deleted() {
+    let strong = r#"true"#;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "allowed mark after the title's last character",
+            update(
+                ATTACKER,
+                0,
+                &[after((7, 4), Content::Format("strong", strong))],
+            ),
+        ),
+        (
+            "allowed mark among an element's children",
+            update(
+                ATTACKER,
+                0,
+                &[under(
+                    Parent::Item(P.0, P.1),
+                    None,
+                    Content::Format("strong", strong),
+                )],
+            ),
+        ),
+        (
+            "allowed mark among the body's children",
+            update(
+                ATTACKER,
+                0,
+                &[under(
+                    Parent::Root("body"),
+                    None,
+                    Content::Format("em", strong),
+                )],
+            ),
+        ),
+        (
+            "a format item as an element's attribute",
+            update(
+                ATTACKER,
+                0,
+                &[under(
+                    Parent::Item(P.0, P.1),
+                    Some("class"),
+                    Content::Format("em", strong),
+                )],
+            ),
+        ),
+        (
+            "a link whose value is a string",
+            update(
+                ATTACKER,
+                0,
+                &[after(LAST_CHAR, Content::Format("a", r#""javascript:x""#))],
+            ),
+        ),
+        (
+            "a link whose value is a list",
+            update(
+                ATTACKER,
+                0,
+                &[after(
+                    LAST_CHAR,
+                    Content::Format("a", r#"["javascript:x"]"#),
+                )],
+            ),
+        ),
+        (
+            "a mark the policy does not know, first in the text",
+            update(
+                ATTACKER,
+                0,
+                &[under(
+                    Parent::Item(TEXT.0, TEXT.1),
+                    None,
+                    Content::Format("blink", strong),
+                )],
+            ),
+        ),
+        (
+            "a link with an event handler, nested inside an allowed mark",
+            update(
+                ATTACKER,
+                0,
+                &[
+                    after((7, 2), Content::Format("strong", strong)),
+                    after(
+                        (ATTACKER, 0),
+                        Content::Format("a", r#"{"href":"https://x.org","onclick":"x()"}"#),
+                    ),
+                ],
+            ),
+        ),
+    ];
+    for (what, bytes) in cases {
+        let mut f = with_hi(WhitelistMode::Strip);
+        // The title is "T": its character is client 7's clock 4.
+        assert_eq!(
+            f.room
+                .doc()
+                .get_or_insert_text("title")
+                .get_string(&f.room.doc().transact()),
+            "T"
+        );
+        f.send(&bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let (neutralised, _) = f.room.take_neutralised();
+        assert!(
+            neutralised.count(Violation::Mark) >= 1,
+            "{what}: nothing was neutralised"
+        );
+        // Typing after it now carries no mark to anyone.
+        f.send(&update(
+            ATTACKER,
+            bytes_len(&bytes),
+            &[after(LAST_CHAR, Content::Str("XY"))],
+        ))
+        .unwrap();
+        let chunks = peer_chunks(&f);
+        assert!(
+            chunks
+                .iter()
+                .all(|(_, marks)| marks.iter().all(|m| m == "strong=true")),
+            "{what}: {chunks:?}"
+        );
+        for forbidden in ["javascript", "blink", "onclick"] {
+            f.assert_gone(forbidden);
+        }
+        assert_peer_holds_the_room(&f, what);
+        let doc = peer_doc(&f);
+        let title = doc.get_or_insert_text("title");
+        let txn = doc.transact();
+        assert!(
+            title
+                .diff(&txn, YChange::identity)
+                .iter()
+                .all(|d| d.attributes.is_none()),
+            "{what}: the title is formatted"
+        );
+    }
+}
+
+/// How many clocks an update of one client's structs written by [`update`] takes
+/// (every struct here is one clock long but strings).
+fn bytes_len(bytes: &[u8]) -> u32 {
+    let u = Update::decode_v1(bytes).unwrap();
+    u.state_vector().get(&yrs::ClientID::new(ATTACKER))
+}
+
+/// The peer, which got everything the room emitted, holds the room's document.
+fn assert_peer_holds_the_room(f: &Fixture, what: &str) {
+    let peer = peer_doc(f);
+    assert_eq!(
+        peer.transact()
+            .encode_state_as_update_v1(&Default::default()),
+        f.room.encode_state(),
+        "{what}: the peer diverged"
+    );
+}
+
+#[test]
+fn end_markers_and_allowed_marks_in_a_body_text_stay() {
+    let mut f = with_hi(WhitelistMode::Strip);
+    // An unmatched end marker, then an allowed mark with nothing after it, then text.
+    f.send(&update(
+        ATTACKER,
+        0,
+        &[
+            after((7, 2), Content::Format("em", "null")),
+            after(LAST_CHAR, Content::Format("strong", "true")),
+            after((ATTACKER, 1), Content::Str("!")),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(f.room.take_neutralised().0.total(), 0);
+    assert_eq!(
+        peer_chunks(&f),
+        vec![
+            ("hi".to_owned(), vec![]),
+            ("!".to_owned(), vec!["strong=true".to_owned()])
+        ]
+    );
+}
+
+#[test]
+fn kinds_a_yjs_client_cannot_read_are_refused_before_they_are_applied() {
+    for (what, bytes) in [
+        (
+            "a weak link node (type ref 7)",
+            update(ATTACKER, 0, &[after(LAST_CHAR, Content::Node(7, ""))]),
+        ),
+        (
+            "an undefined node (type ref 15)",
+            update(ATTACKER, 0, &[after(LAST_CHAR, Content::Node(15, ""))]),
+        ),
+        (
+            "content kind 11 (yrs' move)",
+            update(ATTACKER, 0, &[after(LAST_CHAR, Content::Kind(11))]),
+        ),
+    ] {
+        let mut f = with_hi(WhitelistMode::Strip);
+        let before = f.room.encode_state();
+        let relayed = f.peer.messages().len();
+        match f.send(&bytes) {
+            // yrs itself may not decode it; either way it is refused as malformed.
+            Err(RoomError::Malformed { .. }) => {}
+            other => panic!("{what}: {other:?}"),
+        }
+        assert_eq!(f.room.encode_state(), before, "{what}: the room changed");
+        assert_eq!(f.peer.messages().len(), relayed, "{what}: relayed");
+    }
+}
+
+#[test]
+fn an_embed_as_a_lone_item_in_a_text_is_removed() {
+    let mut f = with_hi(WhitelistMode::Strip);
+    f.send(&update(
+        ATTACKER,
+        0,
+        &[after(LAST_CHAR, Content::Embed(r#"{"img":"x"}"#))],
+    ))
+    .unwrap();
+    assert!(f.room.take_neutralised().0.total() >= 1);
+    assert_eq!(f.body(), "<p>hi</p>");
+    f.assert_gone("img");
+}
+
+#[test]
+fn a_stored_lone_format_item_is_deleted_when_the_document_is_loaded() {
+    // Stored by a build whose guard could not see it.
+    let old = Doc::with_client_id(7);
+    let body = old.get_or_insert_xml_fragment("body");
+    {
+        let mut txn = old.transact_mut();
+        p(&mut txn, &body, "hi");
+    }
+    old.transact_mut()
+        .apply_update(
+            Update::decode_v1(&update(
+                ATTACKER,
+                0,
+                &[after(LAST_CHAR, Content::Format("a", JS_LINK))],
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+    let stored = old
+        .transact()
+        .encode_state_as_update_v1(&Default::default());
+    let mut room: Room<Recorder> =
+        Room::from_stored(RoomLimits::default(), Some(&stored), []).unwrap();
+    assert_eq!(room.take_neutralised().0.count(Violation::Mark), 1);
+    let fixed = room.encode_state();
+    assert!(!fixed.windows(10).any(|w| w == b"javascript"));
+}
