@@ -193,3 +193,54 @@ async fn garbage_before_the_token_closes_with_4400() {
     let (code, _) = chorus_e2e::close_code(&mut ws).await.unwrap();
     assert_eq!(code, 4400);
 }
+
+#[tokio::test]
+async fn a_view_sessions_edit_gets_sync_status_false_and_never_true() {
+    let server = TestServer::start().await;
+    let doc = "hp-view";
+    let token = token_for(APP, SECRETS[0], doc, "hp-viewer", Mode::View);
+    let mut ws = raw_connect(&url(&server)).await.unwrap();
+    send(&mut ws, auth(doc, &token)).await;
+    assert_eq!(
+        next_frame(&mut ws).await,
+        hocuspocus::authenticated(doc, true)
+    );
+    let replica = Doc::new();
+    let text = replica.get_or_insert_text("title");
+    let update = {
+        let mut txn = replica.transact_mut();
+        text.insert(&mut txn, 0, "dropped");
+        txn.encode_update_v1()
+    };
+    send(
+        &mut ws,
+        hocuspocus::wrap(doc, &encode_sync(SYNC_UPDATE, &update)),
+    )
+    .await;
+    let refused = hocuspocus::sync_status(doc, false);
+    let saved = hocuspocus::sync_status(doc, true);
+    let first = until(&mut ws, |f| *f == refused || *f == saved).await;
+    assert_eq!(
+        first, refused,
+        "the refused edit is answered with SyncStatus(false)"
+    );
+    // An editor's writes follow (each a group commit that acknowledges what is due) …
+    let editor = server.ext_client(doc, "alice").await;
+    let mut last = 0;
+    for i in 0..3 {
+        last = editor.insert_title(0, &format!("{i}"));
+    }
+    chorus_e2e::eventually(10, "the editor's edits are saved", || {
+        editor.saved() == last
+    })
+    .await
+    .unwrap();
+    // … and the viewer gets their content, never a SyncStatus(true).
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(800);
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, ws.next()).await {
+        if let WsMessage::Binary(frame) = msg {
+            assert_ne!(frame, saved, "a refused edit was acknowledged as saved");
+        }
+    }
+    assert!(!editor.title().contains("dropped"));
+}

@@ -432,3 +432,44 @@ async fn joins_that_land_while_their_document_unloads_are_answered_by_the_next_a
         b.close().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_refused_as_view_only_is_never_acknowledged_as_saved() {
+    let server = TestServer::start().await;
+    let doc = "view-acks";
+    let token = chorus_e2e::token_for(APP, SECRETS[0], doc, "val", chorus_auth::Mode::View);
+    let url = format!("{}&chorus=1", server.ws_url(APP, doc, &token));
+    let viewer = chorus_e2e::YClient::connect(&url).await.unwrap();
+    viewer.wait_synced().await.unwrap();
+    let editor = server.ext_client(doc, "alice").await;
+    // Its edit is refused, and said to be.
+    let refused = viewer.insert_title(0, "dropped");
+    eventually(10, "the viewer is told its edit is refused", || {
+        viewer.errors().iter().any(|c| c == "read-only")
+    })
+    .await
+    .unwrap();
+    // Writes happen after it (the editor's, saved and acknowledged) …
+    let mut last = 0;
+    for i in 0..3 {
+        last = editor.insert_title(0, &format!("{i}"));
+    }
+    eventually(10, "the editor's edits are saved", || {
+        editor.saved() == last
+    })
+    .await
+    .unwrap();
+    eventually(10, "the viewer sees them", || {
+        viewer.title().contains("210")
+    })
+    .await
+    .unwrap();
+    // … yet the viewer is never told its refused edit was saved.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        viewer.saved() < refused,
+        "a refused edit was acknowledged: saved {} ≥ {refused}",
+        viewer.saved()
+    );
+    assert!(!editor.title().contains("dropped"));
+}

@@ -71,6 +71,12 @@ struct Member<P> {
     refused_writes: u32,
     /// Sync step 2 + update messages received from this connection ("saved up to N").
     update_messages: u64,
+    /// How many of those may ever be acknowledged: the messages before the first
+    /// one that was refused (a view-only or downgraded session's edit, a rejected or
+    /// malformed update). "Saved up to n" covers the first n messages, so none from
+    /// that one on is ever said to be saved: an editor never shows "Saved" over
+    /// dropped edits.
+    ack_ceiling: Option<u64>,
 }
 
 /// The names of the two roots every Chorus document has.
@@ -262,7 +268,13 @@ impl<P: Peer> Room<P> {
     pub fn take_acks(&mut self) -> Vec<(ConnId, u64)> {
         let due = std::mem::take(&mut self.ack_due);
         due.into_iter()
-            .filter_map(|c| self.members.get(&c).map(|m| (c, m.update_messages)))
+            .filter_map(|c| {
+                let m = self.members.get(&c)?;
+                let n = m
+                    .ack_ceiling
+                    .map_or(m.update_messages, |ceiling| ceiling.min(m.update_messages));
+                Some((c, n))
+            })
             .collect()
     }
 
@@ -536,6 +548,7 @@ impl<P: Peer> Room<P> {
                 awareness_ids: Vec::new(),
                 refused_writes: 0,
                 update_messages: 0,
+                ack_ceiling: None,
             },
         );
     }
@@ -586,7 +599,25 @@ impl<P: Peer> Room<P> {
         Ok(())
     }
 
+    /// Apply a member's update; an update that is not applied as sent caps what the
+    /// member may ever be told is saved ([`Member::ack_ceiling`]).
     fn apply_client_update(&mut self, conn: ConnId, bytes: &[u8]) -> Result<(), RoomError> {
+        let before = self.members.get(&conn).map_or(0, |m| m.update_messages);
+        let result = self.apply_client_update_inner(conn, bytes);
+        let refused = match &result {
+            Err(_) => true,
+            Ok(refused) => *refused,
+        };
+        if refused {
+            if let Some(member) = self.members.get_mut(&conn) {
+                member.ack_ceiling.get_or_insert(before);
+            }
+        }
+        result.map(|_| ())
+    }
+
+    /// `Ok(true)`: refused without closing the connection (a view-only session).
+    fn apply_client_update_inner(&mut self, conn: ConnId, bytes: &[u8]) -> Result<bool, RoomError> {
         if !count_fits(bytes) {
             return Err(RoomError::Malformed { what: "update" });
         }
@@ -603,11 +634,11 @@ impl<P: Peer> Room<P> {
             if update.extends(&sv) || !update.delete_set().is_empty() {
                 return Err(RoomError::DocumentTooLarge);
             }
-            return Ok(());
+            return Ok(false);
         }
         if !member.session.can_edit() {
             if update.is_empty() {
-                return Ok(());
+                return Ok(false);
             }
             member.refused_writes += 1;
             if member.refused_writes > self.limits.view_write_warnings {
@@ -629,7 +660,7 @@ impl<P: Peer> Room<P> {
                     .encode(),
                 );
             }
-            return Ok(());
+            return Ok(true);
         }
 
         let sv = self.doc.transact().state_vector();
@@ -709,7 +740,7 @@ impl<P: Peer> Room<P> {
         if gap {
             return Err(RoomError::MissingDependencies);
         }
-        Ok(())
+        Ok(false)
     }
 
     fn apply_awareness(&mut self, conn: ConnId, body: &Bytes) -> Result<(), RoomError> {

@@ -9,7 +9,8 @@
 //! websocket client would get as its close reason), and hands the socket to the
 //! ordinary connection task with a [`Framing::Hocuspocus`]: incoming frames lose
 //! their name, outgoing ones gain it, and each "saved up to n" acknowledgement
-//! becomes the `SyncStatus` messages the provider counts its unsynced changes with.
+//! becomes the `SyncStatus` messages the provider counts its unsynced changes with;
+//! an edit refused because the session is view-only becomes `SyncStatus(false)`.
 //!
 //! What the provider sends before its token was checked (its step 1, its awareness)
 //! is kept, up to [`PENDING_FRAMES`], and delivered in order after the join.
@@ -117,6 +118,11 @@ impl HocuspocusFraming {
                 (0..more)
                     .map(|_| hocuspocus::sync_status(&self.name, true))
                     .collect()
+            }
+            // An edit of a view-only (or downgraded) session, not applied: the
+            // provider keeps it counted as unsynced, and no later "saved" covers it.
+            Ok(Message::Chorus(ChorusMessage::Error { code, .. })) if code == "read-only" => {
+                vec![hocuspocus::sync_status(&self.name, false)]
             }
             _ => Vec::new(),
         }

@@ -802,3 +802,46 @@ fn what_the_room_relays_and_stores_always_decodes_even_when_yrs_would_write_it_u
 fn html() -> chorus_whitelist::EditorProfile {
     chorus_whitelist::EditorProfile::html()
 }
+
+#[test]
+fn a_refused_edit_caps_what_its_connection_is_ever_told_is_saved() {
+    let mut room: Room<Recorder> = Room::new(RoomLimits::default());
+    let viewer = Recorder::default();
+    let session = session("v", Mode::View);
+    room.join(ConnId(1), session, viewer.clone());
+    let empty = Doc::new()
+        .transact()
+        .encode_state_as_update_v1(&Default::default());
+    room.receive(
+        ConnId(1),
+        Message::Sync(SyncMessage::Step2(Bytes::from(empty.clone()))),
+    )
+    .unwrap();
+    assert_eq!(
+        room.take_acks(),
+        vec![(ConnId(1), 1)],
+        "nothing refused yet"
+    );
+    let edit = {
+        let d = Doc::with_client_id(5);
+        let t = d.get_or_insert_text("title");
+        let mut txn = d.transact_mut();
+        t.insert(&mut txn, 0, "x");
+        txn.encode_update_v1()
+    };
+    room.receive(
+        ConnId(1),
+        Message::Sync(SyncMessage::Update(Bytes::from(edit))),
+    )
+    .unwrap();
+    room.receive(
+        ConnId(1),
+        Message::Sync(SyncMessage::Update(Bytes::from(empty))),
+    )
+    .unwrap();
+    assert_eq!(
+        room.take_acks(),
+        vec![(ConnId(1), 1)],
+        "neither the refused edit nor any message after it is acknowledged"
+    );
+}
