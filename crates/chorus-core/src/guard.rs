@@ -407,8 +407,8 @@ impl Guard {
     /// is applied ([`blocks`]). Holds until the next transaction commits.
     ///
     /// An update holding what a Yjs 13 client cannot decode (yrs' move and weak
-    /// link items) is refused here, in every mode: relayed, it would break every
-    /// stock client in the document.
+    /// link items) is refused here, in every mode: relayed, every stock client in
+    /// the document would drop it and diverge.
     pub fn before_update(&self, update: &[u8]) -> Result<(), UnreadableUpdate> {
         let read = Blocks::read(update);
         let mut st = self.lock();
@@ -1447,7 +1447,8 @@ use blocks::{Blocks, Places};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnreadableUpdate {
     /// It holds a content or node kind a Yjs 13 client cannot decode (yrs' move,
-    /// weak link or undefined node): relayed, it would break every stock client.
+    /// weak link or undefined node): relayed, every stock client would drop it
+    /// and diverge.
     NotYjs,
     /// Its bytes do not read as a v1 update.
     Malformed,

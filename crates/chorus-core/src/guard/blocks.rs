@@ -14,8 +14,9 @@
 //!
 //! The reading also refuses, before anything is applied, what a Yjs 13 client
 //! cannot decode: content kinds past 9 (yrs' move) and type refs past 6 (yrs' weak
-//! link, undefined). Relayed, one such item would make every stock Yjs client in the
-//! document throw on the update.
+//! link, undefined). Relayed, every stock Yjs client in the document would fail
+//! to read the update, drop it whole, and then hold the sender's later updates as
+//! pending: a silent divergence.
 //!
 //! Where an item landed is found without yrs' private block store: an item with
 //! neither origin sits where its encoding says (a root by name, or the type item by
