@@ -4,7 +4,7 @@
 //! joiner made meanwhile.
 
 use bytes::Bytes;
-use chorus_e2e::{eventually, raw_connect, TestServer, APP};
+use chorus_e2e::{eventually, raw_connect, TestServer, APP, SECRETS};
 use chorus_protocol::{encode_sync, Message, SyncMessage};
 use futures_util::{SinkExt, StreamExt};
 use std::path::Path;
@@ -307,5 +307,119 @@ async fn the_first_step_2_of_an_early_answer_holds_the_log_after_the_snapshot() 
         "the first step 2 alone is the whole stored draft"
     );
     assert_eq!(title_after(&got.sync), want);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_point_renders_and_restores_only_what_todays_policy_allows() {
+    use chorus_e2e::{host_token, http, http_with_body, YClient};
+    use yrs::{Transact, Xml, XmlElementPrelim, XmlFragment, XmlTextPrelim};
+    let dir = tempfile::tempdir().unwrap();
+    // Policy A allows <x-widget>; the default policy (today's) does not.
+    let mut policy: serde_json::Value =
+        serde_json::from_str(include_str!("../../proto/whitelist-default.json")).unwrap();
+    policy["elements"]["x-widget"] = serde_json::json!([]);
+    let policy_a = dir.path().join("policy-a.json");
+    std::fs::write(&policy_a, policy.to_string()).unwrap();
+    let data = dir.path().join("data");
+    let doc = "historic";
+    let host = format!("Bearer {}", host_token(APP, SECRETS[0], None));
+    let auth = [("Authorization", host.as_str())];
+
+    // Under A: a widget and a paragraph, published (a history point).
+    let server =
+        TestServer::start_in(&data, |c| c.apps[0].whitelist = Some(policy_a.clone())).await;
+    let writer = server.ext_client(doc, "alice").await;
+    let author = yrs::Doc::with_client_id(4242);
+    let body = author.get_or_insert_xml_fragment("body");
+    let update = {
+        let mut txn = author.transact_mut();
+        let widget = body.push_back(&mut txn, XmlElementPrelim::empty("x-widget"));
+        widget.push_back(&mut txn, XmlTextPrelim::new(SECRET));
+        let p = body.push_back(&mut txn, XmlElementPrelim::empty("p"));
+        p.push_back(&mut txn, XmlTextPrelim::new("kept"));
+        txn.encode_update_v1()
+    };
+    let n = writer.send_update(&update);
+    eventually(10, "saved", || writer.saved() >= n)
+        .await
+        .unwrap();
+    let draft = format!("/v1/apps/{APP}/docs/{doc}/draft?format=json");
+    let (status, headers, body_json) = http(server.addr, "GET", &draft, &auth).await;
+    assert_eq!(status, 200);
+    assert!(
+        String::from_utf8_lossy(&body_json).contains(SECRET),
+        "policy A keeps the widget"
+    );
+    let etag = headers["etag"].clone();
+    let publish = format!("/v1/apps/{APP}/docs/{doc}/publish?conflictPolicy=abort");
+    let (status, _, _) = http(
+        server.addr,
+        "POST",
+        &publish,
+        &[
+            ("Authorization", host.as_str()),
+            ("If-Match", etag.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    drop(writer);
+    server.stop().await.unwrap();
+
+    // Under today's policy: the point renders and restores without the widget.
+    let server = TestServer::start_in(&data, |_| {}).await;
+    let (status, _, list) = http(
+        server.addr,
+        "GET",
+        &format!("/v1/apps/{APP}/docs/{doc}/history"),
+        &auth,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let list: serde_json::Value = serde_json::from_slice(&list).unwrap();
+    let point = list["points"][0]["point"]
+        .as_u64()
+        .expect("a history point");
+    for format in ["json", "html"] {
+        let path = format!("/v1/apps/{APP}/docs/{doc}/history/{point}?format={format}");
+        let (status, _, rendered) = http(server.addr, "GET", &path, &auth).await;
+        assert_eq!(status, 200);
+        let rendered = String::from_utf8_lossy(&rendered);
+        assert!(
+            !rendered.contains(SECRET),
+            "{format} render of the point: {rendered}"
+        );
+        assert!(!rendered.contains("x-widget"), "{format}: {rendered}");
+        assert!(
+            rendered.contains("kept"),
+            "{format}: the allowed rest renders"
+        );
+    }
+    let watcher = server.client(doc, "bob").await;
+    let (status, _, _) = http_with_body(
+        server.addr,
+        "POST",
+        &format!("/v1/apps/{APP}/docs/{doc}/restore"),
+        &[
+            ("Authorization", host.as_str()),
+            ("Content-Type", "application/json"),
+        ],
+        format!("{{\"point\":{point}}}").as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let fresh = YClient::connect(&server.ws_url(APP, doc, &server.token(doc, "carol")))
+        .await
+        .unwrap();
+    fresh.wait_synced().await.unwrap();
+    for c in [&watcher, &fresh] {
+        let body = c.body();
+        assert!(
+            !body.contains(SECRET) && !body.contains("x-widget"),
+            "{body}"
+        );
+        assert!(body.contains("kept"), "{body}");
+    }
     server.stop().await.unwrap();
 }

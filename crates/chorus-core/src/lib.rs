@@ -33,7 +33,7 @@ mod session;
 pub use error::{ExternalError, LoadError, RoomError};
 pub use guard::{Neutralised, UnreadableUpdate, Verdict, Violation, Whitelist, WhitelistMode};
 pub use room::{
-    external_edit, is_empty_state_vector, sync_from_stored, ConnId, ExternalEdit, ExternalFork,
-    Peer, Room, RoomLimits, SpentFork, ROOT_BODY, ROOT_TITLE,
+    checked_state, external_edit, is_empty_state_vector, sync_from_stored, ConnId, ExternalEdit,
+    ExternalFork, Peer, Room, RoomLimits, SpentFork, ROOT_BODY, ROOT_TITLE,
 };
 pub use session::Session;

@@ -1112,6 +1112,25 @@ fn stamp_user(state: &str, session: &Session) -> Result<String, RoomError> {
     Ok(value.to_string())
 }
 
+/// A stored state (a history point, say) as a document checked against
+/// `whitelist` as it is today, the way [`Room::from_stored`] checks a draft it
+/// loads: what a render or a restore reads from it holds nothing today's policy
+/// refuses, whatever the policy or the guard's rules were when it was stored.
+pub fn checked_state(whitelist: &Whitelist, state: &[u8]) -> Result<Doc, LoadError> {
+    struct Nobody;
+    impl Peer for Nobody {
+        fn send(&self, _: Bytes) -> bool {
+            true
+        }
+    }
+    let limits = RoomLimits {
+        whitelist: whitelist.clone(),
+        ..RoomLimits::default()
+    };
+    let room = Room::<Nobody>::from_stored(limits, Some(state), [])?;
+    Ok(room.doc.clone())
+}
+
 /// Whether the count that opens a lib0 v1 update or state vector (of clients; each
 /// takes at least one byte after it) fits in the bytes. yrs reserves a hash map of
 /// that many entries before reading any (`try_reserve`: it only fails past what the

@@ -31,8 +31,7 @@ use types::{
     DraftQuery, HistoryList, PointFormat, PointJson, PointPath, PointQuery, PublishQuery,
     PublishResult, RestoreBody, SessionList, SessionPath,
 };
-use yrs::updates::decoder::Decode;
-use yrs::{Doc, Transact, Update};
+use yrs::Doc;
 
 /// `GET /v1/apps/{app}/docs/{doc}/draft?format=json|html|yjs`
 pub async fn get_draft(
@@ -251,19 +250,19 @@ async fn read_point(
     Ok((found.state, found.entry))
 }
 
-/// Rebuild a stored state as a document and render it with `render`, on the blocking
-/// pool: a point is a whole document, and rendering (and cleaning) it must not hold
-/// a runtime worker.
+/// Rebuild a stored state as a document checked against the app's whitelist as it is
+/// today (a point may predate the policy or the guard's rules: it renders and
+/// restores only what today's policy allows), and render it with `render`, on the
+/// blocking pool: a point is a whole document, and checking and rendering it must not
+/// hold a runtime worker.
 async fn render_point<T: Send + 'static>(
     stored: Vec<u8>,
+    whitelist: chorus_core::Whitelist,
     render: impl FnOnce(&Doc) -> T + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(move || {
-        let update = Update::decode_v1(&stored).map_err(|_| ApiError::Unavailable)?;
-        let doc = Doc::new();
-        doc.transact_mut()
-            .apply_update(update)
-            .map_err(|_| ApiError::Unavailable)?;
+        let doc =
+            chorus_core::checked_state(&whitelist, &stored).map_err(|_| ApiError::Unavailable)?;
         Ok(render(&doc))
     })
     .await
@@ -280,8 +279,9 @@ pub async fn history_point(
     let (stored, entry) = read_point(&state, &key, point).await?;
     Ok(match q.format {
         PointFormat::Json => {
-            let profile = state.documents.whitelist_for(&key.0).profile.clone();
-            let document = render_point(stored, move |doc| {
+            let whitelist = state.documents.whitelist_for(&key.0).clone();
+            let profile = whitelist.profile.clone();
+            let document = render_point(stored, whitelist, move |doc| {
                 chorus_core::render::doc_json_as(doc, &profile)
             })
             .await?;
@@ -296,7 +296,8 @@ pub async fn history_point(
         }
         PointFormat::Html => {
             let whitelist = state.documents.whitelist_for(&key.0).clone();
-            let (title, html) = render_point(stored, move |doc| {
+            let check = whitelist.clone();
+            let (title, html) = render_point(stored, check, move |doc| {
                 let (title, html) = chorus_core::render::doc_html_as(doc, &whitelist.profile);
                 (title, whitelist.clean_html(&html))
             })
@@ -316,8 +317,9 @@ pub async fn restore(
 ) -> Result<Response, ApiError> {
     let (stored, _) = read_point(&state, &key, point).await?;
     // The external change cleans the HTML with the app's whitelist as it imports it.
-    let profile = state.documents.whitelist_for(&key.0).profile.clone();
-    let (title, html) = render_point(stored, move |doc| {
+    let whitelist = state.documents.whitelist_for(&key.0).clone();
+    let profile = whitelist.profile.clone();
+    let (title, html) = render_point(stored, whitelist, move |doc| {
         chorus_core::render::doc_html_as(doc, &profile)
     })
     .await?;

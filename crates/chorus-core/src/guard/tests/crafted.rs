@@ -513,3 +513,36 @@ fn a_stored_lone_format_item_is_deleted_when_the_document_is_loaded() {
     let fixed = room.encode_state();
     assert!(!fixed.windows(10).any(|w| w == b"javascript"));
 }
+
+#[test]
+fn a_stored_state_read_outside_a_room_is_checked_against_todays_policy() {
+    let old = Doc::with_client_id(7);
+    let body = old.get_or_insert_xml_fragment("body");
+    {
+        let mut txn = old.transact_mut();
+        p(&mut txn, &body, "hi");
+    }
+    old.transact_mut()
+        .apply_update(
+            Update::decode_v1(&update(
+                ATTACKER,
+                0,
+                &[
+                    after(LAST_CHAR, Content::Format("a", JS_LINK)),
+                    after((ATTACKER, 0), Content::Str("click me")),
+                ],
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+    let state = old
+        .transact()
+        .encode_state_as_update_v1(&Default::default());
+    // Rendered as stored, the link is there (what a history point showed before).
+    let raw = crate::render::doc_json(&old).to_string();
+    assert!(raw.contains("javascript"), "{raw}");
+    let checked = crate::checked_state(&Whitelist::default(), &state).unwrap();
+    let json = crate::render::doc_json(&checked).to_string();
+    assert!(!json.contains("javascript"), "{json}");
+    assert!(json.contains("click me"), "{json}");
+}
