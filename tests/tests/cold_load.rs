@@ -313,7 +313,7 @@ async fn the_first_step_2_of_an_early_answer_holds_the_log_after_the_snapshot() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_history_point_renders_and_restores_only_what_todays_policy_allows() {
     use chorus_e2e::{host_token, http, http_with_body, YClient};
-    use yrs::{Transact, Xml, XmlElementPrelim, XmlFragment, XmlTextPrelim};
+    use yrs::{Transact, XmlElementPrelim, XmlFragment, XmlTextPrelim};
     let dir = tempfile::tempdir().unwrap();
     // Policy A allows <x-widget>; the default policy (today's) does not.
     let mut policy: serde_json::Value =
