@@ -1094,9 +1094,41 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
 }
 
 /// Overwrite the `user` identity fields of an awareness state with the session's.
+/// Most top-level fields an awareness state may have (an editor's presence has two
+/// or three: `user`, `cursor`, a selection).
+const MAX_AWARENESS_FIELDS: usize = 32;
+/// Deepest nesting of an awareness state (a y-prosemirror cursor is four deep).
+const MAX_AWARENESS_DEPTH: usize = 8;
+
+/// Whether a JSON value nests deeper than `limit`.
+fn nests_deeper(value: &serde_json::Value, limit: usize) -> bool {
+    let mut stack = vec![(value, 0usize)];
+    while let Some((v, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &serde_json::Value>> = match v {
+            serde_json::Value::Object(o) => Box::new(o.values()),
+            serde_json::Value::Array(a) => Box::new(a.iter()),
+            _ => continue,
+        };
+        if depth >= limit {
+            return true;
+        }
+        stack.extend(children.map(|c| (c, depth + 1)));
+    }
+    false
+}
+
 fn stamp_user(state: &str, session: &Session) -> Result<String, RoomError> {
     let mut value: serde_json::Value =
         serde_json::from_str(state).map_err(|_| RoomError::Malformed { what: "awareness" })?;
+    // Presence is JSON every editor parses and walks: bounded in breadth and depth,
+    // not only in bytes.
+    if value
+        .as_object()
+        .is_some_and(|o| o.len() > MAX_AWARENESS_FIELDS)
+        || nests_deeper(&value, MAX_AWARENESS_DEPTH)
+    {
+        return Err(RoomError::Malformed { what: "awareness" });
+    }
     let obj = value.as_object_mut().ok_or(RoomError::AwarenessNotObject)?;
     let user = obj
         .entry("user")

@@ -845,3 +845,37 @@ fn a_refused_edit_caps_what_its_connection_is_ever_told_is_saved() {
         "neither the refused edit nor any message after it is acknowledged"
     );
 }
+
+#[test]
+fn awareness_states_are_bounded_in_fields_and_depth() {
+    let mut room = room();
+    let a = Recorder::default();
+    room.join(ConnId(1), session("a", Mode::Edit), a);
+    let clock = std::cell::Cell::new(0);
+    let state = |json: &str| {
+        clock.set(clock.get() + 1);
+        let mut w = chorus_protocol::Writer::with_capacity(64);
+        w.write_var_u64(1);
+        w.write_var_u64(77);
+        w.write_var_u64(clock.get());
+        w.write_var_string(json);
+        Message::Awareness(w.finish())
+    };
+    // A y-prosemirror cursor (four deep) and a few fields pass.
+    let cursor = r#"{"cursor":{"anchor":{"type":{"client":1,"clock":2},"tname":null,"item":{"client":1,"clock":3},"assoc":0}},"a":1,"b":[1,[2]]}"#;
+    room.receive(ConnId(1), state(cursor)).unwrap();
+    let deep = format!("{}1{}", "[".repeat(9), "]".repeat(9));
+    let deep = format!(r#"{{"x":{deep}}}"#);
+    assert!(matches!(
+        room.receive(ConnId(1), state(&deep)),
+        Err(RoomError::Malformed { what: "awareness" })
+    ));
+    let wide: String = (0..33)
+        .map(|i| format!(r#""f{i}":0"#))
+        .collect::<Vec<_>>()
+        .join(",");
+    assert!(matches!(
+        room.receive(ConnId(1), state(&format!("{{{wide}}}"))),
+        Err(RoomError::Malformed { what: "awareness" })
+    ));
+}
