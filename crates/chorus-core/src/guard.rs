@@ -13,7 +13,8 @@
 //!    read by the after-transaction hook in strip mode: the changed nodes from
 //!    [`TransactionMut::changed_parent_types`], new children by their ids in the
 //!    transaction's insertions. Reject mode has a deep observer on the body instead,
-//!    because undoing a refused update takes yrs' event deltas and old values; yrs then
+//!    because undoing a refused update takes the attribute values it replaced, which
+//!    yrs shows only in its events' old values; yrs then
 //!    sorts each transaction's events by path, so a transaction editing k existing nodes
 //!    costs ~k × the body's length there (docs/PERFORMANCE.md, "External changes").
 //! 2. The after-transaction hook carries the actions out in the same transaction and
@@ -22,8 +23,10 @@
 //!    store receive never holds the removed values (a removed attribute's *key* may
 //!    survive as a collected map entry; its value does not).
 //!
-//! In `reject` mode the observers also record how to undo everything the transaction
-//! inserted; if anything violated the policy, the hook undoes all of it instead. Deletions
+//! In `reject` mode the observers also record the attribute values the transaction
+//! replaced; if anything violated the policy, the hook undoes the whole transaction
+//! instead: it deletes every item the transaction inserted by id (the insert set) and
+//! puts those values back. Deletions
 //! the refused update carried cannot be recalled inside yrs and still apply (they carry
 //! no content); the sender is then closed so that it reloads.
 
@@ -308,7 +311,7 @@ struct State {
     title: BranchPtr,
     /// What strip mode removes.
     strip: Vec<Action>,
-    /// Reject mode: how to undo everything the transaction inserted.
+    /// Reject mode: the attribute values the transaction replaced, to put back.
     undo: Vec<Action>,
     found: Neutralised,
     verdict: Verdict,
@@ -387,9 +390,6 @@ impl Guard {
             } else if !scan.text_changes(txn, title, event.delta(txn), true) {
                 scan.refuse(Violation::Embed, Action::Purge { branch: title });
             }
-            if record_undo {
-                scan.undo_text(txn, title, event.delta(txn));
-            }
             st.absorb(scan);
         });
         let g = guard.clone();
@@ -422,7 +422,7 @@ impl Guard {
         if st.checking() && !blocks.formats.is_empty() {
             st.blocks = Some(blocks);
         }
-        // Reject mode needs every text's delta anyway, to know what to undo.
+        // Reject mode reads every text's delta anyway (its deep events).
         st.profile = if st.checking() && st.whitelist.mode == WhitelistMode::Strip {
             UpdateProfile::of(update, &st.whitelist.policy, &st.whitelist.profile)
         } else {
@@ -513,25 +513,29 @@ impl Guard {
                                 for (i, v) in values.iter().enumerate() {
                                     scan.child(parent, index + i as u32, v);
                                 }
-                                scan.undo_children(parent, index, values.len() as u32);
                                 index += values.len() as u32;
                             }
                             Change::Retain(n) => index += n,
                             Change::Removed(_) => {}
                         }
                     }
-                    for (key, change) in e.keys(txn) {
-                        scan.changed_key(parent, tag.as_deref(), key, change);
-                    }
+                    scan.changed_keys(|scan| {
+                        for (key, change) in e.keys(txn) {
+                            scan.changed_key(parent, tag.as_deref(), key, change);
+                        }
+                    });
                     scan.drain(txn);
                 }
                 Event::XmlText(e) => {
                     if !profile.texts_clean {
                         scan.text_event(txn, e);
                     }
-                    for (key, change) in e.keys(txn) {
-                        scan.changed_key(ptr(e.target()), None, key, change);
-                    }
+                    let target = ptr(e.target());
+                    scan.changed_keys(|scan| {
+                        for (key, change) in e.keys(txn) {
+                            scan.changed_key(target, None, key, change);
+                        }
+                    });
                 }
                 // Other shared types never survive inside the body (the guard removes
                 // them when they arrive), so no event can come from one.
@@ -678,8 +682,12 @@ impl Guard {
             st.verdict.neutralised.merge(&found);
             st.verdict.rejected |= reject;
             let actions = if reject {
-                // Undoing by position misses what has none (format items): delete
-                // everything the update inserted by id as well, after the rest.
+                // Undo by id: delete everything the update inserted (format items,
+                // which have no position, included), and put back the attribute
+                // values it replaced. Undoing by position instead re-formatted the
+                // range a refused mark covered (yrs then writes a marker restoring
+                // the mark in force: the refused one), and emptied a whole text
+                // that held an item the text API cannot place.
                 let mut undo = undo;
                 undo.push(Action::DeleteItems(txn.insert_set().clone()));
                 undo
@@ -990,13 +998,6 @@ impl<'p> Scan<'p> {
         self.strip.push(Action::DeleteItems(set));
     }
 
-    fn undo_children(&mut self, parent: BranchPtr, index: u32, len: u32) {
-        if self.record_undo && len > 0 {
-            self.undo
-                .push(Action::RemoveChildren { parent, index, len });
-        }
-    }
-
     /// A child at `index` of `parent` that is new (or being checked in full).
     fn child(&mut self, parent: BranchPtr, index: u32, value: &Out) {
         let remove = Action::RemoveChildren {
@@ -1117,9 +1118,6 @@ impl<'p> Scan<'p> {
     /// attributes are judged from the event's keys).
     fn text_event(&mut self, txn: &TransactionMut, e: &yrs::types::xml::XmlTextEvent) {
         let text = ptr(e.target());
-        if self.record_undo {
-            self.undo_text(txn, text, e.delta(txn));
-        }
         if !self.text_changes(txn, text, e.delta(txn), false) {
             self.drop_existing(txn, e.target());
         }
@@ -1249,41 +1247,15 @@ impl<'p> Scan<'p> {
         self.existing_text(txn, text, title)
     }
 
-    /// Reject mode: how to undo what a text delta inserted or formatted.
-    ///
-    /// The delta's positions hold only while the text holds nothing but strings: a
-    /// string embed shows in it as text of its string's length while it occupies one
-    /// position, and undoing by those positions removed past the end of the text (a
-    /// yrs panic, which poisoned the room for everyone; found by the
-    /// `room_receive_structured` fuzz target, docs/FUZZING.md). A text that holds
-    /// anything else is emptied instead: only a client outside the editor's model
-    /// puts an embed there, and its update is being refused anyway.
-    fn undo_text<T: ReadTxn>(&mut self, txn: &T, text: BranchPtr, delta: &[Delta]) {
-        if utf16_len(&TextRef::from(text).get_string(txn)) != text.content_len {
-            self.undo.push(Action::Purge { branch: text });
-            return;
-        }
-        let mut index = 0u32;
-        for d in delta {
-            match d {
-                Delta::Inserted(value, _) => {
-                    let len = chunk_len(value);
-                    self.undo.push(Action::RemoveText { text, index, len });
-                    index += len;
-                }
-                Delta::Retain(len, attrs) => {
-                    if let Some(attrs) = attrs {
-                        self.undo.push(Action::Unformat {
-                            text,
-                            index,
-                            len: *len,
-                            keys: attrs.keys().cloned().collect(),
-                        });
-                    }
-                    index += len;
-                }
-                Delta::Deleted(_) => {}
-            }
+    /// Judge the changed map entries of an event (`judge`, which reads yrs' event
+    /// keys). yrs unwraps the value of each changed entry, and a crafted entry can
+    /// have none (a format item given a key): its panic would poison the room for
+    /// every editor. Caught, it refuses the update instead (reject mode undoes all
+    /// it inserted, by id).
+    fn changed_keys(&mut self, judge: impl FnOnce(&mut Self)) {
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| judge(&mut *self)));
+        if caught.is_err() {
+            self.found.add(Violation::Attribute);
         }
     }
 
@@ -1301,17 +1273,13 @@ impl<'p> Scan<'p> {
             EntryChange::Removed(_) => return,
         };
         self.attribute(target, tag, key, new);
-        if self.record_undo {
-            self.undo.push(match old {
-                Some(Out::Any(old)) => Action::SetKey {
-                    target,
-                    key: key.clone(),
-                    value: old.clone(),
-                },
-                _ => Action::RemoveKey {
-                    target,
-                    key: key.clone(),
-                },
+        // A new key's entry is deleted with the rest of the update, by id; a value
+        // it replaced is put back.
+        if let (true, Some(Out::Any(old))) = (self.record_undo, old) {
+            self.undo.push(Action::SetKey {
+                target,
+                key: key.clone(),
+                value: old.clone(),
             });
         }
     }

@@ -23,9 +23,9 @@
 //! id); one with an origin sits where that origin does (else where its right origin
 //! does), as yrs places it. An origin inside the same update is followed in the
 //! update; one outside it is asked of the document ([`yrs::StickyIndex`], which walks
-//! the origin's siblings to its left). More than [`MAX_LOOKUPS`] such questions in
-//! one update, and the whole document is read from its own encoding instead, where
-//! every origin is inside.
+//! the origin's siblings to its left). Past [`LOOKUP_BUDGET`] items walked in one
+//! update, the whole document is read from its own encoding instead, where every
+//! origin is inside.
 
 use super::{mark_allowed, parent_of};
 use chorus_whitelist::{EditorProfile, Policy};
@@ -58,9 +58,13 @@ const TYPE_XML_ELEMENT: u64 = 3;
 const TYPE_XML_HOOK: u64 = 5;
 /// Deepest nesting of a value read.
 const MAX_VALUE_DEPTH: u32 = 64;
-/// Questions about an origin outside the update (each a walk of that origin's
-/// siblings to its left) before the whole document is read instead.
-pub(crate) const MAX_LOOKUPS: usize = 256;
+/// How many items the questions about origins outside the update may walk in all
+/// (each walks its origin's left siblings: at most the length of their parent)
+/// before the whole document is read from its own encoding instead. An external
+/// change that edits every paragraph of a large draft asks once per paragraph, each
+/// a short walk; one crafted update asking many times about a huge text does not
+/// get to walk it each time.
+pub(crate) const LOOKUP_BUDGET: u64 = 1 << 20;
 
 /// Why an update cannot be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -271,7 +275,7 @@ impl Blocks {
         profile: &EditorProfile,
     ) -> Vec<ID> {
         let mut memo: FxHashMap<(u64, usize), Place> = FxHashMap::default();
-        let mut lookups = 0usize;
+        let mut walked = 0u64;
         let mut refused = Vec::new();
         for format in &self.formats {
             if format.id.clock < before.get(&format.id.client) {
@@ -289,7 +293,7 @@ impl Blocks {
             let Some(at) = self.find(&format.id) else {
                 continue;
             };
-            let place = self.place(txn, at, places, &mut memo, &mut lookups);
+            let place = self.place(txn, at, places, &mut memo, &mut walked);
             let keep = match place {
                 Place::Gone => true,
                 Place::Title => format.value == Any::Null,
@@ -299,7 +303,7 @@ impl Blocks {
             if !keep {
                 refused.push(format.id);
             }
-            if lookups > MAX_LOOKUPS {
+            if walked > LOOKUP_BUDGET {
                 // Too many walks of existing siblings: read the document instead.
                 return whole_document_formats(txn, places, policy, profile);
             }
@@ -315,7 +319,7 @@ impl Blocks {
         at: (u64, usize),
         places: &Places,
         memo: &mut FxHashMap<(u64, usize), Place>,
-        lookups: &mut usize,
+        walked: &mut u64,
     ) -> Place {
         let mut path = Vec::new();
         let mut current = at;
@@ -336,10 +340,7 @@ impl Blocks {
                         current = next;
                         continue;
                     }
-                    None => {
-                        *lookups += 1;
-                        break places.of_existing(txn, link);
-                    }
+                    None => break places.of_existing(txn, link, walked),
                 }
             }
             if item.keyed {
@@ -395,7 +396,8 @@ impl Blocks {
         profile: &EditorProfile,
     ) -> Vec<ID> {
         let mut memo = FxHashMap::default();
-        let mut lookups = 0usize;
+        // Every origin is in the encoding: nothing is walked.
+        let mut walked = 0u64;
         let mut refused = Vec::new();
         for format in &self.formats {
             let allowed_in_text = match &format.value {
@@ -403,7 +405,7 @@ impl Blocks {
                 value => mark_allowed(policy, profile, &format.key, value),
             };
             let place = match self.find(&format.id) {
-                Some(at) => self.place(txn, at, places, &mut memo, &mut lookups),
+                Some(at) => self.place(txn, at, places, &mut memo, &mut walked),
                 None => Place::Gone,
             };
             let keep = match place {
@@ -454,11 +456,15 @@ impl Places {
         }
     }
 
-    /// Where an item the document already holds sits (the branch of its parent).
-    fn of_existing<T: ReadTxn>(&self, txn: &T, id: ID) -> Place {
+    /// Where an item the document already holds sits (the branch of its parent);
+    /// adds what yrs may have walked to find it (its parent's length) to `walked`.
+    fn of_existing<T: ReadTxn>(&self, txn: &T, id: ID, walked: &mut u64) -> Place {
         let index = StickyIndex::new(IndexScope::Relative(id), Assoc::After);
         match index.get_offset(txn) {
-            Some(offset) => self.of_branch(offset.branch),
+            Some(offset) => {
+                *walked += u64::from(offset.branch.block_len.max(1));
+                self.of_branch(offset.branch)
+            }
             None => Place::Gone,
         }
     }

@@ -546,3 +546,58 @@ fn a_stored_state_read_outside_a_room_is_checked_against_todays_policy() {
     assert!(!json.contains("javascript"), "{json}");
     assert!(json.contains("click me"), "{json}");
 }
+
+#[test]
+fn reject_mode_undoes_by_id_without_leaving_a_marker_or_emptying_a_text() {
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "a link first in the text, over the existing hi",
+            update(
+                ATTACKER,
+                0,
+                &[under(
+                    Parent::Item(TEXT.0, TEXT.1),
+                    None,
+                    Content::Format("a", JS_LINK),
+                )],
+            ),
+        ),
+        (
+            "an embed after the text",
+            update(
+                ATTACKER,
+                0,
+                &[after(LAST_CHAR, Content::Embed(r#"{"javascript":1}"#))],
+            ),
+        ),
+        (
+            "a format item given as an element's attribute (yrs cannot read its value)",
+            update(
+                ATTACKER,
+                0,
+                &[under(
+                    Parent::Item(P.0, P.1),
+                    Some("class"),
+                    Content::Format("a", JS_LINK),
+                )],
+            ),
+        ),
+    ];
+    for (what, bytes) in cases {
+        let mut f = with_hi(WhitelistMode::Reject);
+        assert_eq!(
+            f.send(&bytes),
+            Err(RoomError::ContentRejected),
+            "{what}: refused"
+        );
+        assert!(!f.room.is_poisoned(), "{what}: the room is poisoned");
+        assert_eq!(f.body(), "<p>hi</p>", "{what}");
+        assert_eq!(
+            peer_chunks(&f),
+            vec![("hi".to_owned(), vec![])],
+            "{what}: the peer's text"
+        );
+        f.assert_gone("javascript");
+        assert_peer_holds_the_room(&f, what);
+    }
+}
