@@ -426,3 +426,76 @@ async fn sessions_exclusive_mode_and_app_switches_act_wherever_the_sessions_are(
         node.stop().await.unwrap();
     }
 }
+
+/// One struct of a hand-encoded update: a format item (`key`, JSON `value`) or a
+/// string, after `origin` (no Yjs API emits a format item alone).
+fn crafted(
+    client: u64,
+    clock: u64,
+    origin: (u64, u64),
+    content: Result<&str, (&str, &str)>,
+) -> Vec<u8> {
+    let mut w = chorus_protocol::Writer::with_capacity(96);
+    for v in [1, 1, client, clock] {
+        w.write_var_u64(v);
+    }
+    w.write_u8(0x80 | if content.is_ok() { 4 } else { 6 });
+    w.write_var_u64(origin.0);
+    w.write_var_u64(origin.1);
+    match content {
+        Ok(text) => w.write_var_string(text),
+        Err((key, value)) => {
+            w.write_var_string(key);
+            w.write_var_string(value);
+        }
+    }
+    w.write_var_u64(0);
+    w.finish().to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_format_item_sent_through_a_forwarding_node_is_refused_by_the_owner() {
+    let cluster = cluster(2).await;
+    // The first joiner's node owns the document; the attacker is on the other.
+    let owner_side = cluster.nodes[0].ext_client("forwarded", "alice").await;
+    owner_side.push_paragraph("hi");
+    let attacker = cluster.nodes[1].ext_client("forwarded", "mallory").await;
+    eventually(10, "the attacker has the paragraph", || {
+        attacker.body() == "<p>hi</p>"
+    })
+    .await
+    .unwrap();
+    // `<p>hi</p>` from alice's client: the element, its text, then h and i.
+    let last_char = (owner_side.client_id(), 3);
+    let mallory = 0x5eed_u64;
+    attacker.send_update(&crafted(
+        mallory,
+        0,
+        last_char,
+        Err(("a", r#"{"href":"javascript:alert(1)"}"#)),
+    ));
+    let n = attacker.send_update(&crafted(mallory, 1, (mallory, 0), Ok("click me")));
+    eventually(10, "the text arrives and is saved", || {
+        owner_side.body() == "<p>hiclick me</p>" && attacker.saved() >= n
+    })
+    .await
+    .unwrap();
+    for node in &cluster.nodes {
+        let (status, json) = get_json(node, "/v1/apps/wiki/docs/forwarded/draft?format=json").await;
+        assert_eq!(status, 200);
+        let json = json.to_string();
+        assert!(!json.contains("javascript"), "{json}");
+        assert!(json.contains("click me"), "{json}");
+    }
+    let stats: u64 = cluster
+        .nodes
+        .iter()
+        .map(|n| n.state.documents.cluster_stats().unwrap().owned)
+        .sum();
+    assert_eq!(stats, 1, "one owner judged it");
+    attacker.close().await;
+    owner_side.close().await;
+    for node in cluster.nodes {
+        node.stop().await.unwrap();
+    }
+}
