@@ -5,14 +5,14 @@
 # (seeded from tests/fuzz/corpus/<target>); a crash stops its target and is saved
 # in tests/fuzz/libfuzzer/artifacts/<target>/. See docs/FUZZING.md.
 #
-#   tests/fuzz/run.sh 720                       # all five targets, 12 min each
+#   tests/fuzz/run.sh 720                       # all six targets, 12 min each
 #   tests/fuzz/run.sh 60 html_import token_verify
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(frame_decode room_receive_raw room_receive_structured html_import token_verify)
+[ ${#targets[@]} -gt 0 ] || targets=(frame_decode room_receive_raw room_receive_structured room_receive_blocks html_import token_verify)
 jobs="${FUZZ_JOBS:-2}"
 
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal

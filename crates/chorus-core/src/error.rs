@@ -90,6 +90,9 @@ impl From<RoomErrorRepr> for RoomError {
                     "update (a kind Yjs clients cannot read)" => {
                         "update (a kind Yjs clients cannot read)"
                     }
+                    "update (content Yjs and yrs read differently)" => {
+                        "update (content Yjs and yrs read differently)"
+                    }
                     "awareness" => "awareness",
                     _ => "payload",
                 },

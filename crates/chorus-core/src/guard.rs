@@ -409,15 +409,25 @@ impl Guard {
     /// An update holding what a Yjs 13 client cannot decode (yrs' move and weak
     /// link items) is refused here, in every mode: relayed, every stock client in
     /// the document would drop it and diverge.
-    pub fn before_update(&self, update: &[u8]) -> Result<(), UnreadableUpdate> {
+    pub fn before_update(&self, doc: &Doc, update: &[u8]) -> Result<(), UnreadableUpdate> {
         let read = Blocks::read(update);
         let mut st = self.lock();
         st.blocks = None;
         let blocks = match read {
             Ok(blocks) => blocks,
             Err(blocks::Unreadable::NotYjs) => return Err(UnreadableUpdate::NotYjs),
+            Err(blocks::Unreadable::Misread) => return Err(UnreadableUpdate::Misread),
             Err(blocks::Unreadable::Malformed) => return Err(UnreadableUpdate::Malformed),
         };
+        if !blocks.astral.is_empty() {
+            let places = Places {
+                title: st.title,
+                body: st.body,
+            };
+            if blocks.misplaces_strings(&doc.transact(), &places) {
+                return Err(UnreadableUpdate::Malformed);
+            }
+        }
         st.marks_by_id = st.checking();
         if st.checking() && !blocks.formats.is_empty() {
             st.blocks = Some(blocks);
@@ -1418,7 +1428,11 @@ pub enum UnreadableUpdate {
     /// weak link or undefined node): relayed, every stock client would drop it
     /// and diverge.
     NotYjs,
-    /// Its bytes do not read as a v1 update.
+    /// It holds legacy JSON content, which Yjs 13 and yrs read differently.
+    Misread,
+    /// Its bytes do not read as a v1 update, or it puts what no Yjs client would
+    /// where yrs cannot walk it (a map entry longer than one clock, a string with
+    /// characters past U+FFFF among nodes).
     Malformed,
 }
 

@@ -482,7 +482,7 @@ impl<P: Peer> Room<P> {
             // It replaced paragraphs assuming nobody had typed in them since its base.
             return Err(ExternalError::Moved);
         }
-        if self.guard.before_update(&update).is_err() {
+        if self.guard.before_update(&self.doc, &update).is_err() {
             // Our own encoding of a host's change: it always reads.
             return Err(ExternalError::BadBase);
         }
@@ -670,11 +670,16 @@ impl<P: Peer> Room<P> {
             Some(true) => return Err(RoomError::MissingDependencies),
             Some(false) => {}
         }
-        match self.guard.before_update(bytes) {
+        match self.guard.before_update(&self.doc, bytes) {
             Ok(()) => {}
             Err(UnreadableUpdate::NotYjs) => {
                 return Err(RoomError::Malformed {
                     what: "update (a kind Yjs clients cannot read)",
+                })
+            }
+            Err(UnreadableUpdate::Misread) => {
+                return Err(RoomError::Malformed {
+                    what: "update (content Yjs and yrs read differently)",
                 })
             }
             Err(UnreadableUpdate::Malformed) => {

@@ -136,6 +136,12 @@ fn main() {
         write("room_receive_structured", &format!("script-{i}"), seed);
     }
 
+    // room_receive_blocks: chosen block-level scripts (the lone-format bypass of
+    // 2026-12-03 among them), as the bytes `arbitrary` reads back into them.
+    for (name, script) in chorus_fuzz::blocks::seeds() {
+        write("room_receive_blocks", name, &script.seed_bytes());
+    }
+
     // html_import: rich and hostile HTML from proto/test-vectors.
     for file in ["rich-html.txt", "xss-html.txt"] {
         let text = std::fs::read_to_string(Path::new("proto/test-vectors").join(file)).unwrap();

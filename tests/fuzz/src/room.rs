@@ -3,9 +3,12 @@
 //! Two members share a room: the *editor* sends what the fuzzer made, the
 //! *observer* only listens. Whatever the editor sends, the room must not panic, and
 //! unless a hostile update made yrs panic (caught: the room is then *poisoned* and
-//! the server drops it without storing anything), three things hold after every
+//! the server drops it without storing anything), four things hold after every
 //! message:
 //!
+//! - the [`oracle`] (blocks read with this crate's own decoder, judged against the
+//!   policy, no guard code) finds nothing in the room's live document, in the
+//!   observer's, nor in the document the store's records load into;
 //! - the observer, applying what it was sent, holds exactly the room's document;
 //! - the store's records (`take_unsaved`, in order) load into exactly that
 //!   document too: nothing the others saw is missing from disk;
@@ -13,12 +16,15 @@
 //!   nothing to neutralise: the guard's per-update checks let nothing through that
 //!   a full scan would catch.
 //!
+//! Every check runs; a failure reports all that failed.
+//!
 //! [`room_receive_raw`] sends raw bytes (as a frame, or as an update payload);
 //! [`room_receive_structured`] builds real yrs updates from a script of edits with
 //! tag, attribute, mark and value names drawn from both sides of the policy, so the
 //! guard's paths are reached far more often than by random bytes. In strip mode the
 //! editor, applying what the room sent back, must converge with the room as well.
 
+use crate::oracle;
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
 use chorus_auth::Mode;
@@ -40,7 +46,7 @@ const OBSERVER: ConnId = ConnId(2);
 
 /// A member that keeps what it is sent.
 #[derive(Clone, Default)]
-struct Recorder(Rc<RefCell<Vec<Bytes>>>);
+pub(crate) struct Recorder(Rc<RefCell<Vec<Bytes>>>);
 
 impl Peer for Recorder {
     fn send(&self, frame: Bytes) -> bool {
@@ -94,16 +100,16 @@ fn content(doc: &Doc) -> (serde_json::Value, StateVector) {
     (json, sv)
 }
 
-struct Fixture {
-    room: Room<Recorder>,
-    editor: Recorder,
+pub(crate) struct Fixture {
+    pub(crate) room: Room<Recorder>,
+    pub(crate) editor: Recorder,
     observer: Recorder,
     observed: Doc,
     stored: Vec<Vec<u8>>,
 }
 
 impl Fixture {
-    fn new(mode: WhitelistMode) -> Fixture {
+    pub(crate) fn new(mode: WhitelistMode) -> Fixture {
         let limits = RoomLimits {
             whitelist: Whitelist::new(Whitelist::default().policy, mode),
             ..RoomLimits::default()
@@ -123,7 +129,7 @@ impl Fixture {
 
     /// Hand `message` to the room from the editor; false if the room refused it
     /// (the server then closes the connection) or is poisoned.
-    fn send(&mut self, message: Message) -> bool {
+    pub(crate) fn send(&mut self, message: Message) -> bool {
         let refused = self.room.receive(EDITOR, message).is_err();
         self.stored.extend(self.room.take_unsaved());
         if self.room.is_poisoned() {
@@ -133,37 +139,79 @@ impl Fixture {
         !refused
     }
 
+    /// The editor was refused (the server closed its connection): it connects again.
+    pub(crate) fn rejoin_editor(&mut self) {
+        self.room.leave(EDITOR);
+        self.editor.0.borrow_mut().clear();
+        self.room
+            .join(EDITOR, session("editor"), self.editor.clone());
+    }
+
+    /// Everything that must hold after a message; all of it is checked, and every
+    /// failure is reported at once.
     fn check(&mut self) {
+        let mut failures = Vec::new();
+        let whitelist = self.room.whitelist().clone();
         let live = content(self.room.doc());
+        let mut judge = |what: &str, doc: &Doc| {
+            let found = open_filtered(oracle::violations(doc, &whitelist));
+            if !found.is_empty() {
+                failures.push(format!(
+                    "the oracle found in {what} what the policy refuses:\n  {}",
+                    found.join("\n  ")
+                ));
+            }
+        };
+        judge("the room's document", self.room.doc());
         self.observer.apply_to(&self.observed);
-        assert_eq!(
-            content(&self.observed),
-            live,
-            "the observer diverged from the room"
-        );
+        judge("the observer's document", &self.observed);
+        if content(&self.observed) != live {
+            failures.push("the observer diverged from the room".to_owned());
+        }
         let records = self.stored.iter().map(Vec::as_slice);
         let mut reloaded: Room<Recorder> = Room::from_stored(
             RoomLimits {
-                whitelist: self.room.whitelist().clone(),
+                whitelist: whitelist.clone(),
                 ..RoomLimits::default()
             },
             None,
             records,
         )
         .expect("the stored records load");
-        assert_eq!(
-            content(reloaded.doc()),
-            live,
-            "the store's records do not make the room's document"
-        );
+        if content(reloaded.doc()) != live {
+            failures.push("the store's records do not make the room's document".to_owned());
+        }
         let (neutralised, _) = reloaded.take_neutralised();
-        assert_eq!(
-            neutralised.total(),
-            0,
-            "a full scan of the stored document found what the guard let in: {neutralised:?}\n{}",
+        if neutralised.total() != 0 {
+            failures.push(format!(
+                "a full scan of the stored document found what the guard let in: {neutralised:?}"
+            ));
+        }
+        let found = open_filtered(oracle::violations(reloaded.doc(), &whitelist));
+        if !found.is_empty() {
+            failures.push(format!(
+                "the oracle found in the reloaded document what the policy refuses:\n  {}",
+                found.join("\n  ")
+            ));
+        }
+        assert!(
+            failures.is_empty(),
+            "{}\nthe room's document: {}",
+            failures.join("\n"),
             live.0
         );
     }
+}
+
+/// The oracle's findings less those reported and open, if asked ([`crate::skip_open`]).
+fn open_filtered(found: Vec<String>) -> Vec<String> {
+    if !crate::skip_open() {
+        return found;
+    }
+    found
+        .into_iter()
+        .filter(|f| !f.contains(oracle::STALE_PIECE))
+        .collect()
 }
 
 /// Raw bytes from the editor: the first byte picks a full frame, a sync step 2, an
@@ -204,7 +252,7 @@ pub fn room_receive_raw(data: &[u8]) {
 }
 
 /// Names from both sides of the default policy (and the names Yjs editors use).
-const NAMES: &[&str] = &[
+pub(crate) const NAMES: &[&str] = &[
     "p",
     "h1",
     "h2",
@@ -264,7 +312,7 @@ const NAMES: &[&str] = &[
 ];
 
 /// Values from both sides of the policy.
-const VALUES: &[&str] = &[
+pub(crate) const VALUES: &[&str] = &[
     "https://example.com/a",
     "javascript:alert(1)",
     "JaVaScRiPt:alert(1)",

@@ -54,8 +54,10 @@ const DOC: u8 = 9;
 const SKIP: u8 = 10;
 /// Node kinds a Yjs 13 client reads (array … XML text); those with a name.
 const LAST_YJS_TYPE_REF: u64 = 6;
+const TYPE_TEXT: u64 = 2;
 const TYPE_XML_ELEMENT: u64 = 3;
 const TYPE_XML_HOOK: u64 = 5;
+const TYPE_XML_TEXT: u64 = 6;
 /// Deepest nesting of a value read.
 const MAX_VALUE_DEPTH: u32 = 64;
 /// How many items the questions about origins outside the update may walk in all
@@ -71,6 +73,8 @@ pub(crate) const LOOKUP_BUDGET: u64 = 1 << 20;
 pub(crate) enum Unreadable {
     /// A content kind or node kind Yjs 13 cannot decode.
     NotYjs,
+    /// A content kind Yjs 13 and yrs read differently (legacy JSON).
+    Misread,
     /// Bytes that do not read as a v1 update.
     Malformed,
 }
@@ -93,6 +97,8 @@ struct Item {
     right_origin: Option<ID>,
     parent: Parent,
     keyed: bool,
+    /// The node kind, for a type item.
+    type_ref: Option<u64>,
 }
 
 /// A format item: its id, key and value.
@@ -110,6 +116,8 @@ pub(crate) struct Blocks {
     clients: FxHashMap<u64, Vec<Item>>,
     /// Every format item.
     pub formats: Vec<Format>,
+    /// Every string item holding a character past U+FFFF.
+    pub astral: Vec<ID>,
 }
 
 /// Where a format item landed.
@@ -129,6 +137,7 @@ impl Blocks {
     pub fn read(update: &[u8]) -> Result<Blocks, Unreadable> {
         // A first pass that allocates nothing: most updates (a keystroke) hold no
         // format item, and need only the check that Yjs can read them.
+        // (The count is of format items and strings with astral characters.)
         if Blocks::walk(update, false)?.1 == 0 {
             return Ok(Blocks::default());
         }
@@ -140,6 +149,7 @@ impl Blocks {
     fn walk(update: &[u8], collect: bool) -> Result<(Blocks, usize), Unreadable> {
         let mut r = Cursor { buf: update };
         let mut counted = 0usize;
+        let mut astral = 0usize;
         let mut blocks = Blocks::default();
         let mut items: Vec<(u64, Item)> = Vec::new();
         let clients = r.var()?;
@@ -167,20 +177,29 @@ impl Blocks {
                         keyed = true;
                     }
                 }
+                let mut type_ref = None;
                 let len = match kind {
                     DELETED => r.clock()?,
-                    JSON => {
-                        let n = r.clock()?;
-                        for _ in 0..n {
-                            r.string()?;
-                        }
-                        n
-                    }
+                    // Legacy JSON content: Yjs 13 reads `count` texts, yrs 0.28 one more.
+                    // Whatever the room kept, peers would read differently; no current
+                    // Yjs writes it.
+                    JSON => return Err(Unreadable::Misread),
                     BINARY => {
                         r.bytes()?;
                         1
                     }
-                    STRING => utf16_len(r.string()?),
+                    STRING => {
+                        let text = r.string()?;
+                        let len = utf16_len(text);
+                        if len as usize != text.chars().count() {
+                            // Characters past U+FFFF: placed before the update is applied.
+                            astral += 1;
+                            if collect {
+                                blocks.astral.push(ID::new(ClientID::new(client), clock));
+                            }
+                        }
+                        len
+                    }
                     EMBED => {
                         r.string()?;
                         1
@@ -199,13 +218,14 @@ impl Blocks {
                         1
                     }
                     TYPE => {
-                        let type_ref = r.var()?;
-                        if type_ref > LAST_YJS_TYPE_REF {
+                        let kind = r.var()?;
+                        if kind > LAST_YJS_TYPE_REF {
                             return Err(Unreadable::NotYjs);
                         }
-                        if type_ref == TYPE_XML_ELEMENT || type_ref == TYPE_XML_HOOK {
+                        if kind == TYPE_XML_ELEMENT || kind == TYPE_XML_HOOK {
                             r.string()?;
                         }
+                        type_ref = Some(kind);
                         1
                     }
                     ANY => {
@@ -225,6 +245,12 @@ impl Blocks {
                 if len == 0 {
                     return Err(Unreadable::Malformed);
                 }
+                if keyed && len > 1 && kind != DELETED {
+                    // A map entry Yjs writes is one clock long; a longer one can be
+                    // split by an id pointing into it, and a removed entry would
+                    // leave its left part behind.
+                    return Err(Unreadable::Malformed);
+                }
                 if !collect {
                     clock = clock.checked_add(len).ok_or(Unreadable::Malformed)?;
                     continue;
@@ -238,6 +264,7 @@ impl Blocks {
                         right_origin,
                         parent,
                         keyed,
+                        type_ref,
                     },
                 ));
                 clock = clock.checked_add(len).ok_or(Unreadable::Malformed)?;
@@ -251,7 +278,7 @@ impl Blocks {
                 list.sort_by_key(|i| i.clock);
             }
         }
-        Ok((blocks, counted))
+        Ok((blocks, counted + astral))
     }
 
     /// The item of this update that holds `id`.
@@ -311,6 +338,23 @@ impl Blocks {
         refused
     }
 
+    /// Whether a string with characters past U+FFFF would land where only nodes go
+    /// (the children of the body or an element, a map entry, another root), asked
+    /// before the update is applied. yrs 0.28 reads such a string there by
+    /// characters but measures it in UTF-16 units, and any walk of those children
+    /// (the guard's, a render's) never ends: the update is refused instead. Only a
+    /// hand-encoded update puts a string there.
+    pub fn misplaces_strings<T: ReadTxn>(&self, txn: &T, places: &Places) -> bool {
+        let mut memo = FxHashMap::default();
+        let mut walked = 0u64;
+        self.astral.iter().any(|id| {
+            self.find(id).is_some_and(|at| {
+                let place = self.place_as(txn, at, places, &mut memo, &mut walked, true);
+                place == Place::Elsewhere
+            })
+        })
+    }
+
     /// Where the item at `at` landed: follow origins inside the update, then ask the
     /// document once.
     fn place<T: ReadTxn>(
@@ -320,6 +364,20 @@ impl Blocks {
         places: &Places,
         memo: &mut FxHashMap<(u64, usize), Place>,
         walked: &mut u64,
+    ) -> Place {
+        self.place_as(txn, at, places, memo, walked, false)
+    }
+
+    /// [`Blocks::place`]; `before_apply`: the update's own nodes are not in the
+    /// document yet, so a parent among them is judged by its kind (a text or not).
+    fn place_as<T: ReadTxn>(
+        &self,
+        txn: &T,
+        at: (u64, usize),
+        places: &Places,
+        memo: &mut FxHashMap<(u64, usize), Place>,
+        walked: &mut u64,
+        before_apply: bool,
     ) -> Place {
         let mut path = Vec::new();
         let mut current = at;
@@ -348,10 +406,16 @@ impl Blocks {
             }
             break match &item.parent {
                 Parent::Root(name) => places.of_root(name),
-                Parent::Item(id) => match BranchID::get_nested(txn, id) {
-                    Some(branch) => places.of_branch(branch),
-                    // Not a type (then yrs collects the item) or collected.
-                    None => Place::Gone,
+                Parent::Item(id) => match (before_apply, self.find(id)) {
+                    (true, Some((client, i))) => match self.clients[&client][i].type_ref {
+                        Some(TYPE_TEXT | TYPE_XML_TEXT) => Place::BodyText,
+                        _ => Place::Elsewhere,
+                    },
+                    _ => match BranchID::get_nested(txn, id) {
+                        Some(branch) => places.of_branch(branch),
+                        // Not a type (then yrs collects the item) or collected.
+                        None => Place::Gone,
+                    },
                 },
                 Parent::Inherited => Place::Gone,
             };

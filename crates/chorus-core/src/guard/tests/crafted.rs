@@ -601,3 +601,72 @@ fn reject_mode_undoes_by_id_without_leaving_a_marker_or_emptying_a_text() {
         assert_peer_holds_the_room(&f, what);
     }
 }
+
+#[test]
+fn an_astral_string_among_nodes_is_refused_before_it_can_hang_the_room() {
+    // yrs 0.28.1 walks such a string by characters but measures it in UTF-16 units:
+    // any walk of the body's children would never end (found by room_receive_blocks).
+    for (what, bytes) in [
+        (
+            "under the body",
+            update(
+                ATTACKER,
+                0,
+                &[under(Parent::Root("body"), None, Content::Str("a😀b"))],
+            ),
+        ),
+        (
+            "after the paragraph",
+            update(ATTACKER, 0, &[after(P, Content::Str("😀"))]),
+        ),
+        (
+            "in the paragraph's children",
+            update(
+                ATTACKER,
+                0,
+                &[under(Parent::Item(P.0, P.1), None, Content::Str("😀"))],
+            ),
+        ),
+    ] {
+        for mode in [
+            WhitelistMode::Strip,
+            WhitelistMode::Reject,
+            WhitelistMode::Off,
+        ] {
+            let mut f = with_hi(mode);
+            assert!(
+                matches!(f.send(&bytes), Err(RoomError::Malformed { .. })),
+                "{what} ({mode:?})"
+            );
+            assert_eq!(f.body(), "<p>hi</p>", "{what} ({mode:?})");
+        }
+    }
+    // In a text it is text.
+    let mut f = with_hi(WhitelistMode::Strip);
+    f.send(&update(
+        ATTACKER,
+        0,
+        &[after(LAST_CHAR, Content::Str("😀"))],
+    ))
+    .unwrap();
+    assert_eq!(f.body(), "<p>hi😀</p>");
+}
+
+#[test]
+fn legacy_json_content_is_refused_as_yjs_and_yrs_read_it_differently() {
+    // Kind 2, one text: Yjs reads one, yrs 0.28.1 two (found by room_receive_blocks).
+    let mut bytes = Vec::new();
+    for v in [1u64, 1, ATTACKER, 0] {
+        var(&mut bytes, v);
+    }
+    bytes.push(0x80 | 2);
+    var(&mut bytes, LAST_CHAR.0);
+    var(&mut bytes, LAST_CHAR.1 as u64);
+    var(&mut bytes, 1);
+    string(&mut bytes, "1");
+    string(&mut bytes, "");
+    var(&mut bytes, 0);
+    let mut f = with_hi(WhitelistMode::Strip);
+    assert!(matches!(f.send(&bytes), Err(RoomError::Malformed { .. })));
+    assert_eq!(f.body(), "<p>hi</p>");
+}
