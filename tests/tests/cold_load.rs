@@ -177,11 +177,7 @@ async fn a_joiner_with_nothing_gets_the_stored_draft_before_the_history_is_integ
 async fn content_stored_under_another_whitelist_is_checked_before_anyone_gets_it() {
     let dir = tempfile::tempdir().unwrap();
     // Policy A allows <x-widget>; the default policy (B) does not.
-    let mut policy: serde_json::Value =
-        serde_json::from_str(include_str!("../../proto/whitelist-default.json")).unwrap();
-    policy["elements"]["x-widget"] = serde_json::json!([]);
-    let policy_a = dir.path().join("policy-a.json");
-    std::fs::write(&policy_a, policy.to_string()).unwrap();
+    let policy_a = policy_allowing_widgets(dir.path());
     let data = dir.path().join("data");
     let (update, expected) = long_history(true);
     store(&data, "widget", &update, |c| {
@@ -316,11 +312,7 @@ async fn a_history_point_renders_and_restores_only_what_todays_policy_allows() {
     use yrs::{Transact, XmlElementPrelim, XmlFragment, XmlTextPrelim};
     let dir = tempfile::tempdir().unwrap();
     // Policy A allows <x-widget>; the default policy (today's) does not.
-    let mut policy: serde_json::Value =
-        serde_json::from_str(include_str!("../../proto/whitelist-default.json")).unwrap();
-    policy["elements"]["x-widget"] = serde_json::json!([]);
-    let policy_a = dir.path().join("policy-a.json");
-    std::fs::write(&policy_a, policy.to_string()).unwrap();
+    let policy_a = policy_allowing_widgets(dir.path());
     let data = dir.path().join("data");
     let doc = "historic";
     let host = format!("Bearer {}", host_token(APP, SECRETS[0], None));
@@ -422,4 +414,14 @@ async fn a_history_point_renders_and_restores_only_what_todays_policy_allows() {
         assert!(body.contains("kept"), "{body}");
     }
     server.stop().await.unwrap();
+}
+
+/// The default policy plus `<x-widget>`, written into `dir`: its path.
+fn policy_allowing_widgets(dir: &Path) -> std::path::PathBuf {
+    let mut policy: serde_json::Value =
+        serde_json::from_str(include_str!("../../proto/whitelist-default.json")).unwrap();
+    policy["elements"]["x-widget"] = serde_json::json!([]);
+    let path = dir.join("policy-a.json");
+    std::fs::write(&path, policy.to_string()).unwrap();
+    path
 }

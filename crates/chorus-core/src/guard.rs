@@ -655,7 +655,7 @@ impl Guard {
         let whitelist = st.whitelist.clone();
         let refused = blocks.refused_formats(
             txn,
-            txn.before_state(),
+            Some(txn.before_state()),
             &places,
             &whitelist.policy,
             &whitelist.profile,

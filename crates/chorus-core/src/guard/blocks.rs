@@ -147,7 +147,7 @@ impl Blocks {
     /// Read the structs; collect the items (and the format items' values) only if
     /// `collect`. Also returns how many format items there are.
     fn walk(update: &[u8], collect: bool) -> Result<(Blocks, usize), Unreadable> {
-        let mut r = Cursor { buf: update };
+        let mut r = Cursor::new(update);
         let mut counted = 0usize;
         let mut astral = 0usize;
         let mut blocks = Blocks::default();
@@ -293,10 +293,13 @@ impl Blocks {
     /// The ids of the format items that must go, among those integrated after
     /// `before` (earlier ones were judged when they arrived): outside a text, a mark in
     /// the title, a refused mark in a body text.
+    ///
+    /// `before: None` judges every format item (the whole document read from its
+    /// own encoding, where every origin is inside: nothing is walked).
     pub fn refused_formats<T: ReadTxn>(
         &self,
         txn: &T,
-        before: &StateVector,
+        before: Option<&StateVector>,
         places: &Places,
         policy: &Policy,
         profile: &EditorProfile,
@@ -305,7 +308,7 @@ impl Blocks {
         let mut walked = 0u64;
         let mut refused = Vec::new();
         for format in &self.formats {
-            if format.id.clock < before.get(&format.id.client) {
+            if before.is_some_and(|sv| format.id.clock < sv.get(&format.id.client)) {
                 continue;
             }
             // A mark refused anywhere needs no place.
@@ -330,7 +333,7 @@ impl Blocks {
             if !keep {
                 refused.push(format.id);
             }
-            if walked > LOOKUP_BUDGET {
+            if walked > LOOKUP_BUDGET && before.is_some() {
                 // Too many walks of existing siblings: read the document instead.
                 return whole_document_formats(txn, places, policy, profile);
             }
@@ -438,7 +441,7 @@ pub(crate) fn whole_document_formats<T: ReadTxn>(
     let state = txn.encode_state_as_update_v1(&StateVector::default());
     match Blocks::read(&state) {
         // Judged from the start: every format item counts.
-        Ok(blocks) => blocks.refused_formats_within(txn, places, policy, profile),
+        Ok(blocks) => blocks.refused_formats(txn, None, places, policy, profile),
         // The document's own encoding reads: what Yjs cannot read is refused before
         // it is applied, and a stored document is loaded through the same room.
         Err(e) => {
@@ -448,41 +451,6 @@ pub(crate) fn whole_document_formats<T: ReadTxn>(
             );
             Vec::new()
         }
-    }
-}
-
-impl Blocks {
-    fn refused_formats_within<T: ReadTxn>(
-        &self,
-        txn: &T,
-        places: &Places,
-        policy: &Policy,
-        profile: &EditorProfile,
-    ) -> Vec<ID> {
-        let mut memo = FxHashMap::default();
-        // Every origin is in the encoding: nothing is walked.
-        let mut walked = 0u64;
-        let mut refused = Vec::new();
-        for format in &self.formats {
-            let allowed_in_text = match &format.value {
-                Any::Null => true,
-                value => mark_allowed(policy, profile, &format.key, value),
-            };
-            let place = match self.find(&format.id) {
-                Some(at) => self.place(txn, at, places, &mut memo, &mut walked),
-                None => Place::Gone,
-            };
-            let keep = match place {
-                Place::Gone => true,
-                Place::Title => format.value == Any::Null,
-                Place::BodyText => allowed_in_text,
-                Place::Elsewhere => false,
-            };
-            if !keep {
-                refused.push(format.id);
-            }
-        }
-        refused
     }
 }
 
@@ -561,24 +529,29 @@ pub(crate) fn delete_set(txn: &mut yrs::TransactionMut, set: &yrs::IdSet) {
     let _ = txn.apply_update(update);
 }
 
-struct Cursor<'a> {
+/// A reader of lib0 v1 bytes (also [`super::profile`]'s).
+pub(super) struct Cursor<'a> {
     buf: &'a [u8],
 }
 
 impl<'a> Cursor<'a> {
-    fn byte(&mut self) -> Result<u8, Unreadable> {
+    pub(super) fn new(buf: &'a [u8]) -> Self {
+        Cursor { buf }
+    }
+
+    pub(super) fn byte(&mut self) -> Result<u8, Unreadable> {
         let (&b, rest) = self.buf.split_first().ok_or(Unreadable::Malformed)?;
         self.buf = rest;
         Ok(b)
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], Unreadable> {
+    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], Unreadable> {
         let (head, rest) = self.buf.split_at_checked(n).ok_or(Unreadable::Malformed)?;
         self.buf = rest;
         Ok(head)
     }
 
-    fn var(&mut self) -> Result<u64, Unreadable> {
+    pub(super) fn var(&mut self) -> Result<u64, Unreadable> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;
@@ -590,27 +563,27 @@ impl<'a> Cursor<'a> {
         Err(Unreadable::Malformed)
     }
 
-    fn clock(&mut self) -> Result<u32, Unreadable> {
+    pub(super) fn clock(&mut self) -> Result<u32, Unreadable> {
         u32::try_from(self.var()?).map_err(|_| Unreadable::Malformed)
     }
 
-    fn id(&mut self) -> Result<ID, Unreadable> {
+    pub(super) fn id(&mut self) -> Result<ID, Unreadable> {
         let client = self.var()?;
         let clock = self.clock()?;
         Ok(ID::new(ClientID::new(client), clock))
     }
 
-    fn bytes(&mut self) -> Result<&'a [u8], Unreadable> {
+    pub(super) fn bytes(&mut self) -> Result<&'a [u8], Unreadable> {
         let len = usize::try_from(self.var()?).map_err(|_| Unreadable::Malformed)?;
         self.take(len)
     }
 
-    fn string(&mut self) -> Result<&'a str, Unreadable> {
+    pub(super) fn string(&mut self) -> Result<&'a str, Unreadable> {
         std::str::from_utf8(self.bytes()?).map_err(|_| Unreadable::Malformed)
     }
 
     /// Skip one lib0 value.
-    fn value(&mut self, depth: u32) -> Result<(), Unreadable> {
+    pub(super) fn value(&mut self, depth: u32) -> Result<(), Unreadable> {
         if depth > MAX_VALUE_DEPTH {
             return Err(Unreadable::Malformed);
         }

@@ -19,6 +19,7 @@
 //! formed), and is conservative: anything it does not recognise gives
 //! [`UpdateProfile::UNKNOWN`], and the update gets every check.
 
+use super::blocks::Cursor;
 use super::mark_allowed;
 use chorus_whitelist::{EditorProfile, Policy};
 use yrs::Any;
@@ -41,8 +42,6 @@ const CONTENT_ANY: u8 = 8;
 /// Node kinds of a type item.
 const TYPE_XML_ELEMENT: u8 = 3;
 const TYPE_XML_TEXT: u8 = 6;
-/// Deepest nesting of a value read (deeper: not clean).
-const MAX_VALUE_DEPTH: u32 = 32;
 
 /// What one update carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +65,7 @@ impl UpdateProfile {
 
     /// Read the profile of `update` (lib0 v1 encoding), judging marks by `policy`.
     pub fn of(update: &[u8], policy: &Policy, editor: &EditorProfile) -> UpdateProfile {
-        read(&mut Cursor { buf: update }, policy, editor).unwrap_or(UpdateProfile::UNKNOWN)
+        read(&mut Cursor::new(update), policy, editor).unwrap_or(UpdateProfile::UNKNOWN)
     }
 }
 
@@ -80,45 +79,45 @@ fn read<'a>(r: &mut Cursor<'a>, policy: &Policy, editor: &EditorProfile) -> Opti
     };
     // Marks allowed so far: a paste repeats the same few many times.
     let mut allowed_marks: Vec<(&[u8], &[u8])> = Vec::new();
-    let clients = r.var()?;
+    let clients = r.var().ok()?;
     for _ in 0..clients {
-        let structs = r.var()?;
-        r.var()?; // client
-        r.var()?; // first clock
+        let structs = r.var().ok()?;
+        r.var().ok()?; // client
+        r.var().ok()?; // first clock
         for _ in 0..structs {
-            let info = r.byte()?;
+            let info = r.byte().ok()?;
             if info == GC || info == SKIP {
-                r.var()?;
+                r.var().ok()?;
                 continue;
             }
             if info & HAS_ORIGIN != 0 {
-                r.id()?;
+                r.id().ok()?;
             }
             if info & HAS_RIGHT_ORIGIN != 0 {
-                r.id()?;
+                r.id().ok()?;
             }
             let mut keyed = false;
             if info & (HAS_ORIGIN | HAS_RIGHT_ORIGIN) == 0 {
-                if r.var()? == 1 {
-                    r.bytes()?; // root name
+                if r.var().ok()? == 1 {
+                    r.bytes().ok()?; // root name
                 } else {
-                    r.id()?; // parent item
+                    r.id().ok()?; // parent item
                 }
                 if info & HAS_PARENT_SUB != 0 {
-                    r.bytes()?;
+                    r.bytes().ok()?;
                     keyed = true;
                 }
             }
             match info & CONTENT_MASK {
                 CONTENT_STRING => {
-                    r.bytes()?;
+                    r.bytes().ok()?;
                 }
                 CONTENT_DELETED => {
-                    r.var()?;
+                    r.var().ok()?;
                 }
                 CONTENT_FORMAT => {
                     profile.plain_text = false;
-                    let (key, json) = (r.bytes()?, r.bytes()?);
+                    let (key, json) = (r.bytes().ok()?, r.bytes().ok()?);
                     if !allowed_marks.contains(&(key, json)) {
                         let key_text = std::str::from_utf8(key).ok()?;
                         let json_text = std::str::from_utf8(json).ok()?;
@@ -132,9 +131,9 @@ fn read<'a>(r: &mut Cursor<'a>, policy: &Policy, editor: &EditorProfile) -> Opti
                 }
                 CONTENT_TYPE => {
                     profile.plain_text = false;
-                    match r.byte()? {
+                    match r.byte().ok()? {
                         TYPE_XML_ELEMENT => {
-                            r.bytes()?; // tag
+                            r.bytes().ok()?; // tag
                         }
                         TYPE_XML_TEXT => {}
                         // Other shared types are refused wherever they appear; the
@@ -147,8 +146,8 @@ fn read<'a>(r: &mut Cursor<'a>, policy: &Policy, editor: &EditorProfile) -> Opti
                 // without an explicit key may sit in a sequence, inside a text.
                 CONTENT_ANY if keyed => {
                     profile.plain_text = false;
-                    for _ in 0..r.var()? {
-                        r.value(0)?;
+                    for _ in 0..r.var().ok()? {
+                        r.value(0).ok()?;
                     }
                 }
                 _ => return None,
@@ -164,84 +163,6 @@ fn format_allowed(policy: &Policy, editor: &EditorProfile, key: &str, json: &str
         "null" => true,
         "true" => mark_allowed(policy, editor, key, &Any::Bool(true)),
         _ => Any::from_json(json).is_ok_and(|v| mark_allowed(policy, editor, key, &v)),
-    }
-}
-
-struct Cursor<'a> {
-    buf: &'a [u8],
-}
-
-impl<'a> Cursor<'a> {
-    fn byte(&mut self) -> Option<u8> {
-        let (&b, rest) = self.buf.split_first()?;
-        self.buf = rest;
-        Some(b)
-    }
-
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let (head, rest) = self.buf.split_at_checked(n)?;
-        self.buf = rest;
-        Some(head)
-    }
-
-    /// An unsigned variable-length integer.
-    fn var(&mut self) -> Option<u64> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte()?;
-            value |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Some(value);
-            }
-        }
-        None
-    }
-
-    fn id(&mut self) -> Option<()> {
-        self.var()?;
-        self.var()?;
-        Some(())
-    }
-
-    /// A length-prefixed byte string.
-    fn bytes(&mut self) -> Option<&'a [u8]> {
-        let len = usize::try_from(self.var()?).ok()?;
-        self.take(len)
-    }
-
-    /// Skip one lib0 value (as `Any::decode` reads it).
-    fn value(&mut self, depth: u32) -> Option<()> {
-        if depth > MAX_VALUE_DEPTH {
-            return None;
-        }
-        match self.byte()? {
-            127 | 126 | 121 | 120 => {} // undefined, null, false, true
-            125 => {
-                self.var()?; // integer (signed, same continuation bits)
-            }
-            124 => {
-                self.take(4)?;
-            }
-            123 | 122 => {
-                self.take(8)?;
-            }
-            119 | 116 => {
-                self.bytes()?; // string, buffer
-            }
-            118 => {
-                for _ in 0..self.var()? {
-                    self.bytes()?;
-                    self.value(depth + 1)?;
-                }
-            }
-            117 => {
-                for _ in 0..self.var()? {
-                    self.value(depth + 1)?;
-                }
-            }
-            _ => return None,
-        }
-        Some(())
     }
 }
 
