@@ -307,8 +307,14 @@ impl Blocks {
         let mut memo: FxHashMap<(u64, usize), Place> = FxHashMap::default();
         let mut walked = 0u64;
         let mut refused = Vec::new();
+        // What yrs held back (a missing dependency) is not in the document: deleting
+        // it by id would leave a deletion of an unknown id in what is relayed and
+        // stored, which no one can load.
+        let now = txn.state_vector();
         for format in &self.formats {
-            if before.is_some_and(|sv| format.id.clock < sv.get(&format.id.client)) {
+            if before.is_some_and(|sv| format.id.clock < sv.get(&format.id.client))
+                || format.id.clock >= now.get(&format.id.client)
+            {
                 continue;
             }
             // A mark refused anywhere needs no place.

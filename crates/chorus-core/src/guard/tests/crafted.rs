@@ -670,3 +670,25 @@ fn legacy_json_content_is_refused_as_yjs_and_yrs_read_it_differently() {
     assert!(matches!(f.send(&bytes), Err(RoomError::Malformed { .. })));
     assert_eq!(f.body(), "<p>hi</p>");
 }
+
+#[test]
+fn a_refused_format_item_yrs_held_back_is_not_deleted_by_id() {
+    // A refused mark whose origin no one has: yrs holds it back and the room drops
+    // it. Deleting it by id anyway left a deletion of an unknown id in the stored
+    // record, and the draft no longer loaded (found by room_receive_raw).
+    let mut f = with_hi(WhitelistMode::Strip);
+    let mut stored = f.room.take_unsaved();
+    let r = f.send(&update(
+        ATTACKER,
+        0,
+        &[after((4, 115), Content::Format("blink", "true"))],
+    ));
+    assert_eq!(r, Err(RoomError::MissingDependencies));
+    stored.extend(f.room.take_unsaved());
+    let reloaded: Result<Room<Recorder>, _> = Room::from_stored(
+        RoomLimits::default(),
+        None,
+        stored.iter().map(Vec::as_slice),
+    );
+    assert!(reloaded.is_ok(), "{:?}", reloaded.err());
+}
