@@ -429,7 +429,7 @@ impl Guard {
             }
         }
         st.marks_by_id = st.checking();
-        if st.checking() && !blocks.formats.is_empty() {
+        if st.checking() && !(blocks.formats.is_empty() && blocks.embeds.is_empty()) {
             st.blocks = Some(blocks);
         }
         // Reject mode reads every text's delta anyway (its deep events).
@@ -485,7 +485,8 @@ impl Guard {
         let places = Places { title, body };
         let formats =
             blocks::whole_document_formats(&txn, &places, &whitelist.policy, &whitelist.profile);
-        scan.refuse_formats(&formats);
+        scan.refuse_items(Violation::Mark, &formats);
+        scan.refuse_items(Violation::Embed, &blocks::whole_document_embeds(&txn));
         // The hook runs at commit (below) and carries the actions out.
         self.lock().absorb(scan);
         txn.commit();
@@ -661,7 +662,11 @@ impl Guard {
             &whitelist.profile,
         );
         let mut scan = Scan::new(&whitelist, false);
-        scan.refuse_formats(&refused);
+        scan.refuse_items(Violation::Mark, &refused);
+        scan.refuse_items(
+            Violation::Embed,
+            &blocks.held_embeds(txn, Some(txn.before_state())),
+        );
         st.absorb(scan);
     }
 
@@ -908,21 +913,12 @@ fn execute(txn: &mut TransactionMut, actions: Vec<Action>) {
     }
 }
 
-/// Delete everything a branch holds: formatting first (so no format value survives),
-/// then every countable item whatever its content, then its map entries.
+/// Delete everything a branch holds: every countable item whatever its content, then
+/// its map entries. Its format items are judged by id like any other
+/// ([`blocks`]: outside a body text, every one that is not an end marker goes).
+/// Formatting the range away instead made yrs write a marker restoring the mark in
+/// force at its end: a refused one came back (found by `room_receive_raw`).
 fn purge(txn: &mut TransactionMut, branch: BranchPtr) {
-    let text = TextRef::from(branch);
-    let chunks = text.diff(txn, YChange::identity);
-    let accounted: u32 = chunks.iter().map(|c| chunk_len(&c.insert)).sum();
-    let keys: Vec<Arc<str>> = chunks
-        .iter()
-        .filter_map(|c| c.attributes.as_ref())
-        .flat_map(|a| a.keys().cloned())
-        .collect();
-    if !keys.is_empty() && accounted == branch.content_len {
-        let nulls: Attrs = keys.into_iter().map(|k| (k, Any::Null)).collect();
-        text.format(txn, 0, accounted, nulls);
-    }
     let len = branch.content_len;
     if len > 0 {
         ArrayRef::from(branch).remove_range(txn, 0, len);
@@ -994,14 +990,14 @@ impl<'p> Scan<'p> {
         self.strip.push(action);
     }
 
-    /// Format items to delete by id, each a refused mark.
-    fn refuse_formats(&mut self, ids: &[yrs::ID]) {
+    /// Items to delete by id (format items, embeds), each one violation of `kind`.
+    fn refuse_items(&mut self, kind: Violation, ids: &[yrs::ID]) {
         if ids.is_empty() {
             return;
         }
         let mut set = yrs::IdSet::new();
         for id in ids {
-            self.found.add(Violation::Mark);
+            self.found.add(kind);
             set.insert(*id, 1);
         }
         // In reject mode the whole update is undone instead (`after_transaction`).

@@ -130,6 +130,12 @@ impl Fixture {
     /// Hand `message` to the room from the editor; false if the room refused it
     /// (the server then closes the connection) or is poisoned.
     pub(crate) fn send(&mut self, message: Message) -> bool {
+        // `CHORUS_FUZZ_BYTES=1`: print each update the editor sends (to read a crash).
+        if std::env::var_os("CHORUS_FUZZ_BYTES").is_some() {
+            if let Message::Sync(SyncMessage::Update(u) | SyncMessage::Step2(u)) = &message {
+                eprintln!("update sent: {:?}", u.to_vec());
+            }
+        }
         let refused = self.room.receive(EDITOR, message).is_err();
         self.stored.extend(self.room.take_unsaved());
         if self.room.is_poisoned() {

@@ -118,6 +118,8 @@ pub(crate) struct Blocks {
     pub formats: Vec<Format>,
     /// Every string item holding a character past U+FFFF.
     pub astral: Vec<ID>,
+    /// Every embed item.
+    pub embeds: Vec<ID>,
 }
 
 /// Where a format item landed.
@@ -202,6 +204,12 @@ impl Blocks {
                     }
                     EMBED => {
                         r.string()?;
+                        // No policy allows an embed: each is deleted by id (a string
+                        // embed of one character reads as text through the text API).
+                        counted += 1;
+                        if collect {
+                            blocks.embeds.push(ID::new(ClientID::new(client), clock));
+                        }
                         1
                     }
                     FORMAT => {
@@ -222,7 +230,12 @@ impl Blocks {
                         if kind > LAST_YJS_TYPE_REF {
                             return Err(Unreadable::NotYjs);
                         }
-                        if kind == TYPE_XML_ELEMENT || kind == TYPE_XML_HOOK {
+                        if kind == TYPE_XML_HOOK {
+                            // Yjs reads a hook's name, yrs 0.28.1 does not: what follows
+                            // would be read as different items by the two.
+                            return Err(Unreadable::Misread);
+                        }
+                        if kind == TYPE_XML_ELEMENT {
                             r.string()?;
                         }
                         type_ref = Some(kind);
@@ -347,6 +360,20 @@ impl Blocks {
         refused
     }
 
+    /// The embed items the document now holds, among those integrated after `before`
+    /// (`None`: all).
+    pub fn held_embeds<T: ReadTxn>(&self, txn: &T, before: Option<&StateVector>) -> Vec<ID> {
+        let now = txn.state_vector();
+        self.embeds
+            .iter()
+            .filter(|id| {
+                before.is_none_or(|sv| id.clock >= sv.get(&id.client))
+                    && id.clock < now.get(&id.client)
+            })
+            .copied()
+            .collect()
+    }
+
     /// Whether a string with characters past U+FFFF would land where only nodes go
     /// (the children of the body or an element, a map entry, another root), asked
     /// before the update is applied. yrs 0.28 reads such a string there by
@@ -444,10 +471,21 @@ pub(crate) fn whole_document_formats<T: ReadTxn>(
     policy: &Policy,
     profile: &EditorProfile,
 ) -> Vec<ID> {
+    whole_document(txn, |blocks| {
+        blocks.refused_formats(txn, None, places, policy, profile)
+    })
+}
+
+/// The embed items of the whole document (none is allowed).
+pub(crate) fn whole_document_embeds<T: ReadTxn>(txn: &T) -> Vec<ID> {
+    whole_document(txn, |blocks| blocks.held_embeds(txn, None))
+}
+
+fn whole_document<T: ReadTxn>(txn: &T, judge: impl FnOnce(&Blocks) -> Vec<ID>) -> Vec<ID> {
     let state = txn.encode_state_as_update_v1(&StateVector::default());
     match Blocks::read(&state) {
-        // Judged from the start: every format item counts.
-        Ok(blocks) => blocks.refused_formats(txn, None, places, policy, profile),
+        // Judged from the start: every item counts.
+        Ok(blocks) => judge(&blocks),
         // The document's own encoding reads: what Yjs cannot read is refused before
         // it is applied, and a stored document is loaded through the same room.
         Err(e) => {

@@ -692,3 +692,58 @@ fn a_refused_format_item_yrs_held_back_is_not_deleted_by_id() {
     );
     assert!(reloaded.is_ok(), "{:?}", reloaded.err());
 }
+
+#[test]
+fn a_hook_whose_name_yjs_reads_and_yrs_does_not_is_refused() {
+    // yrs 0.28.1 reads no name after a hook's type ref: the rest of the update would
+    // be different items to yrs and to the guard (found by room_receive_blocks).
+    let mut f = with_hi(WhitelistMode::Strip);
+    let bytes = update(ATTACKER, 0, &[after(LAST_CHAR, Content::Node(5, "hook"))]);
+    assert!(matches!(f.send(&bytes), Err(RoomError::Malformed { .. })));
+    assert_eq!(f.body(), "<p>hi</p>");
+}
+
+#[test]
+fn a_one_character_string_embed_is_not_taken_for_text() {
+    // The text API shows a string embed as text of its length (found by
+    // room_receive_structured, through yrs' own insert_embed).
+    let mut f = with_hi(WhitelistMode::Strip);
+    f.send(&update(
+        ATTACKER,
+        0,
+        &[after(LAST_CHAR, Content::Embed(r#""!""#))],
+    ))
+    .unwrap();
+    assert_eq!(f.room.take_neutralised().0.count(Violation::Embed), 1);
+    assert_eq!(f.body(), "<p>hi</p>");
+    assert_peer_holds_the_room(&f, "string embed");
+}
+
+#[test]
+fn emptying_a_foreign_root_does_not_write_back_a_mark() {
+    // Formatting a purged root's range away made yrs write a marker restoring the
+    // mark in force at its end (found by room_receive_raw).
+    let mut f = with_hi(WhitelistMode::Strip);
+    f.send(&update(
+        ATTACKER,
+        0,
+        &[under(
+            Parent::Root("tirle"),
+            None,
+            Content::Str("Release notes"),
+        )],
+    ))
+    .unwrap();
+    f.send(&update(
+        ATTACKER,
+        13,
+        &[
+            after((ATTACKER, 5), Content::Format("strong", "true")),
+            after((ATTACKER, 13), Content::Str("world")),
+        ],
+    ))
+    .unwrap();
+    f.assert_gone("strong");
+    f.assert_gone("world");
+    assert_peer_holds_the_room(&f, "foreign root");
+}
