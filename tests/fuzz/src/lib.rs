@@ -32,9 +32,8 @@ pub const TARGETS: &[(&str, Check)] = &[
 ];
 
 /// `CHORUS_FUZZ_SKIP_OPEN=1`: fuzz past findings reported but not fixed yet
-/// (`tests/fuzz/open/README.md` lists them): `room_receive_blocks` then makes no
-/// string item with an astral character and no JSON content, and the room targets'
-/// oracle does not report a stale piece of a keyed entry ([`oracle::STALE_PIECE`]).
+/// (`tests/fuzz/open/README.md` lists them): the room targets' oracle then does not
+/// report a stale piece of a keyed entry ([`oracle::STALE_PIECE`]).
 /// Unset, every check is strict.
 pub fn skip_open() -> bool {
     static SKIP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
