@@ -27,7 +27,7 @@
 //! update, the whole document is read from its own encoding instead, where every
 //! origin is inside.
 
-use super::{mark_allowed, parent_of};
+use super::{mark_allowed, parent_of, utf16_len};
 use chorus_whitelist::{EditorProfile, Policy};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
@@ -342,7 +342,7 @@ impl Blocks {
             let Some(at) = self.find(&format.id) else {
                 continue;
             };
-            let place = self.place(txn, at, places, &mut memo, &mut walked);
+            let place = self.place_as(txn, at, places, &mut memo, &mut walked, false);
             let keep = match place {
                 Place::Gone => true,
                 Place::Title => format.value == Any::Null,
@@ -392,20 +392,8 @@ impl Blocks {
     }
 
     /// Where the item at `at` landed: follow origins inside the update, then ask the
-    /// document once.
-    fn place<T: ReadTxn>(
-        &self,
-        txn: &T,
-        at: (u64, usize),
-        places: &Places,
-        memo: &mut FxHashMap<(u64, usize), Place>,
-        walked: &mut u64,
-    ) -> Place {
-        self.place_as(txn, at, places, memo, walked, false)
-    }
-
-    /// [`Blocks::place`]; `before_apply`: the update's own nodes are not in the
-    /// document yet, so a parent among them is judged by its kind (a text or not).
+    /// document once. `before_apply`: the update's own nodes are not in the document
+    /// yet, so a parent among them is judged by its kind (a text or not).
     fn place_as<T: ReadTxn>(
         &self,
         txn: &T,
@@ -416,12 +404,13 @@ impl Blocks {
         before_apply: bool,
     ) -> Place {
         let mut path = Vec::new();
+        let mut on_path = rustc_hash::FxHashSet::default();
         let mut current = at;
         let place = loop {
             if let Some(place) = memo.get(&current) {
                 break *place;
             }
-            if path.contains(&current) {
+            if !on_path.insert(current) {
                 // A cycle of origins: yrs cannot have integrated it.
                 break Place::Gone;
             }
@@ -543,15 +532,6 @@ impl Places {
             }
             None => Place::Gone,
         }
-    }
-}
-
-/// Length of a string in UTF-16 code units, the clock length of a string item.
-fn utf16_len(s: &str) -> u32 {
-    if s.is_ascii() {
-        s.len() as u32
-    } else {
-        s.encode_utf16().count() as u32
     }
 }
 
