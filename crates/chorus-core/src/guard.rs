@@ -410,7 +410,7 @@ impl Guard {
     /// link items) is refused here, in every mode: relayed, every stock client in
     /// the document would drop it and diverge.
     pub fn before_update(&self, doc: &Doc, update: &[u8]) -> Result<(), UnreadableUpdate> {
-        let read = Blocks::read(update);
+        let read = Blocks::read(update, Some(&doc.transact().state_vector()));
         let mut st = self.lock();
         st.blocks = None;
         let blocks = match read {
@@ -427,6 +427,9 @@ impl Guard {
             if blocks.misplaces_strings(&doc.transact(), &places) {
                 return Err(UnreadableUpdate::Malformed);
             }
+        }
+        if blocks.straddles_parents(&doc.transact()) {
+            return Err(UnreadableUpdate::Malformed);
         }
         st.marks_by_id = st.checking();
         if st.checking() && !(blocks.formats.is_empty() && blocks.embeds.is_empty()) {
@@ -1280,8 +1283,18 @@ impl<'p> Scan<'p> {
         };
         self.attribute(target, tag, key, new);
         // A new key's entry is deleted with the rest of the update, by id; a value
-        // it replaced is put back.
-        if let (true, Some(Out::Any(old))) = (self.record_undo, old) {
+        // it replaced is put back. Only an element's attributes are put back, and
+        // only values the policy can hold: yrs reports `undefined` as the old value
+        // of an entry that had none (an item whose right origin named another
+        // node's entry made yrs file it as a key of a text: writing that back put
+        // an `undefined` into the text, found by `room_receive_blocks`).
+        let restorable = matches!(
+            old,
+            Some(Out::Any(Any::String(_) | Any::Number(_) | Any::Bool(_)))
+        );
+        if let (true, true, Some(Out::Any(old))) =
+            (self.record_undo, restorable && tag.is_some(), old)
+        {
             self.undo.push(Action::SetKey {
                 target,
                 key: key.clone(),

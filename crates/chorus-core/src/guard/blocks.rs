@@ -68,6 +68,11 @@ const MAX_VALUE_DEPTH: u32 = 64;
 /// get to walk it each time.
 pub(crate) const LOOKUP_BUDGET: u64 = 1 << 20;
 
+/// How many items of one update may straddle what the document knows of their
+/// clients (each is checked with an encoding of part of its client's clocks). A real
+/// client's update straddles at most once per client it merged items of.
+const MAX_STRADDLING: usize = 64;
+
 /// Why an update cannot be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Unreadable {
@@ -120,6 +125,9 @@ pub(crate) struct Blocks {
     pub astral: Vec<ID>,
     /// Every embed item.
     pub embeds: Vec<ID>,
+    /// Every countable item that starts before what the document knows of its
+    /// client and ends after it (see [`Blocks::straddles_parents`]).
+    pub straddling: Vec<ID>,
 }
 
 /// Where a format item landed.
@@ -136,22 +144,30 @@ enum Place {
 impl Blocks {
     /// Read an update (lib0 v1). Only its structs are read; its delete set is not.
     /// An update without format items holds no items here (nothing to place).
-    pub fn read(update: &[u8]) -> Result<Blocks, Unreadable> {
+    /// `known`: what the document holds of each client, for an update about to be
+    /// applied to it.
+    pub fn read(update: &[u8], known: Option<&StateVector>) -> Result<Blocks, Unreadable> {
         // A first pass that allocates nothing: most updates (a keystroke) hold no
         // format item, and need only the check that Yjs can read them.
-        // (The count is of format items and strings with astral characters.)
-        if Blocks::walk(update, false)?.1 == 0 {
+        // (The count is of format items, strings with astral characters and
+        // straddling items.)
+        if Blocks::walk(update, known, false)?.1 == 0 {
             return Ok(Blocks::default());
         }
-        Ok(Blocks::walk(update, true)?.0)
+        Ok(Blocks::walk(update, known, true)?.0)
     }
 
     /// Read the structs; collect the items (and the format items' values) only if
-    /// `collect`. Also returns how many format items there are.
-    fn walk(update: &[u8], collect: bool) -> Result<(Blocks, usize), Unreadable> {
+    /// `collect`. Also returns how many items need a closer look.
+    fn walk(
+        update: &[u8],
+        known: Option<&StateVector>,
+        collect: bool,
+    ) -> Result<(Blocks, usize), Unreadable> {
         let mut r = Cursor::new(update);
         let mut counted = 0usize;
         let mut astral = 0usize;
+        let mut straddling = 0usize;
         let mut blocks = Blocks::default();
         let mut items: Vec<(u64, Item)> = Vec::new();
         let clients = r.var()?;
@@ -159,6 +175,7 @@ impl Blocks {
             let structs = r.var()?;
             let client = r.var()?;
             let mut clock = r.clock()?;
+            let held = known.map_or(0, |sv| sv.get(&ClientID::new(client)));
             for _ in 0..structs {
                 let info = r.byte()?;
                 let kind = info & KIND_MASK;
@@ -264,6 +281,14 @@ impl Blocks {
                     // leave its left part behind.
                     return Err(Unreadable::Malformed);
                 }
+                if kind != DELETED && clock < held && clock.saturating_add(len) > held {
+                    straddling += 1;
+                    if collect {
+                        blocks
+                            .straddling
+                            .push(ID::new(ClientID::new(client), clock));
+                    }
+                }
                 if !collect {
                     clock = clock.checked_add(len).ok_or(Unreadable::Malformed)?;
                     continue;
@@ -291,7 +316,7 @@ impl Blocks {
                 list.sort_by_key(|i| i.clock);
             }
         }
-        Ok((blocks, counted + astral))
+        Ok((blocks, counted + astral + straddling))
     }
 
     /// The item of this update that holds `id`.
@@ -342,7 +367,7 @@ impl Blocks {
             let Some(at) = self.find(&format.id) else {
                 continue;
             };
-            let place = self.place_as(txn, at, places, &mut memo, &mut walked, false);
+            let place = self.place_as(txn, at, places, &mut memo, &mut walked, before, false);
             let keep = match place {
                 Place::Gone => true,
                 Place::Title => format.value == Any::Null,
@@ -383,17 +408,105 @@ impl Blocks {
     pub fn misplaces_strings<T: ReadTxn>(&self, txn: &T, places: &Places) -> bool {
         let mut memo = FxHashMap::default();
         let mut walked = 0u64;
+        let known = txn.state_vector();
         self.astral.iter().any(|id| {
             self.find(id).is_some_and(|at| {
-                let place = self.place_as(txn, at, places, &mut memo, &mut walked, true);
+                let place =
+                    self.place_as(txn, at, places, &mut memo, &mut walked, Some(&known), true);
                 place == Place::Elsewhere
             })
         })
     }
 
+    /// Whether an item the document already holds the start of would be joined to
+    /// a node it does not belong to, asked before the update is applied.
+    ///
+    /// yrs (like Yjs) applies only the unknown tail of such an item: it links the
+    /// tail right of its client's last known clock (the *head*) and keeps the parent
+    /// the encoding names (or its origin's), and takes a map key from the head or
+    /// its right neighbour. A real client re-sends a merged item whose head sits in
+    /// the same node and is not a map entry. A hand-encoded one whose head sits in
+    /// another node was linked into one node's list and counted in another: every
+    /// walk of either node then ran past its end forever (found by
+    /// `room_receive_raw`, an update that hung the room). One whose head or right
+    /// neighbour is a map entry becomes a map entry longer than one clock.
+    pub fn straddles_parents<T: ReadTxn>(&self, txn: &T) -> bool {
+        if self.straddling.is_empty() {
+            return false;
+        }
+        if self.straddling.len() > MAX_STRADDLING {
+            return true;
+        }
+        let known = txn.state_vector();
+        self.straddling.iter().any(|id| {
+            let Some(at) = self.find(id) else {
+                return true;
+            };
+            let head = ID::new(id.client, known.get(&id.client).saturating_sub(1));
+            let item = &self.clients[&at.0][at.1];
+            let right_keyed = match item.right_origin {
+                None => Some(false),
+                Some(r) => match self.find(&r) {
+                    Some((c, i)) if !held(Some(&known), &r) => Some(self.clients[&c][i].keyed),
+                    _ => keyed_in_document(txn, &known, r),
+                },
+            };
+            if keyed_in_document(txn, &known, head) != Some(false) || right_keyed != Some(false) {
+                return true;
+            }
+            let head_branch = StickyIndex::new(IndexScope::Relative(head), Assoc::After)
+                .get_offset(txn)
+                .map(|o| o.branch);
+            match (head_branch, self.branch_of(txn, &known, at)) {
+                (Some(a), Some(b)) => a != b,
+                _ => true,
+            }
+        })
+    }
+
+    /// The node the item at `at` names as its parent (through its origins), if the
+    /// document already holds it.
+    fn branch_of<T: ReadTxn>(
+        &self,
+        txn: &T,
+        known: &StateVector,
+        at: (u64, usize),
+    ) -> Option<BranchPtr> {
+        let mut seen = rustc_hash::FxHashSet::default();
+        let mut current = at;
+        loop {
+            if !seen.insert(current) {
+                return None;
+            }
+            let item = &self.clients[&current.0][current.1];
+            if let Some(link) = item.origin.or(item.right_origin) {
+                match self.find(&link) {
+                    Some(next) if !held(Some(known), &link) => current = next,
+                    _ => {
+                        return StickyIndex::new(IndexScope::Relative(link), Assoc::After)
+                            .get_offset(txn)
+                            .map(|o| o.branch)
+                    }
+                }
+                continue;
+            }
+            return match &item.parent {
+                Parent::Root(name) => BranchID::get_root(txn, name.as_ref()),
+                // A node the update brings is not the head's: the head is older.
+                Parent::Item(id) => BranchID::get_nested(txn, id),
+                Parent::Inherited => None,
+            };
+        }
+    }
+
     /// Where the item at `at` landed: follow origins inside the update, then ask the
     /// document once. `before_apply`: the update's own nodes are not in the document
     /// yet, so a parent among them is judged by its kind (a text or not).
+    ///
+    /// `known`: what the document held before the update. An origin it held is
+    /// asked of the document even where the update repeats it: yrs keeps its own
+    /// copy, and a repeated one may name another parent.
+    #[allow(clippy::too_many_arguments)]
     fn place_as<T: ReadTxn>(
         &self,
         txn: &T,
@@ -401,6 +514,7 @@ impl Blocks {
         places: &Places,
         memo: &mut FxHashMap<(u64, usize), Place>,
         walked: &mut u64,
+        known: Option<&StateVector>,
         before_apply: bool,
     ) -> Place {
         let mut path = Vec::new();
@@ -418,6 +532,9 @@ impl Blocks {
             let item = &self.clients[&current.0][current.1];
             let link = item.origin.or(item.right_origin);
             if let Some(link) = link {
+                if held(known, &link) {
+                    break places.of_existing(txn, link, walked);
+                }
                 match self.find(&link) {
                     Some(next) => {
                         current = next;
@@ -431,6 +548,10 @@ impl Blocks {
             }
             break match &item.parent {
                 Parent::Root(name) => places.of_root(name),
+                Parent::Item(id) if held(known, id) => match BranchID::get_nested(txn, id) {
+                    Some(branch) => places.of_branch(branch),
+                    None => Place::Gone,
+                },
                 Parent::Item(id) => match (before_apply, self.find(id)) {
                     (true, Some((client, i))) => match self.clients[&client][i].type_ref {
                         Some(TYPE_TEXT | TYPE_XML_TEXT) => Place::BodyText,
@@ -450,6 +571,38 @@ impl Blocks {
         }
         place
     }
+}
+
+/// Whether the document held `id` before the update (`known`: what it held).
+fn held(known: Option<&StateVector>, id: &ID) -> bool {
+    known.is_some_and(|sv| id.clock < sv.get(&id.client))
+}
+
+/// Whether the item the document holds at `id` is a map entry (`None`: collected
+/// or unknown), read from the document's own encoding of that one clock: yrs flags
+/// an entry there even where its key is not written.
+fn keyed_in_document<T: ReadTxn>(txn: &T, known: &StateVector, id: ID) -> Option<bool> {
+    if id.clock >= known.get(&id.client) {
+        return None;
+    }
+    let mut from = known.clone();
+    from.set_min(id.client, id.clock);
+    // Only this client's clocks from `id` on are written (and the delete set).
+    let bytes = txn.encode_state_as_update_v1(&from);
+    let mut r = Cursor::new(&bytes);
+    // One client (the others are written up to what they hold: nothing).
+    if r.var().ok()? != 1 {
+        return None;
+    }
+    let _structs = r.var().ok()?;
+    let client = r.var().ok()?;
+    let _clock = r.clock().ok()?;
+    if client != id.client.get() {
+        return None;
+    }
+    let info = r.byte().ok()?;
+    let kind = info & KIND_MASK;
+    (kind != GC && kind != SKIP).then_some(info & HAS_PARENT_SUB != 0)
 }
 
 /// The format items of the whole document that must go (the document read from its
@@ -472,7 +625,7 @@ pub(crate) fn whole_document_embeds<T: ReadTxn>(txn: &T) -> Vec<ID> {
 
 fn whole_document<T: ReadTxn>(txn: &T, judge: impl FnOnce(&Blocks) -> Vec<ID>) -> Vec<ID> {
     let state = txn.encode_state_as_update_v1(&StateVector::default());
-    match Blocks::read(&state) {
+    match Blocks::read(&state, None) {
         // Judged from the start: every item counts.
         Ok(blocks) => judge(&blocks),
         // The document's own encoding reads: what Yjs cannot read is refused before

@@ -747,3 +747,186 @@ fn emptying_a_foreign_root_does_not_write_back_a_mark() {
     f.assert_gone("world");
     assert_peer_holds_the_room(&f, "foreign root");
 }
+
+/// Found by `room_receive_blocks`: a node whose right origin names another node's
+/// attribute. In reject mode the room put back the "replaced" value yrs reported for
+/// it, `undefined`, as an attribute of the text: a value no editor wrote.
+#[test]
+fn reject_mode_puts_back_no_value_that_was_never_there() {
+    // A real client's `<h2 class="big">hello world</h2>` (ids 1:5 … 1:22), as the
+    // fuzz input has it; then a node (`Y.Array`) after the space (1:13) whose
+    // right origin is the `class` entry (1:6).
+    let doc: &[u8] = &[
+        1, 15, 1, 0, 4, 1, 5, 116, 105, 116, 108, 101, 5, 78, 111, 116, 101, 115, 7, 1, 4, 98, 111,
+        100, 121, 3, 2, 104, 50, 40, 0, 1, 5, 5, 99, 108, 97, 115, 115, 1, 119, 3, 98, 105, 103, 7,
+        0, 1, 5, 6, 4, 0, 1, 7, 5, 104, 101, 108, 108, 111, 132, 1, 12, 1, 32, 132, 1, 13, 5, 119,
+        111, 114, 108, 100, 70, 1, 8, 1, 97, 31, 123, 34, 104, 114, 101, 102, 34, 58, 34, 104, 116,
+        116, 112, 115, 58, 47, 47, 101, 120, 97, 109, 112, 108, 101, 46, 99, 111, 109, 47, 34, 125,
+        198, 1, 12, 1, 13, 1, 97, 4, 110, 117, 108, 108, 198, 1, 13, 1, 14, 6, 115, 116, 114, 111,
+        110, 103, 4, 116, 114, 117, 101, 134, 1, 18, 6, 115, 116, 114, 111, 110, 103, 4, 110, 117,
+        108, 108, 135, 1, 5, 3, 2, 117, 108, 7, 0, 1, 23, 3, 2, 108, 105, 7, 0, 1, 24, 6, 4, 0, 1,
+        25, 3, 111, 110, 101, 0,
+    ];
+    let node = update(
+        4,
+        0,
+        &[Raw {
+            origin: Some((1, 13)),
+            right: Some((1, 6)),
+            parent: None,
+            key: None,
+            content: Content::Node(0, ""),
+        }],
+    );
+    let mut f = fixture(WhitelistMode::Reject);
+    f.send(doc).unwrap();
+    assert_eq!(f.send(&node), Err(RoomError::ContentRejected));
+    let peer = peer_doc(&f);
+    let body = peer.get_or_insert_xml_fragment("body");
+    let txn = peer.transact();
+    let text = first_text_of(&txn, &body);
+    let attributes: Vec<String> = text
+        .attributes(&txn)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    assert!(
+        attributes.is_empty(),
+        "the text has attributes: {attributes:?}"
+    );
+    assert_peer_holds_the_room(&f, "after the refused node");
+}
+
+/// Found by `room_receive_raw` (an input that ran past libFuzzer's 10 s): an item
+/// whose first clocks the room already holds in one node, re-sent whole under
+/// another. yrs applies only its tail, linked after the known head in the first
+/// node but counted in the second: every walk of it ran forever.
+#[test]
+fn an_item_whose_known_head_sits_in_another_node_is_refused_before_it_can_hang_the_room() {
+    for (what, tail) in [
+        (
+            "under the title",
+            under(Parent::Root("title"), None, Content::Str("abcdef")),
+        ),
+        (
+            "under another root",
+            under(Parent::Root("notes"), None, Content::Str("abcdef")),
+        ),
+        (
+            "as an attribute of the paragraph",
+            under(Parent::Item(P.0, P.1), Some("class"), Content::Str("b")),
+        ),
+    ] {
+        for mode in [
+            WhitelistMode::Strip,
+            WhitelistMode::Reject,
+            WhitelistMode::Off,
+        ] {
+            let mut f = with_hi(mode);
+            f.send(&update(ATTACKER, 0, &[after(LAST_CHAR, Content::Str("a"))]))
+                .unwrap();
+            let result = f.send(&update(ATTACKER, 0, &[tail]));
+            if what == "as an attribute of the paragraph" {
+                // One clock long: nothing straddles, nothing new (the room knows 90:0).
+                assert!(result.is_ok(), "{what} ({mode:?}): {result:?}");
+            } else {
+                assert!(
+                    matches!(result, Err(RoomError::Malformed { .. })),
+                    "{what} ({mode:?}): {result:?}"
+                );
+            }
+            assert_eq!(f.body(), "<p>hia</p>", "{what} ({mode:?})");
+            assert_peer_holds_the_room(&f, what);
+        }
+    }
+}
+
+/// What a real client does: re-send, whole, an item it merged after the room got its
+/// first part (a full state, as some hosts send): only the new tail is applied.
+#[test]
+fn a_merged_item_re_sent_whole_is_applied() {
+    let mut f = fixture(WhitelistMode::Strip);
+    f.edit(|txn, body, _| p(txn, body, "ab")).unwrap();
+    f.edit(|txn, body, _| {
+        let Some(XmlOut::Element(para)) = body.get(txn, 0) else {
+            panic!("a paragraph")
+        };
+        let Some(XmlOut::Text(text)) = para.get(txn, 0) else {
+            panic!("a text")
+        };
+        text.insert(txn, 2, "cd");
+    })
+    .unwrap();
+    // The client's own encoding now holds one item "abcd" (merged); the room
+    // forgets nothing by getting it again, with more after it.
+    let full = {
+        let body = f.client.get_or_insert_xml_fragment("body");
+        let mut txn = f.client.transact_mut();
+        let Some(XmlOut::Element(para)) = body.get(&txn, 0) else {
+            panic!("a paragraph")
+        };
+        let Some(XmlOut::Text(text)) = para.get(&txn, 0) else {
+            panic!("a text")
+        };
+        text.insert(&mut txn, 4, "ef");
+        drop(txn);
+        f.client
+            .transact()
+            .encode_state_as_update_v1(&yrs::StateVector::default())
+    };
+    assert!(
+        blocks::Blocks::read(&full, Some(&f.room.doc().transact().state_vector()))
+            .is_ok_and(|b| !b.straddling.is_empty()),
+        "the full state straddles what the room knows"
+    );
+    f.send(&full).unwrap();
+    assert_eq!(f.body(), "<p>abcdef</p>");
+    assert_peer_holds_the_room(&f, "after the full state");
+}
+
+/// Two clients' structs in one update (each made by [`update`]).
+fn two_clients(a: &[u8], b: &[u8]) -> Vec<u8> {
+    let mut buf = vec![2];
+    buf.extend_from_slice(&a[1..a.len() - 1]);
+    buf.extend_from_slice(&b[1..b.len() - 1]);
+    buf.push(0);
+    buf
+}
+
+/// An update may repeat an item the room holds, naming another parent for it: yrs
+/// keeps its own copy. A format item placed after the repeated one is placed where
+/// the room's copy is (here the title), not where the repeat says.
+#[test]
+fn a_repeated_item_naming_another_parent_does_not_move_a_format_item_after_it() {
+    const TITLE_CHAR: (u64, u32) = (7, 4);
+    for mode in [WhitelistMode::Strip, WhitelistMode::Reject] {
+        let mut f = with_hi(mode);
+        let repeat = update(
+            TITLE_CHAR.0,
+            TITLE_CHAR.1,
+            &[under(Parent::Item(TEXT.0, TEXT.1), None, Content::Str("T"))],
+        );
+        let mark = update(
+            ATTACKER,
+            0,
+            &[after(TITLE_CHAR, Content::Format("strong", "true"))],
+        );
+        let _ = f.send(&two_clients(&repeat, &mark));
+        let _ = f.send(&update(
+            ATTACKER,
+            1,
+            &[after((ATTACKER, 0), Content::Str("X"))],
+        ));
+        let doc = peer_doc(&f);
+        let title = doc.get_or_insert_text("title");
+        let txn = doc.transact();
+        for chunk in title.diff(&txn, YChange::identity) {
+            assert!(
+                chunk.attributes.is_none_or(|a| a.is_empty()),
+                "a mark in the title ({mode:?}): {:?}",
+                title.diff(&txn, YChange::identity)
+            );
+        }
+        drop(txn);
+        assert_peer_holds_the_room(&f, "after the repeat");
+    }
+}
