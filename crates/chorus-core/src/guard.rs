@@ -428,7 +428,7 @@ impl Guard {
                 return Err(UnreadableUpdate::Malformed);
             }
         }
-        if blocks.straddles_parents(&doc.transact()) {
+        if blocks.straddles_parents(&doc.transact()) || blocks.long_map_entries(&doc.transact()) {
             return Err(UnreadableUpdate::Malformed);
         }
         st.marks_by_id = st.checking();

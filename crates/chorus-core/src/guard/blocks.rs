@@ -101,7 +101,11 @@ struct Item {
     origin: Option<ID>,
     right_origin: Option<ID>,
     parent: Parent,
+    /// A map entry by its own encoding (its parent and key written).
     keyed: bool,
+    /// Flagged a map entry (yrs and Yjs flag every entry, even where its key is
+    /// not written; a hand-encoded update may flag anything, or nothing).
+    flagged: bool,
     /// The node kind, for a type item.
     type_ref: Option<u64>,
 }
@@ -128,6 +132,9 @@ pub(crate) struct Blocks {
     /// Every countable item that starts before what the document knows of its
     /// client and ends after it (see [`Blocks::straddles_parents`]).
     pub straddling: Vec<ID>,
+    /// Every countable item longer than one clock placed through its origins
+    /// (see [`Blocks::long_map_entries`]).
+    pub long: Vec<ID>,
 }
 
 /// Where a format item landed.
@@ -168,6 +175,7 @@ impl Blocks {
         let mut counted = 0usize;
         let mut astral = 0usize;
         let mut straddling = 0usize;
+        let mut long = 0usize;
         let mut blocks = Blocks::default();
         let mut items: Vec<(u64, Item)> = Vec::new();
         let clients = r.var()?;
@@ -281,6 +289,12 @@ impl Blocks {
                     // leave its left part behind.
                     return Err(Unreadable::Malformed);
                 }
+                if len > 1 && kind != DELETED && matches!(parent, Parent::Inherited) {
+                    long += 1;
+                    if collect {
+                        blocks.long.push(ID::new(ClientID::new(client), clock));
+                    }
+                }
                 if kind != DELETED && clock < held && clock.saturating_add(len) > held {
                     straddling += 1;
                     if collect {
@@ -302,6 +316,7 @@ impl Blocks {
                         right_origin,
                         parent,
                         keyed,
+                        flagged: info & HAS_PARENT_SUB != 0,
                         type_ref,
                     },
                 ));
@@ -316,7 +331,7 @@ impl Blocks {
                 list.sort_by_key(|i| i.clock);
             }
         }
-        Ok((blocks, counted + astral + straddling))
+        Ok((blocks, counted + astral + straddling + long))
     }
 
     /// The item of this update that holds `id`.
@@ -438,20 +453,20 @@ impl Blocks {
             return true;
         }
         let known = txn.state_vector();
+        let (mut memo, mut document) = (FxHashMap::default(), DocumentKeys::default());
         self.straddling.iter().any(|id| {
             let Some(at) = self.find(id) else {
                 return true;
             };
             let head = ID::new(id.client, known.get(&id.client).saturating_sub(1));
             let item = &self.clients[&at.0][at.1];
-            let right_keyed = match item.right_origin {
-                None => Some(false),
-                Some(r) => match self.find(&r) {
-                    Some((c, i)) if !held(Some(&known), &r) => Some(self.clients[&c][i].keyed),
-                    _ => keyed_in_document(txn, &known, r),
-                },
-            };
-            if keyed_in_document(txn, &known, head) != Some(false) || right_keyed != Some(false) {
+            let right_keyed = item.right_origin.is_some_and(|r| {
+                match self.find(&r).filter(|_| !held(Some(&known), &r)) {
+                    Some(next) => self.lands_keyed(txn, &known, next, &mut memo, &mut document),
+                    None => self.link_keyed(txn, &known, r, &mut memo, &mut document),
+                }
+            });
+            if keyed_in_document(txn, &known, head) != Some(false) || right_keyed {
                 return true;
             }
             let head_branch = StickyIndex::new(IndexScope::Relative(head), Assoc::After)
@@ -462,6 +477,93 @@ impl Blocks {
                 _ => true,
             }
         })
+    }
+
+    /// Whether an item longer than one clock would become a map entry, asked before
+    /// the update is applied. yrs takes an item's key from its left neighbour (its
+    /// origin), else from its right one; Yjs writes every entry one clock long.
+    /// A longer one can be split by a later id pointing into it: removing the
+    /// entry then leaves its left part, undeleted, in what joiners and the store
+    /// get (found by `room_receive_blocks`: a refused value carried, not shown).
+    pub fn long_map_entries<T: ReadTxn>(&self, txn: &T) -> bool {
+        if self.long.is_empty() {
+            return false;
+        }
+        let known = txn.state_vector();
+        let (mut memo, mut document) = (FxHashMap::default(), DocumentKeys::default());
+        self.long.iter().any(|id| {
+            self.find(id)
+                .is_some_and(|at| self.lands_keyed(txn, &known, at, &mut memo, &mut document))
+        })
+    }
+
+    /// Whether the item at `at` lands as a map entry: written as one, or next to
+    /// one (its origin, else its right origin, as yrs takes the key). Over the
+    /// update's own chains without recursion (a paste chains thousands of items).
+    fn lands_keyed<T: ReadTxn>(
+        &self,
+        txn: &T,
+        known: &StateVector,
+        at: (u64, usize),
+        memo: &mut FxHashMap<(u64, usize), bool>,
+        document: &mut DocumentKeys,
+    ) -> bool {
+        let mut visiting = rustc_hash::FxHashSet::default();
+        let mut stack = vec![(at, false)];
+        while let Some((current, expanded)) = stack.pop() {
+            if memo.contains_key(&current) {
+                continue;
+            }
+            let item = &self.clients[&current.0][current.1];
+            let links = [item.origin, item.right_origin];
+            if !expanded {
+                if !visiting.insert(current) {
+                    // A cycle of origins: yrs cannot integrate it.
+                    continue;
+                }
+                stack.push((current, true));
+                for link in links.into_iter().flatten() {
+                    if held(Some(known), &link) {
+                        continue;
+                    }
+                    if let Some(next) = self.find(&link) {
+                        if !memo.contains_key(&next) && !visiting.contains(&next) {
+                            stack.push((next, false));
+                        }
+                    }
+                }
+                continue;
+            }
+            let mut keyed = item.keyed;
+            for link in links.into_iter().flatten() {
+                keyed = keyed || self.link_keyed(txn, known, link, memo, document);
+            }
+            memo.insert(current, keyed);
+        }
+        memo.get(&at).copied().unwrap_or(false)
+    }
+
+    /// Whether the item at `link` is (or lands as) a map entry: asked of the
+    /// document if it held it, else of `memo` (the update's answers, which
+    /// [`Blocks::lands_keyed`] gives before it asks).
+    fn link_keyed<T: ReadTxn>(
+        &self,
+        txn: &T,
+        known: &StateVector,
+        link: ID,
+        memo: &mut FxHashMap<(u64, usize), bool>,
+        document: &mut DocumentKeys,
+    ) -> bool {
+        if held(Some(known), &link) {
+            return document.keyed(txn, link);
+        }
+        match self.find(&link) {
+            // Not answered yet: on a cycle of origins, which yrs cannot integrate.
+            Some(next) => memo.get(&next).copied().unwrap_or(false),
+            // Not in the update either: yrs holds the item back, and the room
+            // refuses an update with a missing dependency.
+            None => false,
+        }
     }
 
     /// The node the item at `at` names as its parent (through its origins), if the
@@ -570,6 +672,37 @@ impl Blocks {
             memo.insert(step, place);
         }
         place
+    }
+}
+
+/// Which of the document's items are map entries, read once from its own
+/// encoding when a position cannot tell.
+#[derive(Default)]
+struct DocumentKeys {
+    whole: Option<Blocks>,
+}
+
+impl DocumentKeys {
+    fn keyed<T: ReadTxn>(&mut self, txn: &T, id: ID) -> bool {
+        // A sequence item the document holds sits after whatever its parent holds
+        // before it; an entry's position counts only earlier values of its key,
+        // which are deleted (an entry is one clock long and is never split: see
+        // `long_map_entries` and `straddles_parents`). Past position 0 it is not
+        // an entry; at 0, deleted, or collected, the encoding says.
+        let index = StickyIndex::new(IndexScope::Relative(id), Assoc::After);
+        if index.get_offset(txn).is_some_and(|o| o.index > 0) {
+            return false;
+        }
+        let whole = self.whole.get_or_insert_with(|| {
+            let state = txn.encode_state_as_update_v1(&StateVector::default());
+            Blocks::walk(&state, None, true)
+                .map(|(blocks, _)| blocks)
+                .unwrap_or_default()
+        });
+        whole.find(&id).is_some_and(|(client, i)| {
+            let item = &whole.clients[&client][i];
+            item.keyed || item.flagged
+        })
     }
 }
 

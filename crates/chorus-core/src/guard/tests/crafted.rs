@@ -930,3 +930,71 @@ fn a_repeated_item_naming_another_parent_does_not_move_a_format_item_after_it() 
         assert_peer_holds_the_room(&f, "after the repeat");
     }
 }
+
+/// Found by `room_receive_blocks`: a later value of a key (its parent and key taken
+/// from its origin, the earlier value) longer than one clock. An id pointing into
+/// it split it, and removing the key left its left part undeleted: carried to
+/// joiners and the store, though no map reads it. Such an entry is refused.
+#[test]
+fn a_later_value_of_a_key_longer_than_one_clock_is_refused() {
+    for mode in [
+        WhitelistMode::Strip,
+        WhitelistMode::Reject,
+        WhitelistMode::Off,
+    ] {
+        let mut f = with_hi(mode);
+        // The first value: one clock, as Yjs writes it (refused or not by the policy).
+        let _ = f.send(&update(
+            ATTACKER,
+            0,
+            &[under(Parent::Item(P.0, P.1), Some("title"), Content::Str("a"))],
+        ));
+        let later = update(
+            ATTACKER,
+            1,
+            &[after((ATTACKER, 0), Content::Str("onclick"))],
+        );
+        assert!(
+            matches!(f.send(&later), Err(RoomError::Malformed { .. })),
+            "{mode:?}"
+        );
+        // Its right origin an entry, its origin none: yrs takes the key from the right.
+        let beside = update(
+            ATTACKER,
+            1,
+            &[Raw {
+                origin: None,
+                right: Some((ATTACKER, 0)),
+                parent: None,
+                key: None,
+                content: Content::Str("onclick"),
+            }],
+        );
+        assert!(
+            matches!(f.send(&beside), Err(RoomError::Malformed { .. })),
+            "{mode:?}"
+        );
+        assert_eq!(f.body().replace(" title=\"a\"", ""), "<p>hi</p>", "{mode:?}");
+        assert_peer_holds_the_room(&f, "after the refused values");
+    }
+}
+
+/// A paste after a text's first character: its position (0) cannot tell an entry
+/// from text, so the document's encoding is asked; it is text, and it is applied.
+#[test]
+fn a_paste_after_the_first_character_is_applied() {
+    let mut f = with_hi(WhitelistMode::Strip);
+    f.send(&update(
+        ATTACKER,
+        0,
+        &[Raw {
+            origin: Some((TEXT.0, TEXT.1 + 1)),
+            right: Some(LAST_CHAR),
+            parent: None,
+            key: None,
+            content: Content::Str("xyz"),
+        }],
+    ))
+    .unwrap();
+    assert_eq!(f.body(), "<p>hxyzi</p>");
+}
