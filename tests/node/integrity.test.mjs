@@ -68,7 +68,9 @@ const MODES = [
 // Every case states what it sends (never what the server did):
 // - `refused` (required): some update of the case holds content the default policy
 //   refuses (reject mode: the first such update closes the attacker with 1008);
-// - `unreadable`: content Yjs 13 cannot decode (type ref 7 or 15, content 11): 4400
+// - `unreadable`: content Yjs 13 cannot decode (type ref 7 or 15, content 11), or
+//   structs the room cannot apply safely (an item straddling its client's known
+//   clocks into another node, a map entry longer than one clock): 4400
 //   `malformed-payload` in every mode, `off` included;
 // - `may4400`: yrs may refuse to decode it, or it has a dependency gap: a 4400 close
 //   (any reason) is accepted besides the mode's outcome;
@@ -265,6 +267,23 @@ add('structs', 'GC struct first, then an allowed string', (x) => [
 add('structs', 'a skip struct leaves a gap before the next struct (a dependency gap)', (x, m) => [
   { structs: [str(' a', { origin: x.i }), skip(3), str(m, { origin: x.a(1) })] }
 ], { refused: false, may4400: true }) // plain text: only the gap is wrong
+// An item whose first clocks the room holds is applied from its first unknown clock,
+// linked after the known part: refused where that part is in another node (yrs
+// counted the tail in one node and linked it into another: the room hung), or
+// where the item would be a map entry longer than one clock (split later, a
+// removed entry left its left part behind).
+add('structs', 'an item re-sent with the clocks of a string in a text, whole under a foreign root', (x, m) => [
+  { structs: [str('a', { origin: x.i })] },
+  { clock: 0, structs: [str(`a${m}`, { parent: 'notes' })] }
+], { refused: false, unreadable: true })
+add('structs', 'an item re-sent with the clocks of a string in a text, whole under the title', (x, m) => [
+  { structs: [str('a', { origin: x.i })] },
+  { clock: 0, structs: [str(`a${m}`, { parent: 'title' })] }
+], { refused: false, unreadable: true })
+add('structs', 'a later value of an attribute longer than one clock (its key taken from its origin)', (x, m) => [
+  { structs: [item(C.any(['a']), { parent: x.p, parentSub: 'class' })] },
+  { structs: [str(`on${m}`, { origin: x.a(0) })] }
+], { refused: false, unreadable: true })
 
 // ---------------------------------------------------------------------------
 // Clients
@@ -618,9 +637,10 @@ describe('integrity: hand-encoded updates judged by an independent oracle', () =
           outcomes.push(`${label}: not sent, the attacker is closed`)
           continue
         }
-        const bytes = singleClientUpdate(A, clock, step.structs, step.deleteSet ?? [])
-        const from = clock
-        clock += step.structs.reduce((n, s) => n + structLength(s), 0)
+        // `step.clock`: the step restates clocks the attacker already used.
+        const from = step.clock ?? clock
+        const bytes = singleClientUpdate(A, from, step.structs, step.deleteSet ?? [])
+        clock = Math.max(clock, from + step.structs.reduce((n, s) => n + structLength(s), 0))
         att.send(updateMessage(bytes))
         await roundTrip(att, `${label}: the server handles the attacker's update`)
         if (att.closeInfo?.code === 1008) rejected.push([from, clock])
