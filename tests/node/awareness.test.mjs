@@ -29,11 +29,11 @@ describe('awareness', () => {
       token: sessionToken({ doc, user: 'user-alice', name: 'Alice Example', color: '#ff8800', avatar: 'https://example.com/alice.png' })
     })
     // A claims to be someone else.
-    a.awareness.setLocalState({ user: { name: 'Mallory', id: 'evil', color: '#000000', avatar: 'https://evil.example/x.png' }, cursor: { anchor: 1 } })
+    a.awareness.setLocalState({ user: { name: 'Mallory', id: 'evil', color: '#000000', avatar: 'https://evil.example/x.png' }, selection: { anchor: 1 } })
     const b = pool.provider({ doc, token: sessionToken({ doc, user: 'user-bob', name: 'Bob' }) })
     await Promise.all([waitSynced(a), waitSynced(b)])
 
-    await waitFor(() => stateOf(b, a)?.cursor?.anchor === 1, 'B sees A\'s awareness state (cursor anchor 1)', { describe: () => show(b) })
+    await waitFor(() => stateOf(b, a)?.selection?.anchor === 1, 'B sees A\'s awareness state (selection anchor 1)', { describe: () => show(b) })
     let seen = stateOf(b, a)
     assert.equal(seen.user?.id, 'user-alice', `user.id must be the token sub; B saw ${JSON.stringify(seen)}`)
     assert.equal(seen.user?.name, 'Alice Example', `user.name must come from the token; B saw ${JSON.stringify(seen)}`)
@@ -42,16 +42,16 @@ describe('awareness', () => {
 
     // A later local update that re-claims another identity is stamped again;
     // non-user fields are relayed unchanged.
-    a.awareness.setLocalState({ user: { name: 'Mallory 2', id: 'user-bob' }, cursor: { anchor: 2 } })
-    await waitFor(() => stateOf(b, a)?.cursor?.anchor === 2, 'B sees A\'s second awareness update (cursor anchor 2)', { describe: () => show(b) })
+    a.awareness.setLocalState({ user: { name: 'Mallory 2', id: 'user-bob' }, selection: { anchor: 2 } })
+    await waitFor(() => stateOf(b, a)?.selection?.anchor === 2, 'B sees A\'s second awareness update (selection anchor 2)', { describe: () => show(b) })
     seen = stateOf(b, a)
     assert.equal(seen.user?.id, 'user-alice', `second update: user.id must be the token sub; B saw ${JSON.stringify(seen)}`)
     assert.equal(seen.user?.name, 'Alice Example', `second update: user.name must come from the token; B saw ${JSON.stringify(seen)}`)
 
     // Field-level update through setLocalStateField too.
     a.awareness.setLocalStateField('user', { name: 'Mallory 3', id: 'evil3' })
-    a.awareness.setLocalStateField('cursor', { anchor: 3 })
-    await waitFor(() => stateOf(b, a)?.cursor?.anchor === 3, 'B sees A\'s third awareness update (cursor anchor 3)', { describe: () => show(b) })
+    a.awareness.setLocalStateField('selection', { anchor: 3 })
+    await waitFor(() => stateOf(b, a)?.selection?.anchor === 3, 'B sees A\'s third awareness update (selection anchor 3)', { describe: () => show(b) })
     seen = stateOf(b, a)
     assert.equal(seen.user?.id, 'user-alice', `third update: B saw ${JSON.stringify(seen)}`)
     assert.equal(seen.user?.name, 'Alice Example', `third update: B saw ${JSON.stringify(seen)}`)
@@ -60,10 +60,10 @@ describe('awareness', () => {
   it('a user without a color in the token still gets a server-derived color', async () => {
     const doc = uid()
     const a = pool.provider({ doc, token: sessionToken({ doc, user: 'user-nocolor', name: 'No Color' }) })
-    a.awareness.setLocalState({ user: { name: 'No Color' }, cursor: { anchor: 7 } }) // no color anywhere
+    a.awareness.setLocalState({ user: { name: 'No Color' }, selection: { anchor: 7 } }) // no color anywhere
     const b = pool.provider({ doc, token: sessionToken({ doc, user: 'user-bob', name: 'Bob' }) })
     await Promise.all([waitSynced(a), waitSynced(b)])
-    await waitFor(() => stateOf(b, a)?.cursor?.anchor === 7, 'B sees A\'s awareness', { describe: () => show(b) })
+    await waitFor(() => stateOf(b, a)?.selection?.anchor === 7, 'B sees A\'s awareness', { describe: () => show(b) })
     const seen = stateOf(b, a)
     assert.equal(seen.user?.id, 'user-nocolor', JSON.stringify(seen))
     assert.equal(seen.user?.name, 'No Color', JSON.stringify(seen))
@@ -74,15 +74,15 @@ describe('awareness', () => {
   it('a late joiner receives the existing awareness states (stamped)', async () => {
     const doc = uid()
     const a = pool.provider({ doc, token: sessionToken({ doc, user: 'user-alice', name: 'Alice' }) })
-    a.awareness.setLocalState({ user: { name: 'Mallory', id: 'evil' }, cursor: { anchor: 5 } })
+    a.awareness.setLocalState({ user: { name: 'Mallory', id: 'evil' }, selection: { anchor: 5 } })
     const b = pool.provider({ doc, token: sessionToken({ doc, user: 'user-bob', name: 'Bob' }) })
     await Promise.all([waitSynced(a), waitSynced(b)])
-    await waitFor(() => stateOf(b, a)?.cursor?.anchor === 5, 'B sees A')
+    await waitFor(() => stateOf(b, a)?.selection?.anchor === 5, 'B sees A')
     const c = pool.provider({ doc, token: sessionToken({ doc, user: 'user-carol', name: 'Carol' }) })
     // (a fresh Awareness' initial {} state has clock 0, which y-protocols peers ignore; set a field)
-    c.awareness.setLocalStateField('cursor', { anchor: 9 })
+    c.awareness.setLocalStateField('selection', { anchor: 9 })
     await waitSynced(c)
-    await waitFor(() => stateOf(c, a)?.cursor?.anchor === 5, 'late joiner C sees A\'s awareness', { describe: () => show(c) })
+    await waitFor(() => stateOf(c, a)?.selection?.anchor === 5, 'late joiner C sees A\'s awareness', { describe: () => show(c) })
     assert.equal(stateOf(c, a).user?.id, 'user-alice')
     assert.equal(stateOf(c, a).user?.name, 'Alice')
     // and A sees C
@@ -92,7 +92,7 @@ describe('awareness', () => {
   it('when a client disconnects cleanly, peers see its state removed', async () => {
     const doc = uid()
     const a = pool.provider({ doc, token: sessionToken({ doc, user: 'user-alice', name: 'Alice' }) })
-    a.awareness.setLocalStateField('cursor', { anchor: 1 })
+    a.awareness.setLocalStateField('selection', { anchor: 1 })
     const b = pool.provider({ doc, token: sessionToken({ doc, user: 'user-bob', name: 'Bob' }) })
     await Promise.all([waitSynced(a), waitSynced(b)])
     const aId = a.doc.clientID
@@ -107,7 +107,7 @@ describe('awareness', () => {
   it('when a client vanishes without saying goodbye, the server broadcasts its removal', async () => {
     const doc = uid()
     const a = pool.provider({ doc, token: sessionToken({ doc, user: 'user-alice', name: 'Alice' }) })
-    a.awareness.setLocalStateField('cursor', { anchor: 1 })
+    a.awareness.setLocalStateField('selection', { anchor: 1 })
     const b = pool.provider({ doc, token: sessionToken({ doc, user: 'user-bob', name: 'Bob' }) })
     await Promise.all([waitSynced(a), waitSynced(b)])
     const aId = a.doc.clientID

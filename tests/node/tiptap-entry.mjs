@@ -1,8 +1,10 @@
 // Bundled by esbuild for tiptap.test.mjs: a real TipTap v3 editor (StarterKit,
-// Collaboration, CollaborationCaret) on a stock y-websocket WebsocketProvider.
+// Collaboration, CollaborationCaret) on a stock y-websocket WebsocketProvider, or
+// on a stock @hocuspocus/provider HocuspocusProvider (`kind: 'hocuspocus'`).
 // Nothing here adapts TipTap to Chorus: the provider's URL and token are all that differ.
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
+import { HocuspocusProvider } from '@hocuspocus/provider'
 import { Editor } from '@tiptap/core'
 import StarterKit from '@tiptap/starter-kit'
 import Collaboration from '@tiptap/extension-collaboration'
@@ -17,20 +19,31 @@ window.Y = Y
  * The editor is created once the provider has synced, so an editor joining a
  * document with content never writes TipTap's initial empty paragraph beside it.
  */
-window.makeEditor = async ({ url, room, token, user, timeout = 10000 }) => {
+window.makeEditor = async ({ url, room, token, user, timeout = 10000, kind = 'y-websocket' }) => {
   const ydoc = new Y.Doc()
-  // BroadcastChannel off: two pages of one origin would otherwise sync without the server.
-  const provider = new WebsocketProvider(url, room, ydoc, { params: { token }, disableBc: true })
   const state = { synced: false, status: 'connecting', closes: [], errors: 0 }
-  provider.on('sync', (s) => { state.synced = s })
-  provider.on('status', (e) => { state.status = e.status })
-  provider.on('connection-close', (ev) => { if (ev) state.closes.push({ code: ev.code, reason: String(ev.reason ?? '') }) })
-  provider.on('connection-error', () => { state.errors++ })
+  let provider
+  if (kind === 'hocuspocus') {
+    // `url`: the app's Hocuspocus endpoint (…/v1/hocuspocus/{app}); the room is the document.
+    provider = new HocuspocusProvider({ url, name: room, document: ydoc, token })
+    provider.on('synced', ({ state: s }) => { state.synced = s })
+    provider.on('status', (e) => { state.status = e.status })
+    provider.on('close', ({ event }) => { if (event) state.closes.push({ code: event.code, reason: String(event.reason ?? '') }) })
+  } else {
+    // BroadcastChannel off: two pages of one origin would otherwise sync without the server.
+    provider = new WebsocketProvider(url, room, ydoc, { params: { token }, disableBc: true })
+    provider.on('sync', (s) => { state.synced = s })
+    provider.on('status', (e) => { state.status = e.status })
+    provider.on('connection-close', (ev) => { if (ev) state.closes.push({ code: ev.code, reason: String(ev.reason ?? '') }) })
+    provider.on('connection-error', () => { state.errors++ })
+  }
   window.chorus = { ydoc, provider, editor: null, state, fragment: ydoc.getXmlFragment('default') }
   await new Promise((resolve, reject) => {
-    if (provider.synced) return resolve()
+    if (state.synced || provider.synced || provider.isSynced) return resolve()
     const timer = setTimeout(() => reject(new Error(`provider not synced after ${timeout} ms: ${JSON.stringify(state)}`)), timeout)
-    provider.once('sync', () => { clearTimeout(timer); resolve() })
+    const done = () => { clearTimeout(timer); resolve() }
+    if (kind === 'hocuspocus') provider.on('synced', done)
+    else provider.once('sync', done)
   })
 
   const element = document.createElement('div')

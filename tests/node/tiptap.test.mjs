@@ -12,7 +12,9 @@
 //   link) reaches neither the other editor's Y.Doc nor any render; its text survives;
 // - editor A's caret shows in editor B, labelled with the token's `name`, not the
 //   name page A claimed;
-// - a link with TipTap's `title` set stays a link (the profile maps it to `a title`).
+// - a link with TipTap's `title` set stays a link (the profile maps it to `a title`);
+// - on y-websocket and on @hocuspocus/provider, a view-only peer's hostile presence
+//   (a malformed cursor) leaves every editor syncing.
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import http from 'node:http'
@@ -21,7 +23,8 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import * as esbuild from 'esbuild'
 import { chromium } from 'playwright-core'
-import { startServer, sessionToken, hostToken, waitFor, uid, sleep, SETTLE, TIMEOUT } from './harness.mjs'
+import { startServer, sessionToken, hostToken, waitFor, uid, sleep, SETTLE, TIMEOUT, RawClient } from './harness.mjs'
+import { hostilePresenceFrames } from './lib/hostile-presence.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
@@ -387,4 +390,87 @@ describe('TipTap v3 editors in Chromium on y-websocket, app with editor = "tipta
       assert.deepEqual([state.status, state.closes], ['connected', []], `${name}: ${JSON.stringify(state)}`)
     }
   })
+})
+
+// Presence that cannot hurt (PROTOCOL.md, "Awareness"): a view-only raw socket sends
+// presence states no editor library writes (`{"cursor":{}}` first: y-prosemirror's
+// cursor plugin throws on it, and neither stock provider catches that). The server
+// relays a malformed cursor as null, so TipTap editors on both stock providers keep
+// drawing carets and, above all, keep syncing.
+describe('TipTap v3 editors in Chromium on both stock providers: a view-only peer\'s hostile presence', () => {
+  let chorus, site, browser
+  const contexts = []
+
+  before(async () => {
+    const js = await bundle()
+    chorus = await startServer({ apps: [APP] })
+    site = await servePage(js)
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync']
+    })
+  })
+  after(async () => {
+    for (const c of contexts) await c.close().catch(() => {})
+    await browser?.close().catch(() => {})
+    await site?.close()
+    await chorus?.stop()
+  })
+
+  async function openEditor (kind, doc, name) {
+    const context = await browser.newContext()
+    contexts.push(context)
+    const page = await context.newPage()
+    page.errors = []
+    page.on('pageerror', (e) => page.errors.push(e.message))
+    await page.goto(site.url)
+    await page.waitForFunction(() => typeof window.makeEditor === 'function', null, { timeout: TIMEOUT })
+    const url = kind === 'hocuspocus' ? `${chorus.wsBase.replace('/v1/ws', '/v1/hocuspocus')}/${APP.id}` : `${chorus.wsBase}/${APP.id}`
+    await page.evaluate((opts) => window.makeEditor(opts), {
+      kind, url, room: doc, token: sessionToken({ app: APP, doc, user: `user-${name}`, name }), user: { name, color: '#3366ff' }, timeout: TIMEOUT
+    })
+    await page.waitForSelector('#editor .ProseMirror[contenteditable="true"]', { timeout: TIMEOUT })
+    return page
+  }
+
+  const text = (page) => page.evaluate(() => window.chorus.editor.getText())
+
+  for (const kind of ['y-websocket', 'hocuspocus']) {
+    it(`${kind}: every editor keeps syncing`, async () => {
+      const doc = uid(`tiptap-presence-${kind}`)
+      const A = await openEditor(kind, doc, 'Alice')
+      const B = await openEditor(kind, doc, 'Bob')
+      await A.evaluate(() => window.chorus.editor.chain().focus().insertContent('<p>Shared.</p>').run())
+      await waitFor(async () => (await text(B)).includes('Shared.'), 'B shows A\'s first paragraph')
+      // Both focused, so each publishes a cursor; then the hostile states arrive.
+      await B.evaluate(() => window.chorus.editor.commands.focus('end'))
+      const peer = new RawClient(`${chorus.wsBase}/${APP.id}/${encodeURIComponent(doc)}?token=${sessionToken({ app: APP, doc, user: 'mallory', mode: 'view' })}`)
+      try {
+        await peer.handshake()
+        for (const frame of hostilePresenceFrames()) {
+          peer.send(frame)
+          await sleep(30)
+        }
+        await sleep(SETTLE)
+        for (const [from, to, word] of [[A, B, ' fromA'], [B, A, ' fromB']]) {
+          await from.evaluate(() => window.chorus.editor.commands.focus('end'))
+          await from.keyboard.type(word, { delay: 10 })
+          let seen = null
+          await waitFor(async () => {
+            seen = { from: await text(from), to: await text(to) }
+            return seen.to.includes(word.trim())
+          }, `"${word.trim()}" typed in one editor shows in the other (${kind})`, { describe: () => JSON.stringify(seen) })
+        }
+        for (const [name, page] of [['A', A], ['B', B]]) {
+          const state = await page.evaluate(() => window.chorus.state)
+          assert.deepEqual([state.status, state.closes], ['connected', []], `${name} (${kind}): ${JSON.stringify(state)}`)
+          assert.deepEqual(page.errors, [], `${name} (${kind}) page errors`)
+        }
+        assert.equal(peer.closeInfo, null, `the view-only peer is not closed for a malformed cursor: ${peer.describe()}`)
+      } finally {
+        peer.ws.close()
+      }
+    })
+  }
 })

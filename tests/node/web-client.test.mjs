@@ -15,9 +15,10 @@ import { pathToFileURL } from 'node:url'
 import * as esbuild from 'esbuild'
 import { chromium } from 'playwright-core'
 import {
-  REPO_ROOT, Y, WebSocket, ClientPool, startServer, hostToken, sessionToken, badToken, randomSecret, uid, sleep,
+  REPO_ROOT, Y, WebSocket, ClientPool, RawClient, startServer, hostToken, sessionToken, badToken, randomSecret, uid, sleep,
   waitFor, waitSynced
 } from './harness.mjs'
+import { hostilePresenceFrames } from './lib/hostile-presence.mjs'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const WEB_CLIENT = path.join(REPO_ROOT, 'web-client')
@@ -210,6 +211,39 @@ describe('web client (ProseMirror demo editor in Chromium)', () => {
       assert.deepEqual(alice.errors, [])
       assert.deepEqual(bob.errors, [])
     } finally {
+      await alice.context().close()
+      await bob.context().close()
+    }
+  })
+
+  it('a view-only peer\'s hostile presence freezes no editor: typing still reaches the other page', async () => {
+    const doc = uid('wc-presence')
+    await hostPut(doc, { title: 'Presence', html: '<p>Shared paragraph.</p>' })
+    const alice = await openDemo({ doc, users: 'alice' })
+    const bob = await openDemo({ doc, users: 'bob' })
+    const peer = new RawClient(`${chorus.wsBase}/demo/${encodeURIComponent(doc)}?token=${sessionToken({ app: DEMO_APP, doc, user: 'mallory', mode: 'view' })}`)
+    try {
+      await peer.handshake()
+      for (const frame of hostilePresenceFrames()) {
+        peer.send(frame)
+        await sleep(30)
+      }
+      for (const [i, page] of [alice, bob].entries()) {
+        const typed = ` typed-${i}`
+        await typeAtEnd(page, '.ProseMirror p', typed)
+        const other = i === 0 ? bob : alice
+        await other.waitForFunction((t) => window.plainText('.ProseMirror p').endsWith(t), typed, { timeout: 5000 })
+      }
+      assert.equal(await bodyOf(alice), await bodyOf(bob))
+      for (const page of [alice, bob]) {
+        const state = await page.evaluate(() => window.chorusDemo.panes.map((p) => ({ status: p.provider.status, errors: p.provider.presenceErrors })))
+        assert.ok(state.every((s) => s.status === 'connected'), `still connected: ${JSON.stringify(state)}`)
+      }
+      assert.deepEqual(alice.errors, [])
+      assert.deepEqual(bob.errors, [])
+      assert.equal(peer.closeInfo, null, `the peer was not closed for a malformed cursor: ${peer.describe()}`)
+    } finally {
+      peer.ws.close()
       await alice.context().close()
       await bob.context().close()
     }
@@ -813,6 +847,51 @@ describe('ChorusProvider (web-client/src/provider.ts) in Node against the real s
     p.connect()
     await waitFor(() => p.synced, 'synced again')
     assert.equal(calls, 4)
+  })
+
+  it('makes a peer\'s presence safe before applying it: a malformed cursor becomes null, a state that is not an object is dropped', async () => {
+    const { encoding, decoding } = await import('./harness.mjs')
+    const states = [
+      [1, 1, '{"cursor":{}}'],
+      [2, 1, '{"cursor":{"anchor":{"item":{"client":1,"clock":2}},"head":{"tname":"body","assoc":-1}},"user":{"name":"B","color":"#abc"}}'],
+      [3, 1, '{"cursor":{"anchor":{"item":{"client":"1","clock":2}},"head":{}},"user":{"name":7,"color":"red;position:fixed"}}'],
+      [4, 1, '[1,2]'],
+      [5, 1, 'not json'],
+      [6, 1, 'null'],
+      [7, 1, '{"user":"Mallory","cursor":{"anchor":{},"head":{},"x":1}}']
+    ]
+    const e = encoding.createEncoder()
+    encoding.writeVarUint(e, states.length)
+    for (const [c, k, j] of states) { encoding.writeVarUint(e, c); encoding.writeVarUint(e, k); encoding.writeVarString(e, j) }
+    const d = decoding.createDecoder(mod.sanitizePresenceUpdate(encoding.toUint8Array(e)))
+    const out = {}
+    for (let n = decoding.readVarUint(d); n > 0; n--) {
+      const c = decoding.readVarUint(d)
+      decoding.readVarUint(d)
+      out[c] = JSON.parse(decoding.readVarString(d))
+    }
+    assert.deepEqual(out, {
+      1: { cursor: null },
+      2: { cursor: { anchor: { item: { client: 1, clock: 2 } }, head: { tname: 'body', assoc: -1 } }, user: { name: 'B', color: '#abc' } },
+      3: { cursor: null, user: {} },
+      6: null,
+      7: { user: {}, cursor: null }
+    })
+  })
+
+  it('a presence listener that throws (an editor\'s cursor plugin) neither closes the connection nor stops syncing', async () => {
+    const doc = uid('wc-presence')
+    const a = provider(doc, async () => sessionToken({ app: DEMO_APP, doc, user: 'ann' }))
+    const b = provider(doc, async () => sessionToken({ app: DEMO_APP, doc, user: 'bob' }))
+    await waitFor(() => a.p.synced && b.p.synced, 'both synced')
+    b.p.awareness.on('change', () => { throw new Error('a cursor plugin that throws') })
+    a.p.awareness.setLocalStateField('cursor', null)
+    a.p.awareness.setLocalStateField('selection', { x: 1 })
+    await waitFor(() => b.p.presenceErrors > 0, 'the throwing listener ran on a peer\'s presence')
+    a.ydoc.getText('title').insert(0, 'still syncing')
+    await waitFor(() => b.ydoc.getText('title').toString() === 'still syncing', 'the edit reaches the other provider')
+    assert.equal(b.p.status, 'connected')
+    assert.ok(!b.seen.status.some((e) => e.code === 4400), `no 4400: ${JSON.stringify(b.seen.status)}`)
   })
 
   it('never reconnects after 4403 and reports the reason', async () => {

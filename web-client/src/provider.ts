@@ -167,6 +167,91 @@ export function readChorusMessage (decoder: decoding.Decoder): ChorusMessage {
   }
 }
 
+/** Largest integer a JavaScript number holds exactly. */
+const MAX_ID = Number.MAX_SAFE_INTEGER
+
+function isId (v: unknown): boolean {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return false
+  const o = v as Record<string, unknown>
+  return Object.keys(o).length === 2 &&
+    Number.isInteger(o.client) && (o.client as number) >= 0 && (o.client as number) <= MAX_ID &&
+    Number.isInteger(o.clock) && (o.clock as number) >= 0 && (o.clock as number) <= 0xffffffff
+}
+
+/** A relative position as `Y.relativePositionToJSON` writes it. */
+function isRelativePosition (v: unknown): boolean {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return false
+  return Object.entries(v as Record<string, unknown>).every(([k, x]) => {
+    switch (k) {
+      case 'type': case 'item': return x === null || x === undefined || isId(x)
+      case 'tname': return x === null || x === undefined || (typeof x === 'string' && x.length <= 256)
+      case 'assoc': return x === null || x === undefined || Number.isInteger(x)
+      default: return false
+    }
+  })
+}
+
+/** `null`, or `{anchor, head}` of relative positions (what y-prosemirror and TipTap draw). */
+export function isPresenceCursor (v: unknown): boolean {
+  if (v === null) return true
+  if (typeof v !== 'object' || Array.isArray(v)) return false
+  const o = v as Record<string, unknown>
+  return Object.keys(o).length === 2 && isRelativePosition(o.anchor) && isRelativePosition(o.head)
+}
+
+/**
+ * A peer's presence as this client applies it: an awareness update (y-protocols
+ * encoding) re-encoded with every state made safe for the editors that draw it.
+ * A state that is not a JSON object (or `null`, a removal) is dropped; a `cursor`
+ * that is not `null` or `{anchor, head}` of relative positions becomes `null`
+ * (y-prosemirror's cursor plugin throws on `{}`); a `user` that is not an object
+ * becomes `{}` and its `color` is kept only as `#rgb`/`#rrggbb`, its `name` only as
+ * a string. The Chorus server already relays only such states (PROTOCOL.md,
+ * "Awareness"); this keeps a client safe behind any server.
+ */
+export function sanitizePresenceUpdate (update: Uint8Array): Uint8Array {
+  const decoder = decoding.createDecoder(update)
+  const count = decoding.readVarUint(decoder)
+  const kept: Array<[number, number, string]> = []
+  for (let i = 0; i < count; i++) {
+    const client = decoding.readVarUint(decoder)
+    const clock = decoding.readVarUint(decoder)
+    const json = decoding.readVarString(decoder)
+    let state: unknown
+    try {
+      state = JSON.parse(json)
+    } catch {
+      continue
+    }
+    if (state === null) {
+      kept.push([client, clock, 'null'])
+      continue
+    }
+    if (typeof state !== 'object' || Array.isArray(state)) continue
+    const safe = state as Record<string, unknown>
+    if ('cursor' in safe && !isPresenceCursor(safe.cursor)) safe.cursor = null
+    if ('user' in safe) {
+      const user = safe.user
+      if (user === null || typeof user !== 'object' || Array.isArray(user)) {
+        safe.user = {}
+      } else {
+        const u = user as Record<string, unknown>
+        if ('color' in u && !(typeof u.color === 'string' && /^#(?:[0-9a-fA-F]{3}){1,2}$/.test(u.color))) delete u.color
+        if ('name' in u && typeof u.name !== 'string') delete u.name
+      }
+    }
+    kept.push([client, clock, JSON.stringify(safe)])
+  }
+  const encoder = encoding.createEncoder()
+  encoding.writeVarUint(encoder, kept.length)
+  for (const [client, clock, json] of kept) {
+    encoding.writeVarUint(encoder, client)
+    encoding.writeVarUint(encoder, clock)
+    encoding.writeVarString(encoder, json)
+  }
+  return encoding.toUint8Array(encoder)
+}
+
 function toWsOrigin (server: string): string {
   const url = new URL(server)
   if (url.protocol === 'http:') url.protocol = 'ws:'
@@ -212,6 +297,8 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
   private refreshTimer: ReturnType<typeof setTimeout> | null = null
   /** Tokens handed out by getToken that were expired on arrival (for tests and logs). */
   expiredTokensRefused = 0
+  /** Peers' presence updates that did not read or whose listeners threw (for tests and logs). */
+  presenceErrors = 0
 
   constructor (doc: Y.Doc, options: ChorusProviderOptions) {
     super()
@@ -470,7 +557,7 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
         break
       }
       case MSG_AWARENESS:
-        awarenessProtocol.applyAwarenessUpdate(this.awareness, decoding.readVarUint8Array(decoder), this)
+        this.applyPresence(decoding.readVarUint8Array(decoder))
         break
       case MSG_QUERY_AWARENESS:
         this.sendAwareness([...this.awareness.getStates().keys()])
@@ -486,6 +573,28 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
         break
       default:
         break
+    }
+  }
+
+  /**
+   * Apply a peer's presence, made safe first; an error thrown by what draws it
+   * (an editor's cursor plugin) is the drawing's problem, not the connection's:
+   * it is logged and counted, and syncing goes on.
+   */
+  private applyPresence (update: Uint8Array): void {
+    let safe: Uint8Array
+    try {
+      safe = sanitizePresenceUpdate(update)
+    } catch (err) {
+      this.presenceErrors++
+      console.warn('chorus: unreadable presence update ignored', err)
+      return
+    }
+    try {
+      awarenessProtocol.applyAwarenessUpdate(this.awareness, safe, this)
+    } catch (err) {
+      this.presenceErrors++
+      console.warn('chorus: a presence listener failed', err)
     }
   }
 

@@ -26,6 +26,7 @@ mod awareness;
 mod error;
 pub mod guard;
 pub mod import;
+mod presence;
 pub mod render;
 mod room;
 mod session;

@@ -3,6 +3,7 @@
 use crate::awareness::{AwarenessState, AwarenessStates};
 use crate::guard::{Guard, Neutralised, UnreadableUpdate, Whitelist};
 use crate::import::{self, BodyNode};
+use crate::presence;
 use crate::{ExternalError, LoadError, RoomError, Session};
 use bytes::Bytes;
 use chorus_protocol::{
@@ -792,7 +793,14 @@ impl<P: Peer> Room<P> {
             {
                 continue;
             }
-            let json: Arc<str> = stamp_user(&entry.state, &session)?.into();
+            let checked = presence::check(&entry.state, &session).map_err(|e| match e {
+                presence::Refused::Malformed => RoomError::Malformed { what: "awareness" },
+                presence::Refused::NotObject => RoomError::AwarenessNotObject,
+            })?;
+            if checked.replaced {
+                tracing::debug!(user = %session.user_id, "malformed presence cursor relayed as null");
+            }
+            let json: Arc<str> = checked.json.into();
             self.forget_awareness_id(entry.client_id);
             self.members
                 .get_mut(&conn)
@@ -1096,57 +1104,6 @@ pub struct SpentFork(#[allow(dead_code)] Doc);
 /// Run yrs code that may panic on hostile input; `None` if it did.
 fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
     catch_unwind(AssertUnwindSafe(f)).ok()
-}
-
-/// Overwrite the `user` identity fields of an awareness state with the session's.
-/// Most top-level fields an awareness state may have (an editor's presence has two
-/// or three: `user`, `cursor`, a selection).
-const MAX_AWARENESS_FIELDS: usize = 32;
-/// Deepest nesting of an awareness state (a y-prosemirror cursor is four deep).
-const MAX_AWARENESS_DEPTH: usize = 8;
-
-/// Whether a JSON value nests deeper than `limit`.
-fn nests_deeper(value: &serde_json::Value, limit: usize) -> bool {
-    let mut stack = vec![(value, 0usize)];
-    while let Some((v, depth)) = stack.pop() {
-        let children: Box<dyn Iterator<Item = &serde_json::Value>> = match v {
-            serde_json::Value::Object(o) => Box::new(o.values()),
-            serde_json::Value::Array(a) => Box::new(a.iter()),
-            _ => continue,
-        };
-        if depth >= limit {
-            return true;
-        }
-        stack.extend(children.map(|c| (c, depth + 1)));
-    }
-    false
-}
-
-fn stamp_user(state: &str, session: &Session) -> Result<String, RoomError> {
-    let mut value: serde_json::Value =
-        serde_json::from_str(state).map_err(|_| RoomError::Malformed { what: "awareness" })?;
-    // Presence is JSON every editor parses and walks: bounded in breadth and depth,
-    // not only in bytes.
-    if value
-        .as_object()
-        .is_some_and(|o| o.len() > MAX_AWARENESS_FIELDS)
-        || nests_deeper(&value, MAX_AWARENESS_DEPTH)
-    {
-        return Err(RoomError::Malformed { what: "awareness" });
-    }
-    let obj = value.as_object_mut().ok_or(RoomError::AwarenessNotObject)?;
-    let user = obj
-        .entry("user")
-        .or_insert_with(|| serde_json::Value::Object(Default::default()));
-    if !user.is_object() {
-        *user = serde_json::Value::Object(Default::default());
-    }
-    let user = user.as_object_mut().expect("made an object above");
-    user.remove("avatar");
-    for (k, v) in session.user_json() {
-        user.insert(k, v);
-    }
-    Ok(value.to_string())
 }
 
 /// A stored state (a history point, say) as a document checked against

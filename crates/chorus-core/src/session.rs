@@ -33,11 +33,16 @@ impl Session {
         Session {
             user_id: claims.sub.clone(),
             name: claims.name.clone().unwrap_or_else(|| claims.sub.clone()),
+            // Editors put the colour into a style and the avatar into an `img src`:
+            // a claim that is not a plain colour or an http(s) URL is not used
+            // (`red;position:fixed;inset:0` would cover the other editors).
             color: claims
                 .color
-                .clone()
-                .unwrap_or_else(|| color_for(&claims.sub).to_owned()),
-            avatar: claims.avatar.clone(),
+                .as_deref()
+                .filter(|c| is_hex_color(c))
+                .unwrap_or_else(|| color_for(&claims.sub))
+                .to_owned(),
+            avatar: claims.avatar.clone().filter(|a| is_http_url(a)),
             mode: claims.mode,
             extensions,
         }
@@ -59,6 +64,34 @@ impl Session {
         }
         m
     }
+}
+
+/// `#rgb` or `#rrggbb`.
+pub fn is_hex_color(color: &str) -> bool {
+    let Some(hex) = color.strip_prefix('#') else {
+        return false;
+    };
+    matches!(hex.len(), 3 | 6) && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// An absolute `http:` or `https:` URL of printable ASCII without quotes, angle
+/// brackets, backslashes or spaces (what an `img src` may hold as it is), at most
+/// 2 KiB.
+pub fn is_http_url(url: &str) -> bool {
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    let rest = if lower.starts_with("https://") {
+        &url[8..]
+    } else if lower.starts_with("http://") {
+        &url[7..]
+    } else {
+        return false;
+    };
+    url.len() <= 2048
+        && !rest.is_empty()
+        && !rest.starts_with('/')
+        && url.bytes().all(|b| {
+            b.is_ascii_graphic() && !matches!(b, b'"' | b'\'' | b'<' | b'>' | b'\\' | b'`')
+        })
 }
 
 /// A stable colour for a user id (FNV-1a; stable across restarts and platforms).
@@ -94,5 +127,40 @@ mod tests {
         assert_eq!(s.name, "u1");
         assert_eq!(s.color, color_for("u1"));
         assert!(!s.can_edit());
+    }
+
+    #[test]
+    fn a_colour_or_avatar_claim_editors_cannot_use_as_it_is_is_dropped() {
+        let claims = |color: &str, avatar: &str| SessionClaims {
+            iss: "a".into(),
+            sub: "u1".into(),
+            doc: "d".into(),
+            mode: Mode::Edit,
+            exp: 1,
+            nbf: None,
+            iat: None,
+            name: None,
+            avatar: Some(avatar.into()),
+            color: Some(color.into()),
+        };
+        let s = Session::from_claims(&claims("#A0b1C2", "https://cdn.example/a.png?s=1"), true);
+        assert_eq!(s.color, "#A0b1C2");
+        assert_eq!(s.avatar.as_deref(), Some("https://cdn.example/a.png?s=1"));
+        assert_eq!(
+            Session::from_claims(&claims("#fff", "HTTP://x.example/"), true).color,
+            "#fff"
+        );
+        for (color, avatar) in [
+            ("red;position:fixed;inset:0", "javascript:alert(1)"),
+            ("#ff000", "https://x.example/a\" onerror=\"alert(1)"),
+            ("#ggg", "data:image/png;base64,AAAA"),
+            ("red", "//x.example/a.png"),
+            ("#fff ", "https:///a"),
+            ("", "https://"),
+        ] {
+            let s = Session::from_claims(&claims(color, avatar), true);
+            assert_eq!(s.color, color_for("u1"), "{color}");
+            assert_eq!(s.avatar, None, "{avatar}");
+        }
     }
 }

@@ -947,7 +947,11 @@ fn a_later_value_of_a_key_longer_than_one_clock_is_refused() {
         let _ = f.send(&update(
             ATTACKER,
             0,
-            &[under(Parent::Item(P.0, P.1), Some("title"), Content::Str("a"))],
+            &[under(
+                Parent::Item(P.0, P.1),
+                Some("title"),
+                Content::Str("a"),
+            )],
         ));
         let later = update(
             ATTACKER,
@@ -974,7 +978,11 @@ fn a_later_value_of_a_key_longer_than_one_clock_is_refused() {
             matches!(f.send(&beside), Err(RoomError::Malformed { .. })),
             "{mode:?}"
         );
-        assert_eq!(f.body().replace(" title=\"a\"", ""), "<p>hi</p>", "{mode:?}");
+        assert_eq!(
+            f.body().replace(" title=\"a\"", ""),
+            "<p>hi</p>",
+            "{mode:?}"
+        );
         assert_peer_holds_the_room(&f, "after the refused values");
     }
 }
