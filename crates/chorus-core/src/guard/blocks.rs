@@ -179,9 +179,11 @@ impl Blocks {
         let mut blocks = Blocks::default();
         let mut items: Vec<(u64, Item)> = Vec::new();
         let clients = r.var()?;
+        let mut seen = Vec::new();
         for _ in 0..clients {
             let structs = r.var()?;
             let client = r.var()?;
+            seen.push(client);
             let mut clock = r.clock()?;
             let held = known.map_or(0, |sv| sv.get(&ClientID::new(client)));
             for _ in 0..structs {
@@ -322,6 +324,14 @@ impl Blocks {
                 ));
                 clock = clock.checked_add(len).ok_or(Unreadable::Malformed)?;
             }
+        }
+        // Each client's structs once: Yjs keeps the last list given for a client,
+        // yrs appends them all, and from two lists of one client yrs emitted an
+        // update that does not make what it applied (a stored record that did not
+        // load, found by `room_receive_raw`).
+        seen.sort_unstable();
+        if seen.windows(2).any(|w| w[0] == w[1]) {
+            return Err(Unreadable::Malformed);
         }
         if collect {
             for (client, item) in items {

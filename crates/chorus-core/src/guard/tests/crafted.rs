@@ -1006,3 +1006,24 @@ fn a_paste_after_the_first_character_is_applied() {
     .unwrap();
     assert_eq!(f.body(), "<p>hxyzi</p>");
 }
+
+/// Found by `room_receive_raw`: one client's structs given twice in one update
+/// (Yjs keeps the last list, yrs both). yrs then emitted an update that did not
+/// make what it applied, and the stored record did not load. Refused.
+#[test]
+fn a_client_whose_structs_are_given_twice_is_refused() {
+    // Four clients: 1 (none), 0 (GC 0..4), 0 again (GC 0..1), 0 again (none).
+    let bytes: &[u8] = &[4, 0, 1, 1, 1, 0, 0, 0, 4, 1, 0, 0, 0, 1, 0, 0, 5, 0];
+    for mode in [
+        WhitelistMode::Strip,
+        WhitelistMode::Reject,
+        WhitelistMode::Off,
+    ] {
+        let mut f = with_hi(mode);
+        assert!(
+            matches!(f.send(bytes), Err(RoomError::Malformed { .. })),
+            "{mode:?}"
+        );
+        assert_peer_holds_the_room(&f, "after the refused update");
+    }
+}
