@@ -13,10 +13,11 @@ import net from 'node:net'
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
 import * as esbuild from 'esbuild'
+import { WebSocketServer } from 'ws'
 import { chromium } from 'playwright-core'
 import {
   REPO_ROOT, Y, WebSocket, ClientPool, RawClient, startServer, hostToken, sessionToken, badToken, randomSecret, uid, sleep,
-  waitFor, waitSynced
+  waitFor, waitSynced, signJwt, nowSec
 } from './harness.mjs'
 import { hostilePresenceFrames } from './lib/hostile-presence.mjs'
 
@@ -37,6 +38,31 @@ function definePlainText () {
     copy.querySelectorAll('.chorus-cursor').forEach((c) => c.remove())
     return copy.textContent
   }
+}
+
+/** A demo-app session token issued 20 minutes ago with a 10-minute life (as a host cache may keep one). */
+function signStale (doc) {
+  const iat = nowSec() - 1200
+  return signJwt({ iss: DEMO_APP.id, sub: 'cat', doc, mode: 'edit', iat, exp: iat + 600 }, DEMO_SECRET)
+}
+
+/**
+ * A websocket server on 127.0.0.1 that does what a Chorus node under pressure does
+ * to every connection: it accepts (answering the `chorus.v1` subprotocol), syncs
+ * (an empty sync step 2, so the client counts as synced), and closes with `code`
+ * (4429 rate-limited, 1013 slow-consumer) 50 ms later. Only close codes a real
+ * server sends; what is tested is the client's answer to them.
+ */
+async function closingServer (code, reason) {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: (protocols) => protocols.has('chorus.v1') ? 'chorus.v1' : false })
+  const requests = []
+  wss.on('connection', (ws, req) => {
+    requests.push({ url: req.url, protocols: req.headers['sec-websocket-protocol'] ?? '' })
+    ws.send(Uint8Array.from([0, 1, 2, 0, 0])) // sync step 2: an empty update
+    setTimeout(() => ws.close(code, reason), 50)
+  })
+  await new Promise((resolve) => wss.once('listening', resolve))
+  return { url: `http://127.0.0.1:${wss.address().port}`, requests, close: () => new Promise((resolve) => wss.close(resolve)) }
 }
 
 /** A free TCP port on 127.0.0.1 (for a server that must come back on the same address). */
@@ -827,71 +853,155 @@ describe('ChorusProvider (web-client/src/provider.ts) in Node against the real s
     assert.deepEqual(parse((e) => { encoding.writeVarUint(e, 77) }), { kind: 'unknown', value: 77 })
   })
 
-  it('asks getToken on every connect and after a 4401 close; an expired token is never sent', async () => {
+  it('asks getToken on every connect; after a 4401 it retries once at once with a fresh token, then backs off', async () => {
     const doc = uid('wc-refresh')
+    // An hour-old token first: with nothing fresher seen, the provider cannot tell it
+    // from a fresh token on a clock an hour fast, so it lets the server judge it.
     const tokens = [
       badToken('expired', { app: DEMO_APP, doc }),
+      badToken('wrong-secret', { app: DEMO_APP, doc }),
       badToken('wrong-secret', { app: DEMO_APP, doc }),
       sessionToken({ app: DEMO_APP, doc, user: 'rita' })
     ]
     let calls = 0
-    const { p, seen } = provider(doc, async () => tokens[Math.min(calls++, tokens.length - 1)])
-    await waitFor(() => p.synced, 'synced after the token was refreshed')
-    assert.equal(calls, 3)
-    assert.equal(p.expiredTokensRefused, 1, 'the expired token was refused before connecting')
-    const refusals = seen.status.filter((e) => e.code === 4401)
-    assert.equal(refusals.length, 1, `only the badly signed token reached the server: ${JSON.stringify(seen.status)}`)
+    const opened = []
+    const { p, seen } = provider(doc, async () => { opened.push(Date.now()); return tokens[Math.min(calls++, tokens.length - 1)] },
+      { backoff: { baseMs: 400, capMs: 400 }, random: () => 0.999 })
+    await waitFor(() => p.synced, 'synced with the fourth token')
+    assert.equal(calls, 4)
+    const refusals = seen.status.filter((e) => e.code === 4401).map((e) => e.reason)
+    assert.deepEqual(refusals, ['token-expired', 'bad-signature', 'bad-signature'])
+    const gaps = opened.slice(1).map((t, i) => t - opened[i])
+    assert.ok(gaps[0] < 300, `the first 4401 is retried at once: ${gaps}`)
+    assert.ok(gaps[1] >= 350 && gaps[2] >= 350, `later ones back off: ${gaps}`)
     // A later reconnect asks again.
     p.disconnect()
     await waitFor(() => p.status === 'disconnected', 'disconnected')
     p.connect()
     await waitFor(() => p.synced, 'synced again')
-    assert.equal(calls, 4)
+    assert.equal(calls, 5)
   })
 
-  it('makes a peer\'s presence safe before applying it: a malformed cursor becomes null, a state that is not an object is dropped', async () => {
-    const { encoding, decoding } = await import('./harness.mjs')
-    const states = [
-      [1, 1, '{"cursor":{}}'],
-      [2, 1, '{"cursor":{"anchor":{"item":{"client":1,"clock":2}},"head":{"tname":"body","assoc":-1}},"user":{"name":"B","color":"#abc"}}'],
-      [3, 1, '{"cursor":{"anchor":{"item":{"client":"1","clock":2}},"head":{}},"user":{"name":7,"color":"red;position:fixed"}}'],
-      [4, 1, '[1,2]'],
-      [5, 1, 'not json'],
-      [6, 1, 'null'],
-      [7, 1, '{"user":"Mallory","cursor":{"anchor":{},"head":{},"x":1}}']
-    ]
-    const e = encoding.createEncoder()
-    encoding.writeVarUint(e, states.length)
-    for (const [c, k, j] of states) { encoding.writeVarUint(e, c); encoding.writeVarUint(e, k); encoding.writeVarString(e, j) }
-    const d = decoding.createDecoder(mod.sanitizePresenceUpdate(encoding.toUint8Array(e)))
-    const out = {}
-    for (let n = decoding.readVarUint(d); n > 0; n--) {
-      const c = decoding.readVarUint(d)
-      decoding.readVarUint(d)
-      out[c] = JSON.parse(decoding.readVarString(d))
+  it('a client clock two hours fast still connects: expiry is judged on the host\'s clock, as the tokens tell it', async () => {
+    const doc = uid('wc-skew')
+    const realNow = Date.now
+    const mint = () => { const fast = Date.now; Date.now = realNow; try { return sessionToken({ app: DEMO_APP, doc, user: 'sam', ttl: 600 }) } finally { Date.now = fast } }
+    Date.now = () => realNow() + 2 * 3600_000
+    try {
+      const { p } = provider(doc, async () => mint())
+      await waitFor(() => p.synced, 'synced with a clock two hours fast')
+      assert.equal(p.expiredTokensRefused, 0)
+      assert.ok(Math.abs(p.clockOffset + 2 * 3600_000) < 5000, `the offset it learned: ${p.clockOffset}`)
+    } finally {
+      Date.now = realNow
     }
-    assert.deepEqual(out, {
-      1: { cursor: null },
-      2: { cursor: { anchor: { item: { client: 1, clock: 2 } }, head: { tname: 'body', assoc: -1 } }, user: { name: 'B', color: '#abc' } },
-      3: { cursor: null, user: {} },
-      6: null,
-      7: { user: {}, cursor: null }
-    })
   })
 
-  it('a presence listener that throws (an editor\'s cursor plugin) neither closes the connection nor stops syncing', async () => {
-    const doc = uid('wc-presence')
-    const a = provider(doc, async () => sessionToken({ app: DEMO_APP, doc, user: 'ann' }))
-    const b = provider(doc, async () => sessionToken({ app: DEMO_APP, doc, user: 'bob' }))
-    await waitFor(() => a.p.synced && b.p.synced, 'both synced')
-    b.p.awareness.on('change', () => { throw new Error('a cursor plugin that throws') })
-    a.p.awareness.setLocalStateField('cursor', null)
-    a.p.awareness.setLocalStateField('selection', { x: 1 })
-    await waitFor(() => b.p.presenceErrors > 0, 'the throwing listener ran on a peer\'s presence')
-    a.ydoc.getText('title').insert(0, 'still syncing')
-    await waitFor(() => b.ydoc.getText('title').toString() === 'still syncing', 'the edit reaches the other provider')
-    assert.equal(b.p.status, 'connected')
-    assert.ok(!b.seen.status.some((e) => e.code === 4400), `no 4400: ${JSON.stringify(b.seen.status)}`)
+  it('never sends a token a host cache kept past its expiry once a fresher one showed the host\'s clock', async () => {
+    const doc = uid('wc-stale')
+    const fresh = sessionToken({ app: DEMO_APP, doc, user: 'cat', ttl: 600 })
+    const stale = signStale(doc)
+    const answers = [fresh, stale, fresh]
+    let calls = 0
+    const { p, seen } = provider(doc, async () => answers[Math.min(calls++, answers.length - 1)])
+    await waitFor(() => p.synced, 'synced')
+    p.disconnect()
+    await waitFor(() => p.status === 'disconnected', 'disconnected')
+    p.connect()
+    await waitFor(() => p.synced, 'synced again')
+    assert.equal(p.expiredTokensRefused, 1, 'the stale token was refused before connecting')
+    assert.deepEqual(seen.status.filter((e) => e.code === 4401), [])
+  })
+
+  // The retry bound, measured. Timings are a tenth of the defaults (back-off 50 ms …
+  // 3 s instead of 500 ms … 30 s, healthy after 3 s instead of 30 s), so 6 s here is
+  // one minute in a browser tab. Before this policy the counter reset on every 4401
+  // and on every first sync: a persistent 4401, or a server that syncs and then
+  // closes (4413, 4429, 1013), was retried every 0–500 ms (0–50 ms here) forever.
+  for (const [code, reason] of [[4401, 'bad-signature'], [4429, 'rate-limited'], [1013, 'slow-consumer']]) {
+    it(`under a persistent ${code} (${reason}) one tab connects at most 16 times a minute`, async (t) => {
+      const doc = uid('wc-storm')
+      let server = null
+      let getToken = async () => sessionToken({ app: DEMO_APP, doc, user: 'stormy' })
+      let target = chorus.httpUrl
+      if (code === 4401) getToken = async () => badToken('wrong-secret', { app: DEMO_APP, doc })
+      else {
+        server = await closingServer(code, reason)
+        target = server.url
+      }
+      const ydoc = new mod.Y.Doc()
+      const p = new mod.ChorusProvider(ydoc, {
+        server: target, app: 'demo', doc, getToken, offline: false,
+        backoff: { baseMs: 50, capMs: 3000 }, healthyMs: 3000, WebSocketImpl: WebSocket
+      })
+      const codes = []
+      let connecting = 0
+      p.on('status', (e) => {
+        if (e.code !== undefined) codes.push(e.code)
+        if (e.status === 'connecting') connecting++
+      })
+      providers.push(p)
+      try {
+        await sleep(6000)
+        const attempts = p.connectionAttempts ?? connecting
+        assert.ok(Math.abs(attempts - connecting) <= 1, `counted ${attempts} and saw ${connecting} connecting`)
+        t.diagnostic(`${code} ${reason}: ${attempts} connection attempts in one scaled minute (6 s at a tenth of the default timings)`)
+        assert.ok(codes.length > 0 && codes.every((c) => c === code), `every close was ${code}: ${codes}`)
+        assert.ok(attempts >= 3 && attempts <= 16, `${attempts} attempts`)
+      } finally {
+        p.destroy()
+        await server?.close()
+      }
+    })
+  }
+
+  it('after 1008 content-rejected: stops, turns read-only and asks for a reload (its copy holds the refused edit)', async () => {
+    const app = { id: 'reject-app', secrets: [randomSecret()], whitelist_mode: 'reject' }
+    const server = await startServer({ apps: [app] })
+    const doc = uid('wc-1008')
+    let calls = 0
+    const ydoc = new mod.Y.Doc()
+    const p = new mod.ChorusProvider(ydoc, {
+      server: server.httpUrl, app: app.id, doc, getToken: async () => { calls++; return sessionToken({ app, doc, user: 'rex' }) },
+      offline: false, backoff: { baseMs: 50, capMs: 200 }, WebSocketImpl: WebSocket
+    })
+    const seen = { reload: [], readOnly: [] }
+    p.on('reload-required', (e) => seen.reload.push(e))
+    p.on('read-only', (e) => seen.readOnly.push(e.reason))
+    try {
+      await waitFor(() => p.synced, 'synced')
+      const script = new mod.Y.XmlElement('script')
+      script.insert(0, [new mod.Y.XmlText('alert(1)')])
+      ydoc.getXmlFragment('body').insert(0, [script])
+      await waitFor(() => seen.reload.length === 1, 'reload-required after the refused edit')
+      assert.deepEqual(seen.reload, [{ code: 1008, reason: 'content-rejected' }])
+      assert.deepEqual(seen.readOnly, ['content-rejected'])
+      assert.equal(p.status, 'forbidden')
+      await sleep(600) // with a 50–200 ms back-off a reconnect would have happened by now
+      assert.equal(calls, 1, 'no reconnect that would send the refused edit again')
+    } finally {
+      p.destroy()
+      await server.stop()
+    }
+  })
+
+  it('sends the token as a subprotocol, never in the URL, and keeps the server URL\'s path prefix', async () => {
+    assert.equal(mod.wsBase('https://wiki.example/collab/'), 'wss://wiki.example/collab')
+    assert.equal(mod.wsBase('http://127.0.0.1:10123'), 'ws://127.0.0.1:10123')
+    assert.equal(mod.wsBase('wss://h.example/a/b'), 'wss://h.example/a/b')
+    const server = await closingServer(1013, 'slow-consumer')
+    const doc = uid('wc-subprotocol')
+    const token = sessionToken({ app: DEMO_APP, doc, user: 'pat' })
+    const { p, seen } = provider(doc, async () => token, { server: `${server.url}/collab/`, backoff: { baseMs: 5000, capMs: 5000 } })
+    try {
+      await waitFor(() => seen.status.some((e) => e.code === 1013), 'a connection, closed by the server')
+      const [req] = server.requests
+      assert.equal(req.url, `/collab/v1/ws/demo/${doc}`)
+      assert.deepEqual(req.protocols.split(',').map((x) => x.trim()), ['chorus.v1', token])
+    } finally {
+      p.destroy()
+      await server.close()
+    }
   })
 
   it('never reconnects after 4403 and reports the reason', async () => {
@@ -903,6 +1013,8 @@ describe('ChorusProvider (web-client/src/provider.ts) in Node against the real s
     assert.equal(calls, 1)
     const last = seen.status.at(-1)
     assert.deepEqual({ status: last.status, code: last.code, reason: last.reason }, { status: 'forbidden', code: 4403, reason: 'wrong-doc' })
+    assert.equal(p.readOnly, true, 'the editor stops taking edits that would go nowhere')
+    assert.equal(p.readOnlyReason, 'forbidden: wrong-doc')
   })
 
   it('counts its step 2 and updates: saved and can-publish follow the server acks', async () => {

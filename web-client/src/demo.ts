@@ -189,6 +189,12 @@ function mountPane (host: HTMLElement, user: string, mode: 'edit' | 'view'): Pan
   provider.on('error', ({ code }) => {
     notice.textContent = `Server: ${code}`
   })
+  provider.on('reload-required', () => {
+    // The server refused this copy's last change; its offline copy is cleared:
+    // load the server's copy.
+    notice.textContent = 'Your last change was refused; reloading the draft…'
+    setTimeout(() => location.reload(), 1500)
+  })
   modeBox.addEventListener('change', () => {
     const next = modeBox.checked ? 'view' : 'edit'
     const q = new URLSearchParams(location.search)

@@ -2,12 +2,16 @@
  * `ChorusProvider`: keeps a Y.Doc in sync with a Chorus server.
  *
  * Standard y-protocols sync and awareness (encoded with `y-protocols`), plus the
- * Chorus extension messages (type 100, opted in with `chorus=1`): saved acks,
- * errors, external-change notices, read-only / holder / editable. Reconnects with
- * exponential backoff and full jitter; asks the host for a fresh token on every
- * connect and shortly before the current one expires, and never sends a token
- * whose `exp` has passed. Edits survive a reload while offline through y-indexeddb.
- * See proto/PROTOCOL.md.
+ * Chorus extension messages (type 100, opted in with the `chorus.v1` subprotocol):
+ * saved acks, errors, external-change notices, read-only / holder / editable. The
+ * token travels as a subprotocol, never in the URL (where proxies log it).
+ * Reconnects with exponential backoff and full jitter, reset only after a healthy
+ * stretch; retries once at once after a 4401 with a fresh token; stops on 4403 and
+ * 1008 (see `onClose`). Asks the host for a fresh token on every connect and shortly
+ * before the current one expires, judging expiry on the host's clock as the
+ * tokens themselves tell it (`iat` against their arrival), so a client clock that
+ * is off by any amount neither refuses fresh tokens nor keeps stale ones.
+ * Edits survive a reload while offline through y-indexeddb. See proto/PROTOCOL.md.
  */
 import * as Y from 'yjs'
 import * as encoding from 'lib0/encoding'
@@ -51,11 +55,29 @@ export function tokenExpiry (token: string): number | null {
   }
 }
 
-/** A token this close to its `exp` (ms) counts as expired: it could lapse on the way. */
+/** The `exp` and `iat` claims (unix seconds) of a JWT, read without verifying it. */
+export function tokenTimes (token: string): { exp: number | null, iat: number | null } {
+  const part = token.split('.')[1]
+  if (part === undefined) return { exp: null, iat: null }
+  try {
+    const b64 = part.replace(/-/g, '+').replace(/_/g, '/')
+    const json = typeof atob === 'function' ? atob(b64 + '='.repeat((4 - b64.length % 4) % 4)) : ''
+    const claims = JSON.parse(json) as { exp?: unknown, iat?: unknown }
+    const num = (v: unknown): number | null => typeof v === 'number' && Number.isFinite(v) ? v : null
+    return { exp: num(claims.exp), iat: num(claims.iat) }
+  } catch {
+    return { exp: null, iat: null }
+  }
+}
+
+/** A token this close to its expiry (ms) counts as expired: it could lapse on the way. */
 const EXPIRY_SKEW_MS = 1000
 
-/** Close codes after which reconnecting cannot help. */
-const FINAL_CLOSE_CODES = new Set([4403, 1008])
+/** A connection that stayed open and synced this long resets the back-off (ms). */
+const HEALTHY_MS = 30_000
+
+/** The subprotocol that opts into Chorus extension messages. */
+export const CHORUS_SUBPROTOCOL = 'chorus.v1'
 
 export type ConnectionStatus = 'connecting' | 'connected' | 'disconnected' | 'forbidden'
 
@@ -77,6 +99,12 @@ export interface ChorusEvents extends Record<string, unknown> {
   saved: { n: number }
   /** A host change reached the document (and once after the initial content loaded). */
   'external-change': { fields: string[], initial: boolean }
+  /**
+   * The server refused this copy's content (1008 `content-rejected`): its offline
+   * copy is cleared and the provider stops. Load the document again (a new Y.Doc
+   * and provider, or a page reload) to continue from the server's copy.
+   */
+  'reload-required': { code: number, reason: string }
   /** Connected, synced and saved: the host may publish what the user sees. */
   'can-publish': boolean
   'read-only': { reason: string }
@@ -110,6 +138,8 @@ export interface ChorusProviderOptions {
   /** IndexedDB database name (default `chorus:{app}:{doc}`). */
   offlineKey?: string
   backoff?: Partial<BackoffOptions>
+  /** A connection open and synced this long resets the back-off (ms; default 30 s). */
+  healthyMs?: number
   /**
    * The session is view-only (a view-mode token): never send document updates,
    * not even before the server's read-only notice arrives.
@@ -252,11 +282,11 @@ export function sanitizePresenceUpdate (update: Uint8Array): Uint8Array {
   return encoding.toUint8Array(encoder)
 }
 
-function toWsOrigin (server: string): string {
+/** The websocket base of `server`, its path prefix kept (`https://h/collab` → `wss://h/collab`). */
+export function wsBase (server: string): string {
   const url = new URL(server)
-  if (url.protocol === 'http:') url.protocol = 'ws:'
-  else if (url.protocol === 'https:') url.protocol = 'wss:'
-  return url.origin.replace(/^http/, 'ws')
+  const scheme = url.protocol === 'https:' || url.protocol === 'wss:' ? 'wss:' : 'ws:'
+  return `${scheme}//${url.host}${url.pathname.replace(/\/+$/, '')}`
 }
 
 export class ChorusProvider extends Emitter<ChorusEvents> {
@@ -264,7 +294,7 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
   readonly awareness: awarenessProtocol.Awareness
   readonly app: string
   readonly docId: string
-  readonly persistence: IndexeddbPersistence | null
+  persistence: IndexeddbPersistence | null
 
   /** Current connection state. */
   status: ConnectionStatus = 'disconnected'
@@ -284,7 +314,16 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
   private readonly random: () => number
   private readonly WS: typeof WebSocket
   private ws: WebSocket | null = null
+  /** Failed connections since the last healthy one (the back-off exponent). */
   private attempt = 0
+  /** The one immediate retry after a 4401 was used (since the last healthy connection). */
+  private authRetried = false
+  private healthyTimer: ReturnType<typeof setTimeout> | null = null
+  private readonly healthyMs: number
+  /** Connections opened (for tests and logs: what a retry policy costs the server). */
+  connectionAttempts = 0
+  /** The host's clock minus this client's (ms), from the tokens' `iat`; see `offsetOf`. */
+  clockOffset: number | null = null
   private retryTimer: ReturnType<typeof setTimeout> | null = null
   private wanted = false
   private destroyed = false
@@ -308,6 +347,7 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
     this.docId = options.doc
     this.backoff = { baseMs: options.backoff?.baseMs ?? 500, capMs: options.backoff?.capMs ?? 30_000 }
     this.random = options.random ?? Math.random
+    this.healthyMs = options.healthyMs ?? HEALTHY_MS
     this.WS = options.WebSocketImpl ?? WebSocket
     this.awareness = new awarenessProtocol.Awareness(doc)
     this.readOnly = options.readOnly === true
@@ -327,7 +367,10 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
 
     doc.on('update', this.onDocUpdate)
     this.awareness.on('update', this.onAwarenessUpdate)
-    if (typeof window !== 'undefined') window.addEventListener('beforeunload', this.onUnload)
+    if (typeof window !== 'undefined') {
+      window.addEventListener('beforeunload', this.onUnload)
+      window.addEventListener('online', this.onOnline)
+    }
     if (options.connect !== false) this.connect()
   }
 
@@ -355,6 +398,7 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
       this.retryTimer = null
     }
     this.clearRefresh()
+    this.clearHealthy()
     this.ws?.close(1000, 'client-disconnect')
   }
 
@@ -365,7 +409,10 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
     this.awareness.off('update', this.onAwarenessUpdate)
     awarenessProtocol.removeAwarenessStates(this.awareness, [this.doc.clientID], 'destroy')
     this.awareness.destroy()
-    if (typeof window !== 'undefined') window.removeEventListener('beforeunload', this.onUnload)
+    if (typeof window !== 'undefined') {
+      window.removeEventListener('beforeunload', this.onUnload)
+      window.removeEventListener('online', this.onOnline)
+    }
     void this.persistence?.destroy()
   }
 
@@ -383,24 +430,57 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
     }
   }
 
-  /** Is `token` expired (or about to), by its unverified `exp`? */
+  /**
+   * When (this client's ms) `token` expires: its `exp` on the host's clock, moved
+   * onto this client's clock by `clockOffset`; null without `exp`.
+   */
+  private expiresAt (token: string): number | null {
+    const { exp } = tokenTimes(token)
+    return exp === null ? null : exp * 1000 - (this.clockOffset ?? 0)
+  }
+
+  /** Is `token` expired (or about to)? */
   private isExpired (token: string): boolean {
-    const exp = tokenExpiry(token)
-    return exp !== null && exp * 1000 <= Date.now() + EXPIRY_SKEW_MS
+    const expiry = this.expiresAt(token)
+    return expiry !== null && expiry <= Date.now() + EXPIRY_SKEW_MS
+  }
+
+  /**
+   * The host's clock against this client's, as a token tells it: a fresh token's
+   * `iat` is the host's "now" when it arrives. The largest such offset seen is the
+   * best estimate (a token that waited in a cache only makes it smaller), so a
+   * stale token cannot hide behind a clock that is off.
+   */
+  private offsetOf (token: string, arrivedAt: number): number | null {
+    const { iat } = tokenTimes(token)
+    return iat === null ? null : iat * 1000 - arrivedAt
   }
 
   /**
    * A token from getToken that is not expired: a host that caches tokens may hand
    * back a stale one once, so an expired answer is refused and getToken asked again
-   * (three times at most; then this connect attempt fails and backs off).
+   * (three times at most). Three expired answers in a row mean the host's clock
+   * moved (or this estimate is wrong): the last token's own clock is believed and
+   * it is sent; the server judges it.
    */
   private async freshToken (): Promise<string> {
+    let token = ''
     for (let i = 0; i < 3; i++) {
-      const token = await this.options.getToken()
+      token = await this.options.getToken()
+      const offset = this.offsetOf(token, Date.now())
+      if (offset !== null && (this.clockOffset === null || offset > this.clockOffset)) this.clockOffset = offset
       if (!this.isExpired(token)) return token
       this.expiredTokensRefused++
     }
-    throw new Error('getToken returned only expired tokens')
+    this.clockOffset = this.offsetOf(token, Date.now())
+    return token
+  }
+
+  private clearHealthy (): void {
+    if (this.healthyTimer !== null) {
+      clearTimeout(this.healthyTimer)
+      this.healthyTimer = null
+    }
   }
 
   private clearRefresh (): void {
@@ -418,9 +498,9 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
    */
   private scheduleRefresh (ws: WebSocket, token: string): void {
     this.clearRefresh()
-    const exp = tokenExpiry(token)
-    if (exp === null) return
-    const left = exp * 1000 - Date.now()
+    const expiry = this.expiresAt(token)
+    if (expiry === null) return
+    const left = expiry - Date.now()
     const ahead = Math.min(60_000, Math.max(1000, left / 10))
     this.refreshTimer = setTimeout(() => {
       this.refreshTimer = null
@@ -452,9 +532,11 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
       this.setStatus({ status: 'disconnected' })
       return
     }
-    const url = `${toWsOrigin(this.options.server)}/v1/ws/${encodeURIComponent(this.app)}/${encodeURIComponent(this.docId)}` +
-      `?token=${encodeURIComponent(token)}&chorus=1`
-    const ws = new this.WS(url)
+    const url = `${wsBase(this.options.server)}/v1/ws/${encodeURIComponent(this.app)}/${encodeURIComponent(this.docId)}`
+    // The token as its own subprotocol value, beside `chorus.v1`: never in the URL,
+    // which proxies, ingresses and APM tools log.
+    const ws = new this.WS(url, [CHORUS_SUBPROTOCOL, token])
+    this.connectionAttempts++
     ws.binaryType = 'arraybuffer'
     this.ws = ws
     this.synced = false
@@ -485,32 +567,71 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
     }
     ws.onclose = (event: CloseEvent) => {
       if (this.ws !== ws) return
-      this.ws = null
-      this.clearRefresh()
-      this.synced = false
-      this.answeredStep1 = false
-      // Remote presence is stale once the connection is gone.
-      const others = [...this.awareness.getStates().keys()].filter((id) => id !== this.doc.clientID)
-      awarenessProtocol.removeAwarenessStates(this.awareness, others, this)
-      if (FINAL_CLOSE_CODES.has(event.code)) {
-        this.wanted = false
-        this.setStatus({ status: 'forbidden', code: event.code, reason: event.reason })
-        return
-      }
-      this.setStatus({ status: 'disconnected', code: event.code, reason: event.reason })
-      // 4401: the token expired; the next connect asks getToken() again, at once.
-      if (event.code === 4401) this.attempt = 0
-      this.scheduleReconnect()
+      this.onClose(event.code, event.reason)
     }
   }
 
-  private scheduleReconnect (): void {
+  /**
+   * What a close means for the user, and when to try again:
+   * - 4403 (not for this document, session ended, app disabled): stop; the editor
+   *   turns read-only (reason `forbidden: <close reason>`);
+   * - 1008 `content-rejected`: stop; this copy's offline data is cleared (it holds
+   *   the refused edit, which every reload would send again) and `reload-required`
+   *   is emitted so the app loads the server's copy;
+   * - 4401 (token refused): one retry at once with a fresh token, then back-off;
+   * - anything else (4413, 4429, 1006, 1011–1013, …): back-off with full jitter.
+   * The back-off resets only after a connection stayed open and synced for
+   * `healthyMs` (30 s): a server that accepts and then closes at once is not retried
+   * in a tight loop, and neither is a persistent 4401.
+   */
+  private onClose (code: number, reason: string): void {
+    this.ws = null
+    this.clearRefresh()
+    this.clearHealthy()
+    this.synced = false
+    this.answeredStep1 = false
+    // Remote presence is stale once the connection is gone.
+    const others = [...this.awareness.getStates().keys()].filter((id) => id !== this.doc.clientID)
+    awarenessProtocol.removeAwarenessStates(this.awareness, others, this)
+    if (code === 4403 || code === 1008) {
+      this.wanted = false
+      this.setStatus({ status: 'forbidden', code, reason })
+      if (code === 4403) {
+        this.setReadOnly(`forbidden: ${reason === '' ? 'unknown' : reason}`)
+      } else {
+        this.setReadOnly('content-rejected')
+        void this.clearOfflineData().finally(() => this.emit('reload-required', { code, reason }))
+      }
+      return
+    }
+    this.setStatus({ status: 'disconnected', code, reason })
+    if (code === 4401 && !this.authRetried) {
+      // The token was refused (expired on the way, a rotated secret): getToken is
+      // asked again, once at once; a second refusal in a row backs off.
+      this.authRetried = true
+      this.scheduleReconnect(0)
+      return
+    }
+    this.scheduleReconnect()
+  }
+
+  /**
+   * Delete this document's offline copy (IndexedDB) and stop keeping one: for a
+   * host's logout on a shared computer, or a copy the server refused. The
+   * in-memory Y.Doc is left as it is.
+   */
+  async clearOfflineData (): Promise<void> {
+    const persistence = this.persistence
+    this.persistence = null
+    if (persistence !== null) await persistence.clearData()
+  }
+
+  private scheduleReconnect (delayMs?: number): void {
     if (!this.wanted || this.destroyed) {
       if (this.status !== 'disconnected') this.setStatus({ status: 'disconnected' })
       return
     }
-    const delay = backoffDelay(this.attempt, this.backoff, this.random)
-    this.attempt++
+    const delay = delayMs ?? backoffDelay(this.attempt++, this.backoff, this.random)
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null
       if (this.wanted && this.ws === null) void this.open()
@@ -546,7 +667,16 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
           this.updateCanPublish()
         } else if (subtype === syncProtocol.messageYjsSyncStep2 && !this.synced) {
           this.synced = true
-          this.attempt = 0
+          // Healthy once it stays up: only then does the back-off start over.
+          const ws = this.ws
+          this.clearHealthy()
+          this.healthyTimer = setTimeout(() => {
+            this.healthyTimer = null
+            if (this.ws === ws) {
+              this.attempt = 0
+              this.authRetried = false
+            }
+          }, this.healthyMs)
           this.emit('synced', true)
           if (!this.initialExternalFired) {
             this.initialExternalFired = true
@@ -626,6 +756,9 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
       case 'error':
         this.emit('error', { code: msg.code, message: msg.message })
         if (msg.code === 'read-only') this.setReadOnly('view-mode')
+        // The document reached its size limit and is read-only for everyone: the
+        // next keystroke would only close this connection (4413).
+        if (msg.code === 'document-too-large') this.setReadOnly('document-too-large')
         break
       case 'unknown':
         break
@@ -659,6 +792,14 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
     if (origin === this) return
     const changed = added.concat(updated, removed)
     if (changed.length > 0) this.sendAwareness(changed)
+  }
+
+  /** Back online: try now instead of waiting out the back-off. */
+  private readonly onOnline = (): void => {
+    if (!this.wanted || this.destroyed || this.ws !== null || this.retryTimer === null) return
+    clearTimeout(this.retryTimer)
+    this.retryTimer = null
+    void this.open()
   }
 
   private readonly onUnload = (): void => {
