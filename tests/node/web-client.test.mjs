@@ -1100,6 +1100,89 @@ describe('ChorusProvider with tokens that expire in 2 s, across a server restart
 // browser's cache of it, here a Playwright route that replays what it fetched), the
 // server comes back on the same address → both converge and nothing typed is lost.
 describe('web client across a server restart', () => {
+  it('a shared computer: one browser profile, two users; an offline copy is one user\'s, none for a view session, cleared at logout', async () => {
+    await buildWebClient()
+    const config = { extraConfig: { demo: true, demo_secret: DEMO_SECRET }, bind: `127.0.0.1:${await freePort()}` }
+    let server = await startServer(config)
+    const browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [...CHROMIUM_ARGS, '--disable-features=LocalNetworkAccessChecks']
+    })
+    const doc = uid('wc-shared')
+    // One context: one profile (cookies, IndexedDB) for every user, as on a shared computer.
+    const context = await browser.newContext()
+    const cache = new Map()
+    await context.route('**/*', async (route) => {
+      const url = route.request().url()
+      try {
+        const res = await route.fetch()
+        cache.set(url, { status: res.status(), headers: res.headers(), body: await res.body() })
+        await route.fulfill({ response: res })
+      } catch {
+        const hit = cache.get(url)
+        if (hit) await route.fulfill(hit)
+        else await route.abort()
+      }
+    })
+    const open = async (query) => {
+      const page = await context.newPage()
+      await page.goto(`${server.httpUrl}/demo?${new URLSearchParams({ doc, ...query })}`)
+      await page.waitForFunction(() => window.chorusDemo?.panes.every((p) => p.provider.synced), null, { timeout: 10_000 })
+      return page
+    }
+    const body = (page) => page.evaluate(() => window.chorusDemo.panes[0].doc.getXmlFragment('body').toString())
+    const databases = async (page) => (await page.evaluate(async () => (await indexedDB.databases()).map((d) => d.name)))
+      .filter((n) => n.startsWith('chorus:')).sort()
+    const draft = async () => {
+      const res = await fetch(`${server.httpUrl}/v1/apps/demo/docs/${doc}/draft?format=html`, {
+        headers: { authorization: `Bearer ${hostToken({ app: DEMO_APP, doc })}` }
+      })
+      return res.text()
+    }
+    try {
+      const put = await fetch(`${server.httpUrl}/v1/apps/demo/docs/${doc}/content`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${hostToken({ app: DEMO_APP, doc })}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ title: 'Shared', html: '<p>Start.</p>' })
+      })
+      assert.equal(put.status, 200)
+      // Alice edits while the server is down, and leaves: her edit is only in her offline copy.
+      const alice = await open({ users: 'alice' })
+      await server.stop({ keepDir: true })
+      await alice.waitForFunction(() => window.chorusDemo.panes[0].provider.status !== 'connected', null, { timeout: 10_000 })
+      await typeAtEnd(alice, '.ProseMirror p', ' Alice unsent.')
+      await sleep(500) // y-indexeddb stores each update asynchronously
+      await alice.close()
+      server = await startServer({ ...config, reuseDir: server.dir })
+
+      // Bob signs in on the same profile: he neither sees nor sends Alice's edit.
+      const bob = await open({ users: 'bob' })
+      await typeAtEnd(bob, '.ProseMirror p', ' Bob.')
+      await bob.waitForSelector('.saved[data-saved="true"]', { timeout: 5000 })
+      assert.ok(!(await body(bob)).includes('Alice unsent.'), `Bob's copy: ${await body(bob)}`)
+      assert.ok(!(await draft()).includes('Alice unsent.'), 'Alice\'s offline edit did not reach the server under Bob\'s name')
+      // A view session keeps no copy.
+      const carol = await open({ users: 'carol', view: 'carol' })
+      assert.deepEqual(await databases(carol), [`chorus:demo:alice:${doc}`, `chorus:demo:bob:${doc}`])
+      await carol.close()
+
+      // Alice comes back: her copy was kept for her, and her edit arrives.
+      const alice2 = await open({ users: 'alice' })
+      await waitFor(async () => (await draft()).includes('Alice unsent.'), 'Alice\'s offline edit reaches the server once she is back', { timeout: 10_000 })
+      await alice2.close()
+
+      // Logout: the host clears Alice's offline copies; Bob's stays.
+      const cleared = await bob.evaluate(() => window.chorusDemo.clearOfflineData({ app: 'demo', user: 'alice' }))
+      assert.deepEqual(cleared, [`chorus:demo:alice:${doc}`])
+      assert.deepEqual(await databases(bob), [`chorus:demo:bob:${doc}`])
+      await bob.close()
+    } finally {
+      await context.close()
+      await browser.close()
+      await server.stop()
+    }
+  })
+
   it('stop the server, type in both pages, reload one offline, restart: both converge, nothing lost', async () => {
     await buildWebClient()
     const port = await new Promise((resolve) => {

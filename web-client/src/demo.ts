@@ -10,7 +10,7 @@
  */
 import * as Y from 'yjs'
 import { DOMSerializer } from 'prosemirror-model'
-import { ChorusProvider } from './provider'
+import { ChorusProvider, clearOfflineData } from './provider'
 import type { StatusEvent } from './provider'
 import { createEditor } from './editor'
 import type { ChorusEditor } from './editor'
@@ -39,7 +39,7 @@ interface Pane {
 
 declare global {
   interface Window {
-    chorusDemo: { docId: string, panes: Pane[], Y: typeof Y }
+    chorusDemo: { docId: string, panes: Pane[], Y: typeof Y, clearOfflineData: typeof clearOfflineData }
   }
 }
 
@@ -116,9 +116,8 @@ function mountPane (host: HTMLElement, user: string, mode: 'edit' | 'view'): Pan
     app: appId,
     doc: docId,
     getToken: () => fetchToken(user, mode),
-    // One IndexedDB copy per demo user (two editors share this page); none for view mode.
-    offline: mode === 'edit',
-    offlineKey: `chorus:${appId}:${docId}:${user}`,
+    // The provider keeps one IndexedDB copy per user (two editors share this page),
+    // none for a view session.
     readOnly: mode === 'view'
   })
   const editor = createEditor({
@@ -214,7 +213,7 @@ function main (): void {
   if (grid === null) throw new Error('the page lacks #panes')
   if (docLabel !== null) docLabel.textContent = docId
   const panes = users.slice(0, 4).map((u) => mountPane(grid, u, viewers.has(u) ? 'view' : 'edit'))
-  window.chorusDemo = { docId, panes, Y }
+  window.chorusDemo = { docId, panes, Y, clearOfflineData }
 
   externalButton?.addEventListener('click', () => {
     const source = panes.find((p) => p.mode === 'edit') ?? panes[0]

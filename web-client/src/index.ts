@@ -1,4 +1,4 @@
-export { ChorusProvider, backoffDelay, readChorusMessage, sanitizePresenceUpdate, isPresenceCursor, tokenTimes, wsBase } from './provider'
+export { ChorusProvider, backoffDelay, readChorusMessage, sanitizePresenceUpdate, isPresenceCursor, tokenTimes, tokenClaims, wsBase, offlineKey, clearOfflineData } from './provider'
 export type {
   ChorusProviderOptions, ChorusEvents, ConnectionStatus, StatusEvent, ChorusError, Holder, BackoffOptions, ChorusMessage
 } from './provider'

@@ -70,6 +70,50 @@ export function tokenTimes (token: string): { exp: number | null, iat: number | 
   }
 }
 
+/** The `sub` and `mode` claims of a JWT, read without verifying it. */
+export function tokenClaims (token: string): { sub: string | null, mode: string | null } {
+  const part = token.split('.')[1]
+  if (part === undefined) return { sub: null, mode: null }
+  try {
+    const b64 = part.replace(/-/g, '+').replace(/_/g, '/')
+    const json = typeof atob === 'function' ? atob(b64 + '='.repeat((4 - b64.length % 4) % 4)) : ''
+    const claims = JSON.parse(json) as { sub?: unknown, mode?: unknown }
+    return {
+      sub: typeof claims.sub === 'string' ? claims.sub : null,
+      mode: typeof claims.mode === 'string' ? claims.mode : null
+    }
+  } catch {
+    return { sub: null, mode: null }
+  }
+}
+
+/** The IndexedDB name of one user's offline copy of one document. */
+export function offlineKey (app: string, user: string, doc: string): string {
+  return `chorus:${encodeURIComponent(app)}:${encodeURIComponent(user)}:${doc}`
+}
+
+/**
+ * Delete the offline copies this origin keeps (every IndexedDB database named
+ * `chorus:…`), or only those of one app, or of one user of one app: what a host
+ * calls at logout on a shared computer. Resolves to the names deleted. Open
+ * providers should be destroyed first (a database in use is deleted once they
+ * close it).
+ */
+export async function clearOfflineData ({ app, user }: { app?: string, user?: string } = {}): Promise<string[]> {
+  if (typeof indexedDB === 'undefined' || typeof indexedDB.databases !== 'function') return []
+  const prefix = app === undefined
+    ? 'chorus:'
+    : user === undefined ? `chorus:${encodeURIComponent(app)}:` : `chorus:${encodeURIComponent(app)}:${encodeURIComponent(user)}:`
+  const names = (await indexedDB.databases()).map((d) => d.name ?? '').filter((n) => n.startsWith(prefix))
+  await Promise.all(names.map((name) => new Promise<void>((resolve, reject) => {
+    const req = indexedDB.deleteDatabase(name)
+    req.onsuccess = () => resolve()
+    req.onerror = () => reject(req.error)
+    req.onblocked = () => resolve()
+  })))
+  return names
+}
+
 /** A token this close to its expiry (ms) counts as expired: it could lapse on the way. */
 const EXPIRY_SKEW_MS = 1000
 
@@ -133,9 +177,15 @@ export interface ChorusProviderOptions {
   getToken: () => Promise<string>
   /** Local presence fields (the server overwrites `user` from the token). */
   user?: Record<string, unknown>
-  /** Keep the document in IndexedDB so offline edits survive a reload (default true). */
+  /**
+   * Keep the document in IndexedDB so offline edits survive a reload (default: yes
+   * for an edit session, no for a view session, which has no edits to keep). The
+   * copy belongs to one user: it is opened only once the first token says who
+   * (its `sub`), under `chorus:{app}:{user}:{doc}`, so whoever signs in next on a
+   * shared computer neither sees it nor sends it. See `clearOfflineData`.
+   */
   offline?: boolean
-  /** IndexedDB database name (default `chorus:{app}:{doc}`). */
+  /** IndexedDB database name (default `chorus:{app}:{user}:{doc}`, user = the token's `sub`). */
   offlineKey?: string
   backoff?: Partial<BackoffOptions>
   /** A connection open and synced this long resets the back-off (ms; default 30 s). */
@@ -331,7 +381,8 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
   private answeredStep1 = false
   private initialExternalFired = false
   private lastCanPublish = false
-  private readonly persistenceReady: Promise<void>
+  /** The user whose offline copy is open (the first token's `sub`). */
+  private offlineUser: string | null = null
   /** Fires shortly before the token of the current connection expires. */
   private refreshTimer: ReturnType<typeof setTimeout> | null = null
   /** Tokens handed out by getToken that were expired on arrival (for tests and logs). */
@@ -353,17 +404,7 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
     this.readOnly = options.readOnly === true
     this.awareness.setLocalState({ user: { ...(options.user ?? {}) }, cursor: null })
 
-    if (options.offline !== false && typeof indexedDB !== 'undefined') {
-      this.persistence = new IndexeddbPersistence(options.offlineKey ?? `chorus:${options.app}:${options.doc}`, doc)
-      // Connect once the local copy is loaded, so the handshake carries offline edits.
-      this.persistenceReady = Promise.race([
-        this.persistence.whenSynced.then(() => undefined),
-        new Promise<void>((resolve) => setTimeout(resolve, 2000))
-      ])
-    } else {
-      this.persistence = null
-      this.persistenceReady = Promise.resolve()
-    }
+    this.persistence = null
 
     doc.on('update', this.onDocUpdate)
     this.awareness.on('update', this.onAwarenessUpdate)
@@ -521,8 +562,8 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
     this.setStatus({ status: 'connecting' })
     let token: string
     try {
-      await this.persistenceReady
       token = await this.freshToken()
+      await this.openOfflineCopy(token)
     } catch (err) {
       console.warn('chorus: getToken failed', err)
       this.scheduleReconnect()
@@ -613,6 +654,36 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
       return
     }
     this.scheduleReconnect()
+  }
+
+  /**
+   * Open this user's offline copy once a token says who the user is, and wait (2 s
+   * at most) until it is loaded, so the handshake carries edits made offline. Not
+   * for a view session (by option or by the token's `mode`), and never another
+   * user's: a token for someone else stops keeping a copy.
+   */
+  private async openOfflineCopy (token: string): Promise<void> {
+    if (this.options.offline === false || typeof indexedDB === 'undefined') return
+    const { sub, mode } = tokenClaims(token)
+    if (this.persistence !== null) {
+      if (sub !== this.offlineUser) {
+        const persistence = this.persistence
+        this.persistence = null
+        await persistence.destroy()
+      }
+      return
+    }
+    if (this.offlineUser !== null || sub === null) return
+    const view = this.options.readOnly === true || mode === 'view'
+    if (view && this.options.offline !== true) return
+    this.offlineUser = sub
+    const name = this.options.offlineKey ?? offlineKey(this.app, sub, this.docId)
+    const persistence = new IndexeddbPersistence(name, this.doc)
+    this.persistence = persistence
+    await Promise.race([
+      persistence.whenSynced.then(() => undefined),
+      new Promise<void>((resolve) => setTimeout(resolve, 2000))
+    ])
   }
 
   /**
