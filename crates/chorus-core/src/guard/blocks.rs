@@ -176,6 +176,7 @@ impl Blocks {
         let mut astral = 0usize;
         let mut straddling = 0usize;
         let mut long = 0usize;
+        let mut collected: Vec<(u64, u32, u32)> = Vec::new();
         let mut blocks = Blocks::default();
         let mut items: Vec<(u64, Item)> = Vec::new();
         let clients = r.var()?;
@@ -190,7 +191,12 @@ impl Blocks {
                 let info = r.byte()?;
                 let kind = info & KIND_MASK;
                 if kind == GC || kind == SKIP {
-                    clock = clock.checked_add(r.clock()?).ok_or(Unreadable::Malformed)?;
+                    let len = r.clock()?;
+                    let end = clock.checked_add(len).ok_or(Unreadable::Malformed)?;
+                    if kind == GC {
+                        collected.push((client, clock, end));
+                    }
+                    clock = end;
                     continue;
                 }
                 let origin = (info & HAS_ORIGIN != 0).then(|| r.id()).transpose()?;
@@ -333,6 +339,23 @@ impl Blocks {
         if seen.windows(2).any(|w| w[0] == w[1]) {
             return Err(Unreadable::Malformed);
         }
+        // An item whose origin this update gives as collected: Yjs collects the item
+        // too (its parent was deleted), yrs places it by its right origin, in
+        // whatever node that is. A real client never writes one (an item of a
+        // deleted parent is collected with it).
+        if !collected.is_empty() {
+            let in_collected = |id: &ID| {
+                collected.iter().any(|&(c, start, end)| {
+                    c == id.client.get() && (start..end).contains(&id.clock)
+                })
+            };
+            if items
+                .iter()
+                .any(|(_, item)| item.origin.as_ref().is_some_and(in_collected))
+            {
+                return Err(Unreadable::Misread);
+            }
+        }
         if collect {
             for (client, item) in items {
                 blocks.clients.entry(client).or_default().push(item);
@@ -341,7 +364,10 @@ impl Blocks {
                 list.sort_by_key(|i| i.clock);
             }
         }
-        Ok((blocks, counted + astral + straddling + long))
+        Ok((
+            blocks,
+            counted + astral + straddling + long + collected.len(),
+        ))
     }
 
     /// The item of this update that holds `id`.
@@ -642,17 +668,31 @@ impl Blocks {
             }
             path.push(current);
             let item = &self.clients[&current.0][current.1];
-            let link = item.origin.or(item.right_origin);
-            if let Some(link) = link {
-                if held(known, &link) {
-                    break places.of_existing(txn, link, walked);
+            if item.origin.is_some() || item.right_origin.is_some() {
+                // yrs takes the parent from the origin when that is an item it
+                // holds, else from the right origin (an origin in a collected range
+                // is not an item: a format item after one landed by its right origin,
+                // in an element, found by `room_receive_blocks`).
+                let mut landed = Place::Gone;
+                let mut follow = None;
+                for link in [item.origin, item.right_origin].into_iter().flatten() {
+                    if !held(known, &link) {
+                        if let Some(next) = self.find(&link) {
+                            follow = Some(next);
+                            break;
+                        }
+                    }
+                    landed = places.of_existing(txn, link, walked);
+                    if landed != Place::Gone {
+                        break;
+                    }
                 }
-                match self.find(&link) {
+                match follow {
                     Some(next) => {
                         current = next;
                         continue;
                     }
-                    None => break places.of_existing(txn, link, walked),
+                    None => break landed,
                 }
             }
             if item.keyed {

@@ -1027,3 +1027,62 @@ fn a_client_whose_structs_are_given_twice_is_refused() {
         assert_peer_holds_the_room(&f, "after the refused update");
     }
 }
+
+/// Found by the campaign's `room_receive_blocks`: a format item whose origin is in
+/// a collected (GC) range and whose right origin is a paragraph's text node. yrs
+/// takes the parent from the right origin when the origin is no item, so the item
+/// landed among the paragraph's children, where the guard (following the origin
+/// only) thought it was nowhere; Yjs collects such an item. Given in the same
+/// update as the collected range, it is refused (Yjs and yrs read it differently);
+/// after a range the room itself collected, it is placed as yrs places it.
+#[test]
+fn a_format_item_after_a_collected_origin_is_placed_by_its_right_origin() {
+    // Client 90: a GC run of 91 clocks, then `strong = true` with origin 90:90
+    // (collected) and right origin 7:1 (the paragraph's text node).
+    let in_one_update: &[u8] = &[
+        1, 2, 90, 0, 0, 91, 198, 90, 90, 7, 1, 6, 115, 116, 114, 111, 110, 103, 4, 116, 114, 117,
+        101, 0,
+    ];
+    for mode in [
+        WhitelistMode::Strip,
+        WhitelistMode::Reject,
+        WhitelistMode::Off,
+    ] {
+        let mut f = with_hi(mode);
+        assert!(
+            matches!(f.send(in_one_update), Err(RoomError::Malformed { .. })),
+            "{mode:?}"
+        );
+        assert_peer_holds_the_room(&f, "after the refused update");
+    }
+    for mode in [WhitelistMode::Strip, WhitelistMode::Reject] {
+        let mut f = with_hi(mode);
+        // A second paragraph (7:5, its text 7:6); then the first one is deleted, and
+        // the room collects its text and characters (7:1 … 7:3).
+        f.edit(|txn, body, _| p(txn, body, "yo")).unwrap();
+        f.send(&[0, 1, 7, 1, 0, 1]).unwrap();
+        let mark = update(
+            ATTACKER,
+            0,
+            &[Raw {
+                origin: Some(LAST_CHAR),
+                right: Some((7, 6)),
+                parent: None,
+                key: None,
+                content: Content::Format("strong", "true"),
+            }],
+        );
+        let _ = f.send(&mark);
+        let (neutralised, _) = f.room.take_neutralised();
+        assert!(
+            neutralised.count(Violation::Mark) >= 1,
+            "{mode:?}: {neutralised:?}"
+        );
+        // What the room holds now has nothing left for a full check to remove.
+        let state = f.room.encode_state();
+        let mut reloaded: Room<Recorder> =
+            Room::from_stored(RoomLimits::default(), Some(&state), []).unwrap();
+        assert_eq!(reloaded.take_neutralised().0.total(), 0, "{mode:?}");
+        assert_peer_holds_the_room(&f, "after the format item");
+    }
+}
