@@ -440,6 +440,31 @@ describe('web client (ProseMirror demo editor in Chromium)', () => {
     }
   })
 
+  it('a link in the editor opens with rel="noopener noreferrer", whatever rel the document holds', async () => {
+    const doc = uid('wc-rel')
+    await hostPut(doc, { title: 'Links', html: '<p>Start.</p>' })
+    const page = await openDemo({ doc, users: 'alice' })
+    const pool = new ClientPool(chorus)
+    try {
+      // A raw Yjs client writes a link whose rel leaves the opener reachable.
+      const raw = pool.provider({ app: DEMO_APP, doc, token: sessionToken({ app: DEMO_APP, doc, user: 'raw' }) })
+      await waitSynced(raw)
+      raw.doc.transact(() => {
+        const p = new Y.XmlElement('p')
+        const text = new Y.XmlText()
+        raw.doc.getXmlFragment('body').insert(1, [p])
+        p.insert(0, [text])
+        text.insert(0, 'tab', { a: { href: 'https://example.com/', target: '_blank', rel: 'opener' } })
+      })
+      await page.waitForSelector('.ProseMirror a', { timeout: 5000 })
+      const link = await page.$eval('.ProseMirror a', (a) => ({ href: a.getAttribute('href'), rel: a.getAttribute('rel') }))
+      assert.deepEqual(link, { href: 'https://example.com/', rel: 'noopener noreferrer' })
+    } finally {
+      pool.destroyAll()
+      await page.context().close()
+    }
+  })
+
   it('never deletes body content its schema cannot hold (written by a raw Yjs client): the editor unbinds instead', async () => {
     const doc = uid('wc-protect')
     await hostPut(doc, { title: 'Supported', html: '<p>Fine so far.</p>' })

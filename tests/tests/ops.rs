@@ -121,3 +121,85 @@ async fn idle_connections_get_a_keepalive_that_stock_clients_accept() {
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_response_is_nosniff_with_a_content_security_policy() {
+    let server = TestServer::start_with(|c| {
+        c.demo = true;
+        c.demo_secret = Some("demo-secret-for-tests".into());
+    })
+    .await;
+    for path in [
+        "/healthz",
+        "/metrics",
+        "/v1/apps/demo/docs/welcome/draft",
+        "/no/such/route",
+        "/demo/token?user=zoe&doc=welcome",
+        "/demo",
+    ] {
+        let (status, headers, _) = chorus_e2e::http(server.addr, "GET", path, &[]).await;
+        assert_eq!(
+            headers.get("x-content-type-options").map(String::as_str),
+            Some("nosniff"),
+            "{path} ({status})"
+        );
+        let csp = headers
+            .get("content-security-policy")
+            .unwrap_or_else(|| panic!("{path} ({status}) has no CSP"));
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        if path == "/demo" {
+            assert!(csp.contains("script-src 'self'"), "{csp}");
+            assert!(!csp.contains("unsafe-eval"), "{csp}");
+        } else {
+            assert!(csp.starts_with("default-src 'none'"), "{path}: {csp}");
+        }
+        assert_eq!(
+            headers.get("referrer-policy").map(String::as_str),
+            Some("no-referrer"),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_external_takes_json_only_and_demo_tokens_a_valid_document() {
+    let server = TestServer::start_with(|c| {
+        c.demo = true;
+        c.demo_secret = Some("demo-secret-for-tests".into());
+    })
+    .await;
+    let body = br#"{"doc":"welcome","html":"<p>from a form</p>"}"#;
+    // What a cross-site form can send without asking first.
+    for ct in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        let (status, _, _) = chorus_e2e::http_with_body(
+            server.addr,
+            "POST",
+            "/demo/external",
+            &[("content-type", ct)],
+            body,
+        )
+        .await;
+        assert_eq!(status, 415, "{ct}");
+    }
+    let (status, _, reply) = chorus_e2e::http_with_body(
+        server.addr,
+        "POST",
+        "/demo/external",
+        &[("content-type", "application/json; charset=utf-8")],
+        body,
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&reply));
+    for bad in [
+        "/demo/token?user=zoe&doc=..%2Fx",
+        "/demo/token?user=zoe&doc=a%20b",
+        "/demo/token?user=&doc=welcome",
+        "/demo/token?user=zoe%0A&doc=welcome",
+    ] {
+        assert_eq!(get(&server, bad).await.0, 400, "{bad}");
+    }
+}

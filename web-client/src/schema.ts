@@ -179,6 +179,9 @@ const nodes: Record<string, NodeSpec> = {
   label: inlineNode('label')
 }
 
+/** The `rel` of every link the editor draws. */
+export const LINK_REL = 'noopener noreferrer'
+
 function mark (tag: string, more: Partial<MarkSpec> = {}): MarkSpec {
   const names = markAttrNames(tag)
   return {
@@ -192,6 +195,13 @@ function mark (tag: string, more: Partial<MarkSpec> = {}): MarkSpec {
 const marks: Record<string, MarkSpec> = {
   a: mark('a', {
     inclusive: false,
+    // Whatever `rel` the document holds, a link drawn in the editor never gives the
+    // page it opens a handle on this one (`window.opener`) or the draft's URL.
+    toDOM: (m) => {
+      const spec = out('a', m.attrs, markAttrNames('a')) as [string, Record<string, string>, number]
+      spec[1].rel = LINK_REL
+      return spec
+    },
     // A link with a refused scheme (javascript:, data:, …) keeps its text, not the link.
     parseDOM: [{ tag: 'a[href]', getAttrs: (dom: HTMLElement) => isSafeUrl(dom.getAttribute('href')) ? readAttrs(dom, markAttrNames('a')) : false }]
   }),

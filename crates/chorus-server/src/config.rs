@@ -198,6 +198,10 @@ pub struct Config {
     pub demo: bool,
     /// Secret of the `demo` app; random (and printed) when unset.
     pub demo_secret: Option<String>,
+    /// Serve demo mode on an address other than loopback. Demo mode mints a token
+    /// for anyone who asks, for any document of the `demo` app: by default it
+    /// refuses to start unless `bind` is a loopback address.
+    pub demo_public: bool,
     /// Bearer token of the admin API (`/v1/admin/…`); unset: the admin API is off.
     pub admin_token: Option<String>,
     /// `human` or `json`.
@@ -261,6 +265,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             demo: false,
             demo_secret: None,
+            demo_public: false,
             admin_token: None,
             log_format: LogFormat::Human,
             max_message_size: 8 * 1024 * 1024,
@@ -289,7 +294,7 @@ impl Default for Config {
 }
 
 /// Every key of [`Config`], as read from `CHORUS_<KEY>` environment variables.
-const ENV_KEYS: [&str; 32] = [
+const ENV_KEYS: [&str; 33] = [
     "bind",
     "store",
     "bus",
@@ -299,6 +304,7 @@ const ENV_KEYS: [&str; 32] = [
     "data_dir",
     "demo",
     "demo_secret",
+    "demo_public",
     "admin_token",
     "log_format",
     "max_message_size",
@@ -388,6 +394,14 @@ impl Config {
 
     /// Check the values make sense together.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.demo && !self.demo_public && !self.bind.ip().is_loopback() {
+            return Err(ConfigError::Invalid(format!(
+                "demo mode mints a token for anyone who asks: bind it to a loopback address \
+                 (127.0.0.1:{port}), or set demo_public = true to serve it on {bind}",
+                port = self.bind.port(),
+                bind = self.bind
+            )));
+        }
         let mut seen = std::collections::HashSet::new();
         for app in &self.apps {
             if app.id.is_empty() || !app.id.chars().all(is_id_char) {
@@ -692,6 +706,33 @@ mod tests {
             assert_eq!(Config::load(Some(path), flags).unwrap().bind.port(), 1);
             Ok(())
         });
+    }
+
+    #[test]
+    fn demo_mode_starts_on_loopback_only_unless_told_otherwise() {
+        let demo = |bind: &str, public: bool| Config {
+            demo: true,
+            demo_public: public,
+            bind: bind.parse().unwrap(),
+            ..Config::default()
+        };
+        assert!(demo("127.0.0.1:10123", false).validate().is_ok());
+        assert!(demo("[::1]:10123", false).validate().is_ok());
+        let refused = demo("0.0.0.0:10123", false)
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("demo_public"), "{refused}");
+        assert!(demo("192.0.2.7:10123", false).validate().is_err());
+        assert!(demo("0.0.0.0:10123", true).validate().is_ok());
+        let plain = Config {
+            bind: "0.0.0.0:10123".parse().unwrap(),
+            ..Config::default()
+        };
+        assert!(
+            plain.validate().is_ok(),
+            "only demo mode is held to loopback"
+        );
     }
 
     #[test]

@@ -47,6 +47,26 @@ pub async fn token(State(state): State<AppState>, Query(q): Query<TokenQuery>) -
         };
     let user = q.user.unwrap_or_else(|| "demo-user".into());
     let doc = q.doc.unwrap_or_else(|| "welcome".into());
+    if !is_valid_content_id(&doc) {
+        return demo_error(StatusCode::BAD_REQUEST, "bad-request", "invalid content id");
+    }
+    if user.is_empty() || user.len() > 64 || user.chars().any(char::is_control) {
+        return demo_error(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "user must be 1-64 characters without control characters",
+        );
+    }
+    if q.name
+        .as_ref()
+        .is_some_and(|n| n.len() > 64 || n.chars().any(char::is_control))
+    {
+        return demo_error(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "name must be at most 64 characters without control characters",
+        );
+    }
     let mut claims = SessionClaims::new(
         "demo",
         user,
@@ -147,15 +167,28 @@ fn no_cache(mut response: Response) -> Response {
     response
 }
 
+/// The demo page's content security policy: its own scripts only (no inline
+/// script, no `eval`), its own styles and inline style attributes (the editor
+/// colours carets with them), images from itself or https, connections (the
+/// websocket, `/demo/token`) to itself only, no plugins, frames or foreign forms.
+pub const DEMO_CSP: &str = "default-src 'self'; script-src 'self'; \
+    style-src 'self' 'unsafe-inline'; img-src 'self' https: data:; connect-src 'self'; \
+    object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+
 /// `GET /demo`: the demo editor (two users side by side) when the web client is
 /// built, else a page that says how to build it.
 pub async fn page() -> Response {
-    match read_asset("index.html").await {
+    let mut response = match read_asset("index.html").await {
         Some(html) => {
             no_cache(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response())
         }
         None => no_cache(Html(FALLBACK_PAGE).into_response()),
-    }
+    };
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(DEMO_CSP),
+    );
+    response
 }
 
 /// `GET /demo/assets/{file}`: a file of the built web client (`web-client/dist`).
@@ -189,7 +222,25 @@ fn demo_error(status: StatusCode, code: &str, message: &str) -> Response {
 /// `POST /demo/external` with `{doc, title?, html?}`: an external change to a demo
 /// document, through the same actor command as the host API's `PUT …/content`
 /// (no host token: demo mode only).
-pub async fn external(State(state): State<AppState>, body: Bytes) -> Response {
+pub async fn external(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    // JSON only: a cross-site form can post `text/plain` (or a form encoding)
+    // without the browser asking first, never `application/json`.
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return demo_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "send the body as application/json",
+        );
+    }
     let Ok(body) = serde_json::from_slice::<ExternalBody>(&body) else {
         return demo_error(
             StatusCode::BAD_REQUEST,

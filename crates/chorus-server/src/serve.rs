@@ -143,7 +143,34 @@ pub fn build_router(state: AppState) -> Router {
             .route("/demo/assets/{file}", get(demo::asset))
             .route("/demo/external", post(demo::external));
     }
-    router.with_state(state)
+    router
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+/// The content security policy of every response that sets none of its own (the
+/// API's JSON, health, metrics, errors): nothing it returns may run or load
+/// anything, or be framed.
+const DEFAULT_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Headers every response carries: `nosniff` (a JSON or text body is never read as
+/// a script or a page), a content security policy (the demo page sets its own),
+/// and no referrer.
+async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::{header, HeaderValue};
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(DEFAULT_CSP));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
 }
 
 /// A bound, not yet running server.
