@@ -4,9 +4,10 @@
 #   deploy/example-host/run-tests.sh           # CHORUS_BIN defaults to target/debug/chorus
 #   CHORUS_BIN=/path/to/chorus deploy/example-host/run-tests.sh
 #
-# Builds the host client it uses (web-client/host-client: npm ci, build), npm ci here
-# (when node_modules is missing or older than the lock file), typechecks the server
-# (tsc, checkJs), bundles the editor, then runs the browser test: the real chorus,
+# Runs the README's `npm ci && npm run build` (npm ci only when node_modules is
+# missing or older than the lock file; the build builds the host client it uses,
+# web-client/host-client, when that is not built), typechecks the server (tsc,
+# checkJs), then runs the tests: the real chorus,
 # the wiki in its own process, two people in headless Chromium (CHROMIUM_PATH,
 # default Debian's /usr/bin/chromium).
 set -euo pipefail
@@ -27,22 +28,16 @@ if [ ! -x "$CHORUS_BIN" ]; then
   exit 1
 fi
 
-hc="$repo/web-client/host-client"
-if [ ! -f "$hc/node_modules/.package-lock.json" ] || [ "$hc/package-lock.json" -nt "$hc/node_modules/.package-lock.json" ]; then
-  echo "== example-host: npm ci in web-client/host-client"
-  (cd "$hc" && npm ci --no-audit --no-fund --loglevel=error)
-fi
-echo "== example-host: build web-client/host-client"
-(cd "$hc" && npm run --silent build)
-
 cd "$here"
+# The README's commands, as a fresh clone runs them: `npm ci && npm run build` (the
+# build builds web-client/host-client first when its dist/ is missing).
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "== example-host: npm ci"
   npm ci --no-audit --no-fund --loglevel=error
 fi
+echo "== example-host: npm run build (the host client too, when not built)"
+npm run --silent build
 echo "== example-host: typecheck (tsc, checkJs)"
 npm run --silent typecheck
-echo "== example-host: bundle the editor"
-npm run --silent build
 echo "== example-host: browser test against $CHORUS_BIN"
 npm test --silent

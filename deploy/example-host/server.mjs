@@ -15,19 +15,23 @@
 //   WIKI_CHORUS_BROWSER_URL  where browsers reach it, if elsewhere (default: the same)
 //   WIKI_HOST, WIKI_PORT     where the wiki listens (default 127.0.0.1:3000)
 //   WIKI_DATA_FILE           the wiki's own records (default ./wiki-data.json)
-//   WIKI_COOKIE_SECRET       signs sign-in cookies (default: random, so restarts sign everyone out)
+//   WIKI_PUBLIC_URL          the wiki's own URL as browsers see it (default http://HOST:PORT):
+//                            every POST must come from this origin
+//   WIKI_INSECURE_COOKIE     1: a plain `wiki_session` cookie, for http on an address a
+//                            browser does not treat as secure (default: `__Host-`, Secure)
+//   WIKI_VIEWERS             users who may only read pages (comma-separated): view-mode tokens
 //   WIKI_EDITOR_PROVIDER     y-websocket (default) or hocuspocus: what the editor page syncs with
 //
 // (Not CHORUS_*: chorus itself reads every CHORUS_<KEY> variable as a config key and
 // refuses unknown ones, so a shell that runs both would break it.)
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import http from 'node:http'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 import { ChorusHost, isChorusApiError, mintSessionToken } from '@chorus/host-client'
-import { verifyWebhook, WebhookError } from '@chorus/host-client/webhooks'
+import { verifyWebhook, verifyWebhookToken, WebhookError } from '@chorus/host-client/webhooks'
 
 import { WikiStore } from './lib/store.mjs'
 import * as views from './lib/views.mjs'
@@ -49,9 +53,14 @@ const config = {
   host: env.WIKI_HOST ?? '127.0.0.1',
   port: Number(env.WIKI_PORT ?? 3000),
   dataFile: path.resolve(env.WIKI_DATA_FILE ?? 'wiki-data.json'),
-  cookieSecret: env.WIKI_COOKIE_SECRET ?? randomBytes(32).toString('hex'),
+  publicUrl: '',
+  insecureCookie: env.WIKI_INSECURE_COOKIE === '1',
+  viewers: new Set((env.WIKI_VIEWERS ?? '').split(',').map((s) => s.trim().toLowerCase()).filter(Boolean)),
   editorProvider: env.WIKI_EDITOR_PROVIDER ?? 'y-websocket'
 }
+config.publicUrl = (env.WIKI_PUBLIC_URL ?? `http://${config.host}:${config.port}`).replace(/\/+$/, '')
+/** Every POST from a browser must carry this Origin (the wiki's own). */
+const ownOrigin = new URL(config.publicUrl).origin
 if (config.editorProvider !== 'y-websocket' && config.editorProvider !== 'hocuspocus') {
   console.error(`wiki: WIKI_EDITOR_PROVIDER is y-websocket or hocuspocus, not ${JSON.stringify(config.editorProvider)}`)
   process.exit(2)
@@ -71,20 +80,69 @@ const store = await WikiStore.open(config.dataFile)
 const USER_NAME = /^[a-z][a-z0-9_-]{0,31}$/
 const COLORS = ['#e6194b', '#3cb44b', '#4363d8', '#f58231', '#911eb4', '#008080', '#9a6324', '#800000']
 
-const sign = (value) => createHmac('sha256', config.cookieSecret).update(value).digest('base64url')
+// Server-side sessions: a random id in the cookie, the user and the times here. A
+// sign-in gets a new id (an id set before it, by anyone, is worth nothing) and a
+// sign-out deletes it, so a stolen cookie stops working at logout. In memory: a
+// restart signs everyone out (keep them in your own store in a real host).
+/** Idle and absolute lifetimes of a session (ms). */
+const SESSION_IDLE_MS = 8 * 3600_000
+const SESSION_MAX_MS = 24 * 3600_000
+const SESSION_COOKIE = config.insecureCookie ? 'wiki_session' : '__Host-wiki_session'
+/** @type {Map<string, { user: string, created: number, seen: number }>} */
+const sessions = new Map()
 
-/** The signed-in user id, from the `wiki_user` cookie, or null. @param {http.IncomingMessage} req */
-function currentUser (req) {
-  for (const part of (req.headers.cookie ?? '').split(';')) {
-    const [name, value = ''] = part.trim().split('=')
-    if (name !== 'wiki_user') continue
-    const dot = value.lastIndexOf('.')
-    const user = decodeURIComponent(value.slice(0, dot))
-    const mac = Buffer.from(value.slice(dot + 1))
-    const want = Buffer.from(sign(user))
-    if (dot > 0 && USER_NAME.test(user) && mac.length === want.length && timingSafeEqual(mac, want)) return user
+/** The session id the request's cookie names, or null (never throws on a malformed header). @param {http.IncomingMessage} req */
+function sessionId (req) {
+  for (const part of String(req.headers.cookie ?? '').split(';')) {
+    const eq = part.indexOf('=')
+    if (eq < 0 || part.slice(0, eq).trim() !== SESSION_COOKIE) continue
+    const value = part.slice(eq + 1).trim()
+    if (/^[A-Za-z0-9_-]{43}$/.test(value)) return value
   }
   return null
+}
+
+/** The signed-in user, or null. @param {http.IncomingMessage} req */
+function currentUser (req) {
+  const id = sessionId(req)
+  const session = id === null ? undefined : sessions.get(id)
+  if (!id || !session) return null
+  const now = Date.now()
+  if (now - session.seen > SESSION_IDLE_MS || now - session.created > SESSION_MAX_MS) {
+    sessions.delete(id)
+    return null
+  }
+  session.seen = now
+  return session.user
+}
+
+/** Start a session for `user` (a new id); the Set-Cookie value. @param {string} user */
+function startSession (user) {
+  const id = randomBytes(32).toString('base64url')
+  const now = Date.now()
+  sessions.set(id, { user, created: now, seen: now })
+  const secure = config.insecureCookie ? '' : '; Secure'
+  return `${SESSION_COOKIE}=${id}; Path=/; Max-Age=${SESSION_MAX_MS / 1000}; HttpOnly; SameSite=Lax${secure}`
+}
+
+/** End the request's session; the Set-Cookie value that clears it. @param {http.IncomingMessage} req */
+function endSession (req) {
+  const id = sessionId(req)
+  if (id) sessions.delete(id)
+  const secure = config.insecureCookie ? '' : '; Secure'
+  return `${SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax${secure}`
+}
+
+/**
+ * What `user` may do with `page`: 'edit', 'view', or null (nothing). This is the
+ * hook a host fills in with its own permissions; the session token's mode follows
+ * it, so Chorus enforces it in every editor. Here: the users in WIKI_VIEWERS read,
+ * every other signed-in user edits.
+ * @param {string} user @param {import('./lib/store.mjs').Page} page @returns {'edit' | 'view' | null}
+ */
+// eslint-disable-next-line no-unused-vars
+function access (user, page) {
+  return config.viewers.has(user) ? 'view' : 'edit'
 }
 
 /** @param {string} user */
@@ -124,6 +182,19 @@ const sendJson = (res, status, value) => res.writeHead(status, { 'content-type':
 /** @param {http.ServerResponse} res @param {string} location */
 const redirect = (res, location) => res.writeHead(303, { location }).end()
 
+/**
+ * A POST from another site (a form or a script on any page the user visits) is
+ * refused: the Origin a browser sends must be the wiki's own. (SameSite=Lax alone
+ * does not cover sign-in, which has no session yet.)
+ * @param {http.IncomingMessage} req
+ */
+function checkOrigin (req) {
+  const origin = req.headers.origin
+  if (origin === ownOrigin) return
+  if (origin === undefined && req.headers['sec-fetch-site'] === 'same-origin') return
+  throw new HttpError(403, 'This request did not come from the wiki\'s own pages.')
+}
+
 /** @param {string} id */
 const pageUrl = (id, rest = '') => `/pages/${encodeURIComponent(id)}${rest}`
 
@@ -156,6 +227,7 @@ const pageRoutes = {
   },
 
   'GET /edit': ({ res, user, page }) => {
+    const mode = access(user, page)
     sendHtml(res, 200, views.editPage({
       user,
       page,
@@ -166,7 +238,8 @@ const pageRoutes = {
         // Or @hocuspocus/provider: url ws(s)://chorus/v1/hocuspocus/{app}, name = the content id.
         hocuspocusUrl: `${browserWs}/v1/hocuspocus/${encodeURIComponent(config.appId)}`,
         room: page.id,
-        token: sessionTokenFor(user, page.id),
+        readOnly: mode === 'view',
+        token: sessionTokenFor(user, page),
         tokenUrl: pageUrl(page.id, '/token'),
         tokenRefreshSecs: SESSION_TOKEN_SECS / 2,
         user: { name: displayName(user), color: colorOf(user) }
@@ -176,13 +249,14 @@ const pageRoutes = {
 
   // Editor pages fetch a fresh token before the one they hold expires, so a provider
   // that reconnects after a network blip is let in again.
-  'GET /token': ({ res, user, page }) => { sendJson(res, 200, { token: sessionTokenFor(user, page.id) }) },
+  'GET /token': ({ res, user, page }) => { sendJson(res, 200, { token: sessionTokenFor(user, page) }) },
 
   'GET /publish': async ({ res, user, page }) => {
     sendHtml(res, 200, views.publishPage({ user, page, draft: await draftHtml(page.id) }))
   },
 
   'POST /publish': async ({ req, res, user, page }) => {
+    mustEdit(user, page)
     const etag = (await readForm(req)).get('etag') ?? ''
     if (!etag) throw new HttpError(400, 'The form has no draft version to publish.')
     try {
@@ -216,20 +290,29 @@ const pageRoutes = {
     sendHtml(res, 200, views.pointPage({ user, page, point, content }))
   },
 
-  'POST /history/:point/restore': async ({ res, page, params }) => {
+  'POST /history/:point/restore': async ({ res, user, page, params }) => {
+    mustEdit(user, page)
     // An external change: every open editor shows the restored content as it arrives.
     await host.restore(page.id, Number(params[0]))
     redirect(res, pageUrl(page.id, '/edit'))
   }
 }
 
-/** @param {string} user @param {string} doc */
-function sessionTokenFor (user, doc) {
+/** @param {string} user @param {import('./lib/store.mjs').Page} page */
+function mustEdit (user, page) {
+  if (access(user, page) !== 'edit') throw new HttpError(403, 'You may read this page, not change it.')
+}
+
+/** A session token whose mode is what `access` allows. @param {string} user @param {import('./lib/store.mjs').Page} page */
+function sessionTokenFor (user, page) {
+  const mode = access(user, page)
+  if (mode === null) throw new HttpError(403, 'You may not open this page.')
   return mintSessionToken({
     appId: config.appId,
     secret: secrets[0],
     user,
-    doc,
+    doc: page.id,
+    mode,
     name: displayName(user), // collaborators see this name on the caret: Chorus stamps it
     color: colorOf(user),
     ttlSecs: SESSION_TOKEN_SECS
@@ -244,9 +327,12 @@ function sessionTokenFor (user, doc) {
  * @param {http.IncomingMessage} req @param {http.ServerResponse} res
  */
 async function webhook (req, res) {
-  const rawBody = await readBody(req, WEBHOOK_BODY_MAX)
   let event
   try {
+    // The token first: a request that is not Chorus's is refused before its body
+    // (up to tens of MiB) is read.
+    verifyWebhookToken({ appId: config.appId, secrets, authorization: req.headers.authorization })
+    const rawBody = await readBody(req, WEBHOOK_BODY_MAX)
     event = verifyWebhook({ appId: config.appId, secrets, authorization: req.headers.authorization, rawBody })
   } catch (err) {
     if (!(err instanceof WebhookError)) throw err
@@ -255,7 +341,9 @@ async function webhook (req, res) {
     const status = err.code === 'body-mismatch' || err.code === 'malformed-body' ? 400 : 401
     return sendJson(res, status, { error: err.code })
   }
-  const fresh = await store.applyEvent(event.id, event.doc, (page) => {
+  // Events of one document arrive in order, but a retried older one may come after
+  // a newer one of its kind: the store applies an event only if it is not older.
+  const fresh = await store.applyEvent(event.id, event.doc, event.type, event.at, (page) => {
     switch (event.type) {
       case 'editing':
         page.editing = event.users
@@ -287,16 +375,19 @@ async function route (req, res) {
   const method = req.method ?? 'GET'
 
   if (method === 'POST' && url.pathname === '/chorus/webhook') return webhook(req, res)
+  if (method === 'POST') checkOrigin(req)
   if (method === 'GET' && url.pathname === '/assets/editor.js') return sendAsset(res, path.join(here, 'dist', 'editor.js'), 'text/javascript')
   if (method === 'GET' && url.pathname === '/assets/wiki.css') return sendAsset(res, path.join(here, 'public', 'wiki.css'), 'text/css')
   if (method === 'POST' && url.pathname === '/login') {
     const user = ((await readForm(req)).get('user') ?? '').trim().toLowerCase()
     if (!USER_NAME.test(user)) throw new HttpError(400, 'A user name is a letter, then up to 31 letters, digits, - or _.')
-    res.setHeader('set-cookie', `wiki_user=${encodeURIComponent(user)}.${sign(user)}; Path=/; HttpOnly; SameSite=Lax`)
+    // Put your own sign-in here (a password check, SSO): this example takes any name.
+    endSession(req)
+    res.setHeader('set-cookie', startSession(user))
     return redirect(res, '/')
   }
   if (method === 'POST' && url.pathname === '/logout') {
-    res.setHeader('set-cookie', 'wiki_user=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax')
+    res.setHeader('set-cookie', endSession(req))
     return redirect(res, '/')
   }
 
@@ -318,7 +409,14 @@ async function route (req, res) {
 
   const m = url.pathname.match(/^\/pages\/([^/]+)(\/.*)?$/)
   if (m) {
-    const page = pageOr404(decodeURIComponent(m[1]))
+    let id
+    try {
+      id = decodeURIComponent(m[1])
+    } catch {
+      throw new HttpError(404, 'There is no such page.')
+    }
+    const page = pageOr404(id)
+    if (access(user, page) === null) throw new HttpError(404, 'There is no such page.')
     const rest = m[2] ?? ''
     /** @type {string[]} */
     const params = []
@@ -341,32 +439,51 @@ async function sendAsset (res, file, type) {
 }
 
 const server = http.createServer((req, res) => {
-  route(req, res).catch((err) => {
-    let status = 500
-    let message = 'Something went wrong; the log says what.'
-    if (err instanceof HttpError) {
-      status = err.status
-      message = err.message
-    } else if (isChorusApiError(err)) {
-      // Chorus's answer, with its stable code: a 404 stays one, anything else is ours to report.
-      status = err.status === 404 ? 404 : 502
-      message = `Chorus answered ${err.status} ${err.code}: ${err.message}`
-      console.error(`wiki: ${err.request}: ${err.status} ${err.code}: ${err.message}`)
-    } else if (err instanceof TypeError && /fetch failed/.test(err.message)) {
-      status = 503
-      message = `Chorus cannot be reached at ${config.chorusUrl}.`
-      console.error(`wiki: ${message}`, err.cause ?? err)
-    } else {
-      console.error('wiki:', err)
-    }
-    if (res.headersSent) return res.destroy()
-    sendHtml(res, status, views.errorPage({ user: currentUser(req), status, message }))
-  })
+  route(req, res).catch((err) => answerError(req, res, err))
 })
+
+/**
+ * The answer to a request that failed. Never throws: a request the error page
+ * itself cannot handle (a header it cannot read) still gets an answer, and the
+ * process goes on serving everyone else.
+ * @param {http.IncomingMessage} req @param {http.ServerResponse} res @param {unknown} err
+ */
+function answerError (req, res, err) {
+  try {
+    answerErrorPage(req, res, err)
+  } catch (again) {
+    console.error('wiki: the error page failed', again)
+    if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' }).end('Something went wrong.')
+    else res.destroy()
+  }
+}
+
+/** @param {http.IncomingMessage} req @param {http.ServerResponse} res @param {unknown} err */
+function answerErrorPage (req, res, err) {
+  let status = 500
+  let message = 'Something went wrong; the log says what.'
+  if (err instanceof HttpError) {
+    status = err.status
+    message = err.message
+  } else if (isChorusApiError(err)) {
+    // Chorus's answer, with its stable code: a 404 stays one, anything else is ours to report.
+    status = err.status === 404 ? 404 : 502
+    message = `Chorus answered ${err.status} ${err.code}: ${err.message}`
+    console.error(`wiki: ${err.request}: ${err.status} ${err.code}: ${err.message}`)
+  } else if (err instanceof TypeError && /fetch failed/.test(err.message)) {
+    status = 503
+    message = `Chorus cannot be reached at ${config.chorusUrl}.`
+    console.error(`wiki: ${message}`, err.cause ?? err)
+  } else {
+    console.error('wiki:', err)
+  }
+  if (res.headersSent) return res.destroy()
+  sendHtml(res, status, views.errorPage({ user: currentUser(req), status, message }))
+}
 
 server.listen(config.port, config.host, () => {
   const address = /** @type {import('node:net').AddressInfo} */ (server.address())
-  const shown = { ...config, cookieSecret: env.WIKI_COOKIE_SECRET ? '<redacted>' : '<random>', secrets: `<${secrets.length} redacted>` }
+  const shown = { ...config, viewers: [...config.viewers], secrets: `<${secrets.length} redacted>` }
   console.log(`wiki: configuration ${JSON.stringify(shown)}`)
   console.log(`wiki: listening on http://${address.address}:${address.port}`)
 })

@@ -39,6 +39,10 @@ use tracing::{debug, info};
 
 /// The subprotocol a client offers to receive Chorus extension messages.
 pub const EXTENSION_PROTOCOL: &str = "chorus.v1";
+/// The subprotocol a stock client offers beside a token it sends as a subprotocol
+/// (keeping it out of the URL) when it wants no extension messages: a browser
+/// fails a handshake whose answer selects none of the protocols it offered.
+pub const TOKEN_PROTOCOL: &str = "chorus.token";
 /// Frames written per flush when the outbound queue has a backlog.
 const WRITE_BATCH: usize = 64;
 /// Bytes a socket read asks for. tungstenite zero-fills this much of its read
@@ -111,9 +115,12 @@ pub async fn ws_handler(
     let offers_extension_protocol = offered.iter().any(|p| p == EXTENSION_PROTOCOL);
     let extensions = query.chorus.as_deref() == Some("1") || offers_extension_protocol;
     // A token offered as a subprotocol is the one value shaped like a JWT.
-    let token = query
-        .token
-        .or_else(|| offered.into_iter().find(|p| p.matches('.').count() == 2));
+    let token = query.token.or_else(|| {
+        offered
+            .iter()
+            .find(|p| p.matches('.').count() == 2)
+            .cloned()
+    });
     let verdict = authenticate(&state, &app, &content, token.as_deref(), extensions);
     if let Err(reason) = &verdict {
         state.metrics.refused(reason.client_reason());
@@ -128,7 +135,14 @@ pub async fn ws_handler(
     };
     let guard = state.tracker.token();
     let config = socket_config(&state);
-    let protocol = offers_extension_protocol.then_some(EXTENSION_PROTOCOL);
+    let protocol = if offers_extension_protocol {
+        Some(EXTENSION_PROTOCOL)
+    } else {
+        offered
+            .iter()
+            .any(|p| p == TOKEN_PROTOCOL)
+            .then_some(TOKEN_PROTOCOL)
+    };
     // No async block around the two paths: it would keep a copy of the socket
     // next to the one inside the chosen path's future for as long as the
     // connection lives (see `run`).

@@ -51,15 +51,17 @@ function connect () {
       }
     }
   }
+  // The token as a subprotocol beside `chorus.token` (no Chorus extension messages),
+  // never in the URL, which proxies and APM tools log.
   const provider = new WebsocketProvider(config.serverUrl, config.room, ydoc, {
-    params: { token: config.token },
+    protocols: ['chorus.token', config.token],
     disableBc: true // every copy syncs through Chorus, even two tabs of one browser
   })
-  // y-websocket reads `params` at every (re)connect: keep a fresh token there, so a
-  // reconnect after the first token expired is let in (Chorus closes with 4401 for an
-  // expired token; y-websocket retries with whatever `params` hold by then).
+  // y-websocket reads `protocols` at every (re)connect: keep a fresh token there, so
+  // a reconnect after the first token expired is let in (Chorus closes with 4401 for
+  // an expired token; y-websocket retries with whatever `protocols` hold by then).
   setInterval(async () => {
-    try { provider.params.token = await freshToken() } catch { /* offline: the next round tries again */ }
+    try { provider.protocols = ['chorus.token', await freshToken()] } catch { /* offline: the next round tries again */ }
   }, config.tokenRefreshSecs * 1000)
   return {
     provider,
@@ -110,9 +112,11 @@ connection.onChange(() => { if (connection.synced() && !started) { started = tru
 
 function startEditor () {
   titleEl.value = title.toString()
-  titleEl.disabled = false
+  // A reader's token is view-mode (Chorus refuses its edits); the page says so too.
+  titleEl.disabled = config.readOnly === true
   const editor = new Editor({
     element: document.getElementById('editor'),
+    editable: config.readOnly !== true,
     extensions: [
       StarterKit.configure({ undoRedo: false }), // Collaboration brings its own undo, per user
       Collaboration.configure({ document: ydoc }), // the fragment "default": editor = "tiptap" in chorus.toml

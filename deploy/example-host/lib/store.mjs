@@ -23,6 +23,7 @@ import { readFile, rename, writeFile } from 'node:fs/promises'
  * @property {string[]} editing       user ids, from the last `editing` webhook (cleared by `closed`)
  * @property {{ etag: string, at: number } | null} lastSaved   from `saved` webhooks
  * @property {{ contributors: string[], at: number, title: string } | null} lastClosed   from `closed`
+ * @property {Record<string, number>} [eventAt]   `at` of the last event of each type applied
  *
  * @typedef {object} Data
  * @property {Record<string, Page>} pages
@@ -90,9 +91,10 @@ export class WikiStore {
    * Applies a webhook event to its page, once: false (and nothing changed) if this
    * event id was handled before, a redelivery after a lost answer. The change and the
    * id are saved together, so a crash between them cannot apply an event twice.
-   * @param {string} eventId @param {string} pageId @param {(page: Page) => void} change
+   * @param {string} eventId @param {string} pageId @param {string} type @param {number} at
+   * @param {(page: Page) => void} change
    */
-  async applyEvent (eventId, pageId, change) {
+  async applyEvent (eventId, pageId, type, at, change) {
     if (this.#seen.has(eventId)) return false
     this.#seen.add(eventId)
     this.#data.seenEvents.push(eventId)
@@ -100,7 +102,15 @@ export class WikiStore {
       for (const old of this.#data.seenEvents.splice(0, this.#data.seenEvents.length - SEEN_EVENTS_KEPT)) this.#seen.delete(old)
     }
     const page = this.page(pageId)
-    if (page) change(page)
+    // An event older than the last one of its type applied to the page (a retry
+    // that arrives after a newer event) would put back an older state: skipped.
+    if (page) {
+      page.eventAt ??= {}
+      if (!(page.eventAt[type] > at)) {
+        page.eventAt[type] = at
+        change(page)
+      }
+    }
     await this.#save()
     return true
   }

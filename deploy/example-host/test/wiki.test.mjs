@@ -6,6 +6,13 @@
 // TipTap, publish it with conflictPolicy=abort, and restore an earlier version.
 // Forged webhooks are refused and change nothing.
 //
+// Then the wiki as an attacker meets it (no browser): malformed cookies, paths and
+// bodies on every route (a seeded generator) never stop it or get a 5xx; sessions
+// are server-side (a new id at sign-in, none after sign-out); a POST from another
+// origin is refused; a reader gets view-mode tokens and cannot publish; a webhook
+// with a bad token is refused before its body is read; an older event never
+// overwrites a newer one.
+//
 // Environment: CHORUS_BIN (default ../../target/debug/chorus), CHROMIUM_PATH (default
 // /usr/bin/chromium), WIKI_TEST_VERBOSE (echo both servers' output).
 import { describe, it, before, after } from 'node:test'
@@ -75,6 +82,7 @@ async function start (name, command, args, { env, cwd, ready }) {
   return {
     match,
     output: () => output,
+    alive: () => child.exitCode === null && child.signalCode === null,
     async stop () {
       if (child.exitCode !== null || child.signalCode !== null) return
       child.kill('SIGTERM')
@@ -100,6 +108,7 @@ for (const provider of ['y-websocket', 'hocuspocus']) describe(`the example wiki
   let alice, bob // pages, one browser context each
   let pageId
   const sockets = new Map() // page -> websocket URLs it opened
+  const socketUrls = [] // every websocket URL any page opened
   const socketPath = provider === 'hocuspocus' ? `/v1/hocuspocus/${APP_ID}` : `/v1/ws/${APP_ID}/`
 
   const editorText = (page) => page.evaluate(() => window.wiki.editor.getText())
@@ -112,7 +121,10 @@ for (const provider of ['y-websocket', 'hocuspocus']) describe(`the example wiki
     const page = await context.newPage()
     page.setDefaultTimeout(TIMEOUT)
     sockets.set(page, [])
-    page.on('websocket', (ws) => sockets.get(page).push(new URL(ws.url()).pathname))
+    page.on('websocket', (ws) => {
+      sockets.get(page).push(new URL(ws.url()).pathname)
+      socketUrls.push(ws.url())
+    })
     page.on('pageerror', (err) => { throw new Error(`page error (${user}): ${err.stack ?? err}`) })
     await page.goto(wikiUrl)
     await page.fill('input[name=user]', user)
@@ -210,6 +222,8 @@ for (const provider of ['y-websocket', 'hocuspocus']) describe(`the example wiki
 
     // Each editor synced over the provider this run is about, straight to Chorus.
     for (const page of [alice, bob]) assert.ok(sockets.get(page).length > 0 && sockets.get(page).every((p) => p.startsWith(socketPath)), `${provider} sockets: ${sockets.get(page)}`)
+    // No session token in a URL, where proxies and APM tools would log it.
+    assert.deepEqual(socketUrls.filter((u) => /token=/.test(u)), [])
 
     // The title is shared too.
     await alice.click('[data-testid=title]')
@@ -323,5 +337,175 @@ for (const provider of ['y-websocket', 'hocuspocus']) describe(`the example wiki
     assert.equal(await row.locator('[data-testid=editing]').count(), 0, 'nobody is editing any more')
     assert.match(wiki.output(), /webhook closed evt-\d+/)
     assert.doesNotMatch(wiki.output(), /wiki: webhook refused: (?!bad-signature|body-mismatch|missing-token)/, 'only the forgeries were refused')
+  })
+})
+
+describe('the example wiki under attack: routes, sessions, origins, permissions, webhooks', () => {
+  let dir, chorus, wiki, wikiUrl, host
+  const origin = () => ({ origin: wikiUrl })
+
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'chorus-example-wiki-hard-'))
+    const wikiPort = await freePort()
+    wikiUrl = `http://127.0.0.1:${wikiPort}`
+    const configPath = path.join(dir, 'chorus.toml')
+    const example = await readFile(path.join(root, 'chorus.toml'), 'utf8')
+    await writeFile(configPath, example
+      .replace(/^bind = .*$/m, 'bind = "127.0.0.1:0"')
+      .replace(/^data_dir = .*$/m, `data_dir = ${JSON.stringify(path.join(dir, 'chorus-data'))}`)
+      .replace(/^secrets = .*$/m, `secrets = [${JSON.stringify(SECRET)}]`)
+      .replace(/^callback_url = .*$/m, `callback_url = "${wikiUrl}/chorus/webhook"`))
+    const chorusEnv = { NO_COLOR: '1' }
+    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('CHORUS_')) chorusEnv[k] = v
+    chorus = await start('chorus', CHORUS_BIN, ['serve', '--config', configPath], { env: chorusEnv, cwd: dir, ready: /listening on http:\/\/127\.0\.0\.1:(\d+)/ })
+    const chorusUrl = `http://127.0.0.1:${chorus.match[1]}`
+    host = new ChorusHost({ baseUrl: chorusUrl, appId: APP_ID, secret: SECRET })
+    wiki = await start('wiki', process.execPath, ['server.mjs'], {
+      cwd: root,
+      env: { ...process.env, WIKI_APP_SECRET: SECRET, WIKI_CHORUS_URL: chorusUrl, WIKI_PORT: String(wikiPort), WIKI_DATA_FILE: path.join(dir, 'wiki-data.json'), WIKI_VIEWERS: 'carol' },
+      ready: /wiki: listening on/
+    })
+  })
+  after(async () => {
+    await wiki?.stop()
+    await chorus?.stop()
+    if (dir) await rm(dir, { recursive: true, force: true })
+  })
+
+  /** Signs `user` in; the session cookie (`name=value`). */
+  async function signIn (user) {
+    const res = await fetch(`${wikiUrl}/login`, { method: 'POST', redirect: 'manual', headers: { ...origin(), 'content-type': 'application/x-www-form-urlencoded' }, body: `user=${user}` })
+    assert.equal(res.status, 303, `sign-in answered ${res.status}`)
+    const cookie = res.headers.get('set-cookie') ?? ''
+    assert.match(cookie, /^__Host-wiki_session=[A-Za-z0-9_-]{43}; Path=\/; Max-Age=\d+; HttpOnly; SameSite=Lax; Secure$/)
+    return cookie.split(';')[0]
+  }
+  const whoami = async (cookie) => {
+    const text = await (await fetch(wikiUrl, { headers: { cookie } })).text()
+    return /data-testid="whoami">([^<]*)</.exec(text)?.[1] ?? null
+  }
+  async function newPage (cookie, title) {
+    const res = await fetch(`${wikiUrl}/pages`, { method: 'POST', redirect: 'manual', headers: { ...origin(), cookie, 'content-type': 'application/x-www-form-urlencoded' }, body: `title=${encodeURIComponent(title)}` })
+    assert.equal(res.status, 303)
+    return decodeURIComponent(res.headers.get('location').split('/')[2])
+  }
+
+  it('a cookie the error page used to decode again (wiki_user=%.x) and other malformed requests get an answer; the wiki keeps serving', async () => {
+    for (const cookie of ['wiki_user=%.x', '__Host-wiki_session=%', '__Host-wiki_session', '=;;=', 'a=%E0%A4%A']) {
+      const res = await fetch(`${wikiUrl}/pages/x/edit`, { headers: { cookie } })
+      assert.ok(res.status < 500, `${cookie}: ${res.status}`)
+    }
+    const res = await fetch(`${wikiUrl}/pages/%E0%A4%A/edit`, { headers: { cookie: await signIn('dora') } })
+    assert.equal(res.status, 404)
+    assert.ok(wiki.alive(), 'the wiki is still running')
+  })
+
+  it('a seeded generator of requests over every route: never a 5xx, never a crash', async () => {
+    let seed = 20261207
+    const rand = (n) => { seed = (seed * 1103515245 + 12345) >>> 0; return seed % n }
+    const pick = (xs) => xs[rand(xs.length)]
+    const cookie = await signIn('erin')
+    const page = await newPage(cookie, 'Fuzzed')
+    const segments = [page, 'x', '%', '%zz', '%E0%A4%A', '..', '%2e%2e', 'ünï', '\u0000', 'a'.repeat(3000), '12345678901234567890', '-1']
+    const tails = ['', '/edit', '/token', '/publish', '/history', '/history/1', '/history/99999999999999999999', '/history/1/restore', '/nope', '//', '/edit/']
+    const roots = ['/', '/pages', '/login', '/logout', '/assets/editor.js', '/assets/wiki.css', '/assets/../server.mjs', '/chorus/webhook', '/%', '/?%', '']
+    const bodies = ['', 'user=', 'user=%', 'title=' + 'x'.repeat(300), 'etag=', 'etag=%22x%22', '\u0000\u0001', 'a=b&a=c', 'x'.repeat(70_000), '{"id":1}']
+    const cookies = [cookie, '', 'wiki_user=%.x', '__Host-wiki_session=' + 'A'.repeat(43), '__Host-wiki_session=%%%', cookie + '; ' + cookie]
+    const origins = [wikiUrl, undefined, 'https://evil.example', 'null', wikiUrl + '/']
+    const counts = {}
+    for (let i = 0; i < 400; i++) {
+      const method = pick(['GET', 'GET', 'POST', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'HEAD'])
+      const p = rand(2) === 0 ? `/pages/${pick(segments)}${pick(tails)}` : pick(roots)
+      const headers = { 'content-type': pick(['application/x-www-form-urlencoded', 'application/json', 'text/plain', 'multipart/form-data']) }
+      const c = pick(cookies)
+      if (c) headers.cookie = c
+      const o = pick(origins)
+      if (o) headers.origin = o
+      if (rand(5) === 0) headers.authorization = pick(['Bearer x.y.z', 'Bearer ' + 'a'.repeat(20_000), 'Basic Zm9v'])
+      const body = method === 'GET' || method === 'HEAD' ? undefined : pick(bodies)
+      let status
+      try {
+        const res = await fetch(`${wikiUrl}${p}`, { method, headers, body, redirect: 'manual' })
+        status = res.status
+        await res.arrayBuffer()
+      } catch (err) {
+        assert.fail(`${method} ${p.slice(0, 80)}: no answer (${err.message})`)
+      }
+      assert.ok(status < 500, `${method} ${p.slice(0, 80)} (cookie ${String(c).slice(0, 30)}, origin ${o}): ${status}`)
+      counts[status] = (counts[status] ?? 0) + 1
+    }
+    assert.ok(wiki.alive(), 'the wiki is still running')
+    assert.equal(await whoami(cookie), 'erin', 'and still serves its users')
+    assert.ok(Object.keys(counts).length >= 4, `varied answers: ${JSON.stringify(counts)}`)
+  })
+
+  it('sessions are server-side: a new id at each sign-in, and a signed-out cookie opens nothing', async () => {
+    const first = await signIn('frank')
+    const second = await signIn('frank')
+    assert.notEqual(first, second)
+    assert.equal(await whoami(first), 'frank')
+    const out = await fetch(`${wikiUrl}/logout`, { method: 'POST', redirect: 'manual', headers: { ...origin(), cookie: first } })
+    assert.equal(out.status, 303)
+    assert.match(out.headers.get('set-cookie') ?? '', /^__Host-wiki_session=; Path=\/; Max-Age=0/)
+    assert.equal(await whoami(first), null, 'the cookie kept by an attacker is worth nothing after sign-out')
+    assert.equal(await whoami(second), 'frank', 'another session of the same user is untouched')
+  })
+
+  it('a POST from another origin is refused, sign-in included', async () => {
+    const form = { 'content-type': 'application/x-www-form-urlencoded' }
+    for (const headers of [{ origin: 'https://evil.example' }, {}, { origin: 'null' }, { 'sec-fetch-site': 'cross-site' }]) {
+      const res = await fetch(`${wikiUrl}/login`, { method: 'POST', redirect: 'manual', headers: { ...form, ...headers }, body: 'user=mallory' })
+      assert.equal(res.status, 403, JSON.stringify(headers))
+      assert.equal(res.headers.get('set-cookie'), null)
+    }
+    const cookie = await signIn('gina')
+    const res = await fetch(`${wikiUrl}/pages`, { method: 'POST', redirect: 'manual', headers: { ...form, cookie, origin: 'https://evil.example' }, body: 'title=Planted' })
+    assert.equal(res.status, 403)
+    const same = await fetch(`${wikiUrl}/login`, { method: 'POST', redirect: 'manual', headers: { ...form, 'sec-fetch-site': 'same-origin' }, body: 'user=gina' })
+    assert.equal(same.status, 303, 'a same-origin request without Origin (Sec-Fetch-Site) is fine')
+  })
+
+  it('the authorization hook: a reader gets view-mode tokens and cannot publish or restore', async () => {
+    const page = await newPage(await signIn('hank'), 'Readable')
+    const carol = await signIn('carol')
+    const { token } = await (await fetch(`${wikiUrl}/pages/${page}/token`, { headers: { cookie: carol } })).json()
+    const claims = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString('utf8'))
+    assert.equal(claims.mode, 'view')
+    const edit = await (await fetch(`${wikiUrl}/pages/${page}/edit`, { headers: { cookie: carol } })).text()
+    assert.match(edit, /"readOnly":true/)
+    const { etag } = await host.getDraft(page, { format: 'html' })
+    const publish = await fetch(`${wikiUrl}/pages/${page}/publish`, { method: 'POST', redirect: 'manual', headers: { ...origin(), cookie: carol, 'content-type': 'application/x-www-form-urlencoded' }, body: `etag=${encodeURIComponent(etag)}` })
+    assert.equal(publish.status, 403)
+    const hank = await signIn('hank')
+    const own = JSON.parse(Buffer.from((await (await fetch(`${wikiUrl}/pages/${page}/token`, { headers: { cookie: hank } })).json()).token.split('.')[1], 'base64url').toString('utf8'))
+    assert.equal(own.mode, 'edit')
+  })
+
+  it('a webhook whose token is not Chorus\'s is refused before its body is read', async () => {
+    const http = await import('node:http')
+    const started = Date.now()
+    const answer = await new Promise((resolve, reject) => {
+      const req = http.request(`${wikiUrl}/chorus/webhook`, { method: 'POST', headers: { authorization: 'Bearer a.b.c', 'content-type': 'application/json', 'content-length': String(40 * 1024 * 1024) } })
+      req.on('response', (res) => { resolve(res.statusCode); req.destroy() })
+      req.on('error', (err) => { if (err.code !== 'ECONNRESET') reject(err) })
+      req.write(Buffer.alloc(64 * 1024, 0x20)) // 64 KiB of the announced 40 MiB, then nothing
+    })
+    assert.equal(answer, 401)
+    assert.ok(Date.now() - started < 5000, 'answered without waiting for the body')
+  })
+
+  it('an event older than one already applied (a late retry) does not overwrite it', async () => {
+    const page = await newPage(await signIn('ivy'), 'Ordered')
+    const send = async (id, at, users) => {
+      const body = { id, type: 'editing', app: APP_ID, doc: page, at, users }
+      const { authorization, body: raw } = signedWebhook(SECRET, body)
+      const res = await fetch(`${wikiUrl}/chorus/webhook`, { method: 'POST', headers: { authorization, 'content-type': 'application/json' }, body: raw })
+      assert.equal(res.status, 200)
+    }
+    const now = Date.now()
+    await send(`evt-new-${page}`, now, ['ivy', 'jon'])
+    await send(`evt-old-${page}`, now - 60_000, ['ivy'])
+    const data = JSON.parse(await readFile(path.join(dir, 'wiki-data.json'), 'utf8'))
+    assert.deepEqual(data.pages[page].editing, ['ivy', 'jon'])
   })
 })

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import { createHash, createHmac } from 'node:crypto'
 
 import { ChorusHost, verifyWebhook, webhookBodySha256, WebhookError, WEBHOOK_EVENT_TYPES } from '../dist/index.js'
-import { verifyWebhook as verifyFromSubpath } from '../dist/webhooks.js'
+import { verifyWebhook as verifyFromSubpath, verifyWebhookToken } from '../dist/webhooks.js'
 import { startChorus, startReceiver, openSession, sessionToken, uid } from './chorus-server.mjs'
 
 const SIGNING = 'hooks-secret-current-0123456789'
@@ -169,6 +169,17 @@ function delivery (body, claimsOver = {}, signOver = {}) {
 const SAVED = { id: 'evt-7', type: 'saved', app: APP, doc: 'post-1', at: NOW, etag: '"e1"' }
 
 describe('verifyWebhook refusals', () => {
+  it('verifyWebhookToken checks the token alone, before the body is read', () => {
+    const { appId, secret, now, authorization } = delivery(SAVED)
+    const claims = verifyWebhookToken({ appId, secret, now, authorization })
+    assert.equal(claims.jti, 'evt-7')
+    refused(() => verifyWebhookToken({ appId, secret: 'not-the-secret', now, authorization }), 'bad-signature')
+    refused(() => verifyWebhookToken({ appId: 'other', secret, now, authorization }), 'wrong-audience')
+    refused(() => verifyWebhookToken({ appId, secret, now, authorization: undefined }), 'missing-token')
+    // The body still has to be the one signed for.
+    refused(() => verifyWebhook({ ...delivery(SAVED), rawBody: Buffer.from('{}') }), 'body-mismatch')
+  })
+
   it('accepts a well-formed delivery, keeping unknown fields', () => {
     const event = verifyWebhook(delivery({ ...SAVED, extra: 1 }))
     assert.deepEqual(event, { ...SAVED, extra: 1 })
