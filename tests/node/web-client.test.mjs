@@ -1029,6 +1029,28 @@ describe('ChorusProvider (web-client/src/provider.ts) in Node against the real s
     }
   })
 
+  it('back online (the browser\'s online event), it retries at once instead of waiting out the back-off', async () => {
+    const server = await closingServer(1013, 'slow-consumer')
+    const hadWindow = 'window' in globalThis
+    const fakeWindow = new EventTarget()
+    if (!hadWindow) globalThis.window = fakeWindow
+    const doc = uid('wc-online')
+    try {
+      // A 20 s back-off at every attempt: only the online event can bring the next one sooner.
+      const { p } = provider(doc, async () => sessionToken({ app: DEMO_APP, doc, user: 'olly' }),
+        { server: server.url, backoff: { baseMs: 20_000, capMs: 20_000 }, random: () => 0.999 })
+      await waitFor(() => p.connectionAttempts === 1 && p.status === 'disconnected', 'the first connection, closed by the server')
+      await sleep(300)
+      assert.equal(p.connectionAttempts, 1, 'waiting out the back-off')
+      globalThis.window.dispatchEvent(new Event('online'))
+      await waitFor(() => p.connectionAttempts === 2, 'a second attempt right after the online event', { timeout: 2000 })
+      p.destroy()
+    } finally {
+      if (!hadWindow) delete globalThis.window
+      await server.close()
+    }
+  })
+
   it('never reconnects after 4403 and reports the reason', async () => {
     const doc = uid('wc-forbidden')
     let calls = 0
