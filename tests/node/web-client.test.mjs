@@ -402,7 +402,7 @@ describe('web client (ProseMirror demo editor in Chromium)', () => {
       }, html)
       assert.match(local, /evil link/, 'the paste happened')
       assert.doesNotMatch(local, /javascript|onerror|onmouseover|<script|position:fixed/i)
-      assert.match(local, /<a href="https:\/\/example\.org\/ok">good link<\/a>/)
+      assert.match(local, /<a href="https:\/\/example\.org\/ok" rel="noopener noreferrer">good link<\/a>/)
       await bob.waitForFunction(() => window.plainText('.ProseMirror p')?.includes('good link'), null, { timeout: 3000 })
       await sleep(300)
       for (const page of [alice, bob]) {
