@@ -1051,6 +1051,32 @@ describe('ChorusProvider (web-client/src/provider.ts) in Node against the real s
     }
   })
 
+  it('a document-too-large error makes the provider read-only: the next keystroke is not sent to be refused (4413)', async () => {
+    const app = { id: 'small-docs', secrets: [randomSecret()] }
+    const server = await startServer({ apps: [app], extraConfig: { max_document_bytes: 4000 } })
+    const doc = uid('wc-too-large')
+    const ydoc = new mod.Y.Doc()
+    const p = new mod.ChorusProvider(ydoc, {
+      server: server.httpUrl, app: app.id, doc, getToken: async () => sessionToken({ app, doc, user: 'tina' }),
+      offline: false, WebSocketImpl: WebSocket
+    })
+    const readOnly = []
+    p.on('read-only', (e) => readOnly.push(e.reason))
+    try {
+      await waitFor(() => p.synced, 'synced')
+      ydoc.getText('title').insert(0, 'a'.repeat(5000))
+      await waitFor(() => readOnly.includes('document-too-large'), 'read-only: document-too-large')
+      const sent = p.sentCount
+      ydoc.getText('title').insert(0, 'more')
+      await sleep(500)
+      assert.equal(p.sentCount, sent, 'the keystroke was kept local')
+      assert.equal(p.status, 'connected', 'and the connection stays up (no 4413)')
+    } finally {
+      p.destroy()
+      await server.stop()
+    }
+  })
+
   it('never reconnects after 4403 and reports the reason', async () => {
     const doc = uid('wc-forbidden')
     let calls = 0
