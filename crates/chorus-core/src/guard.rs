@@ -409,8 +409,23 @@ impl Guard {
     /// An update holding what a Yjs 13 client cannot decode (yrs' move and weak
     /// link items) is refused here, in every mode: relayed, every stock client in
     /// the document would drop it and diverge.
-    pub fn before_update(&self, doc: &Doc, update: &[u8]) -> Result<(), UnreadableUpdate> {
-        let read = Blocks::read(update, Some(&doc.transact().state_vector()));
+    /// `known`: the document's state vector, when the caller has it at hand (it is
+    /// computed here otherwise).
+    pub fn before_update(
+        &self,
+        doc: &Doc,
+        update: &[u8],
+        known: Option<&yrs::StateVector>,
+    ) -> Result<(), UnreadableUpdate> {
+        let computed;
+        let known = match known {
+            Some(sv) => sv,
+            None => {
+                computed = doc.transact().state_vector();
+                &computed
+            }
+        };
+        let read = Blocks::read(update, Some(known));
         let mut st = self.lock();
         st.blocks = None;
         let blocks = match read {

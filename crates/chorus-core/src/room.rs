@@ -483,7 +483,7 @@ impl<P: Peer> Room<P> {
             // It replaced paragraphs assuming nobody had typed in them since its base.
             return Err(ExternalError::Moved);
         }
-        if self.guard.before_update(&self.doc, &update).is_err() {
+        if self.guard.before_update(&self.doc, &update, None).is_err() {
             // Our own encoding of a host's change: it always reads.
             return Err(ExternalError::BadBase);
         }
@@ -671,7 +671,7 @@ impl<P: Peer> Room<P> {
             Some(true) => return Err(RoomError::MissingDependencies),
             Some(false) => {}
         }
-        match self.guard.before_update(&self.doc, bytes) {
+        match self.guard.before_update(&self.doc, bytes, Some(&sv)) {
             Ok(()) => {}
             Err(UnreadableUpdate::NotYjs) => {
                 return Err(RoomError::Malformed {

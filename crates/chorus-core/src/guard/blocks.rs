@@ -180,11 +180,22 @@ impl Blocks {
         let mut blocks = Blocks::default();
         let mut items: Vec<(u64, Item)> = Vec::new();
         let clients = r.var()?;
-        let mut seen = Vec::new();
-        for _ in 0..clients {
+        // The clients seen, to refuse one given twice: a few in an array (a keystroke
+        // names one), more in a vector.
+        let mut few = [0u64; 8];
+        let mut many = Vec::new();
+        for n in 0..clients {
             let structs = r.var()?;
             let client = r.var()?;
-            seen.push(client);
+            match usize::try_from(n) {
+                Ok(n) if n < few.len() => {
+                    if few[..n].contains(&client) {
+                        return Err(Unreadable::Malformed);
+                    }
+                    few[n] = client;
+                }
+                _ => many.push(client),
+            }
             let mut clock = r.clock()?;
             let held = known.map_or(0, |sv| sv.get(&ClientID::new(client)));
             for _ in 0..structs {
@@ -335,9 +346,12 @@ impl Blocks {
         // yrs appends them all, and from two lists of one client yrs emitted an
         // update that does not make what it applied (a stored record that did not
         // load, found by `room_receive_raw`).
-        seen.sort_unstable();
-        if seen.windows(2).any(|w| w[0] == w[1]) {
-            return Err(Unreadable::Malformed);
+        if !many.is_empty() {
+            many.extend_from_slice(&few);
+            many.sort_unstable();
+            if many.windows(2).any(|w| w[0] == w[1]) {
+                return Err(Unreadable::Malformed);
+            }
         }
         // An item whose origin this update gives as collected: Yjs collects the item
         // too (its parent was deleted), yrs places it by its right origin, in
