@@ -36,55 +36,40 @@ export const CHORUS_HOLDER = 5
 export const CHORUS_EDITABLE = 6
 
 /**
- * The `exp` claim (unix seconds) of a JWT, read without verifying it (the server
- * verifies; the client only needs to know when to ask for a new one), or null if
- * the token has none or does not decode.
+ * The claims of a JWT, read without verifying it (the server verifies; the client
+ * only needs to know when to ask for a new one and whose it is), or null if the
+ * token does not decode.
  */
-export function tokenExpiry (token: string): number | null {
+function unverifiedClaims (token: string): Record<string, unknown> | null {
   const part = token.split('.')[1]
-  if (part === undefined) return null
+  if (part === undefined || typeof atob !== 'function') return null
   try {
     const b64 = part.replace(/-/g, '+').replace(/_/g, '/')
-    const json = typeof atob === 'function'
-      ? atob(b64 + '='.repeat((4 - b64.length % 4) % 4))
-      : ''
-    const exp: unknown = (JSON.parse(json) as { exp?: unknown }).exp
-    return typeof exp === 'number' && Number.isFinite(exp) ? exp : null
+    const claims: unknown = JSON.parse(atob(b64 + '='.repeat((4 - b64.length % 4) % 4)))
+    return claims !== null && typeof claims === 'object' && !Array.isArray(claims) ? claims as Record<string, unknown> : null
   } catch {
     return null
   }
 }
 
+const finite = (v: unknown): number | null => typeof v === 'number' && Number.isFinite(v) ? v : null
+const text = (v: unknown): string | null => typeof v === 'string' ? v : null
+
+/** The `exp` claim (unix seconds) of a JWT, or null if the token has none or does not decode. */
+export function tokenExpiry (token: string): number | null {
+  return finite(unverifiedClaims(token)?.exp)
+}
+
 /** The `exp` and `iat` claims (unix seconds) of a JWT, read without verifying it. */
 export function tokenTimes (token: string): { exp: number | null, iat: number | null } {
-  const part = token.split('.')[1]
-  if (part === undefined) return { exp: null, iat: null }
-  try {
-    const b64 = part.replace(/-/g, '+').replace(/_/g, '/')
-    const json = typeof atob === 'function' ? atob(b64 + '='.repeat((4 - b64.length % 4) % 4)) : ''
-    const claims = JSON.parse(json) as { exp?: unknown, iat?: unknown }
-    const num = (v: unknown): number | null => typeof v === 'number' && Number.isFinite(v) ? v : null
-    return { exp: num(claims.exp), iat: num(claims.iat) }
-  } catch {
-    return { exp: null, iat: null }
-  }
+  const claims = unverifiedClaims(token)
+  return { exp: finite(claims?.exp), iat: finite(claims?.iat) }
 }
 
 /** The `sub` and `mode` claims of a JWT, read without verifying it. */
 export function tokenClaims (token: string): { sub: string | null, mode: string | null } {
-  const part = token.split('.')[1]
-  if (part === undefined) return { sub: null, mode: null }
-  try {
-    const b64 = part.replace(/-/g, '+').replace(/_/g, '/')
-    const json = typeof atob === 'function' ? atob(b64 + '='.repeat((4 - b64.length % 4) % 4)) : ''
-    const claims = JSON.parse(json) as { sub?: unknown, mode?: unknown }
-    return {
-      sub: typeof claims.sub === 'string' ? claims.sub : null,
-      mode: typeof claims.mode === 'string' ? claims.mode : null
-    }
-  } catch {
-    return { sub: null, mode: null }
-  }
+  const claims = unverifiedClaims(token)
+  return { sub: text(claims?.sub), mode: text(claims?.mode) }
 }
 
 /** The IndexedDB name of one user's offline copy of one document. */
