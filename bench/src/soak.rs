@@ -181,7 +181,7 @@ impl Soak {
                 client.set_awareness(
                     c,
                     &format!(
-                        r#"{{"user":{{"name":"u{i}"}},"cursor":{{"anchor":{},"head":{}}}}}"#,
+                        r#"{{"user":{{"name":"u{i}"}},"cursor":{{"anchor":{{"item":{{"client":1,"clock":{}}}}},"head":{{"item":{{"client":1,"clock":{}}}}}}}}}"#,
                         c % 97,
                         c % 89
                     ),

@@ -12,7 +12,7 @@ async fn awareness_add_update_remove() {
     // Add: alice claims to be someone else; bob sees the token's identity.
     a.set_awareness(
         1,
-        r##"{"user":{"name":"Mallory","id":"bob","color":"#000"},"cursor":{"anchor":1}}"##,
+        r##"{"user":{"name":"Mallory","id":"bob","color":"#000"},"selection":{"anchor":1}}"##,
     );
     eventually(10, "bob sees alice", || b.awareness().contains_key(&a_id))
         .await
@@ -21,14 +21,14 @@ async fn awareness_add_update_remove() {
     assert_eq!(state["user"]["id"], "alice");
     assert_eq!(state["user"]["name"], "alice (from token)");
     assert_ne!(state["user"]["color"], "#000");
-    assert_eq!(state["cursor"]["anchor"], 1);
+    assert_eq!(state["selection"]["anchor"], 1);
 
     // Update.
-    a.set_awareness(2, r#"{"cursor":{"anchor":7}}"#);
-    eventually(10, "bob sees the new cursor", || {
+    a.set_awareness(2, r#"{"selection":{"anchor":7}}"#);
+    eventually(10, "bob sees the new selection", || {
         b.awareness()
             .get(&a_id)
-            .is_some_and(|s| s["cursor"]["anchor"] == 7 && s["user"]["id"] == "alice")
+            .is_some_and(|s| s["selection"]["anchor"] == 7 && s["user"]["id"] == "alice")
     })
     .await
     .unwrap();
