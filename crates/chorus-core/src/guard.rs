@@ -434,17 +434,20 @@ impl Guard {
             Err(blocks::Unreadable::Misread) => return Err(UnreadableUpdate::Misread),
             Err(blocks::Unreadable::Malformed) => return Err(UnreadableUpdate::Malformed),
         };
-        if !blocks.astral.is_empty() {
-            let places = Places {
-                title: st.title,
-                body: st.body,
-            };
-            if blocks.misplaces_strings(&doc.transact(), &places) {
+        {
+            let txn = doc.transact();
+            if !blocks.astral.is_empty() {
+                let places = Places {
+                    title: st.title,
+                    body: st.body,
+                };
+                if blocks.misplaces_strings(&txn, known, &places) {
+                    return Err(UnreadableUpdate::Malformed);
+                }
+            }
+            if blocks.straddles_parents(&txn, known) || blocks.long_map_entries(&txn, known) {
                 return Err(UnreadableUpdate::Malformed);
             }
-        }
-        if blocks.straddles_parents(&doc.transact()) || blocks.long_map_entries(&doc.transact()) {
-            return Err(UnreadableUpdate::Malformed);
         }
         st.marks_by_id = st.checking();
         if st.checking() && !(blocks.formats.is_empty() && blocks.embeds.is_empty()) {

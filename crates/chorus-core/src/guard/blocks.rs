@@ -470,14 +470,18 @@ impl Blocks {
     /// characters but measures it in UTF-16 units, and any walk of those children
     /// (the guard's, a render's) never ends: the update is refused instead. Only a
     /// hand-encoded update puts a string there.
-    pub fn misplaces_strings<T: ReadTxn>(&self, txn: &T, places: &Places) -> bool {
+    pub fn misplaces_strings<T: ReadTxn>(
+        &self,
+        txn: &T,
+        known: &StateVector,
+        places: &Places,
+    ) -> bool {
         let mut memo = FxHashMap::default();
         let mut walked = 0u64;
-        let known = txn.state_vector();
         self.astral.iter().any(|id| {
             self.find(id).is_some_and(|at| {
                 let place =
-                    self.place_as(txn, at, places, &mut memo, &mut walked, Some(&known), true);
+                    self.place_as(txn, at, places, &mut memo, &mut walked, Some(known), true);
                 place == Place::Elsewhere
             })
         })
@@ -495,14 +499,13 @@ impl Blocks {
     /// walk of either node then ran past its end forever (found by
     /// `room_receive_raw`, an update that hung the room). One whose head or right
     /// neighbour is a map entry becomes a map entry longer than one clock.
-    pub fn straddles_parents<T: ReadTxn>(&self, txn: &T) -> bool {
+    pub fn straddles_parents<T: ReadTxn>(&self, txn: &T, known: &StateVector) -> bool {
         if self.straddling.is_empty() {
             return false;
         }
         if self.straddling.len() > MAX_STRADDLING {
             return true;
         }
-        let known = txn.state_vector();
         let (mut memo, mut document) = (FxHashMap::default(), DocumentKeys::default());
         self.straddling.iter().any(|id| {
             let Some(at) = self.find(id) else {
@@ -511,18 +514,15 @@ impl Blocks {
             let head = ID::new(id.client, known.get(&id.client).saturating_sub(1));
             let item = &self.clients[&at.0][at.1];
             let right_keyed = item.right_origin.is_some_and(|r| {
-                match self.find(&r).filter(|_| !held(Some(&known), &r)) {
-                    Some(next) => self.lands_keyed(txn, &known, next, &mut memo, &mut document),
-                    None => self.link_keyed(txn, &known, r, &mut memo, &mut document),
+                match self.find(&r).filter(|_| !held(Some(known), &r)) {
+                    Some(next) => self.lands_keyed(txn, known, next, &mut memo, &mut document),
+                    None => self.link_keyed(txn, known, r, &mut memo, &mut document),
                 }
             });
-            if keyed_in_document(txn, &known, head) != Some(false) || right_keyed {
+            if keyed_in_document(txn, known, head) != Some(false) || right_keyed {
                 return true;
             }
-            let head_branch = StickyIndex::new(IndexScope::Relative(head), Assoc::After)
-                .get_offset(txn)
-                .map(|o| o.branch);
-            match (head_branch, self.branch_of(txn, &known, at)) {
+            match (existing_branch(txn, head), self.branch_of(txn, known, at)) {
                 (Some(a), Some(b)) => a != b,
                 _ => true,
             }
@@ -535,15 +535,14 @@ impl Blocks {
     /// A longer one can be split by a later id pointing into it: removing the
     /// entry then leaves its left part, undeleted, in what joiners and the store
     /// get (found by `room_receive_blocks`: a refused value carried, not shown).
-    pub fn long_map_entries<T: ReadTxn>(&self, txn: &T) -> bool {
+    pub fn long_map_entries<T: ReadTxn>(&self, txn: &T, known: &StateVector) -> bool {
         if self.long.is_empty() {
             return false;
         }
-        let known = txn.state_vector();
         let (mut memo, mut document) = (FxHashMap::default(), DocumentKeys::default());
         self.long.iter().any(|id| {
             self.find(id)
-                .is_some_and(|at| self.lands_keyed(txn, &known, at, &mut memo, &mut document))
+                .is_some_and(|at| self.lands_keyed(txn, known, at, &mut memo, &mut document))
         })
     }
 
@@ -634,11 +633,7 @@ impl Blocks {
             if let Some(link) = item.origin.or(item.right_origin) {
                 match self.find(&link) {
                     Some(next) if !held(Some(known), &link) => current = next,
-                    _ => {
-                        return StickyIndex::new(IndexScope::Relative(link), Assoc::After)
-                            .get_offset(txn)
-                            .map(|o| o.branch)
-                    }
+                    _ => return existing_branch(txn, link),
                 }
                 continue;
             }
@@ -768,6 +763,14 @@ impl DocumentKeys {
             item.keyed || item.flagged
         })
     }
+}
+
+/// The node an item the document holds sits in (yrs' [`StickyIndex`] walks the
+/// item's left siblings to find its position, and knows its parent on the way).
+fn existing_branch<T: ReadTxn>(txn: &T, id: ID) -> Option<BranchPtr> {
+    StickyIndex::new(IndexScope::Relative(id), Assoc::After)
+        .get_offset(txn)
+        .map(|o| o.branch)
 }
 
 /// Whether the document held `id` before the update (`known`: what it held).
