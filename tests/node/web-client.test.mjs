@@ -65,6 +65,26 @@ async function closingServer (code, reason) {
   return { url: `http://127.0.0.1:${wss.address().port}`, requests, close: () => new Promise((resolve) => wss.close(resolve)) }
 }
 
+/**
+ * Every HTTP response `context` gets is kept, and replayed from memory while the
+ * server is down: a page can be reloaded offline, as from a browser's cache.
+ */
+async function replayWhenDown (context) {
+  const cache = new Map()
+  await context.route('**/*', async (route) => {
+    const url = route.request().url()
+    try {
+      const res = await route.fetch()
+      cache.set(url, { status: res.status(), headers: res.headers(), body: await res.body() })
+      await route.fulfill({ response: res })
+    } catch {
+      const hit = cache.get(url)
+      if (hit) await route.fulfill(hit)
+      else await route.abort()
+    }
+  })
+}
+
 /** A free TCP port on 127.0.0.1 (for a server that must come back on the same address). */
 function freePort () {
   return new Promise((resolve) => {
@@ -1184,19 +1204,7 @@ describe('web client across a server restart', () => {
     const doc = uid('wc-shared')
     // One context: one profile (cookies, IndexedDB) for every user, as on a shared computer.
     const context = await browser.newContext()
-    const cache = new Map()
-    await context.route('**/*', async (route) => {
-      const url = route.request().url()
-      try {
-        const res = await route.fetch()
-        cache.set(url, { status: res.status(), headers: res.headers(), body: await res.body() })
-        await route.fulfill({ response: res })
-      } catch {
-        const hit = cache.get(url)
-        if (hit) await route.fulfill(hit)
-        else await route.abort()
-      }
-    })
+    await replayWhenDown(context)
     const open = async (query) => {
       const page = await context.newPage()
       await page.goto(`${server.httpUrl}/demo?${new URLSearchParams({ doc, ...query })}`)
@@ -1278,19 +1286,7 @@ describe('web client across a server restart', () => {
     /** A page for one user whose HTTP responses are replayed from memory when the server is down. */
     async function open (user) {
       const context = await browser.newContext()
-      const cache = new Map()
-      await context.route('**/*', async (route) => {
-        const url = route.request().url()
-        try {
-          const res = await route.fetch()
-          cache.set(url, { status: res.status(), headers: res.headers(), body: await res.body() })
-          await route.fulfill({ response: res })
-        } catch {
-          const hit = cache.get(url)
-          if (hit) await route.fulfill(hit)
-          else await route.abort()
-        }
-      })
+      await replayWhenDown(context)
       const page = await context.newPage()
       await page.goto(`${server.httpUrl}/demo?${new URLSearchParams({ doc, users: user })}`)
       await page.waitForFunction(() => window.chorusDemo?.panes.every((p) => p.provider.synced), null, { timeout: 10_000 })
