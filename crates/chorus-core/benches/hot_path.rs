@@ -6,6 +6,8 @@
 //! - `encode`: an update into the sync frame every member receives;
 //! - `apply_whitelist`: [`Room::receive`] of one typing update with the whitelist
 //!   on (strip mode), one member, so nothing is fanned out;
+//! - `apply_whitelist_mid_text`: the same, typed before a paragraph's last
+//!   character, so each update has a right origin (which the guard asks about);
 //! - `broadcast`: the same with 500 members, each behind a bounded queue like the
 //!   server's (a `VecDeque` drained every 64 frames): the difference to
 //!   `apply_whitelist` is the fan-out, which shares one encoded `Bytes` across
@@ -51,8 +53,9 @@ impl Peer for QueuedPeer {
 }
 
 /// A base document of 200 paragraphs and `KEYSTROKES` single-character updates
-/// typed at the end of paragraph 100, as a client produces them.
-fn typing() -> (Vec<u8>, Vec<Vec<u8>>) {
+/// typed in paragraph 100 (at its end, or `mid_text`: before its last character),
+/// as a client produces them.
+fn typing(mid_text: bool) -> (Vec<u8>, Vec<Vec<u8>>) {
     let doc = client_doc();
     let body = doc.get_or_insert_xml_fragment("body");
     {
@@ -75,7 +78,7 @@ fn typing() -> (Vec<u8>, Vec<Vec<u8>>) {
         .map(|_| {
             let mut txn = doc.transact_mut();
             let len = text.len(&txn);
-            text.insert(&mut txn, len, "x");
+            text.insert(&mut txn, len - u32::from(mid_text), "x");
             txn.encode_update_v1()
         })
         .collect();
@@ -83,7 +86,7 @@ fn typing() -> (Vec<u8>, Vec<Vec<u8>>) {
 }
 
 fn bench(c: &mut Criterion) {
-    let (base, updates) = typing();
+    let (base, updates) = typing(false);
     let frames: Vec<Bytes> = updates
         .iter()
         .map(|u| encode_sync(SYNC_UPDATE, u))
@@ -108,6 +111,21 @@ fn bench(c: &mut Criterion) {
             receive_each(b, || room(&base, WhitelistMode::Strip, peers()), &messages)
         });
     }
+    let (base, mid) = typing(true);
+    let messages: Vec<Message> = mid.iter().map(|u| update_message(u)).collect();
+    group.bench_function("apply_whitelist_mid_text", |b| {
+        receive_each(
+            b,
+            || {
+                room(
+                    &base,
+                    WhitelistMode::Strip,
+                    std::iter::once(QueuedPeer::default()),
+                )
+            },
+            &messages,
+        )
+    });
     group.finish();
 }
 

@@ -445,7 +445,10 @@ impl Guard {
                     return Err(UnreadableUpdate::Malformed);
                 }
             }
-            if blocks.straddles_parents(&txn, known) || blocks.long_map_entries(&txn, known) {
+            if blocks.straddles_parents(&txn, known)
+                || blocks.long_map_entries(&txn, known)
+                || blocks.sides_disagree(&txn, known)
+            {
                 return Err(UnreadableUpdate::Malformed);
             }
         }

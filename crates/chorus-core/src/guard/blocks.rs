@@ -73,6 +73,15 @@ pub(crate) const LOOKUP_BUDGET: u64 = 1 << 20;
 /// client's update straddles at most once per client it merged items of.
 const MAX_STRADDLING: usize = 64;
 
+/// How many right origins of one update are told apart from map entries by their
+/// position (each walks its left siblings) before the whole document is read once
+/// instead. A keystroke has one; a paste with marks one per run.
+const MAX_POSITION_LOOKUPS: usize = 32;
+
+/// How many items whose position cannot tell are read from an encoding of their
+/// client's later clocks before the whole document is read once instead.
+const MAX_TAIL_ENCODINGS: usize = 4;
+
 /// Why an update cannot be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Unreadable {
@@ -135,6 +144,9 @@ pub(crate) struct Blocks {
     /// Every countable item longer than one clock placed through its origins
     /// (see [`Blocks::long_map_entries`]).
     pub long: Vec<ID>,
+    /// The origin and right origin of every item that has both (see
+    /// [`Blocks::sides_disagree`]); read even where nothing else is.
+    pub beside: Vec<(ID, ID)>,
 }
 
 /// Where a format item landed.
@@ -156,10 +168,12 @@ impl Blocks {
     pub fn read(update: &[u8], known: Option<&StateVector>) -> Result<Blocks, Unreadable> {
         // A first pass that allocates nothing: most updates (a keystroke) hold no
         // format item, and need only the check that Yjs can read them.
-        // (The count is of format items, strings with astral characters and
-        // straddling items.)
-        if Blocks::walk(update, known, false)?.1 == 0 {
-            return Ok(Blocks::default());
+        // (The count is of format items, strings with astral characters,
+        // straddling items and items whose right origin the update brings; a
+        // keystroke's right origin is all it keeps.)
+        let (first, count) = Blocks::walk(update, known, false)?;
+        if count == 0 {
+            return Ok(first);
         }
         Ok(Blocks::walk(update, known, true)?.0)
     }
@@ -176,6 +190,7 @@ impl Blocks {
         let mut astral = 0usize;
         let mut straddling = 0usize;
         let mut long = 0usize;
+        let mut beside_new = 0usize;
         let mut collected: Vec<(u64, u32, u32)> = Vec::new();
         let mut blocks = Blocks::default();
         let mut items: Vec<(u64, Item)> = Vec::new();
@@ -212,6 +227,12 @@ impl Blocks {
                 }
                 let origin = (info & HAS_ORIGIN != 0).then(|| r.id()).transpose()?;
                 let right_origin = (info & HAS_RIGHT_ORIGIN != 0).then(|| r.id()).transpose()?;
+                if let (Some(left), Some(right), Some(_)) = (origin, right_origin, known) {
+                    blocks.beside.push((left, right));
+                    if !self::held(known, &right) || !self::held(known, &left) {
+                        beside_new += 1;
+                    }
+                }
                 let (mut parent, mut keyed) = (Parent::Inherited, false);
                 if origin.is_none() && right_origin.is_none() {
                     parent = match r.var()? {
@@ -355,18 +376,21 @@ impl Blocks {
         }
         // An item whose origin this update gives as collected: Yjs collects the item
         // too (its parent was deleted), yrs places it by its right origin, in
-        // whatever node that is. A real client never writes one (an item of a
-        // deleted parent is collected with it).
+        // whatever node that is. Likewise one with an origin whose right origin
+        // this update gives as collected: yrs places it by its origin. A real client
+        // never writes one (an item of a deleted parent is collected with it, and
+        // its neighbours are its siblings).
         if !collected.is_empty() {
             let in_collected = |id: &ID| {
                 collected.iter().any(|&(c, start, end)| {
                     c == id.client.get() && (start..end).contains(&id.clock)
                 })
             };
-            if items
-                .iter()
-                .any(|(_, item)| item.origin.as_ref().is_some_and(in_collected))
-            {
+            if items.iter().any(|(_, item)| {
+                item.origin.as_ref().is_some_and(in_collected)
+                    || (item.origin.is_some()
+                        && item.right_origin.as_ref().is_some_and(in_collected))
+            }) {
                 return Err(Unreadable::Misread);
             }
         }
@@ -380,7 +404,7 @@ impl Blocks {
         }
         Ok((
             blocks,
-            counted + astral + straddling + long + collected.len(),
+            counted + astral + straddling + long + beside_new + collected.len(),
         ))
     }
 
@@ -592,6 +616,63 @@ impl Blocks {
         memo.get(&at).copied().unwrap_or(false)
     }
 
+    /// Whether an item with both an origin and a right origin would be read
+    /// differently by yrs and by Yjs, asked before the update is applied:
+    ///
+    /// - its right origin is (or lands as) a map entry. yrs takes an item's key
+    ///   from its origin, and where that has none from its right origin; Yjs only
+    ///   from its origin. The room filed a string after a list item's text as the
+    ///   item's attribute and deleted that text, where a Yjs client holds text.
+    /// - one of the two is collected and the other is not. Yjs collects an item
+    ///   next to a collected one (its parent was deleted); yrs places it by the
+    ///   other side. Integrating such an item's stored record again, where its
+    ///   right origin was not collected yet, made it a map entry of the title and
+    ///   cut the title short (both found by `room_receive_blocks`).
+    ///
+    /// No client writes either: a map entry has no right origin, a sequence item's
+    /// neighbours are its siblings, and siblings are collected together.
+    pub fn sides_disagree<T: ReadTxn>(&self, txn: &T, known: &StateVector) -> bool {
+        if self.beside.is_empty() {
+            return false;
+        }
+        let (mut memo, mut document) = (FxHashMap::default(), DocumentKeys::default());
+        if self.beside.len() > MAX_POSITION_LOOKUPS {
+            // Each position walks its item's left siblings: read the document once.
+            document.read_whole(txn);
+        }
+        let mut seen: FxHashMap<ID, Side> = FxHashMap::default();
+        let mut side = |id: ID, want_key: bool| -> Side {
+            if let Some(side) = seen.get(&id) {
+                if want_key || *side != Side::Item {
+                    return *side;
+                }
+            }
+            let side = if held(Some(known), &id) {
+                document.side(txn, known, id, want_key)
+            } else {
+                // An item of this update (a collected run given as a neighbour was
+                // refused when the update was read); not there either: a missing
+                // dependency, which is refused.
+                match self.find(&id) {
+                    Some(at)
+                        if want_key
+                            && self.lands_keyed(txn, known, at, &mut memo, &mut document) =>
+                    {
+                        Side::Entry
+                    }
+                    _ => Side::Sequence,
+                }
+            };
+            seen.insert(id, side);
+            side
+        };
+        self.beside.iter().any(|&(left, right)| {
+            let right = side(right, true);
+            right == Side::Entry
+                || (side(left, false) == Side::Collected) != (right == Side::Collected)
+        })
+    }
+
     /// Whether the item at `link` is (or lands as) a map entry: asked of the
     /// document if it held it, else of `memo` (the update's answers, which
     /// [`Blocks::lands_keyed`] gives before it asks).
@@ -604,7 +685,7 @@ impl Blocks {
         document: &mut DocumentKeys,
     ) -> bool {
         if held(Some(known), &link) {
-            return document.keyed(txn, link);
+            return document.keyed(txn, known, link);
         }
         match self.find(&link) {
             // Not answered yet: on a cycle of origins, which yrs cannot integrate.
@@ -734,34 +815,85 @@ impl Blocks {
     }
 }
 
-/// Which of the document's items are map entries, read once from its own
-/// encoding when a position cannot tell.
+/// What an item the document holds is, as one side of another item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    /// Collected: no item any more (its parent was deleted).
+    Collected,
+    /// A map entry.
+    Entry,
+    /// A sequence item.
+    Sequence,
+    /// An item, not asked whether it is an entry.
+    Item,
+}
+
+/// Which of the document's items are map entries: told by an item's position
+/// where it can, else read from the document's own encoding (the item's client's
+/// clocks from it on for the first few, then the whole document once).
 #[derive(Default)]
 struct DocumentKeys {
     whole: Option<Blocks>,
+    /// How many questions the position could not answer.
+    encoded: usize,
 }
 
 impl DocumentKeys {
-    fn keyed<T: ReadTxn>(&mut self, txn: &T, id: ID) -> bool {
-        // A sequence item the document holds sits after whatever its parent holds
-        // before it; an entry's position counts only earlier values of its key,
-        // which are deleted (an entry is one clock long and is never split: see
-        // `long_map_entries` and `straddles_parents`). Past position 0 it is not
-        // an entry; at 0, deleted, or collected, the encoding says.
-        let index = StickyIndex::new(IndexScope::Relative(id), Assoc::After);
-        if index.get_offset(txn).is_some_and(|o| o.index > 0) {
-            return false;
+    fn keyed<T: ReadTxn>(&mut self, txn: &T, known: &StateVector, id: ID) -> bool {
+        self.side(txn, known, id, true) == Side::Entry
+    }
+
+    /// What the item at `id` is (`want_key`: whether an entry; else only whether
+    /// collected).
+    fn side<T: ReadTxn>(&mut self, txn: &T, known: &StateVector, id: ID, want_key: bool) -> Side {
+        if self.whole.is_none() {
+            // A sequence item the document holds sits after whatever its parent
+            // holds before it; an entry's position counts only earlier values of
+            // its key, which are deleted (an entry is one clock long and is never
+            // split: see `long_map_entries` and `straddles_parents`). Past position
+            // 0 it is not an entry; at 0, deleted, or collected, the encoding says.
+            let index = StickyIndex::new(IndexScope::Relative(id), Assoc::After);
+            match index.get_offset(txn) {
+                None => return Side::Collected,
+                Some(_) if !want_key => return Side::Item,
+                Some(o) if o.index > 0 => return Side::Sequence,
+                Some(_) => {}
+            }
+            if self.encoded < MAX_TAIL_ENCODINGS {
+                self.encoded += 1;
+                return match keyed_in_document(txn, known, id) {
+                    Some(true) => Side::Entry,
+                    Some(false) => Side::Sequence,
+                    None => Side::Collected,
+                };
+            }
+            self.read_whole(txn);
         }
-        let whole = self.whole.get_or_insert_with(|| {
+        let Some(whole) = self.whole.as_ref() else {
+            return Side::Collected;
+        };
+        match whole.find(&id) {
+            None => Side::Collected,
+            Some((client, i)) => {
+                let item = &whole.clients[&client][i];
+                if item.keyed || item.flagged {
+                    Side::Entry
+                } else {
+                    Side::Sequence
+                }
+            }
+        }
+    }
+
+    fn read_whole<T: ReadTxn>(&mut self, txn: &T) {
+        if self.whole.is_none() {
             let state = txn.encode_state_as_update_v1(&StateVector::default());
-            Blocks::walk(&state, None, true)
-                .map(|(blocks, _)| blocks)
-                .unwrap_or_default()
-        });
-        whole.find(&id).is_some_and(|(client, i)| {
-            let item = &whole.clients[&client][i];
-            item.keyed || item.flagged
-        })
+            self.whole = Some(
+                Blocks::walk(&state, None, true)
+                    .map(|(blocks, _)| blocks)
+                    .unwrap_or_default(),
+            );
+        }
     }
 }
 

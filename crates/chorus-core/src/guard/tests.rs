@@ -130,6 +130,11 @@ impl Fixture {
         body.get_string(&self.room.doc().transact())
     }
 
+    fn title(&self) -> String {
+        let title = self.room.doc().get_or_insert_text("title");
+        title.get_string(&self.room.doc().transact())
+    }
+
     fn client_body(&self) -> String {
         let body = self
             .client
