@@ -2,7 +2,7 @@
 //! its base (`baseEtag`) and be merged three-way. In memory, bounded in count, bytes
 //! and age; a restart forgets them (the host gets 412 and reads again).
 
-use crate::registry::DocKey;
+use crate::types::DocKey;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -5,6 +5,8 @@
 
 use crate::error::{DocError, HostError};
 use crate::peer::QueuePeer;
+use crate::types::{Disconnect, Route};
+use bytes::Bytes;
 use chorus_auth::Mode;
 use chorus_core::{ConnId, Session};
 use chorus_protocol::Message;
@@ -215,7 +217,7 @@ pub enum DocCommand {
     /// The app was disabled: close every session ([`crate::Disconnect::AppDisabled`]).
     CloseAll,
     /// Cluster mode: what the bus brought for this document, or asks of it.
-    Cluster(crate::cluster::ClusterCommand),
+    Cluster(ClusterCommand),
     /// Unload if nobody is connected (the sweeper keeping memory bounded).
     Unload,
     /// Persist everything and stop (server shutdown).
@@ -236,7 +238,6 @@ impl DocCommand {
     /// What an actor that stops hands to the next actor of its document instead of
     /// dropping: joins and everything that waits for an answer.
     pub(crate) fn outlives_its_actor(&self) -> bool {
-        use crate::cluster::{ClusterCommand, ClusterOp};
         matches!(
             self,
             DocCommand::Join { .. }
@@ -250,4 +251,46 @@ impl DocCommand {
                 ))
         )
     }
+}
+
+/// What the cluster asks of an actor (opaque outside this crate).
+pub struct ClusterCommand(pub(crate) ClusterOp);
+
+impl std::fmt::Debug for ClusterCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterCommand")
+    }
+}
+
+pub(crate) enum ClusterOp {
+    /// Owner: a connection of `node` joins.
+    RemoteJoin {
+        node: Arc<str>,
+        conn: u64,
+        session: Session,
+    },
+    /// Owner: a message from connection `conn` of `node`.
+    RemoteMessage {
+        node: Arc<str>,
+        conn: u64,
+        msg: Message,
+    },
+    /// Owner: connection `conn` of `node` ended.
+    RemoteLeave { node: Arc<str>, conn: u64 },
+    /// Proxy: a frame from the owner for some local connections.
+    Deliver { frame: Bytes, to: Vec<u64> },
+    /// Proxy: the owner closes a local connection.
+    Close { conn: u64, reason: Disconnect },
+    /// What this node shared with `node` may be lost (or it is down).
+    NodeLost { node: Arc<str> },
+    /// This node's bus subscription broke: everything shared may be lost.
+    BusLost,
+    /// Owner: the lease was taken over; stop without writing.
+    LeaseLost,
+    /// Where is the document served?
+    Route { reply: oneshot::Sender<Route> },
+}
+
+pub(crate) fn cluster_cmd(op: ClusterOp) -> DocCommand {
+    DocCommand::Cluster(ClusterCommand(op))
 }

@@ -6,23 +6,24 @@
 //! its actor through the [`Documents`] registry and, where it needs one, waits for
 //! the answer on a oneshot channel.
 //!
-//! ## Layout
+//! ## Layers
 //!
-//! | module | owns |
-//! |---|---|
-//! | [`command`](crate::DocCommand) | the commands an actor takes and the answers it gives (`Draft`, `HostChange`, …) |
-//! | `peer` | the connection's side: [`QueuePeer`] (a member's bounded outbound queue) and [`ConnControl`] (how an actor closes a connection, with a [`Disconnect`] reason) |
-//! | `registry` | [`Documents`]: the map of live actors, starting one exactly once, the sweeper that keeps memory bounded, shutdown |
-//! | `actor` | one document's task: the load phase (`actor/load.rs`), the serve loop, persistence bookkeeping (`actor/persist.rs`), host operations (`actor/host.rs`), webhook events (`actor/events.rs`), sessions and the exclusive hold (`actor/sessions.rs`) |
-//! | `plan` | "what to write next" (append, snapshot, flush, retry after a failure) as a pure state machine |
-//! | `writer` | the group-commit writer thread in front of the store (one fsync per group); it also puts webhook events in the outbox |
-//! | `prepare` | host operations prepared on the blocking pool: [`Documents::external_change`] (clean, parse, fit, diff) and [`Documents::publish`] (clean) |
-//! | `bases` | drafts hosts read recently, kept as bases of three-way external changes |
-//! | `inbox` / `outbox` | the bounded queues into an actor and out to a connection |
-//! | `release` | handing freed heap back to the OS after documents unload |
-//! | `cluster` | cluster mode: leases with fencing, the proxy's and the owner's sides of forwarding (`actor/proxy.rs`, `actor/remote.rs`), the per-node link that sends each frame once per node, resync on bus losses, host calls carried to the owner |
-//! | [`DocMetrics`] | what this layer reports; the server renders it |
-//! | [`DocError`] | why a document could not be read or written, typed down to the store's I/O kind |
+//! Each module uses only modules of the layers above it in this table, never one
+//! beside or below it (`scripts/module-cycles.py`, run in CI, refuses a circle):
+//!
+//! | layer | modules | own |
+//! |---|---|---|
+//! | words | `types` | [`DocKey`], [`Disconnect`] (why a connection is closed), [`Route`] |
+//! | leaves | `error`, `metrics`, `plan`, `release` | [`DocError`] / [`HostError`]; [`DocMetrics`]; "what to write next" as a pure state machine; handing freed heap back to the OS |
+//! | queues | `inbox`, `outbox` | the bounded queue into an actor, and the frame queue out to a connection |
+//! | node links | `wire`, `link` | what nodes say to each other about documents (bus payloads); the owner's per-node link that sends each frame once per node |
+//! | members | `peer` | [`QueuePeer`] (a member's bounded outbound queue, local or over a link) and [`ConnControl`] (how an actor closes a connection) |
+//! | commands | `command` | [`DocCommand`] and its answers (`Draft`, `HostChange`, …), the cluster's commands to an actor |
+//! | services | `bases`, `writer`, `nodes` | drafts hosts read (bases of three-way changes); the group-commit writer thread in front of the store, which also puts webhook events in the outbox table; what this node knows of the cluster (bus, leases, owners) |
+//! | environment | `env` | what an actor is given: policy, limits and whitelists per app, the writer, metrics, bases, the cluster state, and an `Exit` to leave the map by. No map of actors |
+//! | actor | `actor/` | one document's task: load, serve loop, persistence, host operations, webhook events, sessions and the exclusive hold, proxy and remote members in cluster mode; its state in `actor/state.rs` |
+//! | registry | `registry` | [`Documents`]: the map of live actors, starting one exactly once, the sweeper, shutdown, handing a stopped actor's inbox to its successor. The actor never sees it |
+//! | top | `host`, `cluster`, `webhooks` | the host API's prepared operations ([`Documents::external_change`], [`Documents::publish`]); cluster mode's tasks (bus events, lease renewal, host calls carried to the owner); webhook delivery (on one node, or on whichever node holds the `webhooks` lease) |
 //!
 //! ## What it must not touch
 //!
@@ -37,32 +38,39 @@
 //! the blocking pool, store writes and webhook enqueueing on the writer thread; the
 //! actor only decides and applies results.
 
+// Layers, lowest first; a module uses only those above it in this list.
 mod actor;
 mod bases;
 mod cluster;
 mod command;
+mod env;
 mod error;
+mod host;
 mod inbox;
+mod link;
 mod metrics;
+mod nodes;
 mod outbox;
 mod peer;
 mod plan;
-mod prepare;
 mod registry;
 mod release;
+mod types;
+mod webhooks;
+mod wire;
 mod writer;
 
 pub use actor::etag_of;
-pub use cluster::{
-    AppStateHandler, ClusterCommand, ClusterSetup, ClusterStats, HostHandler, Route,
-};
 pub use command::{
-    BaseState, ChangeOutcome, DocCommand, Draft, DraftContent, DraftFormat, HostChange,
-    PreparedChange, PublishDraft, Published, SessionInfo,
+    BaseState, ChangeOutcome, ClusterCommand, DocCommand, Draft, DraftContent, DraftFormat,
+    HostChange, PreparedChange, PublishDraft, Published, SessionInfo,
 };
+pub use env::{AppRules, DocPolicy};
 pub use error::{DocError, HostError};
 pub use metrics::{DocMetrics, NoMetrics};
+pub use nodes::{AppStateHandler, ClusterSetup, ClusterStats, HostHandler};
 pub use outbox::{outbox, OutboxReceiver, PushError};
-pub use peer::{ConnControl, Disconnect, QueuePeer};
-pub use registry::{AppRules, DocHandle, DocKey, DocPolicy, Documents};
+pub use peer::{ConnControl, QueuePeer};
+pub use registry::{DocHandle, Documents};
+pub use types::{Disconnect, DocKey, Route};
 pub use writer::Writer;

@@ -4,43 +4,13 @@
 //! The actor says *why* a connection must go ([`Disconnect`]); the server turns that
 //! into a close code, in its one place for close codes.
 
-use crate::cluster::LinkSender;
+use crate::link::LinkSender;
 use crate::outbox::{OutboxSender, PushError};
+use crate::types::Disconnect;
 use bytes::Bytes;
-use chorus_core::{Peer, RoomError};
+use chorus_core::Peer;
 use std::sync::OnceLock;
 use tokio_util::sync::CancellationToken;
-
-/// Why the document layer closes a connection. Serializable: in cluster mode the
-/// owner tells the connection's node why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
-pub enum Disconnect {
-    /// The room refused what the connection sent.
-    #[error("room: {0}")]
-    Room(#[from] RoomError),
-    /// Its outbound queue filled up: it could not keep up with the document.
-    #[error("slow consumer")]
-    SlowConsumer,
-    /// The document could not be kept in memory safely (yrs panicked).
-    #[error("document reset")]
-    DocumentReset,
-    /// The document could not be loaded from the store.
-    #[error("document unavailable")]
-    DocumentUnavailable,
-    /// The host ended this session.
-    #[error("session ended by the host")]
-    SessionEnded,
-    /// The app was disabled.
-    #[error("app disabled")]
-    AppDisabled,
-    /// The document stopped (server shutdown, or it unloaded under the connection).
-    #[error("document stopped")]
-    Stopped,
-    /// Cluster mode: the document's owner changed, or messages between this node
-    /// and the owner were lost; reconnecting resyncs with the current owner.
-    #[error("document moved to another node")]
-    Moved,
-}
 
 /// Called once with the reason when a connection is closed (see
 /// [`ConnControl::on_close`]).

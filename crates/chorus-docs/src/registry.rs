@@ -8,93 +8,31 @@
 //! looks its document up once and the sweeper iterates it; no guard is ever held
 //! across an `.await` (handles are cloned out first).
 
-use crate::actor::{now_ms, run_actor};
-use crate::bases::Bases;
-use crate::cluster::{Cluster, ClusterSetup};
+use crate::actor::run_actor;
 use crate::command::DocCommand;
+use crate::env::{now_ms, Activity, AppRules, DocEnv, DocPolicy, Exit, DOC_INBOX};
 use crate::error::DocError;
 use crate::inbox::{inbox, InboxReceiver, InboxSender, TrySendError};
 use crate::metrics::DocMetrics;
+use crate::nodes::{Cluster, ClusterSetup};
 use crate::release::{release_free_memory, TrimPolicy};
-use crate::writer::Writer;
+use crate::types::DocKey;
 use chorus_core::{RoomLimits, Whitelist};
 use chorus_hooks::Hooks;
 use chorus_store::Store;
 use dashmap::DashMap;
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
-/// Commands queued per document actor before senders wait.
-pub(crate) const DOC_INBOX: usize = 1024;
 /// How often the sweeper checks the number of loaded documents.
 const SWEEP_EVERY: Duration = Duration::from_millis(500);
 /// The shortest time between two sweeps woken by loads past the bound.
 const SWEEP_GAP: Duration = Duration::from_millis(20);
-
-/// Identifies a document: (app id, content id).
-pub type DocKey = (Arc<str>, Arc<str>);
-
-/// How documents are kept (from configuration).
-#[derive(Debug, Clone)]
-pub struct DocPolicy {
-    /// Unload a document nobody has been connected to for this long.
-    pub idle_unload: Duration,
-    /// Keep at most this many documents in memory (idle ones are unloaded first, least recently used first).
-    pub max_loaded: usize,
-    /// Write a new snapshot after this many log records.
-    pub compact_after_updates: u64,
-    /// Or after this many log bytes.
-    pub compact_after_bytes: u64,
-    /// A document larger than this (snapshot + log) turns read-only.
-    pub max_document_bytes: u64,
-    /// At most one automatic history point per this much editing time.
-    pub history_interval: Duration,
-    /// How long a draft a host read can serve as the base of an external change.
-    pub base_ttl: Duration,
-    /// The `closed` webhook fires once every editor left and this much time passed.
-    pub close_delay: Duration,
-    /// At most one `saved` webhook per document per this much time.
-    pub saved_webhook_every: Duration,
-}
-
-impl Default for DocPolicy {
-    fn default() -> Self {
-        DocPolicy {
-            idle_unload: Duration::from_secs(30),
-            max_loaded: 10_000,
-            compact_after_updates: 1_000,
-            compact_after_bytes: 1 << 20,
-            max_document_bytes: 32 << 20,
-            history_interval: Duration::from_secs(600),
-            base_ttl: Duration::from_secs(3600),
-            close_delay: Duration::from_secs(10),
-            saved_webhook_every: Duration::from_secs(30),
-        }
-    }
-}
-
-/// What the sweeper knows about an actor without asking it.
-#[derive(Default)]
-pub(crate) struct Activity {
-    pub(crate) members: AtomicUsize,
-    pub(crate) last_active_ms: AtomicU64,
-}
-
-impl Activity {
-    /// Record that the document has `members` now and was just active; when it has
-    /// none it is idle from now on (the returned instant).
-    pub(crate) fn record(&self, members: usize) -> Option<tokio::time::Instant> {
-        self.members.store(members, Ordering::Relaxed);
-        self.last_active_ms.store(now_ms(), Ordering::Relaxed);
-        (members == 0).then(tokio::time::Instant::now)
-    }
-}
 
 /// A cloneable address of a document actor.
 #[derive(Clone)]
@@ -125,39 +63,14 @@ impl DocHandle {
 /// Every live document of the process.
 pub struct Documents {
     live: DashMap<DocKey, DocHandle>,
-    limits: RoomLimits,
-    /// Whitelists of apps that configure their own (others use `limits.whitelist`).
-    whitelists: HashMap<String, Whitelist>,
-    pub(crate) policy: DocPolicy,
-    pub(crate) metrics: Arc<dyn DocMetrics>,
-    pub(crate) writer: Writer,
+    /// What every actor is given.
+    pub(crate) env: Arc<DocEnv>,
     actors: TaskTracker,
-    /// Drafts hosts read, kept as bases for three-way external changes.
-    pub(crate) bases: Bases,
-    /// Webhook delivery (the writer enqueues; the actor only decides).
-    hooks: Hooks,
-    /// Apps that have a callback URL.
-    pub(crate) hooked_apps: HashSet<String>,
-    /// Apps with `collaboration = false` (one edit session per document at a time).
-    pub(crate) exclusive_apps: HashSet<String>,
     /// Woken when a load takes the process past `max_loaded`, so the sweeper does
     /// not wait out its period while documents keep arriving.
     over_bound: Notify,
-    /// Cluster mode: the bus, leases, what this node owns and forwards.
-    pub(crate) cluster: OnceLock<Cluster>,
     /// Shutdown began: other nodes' connections are turned away.
     pub(crate) stopping: std::sync::atomic::AtomicBool,
-}
-
-/// What differs between apps, from configuration.
-#[derive(Default)]
-pub struct AppRules {
-    /// Whitelists of apps that configure their own (others use the default one).
-    pub whitelists: HashMap<String, Whitelist>,
-    /// Apps that have a callback URL (webhooks).
-    pub hooked: HashSet<String>,
-    /// Apps in exclusive mode (`collaboration = false`).
-    pub exclusive: HashSet<String>,
 }
 
 impl Documents {
@@ -174,36 +87,26 @@ impl Documents {
         metrics: Arc<dyn DocMetrics>,
         group_commit: bool,
     ) -> Arc<Self> {
-        let writer = Writer::start(store, group_commit, metrics.clone(), hooks.clone());
         Arc::new(Documents {
             live: DashMap::new(),
-            limits,
-            whitelists: rules.whitelists,
-            policy,
-            metrics,
-            writer,
+            env: Arc::new(DocEnv::new(
+                limits,
+                rules,
+                policy,
+                store,
+                hooks,
+                metrics,
+                group_commit,
+            )),
             actors: TaskTracker::new(),
-            bases: Bases::default(),
-            hooks,
-            hooked_apps: rules.hooked,
-            exclusive_apps: rules.exclusive,
             over_bound: Notify::new(),
-            cluster: OnceLock::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
-    /// Room limits for a document of `app` (its whitelist, or the default one).
-    pub(crate) fn limits_for(&self, app: &str) -> RoomLimits {
-        RoomLimits {
-            whitelist: self.whitelist_for(app).clone(),
-            ..self.limits.clone()
-        }
-    }
-
     /// The whitelist documents of `app` enforce.
     pub fn whitelist_for(&self, app: &str) -> &Whitelist {
-        self.whitelists.get(app).unwrap_or(&self.limits.whitelist)
+        self.env.whitelist_for(app)
     }
 
     /// The actor of `key` if the document is loaded (without loading it).
@@ -218,13 +121,13 @@ impl Documents {
 
     /// The cluster state, in cluster mode.
     pub(crate) fn cluster(&self) -> Option<&Cluster> {
-        self.cluster.get()
+        self.env.cluster()
     }
 
     /// Cluster mode: serve documents as one node of a cluster (call once, before
     /// serving; see the `cluster` module).
     pub fn join_cluster(&self, setup: ClusterSetup) {
-        let _ = self.cluster.set(Cluster::new(setup));
+        let _ = self.env.cluster.set(Cluster::new(setup));
     }
 
     /// Close every session of `app`'s live documents (the app was disabled).
@@ -253,24 +156,24 @@ impl Documents {
     /// The draft of `key` a host read with `etag`, if it is still kept (see
     /// `external_base_ttl_secs`).
     pub fn base(&self, key: &DocKey, etag: &str) -> Option<Arc<Vec<u8>>> {
-        self.bases.get(key, etag, self.policy.base_ttl)
+        self.env.bases.get(key, etag, self.env.policy.base_ttl)
     }
 
     /// The store, for reads that need no live document (listings, history); call
     /// it from a blocking thread.
     pub fn store(&self) -> &Arc<dyn Store> {
-        self.writer.store()
+        self.env.store()
     }
 
     /// Why the last group commit failed, `None` while writes succeed (readiness
     /// reports it).
     pub fn store_failing(&self) -> Option<chorus_store::StoreCondition> {
-        self.writer.failing()
+        self.env.writer.failing()
     }
 
     /// The webhook delivery this layer feeds.
     pub fn hooks(&self) -> &Hooks {
-        &self.hooks
+        &self.env.hooks
     }
 
     /// The actor of `key`, started if it is not running. `entry()` makes creation
@@ -286,18 +189,23 @@ impl Documents {
                 let (tx, rx) = inbox(DOC_INBOX);
                 let activity = Arc::new(Activity::default());
                 activity.last_active_ms.store(now_ms(), Ordering::Relaxed);
-                self.metrics.document_loaded();
+                self.env.metrics.document_loaded();
+                let exit = Arc::new(Leave {
+                    docs: self.clone(),
+                    key: key.clone(),
+                });
                 self.actors.spawn(run_actor(
-                    self.clone(),
+                    self.env.clone(),
                     key.clone(),
                     rx,
                     tx.clone(),
                     activity.clone(),
+                    exit,
                 ));
                 DocHandle { tx, activity }
             })
             .clone();
-        if self.live.len() > self.policy.max_loaded {
+        if self.live.len() > self.env.policy.max_loaded {
             self.over_bound.notify_one();
         }
         handle
@@ -372,7 +280,7 @@ impl Documents {
             .remove_if(key, |_, h| h.tx.same_inbox(tx))
             .is_some()
         {
-            self.metrics.document_unloaded();
+            self.env.metrics.document_unloaded();
         }
     }
 
@@ -399,7 +307,7 @@ impl Documents {
                 self.live.shrink_to_fit();
                 tokio::task::spawn_blocking(release_free_memory);
             }
-            let excess = self.live.len().saturating_sub(self.policy.max_loaded);
+            let excess = self.live.len().saturating_sub(self.env.policy.max_loaded);
             if excess == 0 {
                 continue;
             }
@@ -438,5 +346,21 @@ impl Documents {
                 "document actors still running after the grace period"
             );
         }
+    }
+}
+
+/// How an actor of this registry leaves it (the actor sees only [`Exit`]).
+struct Leave {
+    docs: Arc<Documents>,
+    key: DocKey,
+}
+
+impl Exit for Leave {
+    fn forget(&self, own: &InboxSender<DocCommand>) {
+        self.docs.forget(&self.key, own);
+    }
+
+    fn hand_over(&self, own: &InboxSender<DocCommand>, rx: &mut InboxReceiver<DocCommand>) {
+        self.docs.hand_over(&self.key, own, rx);
     }
 }

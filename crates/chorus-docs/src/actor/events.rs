@@ -8,7 +8,8 @@
 //! hears of something a crash could still undo, and the actor never waits on the
 //! store.
 
-use super::{now_ms, DocActor};
+use super::DocActor;
+use crate::env::now_ms;
 use chorus_core::Session;
 use chorus_hooks::HookEvent;
 use tokio::time::Instant;
@@ -17,7 +18,7 @@ use tracing::debug;
 impl DocActor {
     /// Queue `event` for the next write if the app has a callback URL.
     pub(super) fn hook(&mut self, event: HookEvent) {
-        if !self.docs.hooked_apps.contains(&*self.key.0) {
+        if !self.env.hooked_apps.contains(&*self.key.0) {
             return;
         }
         debug!(app = %self.key.0, doc = %self.key.1, kind = event.kind.as_str(), "webhook event raised");
@@ -44,7 +45,7 @@ impl DocActor {
     pub(super) fn editor_left(&mut self, conn: chorus_core::ConnId) {
         let s = &mut self.session;
         if s.editors.remove(&conn).is_some() && s.editors.is_empty() && s.open {
-            s.closing_at = Some(Instant::now() + self.docs.policy.close_delay);
+            s.closing_at = Some(Instant::now() + self.env.policy.close_delay);
         }
     }
 
@@ -81,7 +82,7 @@ impl DocActor {
     /// A write that stored edits completed: `saved`, at most once per
     /// `saved_webhook_secs`.
     pub(super) fn saved(&mut self) {
-        let every = self.docs.policy.saved_webhook_every;
+        let every = self.env.policy.saved_webhook_every;
         if self
             .session
             .last_saved_hook

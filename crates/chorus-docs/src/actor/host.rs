@@ -7,45 +7,19 @@
 //! get. History points and publication markers ride in the same group-commit batch
 //! as the document's updates.
 
-use super::{etag_of, now_ms, DocActor};
+use super::state::HostReply;
+use super::{etag_of, DocActor};
 use crate::command::{
     BaseState, ChangeOutcome, Draft, DraftContent, DraftFormat, PreparedChange, PublishDraft,
     Published,
 };
+use crate::env::now_ms;
 use crate::error::{DocError, HostError};
 use chorus_hooks::HookEvent;
 use chorus_store::{HistoryEntry, HistoryPoint};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 use yrs::{ReadTxn, Transact};
-
-/// A host answer waiting for the store.
-pub(crate) enum HostReply {
-    Change(
-        oneshot::Sender<Result<ChangeOutcome, HostError>>,
-        ChangeOutcome,
-    ),
-    Publish(oneshot::Sender<Result<Published, HostError>>, Published),
-}
-
-impl HostReply {
-    /// The write carrying the operation is durable: answer.
-    pub(super) fn complete(self) {
-        match self {
-            HostReply::Change(tx, outcome) => drop(tx.send(Ok(outcome))),
-            HostReply::Publish(tx, published) => drop(tx.send(Ok(published))),
-        }
-    }
-
-    /// The operation can no longer be made durable: answer with an error.
-    pub(super) fn fail(self, why: DocError) {
-        let err = HostError::Unavailable(why);
-        match self {
-            HostReply::Change(tx, _) => drop(tx.send(Err(err))),
-            HostReply::Publish(tx, _) => drop(tx.send(Err(err))),
-        }
-    }
-}
 
 impl DocActor {
     /// The draft's ETag now.
@@ -207,7 +181,7 @@ impl DocActor {
             self.writes.meta.last_history_at_ms = now;
             return;
         }
-        let interval = self.docs.policy.history_interval.as_millis() as u64;
+        let interval = self.env.policy.history_interval.as_millis() as u64;
         if now.saturating_sub(self.writes.meta.last_history_at_ms) >= interval {
             self.take_history_point("auto", None);
         }
@@ -224,7 +198,7 @@ impl DocActor {
         let doc = self.room.doc();
         let etag = self.etag();
         if self.writes.exists {
-            self.docs
+            self.env
                 .bases
                 .remember(&self.key, &etag, || self.room.encode_state());
         }

@@ -2,13 +2,16 @@
 //! build the room off the runtime's threads, answering the usual cold-load joiner
 //! from the stored bytes meanwhile; on failure, refuse whoever waited.
 
-use super::{DocActor, EditingSession, ExclusiveHold, Members, Writes};
+use super::state::{EditingSession, ExclusiveHold, Members, Writes};
+use super::DocActor;
 use crate::command::DocCommand;
+use crate::env::{Activity, DocEnv, Exit, DOC_INBOX};
 use crate::error::{DocError, HostError};
 use crate::inbox::{InboxReceiver, InboxSender};
-use crate::peer::{Disconnect, QueuePeer};
+use crate::peer::QueuePeer;
 use crate::plan::WritePlan;
-use crate::registry::{Activity, DocKey, Documents, DOC_INBOX};
+use crate::types::Disconnect;
+use crate::types::DocKey;
 use bytes::Bytes;
 use chorus_core::{ConnId, Peer, Room};
 use chorus_protocol::{Message, SyncMessage};
@@ -27,13 +30,14 @@ use tracing::{error, info};
 /// the document is served: awaited inline, the loading phase's locals (the actor
 /// being built among them, 1.1 KB) stayed part of the task for its whole life.
 pub(crate) async fn run_actor(
-    docs: Arc<Documents>,
+    env: Arc<DocEnv>,
     key: DocKey,
     rx: InboxReceiver<DocCommand>,
     own_tx: InboxSender<DocCommand>,
     activity: Arc<Activity>,
+    exit: Arc<dyn Exit>,
 ) {
-    let serve = Box::pin(load_actor(docs, key, rx, own_tx, activity)).await;
+    let serve = Box::pin(load_actor(env, key, rx, own_tx, activity, exit)).await;
     if let Some(serve) = serve {
         serve.await;
     }
@@ -45,31 +49,32 @@ type Serving = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// Load the document (see [`build_serving_early`]) and return the future that
 /// serves it, or `None` once whoever waited was told it could not be loaded.
 async fn load_actor(
-    docs: Arc<Documents>,
+    env: Arc<DocEnv>,
     key: DocKey,
     mut rx: InboxReceiver<DocCommand>,
     own_tx: InboxSender<DocCommand>,
     activity: Arc<Activity>,
+    exit: Arc<dyn Exit>,
 ) -> Option<Serving> {
     let started = std::time::Instant::now();
     let id = DocId::new(&*key.0, &*key.1);
     // Cluster mode: own the document (take its lease) or forward to its owner.
     let mut lease = None;
-    if docs.cluster().is_some() {
-        match Box::pin(resolve_owner(&docs, &key, &id)).await {
+    if env.cluster().is_some() {
+        match Box::pin(resolve_owner(&env, &key, &id)).await {
             Ok(Owner::Here { token }) => lease = Some(token),
             Ok(Owner::Node(owner)) => {
                 return Some(Box::pin(super::proxy::serve(
-                    docs, key, owner, rx, own_tx, activity,
+                    env, key, owner, rx, own_tx, activity, exit,
                 )));
             }
             Err(why) => {
-                Box::pin(refuse_all(&docs, &key, &own_tx, &mut rx, Vec::new(), why)).await;
+                Box::pin(refuse_all(&*exit, &key, &own_tx, &mut rx, Vec::new(), why)).await;
                 return None;
             }
         }
     }
-    let store = docs.store().clone();
+    let store = env.store().clone();
     let load_id = id.clone();
     let loaded = tokio::task::spawn_blocking(move || store.load(&load_id)).await;
     let loaded = match loaded {
@@ -79,7 +84,7 @@ async fn load_actor(
     let stored = match loaded {
         Ok(stored) => stored,
         Err(why) => {
-            Box::pin(refuse_all(&docs, &key, &own_tx, &mut rx, Vec::new(), why)).await;
+            Box::pin(refuse_all(&*exit, &key, &own_tx, &mut rx, Vec::new(), why)).await;
             return None;
         }
     };
@@ -88,7 +93,7 @@ async fn load_actor(
     let mut queued = Vec::new();
     let (room, meta, snapshot_bytes, log_records, log_bytes, next_seq) = match stored {
         None => (
-            Room::new(docs.limits_for(&key.0)),
+            Room::new(env.limits_for(&key.0)),
             DocMeta::default(),
             0,
             0,
@@ -97,7 +102,7 @@ async fn load_actor(
         ),
         Some(s) => {
             let s = Arc::new(s);
-            let limits = docs.limits_for(&key.0);
+            let limits = env.limits_for(&key.0);
             let serve_early = s.meta.content_policy == limits.whitelist.fingerprint();
             let for_build = s.clone();
             // Integrating a long history takes a while: off the runtime's threads.
@@ -119,7 +124,7 @@ async fn load_actor(
             let room = match built {
                 Ok(room) => room,
                 Err(e) => {
-                    Box::pin(refuse_all(&docs, &key, &own_tx, &mut rx, queued, e)).await;
+                    Box::pin(refuse_all(&*exit, &key, &own_tx, &mut rx, queued, e)).await;
                     return None;
                 }
             };
@@ -139,9 +144,10 @@ async fn load_actor(
             )
         }
     };
-    docs.metrics.document_load_time(started.elapsed());
+    env.metrics.document_load_time(started.elapsed());
     let mut actor = DocActor {
-        docs,
+        env,
+        exit,
         key,
         id,
         room,
@@ -186,15 +192,15 @@ const TAKEOVER_POLL: std::time::Duration = std::time::Duration::from_millis(200)
 
 /// Take the lease of `id`, or find the live node holding it. A lease held by a node
 /// that is down is waited out (polling), then taken: that bounds failover.
-async fn resolve_owner(docs: &Arc<Documents>, key: &DocKey, id: &DocId) -> Result<Owner, DocError> {
-    let Some(cluster) = docs.cluster() else {
+async fn resolve_owner(env: &Arc<DocEnv>, key: &DocKey, id: &DocId) -> Result<Owner, DocError> {
+    let Some(cluster) = env.cluster() else {
         return Err(DocError::ActorGone);
     };
     let node = cluster.node().clone();
     let ttl = cluster.lease_ttl;
     let deadline = Instant::now() + ttl * 2 + std::time::Duration::from_secs(1);
     loop {
-        let store = docs.store().clone();
+        let store = env.store().clone();
         let (for_acquire, me) = (id.clone(), node.clone());
         let acquired = tokio::task::spawn_blocking(move || match store.leases() {
             Some(leases) => {
@@ -317,7 +323,7 @@ fn early_step1(cmd: &DocCommand, served: &[(ConnId, usize)]) -> Option<ConnId> {
 /// while it was loading), stop. The next connection starts a new actor, which
 /// tries the load again.
 async fn refuse_all(
-    docs: &Arc<Documents>,
+    exit: &dyn Exit,
     key: &DocKey,
     own_tx: &InboxSender<DocCommand>,
     rx: &mut InboxReceiver<DocCommand>,
@@ -325,7 +331,7 @@ async fn refuse_all(
     why: DocError,
 ) {
     error!(app = %key.0, doc = %key.1, error = %why, "document could not be loaded; refusing its connections");
-    docs.forget(key, own_tx);
+    exit.forget(own_tx);
     rx.close();
     let rest = std::iter::from_fn(|| rx.try_recv());
     for cmd in queued.into_iter().chain(rest) {

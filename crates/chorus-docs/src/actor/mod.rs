@@ -21,10 +21,12 @@
 //!    the sweeper asks, to keep at most `max_loaded_docs` in memory), write a final
 //!    snapshot, leave the map, and hand any command that raced in to a fresh actor.
 //!
-//! The actor's state is grouped by purpose: [`Writes`] (what is stored and what is
-//! on its way to the store), [`EditingSession`] (the webhook session between
-//! `editing` and `closed`), [`ExclusiveHold`] (apps with `collaboration = false`)
-//! and [`Members`] (how to reach and close each connection).
+//! The actor's state is grouped by purpose in `state.rs` (data only); this file
+//! holds the actor and its serve loop, and each other file one concern of its
+//! behaviour. They use this file and `state.rs`; this file uses none of them.
+//!
+//! What an actor takes from outside is its [`DocEnv`] and an [`Exit`]: it never
+//! sees the registry that started it, so it can be run on its own.
 
 mod events;
 mod host;
@@ -33,110 +35,32 @@ mod persist;
 mod proxy;
 mod remote;
 mod sessions;
+mod state;
 
-pub(crate) use host::HostReply;
 pub(crate) use load::run_actor;
+use state::{EditingSession, ExclusiveHold, Members, RemoteMembers, Writes};
 
 use crate::command::DocCommand;
+use crate::env::{Activity, DocEnv, Exit};
 use crate::inbox::{InboxReceiver, InboxSender};
-use crate::peer::{ConnControl, Disconnect, QueuePeer};
-use crate::plan::WritePlan;
-use crate::registry::{Activity, DocKey, Documents};
-use crate::writer::PersistResult;
+use crate::peer::QueuePeer;
+use crate::types::Disconnect;
+use crate::types::DocKey;
 use chorus_core::{ConnId, Room};
-use chorus_hooks::HookEvent;
 use chorus_protocol::{Message, SyncMessage};
-use chorus_store::{DocId, DocMeta, HistoryPoint};
-use std::collections::{BTreeSet, HashMap};
+use chorus_store::DocId;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
 /// Commands an actor takes off its inbox per wake-up.
 const DOC_BATCH: usize = 64;
 
-/// What is stored of the document and what is on its way to the store.
-struct Writes {
-    /// What to write next (counters and the failure state).
-    plan: WritePlan,
-    /// The document existed in the store, or was changed since loading.
-    exists: bool,
-    /// The metadata as last submitted.
-    meta: DocMeta,
-    /// The next log sequence number.
-    next_seq: u64,
-    /// Integrated updates not yet submitted.
-    unsaved: Vec<Vec<u8>>,
-    /// "Saved up to n" acks owed once what is unsaved is durable.
-    acks: Vec<(ConnId, u64)>,
-    /// Users who contributed since the last write (for the metadata).
-    contributors: Vec<String>,
-    /// The job in flight and what waits for it.
-    inflight: Option<Inflight>,
-    /// When writing may resume after a failure.
-    retry_at: Option<Instant>,
-    /// History points not yet submitted.
-    history_pending: Vec<HistoryPoint>,
-    /// Host answers waiting for the next write.
-    host_replies: Vec<HostReply>,
-    /// Webhook events for the next write (or a flush-only job).
-    events: Vec<HookEvent>,
-    /// The document changed since the last history point.
-    changed_since_point: bool,
-}
-
-/// The persistence job in flight for one document.
-struct Inflight {
-    done: oneshot::Receiver<PersistResult>,
-    /// Acks to send once durable.
-    acks: Vec<(ConnId, u64)>,
-    /// Host answers to send once durable.
-    host_replies: Vec<HostReply>,
-    /// History points this job writes (queued again if it fails).
-    history: Vec<HistoryPoint>,
-    /// Webhook events this job writes, kept to raise again should it fail without
-    /// storing them (the outbox refused them, or PostgreSQL rolled them back).
-    events: Vec<HookEvent>,
-}
-
-/// The editing session webhooks describe: opened by the first editor (`editing`),
-/// closed a delay after the last one left (`closed`).
-#[derive(Default)]
-struct EditingSession {
-    /// Connected edit-mode members and their users.
-    editors: HashMap<ConnId, String>,
-    /// `editing` was raised and `closed` not yet.
-    open: bool,
-    /// When `closed` is due (every editor left).
-    closing_at: Option<Instant>,
-    /// Who changed the draft during the session.
-    contributors: BTreeSet<String>,
-    /// When the last `saved` event was raised.
-    last_saved_hook: Option<Instant>,
-}
-
-/// Exclusive mode: the session holding the draft, and those waiting for it in the
-/// order they came.
-#[derive(Default)]
-struct ExclusiveHold {
-    holder: Option<ConnId>,
-    waiting: Vec<ConnId>,
-}
-
-/// How to reach each connection besides its frames.
-#[derive(Default)]
-struct Members {
-    /// Closes the connection.
-    controls: HashMap<ConnId, Arc<ConnControl>>,
-    /// When each member joined (ms since the epoch).
-    joined_at: HashMap<ConnId, u64>,
-}
-
 struct DocActor {
-    docs: Arc<Documents>,
+    env: Arc<DocEnv>,
+    /// How it leaves the map of live documents.
+    exit: Arc<dyn Exit>,
     key: DocKey,
     id: DocId,
     room: Room<QueuePeer>,
@@ -151,7 +75,7 @@ struct DocActor {
     lease: Option<u64>,
     lease_lost: bool,
     /// Cluster mode: members that are connections of other nodes.
-    remote: remote::RemoteMembers,
+    remote: RemoteMembers,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -188,7 +112,7 @@ impl DocActor {
                 } else {
                     // Everything the arms need is read here, so the arms borrow no part of `self`.
                     let idle_deadline = match (self.room.is_empty(), self.idle_since) {
-                        (true, Some(t)) => Some(t + self.docs.policy.idle_unload),
+                        (true, Some(t)) => Some(t + self.env.policy.idle_unload),
                         _ => None,
                     };
                     let retry_at = if self.writes.inflight.is_none() {
@@ -285,7 +209,7 @@ impl DocActor {
                 );
                 let result = self.room.receive(conn, msg);
                 if fans_out && result.is_ok() {
-                    self.docs.metrics.fanout(received.elapsed());
+                    self.env.metrics.fanout(received.elapsed());
                 }
                 if let Err(err) = result {
                     debug!(app = %self.key.0, doc = %self.key.1, conn = conn.0, %err, "closing connection");
@@ -318,7 +242,7 @@ impl DocActor {
                 let _ = reply.send(self.end_session(session));
             }
             DocCommand::CloseAll => self.close_all(Disconnect::AppDisabled),
-            DocCommand::Cluster(crate::cluster::ClusterCommand(op)) => {
+            DocCommand::Cluster(crate::command::ClusterCommand(op)) => {
                 self.cluster_command(op);
                 if self.lease_lost {
                     return Stop::Now;
@@ -350,14 +274,6 @@ async fn sleep_until_opt(t: Option<Instant>) {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
     }
-}
-
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// A strong ETag from a state vector: FNV-1a over its (client, clock) pairs in

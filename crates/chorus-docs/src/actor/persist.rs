@@ -6,12 +6,14 @@
 //! the next one; an ack or a host's answer is only sent once the job that carries
 //! what it covers is durable.
 
-use super::{now_ms, DocActor, Inflight};
+use super::state::Inflight;
+use super::DocActor;
 use crate::command::DocCommand;
+use crate::env::now_ms;
 use crate::error::DocError;
 use crate::inbox::{InboxReceiver, InboxSender};
-use crate::peer::Disconnect;
 use crate::plan::{Job, Next, Thresholds, Waiting};
+use crate::types::Disconnect;
 use crate::writer::{PersistOp, PersistResult};
 use chorus_store::{DocMeta, WriteBatch};
 use std::time::Duration;
@@ -39,14 +41,14 @@ impl DocActor {
         w.contributors.extend(contributors);
         let (neutralised, rejected) = self.room.take_neutralised();
         if neutralised.total() > 0 || rejected > 0 {
-            self.docs.metrics.whitelist(&neutralised, rejected);
+            self.env.metrics.whitelist(&neutralised, rejected);
         }
         self.enforce_quota();
     }
 
     pub(super) fn enforce_quota(&mut self) {
         let size = self.writes.plan.size_bytes();
-        let over = size > self.docs.policy.max_document_bytes;
+        let over = size > self.env.policy.max_document_bytes;
         if over != self.room.is_read_only() {
             if over {
                 warn!(app = %self.key.0, doc = %self.key.1, size, "document reached its size limit; read-only");
@@ -61,7 +63,7 @@ impl DocActor {
             return;
         }
         self.maybe_auto_history();
-        let policy = &self.docs.policy;
+        let policy = &self.env.policy;
         let thresholds = Thresholds {
             compact_after_updates: policy.compact_after_updates,
             compact_after_bytes: policy.compact_after_bytes,
@@ -96,7 +98,7 @@ impl DocActor {
         // Few and small: kept to raise again if the job fails without storing them.
         let kept = events.clone();
         self.writes.plan.started(job);
-        let done = self.docs.writer.submit(op, events).await;
+        let done = self.env.writer.submit(op, events).await;
         self.writes.inflight = Some(Inflight {
             done,
             acks: std::mem::take(&mut self.writes.acks),
@@ -118,7 +120,7 @@ impl DocActor {
         meta.state_vector = self.room.state_vector();
         // Whatever the room holds passed this whitelist (a load checks stored content
         // again unless it was stored under the same one).
-        meta.content_policy = self.docs.whitelist_for(&self.key.0).fingerprint();
+        meta.content_policy = self.env.whitelist_for(&self.key.0).fingerprint();
         // The encoder starts with a 1 KiB buffer; the actor keeps this meta for as
         // long as the document stays loaded.
         meta.state_vector.shrink_to_fit();
@@ -217,7 +219,7 @@ impl DocActor {
                 // group): raised again, in their order. Where a failed flush may have
                 // kept them (sled), they are not, to send none twice.
                 if matches!(e, DocError::EventsNotQueued(_))
-                    || self.docs.store().discards_failed_flush()
+                    || self.env.store().discards_failed_flush()
                 {
                     let mut events = job.events;
                     events.append(&mut w.events);
@@ -235,11 +237,11 @@ impl DocActor {
         let Some(token) = self.lease.take() else {
             return;
         };
-        let Some(cluster) = self.docs.cluster() else {
+        let Some(cluster) = self.env.cluster() else {
             return;
         };
         cluster.owned.remove_if(&self.key, |_, t| *t == token);
-        let (store, id, lost) = (self.docs.store().clone(), self.id.clone(), self.lease_lost);
+        let (store, id, lost) = (self.env.store().clone(), self.id.clone(), self.lease_lost);
         let released = tokio::task::spawn_blocking(move || match store.leases() {
             Some(leases) => {
                 leases.unfence(&id, token);
@@ -301,7 +303,7 @@ impl DocActor {
         for reply in std::mem::take(&mut self.writes.host_replies) {
             reply.fail(DocError::Unloaded);
         }
-        self.docs.hand_over(&self.key, &own_tx, &mut rx);
+        self.exit.hand_over(&own_tx, &mut rx);
         for (_, c) in self.members.controls.drain() {
             c.close(Disconnect::Stopped);
         }

@@ -9,13 +9,16 @@
 //! owner, and the sync handshake (state vectors) brings everyone level. Nothing it
 //! relayed was acknowledged unless the owner committed it.
 
-use crate::cluster::wire::Wire;
-use crate::cluster::{ClusterCommand, ClusterOp, Route};
 use crate::command::DocCommand;
+use crate::command::{ClusterCommand, ClusterOp};
+use crate::env::{Activity, DocEnv, Exit};
 use crate::error::{DocError, HostError};
 use crate::inbox::{InboxReceiver, InboxSender};
-use crate::peer::{Disconnect, QueuePeer};
-use crate::registry::{Activity, DocKey, Documents};
+use crate::peer::QueuePeer;
+use crate::types::Disconnect;
+use crate::types::DocKey;
+use crate::types::Route;
+use crate::wire::Wire;
 use chorus_core::{ConnId, Peer};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -27,7 +30,8 @@ use tracing::debug;
 const BATCH: usize = 256;
 
 struct Proxy {
-    docs: Arc<Documents>,
+    env: Arc<DocEnv>,
+    exit: Arc<dyn Exit>,
     key: DocKey,
     owner: Arc<str>,
     members: HashMap<ConnId, QueuePeer>,
@@ -43,19 +47,21 @@ enum End {
 
 /// Serve document `key` as a proxy of `owner` until it ends.
 pub(crate) async fn serve(
-    docs: Arc<Documents>,
+    env: Arc<DocEnv>,
     key: DocKey,
     owner: Arc<str>,
     mut rx: InboxReceiver<DocCommand>,
     own_tx: InboxSender<DocCommand>,
     activity: Arc<Activity>,
+    exit: Arc<dyn Exit>,
 ) {
-    if let Some(cluster) = docs.cluster() {
+    if let Some(cluster) = env.cluster() {
         cluster.forwarded.insert(key.clone(), owner.clone());
     }
     debug!(app = %key.0, doc = %key.1, %owner, "forwarding to the owner");
     let mut proxy = Proxy {
-        docs,
+        env,
+        exit,
         key,
         owner,
         members: HashMap::new(),
@@ -63,7 +69,7 @@ pub(crate) async fn serve(
         idle_since: Some(Instant::now()),
     };
     let end = loop {
-        let idle = proxy.idle_since.map(|t| t + proxy.docs.policy.idle_unload);
+        let idle = proxy.idle_since.map(|t| t + proxy.env.policy.idle_unload);
         tokio::select! {
             first = rx.recv() => {
                 let Some(first) = first else { break End::Close(Disconnect::Stopped) };
@@ -87,7 +93,7 @@ pub(crate) async fn serve(
 
 impl Proxy {
     fn send(&self, wire: &Wire) {
-        if let Some(cluster) = self.docs.cluster() {
+        if let Some(cluster) = self.env.cluster() {
             cluster.send(&self.owner, wire);
         }
     }
@@ -199,7 +205,7 @@ impl Proxy {
             // Another node took this one for the owner: it must find the real one.
             ClusterOp::RemoteJoin { node, conn, .. }
             | ClusterOp::RemoteMessage { node, conn, .. } => {
-                if let Some(cluster) = self.docs.cluster() {
+                if let Some(cluster) = self.env.cluster() {
                     cluster.send(
                         &node,
                         &Wire::Close {
@@ -233,7 +239,7 @@ impl Proxy {
         own_tx: InboxSender<DocCommand>,
     ) {
         let End::Close(reason) = end;
-        if let Some(cluster) = self.docs.cluster() {
+        if let Some(cluster) = self.env.cluster() {
             cluster.forwarded.remove(&self.key);
             if reason == Disconnect::Moved {
                 cluster
@@ -241,7 +247,7 @@ impl Proxy {
                     .fetch_add(self.members.len() as u64, Ordering::Relaxed);
             }
         }
-        self.docs.hand_over(&self.key, &own_tx, &mut rx);
+        self.exit.hand_over(&own_tx, &mut rx);
         // The owner (if it is still there) forgets them too.
         for (conn, peer) in std::mem::take(&mut self.members) {
             peer.control.close(reason.clone());

@@ -9,39 +9,16 @@
 //! connections closed with [`Disconnect::Moved`]: they reconnect and resync.
 
 use super::DocActor;
-use crate::cluster::wire::Wire;
-use crate::cluster::{link, ClusterOp, LinkSender, Route};
+use crate::command::ClusterOp;
 use crate::command::DocCommand;
-use crate::peer::{ConnControl, Disconnect, QueuePeer};
+use crate::link;
+use crate::peer::{ConnControl, QueuePeer};
+use crate::types::Disconnect;
+use crate::types::Route;
+use crate::wire::Wire;
 use chorus_core::ConnId;
-use std::collections::HashMap;
 use std::sync::Arc;
 use tracing::debug;
-
-/// Members that are connections of other nodes.
-#[derive(Default)]
-pub(super) struct RemoteMembers {
-    /// (node, its connection number) → the member's id here.
-    by_remote: HashMap<(Arc<str>, u64), ConnId>,
-    /// The member's id here → (node, its connection number).
-    of_local: HashMap<ConnId, (Arc<str>, u64)>,
-    /// One link per node with members.
-    links: HashMap<Arc<str>, LinkSender>,
-}
-
-impl RemoteMembers {
-    /// Forget a member that left or was closed (by its id here).
-    pub(super) fn forget(&mut self, local: ConnId) {
-        if let Some(remote) = self.of_local.remove(&local) {
-            self.by_remote.remove(&remote);
-            let node = remote.0;
-            if !self.of_local.values().any(|(n, _)| *n == node) {
-                // The last member of that node: its link task ends with this sender.
-                self.links.remove(&node);
-            }
-        }
-    }
-}
 
 impl DocActor {
     /// A cluster command for the owner of the document.
@@ -87,8 +64,8 @@ impl DocActor {
             // A repeated join: the node restarted its numbering; drop the old one.
             self.handle(DocCommand::Leave { conn: old });
         }
-        let docs = self.docs.clone();
-        let Some(cluster) = docs.cluster() else {
+        let env = self.env.clone();
+        let Some(cluster) = env.cluster() else {
             return;
         };
         let local = ConnId::fresh();
@@ -139,7 +116,7 @@ impl DocActor {
         }
         tracing::warn!(app = %self.key.0, doc = %self.key.1, "lease lost: closing connections, stopping without writing");
         self.lease_lost = true;
-        if let Some(cluster) = self.docs.cluster() {
+        if let Some(cluster) = self.env.cluster() {
             cluster
                 .leases_lost
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -161,7 +138,7 @@ impl DocActor {
             return;
         }
         debug!(app = %self.key.0, doc = %self.key.1, members = gone.len(), "dropping members of other nodes to resync them");
-        if let Some(cluster) = self.docs.cluster() {
+        if let Some(cluster) = self.env.cluster() {
             cluster
                 .resyncs
                 .fetch_add(gone.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -176,7 +153,7 @@ impl DocActor {
 
     /// Tell `node` to close its connection `conn`.
     fn tell_close(&self, node: &str, conn: u64, reason: Disconnect) {
-        if let Some(cluster) = self.docs.cluster() {
+        if let Some(cluster) = self.env.cluster() {
             cluster.send(
                 node,
                 &Wire::Close {

@@ -3,9 +3,10 @@
 //! exclusive mode of apps with `collaboration = false`, where one edit session holds
 //! the draft and later ones wait in view mode until the hold passes to them.
 
-use super::{now_ms, DocActor};
+use super::DocActor;
 use crate::command::SessionInfo;
-use crate::peer::Disconnect;
+use crate::env::now_ms;
+use crate::types::Disconnect;
 use chorus_auth::Mode;
 use chorus_core::{ConnId, Session};
 use chorus_protocol::ChorusMessage;
@@ -90,7 +91,7 @@ impl DocActor {
     }
 
     fn exclusive(&self) -> bool {
-        self.docs.exclusive_apps.contains(&*self.key.0)
+        self.env.exclusive_apps.contains(&*self.key.0)
     }
 
     /// Every connected session.

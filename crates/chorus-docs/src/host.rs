@@ -16,7 +16,8 @@
 
 use crate::command::{ChangeOutcome, DocCommand, HostChange, PreparedChange, Published};
 use crate::error::{DocError, HostError};
-use crate::registry::{DocKey, Documents};
+use crate::registry::Documents;
+use crate::types::DocKey;
 use chorus_core::import::{host_body, BodyNode};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -82,7 +83,7 @@ impl Documents {
                 (outcome, _) => break outcome,
             }
         };
-        self.metrics.external_change(started.elapsed());
+        self.env.metrics.external_change(started.elapsed());
         outcome
     }
 

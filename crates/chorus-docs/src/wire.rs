@@ -3,7 +3,7 @@
 //! Frames travel as the bytes a client sent or is sent: the owner decodes what a
 //! forwarding node relays exactly as it decodes its own connections' frames.
 
-use crate::peer::Disconnect;
+use crate::types::Disconnect;
 use chorus_core::Session;
 use serde::{Deserialize, Serialize};
 

@@ -20,182 +20,24 @@
 //!
 //! What it must not touch: HTTP, close codes, Redis (that is `chorus-cluster`).
 
-pub(crate) mod link;
-pub(crate) mod wire;
-
-use crate::command::DocCommand;
+use crate::command::{cluster_cmd, ClusterOp};
 use crate::error::DocError;
-use crate::peer::Disconnect;
-use crate::registry::{DocKey, Documents};
+use crate::nodes::{AppStateHandler, ClusterStats, HostHandler};
+use crate::registry::Documents;
+use crate::types::{Disconnect, DocKey, Route};
+use crate::wire::Wire;
 use bytes::Bytes;
-use chorus_cluster::{Bus, BusEvent};
-use chorus_core::Session;
+use chorus_cluster::BusEvent;
 use chorus_protocol::Message;
-use dashmap::DashMap;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
-use wire::Wire;
-
-pub(crate) use link::LinkSender;
 
 /// How long a forwarded host API call may take before it fails.
 const HOST_CALL_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// What cluster mode needs: the bus, and how long a lease lasts.
-pub struct ClusterSetup {
-    /// This node's connection to the bus.
-    pub bus: Bus,
-    /// What the bus reports ([`Documents::run_cluster`] consumes it).
-    pub events: mpsc::Receiver<BusEvent>,
-    /// How long a lease lasts without renewal: the bound on failover after a node
-    /// dies (renewed every third of it).
-    pub lease_ttl: Duration,
-}
-
-/// Answers a host API call carried from another node: request bytes in, response
-/// bytes out (both the server's own encoding).
-pub type HostHandler =
-    Arc<dyn Fn(Vec<u8>) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> + Send + Sync>;
-
-/// Told when another node enabled or disabled an app (`app`, `enabled`).
-pub type AppStateHandler = Arc<dyn Fn(&str, bool) + Send + Sync>;
-
-/// Where a document is served.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
-    /// By this node (it owns the document, or this is a single node).
-    Local,
-    /// By the named node.
-    Remote(Arc<str>),
-}
-
-/// Cluster counters, for metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ClusterStats {
-    /// Documents this node owns now.
-    pub owned: u64,
-    /// Documents this node forwards to their owners now.
-    pub forwarded: u64,
-    /// Leases this node took over from another node.
-    pub takeovers: u64,
-    /// Leases this node lost to another node.
-    pub leases_lost: u64,
-    /// Host API calls forwarded to the owner.
-    pub host_forwards: u64,
-    /// Connections closed to resync after a loss on the bus.
-    pub resyncs: u64,
-}
-
-/// The cluster state of one node.
-pub(crate) struct Cluster {
-    pub(crate) bus: Bus,
-    pub(crate) lease_ttl: Duration,
-    /// Documents this node owns, with their lease tokens.
-    pub(crate) owned: DashMap<DocKey, u64>,
-    /// Documents this node forwards, with their owners.
-    pub(crate) forwarded: DashMap<DocKey, Arc<str>>,
-    /// Nodes heard from, and whether they are up.
-    alive: DashMap<Arc<str>, bool>,
-    started: Instant,
-    events: std::sync::Mutex<Option<mpsc::Receiver<BusEvent>>>,
-    host: OnceLock<HostHandler>,
-    app_state: OnceLock<AppStateHandler>,
-    pending: DashMap<u64, oneshot::Sender<Vec<u8>>>,
-    next_request: AtomicU64,
-    pub(crate) takeovers: AtomicU64,
-    pub(crate) leases_lost: AtomicU64,
-    host_forwards: AtomicU64,
-    pub(crate) resyncs: AtomicU64,
-}
-
-impl Cluster {
-    pub(crate) fn new(setup: ClusterSetup) -> Cluster {
-        Cluster {
-            bus: setup.bus,
-            lease_ttl: setup.lease_ttl,
-            owned: DashMap::new(),
-            forwarded: DashMap::new(),
-            alive: DashMap::new(),
-            started: Instant::now(),
-            events: std::sync::Mutex::new(Some(setup.events)),
-            host: OnceLock::new(),
-            app_state: OnceLock::new(),
-            pending: DashMap::new(),
-            next_request: AtomicU64::new(1),
-            takeovers: AtomicU64::new(0),
-            leases_lost: AtomicU64::new(0),
-            host_forwards: AtomicU64::new(0),
-            resyncs: AtomicU64::new(0),
-        }
-    }
-
-    /// This node's id.
-    pub(crate) fn node(&self) -> &Arc<str> {
-        self.bus.node()
-    }
-
-    /// Whether `node` is up as far as the bus can tell. A node never heard from
-    /// counts as up for the first seconds after this one started (it may simply not
-    /// have been heard yet), then as down.
-    pub(crate) fn is_alive(&self, node: &str) -> bool {
-        match self.alive.get(node) {
-            Some(up) => *up,
-            None => self.started.elapsed() < self.lease_ttl,
-        }
-    }
-
-    pub(crate) fn send(&self, node: &str, wire: &Wire) {
-        self.bus.send(node, wire.encode());
-    }
-}
-
-/// What the cluster asks of an actor (opaque outside this crate).
-pub struct ClusterCommand(pub(crate) ClusterOp);
-
-impl std::fmt::Debug for ClusterCommand {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ClusterCommand")
-    }
-}
-
-pub(crate) enum ClusterOp {
-    /// Owner: a connection of `node` joins.
-    RemoteJoin {
-        node: Arc<str>,
-        conn: u64,
-        session: Session,
-    },
-    /// Owner: a message from connection `conn` of `node`.
-    RemoteMessage {
-        node: Arc<str>,
-        conn: u64,
-        msg: Message,
-    },
-    /// Owner: connection `conn` of `node` ended.
-    RemoteLeave { node: Arc<str>, conn: u64 },
-    /// Proxy: a frame from the owner for some local connections.
-    Deliver { frame: Bytes, to: Vec<u64> },
-    /// Proxy: the owner closes a local connection.
-    Close { conn: u64, reason: Disconnect },
-    /// What this node shared with `node` may be lost (or it is down).
-    NodeLost { node: Arc<str> },
-    /// This node's bus subscription broke: everything shared may be lost.
-    BusLost,
-    /// Owner: the lease was taken over; stop without writing.
-    LeaseLost,
-    /// Where is the document served?
-    Route { reply: oneshot::Sender<Route> },
-}
-
-fn cluster_cmd(op: ClusterOp) -> DocCommand {
-    DocCommand::Cluster(ClusterCommand(op))
-}
 
 impl Documents {
     /// Where `key` is served: asks its actor (starting one, which takes the lease if
@@ -533,69 +375,6 @@ impl Documents {
                     let _ = h.send(cluster_cmd(ClusterOp::LeaseLost)).await;
                 }
             }
-        }
-    }
-
-    /// Webhook delivery until `stop`: on a single node, the delivery loop; in cluster
-    /// mode, the loop runs on whichever node holds the `webhooks` lease (one for the
-    /// whole cluster, reading every node's events from the shared outbox), and moves
-    /// to another node within a lease's lifetime when that one dies.
-    pub async fn run_webhooks(self: Arc<Self>, stop: CancellationToken) {
-        let Some(cluster) = self.cluster() else {
-            self.hooks().clone().run(stop).await;
-            return;
-        };
-        // App ids are never empty: this cannot be a document's lease.
-        let id = chorus_store::DocId::new("", "webhooks");
-        let node = cluster.node().to_string();
-        let ttl = cluster.lease_ttl;
-        let mut tick = tokio::time::interval(ttl / 3);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut running: Option<(CancellationToken, tokio::task::JoinHandle<()>)> = None;
-        let mut held: Option<u64> = None;
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => break,
-                _ = tick.tick() => {}
-            }
-            let (store, for_acquire, me) = (self.store().clone(), id.clone(), node.clone());
-            let acquired = tokio::task::spawn_blocking(move || {
-                store.leases().map(|l| l.acquire(&for_acquire, &me, ttl))
-            })
-            .await;
-            match acquired {
-                Ok(Some(Ok(chorus_store::Acquired::Owned { token, .. }))) => {
-                    held = Some(token);
-                    if running.is_none() {
-                        info!("this node delivers the cluster's webhooks");
-                        let loop_stop = stop.child_token();
-                        let hooks = self.hooks().clone();
-                        let task = tokio::spawn(hooks.run(loop_stop.clone()));
-                        running = Some((loop_stop, task));
-                    }
-                }
-                Ok(Some(Ok(chorus_store::Acquired::HeldBy { node: holder, .. }))) => {
-                    held = None;
-                    if let Some((loop_stop, task)) = running.take() {
-                        warn!(%holder, "another node delivers the webhooks now; stopping here");
-                        loop_stop.cancel();
-                        let _ = task.await;
-                    }
-                }
-                // Cannot tell (the store is unreachable): keep what runs; a holder
-                // that lost the lease stops at its next successful look.
-                _ => {}
-            }
-        }
-        if let Some((loop_stop, task)) = running.take() {
-            loop_stop.cancel();
-            let _ = task.await;
-        }
-        if let Some(token) = held {
-            let store = self.store().clone();
-            let _ =
-                tokio::task::spawn_blocking(move || store.leases().map(|l| l.release(&id, token)))
-                    .await;
         }
     }
 

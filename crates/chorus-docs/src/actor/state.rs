@@ -1,0 +1,150 @@
+//! The plain state a document actor keeps, grouped by purpose: [`Writes`] (what
+//! is stored and what is on its way to the store), [`EditingSession`] (the webhook
+//! session between `editing` and `closed`), [`ExclusiveHold`] (apps with
+//! `collaboration = false`), [`Members`] and [`RemoteMembers`] (how to reach and
+//! close each connection), and the host answers waiting for a write
+//! ([`HostReply`]). Data only: the behaviour is in the actor's other files.
+
+use crate::command::{ChangeOutcome, Published};
+use crate::error::{DocError, HostError};
+use crate::link::LinkSender;
+use crate::peer::ConnControl;
+use crate::plan::WritePlan;
+use crate::writer::PersistResult;
+use chorus_core::ConnId;
+use chorus_hooks::HookEvent;
+use chorus_store::{DocMeta, HistoryPoint};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+/// What is stored of the document and what is on its way to the store.
+pub(super) struct Writes {
+    /// What to write next (counters and the failure state).
+    pub(super) plan: WritePlan,
+    /// The document existed in the store, or was changed since loading.
+    pub(super) exists: bool,
+    /// The metadata as last submitted.
+    pub(super) meta: DocMeta,
+    /// The next log sequence number.
+    pub(super) next_seq: u64,
+    /// Integrated updates not yet submitted.
+    pub(super) unsaved: Vec<Vec<u8>>,
+    /// "Saved up to n" acks owed once what is unsaved is durable.
+    pub(super) acks: Vec<(ConnId, u64)>,
+    /// Users who contributed since the last write (for the metadata).
+    pub(super) contributors: Vec<String>,
+    /// The job in flight and what waits for it.
+    pub(super) inflight: Option<Inflight>,
+    /// When writing may resume after a failure.
+    pub(super) retry_at: Option<Instant>,
+    /// History points not yet submitted.
+    pub(super) history_pending: Vec<HistoryPoint>,
+    /// Host answers waiting for the next write.
+    pub(super) host_replies: Vec<HostReply>,
+    /// Webhook events for the next write (or a flush-only job).
+    pub(super) events: Vec<HookEvent>,
+    /// The document changed since the last history point.
+    pub(super) changed_since_point: bool,
+}
+
+/// The persistence job in flight for one document.
+pub(super) struct Inflight {
+    pub(super) done: oneshot::Receiver<PersistResult>,
+    /// Acks to send once durable.
+    pub(super) acks: Vec<(ConnId, u64)>,
+    /// Host answers to send once durable.
+    pub(super) host_replies: Vec<HostReply>,
+    /// History points this job writes (queued again if it fails).
+    pub(super) history: Vec<HistoryPoint>,
+    /// Webhook events this job writes, kept to raise again should it fail without
+    /// storing them (the outbox refused them, or PostgreSQL rolled them back).
+    pub(super) events: Vec<HookEvent>,
+}
+
+/// The editing session webhooks describe: opened by the first editor (`editing`),
+/// closed a delay after the last one left (`closed`).
+#[derive(Default)]
+pub(super) struct EditingSession {
+    /// Connected edit-mode members and their users.
+    pub(super) editors: HashMap<ConnId, String>,
+    /// `editing` was raised and `closed` not yet.
+    pub(super) open: bool,
+    /// When `closed` is due (every editor left).
+    pub(super) closing_at: Option<Instant>,
+    /// Who changed the draft during the session.
+    pub(super) contributors: BTreeSet<String>,
+    /// When the last `saved` event was raised.
+    pub(super) last_saved_hook: Option<Instant>,
+}
+
+/// Exclusive mode: the session holding the draft, and those waiting for it in the
+/// order they came.
+#[derive(Default)]
+pub(super) struct ExclusiveHold {
+    pub(super) holder: Option<ConnId>,
+    pub(super) waiting: Vec<ConnId>,
+}
+
+/// How to reach each connection besides its frames.
+#[derive(Default)]
+pub(super) struct Members {
+    /// Closes the connection.
+    pub(super) controls: HashMap<ConnId, Arc<ConnControl>>,
+    /// When each member joined (ms since the epoch).
+    pub(super) joined_at: HashMap<ConnId, u64>,
+}
+
+/// Members that are connections of other nodes.
+#[derive(Default)]
+pub(super) struct RemoteMembers {
+    /// (node, its connection number) → the member's id here.
+    pub(super) by_remote: HashMap<(Arc<str>, u64), ConnId>,
+    /// The member's id here → (node, its connection number).
+    pub(super) of_local: HashMap<ConnId, (Arc<str>, u64)>,
+    /// One link per node with members.
+    pub(super) links: HashMap<Arc<str>, LinkSender>,
+}
+
+impl RemoteMembers {
+    /// Forget a member that left or was closed (by its id here).
+    pub(super) fn forget(&mut self, local: ConnId) {
+        if let Some(remote) = self.of_local.remove(&local) {
+            self.by_remote.remove(&remote);
+            let node = remote.0;
+            if !self.of_local.values().any(|(n, _)| *n == node) {
+                // The last member of that node: its link task ends with this sender.
+                self.links.remove(&node);
+            }
+        }
+    }
+}
+
+/// A host answer waiting for the store.
+pub(super) enum HostReply {
+    Change(
+        oneshot::Sender<Result<ChangeOutcome, HostError>>,
+        ChangeOutcome,
+    ),
+    Publish(oneshot::Sender<Result<Published, HostError>>, Published),
+}
+
+impl HostReply {
+    /// The write carrying the operation is durable: answer.
+    pub(super) fn complete(self) {
+        match self {
+            HostReply::Change(tx, outcome) => drop(tx.send(Ok(outcome))),
+            HostReply::Publish(tx, published) => drop(tx.send(Ok(published))),
+        }
+    }
+
+    /// The operation can no longer be made durable: answer with an error.
+    pub(super) fn fail(self, why: DocError) {
+        let err = HostError::Unavailable(why);
+        match self {
+            HostReply::Change(tx, _) => drop(tx.send(Err(err))),
+            HostReply::Publish(tx, _) => drop(tx.send(Err(err))),
+        }
+    }
+}

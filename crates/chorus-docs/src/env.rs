@@ -1,0 +1,180 @@
+//! What an actor is given to serve its document: an environment ([`DocEnv`]) of
+//! configuration (policy, limits, whitelists per app), the group-commit writer, the
+//! metrics, the bases hosts read, and in cluster mode this node's view of the
+//! cluster; and an [`Exit`] through which it leaves the map of live documents. No
+//! map of actors: the registry, which spawns actors, is the layer above, and an
+//! actor never sees it (so one can be run on its own, on the memory store).
+
+use crate::bases::Bases;
+use crate::command::DocCommand;
+use crate::inbox::{InboxReceiver, InboxSender};
+use crate::metrics::DocMetrics;
+use crate::nodes::Cluster;
+use crate::writer::Writer;
+use chorus_core::{RoomLimits, Whitelist};
+use chorus_hooks::Hooks;
+use chorus_store::Store;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Commands queued per document actor before senders wait.
+pub(crate) const DOC_INBOX: usize = 1024;
+
+/// How documents are kept (from configuration).
+#[derive(Debug, Clone)]
+pub struct DocPolicy {
+    /// Unload a document nobody has been connected to for this long.
+    pub idle_unload: Duration,
+    /// Keep at most this many documents in memory (idle ones are unloaded first, least recently used first).
+    pub max_loaded: usize,
+    /// Write a new snapshot after this many log records.
+    pub compact_after_updates: u64,
+    /// Or after this many log bytes.
+    pub compact_after_bytes: u64,
+    /// A document larger than this (snapshot + log) turns read-only.
+    pub max_document_bytes: u64,
+    /// At most one automatic history point per this much editing time.
+    pub history_interval: Duration,
+    /// How long a draft a host read can serve as the base of an external change.
+    pub base_ttl: Duration,
+    /// The `closed` webhook fires once every editor left and this much time passed.
+    pub close_delay: Duration,
+    /// At most one `saved` webhook per document per this much time.
+    pub saved_webhook_every: Duration,
+}
+
+impl Default for DocPolicy {
+    fn default() -> Self {
+        DocPolicy {
+            idle_unload: Duration::from_secs(30),
+            max_loaded: 10_000,
+            compact_after_updates: 1_000,
+            compact_after_bytes: 1 << 20,
+            max_document_bytes: 32 << 20,
+            history_interval: Duration::from_secs(600),
+            base_ttl: Duration::from_secs(3600),
+            close_delay: Duration::from_secs(10),
+            saved_webhook_every: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the sweeper knows about an actor without asking it.
+#[derive(Default)]
+pub(crate) struct Activity {
+    pub(crate) members: AtomicUsize,
+    pub(crate) last_active_ms: AtomicU64,
+}
+
+impl Activity {
+    /// Record that the document has `members` now and was just active; when it has
+    /// none it is idle from now on (the returned instant).
+    pub(crate) fn record(&self, members: usize) -> Option<tokio::time::Instant> {
+        self.members.store(members, Ordering::Relaxed);
+        self.last_active_ms.store(now_ms(), Ordering::Relaxed);
+        (members == 0).then(tokio::time::Instant::now)
+    }
+}
+
+/// What differs between apps, from configuration.
+#[derive(Default)]
+pub struct AppRules {
+    /// Whitelists of apps that configure their own (others use the default one).
+    pub whitelists: HashMap<String, Whitelist>,
+    /// Apps that have a callback URL (webhooks).
+    pub hooked: HashSet<String>,
+    /// Apps in exclusive mode (`collaboration = false`).
+    pub exclusive: HashSet<String>,
+}
+
+/// Everything an actor takes from outside (one per process, shared by every actor).
+pub(crate) struct DocEnv {
+    limits: RoomLimits,
+    /// Whitelists of apps that configure their own (others use `limits.whitelist`).
+    whitelists: HashMap<String, Whitelist>,
+    pub(crate) policy: DocPolicy,
+    pub(crate) metrics: Arc<dyn DocMetrics>,
+    pub(crate) writer: Writer,
+    /// Drafts hosts read, kept as bases for three-way external changes.
+    pub(crate) bases: Bases,
+    /// Webhook delivery (the writer enqueues; the actor only decides).
+    pub(crate) hooks: Hooks,
+    /// Apps that have a callback URL.
+    pub(crate) hooked_apps: HashSet<String>,
+    /// Apps with `collaboration = false` (one edit session per document at a time).
+    pub(crate) exclusive_apps: HashSet<String>,
+    /// Cluster mode: the bus, leases, what this node owns and forwards.
+    pub(crate) cluster: OnceLock<Cluster>,
+}
+
+impl DocEnv {
+    /// The environment of every actor over `store`. Starts the group-commit writer
+    /// thread (with `group_commit` off every job is flushed on its own).
+    pub(crate) fn new(
+        limits: RoomLimits,
+        rules: AppRules,
+        policy: DocPolicy,
+        store: Arc<dyn Store>,
+        hooks: Hooks,
+        metrics: Arc<dyn DocMetrics>,
+        group_commit: bool,
+    ) -> DocEnv {
+        let writer = Writer::start(store, group_commit, metrics.clone(), hooks.clone());
+        DocEnv {
+            limits,
+            whitelists: rules.whitelists,
+            policy,
+            metrics,
+            writer,
+            bases: Bases::default(),
+            hooks,
+            hooked_apps: rules.hooked,
+            exclusive_apps: rules.exclusive,
+            cluster: OnceLock::new(),
+        }
+    }
+
+    /// Room limits for a document of `app` (its whitelist, or the default one).
+    pub(crate) fn limits_for(&self, app: &str) -> RoomLimits {
+        RoomLimits {
+            whitelist: self.whitelist_for(app).clone(),
+            ..self.limits.clone()
+        }
+    }
+
+    /// The whitelist documents of `app` enforce.
+    pub(crate) fn whitelist_for(&self, app: &str) -> &Whitelist {
+        self.whitelists.get(app).unwrap_or(&self.limits.whitelist)
+    }
+
+    /// The store (call it from a blocking thread).
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        self.writer.store()
+    }
+
+    /// The cluster state, in cluster mode.
+    pub(crate) fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.get()
+    }
+}
+
+/// How an actor leaves the map of live documents, given by whoever started it (the
+/// registry; a test gives one that does nothing).
+pub(crate) trait Exit: Send + Sync {
+    /// Leave the map (the document could not be loaded: no successor).
+    fn forget(&self, own: &InboxSender<DocCommand>);
+
+    /// Leave the map and hand what `rx` still holds for a successor to the
+    /// document's next actor, in the same step as the inbox closes.
+    fn hand_over(&self, own: &InboxSender<DocCommand>, rx: &mut InboxReceiver<DocCommand>);
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

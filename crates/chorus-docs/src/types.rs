@@ -1,0 +1,49 @@
+//! The words every other module of this crate uses: which document
+//! ([`DocKey`]), why a connection is closed ([`Disconnect`]) and where a document
+//! is served ([`Route`]). The lowest layer: it imports nothing of this crate.
+
+use chorus_core::RoomError;
+use std::sync::Arc;
+
+/// Identifies a document: (app id, content id).
+pub type DocKey = (Arc<str>, Arc<str>);
+
+/// Why the document layer closes a connection. Serializable: in cluster mode the
+/// owner tells the connection's node why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum Disconnect {
+    /// The room refused what the connection sent.
+    #[error("room: {0}")]
+    Room(#[from] RoomError),
+    /// Its outbound queue filled up: it could not keep up with the document.
+    #[error("slow consumer")]
+    SlowConsumer,
+    /// The document could not be kept in memory safely (yrs panicked).
+    #[error("document reset")]
+    DocumentReset,
+    /// The document could not be loaded from the store.
+    #[error("document unavailable")]
+    DocumentUnavailable,
+    /// The host ended this session.
+    #[error("session ended by the host")]
+    SessionEnded,
+    /// The app was disabled.
+    #[error("app disabled")]
+    AppDisabled,
+    /// The document stopped (server shutdown, or it unloaded under the connection).
+    #[error("document stopped")]
+    Stopped,
+    /// Cluster mode: the document's owner changed, or messages between this node
+    /// and the owner were lost; reconnecting resyncs with the current owner.
+    #[error("document moved to another node")]
+    Moved,
+}
+
+/// Where a document is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// By this node (it owns the document, or this is a single node).
+    Local,
+    /// By the named node.
+    Remote(Arc<str>),
+}
