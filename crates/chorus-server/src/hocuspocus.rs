@@ -6,9 +6,9 @@
 //! module waits for the provider's `Auth` message, checks the token against the
 //! document it names exactly as the websocket route does, answers `Authenticated`
 //! (scope `read-write` or `readonly`) or `PermissionDenied` (with the reason a
-//! websocket client would get as its close reason), and hands the socket to the
-//! ordinary connection task with a [`Framing::Hocuspocus`]: incoming frames lose
-//! their name, outgoing ones gain it, and each "saved up to n" acknowledgement
+//! websocket client would get as its close reason), and runs the ordinary session
+//! over the socket with a [`Framing::Hocuspocus`] (`framing.rs`): incoming frames
+//! lose their name, outgoing ones gain it, and each "saved up to n" acknowledgement
 //! becomes the `SyncStatus` messages the provider counts its unsynced changes with;
 //! an edit refused because the session is view-only becomes `SyncStatus(false)`.
 //!
@@ -25,14 +25,16 @@
 //! with the reason's code.
 
 use crate::close::{CloseReason, Closing};
-use crate::connection::{admit, authenticate, close_socket, run, socket_config, ClientAddress};
+use crate::framing::{Framing, HocuspocusFraming};
+use crate::join::{admit, authenticate, ClientAddress};
+use crate::session::run;
 use crate::state::AppState;
 use crate::upgrade::{Socket, WsUpgrade};
+use crate::websocket::{close_socket, socket_config, WsTransport};
 use axum::extract::{Path, State};
 use axum::response::Response;
 use bytes::Bytes;
 use chorus_protocol::hocuspocus::{self, Frame};
-use chorus_protocol::{ChorusMessage, DecodeError, Message, CHORUS_MESSAGE_TYPE};
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -44,90 +46,6 @@ const AUTH_WAIT: Duration = Duration::from_secs(10);
 const AUTH_ATTEMPTS: u32 = 3;
 /// Frames kept from before the token was checked.
 const PENDING_FRAMES: usize = 64;
-
-/// How the frames of one connection are framed.
-pub(crate) enum Framing {
-    /// y-websocket: y-protocols messages as they are.
-    Plain,
-    /// A Hocuspocus provider: every message behind its document's name.
-    Hocuspocus(Box<HocuspocusFraming>),
-}
-
-/// The state of a Hocuspocus connection's framing.
-pub(crate) struct HocuspocusFraming {
-    name: String,
-    /// Update messages acknowledged with a `SyncStatus` so far.
-    acknowledged: u64,
-    /// y-protocols messages received before the join.
-    pending: Vec<Bytes>,
-}
-
-/// What to do with one incoming frame.
-pub(crate) enum Incoming {
-    /// A y-protocols message for the document.
-    Message(Bytes),
-    /// Nothing for the document (a ping, a stateless message).
-    Skip,
-    /// The provider left the document.
-    Leave,
-    /// Answer this on the socket, then go on.
-    Answer(Bytes),
-    /// Not a frame of this framing.
-    Malformed(DecodeError),
-}
-
-impl Framing {
-    /// Read one incoming frame.
-    pub(crate) fn incoming(&mut self, bytes: Bytes) -> Incoming {
-        let Framing::Hocuspocus(hp) = self else {
-            return Incoming::Message(bytes);
-        };
-        match Frame::decode(&bytes) {
-            Err(e) => Incoming::Malformed(e),
-            Ok(Frame::Protocol { name, message }) if name == hp.name => Incoming::Message(message),
-            Ok(Frame::Close { name }) if name == hp.name => Incoming::Leave,
-            Ok(Frame::Auth { name, .. }) if name != hp.name => Incoming::Answer(
-                hocuspocus::permission_denied(&name, "one-document-per-connection"),
-            ),
-            // A token refreshed for this document (the session it opened stays), a
-            // stateless message, anything for another name.
-            Ok(_) => Incoming::Skip,
-        }
-    }
-
-    /// What arrived before the join, to deliver first.
-    pub(crate) fn take_pending(&mut self) -> Vec<Bytes> {
-        match self {
-            Framing::Plain => Vec::new(),
-            Framing::Hocuspocus(hp) => std::mem::take(&mut hp.pending),
-        }
-    }
-}
-
-impl HocuspocusFraming {
-    /// The frames to write for the y-protocols (or Chorus) frame `frame`.
-    pub(crate) fn outgoing(&mut self, frame: &Bytes) -> Vec<Bytes> {
-        if frame.first() != Some(&CHORUS_MESSAGE_TYPE) {
-            return vec![hocuspocus::wrap(&self.name, frame)];
-        }
-        // Of the Chorus messages, the provider understands acknowledgements only.
-        match Message::decode(frame) {
-            Ok(Message::Chorus(ChorusMessage::Saved { n })) if n > self.acknowledged => {
-                let more = n - self.acknowledged;
-                self.acknowledged = n;
-                (0..more)
-                    .map(|_| hocuspocus::sync_status(&self.name, true))
-                    .collect()
-            }
-            // An edit of a view-only (or downgraded) session, not applied: the
-            // provider keeps it counted as unsynced, and no later "saved" covers it.
-            Ok(Message::Chorus(ChorusMessage::Error { code, .. })) if code == "read-only" => {
-                vec![hocuspocus::sync_status(&self.name, false)]
-            }
-            _ => Vec::new(),
-        }
-    }
-}
 
 /// `GET /v1/hocuspocus/{app}`: admit, upgrade, wait for the provider's token.
 pub async fn hocuspocus_handler(
@@ -147,18 +65,13 @@ pub async fn hocuspocus_handler(
         else {
             return;
         };
-        let framing = Framing::Hocuspocus(Box::new(HocuspocusFraming {
-            name: name.clone(),
-            acknowledged: 0,
-            pending,
-        }));
+        let framing = Framing::Hocuspocus(Box::new(HocuspocusFraming::new(name.clone(), pending)));
         run(
-            socket,
+            WsTransport::new(socket, framing),
             state,
             (app.into(), name.into()),
             session,
             (guard, Some(slot)),
-            framing,
         )
         .await
     })

@@ -3,12 +3,20 @@
 //! Owns everything that touches the network:
 //! - [`config`]: the one typed configuration (TOML file + `CHORUS_*` env + flags);
 //! - `state`: [`AppState`], what every handler shares;
-//! - `connection`: one task per websocket (authenticate, decode, forward to the
-//!   document's actor, write its frames out in batches);
+//! - `session`: one task per connection, whatever carries it (join, decode, rate
+//!   limits, forward to the document's actor, write its frames out in batches,
+//!   keepalive, close), over a [`Transport`](crate::session) it is generic over;
+//! - `websocket` and `framing`: the websocket transport, its plain (y-websocket)
+//!   and Hocuspocus framings, and its lingering close;
+//! - `join`: what every join goes through first (token, connection caps,
+//!   admission control);
+//! - `connection`: `/v1/ws/{app}/{content}` (token from the query or a
+//!   subprotocol, then the session over a websocket);
 //! - `hocuspocus`: `/v1/hocuspocus/{app}` for `@hocuspocus/provider` (its auth
-//!   message, then the connection task with the document name on every frame);
-//! - `upgrade`: the websocket handshake and the lingering close (the connection
-//!   owns the raw stream, so a close frame is never lost to a TCP reset);
+//!   message, then the session with the document name on every frame);
+//! - `upgrade`: the websocket handshake and the drain behind the lingering close
+//!   (the connection owns the raw stream, so a close frame is never lost to a TCP
+//!   reset);
 //! - `api`: the host REST API (drafts, external changes, publish, history and
 //!   restore, sessions, the admin switch);
 //! - `close`: the single place where errors become websocket close codes;
@@ -40,14 +48,18 @@ pub mod config;
 mod connection;
 mod demo;
 mod forward;
+mod framing;
 mod hocuspocus;
 mod ids;
+mod join;
 mod limits;
 mod metrics;
 mod ops;
 mod serve;
+mod session;
 mod state;
 mod upgrade;
+mod websocket;
 
 pub use config::{AppConfig, Config, LogFormat};
 pub use serve::{build_router, host_api_routes, serve, Server, StartError};

@@ -1,0 +1,104 @@
+//! What every join goes through before its socket is served, whichever endpoint
+//! it came by: the token checked against the document ([`authenticate`]), then a
+//! place under the connection caps and its turn under admission control
+//! ([`admit`]), or the 503 that refuses the upgrade.
+
+use crate::close::CloseReason;
+use crate::ids::is_valid_content_id;
+use crate::limits::ConnectionSlot;
+use crate::state::{unix_now, AppState};
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chorus_core::Session;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::info;
+
+/// `Retry-After` of an upgrade refused because a connection cap is full.
+const FULL_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// The peer's address, when the server was started with it (a router driven
+/// in-process, as some tests do, has none: the address cap does not apply).
+pub struct ClientAddress(pub(crate) Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+/// A place under the connection caps, then this join's turn under admission
+/// control; or the 503 that refuses the upgrade.
+///
+/// A full cap refuses the upgrade itself: nothing is spent on a socket, and a
+/// client (or the load balancer in front) sees an ordinary, retryable 503. Past
+/// the join rate a join waits for its turn here, before the upgrade, so a waiting
+/// join holds no document work.
+pub(crate) async fn admit(
+    state: &AppState,
+    app: &str,
+    content: &str,
+    address: Option<IpAddr>,
+) -> Result<ConnectionSlot, Response> {
+    let slot = match state.limiters.open_connection(app, address) {
+        Ok(slot) => slot,
+        Err(full) => {
+            state.metrics.refused(full.reason());
+            info!(app = %app, doc = %content, reason = %full, "connection refused: a cap is full");
+            return Err(refuse_full(full.reason(), FULL_RETRY_AFTER));
+        }
+    };
+    match state.limiters.admit_join(Instant::now()) {
+        Ok(wait) if wait.is_zero() => {}
+        Ok(wait) => {
+            state.metrics.join_waited(wait);
+            tokio::time::sleep(wait).await;
+        }
+        Err(busy) => {
+            state.metrics.refused("server-busy");
+            info!(app = %app, doc = %content, reason = %busy, "connection refused: admission queue full");
+            return Err(refuse_full("server-busy", busy.retry_after));
+        }
+    }
+    Ok(slot)
+}
+
+/// HTTP 503 with `Retry-After` and the JSON error body of the host API.
+fn refuse_full(code: &'static str, retry_after: Duration) -> Response {
+    let body = crate::api::ErrorBody {
+        code,
+        message: "too many connections; retry after Retry-After seconds".into(),
+        etag: None,
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, crate::api::retry_after(retry_after))],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+pub(crate) fn authenticate(
+    state: &AppState,
+    app: &str,
+    content: &str,
+    token: Option<&str>,
+    extensions: bool,
+) -> Result<Arc<Session>, CloseReason> {
+    if !is_valid_content_id(content) {
+        return Err(CloseReason::InvalidContentId);
+    }
+    let token = token.ok_or(CloseReason::MissingToken)?;
+    let claims = state.apps.verify_session(app, content, token, unix_now())?;
+    Ok(Arc::new(Session::from_claims(&claims, extensions)))
+}
