@@ -182,7 +182,7 @@ impl Documents {
         let Some(cluster) = self.cluster() else {
             return;
         };
-        let key = |app: String, doc: String| -> DocKey { (app.into(), doc.into()) };
+        let key = |app: String, doc: String| DocKey::new(app, doc);
         match wire {
             Wire::Join {
                 app,
@@ -230,8 +230,8 @@ impl Documents {
                     None => cluster.send(
                         &from,
                         &Wire::Close {
-                            app: key.0.to_string(),
-                            doc: key.1.to_string(),
+                            app: key.app.to_string(),
+                            doc: key.doc.to_string(),
                             conn,
                             reason: Disconnect::Moved,
                         },
@@ -353,7 +353,7 @@ impl Documents {
                 .owned
                 .iter()
                 .filter(|e| {
-                    let k = (e.key().0.to_string(), e.key().1.to_string());
+                    let k = (e.key().app.to_string(), e.key().doc.to_string());
                     held.get(&k) != Some(e.value())
                 })
                 .map(|e| e.key().clone())
@@ -363,14 +363,14 @@ impl Documents {
                 let Some(token) = cluster.owned.get(&key).map(|t| *t) else {
                     continue;
                 };
-                let k = (key.0.to_string(), key.1.to_string());
+                let k = (key.app.to_string(), key.doc.to_string());
                 if held.get(&k).is_some_and(|t| *t == token) {
                     continue;
                 }
                 if self.lease_still_mine(&key, token).await {
                     continue;
                 }
-                warn!(app = %key.0, doc = %key.1, "lease taken over by another node; this owner stops");
+                warn!(app = %key.app, doc = %key.doc, "lease taken over by another node; this owner stops");
                 if let Some(h) = self.live_handle(&key) {
                     let _ = h.send(cluster_cmd(ClusterOp::LeaseLost)).await;
                 }
@@ -382,7 +382,7 @@ impl Documents {
     /// renewal's query ran is missing from its answer but is ours).
     async fn lease_still_mine(&self, key: &DocKey, token: u64) -> bool {
         let store = self.store().clone();
-        let id = chorus_store::DocId::new(&*key.0, &*key.1);
+        let id = chorus_store::DocId::new(&*key.app, &*key.doc);
         let holders = tokio::task::spawn_blocking(move || {
             store.leases().map(|l| l.holders(std::slice::from_ref(&id)))
         })

@@ -10,7 +10,7 @@ use crate::command::DocCommand;
 use crate::inbox::{InboxReceiver, InboxSender};
 use crate::metrics::DocMetrics;
 use crate::nodes::Cluster;
-use crate::writer::Writer;
+use crate::writer::StoreWriter;
 use chorus_core::{RoomLimits, Whitelist};
 use chorus_hooks::Hooks;
 use chorus_store::Store;
@@ -96,7 +96,7 @@ pub(crate) struct DocEnv {
     whitelists: HashMap<String, Whitelist>,
     pub(crate) policy: DocPolicy,
     pub(crate) metrics: Arc<dyn DocMetrics>,
-    pub(crate) writer: Writer,
+    pub(crate) writer: StoreWriter,
     /// Drafts hosts read, kept as bases for three-way external changes.
     pub(crate) bases: Bases,
     /// Webhook delivery (the writer enqueues; the actor only decides).
@@ -121,7 +121,7 @@ impl DocEnv {
         metrics: Arc<dyn DocMetrics>,
         group_commit: bool,
     ) -> DocEnv {
-        let writer = Writer::start(store, group_commit, metrics.clone(), hooks.clone());
+        let writer = StoreWriter::start(store, group_commit, metrics.clone(), hooks.clone());
         DocEnv {
             limits,
             whitelists: rules.whitelists,

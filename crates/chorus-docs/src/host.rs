@@ -45,7 +45,7 @@ impl Documents {
             base,
             restoring,
         } = change;
-        let whitelist = self.whitelist_for(&key.0).clone();
+        let whitelist = self.whitelist_for(&key.app).clone();
         // Replacing changed paragraphs whole spares only a guard that takes deep events.
         let replacing = whitelist.takes_deep_events();
         let mut body = match html {
@@ -109,7 +109,7 @@ impl Documents {
         };
         // The change's own base, or the live state the actor handed out.
         let base = base.unwrap_or_else(|| Arc::new(live.state.unwrap_or_default()));
-        let profile = self.whitelist_for(&key.0).profile.clone();
+        let profile = self.whitelist_for(&key.app).profile.clone();
         let has_body = body.has_body();
         let prepared = on_blocking_pool(move || {
             let fork =
@@ -193,7 +193,7 @@ impl Documents {
         let mut draft = self
             .ask(key, |reply| DocCommand::Render { if_match, reply })
             .await??;
-        let whitelist = self.whitelist_for(&key.0).clone();
+        let whitelist = self.whitelist_for(&key.app).clone();
         let raw = std::mem::take(&mut draft.html);
         draft.html = on_blocking_pool(move || whitelist.clean_html(&raw)).await?;
         self.ask(key, |reply| DocCommand::Publish { draft, reply })

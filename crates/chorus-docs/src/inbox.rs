@@ -16,7 +16,7 @@
 //! it waits again).
 //!
 //! The same queue, used only through `try_send`, is each connection's outbound
-//! queue ([`crate::outbox`]).
+//! queue ([`crate::frames`]).
 
 use futures_util::task::AtomicWaker;
 use std::collections::VecDeque;

@@ -15,7 +15,7 @@
 //! |---|---|---|
 //! | words | `types` | [`DocKey`], [`Disconnect`] (why a connection is closed), [`Route`] |
 //! | leaves | `error`, `metrics`, `plan`, `release` | [`DocError`] / [`HostError`]; [`DocMetrics`]; "what to write next" as a pure state machine; handing freed heap back to the OS |
-//! | queues | `inbox`, `outbox` | the bounded queue into an actor, and the frame queue out to a connection |
+//! | queues | `inbox`, `frames` | the bounded queue into an actor, and the frame queue out to a connection ("outbox" is only the store's webhook table) |
 //! | node links | `wire`, `link` | what nodes say to each other about documents (bus payloads); the owner's per-node link that sends each frame once per node |
 //! | members | `peer` | [`QueuePeer`] (a member's bounded outbound queue, local or over a link) and [`ConnControl`] (how an actor closes a connection) |
 //! | commands | `command` | [`DocCommand`] and its answers (`Draft`, `HostChange`, …), the cluster's commands to an actor |
@@ -45,12 +45,12 @@ mod cluster;
 mod command;
 mod env;
 mod error;
+mod frames;
 mod host;
 mod inbox;
 mod link;
 mod metrics;
 mod nodes;
-mod outbox;
 mod peer;
 mod plan;
 mod registry;
@@ -67,10 +67,9 @@ pub use command::{
 };
 pub use env::{AppRules, DocPolicy};
 pub use error::{DocError, HostError};
+pub use frames::{frame_queue, FrameReceiver, FrameSender, PushError};
 pub use metrics::{DocMetrics, NoMetrics};
 pub use nodes::{AppStateHandler, ClusterSetup, ClusterStats, HostHandler};
-pub use outbox::{outbox, OutboxReceiver, PushError};
 pub use peer::{ConnControl, QueuePeer};
 pub use registry::{DocHandle, Documents};
 pub use types::{Disconnect, DocKey, Route};
-pub use writer::Writer;

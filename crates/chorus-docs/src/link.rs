@@ -7,8 +7,8 @@
 //! entries sharing a buffer (pointer and length) are the same frame; the entries
 //! hold their clones, so a buffer cannot be freed and reused while queued.
 
+use crate::frames::PushError;
 use crate::inbox::{bounded, InboxReceiver, InboxSender, TrySendError};
-use crate::outbox::PushError;
 use crate::wire::Wire;
 use bytes::Bytes;
 use chorus_cluster::Bus;

@@ -4,8 +4,8 @@
 //! The actor says *why* a connection must go ([`Disconnect`]); the server turns that
 //! into a close code, in its one place for close codes.
 
+use crate::frames::{FrameSender, PushError};
 use crate::link::LinkSender;
-use crate::outbox::{OutboxSender, PushError};
 use crate::types::Disconnect;
 use bytes::Bytes;
 use chorus_core::Peer;
@@ -54,14 +54,14 @@ impl ConnControl {
 
 /// A room member's outbound side: a bounded queue of encoded frames.
 pub struct QueuePeer {
-    route: Route,
+    sink: FrameSink,
     pub(crate) control: std::sync::Arc<ConnControl>,
 }
 
 /// Where a member's frames go.
-enum Route {
+enum FrameSink {
     /// A connection task of this process.
-    Local(OutboxSender),
+    Local(FrameSender),
     /// A connection of another node (cluster mode), through the document's link to
     /// that node, which sends each frame once per node.
     Remote { link: LinkSender, conn: u64 },
@@ -69,9 +69,9 @@ enum Route {
 
 impl QueuePeer {
     /// A peer writing into `frames`, closed through `control` when it falls behind.
-    pub fn new(frames: OutboxSender, control: std::sync::Arc<ConnControl>) -> Self {
+    pub fn new(frames: FrameSender, control: std::sync::Arc<ConnControl>) -> Self {
         QueuePeer {
-            route: Route::Local(frames),
+            sink: FrameSink::Local(frames),
             control,
         }
     }
@@ -83,7 +83,7 @@ impl QueuePeer {
         control: std::sync::Arc<ConnControl>,
     ) -> Self {
         QueuePeer {
-            route: Route::Remote { link, conn },
+            sink: FrameSink::Remote { link, conn },
             control,
         }
     }
@@ -91,9 +91,9 @@ impl QueuePeer {
 
 impl Peer for QueuePeer {
     fn send(&self, frame: Bytes) -> bool {
-        let pushed = match &self.route {
-            Route::Local(frames) => frames.push(frame),
-            Route::Remote { link, conn } => link.push(*conn, frame),
+        let pushed = match &self.sink {
+            FrameSink::Local(frames) => frames.push(frame),
+            FrameSink::Remote { link, conn } => link.push(*conn, frame),
         };
         match pushed {
             Ok(()) => true,

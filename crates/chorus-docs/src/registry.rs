@@ -135,7 +135,7 @@ impl Documents {
         let handles: Vec<DocHandle> = self
             .live
             .iter()
-            .filter(|e| &*e.key().0 == app)
+            .filter(|e| &*e.key().app == app)
             .map(|e| e.value().clone())
             .collect();
         for h in handles {

@@ -5,8 +5,25 @@
 use chorus_core::RoomError;
 use std::sync::Arc;
 
-/// Identifies a document: (app id, content id).
-pub type DocKey = (Arc<str>, Arc<str>);
+/// Identifies a document: the app it belongs to and its content id (the store's
+/// `DocId` is the same pair, as the store names it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DocKey {
+    /// The app id (`iss` of its tokens).
+    pub app: Arc<str>,
+    /// The content id, unique within the app.
+    pub doc: Arc<str>,
+}
+
+impl DocKey {
+    /// The key of document `doc` of `app`.
+    pub fn new(app: impl Into<Arc<str>>, doc: impl Into<Arc<str>>) -> DocKey {
+        DocKey {
+            app: app.into(),
+            doc: doc.into(),
+        }
+    }
+}
 
 /// Why the document layer closes a connection. Serializable: in cluster mode the
 /// owner tells the connection's node why.

@@ -59,14 +59,14 @@ struct Job {
 }
 
 /// Handle to the writer thread. The thread stops once every handle is dropped.
-pub struct Writer {
+pub(crate) struct StoreWriter {
     jobs: mpsc::Sender<Job>,
     /// What made the last group commit fail; `None` while writes succeed.
     failing: Arc<Mutex<Option<StoreCondition>>>,
     store: Arc<dyn Store>,
 }
 
-impl Writer {
+impl StoreWriter {
     /// Start the writer thread over `store`. With `group_commit` off every job is
     /// flushed on its own. After every successful flush the events written so far
     /// are released to `hooks`' delivery.
@@ -75,7 +75,7 @@ impl Writer {
         group_commit: bool,
         metrics: Arc<dyn DocMetrics>,
         hooks: Hooks,
-    ) -> Writer {
+    ) -> StoreWriter {
         let (jobs, rx) = mpsc::channel(WRITER_QUEUE);
         let failing = Arc::new(Mutex::new(None));
         {
@@ -85,7 +85,7 @@ impl Writer {
                 .spawn(move || writer_loop(rx, store, group_commit, failing, metrics, hooks))
                 .expect("spawning the store writer thread");
         }
-        Writer {
+        StoreWriter {
             jobs,
             failing,
             store,

@@ -30,7 +30,7 @@ fn documents(store: Arc<MemoryStore>) -> Arc<Documents> {
 }
 
 fn key(doc: &str) -> DocKey {
-    ("wiki".into(), doc.into())
+    DocKey::new("wiki", doc)
 }
 
 fn change(html: &str) -> HostChange {

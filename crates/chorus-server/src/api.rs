@@ -47,7 +47,7 @@ pub async fn get_draft(
         .await
         .and_then(|read| read)
         .map_err(|e| {
-            tracing::warn!(doc = %key.1, error = %e, "draft read failed");
+            tracing::warn!(doc = %key.doc, error = %e, "draft read failed");
             ApiError::from(e)
         })?;
     if !draft.exists {
@@ -184,7 +184,7 @@ async fn find_base(state: &AppState, key: &DocKey, etag: &str) -> Result<Arc<Vec
     if let Some(base) = state.documents.base(key, etag) {
         return Ok(base);
     }
-    let id = DocId::new(&*key.0, &*key.1);
+    let id = DocId::new(&*key.app, &*key.doc);
     let wanted = etag.to_owned();
     let found = read_store(state, "reading history for a base", move |store| {
         let entries = store.history(&id)?;
@@ -228,7 +228,7 @@ pub async fn history(
     State(state): State<AppState>,
     HostDoc { key }: HostDoc,
 ) -> Result<Json<HistoryList>, ApiError> {
-    let id = DocId::new(&*key.0, &*key.1);
+    let id = DocId::new(&*key.app, &*key.doc);
     let entries = read_store(&state, "reading history", move |store| store.history(&id)).await?;
     Ok(Json(HistoryList {
         points: entries.into_iter().map(Into::into).collect(),
@@ -241,7 +241,7 @@ async fn read_point(
     key: &DocKey,
     point: u64,
 ) -> Result<(Vec<u8>, chorus_store::HistoryEntry), ApiError> {
-    let id = DocId::new(&*key.0, &*key.1);
+    let id = DocId::new(&*key.app, &*key.doc);
     let found = read_store(state, "reading a history point", move |store| {
         store.history_point(&id, point)
     })
@@ -279,7 +279,7 @@ pub async fn history_point(
     let (stored, entry) = read_point(&state, &key, point).await?;
     Ok(match q.format {
         PointFormat::Json => {
-            let whitelist = state.documents.whitelist_for(&key.0).clone();
+            let whitelist = state.documents.whitelist_for(&key.app).clone();
             let profile = whitelist.profile.clone();
             let document = render_point(stored, whitelist, move |doc| {
                 chorus_core::render::doc_json_as(doc, &profile)
@@ -295,7 +295,7 @@ pub async fn history_point(
             .into_response()
         }
         PointFormat::Html => {
-            let whitelist = state.documents.whitelist_for(&key.0).clone();
+            let whitelist = state.documents.whitelist_for(&key.app).clone();
             let check = whitelist.clone();
             let (title, html) = render_point(stored, check, move |doc| {
                 let (title, html) = chorus_core::render::doc_html_as(doc, &whitelist.profile);
@@ -317,7 +317,7 @@ pub async fn restore(
 ) -> Result<Response, ApiError> {
     let (stored, _) = read_point(&state, &key, point).await?;
     // The external change cleans the HTML with the app's whitelist as it imports it.
-    let whitelist = state.documents.whitelist_for(&key.0).clone();
+    let whitelist = state.documents.whitelist_for(&key.app).clone();
     let profile = whitelist.profile.clone();
     let (title, html) = render_point(stored, whitelist, move |doc| {
         chorus_core::render::doc_html_as(doc, &profile)

@@ -14,6 +14,7 @@ use crate::websocket::{close_socket, socket_config, WsTransport};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use chorus_docs::DocKey;
 use futures_util::future::Either;
 use serde::Deserialize;
 use tracing::info;
@@ -91,7 +92,7 @@ pub async fn ws_handler(
         Ok(session) => Either::Right(run(
             WsTransport::new(socket, Framing::Plain),
             state,
-            (app.into(), content.into()),
+            DocKey::new(app, content),
             session,
             (guard, slot),
         )),

@@ -258,7 +258,7 @@ pub async fn external(
             "give a title, an html body, or both",
         );
     }
-    let key: DocKey = ("demo".into(), body.doc.as_str().into());
+    let key = DocKey::new("demo", body.doc.as_str());
     let change = HostChange {
         title: body.title,
         html: body.html,

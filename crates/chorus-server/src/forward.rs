@@ -66,7 +66,7 @@ fn document_of(path: &str) -> Option<DocKey> {
     let decoded = percent_encoding::percent_decode_str(doc)
         .decode_utf8()
         .ok()?;
-    Some((Arc::from(app), Arc::from(&*decoded)))
+    Some(DocKey::new(app, &*decoded))
 }
 
 /// Names the node that answered (in cluster mode): for a carried call, the owner.
@@ -89,7 +89,7 @@ pub async fn to_owner(State(state): State<AppState>, req: Request, next: Next) -
     let Some(key) = document_of(req.uri().path()) else {
         return here(next.run(req).await);
     };
-    if !crate::ids::is_valid_content_id(&key.1) || state.apps.get(&key.0).is_none() {
+    if !crate::ids::is_valid_content_id(&key.doc) || state.apps.get(&key.app).is_none() {
         return here(next.run(req).await);
     }
     let owner = match state.documents.route(&key).await {
@@ -116,7 +116,7 @@ pub async fn to_owner(State(state): State<AppState>, req: Request, next: Next) -
         .ok()
         .and_then(|bytes| postcard::from_bytes::<Answered>(&bytes).ok())
     else {
-        tracing::warn!(app = %key.0, doc = %key.1, %owner, "the owner did not answer a carried host call");
+        tracing::warn!(app = %key.app, doc = %key.doc, %owner, "the owner did not answer a carried host call");
         return ApiError::Unavailable.into_response();
     };
     let mut response = Response::new(Body::from(answered.body));
@@ -175,7 +175,7 @@ mod tests {
 
     #[test]
     fn only_document_routes_are_carried() {
-        let key = |a: &str, d: &str| Some((Arc::from(a), Arc::from(d)));
+        let key = |a: &str, d: &str| Some(DocKey::new(a, d));
         assert_eq!(
             document_of("/v1/apps/wiki/docs/page-1/draft"),
             key("wiki", "page-1")

@@ -34,6 +34,7 @@ use crate::websocket::{close_socket, socket_config, WsTransport};
 use axum::extract::{Path, State};
 use axum::response::Response;
 use bytes::Bytes;
+use chorus_docs::DocKey;
 use chorus_protocol::hocuspocus::{self, Frame};
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
@@ -69,7 +70,7 @@ pub async fn hocuspocus_handler(
         run(
             WsTransport::new(socket, framing),
             state,
-            (app.into(), name.into()),
+            DocKey::new(app, name),
             session,
             (guard, Some(slot)),
         )

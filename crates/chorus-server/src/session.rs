@@ -17,7 +17,7 @@ use crate::state::AppState;
 use bytes::Bytes;
 use chorus_core::{ConnId, Session};
 use chorus_docs::{
-    outbox, ConnControl, Disconnect, DocCommand, DocHandle, DocKey, OutboxReceiver, QueuePeer,
+    frame_queue, ConnControl, Disconnect, DocCommand, DocHandle, DocKey, FrameReceiver, QueuePeer,
 };
 use chorus_protocol::{frame_kind, ChorusMessage, Message};
 use futures_util::task::AtomicWaker;
@@ -127,7 +127,7 @@ pub(crate) fn run<T: Transport>(
         let _held = held;
         let conn = ConnId::fresh();
         let control = Arc::new(ConnControl::default());
-        let (out_tx, mut out_rx) = outbox(state.config.outbound_queue_frames);
+        let (out_tx, mut out_rx) = frame_queue(state.config.outbound_queue_frames);
         let join = DocCommand::Join {
             conn,
             session: session.clone(),
@@ -148,7 +148,7 @@ pub(crate) fn run<T: Transport>(
             }
         };
         state.metrics.connection_opened();
-        debug!(conn = conn.0, app = %key.0, doc = %key.1, user = %session.user_id, mode = session.mode.as_str(), "joined");
+        debug!(conn = conn.0, app = %key.app, doc = %key.doc, user = %session.user_id, mode = session.mode.as_str(), "joined");
         // What a Hocuspocus provider sent before its token was checked, in order.
         for bytes in transport.take_pending() {
             let Ok(msg) = Message::decode(&bytes) else {
@@ -176,7 +176,7 @@ pub(crate) fn run<T: Transport>(
         // The limiter reads tokio's clock (the same as the wall clock unless a test
         // paused it) so that throttling can be tested with paused time.
         let limiter_now = || tokio::time::Instant::now().into_std();
-        let mut limiter = ConnectionLimiter::new(&state.limiters.rates(&key.0), limiter_now());
+        let mut limiter = ConnectionLimiter::new(&state.limiters.rates(&key.app), limiter_now());
         // A message over the rate limits, held (and the socket left unread) until
         // its wait is over: back-pressure on this sender only. Boxed: most
         // connections never need the timer, and the future lives as long as they do.
@@ -289,7 +289,7 @@ pub(crate) fn run<T: Transport>(
 /// after [`WRITE_TIMEOUT`] without progress.
 async fn write_batch<T: Transport>(
     transport: &mut T,
-    queue: &mut OutboxReceiver,
+    queue: &mut FrameReceiver,
     first: Bytes,
     state: &AppState,
 ) -> Result<(), TransportFailed> {
@@ -313,7 +313,7 @@ async fn answer<T: Transport>(transport: &mut T, frame: Bytes) -> Result<(), Tra
 
 async fn write_frames<T: Transport>(
     transport: &mut T,
-    queue: &mut OutboxReceiver,
+    queue: &mut FrameReceiver,
     first: Bytes,
     state: &AppState,
 ) -> Result<(), TransportFailed> {

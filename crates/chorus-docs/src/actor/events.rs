@@ -18,10 +18,10 @@ use tracing::debug;
 impl DocActor {
     /// Queue `event` for the next write if the app has a callback URL.
     pub(super) fn hook(&mut self, event: HookEvent) {
-        if !self.env.hooked_apps.contains(&*self.key.0) {
+        if !self.env.hooked_apps.contains(&*self.key.app) {
             return;
         }
-        debug!(app = %self.key.0, doc = %self.key.1, kind = event.kind.as_str(), "webhook event raised");
+        debug!(app = %self.key.app, doc = %self.key.doc, kind = event.kind.as_str(), "webhook event raised");
         self.writes.events.push(event);
     }
 
@@ -36,7 +36,7 @@ impl DocActor {
             self.session.open = true;
             let users: std::collections::BTreeSet<String> =
                 self.session.editors.values().cloned().collect();
-            let event = HookEvent::editing(&*self.key.0, &*self.key.1, now_ms(), users);
+            let event = HookEvent::editing(&*self.key.app, &*self.key.doc, now_ms(), users);
             self.hook(event);
         }
     }
@@ -68,8 +68,8 @@ impl DocActor {
             .unwrap_or_default();
         let contributors = std::mem::take(&mut self.session.contributors);
         let event = HookEvent::closed(
-            &*self.key.0,
-            &*self.key.1,
+            &*self.key.app,
+            &*self.key.doc,
             now_ms(),
             title,
             html,
@@ -91,7 +91,7 @@ impl DocActor {
             return;
         }
         self.session.last_saved_hook = Some(Instant::now());
-        let event = HookEvent::saved(&*self.key.0, &*self.key.1, now_ms(), self.etag());
+        let event = HookEvent::saved(&*self.key.app, &*self.key.doc, now_ms(), self.etag());
         self.hook(event);
     }
 }

@@ -47,9 +47,9 @@ impl DocActor {
             Err(e) => {
                 if e == chorus_core::ExternalError::Moved {
                     // Computed again by the caller (`Documents::external_change`).
-                    debug!(app = %self.key.0, doc = %self.key.1, "external change overtaken by an edit");
+                    debug!(app = %self.key.app, doc = %self.key.doc, "external change overtaken by an edit");
                 } else {
-                    warn!(app = %self.key.0, doc = %self.key.1, error = %e, "external change refused");
+                    warn!(app = %self.key.app, doc = %self.key.doc, error = %e, "external change refused");
                 }
                 let _ = reply.send(Err(HostError::from(e)));
                 return;
@@ -68,14 +68,14 @@ impl DocActor {
                 .push(HostReply::Change(reply, outcome));
             return;
         }
-        info!(app = %self.key.0, doc = %self.key.1, fields = ?outcome.fields, restoring = ?change.restoring, "external change applied");
+        info!(app = %self.key.app, doc = %self.key.doc, fields = ?outcome.fields, restoring = ?change.restoring, "external change applied");
         if let Some(point) = change.restoring {
             self.take_history_point("restore", Some(point));
         }
         if !outcome.fields.is_empty() {
             let event = HookEvent::external_change(
-                &*self.key.0,
-                &*self.key.1,
+                &*self.key.app,
+                &*self.key.doc,
                 now_ms(),
                 outcome.fields.clone(),
                 outcome.etag.clone(),
@@ -120,10 +120,10 @@ impl DocActor {
         self.take_history_point("publish", None);
         self.writes.meta.published_at_ms = now;
         self.writes.meta.published_etag = etag.clone();
-        info!(app = %self.key.0, doc = %self.key.1, %etag, "draft published");
+        info!(app = %self.key.app, doc = %self.key.doc, %etag, "draft published");
         let event = HookEvent::published(
-            &*self.key.0,
-            &*self.key.1,
+            &*self.key.app,
+            &*self.key.doc,
             now,
             title.clone(),
             html.clone(),

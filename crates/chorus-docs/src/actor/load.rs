@@ -57,7 +57,7 @@ async fn load_actor(
     exit: Arc<dyn Exit>,
 ) -> Option<Serving> {
     let started = std::time::Instant::now();
-    let id = DocId::new(&*key.0, &*key.1);
+    let id = DocId::new(&*key.app, &*key.doc);
     // Cluster mode: own the document (take its lease) or forward to its owner.
     let mut lease = None;
     if env.cluster().is_some() {
@@ -93,7 +93,7 @@ async fn load_actor(
     let mut queued = Vec::new();
     let (room, meta, snapshot_bytes, log_records, log_bytes, next_seq) = match stored {
         None => (
-            Room::new(env.limits_for(&key.0)),
+            Room::new(env.limits_for(&key.app)),
             DocMeta::default(),
             0,
             0,
@@ -102,7 +102,7 @@ async fn load_actor(
         ),
         Some(s) => {
             let s = Arc::new(s);
-            let limits = env.limits_for(&key.0);
+            let limits = env.limits_for(&key.app);
             let serve_early = s.meta.content_policy == limits.whitelist.fingerprint();
             let for_build = s.clone();
             // Integrating a long history takes a while: off the runtime's threads.
@@ -220,7 +220,7 @@ async fn resolve_owner(env: &Arc<DocEnv>, key: &DocKey, id: &DocId) -> Result<Ow
             Acquired::Owned { token, previous } => {
                 if previous.as_deref().is_some_and(|p| p != &*node) {
                     cluster.takeovers.fetch_add(1, Ordering::Relaxed);
-                    info!(app = %key.0, doc = %key.1, from = previous.as_deref().unwrap_or_default(), "took the lease over");
+                    info!(app = %key.app, doc = %key.doc, from = previous.as_deref().unwrap_or_default(), "took the lease over");
                 }
                 cluster.owned.insert(key.clone(), token);
                 return Ok(Owner::Here { token });
@@ -330,7 +330,7 @@ async fn refuse_all(
     queued: Vec<DocCommand>,
     why: DocError,
 ) {
-    error!(app = %key.0, doc = %key.1, error = %why, "document could not be loaded; refusing its connections");
+    error!(app = %key.app, doc = %key.doc, error = %why, "document could not be loaded; refusing its connections");
     exit.forget(own_tx);
     rx.close();
     let rest = std::iter::from_fn(|| rx.try_recv());

@@ -160,7 +160,7 @@ impl DocActor {
                 // update itself never completed.
                 self.collect();
                 if self.room.is_poisoned() {
-                    warn!(app = %self.key.0, doc = %self.key.1, "yrs panicked on an update; dropping the in-memory document");
+                    warn!(app = %self.key.app, doc = %self.key.doc, "yrs panicked on an update; dropping the in-memory document");
                     for (_, c) in self.members.controls.drain() {
                         c.close(Disconnect::DocumentReset);
                     }
@@ -212,7 +212,7 @@ impl DocActor {
                     self.env.metrics.fanout(received.elapsed());
                 }
                 if let Err(err) = result {
-                    debug!(app = %self.key.0, doc = %self.key.1, conn = conn.0, %err, "closing connection");
+                    debug!(app = %self.key.app, doc = %self.key.doc, conn = conn.0, %err, "closing connection");
                     if let Some(c) = self.members.controls.remove(&conn) {
                         c.close(Disconnect::Room(err));
                     }

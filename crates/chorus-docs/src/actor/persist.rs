@@ -51,7 +51,7 @@ impl DocActor {
         let over = size > self.env.policy.max_document_bytes;
         if over != self.room.is_read_only() {
             if over {
-                warn!(app = %self.key.0, doc = %self.key.1, size, "document reached its size limit; read-only");
+                warn!(app = %self.key.app, doc = %self.key.doc, size, "document reached its size limit; read-only");
             }
             self.room.set_read_only(over);
         }
@@ -120,7 +120,7 @@ impl DocActor {
         meta.state_vector = self.room.state_vector();
         // Whatever the room holds passed this whitelist (a load checks stored content
         // again unless it was stored under the same one).
-        meta.content_policy = self.env.whitelist_for(&self.key.0).fingerprint();
+        meta.content_policy = self.env.whitelist_for(&self.key.app).fingerprint();
         // The encoder starts with a 1 KiB buffer; the actor keeps this meta for as
         // long as the document stays loaded.
         meta.state_vector.shrink_to_fit();
@@ -200,7 +200,7 @@ impl DocActor {
                 self.lease_lost();
             }
             Err(e) => {
-                warn!(app = %self.key.0, doc = %self.key.1, error = %e, "document write failed; will write a full snapshot");
+                warn!(app = %self.key.app, doc = %self.key.doc, error = %e, "document write failed; will write a full snapshot");
                 // Not durable: keep the acks for the snapshot that replaces this job
                 // (an editor simply gets no ack yet); a host is told now, with the
                 // store's condition (its change stays applied and is written by the
@@ -256,7 +256,7 @@ impl DocActor {
         .await;
         if let Ok(Err(e)) = released {
             // It lapses on its own within the lease's lifetime.
-            warn!(app = %self.key.0, doc = %self.key.1, error = %e, "cannot release the lease");
+            warn!(app = %self.key.app, doc = %self.key.doc, error = %e, "cannot release the lease");
         }
     }
 
@@ -295,9 +295,9 @@ impl DocActor {
             self.persist().await;
         }
         if self.lease_lost {
-            warn!(app = %self.key.0, doc = %self.key.1, "stopped after losing the lease; unacknowledged changes are resynced by the clients with the new owner");
+            warn!(app = %self.key.app, doc = %self.key.doc, "stopped after losing the lease; unacknowledged changes are resynced by the clients with the new owner");
         } else if self.writes.plan.has_unwritten() || !self.writes.history_pending.is_empty() {
-            error!(app = %self.key.0, doc = %self.key.1, "unloading with changes the store did not accept");
+            error!(app = %self.key.app, doc = %self.key.doc, "unloading with changes the store did not accept");
         }
         Box::pin(self.release_lease()).await;
         for reply in std::mem::take(&mut self.writes.host_replies) {
@@ -307,6 +307,6 @@ impl DocActor {
         for (_, c) in self.members.controls.drain() {
             c.close(Disconnect::Stopped);
         }
-        debug!(app = %self.key.0, doc = %self.key.1, "unloaded");
+        debug!(app = %self.key.app, doc = %self.key.doc, "unloaded");
     }
 }

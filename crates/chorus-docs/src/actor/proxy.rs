@@ -58,7 +58,7 @@ pub(crate) async fn serve(
     if let Some(cluster) = env.cluster() {
         cluster.forwarded.insert(key.clone(), owner.clone());
     }
-    debug!(app = %key.0, doc = %key.1, %owner, "forwarding to the owner");
+    debug!(app = %key.app, doc = %key.doc, %owner, "forwarding to the owner");
     let mut proxy = Proxy {
         env,
         exit,
@@ -99,7 +99,7 @@ impl Proxy {
     }
 
     fn handle(&mut self, cmd: DocCommand) -> Option<End> {
-        let (app, doc) = (self.key.0.to_string(), self.key.1.to_string());
+        let (app, doc) = (self.key.app.to_string(), self.key.doc.to_string());
         match cmd {
             DocCommand::Join {
                 conn,
@@ -209,8 +209,8 @@ impl Proxy {
                     cluster.send(
                         &node,
                         &Wire::Close {
-                            app: self.key.0.to_string(),
-                            doc: self.key.1.to_string(),
+                            app: self.key.app.to_string(),
+                            doc: self.key.doc.to_string(),
                             conn,
                             reason: Disconnect::Moved,
                         },
@@ -252,8 +252,8 @@ impl Proxy {
         for (conn, peer) in std::mem::take(&mut self.members) {
             peer.control.close(reason.clone());
             self.send(&Wire::Leave {
-                app: self.key.0.to_string(),
-                doc: self.key.1.to_string(),
+                app: self.key.app.to_string(),
+                doc: self.key.doc.to_string(),
                 conn: conn.0,
             });
         }

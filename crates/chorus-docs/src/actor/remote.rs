@@ -77,8 +77,8 @@ impl DocActor {
                 link::start(
                     cluster.bus.clone(),
                     node.clone(),
-                    self.key.0.clone(),
-                    self.key.1.clone(),
+                    self.key.app.clone(),
+                    self.key.doc.clone(),
                 )
             })
             .clone();
@@ -86,8 +86,8 @@ impl DocActor {
         let (bus, to, app, doc) = (
             cluster.bus.clone(),
             node.clone(),
-            self.key.0.to_string(),
-            self.key.1.to_string(),
+            self.key.app.to_string(),
+            self.key.doc.to_string(),
         );
         control.on_close(Box::new(move |reason| {
             let close = Wire::Close {
@@ -114,7 +114,7 @@ impl DocActor {
         if self.lease_lost {
             return;
         }
-        tracing::warn!(app = %self.key.0, doc = %self.key.1, "lease lost: closing connections, stopping without writing");
+        tracing::warn!(app = %self.key.app, doc = %self.key.doc, "lease lost: closing connections, stopping without writing");
         self.lease_lost = true;
         if let Some(cluster) = self.env.cluster() {
             cluster
@@ -137,7 +137,7 @@ impl DocActor {
         if gone.is_empty() {
             return;
         }
-        debug!(app = %self.key.0, doc = %self.key.1, members = gone.len(), "dropping members of other nodes to resync them");
+        debug!(app = %self.key.app, doc = %self.key.doc, members = gone.len(), "dropping members of other nodes to resync them");
         if let Some(cluster) = self.env.cluster() {
             cluster
                 .resyncs
@@ -157,8 +157,8 @@ impl DocActor {
             cluster.send(
                 node,
                 &Wire::Close {
-                    app: self.key.0.to_string(),
-                    doc: self.key.1.to_string(),
+                    app: self.key.app.to_string(),
+                    doc: self.key.doc.to_string(),
                     conn,
                     reason,
                 },

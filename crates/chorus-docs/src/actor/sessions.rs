@@ -91,7 +91,7 @@ impl DocActor {
     }
 
     fn exclusive(&self) -> bool {
-        self.env.exclusive_apps.contains(&*self.key.0)
+        self.env.exclusive_apps.contains(&*self.key.app)
     }
 
     /// Every connected session.

@@ -157,7 +157,7 @@ impl FromRequestParts<AppState> for HostDoc {
             return Err(ApiError::bad_request("invalid content id"));
         }
         Ok(HostDoc {
-            key: (app.into(), doc.into()),
+            key: DocKey::new(app, doc),
         })
     }
 }

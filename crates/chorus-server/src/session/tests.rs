@@ -115,7 +115,7 @@ fn start(state: &AppState, doc: &str, mode: Mode) -> (Client, tokio::task::JoinH
     let task = tokio::spawn(run(
         transport,
         state.clone(),
-        ("wiki".into(), doc.into()),
+        DocKey::new("wiki", doc),
         session(mode),
         held,
     ));
@@ -227,7 +227,7 @@ async fn a_client_that_stops_reading_is_dropped_after_the_write_timeout_without_
     // The document let the member go.
     let sessions = state
         .documents
-        .ask(&("wiki".into(), "stalled".into()), |reply| {
+        .ask(&DocKey::new("wiki", "stalled"), |reply| {
             DocCommand::Sessions { reply }
         })
         .await
@@ -256,7 +256,7 @@ async fn a_frame_that_does_not_decode_closes_with_4400_and_leaves_the_document()
     assert_eq!(client.closed.lock().unwrap().map(|c| c.0), Some(4400));
     let sessions = state
         .documents
-        .ask(&("wiki".into(), "garbage".into()), |reply| {
+        .ask(&DocKey::new("wiki", "garbage"), |reply| {
             DocCommand::Sessions { reply }
         })
         .await

@@ -30,18 +30,18 @@ pub enum PushError {
 }
 
 /// The document actor's end.
-pub struct OutboxSender(InboxSender<Bytes>);
+pub struct FrameSender(InboxSender<Bytes>);
 
 /// The connection task's end.
-pub struct OutboxReceiver(InboxReceiver<Bytes>);
+pub struct FrameReceiver(InboxReceiver<Bytes>);
 
 /// A queue holding at most `capacity` frames.
-pub fn outbox(capacity: usize) -> (OutboxSender, OutboxReceiver) {
+pub fn frame_queue(capacity: usize) -> (FrameSender, FrameReceiver) {
     let (tx, rx) = bounded(capacity, SHRINK_ABOVE);
-    (OutboxSender(tx), OutboxReceiver(rx))
+    (FrameSender(tx), FrameReceiver(rx))
 }
 
-impl OutboxSender {
+impl FrameSender {
     /// Queue a frame; never waits.
     pub fn push(&self, frame: Bytes) -> Result<(), PushError> {
         self.0.try_send(frame).map_err(|e| match e {
@@ -51,7 +51,7 @@ impl OutboxSender {
     }
 }
 
-impl OutboxReceiver {
+impl FrameReceiver {
     /// Wait for the next frame; `None` once the queue is empty and the sender is
     /// gone (the document let this connection go).
     pub async fn recv(&mut self) -> Option<Bytes> {
@@ -71,7 +71,7 @@ mod tests {
 
     #[test]
     fn frames_come_out_in_order_and_the_bound_holds() {
-        let (tx, mut rx) = outbox(2);
+        let (tx, mut rx) = frame_queue(2);
         tx.push(Bytes::from_static(b"a")).unwrap();
         tx.push(Bytes::from_static(b"b")).unwrap();
         assert_eq!(tx.push(Bytes::from_static(b"c")), Err(PushError::Full));
@@ -84,14 +84,14 @@ mod tests {
 
     #[test]
     fn a_push_after_the_receiver_left_fails() {
-        let (tx, rx) = outbox(4);
+        let (tx, rx) = frame_queue(4);
         drop(rx);
         assert_eq!(tx.push(Bytes::new()), Err(PushError::Closed));
     }
 
     #[tokio::test]
     async fn a_waiting_receiver_wakes_for_a_push_and_ends_when_the_sender_leaves() {
-        let (tx, mut rx) = outbox(4);
+        let (tx, mut rx) = frame_queue(4);
         let reader = tokio::spawn(async move {
             let mut got = Vec::new();
             while let Some(frame) = rx.recv().await {
@@ -116,7 +116,7 @@ mod tests {
 
     #[test]
     fn a_drained_burst_gives_its_memory_back() {
-        let (tx, mut rx) = outbox(10_000);
+        let (tx, mut rx) = frame_queue(10_000);
         for _ in 0..1000 {
             tx.push(Bytes::new()).unwrap();
         }
