@@ -122,6 +122,18 @@ impl DocEnv {
         group_commit: bool,
     ) -> DocEnv {
         let writer = StoreWriter::start(store, group_commit, metrics.clone(), hooks.clone());
+        DocEnv::with_writer(limits, rules, policy, writer, hooks, metrics)
+    }
+
+    /// The environment over a writer made elsewhere (a test's detached one).
+    pub(crate) fn with_writer(
+        limits: RoomLimits,
+        rules: AppRules,
+        policy: DocPolicy,
+        writer: StoreWriter,
+        hooks: Hooks,
+        metrics: Arc<dyn DocMetrics>,
+    ) -> DocEnv {
         DocEnv {
             limits,
             whitelists: rules.whitelists,

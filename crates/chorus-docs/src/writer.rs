@@ -51,11 +51,11 @@ pub(crate) enum PersistOp {
 /// The answer to a job: `Ok` once it is durable.
 pub(crate) type PersistResult = Result<(), DocError>;
 
-struct Job {
-    op: PersistOp,
+pub(crate) struct Job {
+    pub(crate) op: PersistOp,
     /// Webhook events to put in the outbox with this job (in order).
-    events: Vec<HookEvent>,
-    done: oneshot::Sender<PersistResult>,
+    pub(crate) events: Vec<HookEvent>,
+    pub(crate) done: oneshot::Sender<PersistResult>,
 }
 
 /// Handle to the writer thread. The thread stops once every handle is dropped.
@@ -90,6 +90,19 @@ impl StoreWriter {
             failing,
             store,
         }
+    }
+
+    /// A writer with no thread: its jobs come out of the returned receiver, and
+    /// whoever holds it (a test) writes and answers them, in the order it likes.
+    #[cfg(test)]
+    pub(crate) fn detached(store: Arc<dyn Store>) -> (StoreWriter, mpsc::Receiver<Job>) {
+        let (jobs, rx) = mpsc::channel(WRITER_QUEUE);
+        let writer = StoreWriter {
+            jobs,
+            failing: Arc::new(Mutex::new(None)),
+            store,
+        };
+        (writer, rx)
     }
 
     /// Queue a job with the webhook events it carries; the receiver resolves once

@@ -290,3 +290,6 @@ pub fn etag_of(sv: &yrs::StateVector) -> String {
     }
     format!("\"{h:016x}\"")
 }
+
+#[cfg(test)]
+mod tests;

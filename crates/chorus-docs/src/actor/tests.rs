@@ -1,0 +1,265 @@
+//! One actor on its own: no registry, no writer thread, inert hooks. Its jobs come
+//! out of a detached writer and the test writes and answers them, so the order of
+//! "durable" and "saved" is the test's to choose, and the store's bytes are the
+//! oracle.
+
+use super::*;
+use crate::env::{AppRules, DocPolicy, DOC_INBOX};
+use crate::frames::{frame_queue, FrameReceiver};
+use crate::inbox::inbox;
+use crate::metrics::NoMetrics;
+use crate::writer::{Job, PersistOp, StoreWriter};
+use bytes::Bytes;
+use chorus_auth::Mode;
+use chorus_core::{RoomLimits, Session};
+use chorus_hooks::{Hooks, HooksConfig};
+use chorus_protocol::ChorusMessage;
+use chorus_store::{MemoryStore, Store};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use yrs::{GetString, Text, Transact};
+
+/// Records how the actor left the map.
+#[derive(Default)]
+struct RecordedExit(Mutex<Vec<&'static str>>);
+
+impl Exit for RecordedExit {
+    fn forget(&self, _: &InboxSender<DocCommand>) {
+        self.0.lock().unwrap().push("forget");
+    }
+
+    fn hand_over(&self, _: &InboxSender<DocCommand>, rx: &mut InboxReceiver<DocCommand>) {
+        rx.close();
+        self.0.lock().unwrap().push("hand_over");
+    }
+}
+
+struct Harness {
+    store: Arc<MemoryStore>,
+    jobs: mpsc::Receiver<Job>,
+    inbox: InboxSender<DocCommand>,
+    exit: Arc<RecordedExit>,
+    actor: tokio::task::JoinHandle<()>,
+}
+
+fn start() -> Harness {
+    let store = Arc::new(MemoryStore::new());
+    let (writer, jobs) = StoreWriter::detached(store.clone());
+    let hooks = Hooks::new(
+        store.clone(),
+        Arc::new(|_: &str| None),
+        HooksConfig::default(),
+    )
+    .unwrap();
+    let env = Arc::new(DocEnv::with_writer(
+        RoomLimits::default(),
+        AppRules::default(),
+        DocPolicy::default(),
+        writer,
+        hooks,
+        Arc::new(NoMetrics),
+    ));
+    let (tx, rx) = inbox(DOC_INBOX);
+    let exit = Arc::new(RecordedExit::default());
+    let actor = tokio::spawn(run_actor(
+        env,
+        DocKey::new("wiki", "page"),
+        rx,
+        tx.clone(),
+        Arc::new(Activity::default()),
+        exit.clone(),
+    ));
+    Harness {
+        store,
+        jobs,
+        inbox: tx,
+        exit,
+        actor,
+    }
+}
+
+/// Join as an editor that asked for extension messages (so it is told "saved").
+async fn join(h: &Harness) -> (ConnId, FrameReceiver) {
+    let conn = ConnId::fresh();
+    let (frames_tx, frames) = frame_queue(64);
+    let session = Arc::new(Session {
+        user_id: "ada".into(),
+        name: "Ada".into(),
+        color: "#112233".into(),
+        avatar: None,
+        mode: Mode::Edit,
+        extensions: true,
+    });
+    let peer = QueuePeer::new(frames_tx, Arc::new(crate::peer::ConnControl::default()));
+    h.inbox
+        .send(DocCommand::Join {
+            conn,
+            session,
+            peer,
+        })
+        .await
+        .ok()
+        .unwrap();
+    (conn, frames)
+}
+
+/// An update typing `text` into the title, from a client of its own.
+fn typed(client: u64, text: &str) -> Bytes {
+    let doc = yrs::Doc::with_client_id(client);
+    let title = doc.get_or_insert_text("title");
+    let mut txn = doc.transact_mut();
+    title.insert(&mut txn, 0, text);
+    Bytes::from(txn.encode_update_v1())
+}
+
+/// Write a job to the store as the writer thread would, and answer it.
+fn complete(store: &MemoryStore, job: Job) {
+    match job.op {
+        PersistOp::Append(batch) => store.write(batch).unwrap(),
+        PersistOp::Compact {
+            id,
+            snapshot,
+            upto_seq,
+            meta,
+        } => store.compact(&id, &snapshot, upto_seq, &meta).unwrap(),
+        PersistOp::Flush => {}
+    }
+    store.flush().unwrap();
+    let _ = job.done.send(Ok(()));
+}
+
+/// The "saved up to n" frames among what the member got so far.
+fn saved(frames: &mut FrameReceiver) -> Vec<u64> {
+    std::iter::from_fn(|| frames.try_recv())
+        .filter_map(|f| match Message::decode(&f) {
+            Ok(Message::Chorus(ChorusMessage::Saved { n })) => Some(n),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The title the store's records make, read with yrs alone.
+fn stored_title(store: &MemoryStore) -> String {
+    let stored = store
+        .load(&DocId::new("wiki", "page"))
+        .unwrap()
+        .expect("the document is stored");
+    let doc = yrs::Doc::new();
+    let title = doc.get_or_insert_text("title");
+    let mut txn = doc.transact_mut();
+    for bytes in stored
+        .snapshot
+        .iter()
+        .chain(stored.updates.iter().map(|(_, u)| u))
+    {
+        let update = <yrs::Update as yrs::updates::decoder::Decode>::decode_v1(bytes).unwrap();
+        txn.apply_update(update).unwrap();
+    }
+    title.get_string(&txn)
+}
+
+async fn next_job(jobs: &mut mpsc::Receiver<Job>) -> Job {
+    tokio::time::timeout(Duration::from_secs(10), jobs.recv())
+        .await
+        .expect("the actor submitted a job")
+        .expect("the writer is alive")
+}
+
+#[tokio::test]
+async fn an_edit_is_acknowledged_only_once_its_job_is_durable_and_the_actor_leaves_by_its_exit() {
+    let mut h = start();
+    let (conn, mut frames) = join(&h).await;
+    let update = typed(40, "Hello");
+    h.inbox
+        .send(DocCommand::Message {
+            conn,
+            msg: Message::Sync(SyncMessage::Update(update)),
+            received: std::time::Instant::now(),
+        })
+        .await
+        .ok()
+        .unwrap();
+    let job = next_job(&mut h.jobs).await;
+    assert!(matches!(job.op, PersistOp::Append(_)), "an append first");
+    // The job waits in the test's hands: nothing is acknowledged meanwhile.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        saved(&mut frames),
+        Vec::<u64>::new(),
+        "saved before durable"
+    );
+    complete(&h.store, job);
+    let acked = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let found = saved(&mut frames);
+            if !found.is_empty() {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the member is told once the job is durable");
+    assert_eq!(acked, vec![1]);
+    assert_eq!(
+        stored_title(&h.store),
+        "Hello",
+        "what was acknowledged is in the store"
+    );
+
+    // Shutdown: the actor writes what it holds (a final snapshot), then leaves by
+    // the exit it was given (it never saw a registry).
+    h.inbox.send(DocCommand::Shutdown).await.ok().unwrap();
+    let job = next_job(&mut h.jobs).await;
+    assert!(
+        matches!(job.op, PersistOp::Compact { .. }),
+        "a final snapshot"
+    );
+    complete(&h.store, job);
+    tokio::time::timeout(Duration::from_secs(10), h.actor)
+        .await
+        .expect("the actor stopped")
+        .unwrap();
+    assert_eq!(*h.exit.0.lock().unwrap(), vec!["hand_over"]);
+    assert_eq!(stored_title(&h.store), "Hello");
+}
+
+#[tokio::test]
+async fn a_failed_job_is_not_acknowledged_and_is_written_again() {
+    let mut h = start();
+    let (conn, mut frames) = join(&h).await;
+    h.inbox
+        .send(DocCommand::Message {
+            conn,
+            msg: Message::Sync(SyncMessage::Update(typed(41, "Hi"))),
+            received: std::time::Instant::now(),
+        })
+        .await
+        .ok()
+        .unwrap();
+    let failed = next_job(&mut h.jobs).await;
+    let _ = failed.done.send(Err(crate::DocError::WriterStopped));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        saved(&mut frames),
+        Vec::<u64>::new(),
+        "a failed job acknowledged"
+    );
+    // The retry carries the same edit (as a snapshot after a failure).
+    let retry = next_job(&mut h.jobs).await;
+    complete(&h.store, retry);
+    let acked = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let found = saved(&mut frames);
+            if !found.is_empty() {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("acknowledged after the retry");
+    assert_eq!(acked, vec![1]);
+    assert_eq!(stored_title(&h.store), "Hi");
+}
