@@ -159,6 +159,21 @@ fn stored_title(store: &MemoryStore) -> String {
     title.get_string(&txn)
 }
 
+/// The first "saved" frames the member gets (within ten seconds).
+async fn first_saved(frames: &mut FrameReceiver) -> Vec<u64> {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let found = saved(frames);
+            if !found.is_empty() {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the member is told its edit is saved")
+}
+
 async fn next_job(jobs: &mut mpsc::Receiver<Job>) -> Job {
     tokio::time::timeout(Duration::from_secs(10), jobs.recv())
         .await
@@ -190,17 +205,7 @@ async fn an_edit_is_acknowledged_only_once_its_job_is_durable_and_the_actor_leav
         "saved before durable"
     );
     complete(&h.store, job);
-    let acked = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let found = saved(&mut frames);
-            if !found.is_empty() {
-                return found;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("the member is told once the job is durable");
+    let acked = first_saved(&mut frames).await;
     assert_eq!(acked, vec![1]);
     assert_eq!(
         stored_title(&h.store),
@@ -249,17 +254,7 @@ async fn a_failed_job_is_not_acknowledged_and_is_written_again() {
     // The retry carries the same edit (as a snapshot after a failure).
     let retry = next_job(&mut h.jobs).await;
     complete(&h.store, retry);
-    let acked = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let found = saved(&mut frames);
-            if !found.is_empty() {
-                return found;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("acknowledged after the retry");
+    let acked = first_saved(&mut frames).await;
     assert_eq!(acked, vec![1]);
     assert_eq!(stored_title(&h.store), "Hi");
 }

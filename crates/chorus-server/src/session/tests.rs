@@ -145,6 +145,16 @@ async fn joined(state: &AppState, doc: &str, mode: Mode) -> (Client, tokio::task
     (client, task)
 }
 
+/// The sessions the document holds now.
+async fn sessions_of(state: &AppState, doc: &str) -> Vec<chorus_docs::SessionInfo> {
+    let key = DocKey::new("wiki", doc);
+    state
+        .documents
+        .ask(&key, |reply| DocCommand::Sessions { reply })
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn after_a_silence_the_session_sends_the_keepalive_frame_and_traffic_postpones_it() {
     let state = state(|c| c.keepalive_secs = 15);
@@ -225,13 +235,7 @@ async fn a_client_that_stops_reading_is_dropped_after_the_write_timeout_without_
     );
     tokio::time::resume();
     // The document let the member go.
-    let sessions = state
-        .documents
-        .ask(&DocKey::new("wiki", "stalled"), |reply| {
-            DocCommand::Sessions { reply }
-        })
-        .await
-        .unwrap();
+    let sessions = sessions_of(&state, "stalled").await;
     assert!(sessions.is_empty(), "{} sessions left", sessions.len());
 }
 
@@ -254,13 +258,7 @@ async fn a_frame_that_does_not_decode_closes_with_4400_and_leaves_the_document()
         .unwrap();
     task.await.unwrap();
     assert_eq!(client.closed.lock().unwrap().map(|c| c.0), Some(4400));
-    let sessions = state
-        .documents
-        .ask(&DocKey::new("wiki", "garbage"), |reply| {
-            DocCommand::Sessions { reply }
-        })
-        .await
-        .unwrap();
+    let sessions = sessions_of(&state, "garbage").await;
     assert!(sessions.is_empty());
 }
 
