@@ -27,7 +27,8 @@
 //! update, the whole document is read from its own encoding instead, where every
 //! origin is inside.
 
-use super::{mark_allowed, parent_of, utf16_len};
+use super::marks::mark_allowed;
+use super::nodes::{parent_of, utf16_len};
 use chorus_whitelist::{EditorProfile, Policy};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;

@@ -20,7 +20,7 @@
 //! [`UpdateProfile::UNKNOWN`], and the update gets every check.
 
 use super::blocks::Cursor;
-use super::mark_allowed;
+use super::marks::mark_allowed;
 use chorus_whitelist::{EditorProfile, Policy};
 use yrs::Any;
 

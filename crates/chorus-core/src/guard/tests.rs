@@ -1,16 +1,24 @@
 use super::*;
 
 mod crafted;
+use super::engine::changed_nodes;
+use super::nodes::ptr;
 use crate::{ConnId, Peer, Room, RoomError, RoomLimits, Session};
 use bytes::Bytes;
 use chorus_auth::Mode;
 use chorus_protocol::{ChorusMessage, Message, SyncMessage};
+use chorus_whitelist::EditorProfile;
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use yrs::types::text::YChange;
+use yrs::types::Attrs;
 use yrs::updates::decoder::Decode;
 use yrs::{
-    Array, GetString, Map, Text, TextPrelim, Update, WriteTxn, XmlElementPrelim, XmlFragment,
-    XmlTextPrelim,
+    Any, Array, ArrayRef, Doc, GetString, Map, MapRef, Out, ReadTxn, Text, TextPrelim, TextRef,
+    Transact, TransactionMut, Update, WriteTxn, Xml, XmlElementPrelim, XmlFragment, XmlFragmentRef,
+    XmlOut, XmlTextPrelim,
 };
 
 #[derive(Clone, Default)]
