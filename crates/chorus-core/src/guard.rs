@@ -37,12 +37,13 @@
 //! has `scan.rs` judge what a transaction changed and `actions.rs` carry out what
 //! must go. The readers of an update's bytes are `blocks.rs` (format items, and
 //! what yrs and Yjs would place differently) and `profile.rs` (what checks an
-//! update can skip); `marks.rs` and `nodes.rs` hold the few questions they all
-//! ask. This file only declares and re-exports.
+//! update can skip), both walking the bytes with `lib0.rs`'s reader; `marks.rs`
+//! and `nodes.rs` hold the few questions they all ask. This file only declares and re-exports.
 
 mod actions;
 mod blocks;
 mod engine;
+mod lib0;
 mod marks;
 mod nodes;
 mod profile;

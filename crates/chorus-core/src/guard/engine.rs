@@ -11,6 +11,7 @@
 
 use super::actions::{execute, Action};
 use super::blocks::{self, Blocks, Places};
+use super::lib0::Unreadable;
 use super::nodes::{branch_of, parent_of, ptr};
 use super::profile::UpdateProfile;
 use super::scan::Scan;
@@ -150,9 +151,9 @@ impl Guard {
         st.blocks = None;
         let blocks = match read {
             Ok(blocks) => blocks,
-            Err(blocks::Unreadable::NotYjs) => return Err(UnreadableUpdate::NotYjs),
-            Err(blocks::Unreadable::Misread) => return Err(UnreadableUpdate::Misread),
-            Err(blocks::Unreadable::Malformed) => return Err(UnreadableUpdate::Malformed),
+            Err(Unreadable::NotYjs) => return Err(UnreadableUpdate::NotYjs),
+            Err(Unreadable::Misread) => return Err(UnreadableUpdate::Misread),
+            Err(Unreadable::Malformed) => return Err(UnreadableUpdate::Malformed),
         };
         {
             let txn = doc.transact();

@@ -19,7 +19,7 @@
 //! formed), and is conservative: anything it does not recognise gives
 //! [`UpdateProfile::UNKNOWN`], and the update gets every check.
 
-use super::blocks::Cursor;
+use super::lib0::Cursor;
 use super::marks::mark_allowed;
 use chorus_whitelist::{EditorProfile, Policy};
 use yrs::Any;
