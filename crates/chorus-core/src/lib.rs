@@ -29,12 +29,14 @@ pub mod import;
 mod presence;
 pub mod render;
 mod room;
+mod roots;
 mod session;
 
 pub use error::{ExternalError, LoadError, RoomError};
 pub use guard::{Neutralised, UnreadableUpdate, Verdict, Violation, Whitelist, WhitelistMode};
 pub use room::{
     checked_state, external_edit, is_empty_state_vector, sync_from_stored, ConnId, ExternalEdit,
-    ExternalFork, Peer, Room, RoomLimits, SpentFork, ROOT_BODY, ROOT_TITLE,
+    ExternalFork, Peer, Room, RoomLimits, SpentFork,
 };
+pub use roots::{ROOT_BODY, ROOT_TITLE};
 pub use session::Session;

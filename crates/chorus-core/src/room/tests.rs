@@ -1,9 +1,19 @@
+use super::checks::count_fits;
 use super::*;
+use crate::import::BodyNode;
+use crate::{ExternalError, LoadError, RoomError, Session, ROOT_TITLE};
+use bytes::Bytes;
 use chorus_auth::Mode;
-use chorus_protocol::{decode_awareness, MSG_AUTH, MSG_AWARENESS};
+use chorus_protocol::{
+    decode_awareness, encode_awareness, ChorusMessage, Message, SyncMessage, MSG_AUTH,
+    MSG_AWARENESS,
+};
 use std::cell::RefCell;
 use std::rc::Rc;
-use yrs::{GetString, Text, XmlFragment};
+use std::sync::Arc;
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::{Doc, GetString, ReadTxn, StateVector, Text, Transact, Update, XmlFragment};
 
 /// A peer that records frames, and can be told to refuse them.
 #[derive(Clone, Default)]
