@@ -218,7 +218,7 @@ fn merge_texts(nodes: &mut Vec<BodyNode>) {
     }
     for node in &mut merged {
         if let BodyNode::Text(runs) = node {
-            super::merge_equal_runs(runs);
+            super::body::merge_equal_runs(runs);
         }
     }
     *nodes = merged;

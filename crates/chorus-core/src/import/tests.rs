@@ -1,14 +1,16 @@
+use super::html::host_body_cleaned;
 use super::*;
 use crate::render::{body_html, body_json, MAX_DEPTH};
 use crate::{ROOT_BODY, ROOT_TITLE};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use yrs::types::Attrs;
 use yrs::updates::decoder::Decode;
 use yrs::{
     Any, Assoc, BranchID, Doc, GetString, IndexedSequence, OffsetKind, Options, ReadTxn,
-    StateVector, StickyIndex, Text, Transact, Update, WriteTxn, Xml, XmlElementPrelim,
-    XmlElementRef, XmlFragment, XmlOut, XmlTextPrelim, XmlTextRef,
+    StateVector, StickyIndex, Text, TextRef, Transact, TransactionMut, Update, WriteTxn, Xml,
+    XmlElementPrelim, XmlElementRef, XmlFragment, XmlFragmentRef, XmlOut, XmlTextPrelim,
+    XmlTextRef,
 };
 
 // --- helpers ---------------------------------------------------------------------------------
