@@ -132,6 +132,8 @@ impl Guard {
     /// the document would drop it and diverge.
     /// `known`: the document's state vector, when the caller has it at hand (it is
     /// computed here otherwise).
+    ///
+    /// [`profile`]: super::profile
     pub fn before_update(
         &self,
         doc: &Doc,
@@ -320,6 +322,8 @@ impl Guard {
     /// when they arrived); a changed text is checked in full unless the update's bytes
     /// vouch for it ([`profile`]). Each costs what yrs' event for it would have cost
     /// (a walk of that node's children or characters), with no sort.
+    ///
+    /// [`profile`]: super::profile
     fn check_body_changes(&self, txn: &TransactionMut) {
         let mut st = self.lock();
         // With deep events (reject mode), the body's observer has judged it already.

@@ -48,13 +48,13 @@ pub(super) struct Scan<'p> {
     /// How many new nodes were walked.
     walked: u32,
     /// Leave the contents of new texts unchecked, listed in `deferred`, for the
-    /// caller to confirm that nothing can hide in them (see [`profile`]).
+    /// caller to confirm that nothing can hide in them (see [`profile`](super::profile)).
     pub(super) defer_texts: bool,
     /// New texts whose contents were not checked yet, with their place.
     deferred: Vec<(BranchPtr, BranchPtr, u32)>,
     /// `style` values judged so far in this pass.
     styles: rustc_hash::FxHashMap<Arc<str>, bool>,
-    /// Leave marks to the judgement of each format item by its id ([`blocks`]).
+    /// Leave marks to the judgement of each format item by its id ([`blocks`](super::blocks)).
     pub(super) marks_by_id: bool,
 }
 

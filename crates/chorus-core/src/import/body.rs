@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 
 /// One node of a body as the host supplies it (or as [`parse_body_html`] reads it).
+///
+/// [`parse_body_html`]: super::parse_body_html
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BodyNode {
     /// An element: a Y.XmlElement with this tag and these attributes.

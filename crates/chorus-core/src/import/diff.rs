@@ -1,4 +1,4 @@
-//! Applying [`BodyNode`]s to a live document as a minimal set of changes.
+//! Applying [`BodyNode`](super::BodyNode)s to a live document as a minimal set of changes.
 //!
 //! Both sides are first brought to one normal form that mirrors what the renderer
 //! writes (so "renders the same" and "compares equal" agree): tags, attribute names and

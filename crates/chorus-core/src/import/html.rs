@@ -40,6 +40,8 @@ pub fn parse_body_html(html: &str, is_mark: &dyn Fn(&str) -> bool) -> Vec<BodyNo
 /// unknown elements are neither wrapped nor counted as inline.
 ///
 /// Idempotent, and a no-op on what the renderer writes for a fitted body.
+///
+/// [`EditorContent`]: super::EditorContent
 pub fn fit_editor(nodes: Vec<BodyNode>) -> Vec<BodyNode> {
     fit::fit_editor(nodes)
 }

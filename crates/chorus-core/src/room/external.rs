@@ -52,6 +52,8 @@ impl ExternalEdit {
 /// remembers the state it assumed: [`Room::apply_external`] refuses it with
 /// [`ExternalError::Moved`] if the document moved meanwhile. Otherwise every changed
 /// node is edited in place.
+///
+/// [`Whitelist::takes_deep_events`]: crate::Whitelist::takes_deep_events
 pub fn external_edit(
     base: &[u8],
     live_sv: &StateVector,

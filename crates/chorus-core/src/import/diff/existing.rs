@@ -27,7 +27,7 @@ pub(crate) struct ExistingBody(pub(super) Vec<ExChild>);
 
 /// Read and normalise the existing `body`, the half of a change that needs no target:
 /// a caller may do it while the target is still being prepared, then give it to
-/// [`apply_body`] (the document must not change in between).
+/// [`apply_body`](super::apply_body) (the document must not change in between).
 pub(in crate::import) fn read_body(txn: &TransactionMut, body: &XmlFragmentRef) -> ExistingBody {
     ExistingBody(read_children(txn, body, 0))
 }

@@ -78,6 +78,8 @@ impl Ctx {
 /// `crate::external_edit` allows it only when nothing happened since the base); without it every
 /// changed node is edited in place. `existing`: the body as [`read_body`] read it, if
 /// it was read before; read here otherwise. Returns (anything changed, nodes replaced).
+///
+/// [`read_body`]: super::read_body
 pub(in crate::import) fn apply_body(
     txn: &mut TransactionMut,
     body: &XmlFragmentRef,
