@@ -33,7 +33,10 @@ mod roots;
 mod session;
 
 pub use error::{ExternalError, LoadError, RoomError};
-pub use guard::{Neutralised, UnreadableUpdate, Verdict, Violation, Whitelist, WhitelistMode};
+pub use guard::{
+    content_fingerprint, Neutralised, UnreadableUpdate, Verdict, Violation, Whitelist,
+    WhitelistMode,
+};
 pub use room::{
     checked_state, external_edit, is_empty_state_vector, sync_from_stored, ConnId, ExternalEdit,
     ExternalFork, Peer, Room, RoomLimits, SpentFork,

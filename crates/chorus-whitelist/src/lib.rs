@@ -14,6 +14,10 @@
 //! image pasted as a data URL should be uploaded to the host instead, and
 //! `data:` also carries `text/html` and SVG with scripts).
 //!
+//! A [`Whitelist`] bundles a policy with what to do with content outside it
+//! ([`WhitelistMode`]: strip, reject, off), its cleaner and an editor profile: the
+//! one value configuration builds and enforcement takes.
+//!
 //! An [`EditorProfile`] (module [`profile`]) says what the names an editor writes
 //! (TipTap's `paragraph`, `bold`) mean in HTML, so the policy judges meaning
 //! whatever the editor's vocabulary.
@@ -31,9 +35,11 @@ use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
+mod bundle;
 pub mod html;
 pub mod profile;
 pub mod test_vectors;
+pub use bundle::{Whitelist, WhitelistMode};
 pub use html::HtmlCleaner;
 pub use profile::{EditorProfile, ProfileError};
 

@@ -7,9 +7,9 @@
 use super::actions::Action;
 use super::marks::mark_allowed;
 use super::nodes::{branch_of, ptr, utf16_len};
-use super::profile::UpdateProfile;
+use super::update_profile::UpdateProfile;
 use super::verdict::{Neutralised, Violation};
-use super::whitelist::Whitelist;
+use chorus_whitelist::Whitelist;
 use chorus_whitelist::{EditorProfile, Policy};
 use std::sync::Arc;
 use yrs::branch::{BranchID, BranchPtr};

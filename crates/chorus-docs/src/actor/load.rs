@@ -103,7 +103,8 @@ async fn load_actor(
         Some(s) => {
             let s = Arc::new(s);
             let limits = env.limits_for(&key.app);
-            let serve_early = s.meta.content_policy == limits.whitelist.fingerprint();
+            let serve_early =
+                s.meta.content_policy == chorus_core::content_fingerprint(&limits.whitelist);
             let for_build = s.clone();
             // Integrating a long history takes a while: off the runtime's threads.
             let build = tokio::task::spawn_blocking(move || {

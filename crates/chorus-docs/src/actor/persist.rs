@@ -120,7 +120,8 @@ impl DocActor {
         meta.state_vector = self.room.state_vector();
         // Whatever the room holds passed this whitelist (a load checks stored content
         // again unless it was stored under the same one).
-        meta.content_policy = self.env.whitelist_for(&self.key.app).fingerprint();
+        meta.content_policy =
+            chorus_core::content_fingerprint(self.env.whitelist_for(&self.key.app));
         // The encoder starts with a 1 KiB buffer; the actor keeps this meta for as
         // long as the document stays loaded.
         meta.state_vector.shrink_to_fit();

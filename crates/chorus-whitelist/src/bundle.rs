@@ -1,12 +1,10 @@
-//! The public whitelist bundle: the content policy, what to do with content outside
-//! it ([`WhitelistMode`]), the HTML cleaner built from the same policy, and the
-//! editor profile whose names the document uses. Configuration builds one; a room
-//! hands it to its guard.
-//!
-//! Only the bundle and its identity ([`Whitelist::fingerprint`]) live here: how the
-//! guard enforces it inside a transaction is the engine's (`engine.rs`).
+//! The whitelist bundle: the content policy, what to do with content outside it
+//! ([`WhitelistMode`]), the HTML cleaner built from the same policy, and the editor
+//! profile whose names the document uses. Configuration builds one; a room hands it
+//! to its guard (in `chorus-core`, which enforces it on CRDT updates and names the
+//! version of its own checks in [`Whitelist::conformance`]).
 
-use chorus_whitelist::{EditorProfile, HtmlCleaner, Policy};
+use crate::{EditorProfile, HtmlCleaner, Policy};
 use std::sync::{Arc, OnceLock};
 
 /// What the guard does with content outside the policy.
@@ -47,11 +45,6 @@ impl std::str::FromStr for WhitelistMode {
     }
 }
 
-/// Version of the checks the guard makes beyond the policy file (roots, embeds,
-/// node kinds). Bump it when they change: content a build checked under older
-/// rules is then checked again when it is next loaded.
-const GUARD_RULES: u32 = 2;
-
 /// A policy, what to do with content outside it, and the HTML sanitiser built from it.
 #[derive(Debug, Clone)]
 pub struct Whitelist {
@@ -82,17 +75,19 @@ impl Whitelist {
         self
     }
 
-    /// Identifies what content passing this whitelist conforms to: the policy's
-    /// rules and the guard's own, or `off` when nothing is checked. A document
-    /// stored under the same fingerprint needs no second look before it is served.
-    pub fn fingerprint(&self) -> String {
+    /// Identifies what content passing this whitelist conforms to, when it is
+    /// enforced by checks of version `checks` (the enforcing crate's own rules
+    /// beyond the policy file): the policy's rules and those, or `off` when nothing
+    /// is checked. A document stored under the same answer needs no second look
+    /// before it is served.
+    pub fn conformance(&self, checks: u32) -> String {
         match self.mode {
             WhitelistMode::Off => "off".to_owned(),
             // Strip and reject both leave only conforming content.
             WhitelistMode::Strip | WhitelistMode::Reject => match self.profile.is_identity() {
-                true => format!("guard{GUARD_RULES}:{}", self.policy.fingerprint()),
+                true => format!("guard{checks}:{}", self.policy.fingerprint()),
                 false => format!(
-                    "guard{GUARD_RULES}:{}:{}",
+                    "guard{checks}:{}:{}",
                     self.profile.fingerprint(),
                     self.policy.fingerprint()
                 ),
@@ -103,8 +98,8 @@ impl Whitelist {
     /// Whether the guard takes yrs' deep events (reject mode, to undo a refused update
     /// precisely). Their cost grows with the number of existing nodes a transaction
     /// edits times the body's length, so an external change then replaces changed
-    /// paragraphs past a bound instead of editing every one in place
-    /// ([`crate::external_edit`]); in strip and off mode it edits them all in place.
+    /// paragraphs past a bound instead of editing every one in place; in strip and
+    /// off mode it edits them all in place.
     pub fn takes_deep_events(&self) -> bool {
         self.mode == WhitelistMode::Reject
     }
@@ -118,7 +113,7 @@ impl Whitelist {
     }
 
     /// Clean a host's HTML on its way into a document, unless the whitelist is off:
-    /// one pass of the cleaner ([`chorus_whitelist::HtmlCleaner::clean_once`]), since
+    /// one pass of the cleaner ([`HtmlCleaner::clean_once`]), since
     /// the import parses the result and this guard judges every node it makes. Half
     /// the cost of [`Whitelist::clean_html`], whose fixed point is for HTML that
     /// leaves the service.
