@@ -1,4 +1,6 @@
-//! [`StoreError`] and its classification for operators, [`StoreCondition`].
+//! [`StoreError`] and its classification for operators, [`StoreCondition`]; and the
+//! id checks that raise [`StoreError::InvalidId`], kept here so that the id type
+//! itself needs nothing from this module.
 
 use std::fmt;
 use std::io;
@@ -218,6 +220,25 @@ impl fmt::Display for StoreCondition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.code())
     }
+}
+
+impl DocId {
+    /// `Err(InvalidId)` if either part contains `'\0'`, which would make keys ambiguous.
+    pub(crate) fn check(&self) -> Result<(), StoreError> {
+        if self.app.contains('\0') || self.doc.contains('\0') {
+            return Err(StoreError::InvalidId(self.clone()));
+        }
+        Ok(())
+    }
+}
+
+/// `Err(InvalidId)` if an app id contains `'\0'` (for listings, which take an app
+/// alone).
+pub(crate) fn check_app(app: &str) -> Result<(), StoreError> {
+    if app.contains('\0') {
+        return Err(StoreError::InvalidId(DocId::new(app, "")));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -9,9 +9,10 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use crate::batch::BatchOp;
 use crate::sled_store::assemble;
 use crate::{
-    BatchOp, DocId, DocMeta, HistoryEntry, HistoryPoint, OutboxEvent, Store, StoreError, StoredDoc,
+    DocId, DocMeta, HistoryEntry, HistoryPoint, OutboxEvent, Store, StoreError, StoredDoc,
     WriteBatch,
 };
 
@@ -170,7 +171,7 @@ impl Store for MemoryStore {
     }
 
     fn list(&self, app: &str) -> Result<Vec<(String, DocMeta)>, StoreError> {
-        crate::check_app(app)?;
+        crate::error::check_app(app)?;
         let state = self.state();
         Ok(state
             .docs

@@ -37,11 +37,12 @@ use postgres::config::Host;
 use postgres::{IsolationLevel, NoTls, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 
+use crate::batch::BatchOp;
 use crate::codec;
 use crate::leases::{ttl_ms, Acquired, LeaseHolder, Leases};
 use crate::sled_store::assemble;
 use crate::{
-    BatchOp, DocId, DocMeta, HistoryEntry, HistoryPoint, OutboxEvent, Store, StoreError, StoredDoc,
+    DocId, DocMeta, HistoryEntry, HistoryPoint, OutboxEvent, Store, StoreError, StoredDoc,
     WriteBatch,
 };
 
@@ -617,7 +618,7 @@ impl Store for PostgresStore {
     }
 
     fn list(&self, app: &str) -> Result<Vec<(String, DocMeta)>, StoreError> {
-        crate::check_app(app)?;
+        crate::error::check_app(app)?;
         let mut conn = self.conn("listing documents in")?;
         let rows = conn
             .query(

@@ -17,9 +17,10 @@ use std::sync::{Arc, PoisonError, RwLock};
 use sled::transaction::{ConflictableTransactionResult, TransactionError, Transactional};
 use tracing::warn;
 
+use crate::batch::BatchOp;
 use crate::codec;
 use crate::{
-    BatchOp, DocId, DocMeta, HistoryEntry, HistoryPoint, OutboxEvent, Store, StoreError, StoredDoc,
+    DocId, DocMeta, HistoryEntry, HistoryPoint, OutboxEvent, Store, StoreError, StoredDoc,
     WriteBatch,
 };
 
@@ -434,7 +435,7 @@ impl Store for SledStore {
 
     fn list(&self, app: &str) -> Result<Vec<(String, DocMeta)>, StoreError> {
         let t = self.trees()?;
-        crate::check_app(app)?;
+        crate::error::check_app(app)?;
         let prefix = codec::app_prefix(app);
         let mut out = Vec::new();
         for item in t.meta.scan_prefix(&prefix) {

@@ -1,0 +1,88 @@
+//! The [`Store`] trait: the whole persistence contract, which
+//! [`SledStore`](crate::SledStore), [`PostgresStore`](crate::PostgresStore) and
+//! [`MemoryStore`](crate::MemoryStore) implement and the server calls.
+
+use crate::{
+    DocId, DocMeta, HistoryEntry, HistoryPoint, Leases, OutboxEvent, StoreError, StoredDoc,
+    WriteBatch,
+};
+
+/// Persistence of documents and the webhook outbox. Synchronous; implementations are
+/// shared between threads.
+pub trait Store: Send + Sync + 'static {
+    /// `None` if the document was never stored. Verifies every checksum; any mismatch
+    /// is `Err(Corrupt)`, never a partial document.
+    fn load(&self, id: &DocId) -> Result<Option<StoredDoc>, StoreError>;
+
+    /// Apply a batch (appends + metadata) atomically enough that a crash leaves each
+    /// record either whole or absent. Writes apply in batch order;
+    /// [`SledStore`](crate::SledStore) does not make the batch as a whole atomic (an
+    /// error may leave a prefix of it written; don't acknowledge it),
+    /// [`MemoryStore`](crate::MemoryStore) does. Not necessarily durable, nor visible
+    /// to reads, until the next [`flush`](Self::flush):
+    /// [`PostgresStore`](crate::PostgresStore) applies it in the flush's transaction,
+    /// and forgets it if that fails.
+    fn write(&self, batch: WriteBatch) -> Result<(), StoreError>;
+
+    /// Durability barrier: everything written before this returns is on disk (fsync,
+    /// or PostgreSQL's `COMMIT`). One flush serves every batch written before it
+    /// (group commit). After a failed flush, writes made before it may or may not be
+    /// stored: the caller must rewrite what it needs (the document layer writes a
+    /// snapshot).
+    fn flush(&self) -> Result<(), StoreError>;
+
+    /// True if a failed [`flush`](Self::flush) is known to have stored nothing of
+    /// what it held (the caller must write it all again, webhook events included);
+    /// false where some of it may be stored anyway (sled).
+    /// [`PostgresStore`](crate::PostgresStore) rolls the transaction back.
+    fn discards_failed_flush(&self) -> bool {
+        false
+    }
+
+    /// Whether the store can be reached now (readiness). The embedded stores always
+    /// can; [`PostgresStore`](crate::PostgresStore) runs a trivial query.
+    fn probe(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Document ownership with fencing, for cluster mode; `None` for stores that
+    /// only one process can open (sled, memory).
+    fn leases(&self) -> Option<&dyn Leases> {
+        None
+    }
+
+    /// Replace the snapshot with `snapshot` covering log seqs `<= upto_seq`, store
+    /// `meta` (its `snapshot_seq` is set to `upto_seq`), then delete those log records.
+    /// Crash-safe in that order: load uses the snapshot and skips records
+    /// `<= snapshot_seq`. A compaction older than the current snapshot
+    /// (`upto_seq` below its seq) is ignored, because the newer snapshot already
+    /// covers more. Not necessarily durable until the next [`flush`](Self::flush).
+    fn compact(
+        &self,
+        id: &DocId,
+        snapshot: &[u8],
+        upto_seq: u64,
+        meta: &DocMeta,
+    ) -> Result<(), StoreError>;
+
+    /// Metadata of every stored document of `app`, sorted by doc id.
+    fn list(&self, app: &str) -> Result<Vec<(String, DocMeta)>, StoreError>;
+
+    /// The history points of a document, oldest first (without their content).
+    fn history(&self, id: &DocId) -> Result<Vec<HistoryEntry>, StoreError>;
+
+    /// One history point with its content; `None` if the document has no such point.
+    fn history_point(&self, id: &DocId, point: u64) -> Result<Option<HistoryPoint>, StoreError>;
+
+    /// Durable outbox for webhooks: append an event payload for an app; returns a
+    /// monotonically increasing id (also across restarts; not contiguous). Durable
+    /// (and visible to [`outbox_pending`](Self::outbox_pending)) after the next
+    /// [`flush`](Self::flush), like every other write.
+    fn outbox_push(&self, app: &str, payload: &[u8]) -> Result<u64, StoreError>;
+
+    /// Up to `limit` pending events in id order.
+    fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError>;
+
+    /// Remove a delivered event. Acknowledging an unknown id is not an error.
+    fn outbox_ack(&self, id: u64) -> Result<(), StoreError>;
+}
