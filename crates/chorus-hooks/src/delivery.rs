@@ -26,10 +26,11 @@ use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::backoff;
 use crate::event::{event_id, EventKind, StoredEvent};
 use crate::http::{self, Failure, Request};
+use crate::shared::{now_ms, LiveEvent, Shared};
 use crate::sign::sign;
-use crate::{backoff, now_ms, LiveEvent, Shared};
 
 /// Least time between two outbox reads while more events are pending than fit in
 /// memory (each read goes through the oldest `max_loaded` records); shorter if

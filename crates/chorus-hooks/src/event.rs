@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::HooksError;
+use crate::error::HooksError;
 
 /// Keys of the request body that [`HookEvent::data`] may not set.
 pub(crate) const RESERVED_KEYS: [&str; 5] = ["id", "type", "app", "doc", "at"];

@@ -8,7 +8,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 
-use crate::HooksError;
+use crate::error::HooksError;
 
 /// Header carrying the event id (the body's `"id"`).
 pub const EVENT_ID_HEADER: &str = "X-Chorus-Event-Id";
