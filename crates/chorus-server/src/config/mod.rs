@@ -1,0 +1,18 @@
+//! The one configuration struct: defaults, then the TOML file, then `CHORUS_*`
+//! environment variables, then command-line flags (each layer overrides the last).
+//!
+//! By concern: `schema` (the keys, their types and defaults), `env` (loading the
+//! layers; which environment variables are read), `validate`, `redact` (secrets
+//! kept out of logs) and `convert` (the settings as other crates' types).
+
+mod convert;
+mod env;
+mod error;
+mod redact;
+mod schema;
+mod validate;
+
+pub use convert::StoreLocation;
+pub use error::ConfigError;
+pub use redact::redact_url_password;
+pub use schema::{AppConfig, AppLimits, Config, Limits, LogFormat, DEFAULT_BIND};

@@ -1,0 +1,290 @@
+//! What can be configured: [`Config`] and the types of its keys ([`AppConfig`],
+//! [`Limits`], [`AppLimits`], [`LogFormat`]), with their documentation and
+//! defaults. The serde attributes here are the file format, and the list of
+//! environment keys is read from them (see `env`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use chorus_core::WhitelistMode;
+use serde::{Deserialize, Serialize};
+
+/// Default listen address (contract).
+pub const DEFAULT_BIND: &str = "127.0.0.1:10123";
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// One registered host application.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AppConfig {
+    /// The app id (`iss` of its tokens, first path segment of its URLs).
+    pub id: String,
+    /// HMAC secrets; any verifies, the first signs. Never logged.
+    pub secrets: Vec<String>,
+    /// Disabled apps are refused (4403).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Where webhooks go (events are POSTed here, JWT-signed with the first secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+    /// A content policy file (JSON, the format of `proto/whitelist-default.json`);
+    /// unset: the default policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whitelist: Option<PathBuf>,
+    /// What happens to content outside the policy: `strip` (default), `reject` or `off`.
+    #[serde(default)]
+    pub whitelist_mode: WhitelistMode,
+    /// The names the app's editor writes: `html` (default: HTML's own, fragment
+    /// `body`), `tiptap` (StarterKit, Table, Image, TextAlign; fragment `default`),
+    /// or the path of a profile file (JSON; the form is in
+    /// `chorus-whitelist/src/profile.rs` and docs/EDITORS.md).
+    #[serde(default = "default_editor")]
+    pub editor: String,
+    /// `false`: exclusive mode — one edit session per document at a time; later ones
+    /// join view-only and wait for the hold (as when Synchrony is switched off).
+    #[serde(default = "default_true")]
+    pub collaboration: bool,
+    /// This app's own limits (`[apps.limits]`); each key left out takes the global one.
+    #[serde(default, skip_serializing_if = "AppLimits::is_empty")]
+    pub limits: AppLimits,
+}
+
+/// What one client may ask of the server (`[limits]`). Defaults a fast typist, a
+/// large paste or a cursor drag never meet; 0 switches a limit off. See
+/// `docs/LIMITS.md` for why each default is what it is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Sync and extension messages one connection may send a second, sustained.
+    pub messages_per_sec: u64,
+    /// ...and at once.
+    pub messages_burst: u64,
+    /// Awareness messages (cursor moves) one connection may send a second.
+    pub awareness_per_sec: u64,
+    /// ...and at once.
+    pub awareness_burst: u64,
+    /// Bytes one connection may send a second, sustained.
+    pub bytes_per_sec: u64,
+    /// ...and at once (at least `max_message_size`, so the largest message passes).
+    pub bytes_burst: u64,
+    /// A connection over its limits this long without a break is closed with 4429.
+    pub throttle_close_secs: u64,
+    /// Open websocket connections, the whole server.
+    pub max_connections: usize,
+    /// Open websocket connections of one app (an app's `limits.max_connections` overrides).
+    pub max_connections_per_app: usize,
+    /// Open websocket connections from one client address.
+    pub max_connections_per_address: usize,
+    /// Host API requests one app may make a second, sustained.
+    pub host_requests_per_sec: u64,
+    /// ...and at once.
+    pub host_requests_burst: u64,
+    /// Admission control: joins (websocket upgrades with a valid token) the node
+    /// takes a second, sustained; more wait their turn.
+    pub joins_per_sec: u64,
+    /// ...and at once.
+    pub joins_burst: u64,
+    /// The longest a join waits for its turn; past it the upgrade is refused (503).
+    pub join_wait_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            messages_per_sec: 100,
+            messages_burst: 1_000,
+            awareness_per_sec: 60,
+            awareness_burst: 600,
+            bytes_per_sec: 1 << 20,
+            bytes_burst: 16 << 20,
+            throttle_close_secs: 10,
+            max_connections: 50_000,
+            max_connections_per_app: 0,
+            max_connections_per_address: 1_000,
+            host_requests_per_sec: 200,
+            host_requests_burst: 1_000,
+            joins_per_sec: 1_000,
+            joins_burst: 500,
+            join_wait_secs: 5,
+        }
+    }
+}
+
+/// An app's own limits: each one set replaces the global one for this app.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppLimits {
+    /// See [`Limits::messages_per_sec`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages_per_sec: Option<u64>,
+    /// See [`Limits::messages_burst`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages_burst: Option<u64>,
+    /// See [`Limits::awareness_per_sec`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub awareness_per_sec: Option<u64>,
+    /// See [`Limits::awareness_burst`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub awareness_burst: Option<u64>,
+    /// See [`Limits::bytes_per_sec`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_per_sec: Option<u64>,
+    /// See [`Limits::bytes_burst`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_burst: Option<u64>,
+    /// Open websocket connections of this app (replaces `max_connections_per_app`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+    /// See [`Limits::host_requests_per_sec`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_requests_per_sec: Option<u64>,
+    /// See [`Limits::host_requests_burst`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_requests_burst: Option<u64>,
+}
+
+impl AppLimits {
+    fn is_empty(&self) -> bool {
+        *self == AppLimits::default()
+    }
+}
+
+fn default_editor() -> String {
+    "html".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Everything the service can be told at start-up.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Listen address.
+    pub bind: SocketAddr,
+    /// Where documents are stored: `sled` (embedded, under `data_dir`) or
+    /// `postgres://USER@HOST:PORT/DB` (PostgreSQL; its schema is created and migrated
+    /// at start). A password in the URL is redacted from the start-up log.
+    pub store: String,
+    /// Cluster mode: `redis://HOST:PORT`, the Redis the nodes share as their bus.
+    /// With a postgres store, nodes with the same `apps` and bus form one cluster.
+    pub bus: Option<String>,
+    /// Cluster mode: this node's id, unique in the cluster (default: host name and
+    /// port).
+    pub node_id: Option<String>,
+    /// Cluster mode: prefix of the bus's channels (default: `chorus:` and the
+    /// PostgreSQL database's name, so clusters sharing one Redis stay apart).
+    pub bus_prefix: Option<String>,
+    /// Cluster mode: how long a document's lease lasts without renewal, in ms. It
+    /// bounds failover after a node dies; renewed every third of it.
+    pub lease_ttl_ms: u64,
+    /// Where the embedded store keeps its files.
+    pub data_dir: PathBuf,
+    /// Register the `demo` app and serve the demo editor at `/demo`.
+    pub demo: bool,
+    /// Secret of the `demo` app; random (and printed) when unset.
+    pub demo_secret: Option<String>,
+    /// Serve demo mode on an address other than loopback. Demo mode mints a token
+    /// for anyone who asks, for any document of the `demo` app: by default it
+    /// refuses to start unless `bind` is a loopback address.
+    pub demo_public: bool,
+    /// Bearer token of the admin API (`/v1/admin/…`); unset: the admin API is off.
+    pub admin_token: Option<String>,
+    /// `human` or `json`.
+    pub log_format: LogFormat,
+    /// Largest websocket message accepted, in bytes (larger: close 4413).
+    pub max_message_size: usize,
+    /// Largest awareness state (JSON) accepted, in bytes.
+    pub max_awareness_state_bytes: usize,
+    /// Frames queued for one connection before it counts as a slow consumer (close 1013).
+    pub outbound_queue_frames: usize,
+    /// How long shutdown waits for connections to close, in seconds.
+    pub shutdown_grace_secs: u64,
+    /// Seconds of outbound silence after which a keepalive frame is sent (stock
+    /// y-websocket clients reconnect after 30 s without a message).
+    pub keepalive_secs: u64,
+    /// Clock skew tolerated on token `exp`/`nbf`, in seconds.
+    pub token_leeway_secs: u64,
+    /// Share one fsync among every write waiting for it (off: one fsync per write; for benchmarks).
+    pub store_group_commit: bool,
+    /// Unload a document nobody is connected to after this many seconds.
+    pub idle_unload_secs: u64,
+    /// Keep at most this many documents in memory (idle ones are unloaded, least recently used first).
+    pub max_loaded_docs: usize,
+    /// Write a new snapshot after this many update log records...
+    pub compact_after_updates: u64,
+    /// ...or this many update log bytes.
+    pub compact_after_bytes: u64,
+    /// A document larger than this many bytes turns read-only for everyone.
+    pub max_document_bytes: u64,
+    /// Memory for the embedded store's page cache, in MiB.
+    pub store_cache_mb: u64,
+    /// While a draft is being edited, take a history point at most every this many seconds.
+    pub history_interval_secs: u64,
+    /// How long a draft a host read stays available as the base of a three-way
+    /// external change (`baseEtag`), in seconds. Bases live in memory: a restart
+    /// forgets them (the host then gets 412 `base-expired` and reads again).
+    pub external_base_ttl_secs: u64,
+    /// Webhooks: ceiling of the first retry delay in ms (doubles per failure, up to 5 min).
+    pub webhook_retry_base_ms: u64,
+    /// Webhooks: an event still undelivered after this many seconds is dropped (logged).
+    pub webhook_max_age_secs: u64,
+    /// The `closed` webhook fires once every editor left and this many seconds passed.
+    pub close_delay_secs: u64,
+    /// At most one `saved` webhook per document per this many seconds.
+    pub saved_webhook_secs: u64,
+    /// Rate limits and connection caps (`[limits]`).
+    pub limits: Limits,
+    /// Registered host applications.
+    pub apps: Vec<AppConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: DEFAULT_BIND.parse().expect("valid default address"),
+            store: "sled".to_owned(),
+            bus: None,
+            node_id: None,
+            bus_prefix: None,
+            lease_ttl_ms: 3000,
+            data_dir: PathBuf::from("./data"),
+            demo: false,
+            demo_secret: None,
+            demo_public: false,
+            admin_token: None,
+            log_format: LogFormat::Human,
+            max_message_size: 8 * 1024 * 1024,
+            max_awareness_state_bytes: 32 * 1024,
+            outbound_queue_frames: 1024,
+            shutdown_grace_secs: 10,
+            keepalive_secs: 15,
+            token_leeway_secs: chorus_auth::DEFAULT_LEEWAY_SECS,
+            store_group_commit: true,
+            idle_unload_secs: 30,
+            max_loaded_docs: 10_000,
+            compact_after_updates: 1_000,
+            compact_after_bytes: 1 << 20,
+            max_document_bytes: 32 << 20,
+            store_cache_mb: 64,
+            history_interval_secs: 600,
+            external_base_ttl_secs: 3600,
+            webhook_retry_base_ms: 1000,
+            webhook_max_age_secs: 24 * 3600,
+            close_delay_secs: 10,
+            saved_webhook_secs: 30,
+            limits: Limits::default(),
+            apps: Vec::new(),
+        }
+    }
+}
