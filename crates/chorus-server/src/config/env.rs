@@ -47,6 +47,14 @@ const ENV_KEYS: [&str; 33] = [
     "apps",
 ];
 
+/// The environment layer: `CHORUS_<KEY>` for each top-level key of [`Config`].
+fn environment() -> Env {
+    // CHORUS_DATA_DIR → data_dir; `CHORUS_APPS='[{id="wiki",secrets=["…"]}]'` works too.
+    // Only configuration keys are read: other CHORUS_* variables (CHORUS_LOG,
+    // CHORUS_CONFIG, a test suite's CHORUS_BIN) are not configuration.
+    Env::prefixed("CHORUS_").only(&ENV_KEYS)
+}
+
 impl Config {
     /// Load defaults → `file` → `CHORUS_*` env → `overrides` (flags given on the command line).
     pub fn load(file: Option<&Path>, overrides: Figment) -> Result<Config, ConfigError> {
@@ -57,10 +65,7 @@ impl Config {
             }
             fig = fig.merge(Toml::file(path));
         }
-        // CHORUS_DATA_DIR → data_dir; `CHORUS_APPS='[{id="wiki",secrets=["…"]}]'` works too.
-        // Only configuration keys are read: other CHORUS_* variables (CHORUS_LOG,
-        // CHORUS_CONFIG, a test suite's CHORUS_BIN) are not configuration.
-        fig = fig.merge(Env::prefixed("CHORUS_").only(&ENV_KEYS));
+        fig = fig.merge(environment());
         let config: Config = fig
             .merge(overrides)
             .extract()
@@ -75,6 +80,7 @@ impl Config {
 #[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
+    use crate::config::Limits;
 
     #[test]
     fn file_then_overrides() {
@@ -104,6 +110,47 @@ mod tests {
         fields.sort();
         keys.sort();
         assert_eq!(fields, keys);
+    }
+
+    /// The keys of `Config` as it serializes them (its defaults, every field present).
+    fn fields() -> Vec<String> {
+        let fields = serde_json::to_value(Config::default()).unwrap();
+        let mut fields: Vec<_> = fields.as_object().unwrap().keys().cloned().collect();
+        fields.sort();
+        fields
+    }
+
+    #[test]
+    fn every_field_of_config_is_read_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            for field in fields() {
+                jail.set_env(format!("CHORUS_{}", field.to_uppercase()), "1");
+            }
+            for stray in ["CHORUS_LOG", "CHORUS_CONFIG", "CHORUS_BIN"] {
+                jail.set_env(stray, "x");
+            }
+            let mut read: Vec<String> = environment().iter().map(|(k, _)| k.to_string()).collect();
+            read.sort();
+            assert_eq!(read, fields(), "every field, and nothing else");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn limits_are_one_table_in_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CHORUS_LIMITS", "{messages_per_sec=5}");
+            // Nested keys are not separate variables: these are not configuration.
+            jail.set_env("CHORUS_LIMITS__AWARENESS_PER_SEC", "7");
+            jail.set_env("CHORUS_LIMITS.BYTES_PER_SEC", "7");
+            let c = Config::load(None, Figment::new()).unwrap();
+            let defaults = Limits::default();
+            assert_eq!(c.limits.messages_per_sec, 5);
+            assert_eq!(c.limits.messages_burst, defaults.messages_burst);
+            assert_eq!(c.limits.awareness_per_sec, defaults.awareness_per_sec);
+            assert_eq!(c.limits.bytes_per_sec, defaults.bytes_per_sec);
+            Ok(())
+        });
     }
 
     #[test]
