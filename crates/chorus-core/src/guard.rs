@@ -46,8 +46,8 @@ mod engine;
 mod lib0;
 mod marks;
 mod nodes;
-mod update_profile;
 mod scan;
+mod update_profile;
 mod verdict;
 
 pub use chorus_whitelist::{Whitelist, WhitelistMode};

@@ -5,7 +5,7 @@
 //! - `state`: [`AppState`], what every handler shares;
 //! - `session`: one task per connection, whatever carries it (join, decode, rate
 //!   limits, forward to the document's actor, write its frames out in batches,
-//!   keepalive, close), over a [`Transport`](crate::session) it is generic over;
+//!   keepalive, close), over a `Transport` it is generic over;
 //! - `websocket` and `framing`: the websocket transport, its plain (y-websocket)
 //!   and Hocuspocus framings, and its lingering close;
 //! - `join`: what every join goes through first (token, connection caps,
