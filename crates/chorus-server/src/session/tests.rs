@@ -287,3 +287,45 @@ async fn a_refused_edit_is_explained_before_the_close() {
     assert!(explained, "the error frame was written before the close");
     assert_eq!(client.closed.lock().unwrap().map(|c| c.0), Some(1008));
 }
+
+#[tokio::test]
+async fn a_reader_whose_queue_fills_is_closed_with_1013_and_the_writer_goes_on() {
+    let state = state(|c| c.outbound_queue_frames = 4);
+    let (slow, slow_task) = joined(&state, "fanout", Mode::View).await;
+    // The slow reader stops taking frames off its transport.
+    slow.stalled.store(true, Ordering::Relaxed);
+    let (mut writer, _writer_task) = joined(&state, "fanout", Mode::Edit).await;
+    // Twenty edits, each relayed to the reader: its queue of four fills.
+    for n in 0..20u64 {
+        let frame = chorus_protocol::encode_sync(chorus_protocol::SYNC_UPDATE, &typed(n));
+        writer.send.send(Inbound::Message(frame)).unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(10), slow_task)
+        .await
+        .expect("the slow reader's session ended")
+        .unwrap();
+    assert_eq!(*slow.closed.lock().unwrap(), Some((1013, "slow-consumer")));
+    // The writer is still served: its edits are acknowledged.
+    let acked = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Message::Chorus(ChorusMessage::Saved { n }) = next_message(&mut writer).await {
+                if n == 20 {
+                    return n;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the writer's edits were saved");
+    assert_eq!(acked, 20);
+}
+
+/// One character typed into the title by client `n` (a fresh client each time).
+fn typed(n: u64) -> Vec<u8> {
+    use yrs::{Text, Transact};
+    let doc = yrs::Doc::with_client_id(100 + n);
+    let title = doc.get_or_insert_text("title");
+    let mut txn = doc.transact_mut();
+    title.insert(&mut txn, 0, "x");
+    txn.encode_update_v1()
+}
