@@ -52,7 +52,6 @@ impl Config {
 mod tests {
     use super::*;
     use crate::config::{AppConfig, StoreLocation};
-    use chorus_core::WhitelistMode;
 
     #[test]
     fn store_urls_lose_their_password_in_the_log_and_in_errors() {
@@ -90,17 +89,7 @@ mod tests {
         let c = Config {
             demo_secret: Some("topsecret".into()),
             admin_token: Some("admin-sesame".into()),
-            apps: vec![AppConfig {
-                id: "wiki".into(),
-                secrets: vec!["hunter2".into()],
-                enabled: true,
-                callback_url: None,
-                whitelist: None,
-                whitelist_mode: WhitelistMode::Strip,
-                editor: "html".into(),
-                collaboration: true,
-                limits: Default::default(),
-            }],
+            apps: vec![AppConfig::named("wiki", "hunter2")],
             ..Config::default()
         };
         let text = c.redacted().to_string();

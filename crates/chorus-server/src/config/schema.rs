@@ -58,6 +58,24 @@ pub struct AppConfig {
     pub limits: AppLimits,
 }
 
+#[cfg(test)]
+impl AppConfig {
+    /// An app as a configuration file names one with only its id and a secret.
+    pub(crate) fn named(id: &str, secret: &str) -> AppConfig {
+        AppConfig {
+            id: id.into(),
+            secrets: vec![secret.into()],
+            enabled: true,
+            callback_url: None,
+            whitelist: None,
+            whitelist_mode: Default::default(),
+            editor: "html".into(),
+            collaboration: true,
+            limits: Default::default(),
+        }
+    }
+}
+
 /// What one client may ask of the server (`[limits]`). Defaults a fast typist, a
 /// large paste or a cursor drag never meet; 0 switches a limit off. See
 /// `docs/LIMITS.md` for why each default is what it is.

@@ -79,17 +79,7 @@ fn transport() -> (ChannelTransport, Client) {
 
 fn state(tune: impl FnOnce(&mut Config)) -> AppState {
     let mut config = Config {
-        apps: vec![AppConfig {
-            id: "wiki".into(),
-            secrets: vec!["s".repeat(32)],
-            enabled: true,
-            callback_url: None,
-            whitelist: None,
-            whitelist_mode: WhitelistMode::Strip,
-            editor: "html".into(),
-            collaboration: true,
-            limits: Default::default(),
-        }],
+        apps: vec![AppConfig::named("wiki", &"s".repeat(32))],
         ..Config::default()
     };
     tune(&mut config);
