@@ -31,6 +31,9 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// The key a test cluster's nodes sign their bus messages with.
+pub const CLUSTER_KEY: &str = "chorus-e2e: the test cluster's bus key";
+
 /// The Redis the tests use: `CHORUS_TEST_REDIS` or 127.0.0.1:6379.
 pub fn redis_url() -> String {
     std::env::var("CHORUS_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -170,7 +173,7 @@ impl Cluster {
         std::fs::write(
             &config,
             format!(
-                "[[apps]]\nid = \"{APP}\"\nsecrets = [\"{}\", \"{}\"]\n",
+                "cluster_keys = [\"{CLUSTER_KEY}\"]\n\n[[apps]]\nid = \"{APP}\"\nsecrets = [\"{}\", \"{}\"]\n",
                 SECRETS[0], SECRETS[1]
             ),
         )

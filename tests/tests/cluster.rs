@@ -30,6 +30,7 @@ async fn cluster_with(n: usize, adjust: impl Fn(&mut chorus_e2e::Config)) -> Clu
                         .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
                 );
                 c.bus_prefix = Some(prefix);
+                c.cluster_keys = vec![chorus_e2e::processes::CLUSTER_KEY.to_owned()];
                 c.node_id = Some(format!("node-{i}"));
                 adjust(c);
             })

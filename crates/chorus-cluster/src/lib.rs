@@ -19,6 +19,16 @@
 //! - every node broadcasts a heartbeat; a node silent for `node_timeout` is
 //!   [`BusEvent::NodeDown`].
 //!
+//! Anyone who can reach the Redis may publish on its channels, so every message
+//! carries a MAC under a cluster key ([`BusConfig::keys`]: a list, the first signs,
+//! any verifies, so keys rotate like app secrets) over its bytes and the channel
+//! it was published on. A message no key verifies is dropped and counted
+//! ([`BusStats::rejected`]); so is a replay of one that did verify: a sequence
+//! number the sender already used, or an incarnation older than the one known
+//! (incarnations are the sender's start time, so a restart only moves forward)
+//! ([`BusStats::replayed`]). Neither is a loss: a forged message cannot make a node
+//! resync anything.
+//!
 //! The document layer answers each of these by resyncing what it shares with that
 //! node (state vectors, through a reconnect). Streams would let a node replay what
 //! it missed, but it would still have to resync after a longer outage, and every
@@ -70,6 +80,9 @@ pub struct BusConfig {
     pub heartbeat: Duration,
     /// A node not heard from for this long is down.
     pub node_timeout: Duration,
+    /// The cluster's keys: the first signs what this node publishes, any of them
+    /// verifies what it receives. [`Bus::start`] refuses an empty list.
+    pub keys: Vec<Vec<u8>>,
 }
 
 impl BusConfig {
@@ -81,13 +94,23 @@ impl BusConfig {
             node: node.into(),
             heartbeat: Duration::from_millis(500),
             node_timeout: Duration::from_secs(2),
+            keys: Vec::new(),
         }
+    }
+
+    /// The same configuration with the cluster's keys (the first signs).
+    pub fn with_keys(mut self, keys: Vec<Vec<u8>>) -> Self {
+        self.keys = keys;
+        self
     }
 }
 
 /// Why the bus could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
+    /// No cluster key: nothing could be signed or verified.
+    #[error("the bus needs at least one cluster key")]
+    NoKey,
     /// The URL is not a Redis URL.
     #[error("bus URL {url:?}: {source}")]
     Url {
@@ -151,6 +174,12 @@ pub struct BusStats {
     pub lag_micros: u64,
     /// Nodes currently up, this one included.
     pub nodes_up: u64,
+    /// Messages dropped because no cluster key verified them (forged, tampered
+    /// with, or moved to another channel).
+    pub rejected: u64,
+    /// Messages dropped because they verified but were seen before (a sequence
+    /// number or incarnation of the sender's already passed).
+    pub replayed: u64,
 }
 
 #[derive(Default)]
@@ -161,6 +190,8 @@ struct Counters {
     losses: AtomicU64,
     lag_micros: AtomicU64,
     nodes_up: AtomicU64,
+    rejected: AtomicU64,
+    replayed: AtomicU64,
 }
 
 struct Shared {
@@ -200,6 +231,9 @@ impl Bus {
         config: BusConfig,
         stop: CancellationToken,
     ) -> Result<(Bus, mpsc::Receiver<BusEvent>), BusError> {
+        if config.keys.is_empty() {
+            return Err(BusError::NoKey);
+        }
         let client = redis::Client::open(config.url.as_str()).map_err(|source| BusError::Url {
             url: config.url.clone(),
             source,
@@ -218,7 +252,11 @@ impl Bus {
         let shared = Arc::new(Shared {
             all_channel: format!("{}:all", config.prefix).into(),
             node,
-            incarnation: rand::random(),
+            // The start time: a restarted node's incarnation is always greater, so
+            // an older one (a replay) is refused (see `receive`).
+            incarnation: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
             seqs: Mutex::new(HashMap::new()),
             outgoing,
             subscribed: AtomicBool::new(false),
@@ -281,6 +319,8 @@ impl Bus {
             losses: c.losses.load(Ordering::Relaxed),
             lag_micros: c.lag_micros.load(Ordering::Relaxed),
             nodes_up: c.nodes_up.load(Ordering::Relaxed),
+            rejected: c.rejected.load(Ordering::Relaxed),
+            replayed: c.replayed.load(Ordering::Relaxed),
         }
     }
 
@@ -303,11 +343,8 @@ impl Bus {
             from: &shared.node,
             payload: &payload,
         };
-        if shared
-            .outgoing
-            .try_send((channel, envelope.encode()))
-            .is_err()
-        {
+        let bytes = envelope.encode(&channel, &shared.config.keys[0]);
+        if shared.outgoing.try_send((channel, bytes)).is_err() {
             shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -367,6 +404,10 @@ struct Peer {
     incarnation: u64,
     direct_seq: u64,
     all_seq: u64,
+    /// This node's subscription came back since the last message of the link:
+    /// the next one may skip numbers (`Reconnected` already said so).
+    direct_gap_expected: bool,
+    all_gap_expected: bool,
     last_heard: Instant,
     up: bool,
 }
@@ -417,11 +458,11 @@ async fn subscribe_loop(
             info!("bus: subscription is back; resyncing what was shared");
             shared.counters.losses.fetch_add(1, Ordering::Relaxed);
             // Whatever was in flight is gone, and that is what `Reconnected` says:
-            // each sender's next message starts its sequence afresh.
+            // each sender's next message may skip numbers (but never go back).
             // Silence during the outage says nothing about the other nodes.
             for peer in peers.values_mut() {
-                peer.direct_seq = 0;
-                peer.all_seq = 0;
+                peer.direct_gap_expected = true;
+                peer.all_gap_expected = true;
                 peer.last_heard = Instant::now();
             }
             if events.send(BusEvent::Reconnected).await.is_err() {
@@ -451,8 +492,12 @@ async fn subscribe_loop(
                         break;
                     };
                     last_message = Instant::now();
-                    let Some(envelope) = Envelope::decode(msg.get_payload_bytes()) else {
-                        warn!("bus: a message that is not a Chorus envelope; ignored");
+                    let channel = msg.get_channel_name();
+                    let Some(envelope) = Envelope::open(msg.get_payload_bytes(), channel, &shared.config.keys) else {
+                        let n = shared.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                        if n.is_power_of_two() || n == 0 {
+                            warn!(%channel, rejected = n + 1, "bus: a message no cluster key verifies (forged, tampered with, or another cluster's); dropped");
+                        }
                         continue;
                     };
                     for event in receive(&shared, &mut peers, envelope) {
@@ -490,22 +535,36 @@ fn receive(
         incarnation: envelope.incarnation,
         direct_seq: 0,
         all_seq: 0,
+        direct_gap_expected: false,
+        all_gap_expected: false,
         last_heard: Instant::now(),
         up: false,
     });
+    if envelope.incarnation < peer.incarnation {
+        // An earlier life of the sender: a replay.
+        shared.counters.replayed.fetch_add(1, Ordering::Relaxed);
+        return out;
+    }
     let restarted = peer.incarnation != envelope.incarnation;
     if restarted {
         peer.incarnation = envelope.incarnation;
         peer.direct_seq = 0;
         peer.all_seq = 0;
     }
-    let last = match envelope.kind {
-        Kind::Direct => &mut peer.direct_seq,
-        Kind::Broadcast | Kind::Heartbeat => &mut peer.all_seq,
+    let (last, gap_expected) = match envelope.kind {
+        Kind::Direct => (&mut peer.direct_seq, &mut peer.direct_gap_expected),
+        Kind::Broadcast | Kind::Heartbeat => (&mut peer.all_seq, &mut peer.all_gap_expected),
     };
-    // A link seen for the first time (or again after a reconnect) may start
-    // anywhere; after that every message must follow the last.
-    let hole = *last != 0 && envelope.seq != *last + 1;
+    if *last != 0 && envelope.seq <= *last {
+        // A number this link already used: a replay (a sender never goes back).
+        shared.counters.replayed.fetch_add(1, Ordering::Relaxed);
+        return out;
+    }
+    // A link seen for the first time may start anywhere, and after this node's
+    // subscription came back it may skip numbers; otherwise every message must
+    // follow the last.
+    let hole = *last != 0 && envelope.seq != *last + 1 && !*gap_expected;
+    *gap_expected = false;
     // A sender that restarted forgot everything it shared with us.
     let lost = hole || (restarted && peer.up);
     *last = envelope.seq;

@@ -450,6 +450,8 @@ impl Collector for ClusterCollector {
             ("chorus_bus_messages_received", "Messages this node received from the bus (heartbeats excluded).", bus.received),
             ("chorus_bus_messages_dropped", "Messages dropped before the bus took them (queue full, Redis unreachable).", bus.dropped),
             ("chorus_bus_losses", "Losses detected on the bus (holes, restarted nodes, a broken subscription), each followed by a resync.", bus.losses),
+            ("chorus_bus_messages_rejected", "Bus messages dropped because no cluster key verified them (forged, tampered with, or moved to another channel).", bus.rejected),
+            ("chorus_bus_messages_replayed", "Bus messages dropped because they were seen before (a sequence number or incarnation of the sender's already passed).", bus.replayed),
         ] {
             let counter = ConstCounter::new(value);
             counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;

@@ -227,7 +227,13 @@ impl Server {
             .unwrap_or_else(|| format!("chorus:{}", database.unwrap_or_default()));
         let bus_stop = CancellationToken::new();
         let (bus, events) = chorus_cluster::Bus::start(
-            chorus_cluster::BusConfig::new(bus_url, prefix.clone(), node.clone()),
+            chorus_cluster::BusConfig::new(bus_url, prefix.clone(), node.clone()).with_keys(
+                config
+                    .cluster_keys
+                    .iter()
+                    .map(|k| k.as_bytes().to_vec())
+                    .collect(),
+            ),
             bus_stop.clone(),
         )
         .await?;

@@ -32,6 +32,11 @@ impl Config {
         if let Some(store) = v.get_mut("store") {
             *store = redact_url_password(&self.store).into();
         }
+        if let Some(keys) = v.get_mut("cluster_keys").and_then(|k| k.as_array_mut()) {
+            for k in keys {
+                *k = "[redacted]".into();
+            }
+        }
         if let Some(bus) = self.bus.as_deref() {
             v["bus"] = redact_url_password(bus).into();
         }

@@ -203,6 +203,12 @@ pub struct Config {
     /// Cluster mode: prefix of the bus's channels (default: `chorus:` and the
     /// PostgreSQL database's name, so clusters sharing one Redis stay apart).
     pub bus_prefix: Option<String>,
+    /// Cluster mode: the keys every bus message is signed and checked with
+    /// (HMAC-SHA256; the first signs, any verifies, so a key rotates like an app
+    /// secret: add the new one second, then first on every node, then drop the
+    /// old one). At least one, each at least 32 bytes; cluster mode does not start
+    /// without. Never logged.
+    pub cluster_keys: Vec<String>,
     /// Cluster mode: how long a document's lease lasts without renewal, in ms. It
     /// bounds failover after a node dies; renewed every third of it.
     pub lease_ttl_ms: u64,
@@ -275,6 +281,7 @@ impl Default for Config {
             bus: None,
             node_id: None,
             bus_prefix: None,
+            cluster_keys: Vec::new(),
             lease_ttl_ms: 3000,
             data_dir: PathBuf::from("./data"),
             demo: false,

@@ -54,6 +54,16 @@ impl Config {
                     "a bus (cluster mode) needs store = \"postgres://…\": nodes share their documents through it".into(),
                 ));
             }
+            if self.cluster_keys.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "a bus (cluster mode) needs cluster_keys: anyone who can reach the Redis could otherwise speak for a node".into(),
+                ));
+            }
+            if let Some(short) = self.cluster_keys.iter().position(|k| k.len() < 32) {
+                return Err(ConfigError::Invalid(format!(
+                    "cluster_keys[{short}] must be at least 32 bytes"
+                )));
+            }
             if self.lease_ttl_ms < 300 {
                 return Err(ConfigError::Invalid(
                     "lease_ttl_ms must be at least 300".into(),
@@ -114,9 +124,35 @@ impl Config {
 #[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
+    use crate::config::AppConfig;
     use std::path::Path;
 
     use figment::Figment;
+
+    #[test]
+    fn cluster_mode_needs_cluster_keys_of_32_bytes_and_never_logs_them() {
+        let cluster = |keys: &[&str]| Config {
+            store: "postgres://chorus@127.0.0.1:5432/chorus".into(),
+            bus: Some("redis://127.0.0.1:6379".into()),
+            cluster_keys: keys.iter().map(|k| k.to_string()).collect(),
+            apps: vec![AppConfig::named("wiki", "a secret")],
+            ..Config::default()
+        };
+        let err = |c: Config| c.validate().unwrap_err().to_string();
+        assert!(
+            err(cluster(&[])).contains("cluster_keys"),
+            "{}",
+            err(cluster(&[]))
+        );
+        let long = "k".repeat(32);
+        assert!(err(cluster(&[&long, "short"])).contains("cluster_keys[1]"));
+        let ok = cluster(&[&long]);
+        assert!(ok.validate().is_ok(), "{:?}", ok.validate());
+        assert!(
+            !ok.redacted().to_string().contains(&long),
+            "a key in the log"
+        );
+    }
 
     #[test]
     fn demo_mode_starts_on_loopback_only_unless_told_otherwise() {
