@@ -100,6 +100,23 @@ async fn next<T>(
     }
 }
 
+/// Wait (5 s at most) for `events` to report that `node` restarted or lost messages.
+async fn lost_from(events: &mut mpsc::Receiver<BusEvent>, node: &str) {
+    next(events, 5, |e| {
+        matches!(e, BusEvent::Lost { from } if &**from == node).then_some(())
+    })
+    .await
+}
+
+/// Wait (5 s at most) for the message `payload`.
+async fn message(events: &mut mpsc::Receiver<BusEvent>, payload: &[u8]) {
+    next(events, 5, |e| match e {
+        BusEvent::Message { payload: p, .. } if &p[..] == payload => Some(()),
+        _ => None,
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_reach_each_other_and_see_each_other_come_and_go() {
     let prefix = prefix("reach");
@@ -168,10 +185,7 @@ async fn a_restarted_sender_and_a_broken_subscription_are_reported_as_losses() {
     // "a" comes back as a new process: what it shared with b is gone.
     let (a, _a_events, _a_stop) = node(&prefix, "a").await;
     a.send("b", Bytes::from_static(b"second life"));
-    next(&mut b_events, 5, |e| {
-        matches!(e, BusEvent::Lost { from } if &**from == "a").then_some(())
-    })
-    .await;
+    lost_from(&mut b_events, "a").await;
 
     // The network between b and Redis breaks for a moment.
     relay.cut();
@@ -182,11 +196,7 @@ async fn a_restarted_sender_and_a_broken_subscription_are_reported_as_losses() {
     assert!(b.is_connected());
     // And it works again afterwards.
     a.send("b", Bytes::from_static(b"after"));
-    next(&mut b_events, 5, |e| match e {
-        BusEvent::Message { payload, .. } if &payload[..] == b"after" => Some(()),
-        _ => None,
-    })
-    .await;
+    message(&mut b_events, b"after").await;
     assert!(b.stats().losses >= 2);
 }
 
@@ -254,11 +264,7 @@ async fn only_what_a_cluster_key_signs_is_delivered_and_replays_are_dropped() {
 
     // A genuine message of a's first life, which the spy keeps.
     a.send("b", Bytes::from_static(b"first life"));
-    next(&mut b_events, 5, |e| match e {
-        BusEvent::Message { payload, .. } if &payload[..] == b"first life" => Some(()),
-        _ => None,
-    })
-    .await;
+    message(&mut b_events, b"first life").await;
     let first_life = loop {
         let m = tokio::time::timeout(Duration::from_secs(5), spied.next())
             .await
@@ -275,20 +281,10 @@ async fn only_what_a_cluster_key_signs_is_delivered_and_replays_are_dropped() {
     a_stop.cancel();
     let (a, _a_events, _a_stop) = node(&prefix, "a").await;
     a.send("b", Bytes::from_static(b"second life"));
-    next(&mut b_events, 5, |e| {
-        matches!(e, BusEvent::Lost { from } if &**from == "a").then_some(())
-    })
-    .await;
-    next(&mut b_events, 5, |e| match e {
-        BusEvent::Message { payload, .. } if &payload[..] == b"second life" => Some(()),
-        _ => None,
-    })
-    .await;
+    lost_from(&mut b_events, "a").await;
+    message(&mut b_events, b"second life").await;
     // c heard the restart too (a's heartbeats): a genuine loss, before the attack.
-    next(&mut c_events, 5, |e| {
-        matches!(e, BusEvent::Lost { from } if &**from == "a").then_some(())
-    })
-    .await;
+    lost_from(&mut c_events, "a").await;
     while c_events.try_recv().is_ok() {}
     let (rejected, replayed) = (b.stats().rejected, b.stats().replayed);
 
