@@ -46,6 +46,31 @@
 
 mod envelope;
 
+/// The envelope codec, for `benches/envelope.rs` only: not part of the API.
+#[doc(hidden)]
+pub mod bench_support {
+    use super::envelope::{Envelope, Kind};
+    use bytes::Bytes;
+
+    /// A direct message from `from`, sealed for `channel` with `key`.
+    pub fn seal(channel: &str, key: &[u8], from: &str, payload: &[u8]) -> Bytes {
+        Envelope {
+            kind: Kind::Direct,
+            incarnation: 1,
+            seq: 1,
+            sent_at_micros: 0,
+            from,
+            payload,
+        }
+        .encode(channel, key)
+    }
+
+    /// Whether one of `keys` opens `bytes` received on `channel`.
+    pub fn open(bytes: &[u8], channel: &str, keys: &[Vec<u8>]) -> bool {
+        Envelope::open(bytes, channel, keys).is_some()
+    }
+}
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
