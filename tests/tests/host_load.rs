@@ -52,13 +52,17 @@ async fn edits_keep_flowing_while_the_host_rewrites_two_large_drafts() {
     // Two hosts rewriting one large draft each, back to back, until the edits are done.
     let done = Arc::new(AtomicBool::new(false));
     let rewrites = Arc::new(AtomicUsize::new(0));
+    let rewrite_times = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut hosts = Vec::new();
     for doc in ["handbook-a", "handbook-b"] {
         let (server, done, rewrites) = (server.clone(), done.clone(), rewrites.clone());
+        let rewrite_times = rewrite_times.clone();
         hosts.push(tokio::spawn(async move {
             let mut round = 1;
             while !done.load(Ordering::Relaxed) {
+                let started = Instant::now();
                 assert_eq!(put(&server, doc, &body(PARAGRAPHS, round)).await, 200);
+                rewrite_times.lock().unwrap().push(started.elapsed());
                 rewrites.fetch_add(1, Ordering::Relaxed);
                 round += 1;
             }
@@ -99,8 +103,19 @@ async fn edits_keep_flowing_while_the_host_rewrites_two_large_drafts() {
         rewrites_during >= 2,
         "the host's rewrites ran while the edits were timed ({rewrites_during})"
     );
+    // Not a speed limit (that would only say how busy this machine was): the
+    // behaviour. Had a rewrite held a runtime worker for its whole duration, as it
+    // once did, an edit arriving meanwhile would wait for it; edits flowing beside
+    // the rewrites wait far less than one rewrite takes, measured in the same run.
+    let mut rewrite_times = rewrite_times.lock().unwrap().clone();
+    rewrite_times.sort();
+    let rewrite_median = rewrite_times[rewrite_times.len() / 2];
+    eprintln!(
+        "rewrites: median {rewrite_median:?} over {}",
+        rewrite_times.len()
+    );
     assert!(
-        p99 < Duration::from_millis(50),
-        "edits stalled behind the host's rewrites: p99 {p99:?}"
+        p99 < rewrite_median,
+        "edits stalled behind the host's rewrites: p99 {p99:?}, a rewrite's median {rewrite_median:?}"
     );
 }
