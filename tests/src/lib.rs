@@ -29,6 +29,7 @@ use yrs::{Doc, GetString, ReadTxn, StateVector, Transact, Update};
 
 pub use chorus_server::{AppConfig, Config};
 
+pub mod cluster;
 pub mod processes;
 pub mod relay;
 

@@ -3,52 +3,16 @@
 //! The process-level failure tests (kill -9, SIGSTOP, restarts, a load balancer)
 //! are in `crates/chorus/tests/cluster.rs`.
 
+use chorus_e2e::cluster::Cluster;
 use chorus_e2e::{eventually, host_token, http, http_with_body, TestServer, YClient, APP, SECRETS};
-use chorus_store::TestDatabase;
 use std::sync::{Arc, Mutex};
 
-struct Cluster {
-    nodes: Vec<TestServer>,
-    _db: TestDatabase,
-}
-
 async fn cluster(n: usize) -> Cluster {
-    cluster_with(n, |_| {}).await
+    Cluster::start(n).await
 }
 
 async fn cluster_with(n: usize, adjust: impl Fn(&mut chorus_e2e::Config)) -> Cluster {
-    let db = TestDatabase::create();
-    let prefix = format!("chorus-test:{}", db.name());
-    let mut nodes = Vec::new();
-    for i in 0..n {
-        let (url, prefix) = (db.url().to_owned(), prefix.clone());
-        nodes.push(
-            TestServer::start_with(|c| {
-                c.store = url;
-                c.bus = Some(
-                    std::env::var("CHORUS_TEST_REDIS")
-                        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
-                );
-                c.bus_prefix = Some(prefix);
-                c.cluster_keys = vec![chorus_e2e::processes::CLUSTER_KEY.to_owned()];
-                c.node_id = Some(format!("node-{i}"));
-                adjust(c);
-            })
-            .await,
-        );
-    }
-    // Every node has heard every other before the test starts.
-    eventually(10, "nodes see each other", || {
-        nodes.iter().all(|s| {
-            s.state
-                .documents
-                .bus_stats()
-                .is_some_and(|b| b.nodes_up == n as u64)
-        })
-    })
-    .await
-    .unwrap();
-    Cluster { nodes, _db: db }
+    Cluster::start_with(n, adjust).await
 }
 
 fn auth() -> String {

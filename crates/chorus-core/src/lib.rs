@@ -42,4 +42,4 @@ pub use room::{
     ExternalFork, Peer, Room, RoomLimits, SpentFork,
 };
 pub use roots::{ROOT_BODY, ROOT_TITLE};
-pub use session::Session;
+pub use session::{Credential, Session};

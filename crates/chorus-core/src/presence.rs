@@ -154,6 +154,8 @@ mod tests {
             avatar: None,
             mode: Mode::View,
             extensions: true,
+            expires_at: u64::MAX,
+            credential: Default::default(),
         }
     }
 

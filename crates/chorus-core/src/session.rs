@@ -1,11 +1,10 @@
 //! Who is on a connection, as established by a verified token.
 
 use chorus_auth::{Mode, SessionClaims};
+use std::sync::Arc;
 
 /// The verified identity and rights of one connection.
-/// Serializable, so a node can forward a connection's session to the document's
-/// owner in cluster mode.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     /// The user id (`sub`).
     pub user_id: String,
@@ -19,6 +18,39 @@ pub struct Session {
     pub mode: Mode,
     /// Whether this client asked for Chorus extension messages.
     pub extensions: bool,
+    /// When the token expires (`exp`, seconds since the epoch): a host's downgrade
+    /// or end of this session holds for its user until then.
+    pub expires_at: u64,
+    /// The token itself, kept so that in cluster mode the document's owner verifies
+    /// it again instead of believing the node that forwards the connection.
+    pub credential: Credential,
+}
+
+/// The token a session was granted by. Its `Debug` never shows it: sessions are
+/// logged, tokens must not be.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Credential(Option<Arc<str>>);
+
+impl Credential {
+    /// The token `token`.
+    pub fn new(token: &str) -> Self {
+        Credential(Some(token.into()))
+    }
+
+    /// The token, if the session kept one.
+    pub fn token(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Credential(<redacted>)"
+        } else {
+            "Credential(none)"
+        })
+    }
 }
 
 /// A palette of readable cursor colours; a user without a colour claim gets a stable pick.
@@ -45,7 +77,15 @@ impl Session {
             avatar: claims.avatar.clone().filter(|a| is_http_url(a)),
             mode: claims.mode,
             extensions,
+            expires_at: claims.exp,
+            credential: Credential::default(),
         }
+    }
+
+    /// This session, keeping the token it was granted by (see [`Credential`]).
+    pub fn with_credential(mut self, token: &str) -> Self {
+        self.credential = Credential::new(token);
+        self
     }
 
     /// True for edit-mode sessions.

@@ -22,7 +22,7 @@
 
 use crate::command::{cluster_cmd, ClusterOp};
 use crate::error::DocError;
-use crate::nodes::{AppStateHandler, ClusterStats, HostHandler};
+use crate::nodes::{AppStateHandler, ClusterStats, HostHandler, SessionVerifier};
 use crate::registry::Documents;
 use crate::types::{Disconnect, DocKey, Route};
 use crate::wire::Wire;
@@ -51,14 +51,19 @@ impl Documents {
     }
 
     /// Carry a host API call to `node` and wait for its answer (the server encodes
-    /// both; see [`Documents::set_host_handler`] on the other side).
+    /// both; see [`Documents::set_host_handler`] on the other side). At most
+    /// 64 at once ([`DocError::Busy`] past it).
     pub async fn forward_host(&self, node: &str, request: Vec<u8>) -> Result<Vec<u8>, DocError> {
         let Some(cluster) = self.cluster() else {
             return Err(DocError::ActorGone);
         };
-        let id = cluster.next_request.fetch_add(1, Ordering::Relaxed);
+        let Ok(_slot) = cluster.forward_slots.try_acquire() else {
+            return Err(DocError::Busy);
+        };
+        // Random, so no node can answer a call before it was made or for another.
+        let id: u128 = rand::random();
         let (tx, rx) = oneshot::channel();
-        cluster.pending.insert(id, tx);
+        cluster.pending.insert(id, (Arc::from(node), tx));
         cluster.host_forwards.fetch_add(1, Ordering::Relaxed);
         cluster.send(node, &Wire::HostRequest { id, request });
         let answer = tokio::time::timeout(HOST_CALL_TIMEOUT, rx).await;
@@ -73,6 +78,14 @@ impl Documents {
     pub fn set_host_handler(&self, handler: HostHandler) {
         if let Some(cluster) = self.cluster() {
             let _ = cluster.host.set(handler);
+        }
+    }
+
+    /// How this node, as a document's owner, verifies the token of a connection
+    /// another node forwards.
+    pub fn set_session_verifier(&self, verifier: SessionVerifier) {
+        if let Some(cluster) = self.cluster() {
+            let _ = cluster.sessions.set(verifier);
         }
     }
 
@@ -119,6 +132,7 @@ impl Documents {
             leases_lost: c.leases_lost.load(Ordering::Relaxed),
             host_forwards: c.host_forwards.load(Ordering::Relaxed),
             resyncs: c.resyncs.load(Ordering::Relaxed),
+            refused: c.refused.load(Ordering::Relaxed),
         })
     }
 
@@ -188,25 +202,45 @@ impl Documents {
                 app,
                 doc,
                 conn,
-                session,
+                token,
+                extensions,
             } => {
-                if self.stopping.load(Ordering::Relaxed) {
-                    // This node is going away: the connection must find the next owner.
+                let key = key(app, doc);
+                let refuse = |reason| {
                     let close = Wire::Close {
-                        app,
-                        doc,
+                        app: key.app.to_string(),
+                        doc: key.doc.to_string(),
                         conn,
-                        reason: Disconnect::Moved,
+                        reason,
                     };
                     cluster.send(&from, &close);
+                };
+                if self.stopping.load(Ordering::Relaxed) {
+                    // This node is going away: the connection must find the next owner.
+                    refuse(Disconnect::Moved);
                     return;
                 }
+                // The token decides, here, before any actor starts: the app and
+                // content ids are the token's to match, the rights its claims.
+                let verified = match cluster.sessions.get() {
+                    Some(verify) => verify(&key, &token, extensions),
+                    None => Err(Disconnect::TokenRefused),
+                };
+                let session = match verified {
+                    Ok(session) => session,
+                    Err(reason) => {
+                        cluster.refused.fetch_add(1, Ordering::Relaxed);
+                        warn!(node = %from, app = %key.app, doc = %key.doc, %reason, "a forwarded connection's token was refused here");
+                        refuse(reason);
+                        return;
+                    }
+                };
                 let op = ClusterOp::RemoteJoin {
                     node: from,
                     conn,
                     session,
                 };
-                let _ = self.dispatch(&key(app, doc), cluster_cmd(op)).await;
+                let _ = self.dispatch(&key, cluster_cmd(op)).await;
             }
             Wire::Frame {
                 app,
@@ -253,6 +287,7 @@ impl Documents {
             } => {
                 if let Some(h) = self.live_handle(&key(app, doc)) {
                     let op = ClusterOp::Deliver {
+                        node: from,
                         frame: frame.into(),
                         to,
                     };
@@ -266,7 +301,12 @@ impl Documents {
                 reason,
             } => {
                 if let Some(h) = self.live_handle(&key(app, doc)) {
-                    let _ = h.send(cluster_cmd(ClusterOp::Close { conn, reason })).await;
+                    let op = ClusterOp::Close {
+                        node: from,
+                        conn,
+                        reason,
+                    };
+                    let _ = h.send(cluster_cmd(op)).await;
                 }
             }
             Wire::AppState { app, enabled } => {
@@ -282,15 +322,34 @@ impl Documents {
                 let Some(handler) = cluster.host.get().cloned() else {
                     return;
                 };
+                // The carrying node bounds its own calls; this bounds what all of
+                // them together may make this node hold (an answer is 503 past it).
+                let Ok(slot) = cluster.serve_slots.clone().try_acquire_owned() else {
+                    warn!(node = %from, "too many carried host calls at once; one is refused");
+                    // No answer the server can read: the carrying node answers 503.
+                    let response = Vec::new();
+                    cluster.send(&from, &Wire::HostResponse { id, response });
+                    return;
+                };
                 let bus = cluster.bus.clone();
                 tokio::spawn(async move {
                     let response = handler(request).await;
+                    drop(slot);
                     bus.send(&from, Wire::HostResponse { id, response }.encode());
                 });
             }
             Wire::HostResponse { id, response } => {
-                if let Some((_, reply)) = cluster.pending.remove(&id) {
-                    let _ = reply.send(response);
+                match cluster
+                    .pending
+                    .remove_if(&id, |_, (asked, _)| *asked == from)
+                {
+                    Some((_, (_, reply))) => {
+                        let _ = reply.send(response);
+                    }
+                    None => {
+                        cluster.refused.fetch_add(1, Ordering::Relaxed);
+                        debug!(node = %from, "an answer to a host call this node did not ask it; dropped");
+                    }
                 }
             }
         }

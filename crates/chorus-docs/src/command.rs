@@ -277,10 +277,19 @@ pub(crate) enum ClusterOp {
     },
     /// Owner: connection `conn` of `node` ended.
     RemoteLeave { node: Arc<str>, conn: u64 },
-    /// Proxy: a frame from the owner for some local connections.
-    Deliver { frame: Bytes, to: Vec<u64> },
-    /// Proxy: the owner closes a local connection.
-    Close { conn: u64, reason: Disconnect },
+    /// Proxy: a frame from `node` (taken only if it is the owner) for some local
+    /// connections.
+    Deliver {
+        node: Arc<str>,
+        frame: Bytes,
+        to: Vec<u64>,
+    },
+    /// Proxy: `node` (taken only if it is the owner) closes a local connection.
+    Close {
+        node: Arc<str>,
+        conn: u64,
+        reason: Disconnect,
+    },
     /// What this node shared with `node` may be lost (or it is down).
     NodeLost { node: Arc<str> },
     /// This node's bus subscription broke: everything shared may be lost.

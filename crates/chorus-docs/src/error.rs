@@ -46,6 +46,10 @@ pub enum DocError {
     /// not lapsed yet; try again shortly.
     #[error("the document's owner is down and its lease has not lapsed yet")]
     OwnerDown,
+    /// Cluster mode: this node carries as many host calls to other nodes as it
+    /// may at once; try again shortly.
+    #[error("too many host calls are being carried to other nodes")]
+    Busy,
 }
 
 impl DocError {

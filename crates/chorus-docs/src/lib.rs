@@ -69,7 +69,7 @@ pub use env::{AppRules, DocPolicy};
 pub use error::{DocError, HostError};
 pub use frames::{frame_queue, FrameReceiver, FrameSender, PushError};
 pub use metrics::{DocMetrics, NoMetrics};
-pub use nodes::{AppStateHandler, ClusterSetup, ClusterStats, HostHandler};
+pub use nodes::{AppStateHandler, ClusterSetup, ClusterStats, HostHandler, SessionVerifier};
 pub use peer::{ConnControl, QueuePeer};
 pub use registry::{DocHandle, Documents};
 pub use types::{Disconnect, DocKey, Route};

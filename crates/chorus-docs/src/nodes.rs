@@ -4,7 +4,7 @@
 //! read. State only: the tasks that keep it current are in `cluster.rs`, above the
 //! registry; actors read and update it through their environment.
 
-use crate::types::DocKey;
+use crate::types::{Disconnect, DocKey};
 use crate::wire::Wire;
 use chorus_cluster::{Bus, BusEvent};
 use dashmap::DashMap;
@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 /// What cluster mode needs: the bus, and how long a lease lasts.
 pub struct ClusterSetup {
@@ -30,6 +30,12 @@ pub struct ClusterSetup {
 /// bytes out (both the server's own encoding).
 pub type HostHandler =
     Arc<dyn Fn(Vec<u8>) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> + Send + Sync>;
+
+/// Verifies, on the owner, the token of a connection another node forwards: the
+/// session it grants for the document, or why it is refused. The owner believes
+/// the token, not the forwarding node's word (`Wire::Join`).
+pub type SessionVerifier =
+    Arc<dyn Fn(&DocKey, &str, bool) -> Result<chorus_core::Session, Disconnect> + Send + Sync>;
 
 /// Told when another node enabled or disabled an app (`app`, `enabled`).
 pub type AppStateHandler = Arc<dyn Fn(&str, bool) + Send + Sync>;
@@ -49,6 +55,10 @@ pub struct ClusterStats {
     pub host_forwards: u64,
     /// Connections closed to resync after a loss on the bus.
     pub resyncs: u64,
+    /// Authenticated bus messages a node had no standing to send: a frame or close
+    /// for a document from a node that does not own it, a join whose token the
+    /// owner refused, an answer to a host call the node was not asked.
+    pub refused: u64,
 }
 
 /// The cluster state of one node.
@@ -65,13 +75,24 @@ pub(crate) struct Cluster {
     pub(crate) events: std::sync::Mutex<Option<mpsc::Receiver<BusEvent>>>,
     pub(crate) host: OnceLock<HostHandler>,
     pub(crate) app_state: OnceLock<AppStateHandler>,
-    pub(crate) pending: DashMap<u64, oneshot::Sender<Vec<u8>>>,
-    pub(crate) next_request: AtomicU64,
+    pub(crate) sessions: OnceLock<SessionVerifier>,
+    /// Host calls carried to another node, by their random id: the node asked and
+    /// where its answer goes.
+    pub(crate) pending: DashMap<u128, (Arc<str>, oneshot::Sender<Vec<u8>>)>,
+    /// Places for host calls carried to other nodes at once (each holds its body).
+    pub(crate) forward_slots: Semaphore,
+    /// Places for host calls other nodes carry here, served at once.
+    pub(crate) serve_slots: Arc<Semaphore>,
     pub(crate) takeovers: AtomicU64,
     pub(crate) leases_lost: AtomicU64,
     pub(crate) host_forwards: AtomicU64,
     pub(crate) resyncs: AtomicU64,
+    pub(crate) refused: AtomicU64,
 }
+
+/// Host calls this node carries to others at once; past it a call answers 503.
+/// With a 16 MiB body each, 64 bound what carried bodies hold to 1 GiB at worst.
+pub(crate) const MAX_HOST_FORWARDS: usize = 64;
 
 impl Cluster {
     pub(crate) fn new(setup: ClusterSetup) -> Cluster {
@@ -85,12 +106,15 @@ impl Cluster {
             events: std::sync::Mutex::new(Some(setup.events)),
             host: OnceLock::new(),
             app_state: OnceLock::new(),
+            sessions: OnceLock::new(),
             pending: DashMap::new(),
-            next_request: AtomicU64::new(1),
+            forward_slots: Semaphore::new(MAX_HOST_FORWARDS),
+            serve_slots: Arc::new(Semaphore::new(MAX_HOST_FORWARDS)),
             takeovers: AtomicU64::new(0),
             leases_lost: AtomicU64::new(0),
             host_forwards: AtomicU64::new(0),
             resyncs: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
         }
     }
 

@@ -44,6 +44,10 @@ pub enum Disconnect {
     /// The host ended this session.
     #[error("session ended by the host")]
     SessionEnded,
+    /// Cluster mode: the document's owner refused the session's token when it
+    /// verified it again (it expired meanwhile, or the nodes' apps differ).
+    #[error("the document's owner refused the token")]
+    TokenRefused,
     /// The app was disabled.
     #[error("app disabled")]
     AppDisabled,

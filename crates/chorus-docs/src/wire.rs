@@ -4,19 +4,23 @@
 //! forwarding node relays exactly as it decodes its own connections' frames.
 
 use crate::types::Disconnect;
-use chorus_core::Session;
 use serde::{Deserialize, Serialize};
 
 /// One bus payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum Wire {
     /// Forwarding node → owner: a connection of the sender joins the document.
+    /// The owner verifies `token` itself (its rights are the token's, not what the
+    /// sender says of them).
     Join {
         app: String,
         doc: String,
         /// The connection, numbered by the sender.
         conn: u64,
-        session: Session,
+        /// The session token the client presented.
+        token: String,
+        /// Whether the client asked for Chorus extension messages.
+        extensions: bool,
     },
     /// Forwarding node → owner: a frame from one of its connections.
     Frame {
@@ -53,13 +57,15 @@ pub(crate) enum Wire {
         enabled: bool,
     },
     /// A host API call for a document another node owns, and its answer; the
-    /// bytes are the server's own (this layer only carries them).
+    /// bytes are the server's own (this layer only carries them). The id is random
+    /// (128 bits): an answer is taken only from the node asked, for the id it was
+    /// given.
     HostRequest {
-        id: u64,
+        id: u128,
         request: Vec<u8>,
     },
     HostResponse {
-        id: u64,
+        id: u128,
         response: Vec<u8>,
     },
 }
@@ -78,25 +84,17 @@ impl Wire {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chorus_auth::Mode;
     use chorus_core::RoomError;
 
     #[test]
     fn every_message_reads_back() {
-        let session = Session {
-            user_id: "alice".into(),
-            name: "Alice".into(),
-            color: "#3366ff".into(),
-            avatar: None,
-            mode: Mode::Edit,
-            extensions: true,
-        };
         for wire in [
             Wire::Join {
                 app: "wiki".into(),
                 doc: "d".into(),
                 conn: 7,
-                session,
+                token: "eyJ.x.y".into(),
+                extensions: true,
             },
             Wire::Frame {
                 app: "wiki".into(),
@@ -121,7 +119,7 @@ mod tests {
                 enabled: false,
             },
             Wire::HostResponse {
-                id: 3,
+                id: u128::MAX - 3,
                 response: b"HTTP".to_vec(),
             },
         ] {

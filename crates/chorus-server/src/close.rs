@@ -82,6 +82,7 @@ impl CloseReason {
                 Disconnect::SlowConsumer => TRY_AGAIN_LATER,
                 Disconnect::DocumentReset | Disconnect::DocumentUnavailable => INTERNAL,
                 Disconnect::SessionEnded | Disconnect::AppDisabled => FORBIDDEN,
+                Disconnect::TokenRefused => BAD_TOKEN,
                 Disconnect::Stopped | Disconnect::Moved => RESTARTING,
             },
         }
@@ -114,6 +115,7 @@ impl CloseReason {
                 Disconnect::DocumentReset => "document-reset",
                 Disconnect::DocumentUnavailable => "document-unavailable",
                 Disconnect::SessionEnded => "session-ended",
+                Disconnect::TokenRefused => "token-refused",
                 Disconnect::AppDisabled => auth_code(&AuthError::AppDisabled),
                 Disconnect::Stopped => "server-restarting",
                 Disconnect::Moved => "document-moved",

@@ -1,29 +1,54 @@
 //! Cluster mode: a host API call for a document another node owns is answered by
-//! that node. The request (method, path, headers, body) travels over the bus as it
-//! came; the owner runs it through its own router (authentication included) and
-//! the response travels back as it left. A carried request is marked, so it is
-//! served where it lands and never carried again.
+//! that node.
+//!
+//! - **Checked before work.** The node the host called verifies the host token (and
+//!   charges the app's rate) before it asks who owns the document: an
+//!   unauthenticated call starts no actor, takes no lease and puts nothing on the
+//!   bus.
+//! - **No credential on the bus.** The request travels (method, path, headers,
+//!   body) without its `Authorization` header; the owner serves it as verified for
+//!   the one document its path names. That is as strong as verifying again: only a
+//!   node holding the cluster key can put a request on the bus (every message is
+//!   signed), and every node holds the same app secrets, so a node that could forge
+//!   the request could as well mint the token.
+//! - **Marked by the request, not by a header.** A carried request is served where
+//!   it lands and never carried again; the mark is a request extension only this
+//!   module sets, so no header a client sends can claim it.
+//! - **Bounded.** Bodies up to the host API's limit, and at most
+//!   `chorus_docs`' `MAX_HOST_FORWARDS` calls carried at once per node (503 past it).
 
-use crate::api::ApiError;
-use crate::state::AppState;
+use crate::api::{bearer, ApiError};
+use crate::state::{unix_now, AppState};
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use chorus_docs::{DocKey, Route};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use std::time::Instant;
 use tower::ServiceExt;
 
-/// Marks a request carried from another node (its value names that node).
-const FORWARDED: &str = "x-chorus-forwarded-from";
 /// Largest body carried (the host API's own limit).
 const BODY_LIMIT: usize = 16 << 20;
 
+/// A host call whose token was verified for one document: by this node's
+/// [`to_owner`] before routing, or by the node that carried it here. A request
+/// extension, which only this crate sets (never a header a client could send).
+#[derive(Debug, Clone)]
+pub(crate) struct VerifiedHost(pub DocKey);
+
+/// Marks a request carried here from another node: it is served here.
+#[derive(Debug, Clone)]
+struct CarriedHere;
+
 #[derive(Serialize, Deserialize)]
 struct Carried {
+    /// The document the carrying node verified the host token for.
+    app: String,
+    doc: String,
     method: String,
     uri: String,
     headers: Vec<(String, Vec<u8>)>,
@@ -40,6 +65,15 @@ struct Answered {
 fn headers_to_wire(headers: &HeaderMap) -> Vec<(String, Vec<u8>)> {
     headers
         .iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect()
+}
+
+/// A request's headers as they are carried: without its credentials.
+fn request_headers_to_wire(headers: &HeaderMap) -> Vec<(String, Vec<u8>)> {
+    headers
+        .iter()
+        .filter(|(k, _)| *k != header::AUTHORIZATION && *k != header::COOKIE)
         .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
         .collect()
 }
@@ -72,8 +106,9 @@ fn document_of(path: &str) -> Option<DocKey> {
 /// Names the node that answered (in cluster mode): for a carried call, the owner.
 const ANSWERED_BY: &str = "x-chorus-node";
 
-/// Middleware: carry the call to the document's owner when that is another node.
-pub async fn to_owner(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Middleware: carry the call to the document's owner when that is another node,
+/// once its host token is verified.
+pub async fn to_owner(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let Some(node) = state.documents.node_id().map(str::to_owned) else {
         return next.run(req).await;
     };
@@ -83,15 +118,21 @@ pub async fn to_owner(State(state): State<AppState>, req: Request, next: Next) -
         }
         response
     };
-    if req.headers().contains_key(FORWARDED) {
+    if req.extensions().get::<CarriedHere>().is_some() {
         return here(next.run(req).await);
     }
     let Some(key) = document_of(req.uri().path()) else {
         return here(next.run(req).await);
     };
     if !crate::ids::is_valid_content_id(&key.doc) || state.apps.get(&key.app).is_none() {
+        // The route's own extractor gives the answer; nothing starts.
         return here(next.run(req).await);
     }
+    // Who asks, before any work: routing starts an actor and may take a lease.
+    if let Err(refused) = verify_host(&state, &key, req.headers()) {
+        return here(refused.into_response());
+    }
+    req.extensions_mut().insert(VerifiedHost(key.clone()));
     let owner = match state.documents.route(&key).await {
         Ok(Route::Local) | Err(_) => return here(next.run(req).await),
         Ok(Route::Remote(owner)) => owner,
@@ -101,16 +142,19 @@ pub async fn to_owner(State(state): State<AppState>, req: Request, next: Next) -
         return ApiError::TooLarge.into_response();
     };
     let carried = Carried {
+        app: key.app.to_string(),
+        doc: key.doc.to_string(),
         method: parts.method.to_string(),
         uri: parts
             .uri
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_owned(),
-        headers: headers_to_wire(&parts.headers),
+        headers: request_headers_to_wire(&parts.headers),
         body: body.to_vec(),
     };
     let request = postcard::to_allocvec(&carried).unwrap_or_default();
+    drop(carried);
     let answer = state.documents.forward_host(&owner, request).await;
     let Some(answered) = answer
         .ok()
@@ -126,17 +170,25 @@ pub async fn to_owner(State(state): State<AppState>, req: Request, next: Next) -
     response
 }
 
+/// The host token of `headers` verified for `key`, and the app's rate charged:
+/// what the route's `HostDoc` extractor would check.
+fn verify_host(state: &AppState, key: &DocKey, headers: &HeaderMap) -> Result<(), ApiError> {
+    state
+        .apps
+        .verify_host(&key.app, Some(&key.doc), bearer(headers)?, unix_now())?;
+    state.limiters.host_request(&key.app, Instant::now())?;
+    Ok(())
+}
+
 /// Answer calls other nodes carry here, through `router` (this node's own).
 pub fn install_handler(state: &AppState, router: Router) {
-    let node = state.documents.node_id().unwrap_or_default().to_owned();
     state
         .documents
         .set_host_handler(Arc::new(move |request: Vec<u8>| {
             let router = router.clone();
-            let node = node.clone();
             Box::pin(async move {
                 let answered = match postcard::from_bytes::<Carried>(&request) {
-                    Ok(carried) => serve(router, carried, &node).await,
+                    Ok(carried) => serve(router, carried).await,
                     Err(_) => Answered {
                         status: 400,
                         headers: Vec::new(),
@@ -148,13 +200,17 @@ pub fn install_handler(state: &AppState, router: Router) {
         }));
 }
 
-async fn serve(router: Router, carried: Carried, node: &str) -> Answered {
+async fn serve(router: Router, carried: Carried) -> Answered {
     let mut req = Request::new(Body::from(carried.body));
     *req.method_mut() = Method::from_bytes(carried.method.as_bytes()).unwrap_or(Method::GET);
     *req.uri_mut() = carried.uri.parse().unwrap_or_default();
     headers_from_wire(carried.headers, req.headers_mut());
-    if let Ok(from) = HeaderValue::from_str(node) {
-        req.headers_mut().insert(FORWARDED, from);
+    req.extensions_mut().insert(CarriedHere);
+    // Verified by the carrying node for this document only: a path naming another
+    // one is judged by its own (absent) credentials, and refused.
+    let verified = DocKey::new(carried.app, carried.doc);
+    if document_of(req.uri().path()).as_ref() == Some(&verified) {
+        req.extensions_mut().insert(VerifiedHost(verified));
     }
     let response = match router.oneshot(req).await {
         Ok(r) => r,

@@ -11,7 +11,9 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use chorus_auth::{AppRegistry, AuthError};
 use chorus_core::Session;
+use chorus_docs::{Disconnect, Documents};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -95,10 +97,36 @@ pub(crate) fn authenticate(
     token: Option<&str>,
     extensions: bool,
 ) -> Result<Arc<Session>, CloseReason> {
+    verify_session(&state.apps, app, content, token, extensions).map(Arc::new)
+}
+
+/// The session `token` grants on `content` of `app`, keeping the token (a cluster's
+/// owner verifies it again, see `install_session_verifier`).
+pub(crate) fn verify_session(
+    apps: &AppRegistry,
+    app: &str,
+    content: &str,
+    token: Option<&str>,
+    extensions: bool,
+) -> Result<Session, CloseReason> {
     if !is_valid_content_id(content) {
         return Err(CloseReason::InvalidContentId);
     }
     let token = token.ok_or(CloseReason::MissingToken)?;
-    let claims = state.apps.verify_session(app, content, token, unix_now())?;
-    Ok(Arc::new(Session::from_claims(&claims, extensions)))
+    let claims = apps.verify_session(app, content, token, unix_now())?;
+    Ok(Session::from_claims(&claims, extensions).with_credential(token))
+}
+
+/// Cluster mode: the owner of a document verifies the token of every connection
+/// another node forwards, as its own joins are (`chorus_docs::Wire::Join`): the
+/// forwarding node's word on who the client is counts for nothing.
+pub(crate) fn install_session_verifier(documents: &Documents, apps: AppRegistry) {
+    documents.set_session_verifier(Arc::new(move |key, token, extensions| {
+        verify_session(&apps, &key.app, &key.doc, Some(token), extensions).map_err(|refused| {
+            match refused {
+                CloseReason::Auth(AuthError::AppDisabled) => Disconnect::AppDisabled,
+                _ => Disconnect::TokenRefused,
+            }
+        })
+    }));
 }

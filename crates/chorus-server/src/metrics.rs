@@ -446,6 +446,7 @@ impl Collector for ClusterCollector {
             ("chorus_cluster_leases_lost", "Leases this node lost to another node (its owner stopped without writing).", cluster.leases_lost),
             ("chorus_cluster_host_forwards", "Host API calls carried to the owner node (one hop each).", cluster.host_forwards),
             ("chorus_cluster_resyncs", "Connections closed (1012 document-moved) to resync after a loss on the bus or a change of owner.", cluster.resyncs),
+            ("chorus_cluster_messages_refused", "Authenticated bus messages a node had no standing to send (a frame or close for a document from a node not its owner, a forwarded join whose token was refused here, an answer to a host call not asked of that node).", cluster.refused),
             ("chorus_bus_messages_published", "Messages this node handed to the bus (frames forwarded, deliveries, heartbeats).", bus.published),
             ("chorus_bus_messages_received", "Messages this node received from the bus (heartbeats excluded).", bus.received),
             ("chorus_bus_messages_dropped", "Messages dropped before the bus took them (queue full, Redis unreachable).", bus.dropped),

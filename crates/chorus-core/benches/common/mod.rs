@@ -19,6 +19,8 @@ pub fn session() -> Arc<Session> {
         avatar: None,
         mode: Mode::Edit,
         extensions: false,
+        expires_at: u64::MAX,
+        credential: Default::default(),
     })
 }
 

@@ -63,6 +63,8 @@ fn session(user: &str) -> Arc<Session> {
         avatar: None,
         mode: Mode::Edit,
         extensions: true,
+        expires_at: u64::MAX,
+        credential: Default::default(),
     })
 }
 

@@ -50,6 +50,8 @@ fn session(user: &str, mode: Mode) -> Arc<Session> {
         avatar: None,
         mode,
         extensions: true,
+        expires_at: u64::MAX,
+        credential: Default::default(),
     })
 }
 

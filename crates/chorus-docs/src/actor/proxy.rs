@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, warn};
 
 /// Commands handled per wake-up.
 const BATCH: usize = 256;
@@ -106,13 +106,20 @@ impl Proxy {
                 session,
                 peer,
             } => {
-                self.members.insert(conn, peer);
+                // The owner verifies the token again: a session without one cannot
+                // be forwarded (every connection the server opens keeps it).
+                let Some(token) = session.credential.token() else {
+                    peer.control.close(Disconnect::TokenRefused);
+                    return None;
+                };
                 self.send(&Wire::Join {
                     app,
                     doc,
                     conn: conn.0,
-                    session: (*session).clone(),
+                    token: token.to_owned(),
+                    extensions: session.extensions,
                 });
+                self.members.insert(conn, peer);
                 self.touched();
             }
             DocCommand::Message { conn, msg, .. } => {
@@ -182,14 +189,20 @@ impl Proxy {
 
     fn cluster(&mut self, op: ClusterOp) -> Option<End> {
         match op {
-            ClusterOp::Deliver { frame, to } => {
+            // Only the owner speaks for the document; another node's word is refused.
+            ClusterOp::Deliver { node, .. } | ClusterOp::Close { node, .. }
+                if node != self.owner =>
+            {
+                self.refused_from(&node);
+            }
+            ClusterOp::Deliver { frame, to, .. } => {
                 for conn in to {
                     if let Some(peer) = self.members.get(&ConnId(conn)) {
                         peer.send(frame.clone());
                     }
                 }
             }
-            ClusterOp::Close { conn, reason } => {
+            ClusterOp::Close { conn, reason, .. } => {
                 if let Some(peer) = self.members.remove(&ConnId(conn)) {
                     peer.control.close(reason);
                 }
@@ -220,6 +233,14 @@ impl Proxy {
             ClusterOp::NodeLost { .. } | ClusterOp::RemoteLeave { .. } | ClusterOp::LeaseLost => {}
         }
         None
+    }
+
+    /// `node` sent what only the owner may: counted, logged, dropped.
+    fn refused_from(&self, node: &str) {
+        if let Some(cluster) = self.env.cluster() {
+            cluster.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        warn!(app = %self.key.app, doc = %self.key.doc, %node, owner = %self.owner, "a message only the document's owner may send came from another node; dropped");
     }
 
     fn elsewhere(&self) -> DocError {

@@ -90,6 +90,8 @@ async fn join(h: &Harness) -> (ConnId, FrameReceiver) {
         avatar: None,
         mode: Mode::Edit,
         extensions: true,
+        expires_at: u64::MAX,
+        credential: Default::default(),
     });
     let peer = QueuePeer::new(frames_tx, Arc::new(crate::peer::ConnControl::default()));
     h.inbox

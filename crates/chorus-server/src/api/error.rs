@@ -156,6 +156,7 @@ impl From<DocError> for ApiError {
             DocError::Store(_) | DocError::Load(_) | DocError::EventsNotQueued(_) => {
                 ApiError::Store(e.store_condition())
             }
+            // Busy: this node carries as many host calls as it may; 503 too.
             _ => ApiError::Unavailable,
         }
     }

@@ -94,6 +94,8 @@ fn session(mode: Mode) -> Arc<Session> {
         avatar: None,
         mode,
         extensions: true,
+        expires_at: u64::MAX,
+        credential: Default::default(),
     })
 }
 
