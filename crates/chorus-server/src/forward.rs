@@ -17,7 +17,7 @@
 //! - **Bounded.** Bodies up to the host API's limit, and at most
 //!   `chorus_docs`' `MAX_HOST_FORWARDS` calls carried at once per node (503 past it).
 
-use crate::api::{bearer, ApiError};
+use crate::api::{bearer, ApiError, VerifiedHost};
 use crate::state::{unix_now, AppState};
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
@@ -33,12 +33,6 @@ use tower::ServiceExt;
 
 /// Largest body carried (the host API's own limit).
 const BODY_LIMIT: usize = 16 << 20;
-
-/// A host call whose token was verified for one document: by this node's
-/// [`to_owner`] before routing, or by the node that carried it here. A request
-/// extension, which only this crate sets (never a header a client could send).
-#[derive(Debug, Clone)]
-pub(crate) struct VerifiedHost(pub DocKey);
 
 /// Marks a request carried here from another node: it is served here.
 #[derive(Debug, Clone)]

@@ -307,6 +307,8 @@ impl Server {
         };
         let sweeper = tokio::spawn(state.documents.clone().sweep(state.shutdown.clone()));
         let probe = tokio::spawn(probe_store(state.clone()));
+        // Before the bus is read: a forwarded join is judged by its token here.
+        crate::join::install_session_verifier(&state.documents, state.apps.clone());
         let cluster_stop = CancellationToken::new();
         let cluster = tokio::spawn(state.documents.clone().run_cluster(cluster_stop.clone()));
         // Webhooks stop after the documents (their last events are in the outbox by

@@ -107,7 +107,6 @@ impl AppState {
             state.documents.join_cluster(setup);
             state.metrics.attach_documents(&state.documents);
         }
-        crate::join::install_session_verifier(&state.documents, state.apps.clone());
         // Another node's admin call switched an app: follow it here.
         let apps = state.apps.clone();
         state

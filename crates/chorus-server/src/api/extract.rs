@@ -16,7 +16,6 @@ use super::error::ApiError;
 use super::types::{
     ContentBody, DraftQuery, PointPath, PointQuery, PublishQuery, RestoreBody, SessionPath,
 };
-use crate::forward::VerifiedHost;
 use crate::ids::is_valid_content_id;
 use crate::state::{unix_now, AppState};
 use axum::body::Bytes;
@@ -138,6 +137,13 @@ struct AppPath {
     app: String,
 }
 
+/// A host call whose token was verified for one document: by this node's
+/// `forward::to_owner` before routing, or by the node that carried it here. A
+/// request extension, which only this crate sets (never a header a client could
+/// send).
+#[derive(Debug, Clone)]
+pub(crate) struct VerifiedHost(pub DocKey);
+
 /// A host call on one document: the token granted it, the content id is valid.
 #[derive(Debug, Clone)]
 pub struct HostDoc {
@@ -151,7 +157,7 @@ impl FromRequestParts<AppState> for HostDoc {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let ApiPath(DocPath { app, doc }) = ApiPath::from_request_parts(parts, state).await?;
         // Verified (and charged) already, for this very document, by the cluster
-        // layer before it routed the call: see `forward::VerifiedHost`.
+        // layer before it routed the call: see `VerifiedHost`.
         let verified = parts
             .extensions
             .get::<VerifiedHost>()
