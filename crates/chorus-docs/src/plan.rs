@@ -53,6 +53,9 @@ pub(crate) struct Waiting {
     pub(crate) events: bool,
     /// Acks or host replies to send once everything before them is durable.
     pub(crate) answers: bool,
+    /// Metadata changed with no update behind it (a host's revocation): written by
+    /// an append of no records.
+    pub(crate) meta: bool,
 }
 
 /// The plan's advice.
@@ -135,7 +138,7 @@ impl WritePlan {
             || self.log_bytes + self.unsaved_bytes > t.compact_after_bytes;
         if compact && (self.needs_snapshot || (!waiting.history && unsaved)) {
             Next::Snapshot
-        } else if unsaved || waiting.history {
+        } else if unsaved || waiting.history || waiting.meta {
             Next::Append
         } else if waiting.events {
             Next::Flush
@@ -317,6 +320,11 @@ mod tests {
             ..nothing()
         };
         assert_eq!(p.next(T, answers), Next::AnswerNow);
+        let meta = Waiting {
+            meta: true,
+            ..nothing()
+        };
+        assert_eq!(p.next(T, meta), Next::Append, "metadata alone is written");
     }
 
     #[test]

@@ -68,6 +68,24 @@ pub struct DocMeta {
     /// Fingerprint of the content policy every stored byte was checked against
     /// (empty = unknown). Opaque here; the server compares it with its own.
     pub content_policy: String,
+    /// What the host decided about users of this document that outlives their
+    /// connections (a downgrade, an ended session), until their tokens expire.
+    pub revoked: Vec<Revocation>,
+}
+
+/// A host's downgrade or end of a user's session on one document: until `until`,
+/// that user joins it view-only (`ended` false) or not at all (`ended` true),
+/// whichever token they come back with.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Revocation {
+    /// The user id (the token's `sub`).
+    pub user: String,
+    /// The session was ended (not only downgraded).
+    pub ended: bool,
+    /// Until when (seconds since the epoch): the expiry of the token the session
+    /// had.
+    pub until: u64,
 }
 
 /// What a history point is, without its content (the history listing).

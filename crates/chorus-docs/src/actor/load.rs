@@ -168,6 +168,7 @@ async fn load_actor(
             host_replies: Vec::new(),
             events: Vec::new(),
             changed_since_point: false,
+            meta_changed: false,
         },
         session: EditingSession::default(),
         hold: ExclusiveHold::default(),

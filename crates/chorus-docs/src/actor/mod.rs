@@ -38,7 +38,7 @@ mod sessions;
 mod state;
 
 pub(crate) use load::run_actor;
-use state::{EditingSession, ExclusiveHold, Members, RemoteMembers, Writes};
+use state::{Admission, EditingSession, ExclusiveHold, Members, RemoteMembers, Writes};
 
 use crate::command::DocCommand;
 use crate::env::{Activity, DocEnv, Exit};
@@ -47,7 +47,7 @@ use crate::peer::QueuePeer;
 use crate::types::Disconnect;
 use crate::types::DocKey;
 use chorus_core::{ConnId, Room};
-use chorus_protocol::{Message, SyncMessage};
+use chorus_protocol::{ChorusMessage, Message, SyncMessage};
 use chorus_store::DocId;
 use std::future::Future;
 use std::sync::Arc;
@@ -190,10 +190,27 @@ impl DocActor {
                 session,
                 peer,
             } => {
+                let (session, downgraded) = match self.judge_join(session) {
+                    Admission::AsIs(session) => (session, false),
+                    Admission::Downgraded(session) => (session, true),
+                    Admission::Ended => {
+                        peer.control.close(Disconnect::SessionEnded);
+                        self.remote.forget(conn);
+                        return Stop::No;
+                    }
+                };
                 self.members.controls.insert(conn, peer.control.clone());
                 let session = self.admit(conn, session);
                 self.editor_joined(conn, &session);
                 self.room.join(conn, session, peer);
+                if downgraded {
+                    self.room.notify(
+                        conn,
+                        ChorusMessage::ReadOnly {
+                            reason: "downgraded".into(),
+                        },
+                    );
+                }
                 self.announce_hold(conn);
                 self.touched();
             }

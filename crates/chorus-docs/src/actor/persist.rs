@@ -73,6 +73,9 @@ impl DocActor {
             history: !w.history_pending.is_empty(),
             events: !w.events.is_empty(),
             answers: !w.acks.is_empty() || !w.host_replies.is_empty(),
+            // A document never stored stays so: its revocations live while it is
+            // loaded (storing it for them would create it).
+            meta: w.meta_changed && w.exists,
         };
         match w.plan.next(thresholds, waiting) {
             Next::Wait | Next::Idle => {}
@@ -109,6 +112,7 @@ impl DocActor {
     }
 
     fn next_meta(&mut self, new_records: u64) -> DocMeta {
+        self.writes.meta_changed = false;
         let now = now_ms();
         let mut meta = self.writes.meta.clone();
         if meta.created_at_ms == 0 {

@@ -2,7 +2,13 @@
 //! sessions, make one view-only, end one, close them all (app disabled); and the
 //! exclusive mode of apps with `collaboration = false`, where one edit session holds
 //! the draft and later ones wait in view mode until the hold passes to them.
+//!
+//! A downgrade or an ended session holds for that user on this document until the
+//! token they had expires, whatever token they come back with: it is kept in the
+//! document's metadata ([`Revocation`]), so it survives a restart and, in cluster
+//! mode, a change of owner (every join of a document is judged by its owner).
 
+use super::state::Admission;
 use super::DocActor;
 use crate::command::SessionInfo;
 use crate::env::now_ms;
@@ -10,7 +16,11 @@ use crate::types::Disconnect;
 use chorus_auth::Mode;
 use chorus_core::{ConnId, Session};
 use chorus_protocol::ChorusMessage;
+use chorus_store::Revocation;
 use std::sync::Arc;
+
+/// Revocations kept per document at most; past it the ones that end soonest go.
+const MAX_REVOCATIONS: usize = 1024;
 
 impl DocActor {
     /// Exclusive mode: a session asking for edit while another holds the draft joins
@@ -112,9 +122,55 @@ impl DocActor {
         out
     }
 
-    /// Make a session view-only. False if it is not connected.
+    /// What the host decided about `session`'s user, if anything still holds.
+    pub(super) fn judge_join(&mut self, session: Arc<Session>) -> Admission {
+        let now = now_ms() / 1000;
+        let revoked = &mut self.writes.meta.revoked;
+        revoked.retain(|r| r.until > now);
+        match revoked.iter().find(|r| r.user == session.user_id) {
+            None => Admission::AsIs(session),
+            Some(r) if r.ended => Admission::Ended,
+            Some(_) if !session.can_edit() => Admission::AsIs(session),
+            Some(_) => {
+                let mut view = (*session).clone();
+                view.mode = Mode::View;
+                Admission::Downgraded(Arc::new(view))
+            }
+        }
+    }
+
+    /// Keep the host's downgrade (or end) of `conn`'s user until its token expires,
+    /// and write it with the document's next write.
+    fn revoke(&mut self, conn: ConnId, ended: bool) {
+        let Some(session) = self.session_of(conn) else {
+            return;
+        };
+        let now = now_ms() / 1000;
+        let revoked = &mut self.writes.meta.revoked;
+        revoked.retain(|r| r.until > now);
+        match revoked.iter_mut().find(|r| r.user == session.user_id) {
+            Some(r) => {
+                r.ended |= ended;
+                r.until = r.until.max(session.expires_at);
+            }
+            None => revoked.push(Revocation {
+                user: session.user_id.clone(),
+                ended,
+                until: session.expires_at,
+            }),
+        }
+        if revoked.len() > MAX_REVOCATIONS {
+            revoked.sort_by_key(|r| std::cmp::Reverse(r.until));
+            revoked.truncate(MAX_REVOCATIONS);
+        }
+        self.writes.meta_changed = true;
+    }
+
+    /// Make a session view-only, and its user's later ones until its token
+    /// expires. False if it is not connected.
     pub(super) fn downgrade(&mut self, id: u64) -> bool {
         let conn = ConnId(id);
+        self.revoke(conn, false);
         if !self.room.set_mode(conn, Mode::View, "downgraded") {
             return false;
         }
@@ -127,10 +183,11 @@ impl DocActor {
         true
     }
 
-    /// End a session (its socket closes with 4403 `session-ended`). False if it is
-    /// not connected.
+    /// End a session (its socket closes with 4403 `session-ended`), and refuse its
+    /// user until its token expires. False if it is not connected.
     pub(super) fn end_session(&mut self, id: u64) -> bool {
         let conn = ConnId(id);
+        self.revoke(conn, true);
         let Some(control) = self.members.controls.remove(&conn) else {
             return false;
         };

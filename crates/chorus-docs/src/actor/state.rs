@@ -11,7 +11,7 @@ use crate::link::LinkSender;
 use crate::peer::ConnControl;
 use crate::plan::WritePlan;
 use crate::writer::PersistResult;
-use chorus_core::ConnId;
+use chorus_core::{ConnId, Session};
 use chorus_hooks::HookEvent;
 use chorus_store::{DocMeta, HistoryPoint};
 use std::collections::{BTreeSet, HashMap};
@@ -47,6 +47,8 @@ pub(super) struct Writes {
     pub(super) events: Vec<HookEvent>,
     /// The document changed since the last history point.
     pub(super) changed_since_point: bool,
+    /// `meta` changed with no update behind it (a revocation) and is to be written.
+    pub(super) meta_changed: bool,
 }
 
 /// The persistence job in flight for one document.
@@ -147,4 +149,14 @@ impl HostReply {
             HostReply::Publish(tx, _) => drop(tx.send(Err(err))),
         }
     }
+}
+
+/// How a join fares against the document's revocations.
+pub(super) enum Admission {
+    /// As its token says.
+    AsIs(Arc<Session>),
+    /// View-only: the host downgraded this user.
+    Downgraded(Arc<Session>),
+    /// Not at all: the host ended this user's session.
+    Ended,
 }
