@@ -21,7 +21,7 @@ cargo build --release --locked -p chorus-bench --bin chorus-loadgen >&2
 out=bench/results/ab-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$out"
 dir=$(mktemp -d)
-secret=bench-secret-0123456789
+secret=bench-secret-0123456789abcdef0123456789
 printf '[[apps]]\nid = "bench"\nsecrets = ["%s"]\n\n# Peers have no limits: neither does Chorus here (docs/LIMITS.md).\n[limits]\nmessages_per_sec = 0\nawareness_per_sec = 0\nbytes_per_sec = 0\nmax_connections = 0\nmax_connections_per_address = 0\nhost_requests_per_sec = 0\n' "$secret" > "$dir/chorus.toml"
 pid=""
 stop() { [ -z "$pid" ] || { kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=""; }; }

@@ -41,7 +41,7 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
-secret=bench-secret-0123456789
+secret=bench-secret-0123456789abcdef0123456789
 printf 'cluster_keys = ["chorus-bench: the benchmark cluster bus key"]\n\n[[apps]]\nid = "bench"\nsecrets = ["%s"]\n\n# Peers have no limits: neither does Chorus here (docs/LIMITS.md).\n[limits]\nmessages_per_sec = 0\nawareness_per_sec = 0\nbytes_per_sec = 0\nmax_connections = 0\nmax_connections_per_address = 0\nhost_requests_per_sec = 0\n' "$secret" > "$dir/chorus.toml"
 
 newdb() {

@@ -56,7 +56,7 @@ node -e '
     machine: `${os.cpus().length} × ${os.cpus()[0].model}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}`,
     servers: process.argv[2], scenarios: process.argv[3] }))' "$QUICK" "$ONLY" "$SCENARIOS" > "$out/meta.json"
 
-SECRET=bench-secret-0123456789
+SECRET=bench-secret-0123456789abcdef0123456789
 chorus_dir=$(mktemp -d)
 printf '[[apps]]\nid = "bench"\nsecrets = ["%s"]\n\n# Peers have no limits: neither does Chorus here (docs/LIMITS.md).\n[limits]\nmessages_per_sec = 0\nawareness_per_sec = 0\nbytes_per_sec = 0\nmax_connections = 0\nmax_connections_per_address = 0\nhost_requests_per_sec = 0\n' "$SECRET" > "$chorus_dir/chorus.toml"
 PID=""

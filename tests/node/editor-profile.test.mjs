@@ -12,7 +12,7 @@ import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { Y, startServer, ClientPool, sessionToken, hostToken, waitFor, waitSynced, uid, SETTLE, sleep } from './harness.mjs'
 
-const TIPTAP_APP = Object.freeze({ id: 'tiptap-wiki', secrets: ['tiptap-secret-0123456789abcdef'], editor: 'tiptap' })
+const TIPTAP_APP = Object.freeze({ id: 'tiptap-wiki', secrets: ['tiptap-secret-0123456789abcdef0123456789'], editor: 'tiptap' })
 
 const fragmentOf = (doc) => doc.getXmlFragment('default')
 

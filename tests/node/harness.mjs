@@ -126,7 +126,7 @@ export function renderConfig ({ bind, dataDir, apps, extraConfig = {} }) {
   return lines.join('\n') + '\n'
 }
 
-export const DEFAULT_APP = Object.freeze({ id: 'wiki', secrets: ['wiki-secret-current-0123456789', 'wiki-secret-previous-0123456789'], enabled: true })
+export const DEFAULT_APP = Object.freeze({ id: 'wiki', secrets: ['wiki-secret-current-0123456789abcdef', 'wiki-secret-previous-0123456789abcdef'], enabled: true })
 
 /**
  * Environment for the server process: every `CHORUS_<KEY>` variable is a config key

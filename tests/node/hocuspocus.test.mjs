@@ -17,7 +17,7 @@ import {
   Y, WebSocket, startServer, ClientPool, sessionToken, hostToken, waitFor, waitSynced, uid, signJwt, sessionClaims, nowSec, sleep, SETTLE
 } from './harness.mjs'
 
-const APP = Object.freeze({ id: 'hp-wiki', secrets: ['hp-wiki-secret-0123456789abcdef'], editor: 'tiptap' })
+const APP = Object.freeze({ id: 'hp-wiki', secrets: ['hp-wiki-secret-0123456789abcdef0123456789'], editor: 'tiptap' })
 
 for (const [label, HocuspocusProvider] of [['@hocuspocus/provider 3.4.4', ProviderV3], ['@hocuspocus/provider 4.8.0', ProviderV4]]) {
   describe(`${label} on /v1/hocuspocus`, () => {

@@ -17,7 +17,7 @@ import {
   sleep, SETTLE, parseChorusMessage, expectClose, updateMessage
 } from './harness.mjs'
 
-const EXCLUSIVE = Object.freeze({ id: 'solo', secrets: ['solo-secret-0123456789abcdef'], collaboration: false })
+const EXCLUSIVE = Object.freeze({ id: 'solo', secrets: ['solo-secret-0123456789abcdef0123456789'], collaboration: false })
 const ADMIN = 'admin-token-0123456789abcdef'
 
 const paragraphs = (doc) => doc.getXmlFragment('body').toArray().map((el) => el.toArray().map((t) => t.toString()).join(''))

@@ -13,7 +13,7 @@ import {
   Y, startServer, ClientPool, sessionToken, hostToken, waitFor, waitSynced, uid, decodeJwt
 } from './harness.mjs'
 
-const SECRET = 'hooks-secret-0123456789abcdef'
+const SECRET = 'hooks-secret-0123456789abcdef0123456789'
 
 /** A callback receiver: records every request; `respond(req, body)` decides the answer. */
 async function receiver (respond = () => ({ status: 200, body: '{"error":0}' })) {

@@ -30,7 +30,7 @@ cleanup() {
 trap cleanup EXIT
 
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-secret="schemathesis-secret-$RANDOM$RANDOM"
+secret="schemathesis-secret-0123456789abcdef-$RANDOM$RANDOM"
 admin="schemathesis-admin-$RANDOM$RANDOM"
 cat >"$tmp/chorus.toml" <<TOML
 bind = "127.0.0.1:$port"

@@ -36,7 +36,14 @@ pub mod relay;
 /// The app every test uses unless it says otherwise.
 pub const APP: &str = "wiki";
 /// Its secrets (the first signs).
-pub const SECRETS: [&str; 2] = ["wiki-secret-current", "wiki-secret-previous"];
+pub const SECRETS: [&str; 2] = [
+    "wiki-secret-current-0123456789abcdef",
+    "wiki-secret-previous-0123456789abcdef",
+];
+/// The secret of the app `other`.
+pub const OTHER_SECRET: &str = "other-secret-0123456789abcdef0123456789";
+/// The secret of the disabled app `off`.
+pub const OFF_SECRET: &str = "off-secret-0123456789abcdef0123456789";
 
 /// Seconds since the epoch.
 pub fn now() -> u64 {
@@ -82,8 +89,8 @@ impl TestServer {
             shutdown_grace_secs: 5,
             apps: vec![
                 app(APP, &SECRETS, true),
-                app("other", &["other-secret"], true),
-                app("off", &["off-secret"], false),
+                app("other", &[OTHER_SECRET], true),
+                app("off", &[OFF_SECRET], false),
             ],
             ..Config::default()
         };
@@ -159,6 +166,7 @@ fn app(id: &str, secrets: &[&str], enabled: bool) -> AppConfig {
     AppConfig {
         id: id.into(),
         secrets: secrets.iter().map(|s| s.to_string()).collect(),
+        secrets_file: None,
         enabled,
         callback_url: None,
         whitelist: None,

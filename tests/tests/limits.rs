@@ -3,7 +3,9 @@
 //! of its document keep their latency; connection caps refuse the upgrade with
 //! 503 and `Retry-After`; the host API answers 429 with `Retry-After` per app.
 
-use chorus_e2e::{eventually, host_token, http, raw_connect, TestServer, APP, SECRETS};
+use chorus_e2e::{
+    eventually, host_token, http, raw_connect, TestServer, APP, OTHER_SECRET, SECRETS,
+};
 use chorus_protocol::{encode_sync, ChorusMessage, Message, SYNC_UPDATE};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -307,7 +309,7 @@ async fn host_api_requests_over_the_app_rate_get_429_with_retry_after() {
         "a token every half second: {retry}"
     );
     // Another app has its own budget; after the wait this one passes again.
-    let other = format!("Bearer {}", host_token("other", "other-secret", None));
+    let other = format!("Bearer {}", host_token("other", OTHER_SECRET, None));
     let (status, _, _) = get("/v1/apps/other/docs".into(), other).await;
     assert_eq!(status, 200);
     tokio::time::sleep(Duration::from_millis(600)).await;

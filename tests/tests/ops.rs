@@ -70,7 +70,7 @@ async fn shutdown_closes_every_socket_with_1012() {
 async fn demo_mode_mints_tokens_that_the_demo_app_accepts() {
     let server = TestServer::start_with(|c| {
         c.demo = true;
-        c.demo_secret = Some("demo-secret-for-tests".into());
+        c.demo_secret = Some("demo-secret-for-tests-0123456789abcdef".into());
     })
     .await;
     let (status, page) = get(&server, "/demo").await;
@@ -126,7 +126,7 @@ async fn idle_connections_get_a_keepalive_that_stock_clients_accept() {
 async fn every_response_is_nosniff_with_a_content_security_policy() {
     let server = TestServer::start_with(|c| {
         c.demo = true;
-        c.demo_secret = Some("demo-secret-for-tests".into());
+        c.demo_secret = Some("demo-secret-for-tests-0123456789abcdef".into());
     })
     .await;
     for path in [
@@ -165,7 +165,7 @@ async fn every_response_is_nosniff_with_a_content_security_policy() {
 async fn demo_external_takes_json_only_and_demo_tokens_a_valid_document() {
     let server = TestServer::start_with(|c| {
         c.demo = true;
-        c.demo_secret = Some("demo-secret-for-tests".into());
+        c.demo_secret = Some("demo-secret-for-tests-0123456789abcdef".into());
     })
     .await;
     let body = br#"{"doc":"welcome","html":"<p>from a form</p>"}"#;

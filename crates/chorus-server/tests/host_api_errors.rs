@@ -11,13 +11,14 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tower::ServiceExt;
 
-const SECRET: &str = "wiki-secret";
+const SECRET: &str = "wiki-secret-0123456789abcdef0123456789";
 
 fn state(admin_token: Option<&str>) -> AppState {
     let config = Config {
         apps: vec![AppConfig {
             id: "wiki".into(),
             secrets: vec![SECRET.into()],
+            secrets_file: None,
             enabled: true,
             callback_url: None,
             whitelist: None,

@@ -58,6 +58,9 @@ struct ServeArgs {
     /// Register the `demo` app and serve the demo editor at /demo.
     #[arg(long)]
     demo: bool,
+    /// Start even with an app secret shorter than 32 bytes (a warning per weak app).
+    #[arg(long)]
+    allow_weak_secrets: bool,
     /// Log format [default: human].
     #[arg(long, value_enum)]
     log_format: Option<LogFormatArg>,
@@ -85,9 +88,20 @@ struct TokenArgs {
     /// App id (`iss`).
     #[arg(long)]
     app: String,
-    /// The app secret to sign with.
-    #[arg(long, env = "CHORUS_TOKEN_SECRET", hide_env_values = true)]
-    secret: String,
+    /// The app secret to sign with (visible to other users in the process list:
+    /// prefer --secret-file or CHORUS_TOKEN_SECRET).
+    #[arg(
+        long,
+        env = "CHORUS_TOKEN_SECRET",
+        hide_env_values = true,
+        conflicts_with = "secret_file",
+        required_unless_present = "secret_file"
+    )]
+    secret: Option<String>,
+    /// A file whose first secret (first line that is neither blank nor a `#`
+    /// comment, as in an app's `secrets_file`) signs.
+    #[arg(long, value_name = "FILE")]
+    secret_file: Option<PathBuf>,
     /// Content id (`doc`); required for session tokens, optional restriction for host tokens.
     #[arg(long)]
     doc: Option<String>,
@@ -142,6 +156,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.demo {
         overrides = overrides.merge(Serialized::default("demo", true));
     }
+    if args.allow_weak_secrets {
+        overrides = overrides.merge(Serialized::default("allow_weak_secrets", true));
+    }
     if let Some(f) = args.log_format {
         let f = match f {
             LogFormatArg::Human => "human",
@@ -163,6 +180,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(
             secret = config.demo_secret.as_deref().unwrap_or_default(),
             "demo app registered with a generated secret (set demo_secret to fix it)"
+        );
+    }
+    for app in config.weak_secrets() {
+        tracing::warn!(
+            app,
+            min_bytes = chorus_server::config::MIN_SECRET_BYTES,
+            "app secret shorter than the minimum, admitted by allow_weak_secrets: replace it \
+             (openssl rand -base64 32)"
         );
     }
     if config.apps.is_empty() && !config.demo {
@@ -222,7 +247,20 @@ fn random_secret() -> String {
 
 fn token(args: TokenArgs) -> anyhow::Result<String> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let secret = Secret::new(args.secret);
+    let secret = match (args.secret, args.secret_file) {
+        (Some(secret), _) => Secret::new(secret),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading --secret-file {}", path.display()))?;
+            let first = text
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with('#'))
+                .with_context(|| format!("--secret-file {} holds no secret", path.display()))?;
+            Secret::new(first)
+        }
+        (None, None) => bail!("give --secret-file FILE, CHORUS_TOKEN_SECRET or --secret"),
+    };
     let exp = now + args.ttl;
     if args.scope.is_some() {
         let mut claims = HostClaims::new(args.app, exp);

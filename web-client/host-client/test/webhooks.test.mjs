@@ -8,8 +8,8 @@ import { ChorusHost, verifyWebhook, webhookBodySha256, WebhookError, WEBHOOK_EVE
 import { verifyWebhook as verifyFromSubpath, verifyWebhookToken } from '../dist/webhooks.js'
 import { startChorus, startReceiver, openSession, sessionToken, uid } from './chorus-server.mjs'
 
-const SIGNING = 'hooks-secret-current-0123456789'
-const PREVIOUS = 'hooks-secret-previous-0123456789'
+const SIGNING = 'hooks-secret-current-0123456789abcdef'
+const PREVIOUS = 'hooks-secret-previous-0123456789abcdef'
 const APP = 'hooked'
 
 /** Asserts `fn` throws a WebhookError with `code`; returns it. */
@@ -83,7 +83,7 @@ describe('webhooks from the real server', () => {
     // Chorus signs with the first secret only: the previous one alone does not verify…
     refused(() => verifyWebhook({ ...base, secret: PREVIOUS }), 'bad-signature')
     // …while a host that rotated keeps accepting the old one among several.
-    assert.equal(verifyWebhook({ ...base, secrets: ['the-next-secret', SIGNING] }).doc, doc)
+    assert.equal(verifyWebhook({ ...base, secrets: ['the-next-secret-0123456789abcdef0123456789', SIGNING] }).doc, doc)
 
     refused(() => verifyWebhook({ ...base, secret: SIGNING, appId: 'some-other-app' }), 'wrong-audience')
 

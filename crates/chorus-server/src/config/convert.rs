@@ -204,8 +204,8 @@ mod tests {
             jail.create_file("strict.json", chorus_whitelist::DEFAULT_POLICY_JSON)?;
             jail.create_file(
                 "c.toml",
-                "[[apps]]\nid = \"wiki\"\nsecrets = [\"s\"]\nwhitelist = \"strict.json\"\nwhitelist_mode = \"reject\"\n\
-                 [[apps]]\nid = \"cms\"\nsecrets = [\"s\"]\n",
+                "[[apps]]\nid = \"wiki\"\nsecrets = [\"0123456789abcdef0123456789abcdef\"]\nwhitelist = \"strict.json\"\nwhitelist_mode = \"reject\"\n\
+                 [[apps]]\nid = \"cms\"\nsecrets = [\"0123456789abcdef0123456789abcdef\"]\n",
             )?;
             let c = Config::load(Some(Path::new("c.toml")), Figment::new()).unwrap();
             let w = c.whitelists().unwrap();
@@ -218,14 +218,14 @@ mod tests {
             jail.create_file("bad.json", r#"{"elements": {"script": []}, "global_attributes": [], "url_attributes": [], "url_schemes": [], "styles": {}, "marks": {}}"#)?;
             jail.create_file(
                 "bad.toml",
-                "[[apps]]\nid = \"wiki\"\nsecrets = [\"s\"]\nwhitelist = \"bad.json\"\n",
+                "[[apps]]\nid = \"wiki\"\nsecrets = [\"0123456789abcdef0123456789abcdef\"]\nwhitelist = \"bad.json\"\n",
             )?;
             let err = Config::load(Some(Path::new("bad.toml")), Figment::new()).unwrap_err();
             assert!(err.to_string().contains("bad.json"), "{err}");
             assert!(err.to_string().contains("script"), "{err}");
             jail.create_file(
                 "mode.toml",
-                "[[apps]]\nid = \"wiki\"\nsecrets = [\"s\"]\nwhitelist_mode = \"maybe\"\n",
+                "[[apps]]\nid = \"wiki\"\nsecrets = [\"0123456789abcdef0123456789abcdef\"]\nwhitelist_mode = \"maybe\"\n",
             )?;
             assert!(Config::load(Some(Path::new("mode.toml")), Figment::new()).is_err());
             Ok(())
@@ -241,9 +241,9 @@ mod tests {
             )?;
             jail.create_file(
                 "c.toml",
-                "[[apps]]\nid = \"wiki\"\nsecrets = [\"s\"]\neditor = \"tiptap\"\n\
-                 [[apps]]\nid = \"cms\"\nsecrets = [\"s\"]\neditor = \"mine.json\"\n\
-                 [[apps]]\nid = \"blog\"\nsecrets = [\"s\"]\n",
+                "[[apps]]\nid = \"wiki\"\nsecrets = [\"0123456789abcdef0123456789abcdef\"]\neditor = \"tiptap\"\n\
+                 [[apps]]\nid = \"cms\"\nsecrets = [\"0123456789abcdef0123456789abcdef\"]\neditor = \"mine.json\"\n\
+                 [[apps]]\nid = \"blog\"\nsecrets = [\"0123456789abcdef0123456789abcdef\"]\n",
             )?;
             let c = Config::load(Some(Path::new("c.toml")), Figment::new()).unwrap();
             let w = c.whitelists().unwrap();
@@ -255,7 +255,7 @@ mod tests {
             assert_eq!(c.apps[2].editor, "html");
             jail.create_file(
                 "bad.toml",
-                "[[apps]]\nid = \"wiki\"\nsecrets = [\"s\"]\neditor = \"quill\"\n",
+                "[[apps]]\nid = \"wiki\"\nsecrets = [\"0123456789abcdef0123456789abcdef\"]\neditor = \"quill\"\n",
             )?;
             let err = Config::load(Some(Path::new("bad.toml")), Figment::new()).unwrap_err();
             assert!(err.to_string().contains("neither html, tiptap"), "{err}");

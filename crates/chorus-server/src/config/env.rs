@@ -75,10 +75,11 @@ impl Config {
             fig = fig.merge(Toml::file(path));
         }
         fig = fig.merge(environment());
-        let config: Config = fig
+        let mut config: Config = fig
             .merge(overrides)
             .extract()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        config.read_secret_files()?;
         config.validate()?;
         Ok(config)
     }
@@ -91,6 +92,9 @@ mod tests {
     use super::*;
     use crate::config::Limits;
 
+    const A: &str = "wiki-secret-a-0123456789abcdef0123";
+    const B: &str = "wiki-secret-b-0123456789abcdef0123";
+
     #[test]
     fn file_then_overrides() {
         // Every test that reads the environment runs in a Jail: jails are serialised,
@@ -98,12 +102,12 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
                 "c.toml",
-                "bind = \"127.0.0.1:9999\"\n[[apps]]\nid = \"wiki\"\nsecrets = [\"a\", \"b\"]\n",
+                &format!("bind = \"127.0.0.1:9999\"\n[[apps]]\nid = \"wiki\"\nsecrets = [\"{A}\", \"{B}\"]\n"),
             )?;
             let path = Path::new("c.toml");
             let c = Config::load(Some(path), Figment::new()).unwrap();
             assert_eq!(c.bind.port(), 9999);
-            assert_eq!(c.apps[0].secrets, ["a", "b"]);
+            assert_eq!(c.apps[0].secrets, [A, B]);
             assert!(c.apps[0].enabled);
             let flags = Figment::new().merge(Serialized::default("bind", "127.0.0.1:1"));
             assert_eq!(Config::load(Some(path), flags).unwrap().bind.port(), 1);
@@ -168,7 +172,10 @@ mod tests {
             jail.set_env("CHORUS_BIND", "127.0.0.1:7777");
             jail.set_env("CHORUS_LOG", "debug");
             jail.set_env("CHORUS_BIN", "/somewhere/chorus");
-            jail.set_env("CHORUS_APPS", r#"[{id="wiki",secrets=["s"]}]"#);
+            jail.set_env(
+                "CHORUS_APPS",
+                &format!(r#"[{{id="wiki",secrets=["{A}"]}}]"#),
+            );
             let c = Config::load(Some(Path::new("c.toml")), Figment::new()).unwrap();
             assert_eq!(c.bind.port(), 7777);
             assert_eq!(c.apps[0].id, "wiki");

@@ -28,8 +28,15 @@ pub enum LogFormat {
 pub struct AppConfig {
     /// The app id (`iss` of its tokens, first path segment of its URLs).
     pub id: String,
-    /// HMAC secrets; any verifies, the first signs. Never logged.
+    /// HMAC secrets; any verifies, the first signs. Each at least 32 bytes
+    /// (unless `allow_weak_secrets`). Never logged. Give these or `secrets_file`.
+    #[serde(default)]
     pub secrets: Vec<String>,
+    /// A file holding the secrets instead, one a line (blank lines and `#` comments
+    /// ignored), read at start: keeps them out of the config file and the
+    /// environment (e.g. `/run/secrets/wiki`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_file: Option<PathBuf>,
     /// Disabled apps are refused (4403).
     #[serde(default = "default_true")]
     pub enabled: bool,
@@ -65,6 +72,7 @@ impl AppConfig {
         AppConfig {
             id: id.into(),
             secrets: vec![secret.into()],
+            secrets_file: None,
             enabled: true,
             callback_url: None,
             whitelist: None,
@@ -218,6 +226,10 @@ pub struct Config {
     pub demo: bool,
     /// Secret of the `demo` app; random (and printed) when unset.
     pub demo_secret: Option<String>,
+    /// Start even though an app secret (or `demo_secret`) is shorter than 32
+    /// bytes, with a warning per weak app; by default such a secret stops the start
+    /// (a short HMAC key can be guessed offline from any token).
+    pub allow_weak_secrets: bool,
     /// Serve demo mode on an address other than loopback. Demo mode mints a token
     /// for anyone who asks, for any document of the `demo` app: by default it
     /// refuses to start unless `bind` is a loopback address.
@@ -286,6 +298,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             demo: false,
             demo_secret: None,
+            allow_weak_secrets: false,
             demo_public: false,
             admin_token: None,
             log_format: LogFormat::Human,

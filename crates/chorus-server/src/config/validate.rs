@@ -1,6 +1,6 @@
-//! [`Config::validate`]: whether the values make sense together (ids, secrets, the
-//! demo mode's address, cluster settings, sizes and limits), refused with a reason an
-//! operator can act on.
+//! [`Config::validate`]: whether the values make sense together (ids, secrets and
+//! their length, the demo mode's address, cluster settings, sizes and limits),
+//! refused with a reason an operator can act on.
 
 use super::convert::StoreLocation;
 use super::error::ConfigError;
@@ -40,6 +40,7 @@ impl Config {
                 )));
             }
         }
+        self.check_secret_strength()?;
         self.whitelists()?;
         let location = self.store_location()?;
         if let Some(bus) = &self.bus {
@@ -135,7 +136,7 @@ mod tests {
             store: "postgres://chorus@127.0.0.1:5432/chorus".into(),
             bus: Some("redis://127.0.0.1:6379".into()),
             cluster_keys: keys.iter().map(|k| k.to_string()).collect(),
-            apps: vec![AppConfig::named("wiki", "a secret")],
+            apps: vec![AppConfig::named("wiki", &"s".repeat(32))],
             ..Config::default()
         };
         let err = |c: Config| c.validate().unwrap_err().to_string();
