@@ -45,6 +45,11 @@ describe('auth', () => {
   }
 
   describe('4401 bad or expired token', () => {
+    it('unknown app → 4401 bad-signature, as a forged token (issue 28: app ids are not enumerable)', async () => {
+      const ghost = { id: 'no-such-app', secrets: ['whatever-secret-0123456789abcdef0123'] }
+      await expectRefused({ app: ghost, token: sessionToken({ app: ghost, doc: seedDoc }) }, 4401, 'unknown app')
+    })
+
     const kinds = [
       ['expired token', 'expired'],
       ['token signed with the wrong secret', 'wrong-secret'],
@@ -82,11 +87,6 @@ describe('auth', () => {
   })
 
   describe('4403 forbidden', () => {
-    it('unknown app → 4403', async () => {
-      const ghost = { id: 'no-such-app', secrets: ['whatever-secret'] }
-      await expectRefused({ app: ghost, token: sessionToken({ app: ghost, doc: seedDoc }) }, 4403, 'unknown app')
-    })
-
     it('disabled app (enabled = false) → 4403', async () => {
       const doc = uid()
       await expectRefused({ app: LEGACY, doc, token: sessionToken({ app: LEGACY, doc }) }, 4403, 'disabled app')

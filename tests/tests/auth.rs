@@ -2,7 +2,8 @@
 
 use chorus_auth::{mint_session, Mode, Secret, SessionClaims};
 use chorus_e2e::{
-    close_code, eventually, now, raw_connect, token_for, TestServer, YClient, APP, SECRETS,
+    close_code, eventually, now, raw_connect, token_for, TestServer, YClient, APP, OFF_SECRET,
+    SECRETS,
 };
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -30,10 +31,11 @@ async fn bad_tokens_are_refused_with_the_documented_codes() {
     let good = server.token("d", "u");
     assert_eq!(refused_with(&server, APP, "other-doc", &good).await, 4403);
     assert_eq!(refused_with(&server, "other", "d", &good).await, 4403);
-    let off = token_for("off", "off-secret", "d", "u", Mode::Edit);
+    let off = token_for("off", OFF_SECRET, "d", "u", Mode::Edit);
     assert_eq!(refused_with(&server, "off", "d", &off).await, 4403);
+    // An unknown app is a bad signature (issue 28: app ids are not enumerable).
     let unknown = token_for("nope", "x", "d", "u", Mode::Edit);
-    assert_eq!(refused_with(&server, "nope", "d", &unknown).await, 4403);
+    assert_eq!(refused_with(&server, "nope", "d", &unknown).await, 4401);
 
     let text = server.state.metrics.render();
     assert!(text.contains("chorus_connections_refused_total{reason=\"token-expired\"} 1"));

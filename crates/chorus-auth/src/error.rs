@@ -11,7 +11,9 @@ pub enum AuthError {
     /// claim of the wrong type, or an oversized token.
     #[error("malformed token")]
     Malformed,
-    /// The signature does not match any of the app's secrets.
+    /// The signature does not match any of the app's secrets, or the token's
+    /// `iss` names no registered app: the two are one answer, so that a caller
+    /// without a valid token cannot tell which app ids exist.
     #[error("token signature is invalid")]
     BadSignature,
     /// The header names an algorithm other than HS256 (including `none`).
@@ -23,9 +25,6 @@ pub enum AuthError {
     /// `nbf > now + leeway`.
     #[error("token is not valid yet")]
     NotYetValid,
-    /// The token's `iss` names no registered app.
-    #[error("unknown app")]
-    UnknownApp,
     /// The token's app exists but is disabled.
     #[error("app is disabled")]
     AppDisabled,
@@ -49,11 +48,10 @@ pub enum AuthError {
 
 impl AuthError {
     /// `true` when the caller is authenticated enough to be told "no" (the
-    /// server maps these to websocket close 4403 / HTTP 403): [`UnknownApp`],
-    /// [`AppDisabled`], [`WrongApp`], [`WrongDoc`], [`WrongScope`].
-    /// `false` for everything else (4401 / 401).
+    /// server maps these to websocket close 4403 / HTTP 403): [`AppDisabled`],
+    /// [`WrongApp`], [`WrongDoc`], [`WrongScope`] — each returned only once the
+    /// signature verified. `false` for everything else (4401 / 401).
     ///
-    /// [`UnknownApp`]: AuthError::UnknownApp
     /// [`AppDisabled`]: AuthError::AppDisabled
     /// [`WrongApp`]: AuthError::WrongApp
     /// [`WrongDoc`]: AuthError::WrongDoc
@@ -61,8 +59,7 @@ impl AuthError {
     pub fn is_forbidden(&self) -> bool {
         matches!(
             self,
-            AuthError::UnknownApp
-                | AuthError::AppDisabled
+            AuthError::AppDisabled
                 | AuthError::WrongApp
                 | AuthError::WrongDoc
                 | AuthError::WrongScope
@@ -78,7 +75,6 @@ impl AuthError {
             AuthError::AlgorithmNotAllowed => "algorithm_not_allowed",
             AuthError::Expired => "token_expired",
             AuthError::NotYetValid => "token_not_yet_valid",
-            AuthError::UnknownApp => "unknown_app",
             AuthError::AppDisabled => "app_disabled",
             AuthError::WrongApp => "wrong_app",
             AuthError::WrongDoc => "wrong_doc",

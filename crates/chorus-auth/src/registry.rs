@@ -108,8 +108,9 @@ impl AppRegistry {
 
     /// Verify a browser session token for the websocket of (app_id, doc_id).
     ///
-    /// Checks, in order: HS256 header, `iss` names a registered app, signature
-    /// with any of its secrets, app enabled, `iss == app_id`, `exp`/`nbf`
+    /// Checks, in order: HS256 header, `iss` names a registered app and a secret
+    /// of it signed the token (either failing is [`AuthError::BadSignature`]),
+    /// app enabled, `iss == app_id`, `exp`/`nbf`
     /// against `now` (unix seconds) and the leeway, no `scope` claim (a host
     /// token is not a session token), required `sub`/`doc`/`mode`, and
     /// `doc == doc_id`.
@@ -181,7 +182,10 @@ impl AppRegistry {
             Some(Value::String(iss)) => iss,
             Some(_) => return Err(AuthError::Malformed),
         };
-        let app = self.get(iss).ok_or(AuthError::UnknownApp)?;
+        // An unknown `iss` is a bad signature: no secret of it could have signed
+        // the token, and a distinct answer would tell a caller without one which
+        // app ids exist. (Timing is not made equal: an unknown app skips the HMAC.)
+        let app = self.get(iss).ok_or(AuthError::BadSignature)?;
         if !unverified.verify(&app.secrets) {
             return Err(AuthError::BadSignature);
         }

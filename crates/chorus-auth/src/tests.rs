@@ -402,19 +402,33 @@ fn fractional_numeric_dates_are_accepted() {
 // ---------------------------------------------------------------- apps
 
 #[test]
-fn unknown_app() {
+fn an_unknown_app_is_a_bad_signature() {
+    // Issue 28: an unknown app must not answer differently from a known app with
+    // a wrong secret, or app ids can be enumerated without any secret.
     let mut claims = session_json();
     claims["iss"] = json!("nope");
     let token = sign_json(&claims, SECRET_CURRENT, Algorithm::HS256);
     assert_eq!(
         registry().verify_session("nope", "doc-1", &token, NOW),
-        Err(AuthError::UnknownApp)
+        Err(AuthError::BadSignature)
     );
-    assert_eq!(verify_s(&token), Err(AuthError::UnknownApp));
+    assert_eq!(verify_s(&token), Err(AuthError::BadSignature));
     assert_eq!(
         AppRegistry::default().verify_host("app1", None, &token, NOW),
-        Err(AuthError::UnknownApp)
+        Err(AuthError::BadSignature)
     );
+    let host = mint_host(
+        &Secret::new(SECRET_CURRENT),
+        &HostClaims::new("nope", NOW + 60),
+    )
+    .unwrap();
+    assert_eq!(
+        registry().verify_host("nope", None, &host, NOW),
+        Err(AuthError::BadSignature)
+    );
+    // The same answer as a known app's token signed with a wrong secret.
+    let forged = sign_json(&session_json(), "not-the-secret", Algorithm::HS256);
+    assert_eq!(verify_s(&forged), Err(AuthError::BadSignature));
 }
 
 #[test]
@@ -793,7 +807,6 @@ fn error_messages_leak_nothing() {
         AuthError::AlgorithmNotAllowed,
         AuthError::Expired,
         AuthError::NotYetValid,
-        AuthError::UnknownApp,
         AuthError::AppDisabled,
         AuthError::WrongApp,
         AuthError::WrongDoc,
@@ -813,7 +826,6 @@ fn error_messages_leak_nothing() {
     assert_eq!(
         forbidden,
         vec![
-            AuthError::UnknownApp,
             AuthError::AppDisabled,
             AuthError::WrongApp,
             AuthError::WrongDoc,

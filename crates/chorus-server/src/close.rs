@@ -9,7 +9,8 @@ use chorus_protocol::DecodeError;
 
 /// 4400: the frame is not a valid message.
 pub const MALFORMED: u16 = 4400;
-/// 4401: the token is missing, malformed, badly signed, expired or not yet valid.
+/// 4401: the token is missing, malformed, badly signed (or names an app that does
+/// not exist: the same answer, `bad-signature`), expired or not yet valid.
 pub const BAD_TOKEN: u16 = 4401;
 /// 4403: the token is valid but does not grant this (app, document) or mode.
 pub const FORBIDDEN: u16 = 4403;
@@ -132,7 +133,6 @@ pub fn auth_code(e: &AuthError) -> &'static str {
         AuthError::NotYetValid => "token-not-yet-valid",
         AuthError::BadSignature => "bad-signature",
         AuthError::AlgorithmNotAllowed => "algorithm-not-allowed",
-        AuthError::UnknownApp => "unknown-app",
         AuthError::AppDisabled => "app-disabled",
         AuthError::WrongApp => "wrong-app",
         AuthError::WrongDoc => "wrong-doc",
@@ -170,7 +170,7 @@ mod tests {
         assert_eq!(CloseReason::Auth(AuthError::BadSignature).code(), 4401);
         assert_eq!(CloseReason::MissingToken.code(), 4401);
         assert_eq!(CloseReason::Auth(AuthError::WrongDoc).code(), 4403);
-        assert_eq!(CloseReason::Auth(AuthError::UnknownApp).code(), 4403);
+        assert_eq!(CloseReason::Auth(AuthError::WrongApp).code(), 4403);
         assert_eq!(CloseReason::Decode(DecodeError::Empty).code(), 4400);
         assert_eq!(CloseReason::TextFrame.code(), 4400);
         assert_eq!(CloseReason::MessageTooLarge.code(), 4413);

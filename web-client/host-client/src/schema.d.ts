@@ -22,7 +22,7 @@ export interface paths {
                     "If-None-Match"?: string;
                 };
                 path: {
-                    /** @description an app id (registered ids use these characters); an unregistered one is 403 on host routes, 404 on admin routes */
+                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token: app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
                     app: components["parameters"]["app"];
                     /** @description the content id */
                     doc: components["parameters"]["doc"];
@@ -92,7 +92,7 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    /** @description an app id (registered ids use these characters); an unregistered one is 403 on host routes, 404 on admin routes */
+                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token: app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
                     app: components["parameters"]["app"];
                 };
                 cookie?: never;
@@ -156,7 +156,7 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    /** @description an app id (registered ids use these characters); an unregistered one is 403 on host routes, 404 on admin routes */
+                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token: app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
                     app: components["parameters"]["app"];
                     /** @description the content id */
                     doc: components["parameters"]["doc"];
@@ -244,7 +244,7 @@ export interface paths {
                     "If-Match": string;
                 };
                 path: {
-                    /** @description an app id (registered ids use these characters); an unregistered one is 403 on host routes, 404 on admin routes */
+                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token: app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
                     app: components["parameters"]["app"];
                     /** @description the content id */
                     doc: components["parameters"]["doc"];
@@ -326,7 +326,7 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    /** @description an app id (registered ids use these characters); an unregistered one is 403 on host routes, 404 on admin routes */
+                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token: app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
                     app: components["parameters"]["app"];
                     /** @description the content id */
                     doc: components["parameters"]["doc"];
@@ -376,7 +376,7 @@ export interface paths {
                 };
                 header?: never;
                 path: {
-                    /** @description an app id (registered ids use these characters); an unregistered one is 403 on host routes, 404 on admin routes */
+                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token: app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
                     app: components["parameters"]["app"];
                     /** @description the content id */
                     doc: components["parameters"]["doc"];
@@ -440,7 +440,7 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    /** @description an app id (registered ids use these characters); an unregistered one is 403 on host routes, 404 on admin routes */
+                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token: app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
                     app: components["parameters"]["app"];
                     /** @description the content id */
                     doc: components["parameters"]["doc"];
@@ -505,7 +505,7 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    /** @description an app id (registered ids use these characters); an unregistered one is 403 on host routes, 404 on admin routes */
+                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token: app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
                     app: components["parameters"]["app"];
                     /** @description the content id */
                     doc: components["parameters"]["doc"];
@@ -557,7 +557,7 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    /** @description an app id (registered ids use these characters); an unregistered one is 403 on host routes, 404 on admin routes */
+                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token: app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
                     app: components["parameters"]["app"];
                     /** @description the content id */
                     doc: components["parameters"]["doc"];
@@ -606,7 +606,7 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    /** @description an app id (registered ids use these characters); an unregistered one is 403 on host routes, 404 on admin routes */
+                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token: app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
                     app: components["parameters"]["app"];
                     /** @description the content id */
                     doc: components["parameters"]["doc"];
@@ -650,7 +650,7 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    /** @description an app id (registered ids use these characters); an unregistered one is 403 on host routes, 404 on admin routes */
+                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token: app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
                     app: components["parameters"]["app"];
                 };
                 cookie?: never;
@@ -695,7 +695,7 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    /** @description an app id (registered ids use these characters); an unregistered one is 403 on host routes, 404 on admin routes */
+                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token: app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
                     app: components["parameters"]["app"];
                 };
                 cookie?: never;
@@ -730,16 +730,18 @@ export interface components {
             /**
              * @description stable machine-readable code. Authentication: `missing-token`,
              *     `malformed-token`, `bad-signature`, `algorithm-not-allowed`,
-             *     `token-expired`, `token-not-yet-valid`, `missing-claim` (401);
-             *     `unknown-app`, `app-disabled`, `wrong-app`, `wrong-doc`, `wrong-scope`
-             *     (403). Requests: `bad-request` (400), `not-found` (404),
+             *     `token-expired`, `token-not-yet-valid`, `missing-claim` (401; an `{app}`
+             *     or `iss` that names no registered app is `bad-signature`, as a forged
+             *     token, so app ids cannot be enumerated); `app-disabled`, `wrong-app`,
+             *     `wrong-doc`, `wrong-scope` (403, only for a token that verified).
+             *     Requests: `bad-request` (400), `not-found` (404),
              *     `method-not-allowed` (405), `conflict` (409), `base-expired` (412),
              *     `too-large` (413), `content-rejected` (422), `precondition-required`
              *     (428), `rate-limited` (429). Service: `unavailable`, `disk-full`, `store-read-only`,
              *     `store-corrupt`, `store-unavailable` (503).
              * @enum {string}
              */
-            code: "missing-token" | "malformed-token" | "bad-signature" | "algorithm-not-allowed" | "token-expired" | "token-not-yet-valid" | "missing-claim" | "unknown-app" | "app-disabled" | "wrong-app" | "wrong-doc" | "wrong-scope" | "bad-request" | "not-found" | "method-not-allowed" | "unavailable" | "precondition-required" | "conflict" | "base-expired" | "too-large" | "content-rejected" | "disk-full" | "store-read-only" | "store-corrupt" | "store-unavailable" | "rate-limited";
+            code: "missing-token" | "malformed-token" | "bad-signature" | "algorithm-not-allowed" | "token-expired" | "token-not-yet-valid" | "missing-claim" | "app-disabled" | "wrong-app" | "wrong-doc" | "wrong-scope" | "bad-request" | "not-found" | "method-not-allowed" | "unavailable" | "precondition-required" | "conflict" | "base-expired" | "too-large" | "content-rejected" | "disk-full" | "store-read-only" | "store-corrupt" | "store-unavailable" | "rate-limited";
             message: string;
             /** @description 409 `conflict` of publish only, the draft's current ETag */
             etag?: string;
@@ -899,7 +901,7 @@ export interface components {
         };
     };
     parameters: {
-        /** @description an app id (registered ids use these characters); an unregistered one is 403 on host routes, 404 on admin routes */
+        /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token: app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
         app: string;
         /** @description the content id */
         doc: components["schemas"]["ContentId"];

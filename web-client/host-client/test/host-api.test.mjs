@@ -6,9 +6,9 @@ import assert from 'node:assert/strict'
 import { ChorusHost, ChorusAdmin, ChorusApiError, isNotModified, mintHostToken, mintSessionToken } from '../dist/index.js'
 import { startChorus, openSession, sessionToken, uid, waitFor } from './chorus-server.mjs'
 
-const BLOG = { id: 'blog', secrets: ['blog-secret-current-0123456789', 'blog-secret-previous-0123456789'] }
-const LIMITED = { id: 'limited', secrets: ['limited-secret-0123456789'], limits: { host_requests_per_sec: 1, host_requests_burst: 3 } }
-const SWITCHED = { id: 'switched', secrets: ['switched-secret-0123456789'] }
+const BLOG = { id: 'blog', secrets: ['blog-secret-current-0123456789abcdef', 'blog-secret-previous-0123456789abcdef'] }
+const LIMITED = { id: 'limited', secrets: ['limited-secret-0123456789abcdef0123456789'], limits: { host_requests_per_sec: 1, host_requests_burst: 3 } }
+const SWITCHED = { id: 'switched', secrets: ['switched-secret-0123456789abcdef0123456789'] }
 const ADMIN_TOKEN = 'admin-token-0123456789abcdef'
 
 /** Runs `fn`, which must reject with a ChorusApiError; returns it. */
@@ -277,7 +277,8 @@ describe('ChorusHost against the real server', () => {
     const expired = new ChorusHost({ baseUrl: server.url, appId: BLOG.id, token: mintHostToken({ appId: BLOG.id, secret: BLOG.secrets[0], now: Date.now() - 3_600_000 }) })
     await apiError(() => expired.listDocuments(), 401, 'token-expired')
     const unknown = new ChorusHost({ baseUrl: server.url, appId: 'nope', secret: 'x' })
-    await apiError(() => unknown.listDocuments(), 403, 'unknown-app')
+    // An unknown app is a bad signature (issue 28: app ids are not enumerable).
+    await apiError(() => unknown.listDocuments(), 401, 'bad-signature')
 
     await apiError(() => host.getDraft('bad id with spaces'), 400, 'bad-request')
     await apiError(() => host.getDraft('x'.repeat(257)), 400, 'bad-request')
