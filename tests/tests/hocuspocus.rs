@@ -244,3 +244,88 @@ async fn a_view_sessions_edit_gets_sync_status_false_and_never_true() {
     }
     assert!(!editor.title().contains("dropped"));
 }
+
+// Issue 28: what a provider may send before its token was checked is bounded.
+
+#[tokio::test]
+async fn more_than_256_kib_before_the_token_closes_with_4413() {
+    let server = TestServer::start().await;
+    let doc = "hp-big";
+    let mut ws = raw_connect(&url(&server)).await.unwrap();
+    // An update the size of a large offline edit, before any Auth (under
+    // max_message_size, so only the pre-auth cap refuses it).
+    let big = encode_sync(SYNC_UPDATE, &vec![0u8; 300 * 1024]);
+    send(&mut ws, hocuspocus::wrap(doc, &big)).await;
+    let (code, reason) = chorus_e2e::close_code(&mut ws).await.unwrap();
+    assert_eq!((code, reason.as_str()), (4413, "message-too-large"));
+    // So are many smaller ones that add up to it.
+    let mut ws = raw_connect(&url(&server)).await.unwrap();
+    let part = encode_sync(SYNC_UPDATE, &vec![0u8; 40 * 1024]);
+    for _ in 0..7 {
+        if ws
+            .send(WsMessage::Binary(hocuspocus::wrap(doc, &part)))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let (code, _) = chorus_e2e::close_code(&mut ws).await.unwrap();
+    assert_eq!(code, 4413);
+}
+
+#[tokio::test]
+async fn a_flood_of_small_frames_before_the_token_is_rate_limited_and_closed_with_4429() {
+    let server = TestServer::start_with(|c| {
+        c.limits.messages_per_sec = 10;
+        c.limits.messages_burst = 10;
+        c.limits.throttle_close_secs = 1;
+    })
+    .await;
+    let doc = "hp-flood";
+    let mut ws = raw_connect(&url(&server)).await.unwrap();
+    let frame = hocuspocus::wrap(doc, &encode_sync(SYNC_STEP1, &[0]));
+    let started = std::time::Instant::now();
+    // Sent without waiting: the server stops reading while the frames wait, so
+    // the sender's buffers fill rather than the server's memory.
+    let (mut sink, mut stream) = ws.split();
+    let writer = tokio::spawn(async move {
+        for _ in 0..50 {
+            if sink.send(WsMessage::Binary(frame.clone())).await.is_err() {
+                break;
+            }
+        }
+        sink
+    });
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(msg) = stream.next().await {
+            if let Ok(WsMessage::Close(Some(frame))) = msg {
+                return (u16::from(frame.code), frame.reason.to_string());
+            }
+        }
+        panic!("no close frame")
+    })
+    .await
+    .expect("closed within 10 s");
+    assert_eq!(closed, (4429, "rate-limited".to_owned()));
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "throttled first"
+    );
+    let _ = writer.await;
+    ws = raw_connect(&url(&server)).await.unwrap();
+
+    // The provider's ordinary start under the same limits: step 1 and awareness
+    // before the token, then Auth; it joins.
+    let token = token_for(APP, SECRETS[0], doc, "hp-user", Mode::Edit);
+    send(
+        &mut ws,
+        hocuspocus::wrap(doc, &encode_sync(SYNC_STEP1, &[0])),
+    )
+    .await;
+    send(&mut ws, auth(doc, &token)).await;
+    assert_eq!(
+        next_frame(&mut ws).await,
+        hocuspocus::authenticated(doc, false)
+    );
+}

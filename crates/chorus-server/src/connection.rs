@@ -2,11 +2,14 @@
 //! read the token (query or subprotocol) and the extension opt-in, authenticate
 //! and admit the join (`join.rs`), upgrade, and run the session (`session.rs`)
 //! over the websocket (`websocket.rs`). A refused token still gets its socket, to
-//! carry the documented close code.
+//! carry the documented close code, but is charged to its address: an address that
+//! spent its budget of refused upgrades gets 429 before its token is read.
 
 use crate::close::Closing;
 use crate::framing::Framing;
-use crate::join::{admit, authenticate, ClientAddress};
+use crate::join::{
+    admit, authenticate, check_refusals, refuse_full, refused, ClientAddress, FULL_RETRY_AFTER,
+};
 use crate::session::run;
 use crate::state::AppState;
 use crate::upgrade::WsUpgrade;
@@ -59,17 +62,28 @@ pub async fn ws_handler(
             .find(|p| p.matches('.').count() == 2)
             .cloned()
     });
-    let verdict = authenticate(&state, &app, &content, token.as_deref(), extensions);
-    if let Err(reason) = &verdict {
-        state.metrics.refused(reason.client_reason());
-        info!(app = %app, doc = %content, reason = %reason, "connection refused");
+    if let Err(throttled) = check_refusals(&state, address) {
+        info!(app = %app, doc = %content, "connection refused: too many refused upgrades from its address");
+        return throttled;
     }
+    let verdict = authenticate(&state, &app, &content, token.as_deref(), extensions);
     let slot = match &verdict {
         Ok(_) => match admit(&state, &app, &content, address).await {
-            Ok(slot) => Some(slot),
+            Ok(slot) => slot,
             Err(refused) => return refused,
         },
-        Err(_) => None,
+        Err(reason) => {
+            refused(&state, &app, &content, address, reason);
+            // The socket that carries the close code counts against the global
+            // and address caps while it closes (not the app's: see `open_refused`).
+            match state.limiters.open_refused(address) {
+                Ok(slot) => slot,
+                Err(full) => {
+                    state.metrics.refused(full.reason());
+                    return refuse_full(full.reason(), FULL_RETRY_AFTER);
+                }
+            }
+        }
     };
     let guard = state.tracker.token();
     let config = socket_config(&state);
@@ -86,7 +100,7 @@ pub async fn ws_handler(
     // connection lives (see `run`).
     upgrade.on_upgrade(config, protocol, move |socket| match verdict {
         Err(reason) => Either::Left(Box::pin(async move {
-            let _guard = guard;
+            let _held = (guard, slot);
             close_socket(socket, Closing::from(&reason), &state).await
         })),
         Ok(session) => Either::Right(run(
@@ -94,7 +108,7 @@ pub async fn ws_handler(
             state,
             DocKey::new(app, content),
             session,
-            (guard, slot),
+            (guard, Some(slot)),
         )),
     })
 }

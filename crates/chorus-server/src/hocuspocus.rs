@@ -13,7 +13,10 @@
 //! an edit refused because the session is view-only becomes `SyncStatus(false)`.
 //!
 //! What the provider sends before its token was checked (its step 1, its awareness)
-//! is kept, up to [`PENDING_FRAMES`], and delivered in order after the join.
+//! is kept, up to [`PENDING_FRAMES`] frames and [`PENDING_BYTES`] bytes (past them:
+//! close 4413, `message-too-large`), and delivered in order after the join. Those
+//! frames draw on the connection's rate limits like any other (`limits.rs`): a flood
+//! before the token waits, then closes with 4429.
 //!
 //! One document per socket: a provider given a socket of its own (the default) has
 //! exactly one. An `Auth` for a second document on the same socket is answered with
@@ -22,11 +25,14 @@
 //! A refused token does not close the socket: a v3 provider reconnects after any
 //! close, whatever the code, and would loop. It may send a fresh `Auth`; after
 //! [`AUTH_ATTEMPTS`] refusals, or [`AUTH_WAIT`] without a token, the socket closes
-//! with the reason's code.
+//! with the reason's code. Each refusal is charged to the client's address like a
+//! refused websocket upgrade (`join.rs`): once the address's budget is spent, its
+//! upgrades get 429 and a further `Auth` on an open socket closes it with 4429.
 
 use crate::close::{CloseReason, Closing};
 use crate::framing::{Framing, HocuspocusFraming};
-use crate::join::{admit, authenticate, ClientAddress};
+use crate::join::{admit, authenticate, check_refusals, refused, ClientAddress};
+use crate::limits::{Admission, ConnectionLimiter, MessageClass};
 use crate::session::run;
 use crate::state::AppState;
 use crate::upgrade::{Socket, WsUpgrade};
@@ -37,7 +43,8 @@ use bytes::Bytes;
 use chorus_docs::DocKey;
 use chorus_protocol::hocuspocus::{self, Frame};
 use futures_util::{SinkExt, StreamExt};
-use std::time::Duration;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tracing::info;
 
@@ -47,6 +54,10 @@ const AUTH_WAIT: Duration = Duration::from_secs(10);
 const AUTH_ATTEMPTS: u32 = 3;
 /// Frames kept from before the token was checked.
 const PENDING_FRAMES: usize = 64;
+/// Bytes a provider may send before its token was checked (a step 1 and an
+/// awareness state are a few hundred; queued offline edits may be more, but not
+/// this much before anyone knows who sent them).
+pub(crate) const PENDING_BYTES: usize = 256 * 1024;
 
 /// `GET /v1/hocuspocus/{app}`: admit, upgrade, wait for the provider's token.
 pub async fn hocuspocus_handler(
@@ -55,6 +66,10 @@ pub async fn hocuspocus_handler(
     ClientAddress(address): ClientAddress,
     upgrade: WsUpgrade,
 ) -> Response {
+    if let Err(throttled) = check_refusals(&state, address) {
+        info!(app = %app, "hocuspocus provider refused: too many refused upgrades from its address");
+        return throttled;
+    }
     let slot = match admit(&state, &app, "-", address).await {
         Ok(slot) => slot,
         Err(refused) => return refused,
@@ -62,7 +77,8 @@ pub async fn hocuspocus_handler(
     let guard = state.tracker.token();
     let config = socket_config(&state);
     upgrade.on_upgrade(config, None, move |socket| async move {
-        let Some((socket, name, session, pending)) = authenticated(socket, &state, &app).await
+        let Some((socket, name, session, pending)) =
+            authenticated(socket, &state, &app, address).await
         else {
             return;
         };
@@ -85,6 +101,7 @@ async fn authenticated(
     mut socket: Socket,
     state: &AppState,
     app: &str,
+    address: Option<IpAddr>,
 ) -> Option<(
     Socket,
     String,
@@ -95,6 +112,11 @@ async fn authenticated(
     let mut pending: Vec<(String, Bytes)> = Vec::new();
     let mut refusals = 0;
     let mut last_refusal = CloseReason::MissingToken;
+    // Every frame before the token counts, against the app's rate limits as the
+    // session would count it and against PENDING_BYTES.
+    let limiter_now = || tokio::time::Instant::now().into_std();
+    let mut limiter = ConnectionLimiter::new(&state.limiters.rates(app), limiter_now());
+    let mut received = 0usize;
     loop {
         let next = tokio::time::timeout_at(deadline, socket.next()).await;
         let bytes = match next {
@@ -104,15 +126,46 @@ async fn authenticated(
                 close_socket(socket, Closing::from(&CloseReason::TextFrame), state).await;
                 return None;
             }
+            Ok(Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(_)))) => {
+                last_refusal = CloseReason::MessageTooLarge;
+                break;
+            }
             Ok(Some(Ok(WsMessage::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => return None,
             Ok(Some(Ok(_))) => continue,
         };
+        received = received.saturating_add(bytes.len());
+        if received > PENDING_BYTES {
+            last_refusal = CloseReason::MessageTooLarge;
+            break;
+        }
+        match limiter.admit(MessageClass::Document, bytes.len(), limiter_now()) {
+            Admission::Now => {}
+            Admission::Wait { until, .. } => {
+                // Nothing more is read meanwhile: back-pressure on this sender.
+                state.metrics.throttled();
+                let until = tokio::time::Instant::from_std(until).min(deadline);
+                tokio::time::sleep_until(until).await;
+            }
+            Admission::Close => {
+                last_refusal = CloseReason::RateLimited;
+                break;
+            }
+        }
         match Frame::decode(&bytes) {
             Err(e) => {
                 close_socket(socket, Closing::from(&CloseReason::Decode(e)), state).await;
                 return None;
             }
             Ok(Frame::Auth { name, token }) => {
+                if state
+                    .limiters
+                    .refusals_exceeded(address, Instant::now())
+                    .is_err()
+                {
+                    state.metrics.refused(crate::join::TOO_MANY_REFUSALS);
+                    last_refusal = CloseReason::RateLimited;
+                    break;
+                }
                 // The provider's session: extension messages on, so that the
                 // server's acknowledgements reach the framing (which turns them into
                 // `SyncStatus` and drops every other Chorus message).
@@ -130,8 +183,7 @@ async fn authenticated(
                         return Some((socket, name, session, pending));
                     }
                     Err(reason) => {
-                        state.metrics.refused(reason.client_reason());
-                        info!(app = %app, doc = %name, reason = %reason, "hocuspocus provider refused");
+                        refused(state, app, &name, address, &reason);
                         let reply = hocuspocus::permission_denied(&name, reason.client_reason());
                         if socket.send(WsMessage::Binary(reply)).await.is_err() {
                             return None;
@@ -146,6 +198,7 @@ async fn authenticated(
             }
             Ok(Frame::Protocol { name, message }) => {
                 if pending.len() == PENDING_FRAMES {
+                    last_refusal = CloseReason::MessageTooLarge;
                     break;
                 }
                 pending.push((name, message));

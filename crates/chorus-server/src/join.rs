@@ -1,5 +1,7 @@
 //! What every join goes through before its socket is served, whichever endpoint
-//! it came by: the token checked against the document ([`authenticate`]), then a
+//! it came by: the address's budget of refused upgrades ([`check_refusals`]: 429
+//! once it is spent, before any token work), the token checked against the document
+//! ([`authenticate`]; a refusal is charged to the address by [`refused`]), then a
 //! place under the connection caps and its turn under admission control
 //! ([`admit`]), or the 503 that refuses the upgrade.
 
@@ -19,8 +21,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::info;
 
+/// The metrics reason (and error code) of an upgrade turned away because its
+/// address spent its budget of refused upgrades.
+pub(crate) const TOO_MANY_REFUSALS: &str = "too-many-refusals";
+
 /// `Retry-After` of an upgrade refused because a connection cap is full.
-const FULL_RETRY_AFTER: Duration = Duration::from_secs(5);
+pub(crate) const FULL_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// The peer's address, when the server was started with it (a router driven
 /// in-process, as some tests do, has none: the address cap does not apply).
@@ -76,18 +82,59 @@ pub(crate) async fn admit(
 }
 
 /// HTTP 503 with `Retry-After` and the JSON error body of the host API.
-fn refuse_full(code: &'static str, retry_after: Duration) -> Response {
+pub(crate) fn refuse_full(code: &'static str, retry_after: Duration) -> Response {
+    refuse(
+        StatusCode::SERVICE_UNAVAILABLE,
+        code,
+        "too many connections",
+        retry_after,
+    )
+}
+
+fn refuse(status: StatusCode, code: &'static str, why: &str, retry_after: Duration) -> Response {
     let body = crate::api::ErrorBody {
         code,
-        message: "too many connections; retry after Retry-After seconds".into(),
+        message: format!("{why}; retry after Retry-After seconds"),
         etag: None,
     };
     (
-        StatusCode::SERVICE_UNAVAILABLE,
+        status,
         [(header::RETRY_AFTER, crate::api::retry_after(retry_after))],
         axum::Json(body),
     )
         .into_response()
+}
+
+/// Whether `address` may still be refused: `Err` is the 429 (`too-many-refusals`,
+/// with `Retry-After`) for an address that spent its budget of refused upgrades,
+/// answered before its token is looked at.
+pub(crate) fn check_refusals(state: &AppState, address: Option<IpAddr>) -> Result<(), Response> {
+    match state.limiters.refusals_exceeded(address, Instant::now()) {
+        Ok(()) => Ok(()),
+        Err(over) => {
+            state.metrics.refused(TOO_MANY_REFUSALS);
+            Err(refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                TOO_MANY_REFUSALS,
+                "too many refused upgrades from this address",
+                over.retry_after,
+            ))
+        }
+    }
+}
+
+/// A join refused before it joined (bad token, unknown app, bad content id):
+/// counted, logged, and charged to the address's budget of refused upgrades.
+pub(crate) fn refused(
+    state: &AppState,
+    app: &str,
+    content: &str,
+    address: Option<IpAddr>,
+    reason: &CloseReason,
+) {
+    state.metrics.refused(reason.client_reason());
+    state.limiters.charge_refusal(address, Instant::now());
+    info!(app = %app, doc = %content, reason = %reason, "connection refused");
 }
 
 pub(crate) fn authenticate(

@@ -1,6 +1,8 @@
 //! What one client may ask of the server: per-connection rate limits (token
 //! buckets on sync messages, awareness messages and bytes), connection caps
-//! (global, per app, per client address) and the host API's request rate per app.
+//! (global, per app, per client address), the budget of refused upgrades per
+//! client address ([`Limiters::refusals_exceeded`]) and the host API's request
+//! rate per app.
 //!
 //! Bookkeeping only: time is passed in, nothing here sleeps, reads a socket or
 //! answers a request. The connection task applies a [`Admission`] (it stops reading
@@ -52,6 +54,12 @@ impl TokenBucket {
         } else {
             Duration::from_secs_f64(-self.tokens / self.rate)
         }
+    }
+
+    /// Whether the bucket would be full at `now` (it has forgotten every taking).
+    fn is_full(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens + elapsed * self.rate >= self.burst
     }
 }
 
@@ -226,6 +234,63 @@ pub struct JoinsExceeded {
     pub retry_after: Duration,
 }
 
+/// One client address made more refused upgrades than `refused_upgrades_per_sec`
+/// allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("this address made more refused upgrades than refused_upgrades_per_sec allows")]
+pub struct RefusalsExceeded {
+    /// When an upgrade from the address would be looked at again.
+    pub retry_after: Duration,
+}
+
+/// Refused upgrades per client address: a token bucket each, charged once per
+/// refusal. An address in debt is refused before its token is looked at.
+#[derive(Debug)]
+struct RefusalBudget {
+    rate: f64,
+    burst: f64,
+    buckets: DashMap<IpAddr, TokenBucket>,
+    /// Charges since the map was last pruned of addresses whose bucket is full
+    /// again (they cost memory and remember nothing).
+    since_prune: AtomicUsize,
+}
+
+/// Charges between two prunes of [`RefusalBudget::buckets`].
+const PRUNE_EVERY: usize = 1024;
+
+impl RefusalBudget {
+    /// Whether `address` is in debt at `now`, and for how long.
+    fn exceeded(&self, address: IpAddr, now: Instant) -> Result<(), RefusalsExceeded> {
+        if self.rate <= 0.0 {
+            return Ok(());
+        }
+        let Some(mut bucket) = self.buckets.get_mut(&address) else {
+            return Ok(());
+        };
+        let wait = bucket.take(0.0, now);
+        if wait.is_zero() {
+            Ok(())
+        } else {
+            Err(RefusalsExceeded { retry_after: wait })
+        }
+    }
+
+    /// One more refused upgrade from `address` at `now`.
+    fn charge(&self, address: IpAddr, now: Instant) {
+        if self.rate <= 0.0 {
+            return;
+        }
+        self.buckets
+            .entry(address)
+            .or_insert_with(|| TokenBucket::new(self.rate, self.burst, now))
+            .take(1.0, now);
+        if self.since_prune.fetch_add(1, Ordering::Relaxed) + 1 >= PRUNE_EVERY {
+            self.since_prune.store(0, Ordering::Relaxed);
+            self.buckets.retain(|_, b| !b.is_full(now));
+        }
+    }
+}
+
 /// Every limit of one server, with the counts and buckets they are checked against.
 #[derive(Debug)]
 pub struct Limiters {
@@ -242,6 +307,7 @@ pub struct Limiters {
     host_buckets: DashMap<String, Mutex<TokenBucket>>,
     joins: Mutex<TokenBucket>,
     join_wait: Duration,
+    refusals: RefusalBudget,
 }
 
 impl Limiters {
@@ -289,6 +355,31 @@ impl Limiters {
                 Instant::now(),
             )),
             join_wait: Duration::from_secs(global.join_wait_secs),
+            refusals: RefusalBudget {
+                rate: global.refused_upgrades_per_sec as f64,
+                burst: global.refused_upgrades_burst as f64,
+                buckets: DashMap::new(),
+                since_prune: AtomicUsize::new(0),
+            },
+        }
+    }
+
+    /// Whether `address` spent its budget of refused upgrades (`Err`: refuse this
+    /// upgrade now, before any token work). Without an address (a router driven
+    /// in-process) there is no budget.
+    pub fn refusals_exceeded(
+        &self,
+        address: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<(), RefusalsExceeded> {
+        address.map_or(Ok(()), |a| self.refusals.exceeded(a, now))
+    }
+
+    /// Charge one refused upgrade (bad token, unknown app, bad content id) to
+    /// `address`.
+    pub fn charge_refusal(&self, address: Option<IpAddr>, now: Instant) {
+        if let Some(address) = address {
+            self.refusals.charge(address, now);
         }
     }
 
@@ -304,6 +395,21 @@ impl Limiters {
         app: &str,
         address: Option<IpAddr>,
     ) -> Result<ConnectionSlot, CapExceeded> {
+        self.open(Some(app), address)
+    }
+
+    /// A slot for a socket opened only to carry a refusal's close code: under the
+    /// global and address caps, but no app's (the app is not known to be real, and
+    /// its cap must not tell a caller without a token whether it is).
+    pub fn open_refused(&self, address: Option<IpAddr>) -> Result<ConnectionSlot, CapExceeded> {
+        self.open(None, address)
+    }
+
+    fn open(
+        &self,
+        app: Option<&str>,
+        address: Option<IpAddr>,
+    ) -> Result<ConnectionSlot, CapExceeded> {
         let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
         let mut slot = ConnectionSlot {
             open: self.open.clone(),
@@ -313,9 +419,9 @@ impl Limiters {
         if self.max_connections > 0 && open > self.max_connections {
             return Err(CapExceeded::Global);
         }
-        let app_cap = self.app_caps.get(app).copied().unwrap_or(0);
-        let app: Arc<str> = app.into();
-        {
+        if let Some(app) = app {
+            let app_cap = self.app_caps.get(app).copied().unwrap_or(0);
+            let app: Arc<str> = app.into();
             let mut count = self.per_app.entry(app.clone()).or_insert(0);
             *count += 1;
             slot.app = Some((self.per_app.clone(), app));
@@ -623,6 +729,56 @@ mod tests {
         for _ in 0..100_000 {
             assert_eq!(off.admit_join(t0), Ok(Duration::ZERO));
         }
+    }
+
+    #[test]
+    fn refused_upgrades_are_charged_per_address_until_the_address_is_turned_away() {
+        let global = Limits {
+            refused_upgrades_per_sec: 2,
+            refused_upgrades_burst: 3,
+            ..Limits::default()
+        };
+        let l = limiters(global, &[]);
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(l.refusals_exceeded(Some(a), t0).is_ok());
+            l.charge_refusal(Some(a), t0);
+        }
+        // The burst is spent (to zero): still looked at; one more puts it in debt.
+        assert!(l.refusals_exceeded(Some(a), t0).is_ok());
+        l.charge_refusal(Some(a), t0);
+        assert_eq!(
+            l.refusals_exceeded(Some(a), t0).unwrap_err().retry_after,
+            secs(0.5)
+        );
+        assert!(l.refusals_exceeded(Some(b), t0).is_ok(), "another address");
+        assert!(
+            l.refusals_exceeded(None, t0).is_ok(),
+            "no address, no budget"
+        );
+        // Half a second pays the debt back.
+        assert!(l.refusals_exceeded(Some(a), t0 + secs(0.5)).is_ok());
+        // Buckets full again are pruned, every so many charges.
+        for i in 0..PRUNE_EVERY as u32 {
+            l.charge_refusal(Some(IpAddr::from(i.to_be_bytes())), t0);
+        }
+        assert!(l.refusals.buckets.len() > PRUNE_EVERY / 2);
+        for _ in 0..PRUNE_EVERY {
+            l.charge_refusal(Some(b), t0 + secs(10.0));
+        }
+        assert_eq!(l.refusals.buckets.len(), 1, "b alone is still in debt");
+        let off = limiters(
+            Limits {
+                refused_upgrades_per_sec: 0,
+                ..Limits::default()
+            },
+            &[],
+        );
+        for _ in 0..1000 {
+            off.charge_refusal(Some(a), t0);
+        }
+        assert!(off.refusals_exceeded(Some(a), t0).is_ok());
     }
 
     #[test]

@@ -121,6 +121,12 @@ pub struct Limits {
     pub joins_burst: u64,
     /// The longest a join waits for its turn; past it the upgrade is refused (503).
     pub join_wait_secs: u64,
+    /// Upgrades refused before a join (bad or expired token, unknown app, bad
+    /// content id) one client address may make a second, sustained; past it its
+    /// upgrades get 429 before any token work, so guessing costs the guesser.
+    pub refused_upgrades_per_sec: u64,
+    /// ...and at once.
+    pub refused_upgrades_burst: u64,
 }
 
 impl Default for Limits {
@@ -141,6 +147,8 @@ impl Default for Limits {
             joins_per_sec: 1_000,
             joins_burst: 500,
             join_wait_secs: 5,
+            refused_upgrades_per_sec: 2,
+            refused_upgrades_burst: 60,
         }
     }
 }
