@@ -6,9 +6,7 @@
 
 use bytes::Bytes;
 use chorus_auth::Mode;
-use chorus_e2e::{
-    close_code, host_token, http, raw_connect, token_for, TestServer, YClient, APP, SECRETS,
-};
+use chorus_e2e::{close_code, host_token, http, raw_connect, token_for, TestServer, YClient, APP};
 use chorus_protocol::hocuspocus;
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;

@@ -62,7 +62,7 @@ pub async fn ws_handler(
             .find(|p| p.matches('.').count() == 2)
             .cloned()
     });
-    if let Err(throttled) = check_refusals(&state, address) {
+    if let Some(throttled) = check_refusals(&state, address) {
         info!(app = %app, doc = %content, "connection refused: too many refused upgrades from its address");
         return throttled;
     }

@@ -66,7 +66,7 @@ pub async fn hocuspocus_handler(
     ClientAddress(address): ClientAddress,
     upgrade: WsUpgrade,
 ) -> Response {
-    if let Err(throttled) = check_refusals(&state, address) {
+    if let Some(throttled) = check_refusals(&state, address) {
         info!(app = %app, "hocuspocus provider refused: too many refused upgrades from its address");
         return throttled;
     }

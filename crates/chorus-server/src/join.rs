@@ -105,15 +105,15 @@ fn refuse(status: StatusCode, code: &'static str, why: &str, retry_after: Durati
         .into_response()
 }
 
-/// Whether `address` may still be refused: `Err` is the 429 (`too-many-refusals`,
+/// Whether `address` may still be refused: `Some` is the 429 (`too-many-refusals`,
 /// with `Retry-After`) for an address that spent its budget of refused upgrades,
 /// answered before its token is looked at.
-pub(crate) fn check_refusals(state: &AppState, address: Option<IpAddr>) -> Result<(), Response> {
+pub(crate) fn check_refusals(state: &AppState, address: Option<IpAddr>) -> Option<Response> {
     match state.limiters.refusals_exceeded(address, Instant::now()) {
-        Ok(()) => Ok(()),
+        Ok(()) => None,
         Err(over) => {
             state.metrics.refused(TOO_MANY_REFUSALS);
-            Err(refuse(
+            Some(refuse(
                 StatusCode::TOO_MANY_REQUESTS,
                 TOO_MANY_REFUSALS,
                 "too many refused upgrades from this address",

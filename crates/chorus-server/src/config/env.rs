@@ -172,10 +172,7 @@ mod tests {
             jail.set_env("CHORUS_BIND", "127.0.0.1:7777");
             jail.set_env("CHORUS_LOG", "debug");
             jail.set_env("CHORUS_BIN", "/somewhere/chorus");
-            jail.set_env(
-                "CHORUS_APPS",
-                &format!(r#"[{{id="wiki",secrets=["{A}"]}}]"#),
-            );
+            jail.set_env("CHORUS_APPS", format!(r#"[{{id="wiki",secrets=["{A}"]}}]"#));
             let c = Config::load(Some(Path::new("c.toml")), Figment::new()).unwrap();
             assert_eq!(c.bind.port(), 7777);
             assert_eq!(c.apps[0].id, "wiki");
