@@ -31,23 +31,17 @@ impl Cluster {
     pub async fn start_with(n: usize, adjust: impl Fn(&mut Config)) -> Cluster {
         let db = TestDatabase::create();
         let prefix = format!("chorus-test:{}", db.name());
-        let mut nodes = Vec::new();
+        let mut cluster = Cluster {
+            nodes: Vec::new(),
+            db,
+            prefix,
+        };
         for i in 0..n {
-            let (url, prefix) = (db.url().to_owned(), prefix.clone());
-            nodes.push(
-                TestServer::start_with(|c| {
-                    c.store = url;
-                    c.bus = Some(redis_url());
-                    c.bus_prefix = Some(prefix);
-                    c.cluster_keys = vec![crate::processes::CLUSTER_KEY.to_owned()];
-                    c.node_id = Some(format!("node-{i}"));
-                    adjust(c);
-                })
-                .await,
-            );
+            let node = cluster.node(i, &adjust).await;
+            cluster.nodes.push(node);
         }
         eventually(10, "nodes see each other", || {
-            nodes.iter().all(|s| {
+            cluster.nodes.iter().all(|s| {
                 s.state
                     .documents
                     .bus_stats()
@@ -56,6 +50,24 @@ impl Cluster {
         })
         .await
         .unwrap();
-        Cluster { nodes, db, prefix }
+        cluster
+    }
+
+    /// One more node of this cluster (`node-{len}`), not kept in [`Cluster::nodes`].
+    pub async fn add_node(&self, adjust: impl Fn(&mut Config)) -> TestServer {
+        self.node(self.nodes.len(), &adjust).await
+    }
+
+    async fn node(&self, i: usize, adjust: &impl Fn(&mut Config)) -> TestServer {
+        let (url, prefix) = (self.db.url().to_owned(), self.prefix.clone());
+        TestServer::start_with(|c| {
+            c.store = url;
+            c.bus = Some(redis_url());
+            c.bus_prefix = Some(prefix);
+            c.cluster_keys = vec![crate::processes::CLUSTER_KEY.to_owned()];
+            c.node_id = Some(format!("node-{i}"));
+            adjust(c);
+        })
+        .await
     }
 }

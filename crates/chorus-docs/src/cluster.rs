@@ -184,10 +184,12 @@ impl Documents {
                 warn!(node = %from, "messages from a node were lost: resyncing what it shared");
                 self.tell_all(|| ClusterOp::NodeLost { node: from.clone() })
                     .await;
+                self.reread_app_switches().await;
             }
             BusEvent::Reconnected => {
                 warn!("the bus reconnected: resyncing every shared document");
                 self.tell_all(|| ClusterOp::BusLost).await;
+                self.reread_app_switches().await;
             }
         }
     }
@@ -351,6 +353,31 @@ impl Documents {
                         debug!(node = %from, "an answer to a host call this node did not ask it; dropped");
                     }
                 }
+            }
+        }
+    }
+
+    /// An app switch announced while messages were lost is in the store: read the
+    /// switches again and follow them.
+    async fn reread_app_switches(&self) {
+        let Some(cluster) = self.cluster() else {
+            return;
+        };
+        let store = self.store().clone();
+        let switches = match tokio::task::spawn_blocking(move || store.app_switches()).await {
+            Ok(Ok(switches)) => switches,
+            Ok(Err(e)) => {
+                warn!(error = %e, "cannot read the app switches again");
+                return;
+            }
+            Err(_) => return,
+        };
+        for (app, enabled) in switches {
+            if let Some(handler) = cluster.app_state.get() {
+                handler(&app, enabled);
+            }
+            if !enabled {
+                self.close_app(&app).await;
             }
         }
     }

@@ -430,6 +430,14 @@ async fn set_app_enabled(
     enabled: bool,
 ) -> Result<Json<AppSwitch>, ApiError> {
     let entry = state.apps.get(&app).ok_or(ApiError::NotFound("app"))?;
+    // Kept first: a switch the store lost would be undone by the next restart, or
+    // never seen by a node that joins later.
+    let store = state.documents.store().clone();
+    let kept = app.clone();
+    tokio::task::spawn_blocking(move || store.set_app_switch(&kept, enabled))
+        .await
+        .map_err(|_| ApiError::Unavailable)?
+        .map_err(|e| ApiError::from(chorus_docs::DocError::Store(std::sync::Arc::new(e))))?;
     entry.set_enabled(enabled);
     tracing::info!(app = %app, enabled, "app switched by the admin API");
     state.documents.announce_app_state(&app, enabled);

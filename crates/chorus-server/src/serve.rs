@@ -243,9 +243,11 @@ impl Server {
             events,
             lease_ttl: Duration::from_millis(config.lease_ttl_ms),
         };
+        let state = AppState::with_cluster(config, store, Some(setup))?;
+        state.follow_app_switches().await?;
         Ok(Server {
             listener,
-            state: AppState::with_cluster(config, store, Some(setup))?,
+            state,
             bus_stop: Some(bus_stop),
         })
     }
@@ -271,9 +273,11 @@ impl Server {
         store: Arc<dyn Store>,
     ) -> Result<Server, StartError> {
         let listener = Self::listen(&config).await?;
+        let state = AppState::new(config, store)?;
+        state.follow_app_switches().await?;
         Ok(Server {
             listener,
-            state: AppState::new(config, store)?,
+            state,
             bus_stop: None,
         })
     }

@@ -9,7 +9,7 @@ use chorus_auth::AppRegistry;
 use chorus_core::RoomLimits;
 use chorus_docs::{AppRules, Documents};
 use chorus_hooks::Hooks;
-use chorus_store::Store;
+use chorus_store::{Store, StoreError};
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -117,6 +117,24 @@ impl AppState {
                 }
             }));
         Ok(state)
+    }
+
+    /// Follow the switches the admin API kept in the store (before this start, or
+    /// on another node of the cluster).
+    pub async fn follow_app_switches(&self) -> Result<(), StoreError> {
+        let store = self.documents.store().clone();
+        let switches = tokio::task::spawn_blocking(move || store.app_switches())
+            .await
+            .map_err(|e| StoreError::Internal(format!("reading the app switches: {e}")))??;
+        for (app, enabled) in switches {
+            if let Some(entry) = self.apps.get(&app) {
+                if entry.is_enabled() != enabled {
+                    tracing::info!(%app, enabled, "app switched by the admin API (kept in the store)");
+                }
+                entry.set_enabled(enabled);
+            }
+        }
+        Ok(())
     }
 
     /// True when the service should receive new work: not draining, store writable.

@@ -29,6 +29,7 @@ struct State {
     docs: BTreeMap<DocId, Doc>,
     outbox: BTreeMap<u64, (String, Vec<u8>)>,
     last_outbox_id: u64,
+    app_switches: BTreeMap<String, bool>,
 }
 
 /// An in-memory [`Store`]. Everything is lost when it is dropped.
@@ -226,6 +227,23 @@ impl Store for MemoryStore {
     fn outbox_ack(&self, id: u64) -> Result<(), StoreError> {
         self.check_failing("outbox ack")?;
         self.state().outbox.remove(&id);
+        Ok(())
+    }
+
+    fn app_switches(&self) -> Result<Vec<(String, bool)>, StoreError> {
+        self.check_failing("app switches")?;
+        let state = self.state();
+        Ok(state
+            .app_switches
+            .iter()
+            .map(|(a, e)| (a.clone(), *e))
+            .collect())
+    }
+
+    fn set_app_switch(&self, app: &str, enabled: bool) -> Result<(), StoreError> {
+        self.check_failing("app switch")?;
+        crate::error::check_app(app)?;
+        self.state().app_switches.insert(app.to_owned(), enabled);
         Ok(())
     }
 }

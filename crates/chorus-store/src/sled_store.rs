@@ -59,6 +59,8 @@ struct Trees {
     meta: sled::Tree,
     outbox: sled::Tree,
     history: sled::Tree,
+    /// App id → one byte, 1 enabled or 0 disabled (the admin API's switches).
+    apps: sled::Tree,
 }
 
 impl Trees {
@@ -78,6 +80,7 @@ impl Trees {
             meta: tree("meta")?,
             outbox: tree("outbox")?,
             history: tree("history")?,
+            apps: tree("app_switches")?,
             db,
         })
     }
@@ -500,6 +503,33 @@ impl Store for SledStore {
                 .remove(id.to_be_bytes())
                 .map(drop)
                 .map_err(|e| self.err(e, "acknowledging an outbox event in")),
+        )
+    }
+
+    fn app_switches(&self) -> Result<Vec<(String, bool)>, StoreError> {
+        let t = self.trees()?;
+        let mut out = Vec::new();
+        for item in t.apps.iter() {
+            let (k, v) = item.map_err(|e| self.err(e, "reading the app switches in"))?;
+            let app = String::from_utf8(k.to_vec()).map_err(|_| StoreError::Corrupt {
+                id: None,
+                detail: "an app switch's key is not UTF-8".into(),
+            })?;
+            out.push((app, v.first() == Some(&1)));
+        }
+        Ok(out)
+    }
+
+    fn set_app_switch(&self, app: &str, enabled: bool) -> Result<(), StoreError> {
+        crate::error::check_app(app)?;
+        self.recover()?;
+        let t = self.trees()?;
+        self.failed(
+            t.apps
+                .insert(app.as_bytes(), &[u8::from(enabled)])
+                .map(drop)
+                .and_then(|()| t.apps.flush().map(drop))
+                .map_err(|e| self.err(e, "keeping an app switch in")),
         )
     }
 

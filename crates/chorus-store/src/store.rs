@@ -85,4 +85,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Remove a delivered event. Acknowledging an unknown id is not an error.
     fn outbox_ack(&self, id: u64) -> Result<(), StoreError>;
+
+    /// The apps an operator switched on or off through the admin API (app id and
+    /// whether it is enabled), sorted by id: kept across restarts and, on a shared
+    /// store, seen by every node.
+    fn app_switches(&self) -> Result<Vec<(String, bool)>, StoreError>;
+
+    /// Keep `app`'s switch, durably when this returns (not with the next flush:
+    /// an operator's kill switch must not wait for a document's write).
+    fn set_app_switch(&self, app: &str, enabled: bool) -> Result<(), StoreError>;
 }

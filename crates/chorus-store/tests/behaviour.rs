@@ -53,7 +53,24 @@ behaviours!(
     later_metadata_in_a_batch_wins,
     ids_with_nul_are_refused,
     history_points_list_in_order_per_document_and_read_back_whole,
+    app_switches_are_kept_per_app_the_last_one_winning,
 );
+
+fn app_switches_are_kept_per_app_the_last_one_winning(store: &dyn Store) {
+    assert_eq!(store.app_switches().unwrap(), []);
+    store.set_app_switch("wiki", false).unwrap();
+    store.set_app_switch("cms", false).unwrap();
+    store.set_app_switch("cms", true).unwrap();
+    // Kept without a flush: the admin API answers once it is stored.
+    assert_eq!(
+        store.app_switches().unwrap(),
+        [("cms".to_owned(), true), ("wiki".to_owned(), false)]
+    );
+    assert!(matches!(
+        store.set_app_switch("bad\0app", false),
+        Err(StoreError::InvalidId(_))
+    ));
+}
 
 fn appends_load_back_in_seq_order_across_documents(store: &dyn Store) {
     let a = DocId::new("app", "a");

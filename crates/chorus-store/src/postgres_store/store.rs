@@ -227,6 +227,29 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    fn app_switches(&self) -> Result<Vec<(String, bool)>, StoreError> {
+        let mut conn = self.conn("reading the app switches in")?;
+        let rows = conn
+            .query(
+                "SELECT app, enabled FROM chorus_app_switches ORDER BY app",
+                &[],
+            )
+            .map_err(self.err("reading the app switches in"))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    fn set_app_switch(&self, app: &str, enabled: bool) -> Result<(), StoreError> {
+        crate::error::check_app(app)?;
+        let mut conn = self.conn("keeping an app switch in")?;
+        conn.execute(
+            "INSERT INTO chorus_app_switches (app, enabled, at) VALUES ($1, $2, now()) \
+             ON CONFLICT (app) DO UPDATE SET enabled = EXCLUDED.enabled, at = EXCLUDED.at",
+            &[&app, &enabled],
+        )
+        .map_err(self.err("keeping an app switch in"))?;
+        Ok(())
+    }
+
     fn probe(&self) -> Result<(), StoreError> {
         let mut conn = self.conn("reaching")?;
         conn.simple_query("SELECT 1")
