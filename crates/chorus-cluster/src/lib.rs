@@ -39,6 +39,13 @@
 //! `{prefix}:node:{id}` for messages to one node, `{prefix}:all` for broadcasts
 //! and heartbeats. Payloads are opaque bytes.
 //!
+//! ## TLS
+//!
+//! `rediss://HOST:PORT` speaks TLS (rustls): the Redis's certificate must chain to
+//! [`BusConfig::ca_file`] when one is given, else to the system's roots, and must
+//! name HOST. A failed handshake fails [`Bus::start`] (and later reconnections, so
+//! readiness), never falls back to plaintext; `#insecure` URLs are refused.
+//!
 //! ## What it must not touch
 //!
 //! Documents, CRDTs, the store, HTTP: it moves bytes between nodes and reports what
@@ -72,6 +79,7 @@ pub mod bench_support {
 }
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -95,8 +103,11 @@ const EVENT_QUEUE: usize = 8192;
 /// How to reach the bus and who this node is.
 #[derive(Debug, Clone)]
 pub struct BusConfig {
-    /// `redis://HOST:PORT`.
+    /// `redis://HOST:PORT`, or `rediss://HOST:PORT` for TLS.
     pub url: String,
+    /// With `rediss://`: the CA certificates (PEM) the Redis's certificate must
+    /// chain to, instead of the system's roots.
+    pub ca_file: Option<PathBuf>,
     /// Prefix of every channel: clusters sharing one Redis use different prefixes.
     pub prefix: String,
     /// This node's id, unique in the cluster.
@@ -115,6 +126,7 @@ impl BusConfig {
     pub fn new(url: impl Into<String>, prefix: impl Into<String>, node: impl Into<String>) -> Self {
         BusConfig {
             url: url.into(),
+            ca_file: None,
             prefix: prefix.into(),
             node: node.into(),
             heartbeat: Duration::from_millis(500),
@@ -126,6 +138,12 @@ impl BusConfig {
     /// The same configuration with the cluster's keys (the first signs).
     pub fn with_keys(mut self, keys: Vec<Vec<u8>>) -> Self {
         self.keys = keys;
+        self
+    }
+    /// The same configuration trusting only the CA certificates in `path` (PEM)
+    /// for a `rediss://` bus.
+    pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
         self
     }
 }
@@ -151,6 +169,37 @@ pub enum BusError {
         url: String,
         /// Redis's error.
         source: redis::RedisError,
+    },
+    /// The TLS handshake with Redis failed at start: its certificate does not chain
+    /// to the trusted roots, does not name the host, or the server does not speak TLS.
+    #[error(
+        "TLS with the bus at {url} failed (the Redis's certificate must be signed by {trusted} \
+         and name the URL's host): {source}"
+    )]
+    Tls {
+        /// The URL.
+        url: String,
+        /// What was trusted: the CA file, or the system's roots.
+        trusted: String,
+        /// Redis's error (rustls's reason inside).
+        source: redis::RedisError,
+    },
+    /// `ca_file` could not be read, or holds no certificate.
+    #[error("bus CA file {path}: {reason}")]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// A TLS setting for a bus that does not use TLS, or one that would switch the
+    /// certificate check off.
+    #[error("bus URL {url:?}: {reason}")]
+    TlsSetting {
+        /// The URL as given.
+        url: String,
+        /// What is wrong.
+        reason: &'static str,
     },
 }
 
@@ -259,18 +308,30 @@ impl Bus {
         if config.keys.is_empty() {
             return Err(BusError::NoKey);
         }
-        let client = redis::Client::open(config.url.as_str()).map_err(|source| BusError::Url {
-            url: config.url.clone(),
-            source,
-        })?;
-        let connect_err = |source| BusError::Connect {
-            url: config.url.clone(),
-            source,
+        let client = client(&config)?;
+        let connect_err = |source: redis::RedisError| {
+            if is_tls(&config.url) && is_tls_failure(&source) {
+                BusError::Tls {
+                    url: config.url.clone(),
+                    trusted: match &config.ca_file {
+                        Some(path) => format!("the CA in {}", path.display()),
+                        None => "a CA among the system's roots".to_owned(),
+                    },
+                    source,
+                }
+            } else {
+                BusError::Connect {
+                    url: config.url.clone(),
+                    source,
+                }
+            }
         };
+        // The subscriber first: it connects once, so a refused handshake fails
+        // start-up at once (the manager retries with backoff before it gives up).
+        let pubsub = client.get_async_pubsub().await.map_err(connect_err)?;
         let manager = redis::aio::ConnectionManager::new(client.clone())
             .await
             .map_err(connect_err)?;
-        let pubsub = client.get_async_pubsub().await.map_err(connect_err)?;
         let (outgoing, to_publish) = mpsc::channel(PUBLISH_QUEUE);
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
         let node: Arc<str> = config.node.as_str().into();
@@ -373,6 +434,74 @@ impl Bus {
             shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+fn is_tls(url: &str) -> bool {
+    url.starts_with("rediss://")
+}
+
+/// Whether a connection error is a failed TLS handshake (rustls's reasons, or a
+/// server that closed the connection during it), rather than an unreachable host.
+fn is_tls_failure(e: &redis::RedisError) -> bool {
+    let text = e.to_string().to_ascii_lowercase();
+    ["certificate", "tls", "handshake", "peer", "eof"]
+        .iter()
+        .any(|w| text.contains(w))
+}
+
+/// The Redis client `config` asks for: plaintext for `redis://`; for `rediss://`,
+/// TLS trusting `ca_file` (else the system's roots).
+fn client(config: &BusConfig) -> Result<redis::Client, BusError> {
+    let url = config.url.as_str();
+    let setting = |reason| BusError::TlsSetting {
+        url: url.to_owned(),
+        reason,
+    };
+    let url_err = |source| BusError::Url {
+        url: url.to_owned(),
+        source,
+    };
+    if !is_tls(url) {
+        if config.ca_file.is_some() {
+            return Err(setting(
+                "a bus CA file is set but the URL is redis:// (plaintext); use rediss://",
+            ));
+        }
+        return redis::Client::open(url).map_err(url_err);
+    }
+    if url.contains('#') {
+        return Err(setting(
+            "a fragment such as #insecure would switch the certificate check off; \
+             trust a private CA with the bus CA file instead",
+        ));
+    }
+    // One crypto provider for the whole process (the redis crate builds its
+    // rustls configurations from the default): ring, the one the tree already
+    // has. Installing fails only if one is installed already, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let Some(path) = &config.ca_file else {
+        return redis::Client::open(url).map_err(url_err);
+    };
+    let ca_err = |reason: String| BusError::CaFile {
+        path: path.clone(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ca_err(format!("not PEM certificates: {e}")))?;
+    if certs.is_empty() {
+        return Err(ca_err("no certificate in it (PEM expected)".to_owned()));
+    }
+    redis::Client::build_with_tls(
+        url,
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem),
+        },
+    )
+    .map_err(url_err)
 }
 
 fn micros_since(epoch: Instant) -> u64 {
