@@ -21,6 +21,14 @@
 //! [`StoreError::Corrupt`] naming the document. Ids are `COLLATE "C"` so listings sort
 //! bytewise, as the embedded store's do.
 //!
+//! # TLS
+//!
+//! The URL's `sslmode` and `sslrootcert` (libpq's names and meanings) choose
+//! plaintext, TLS without a certificate check (`require`), or TLS checked against a
+//! CA file or the system's roots (`verify-ca`, `verify-full`); see `tls`. Without
+//! `sslmode` the store connects in plaintext, as it always did. Every connection of
+//! the pool, the migrations' included, goes the same way.
+//!
 //! # Errors
 //!
 //! Every failure is a [`StoreError::Database`] carrying the SQLSTATE when the server
@@ -47,6 +55,7 @@ mod pool;
 mod store;
 #[cfg(feature = "test-database")]
 mod test_database;
+mod tls;
 
 pub use pool::PostgresStore;
 #[cfg(feature = "test-database")]

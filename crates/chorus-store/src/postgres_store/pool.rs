@@ -1,6 +1,6 @@
 //! [`PostgresStore`] itself: its connection pool, opening (connection settings,
-//! schema migrations under an advisory lock), the helpers every statement goes
-//! through, and closing.
+//! TLS as the URL's `sslmode` asks (see `tls`), schema migrations under an advisory
+//! lock), the helpers every statement goes through, and closing.
 //!
 //! The other files of this module add the rest of its methods: the fences, the group
 //! commit, the [`Store`](crate::Store) and [`Leases`](crate::Leases) impls.
@@ -11,14 +11,17 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use postgres::config::Host;
-use postgres::NoTls;
 use r2d2_postgres::PostgresConnectionManager;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::pending::Pending;
+use super::tls;
 use crate::{DocId, StoreError};
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
-pub(super) type Connection = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+// One connector type whatever the URL asks: with `sslmode` unset or `disable` the
+// driver never starts TLS, so a plaintext URL connects exactly as it always did.
+type Pool = r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>;
+pub(super) type Connection = r2d2::PooledConnection<PostgresConnectionManager<MakeRustlsConnect>>;
 
 /// Connections kept open: the writer thread, webhook delivery and a few concurrent
 /// loads and listings.
@@ -45,6 +48,8 @@ pub struct PostgresStore {
     pool: Option<Pool>,
     /// `postgres://user@host:port/db`, without any password, for messages.
     pub(super) target: String,
+    /// What the connections promise: plaintext, or TLS and what it checks.
+    security: String,
     pending: Mutex<Vec<Pending>>,
     /// Lease tokens documents are written under
     /// ([`Leases::fence`](crate::Leases::fence)).
@@ -60,15 +65,22 @@ impl fmt::Debug for PostgresStore {
 }
 
 impl PostgresStore {
-    /// Connect to the database at `url` (`postgres://USER@HOST:PORT/DB`, or any
-    /// libpq-style connection string the `postgres` crate accepts) and bring its schema
-    /// up to date.
+    /// Connect to the database at `url` (`postgres://USER@HOST:PORT/DB`, with the
+    /// parameters the `postgres` crate accepts, and libpq's `sslmode` and
+    /// `sslrootcert`) and bring its schema up to date, over TLS if `sslmode` asks
+    /// (the module `tls` says what each mode checks).
     ///
     /// Fails with [`StoreError::Database`] naming the target (never the password) if
-    /// the URL does not parse, the server cannot be reached within a few seconds, or a
-    /// migration fails.
+    /// the URL or its TLS settings do not parse, the server cannot be reached within a
+    /// few seconds (a refused TLS handshake included: the message names what the
+    /// certificate was checked against and rustls's reason), or a migration fails.
+    /// A TLS failure never falls back to plaintext.
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        let mut config: postgres::Config = url.parse().map_err(|e| {
+        let tls::Connection {
+            mut config,
+            tls,
+            security,
+        } = tls::parse(url).map_err(|e| {
             StoreError::database("parsing the store URL (postgres://USER@HOST:PORT/DB)", e)
         })?;
         if config.get_connect_timeout().is_none() {
@@ -83,16 +95,26 @@ impl PostgresStore {
             config.application_name("chorus");
         }
         let target = describe(&config);
-        let manager = PostgresConnectionManager::new(config, NoTls);
+        let connecting = || format!("connecting to {target} over {security}");
+        // One connection first, outside the pool: a refused handshake or login fails
+        // at once with the driver's error and its causes (rustls's reason), where the
+        // pool would retry for CONNECTION_TIMEOUT and keep only the driver's summary.
+        drop(
+            config
+                .connect(tls.clone())
+                .map_err(|e| StoreError::database(connecting(), e))?,
+        );
+        let manager = PostgresConnectionManager::new(config, tls);
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
             .connection_timeout(CONNECTION_TIMEOUT)
             .build(manager)
-            .map_err(|e| StoreError::database(format!("connecting to {target}"), e))?;
+            .map_err(|e| StoreError::database(connecting(), e))?;
         let store = Self {
             pool: Some(pool),
             target,
+            security,
             pending: Mutex::new(Vec::new()),
             fences: Mutex::new(HashMap::new()),
         };
@@ -103,6 +125,12 @@ impl PostgresStore {
     /// Where the store is, as `postgres://user@host:port/db` (no password).
     pub fn target(&self) -> &str {
         &self.target
+    }
+
+    /// What its connections promise, for the start-up log: `plaintext`, or `TLS (…)`
+    /// saying what the server's certificate is checked against.
+    pub fn security(&self) -> &str {
+        &self.security
     }
 
     /// The database's name.
