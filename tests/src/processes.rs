@@ -12,24 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A free port on 127.0.0.1, taken from below the kernel's ephemeral range
-/// (32768–60999 by default) so that no outgoing connection of another test can be
-/// handed the same port between this check and the node's bind. Each call tries
-/// the next port of a per-process sequence that starts at an offset from the pid,
-/// so test binaries running side by side walk different parts of the range.
-pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    const LOW: u32 = 20_000;
-    const SPAN: u32 = 12_000;
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let start = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
-    loop {
-        let port = (LOW + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+/// A free port on 127.0.0.1, below the kernel's ephemeral range (the TLS fixtures'
+/// servers take theirs the same way).
+pub use chorus_tls_fixture::free_port;
 
 /// The key a test cluster's nodes sign their bus messages with.
 pub const CLUSTER_KEY: &str = "chorus-e2e: the test cluster's bus key";

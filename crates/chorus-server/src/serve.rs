@@ -198,6 +198,7 @@ impl Server {
                         let store = PostgresStore::open(&url)?;
                         info!(
                             store = store.target(),
+                            connection = store.security(),
                             "store: PostgreSQL, schema up to date"
                         );
                         let database = store.database().to_owned();
@@ -226,17 +227,16 @@ impl Server {
             .clone()
             .unwrap_or_else(|| format!("chorus:{}", database.unwrap_or_default()));
         let bus_stop = CancellationToken::new();
-        let (bus, events) = chorus_cluster::Bus::start(
-            chorus_cluster::BusConfig::new(bus_url, prefix.clone(), node.clone()).with_keys(
+        let mut bus_config = chorus_cluster::BusConfig::new(bus_url, prefix.clone(), node.clone())
+            .with_keys(
                 config
                     .cluster_keys
                     .iter()
                     .map(|k| k.as_bytes().to_vec())
                     .collect(),
-            ),
-            bus_stop.clone(),
-        )
-        .await?;
+            );
+        bus_config.ca_file = config.bus_ca_file.clone();
+        let (bus, events) = chorus_cluster::Bus::start(bus_config, bus_stop.clone()).await?;
         info!(%node, %prefix, "cluster mode: node on the bus");
         let setup = chorus_docs::ClusterSetup {
             bus,

@@ -43,12 +43,18 @@ struct ServeArgs {
     #[arg(long)]
     bind: Option<SocketAddr>,
     /// Where documents are stored: "sled" (embedded, under the data directory) or
-    /// postgres://USER@HOST:PORT/DB [default: sled].
+    /// postgres://USER@HOST:PORT/DB, with ?sslmode=verify-full&sslrootcert=FILE for
+    /// TLS [default: sled].
     #[arg(long)]
     store: Option<String>,
-    /// Cluster mode: the Redis the nodes share, redis://HOST:PORT.
+    /// Cluster mode: the Redis the nodes share, redis://HOST:PORT, or
+    /// rediss://HOST:PORT for TLS.
     #[arg(long)]
     bus: Option<String>,
+    /// Cluster mode, with a rediss:// bus: the CA certificates (PEM) the Redis's
+    /// certificate must chain to [default: the system's roots].
+    #[arg(long)]
+    bus_ca_file: Option<PathBuf>,
     /// Cluster mode: this node's id [default: host name and port].
     #[arg(long)]
     node_id: Option<String>,
@@ -146,6 +152,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(bus) = &args.bus {
         overrides = overrides.merge(Serialized::default("bus", bus));
+    }
+    if let Some(ca) = &args.bus_ca_file {
+        overrides = overrides.merge(Serialized::default("bus_ca_file", ca));
     }
     if let Some(node) = &args.node_id {
         overrides = overrides.merge(Serialized::default("node_id", node));

@@ -208,11 +208,19 @@ pub struct Config {
     pub bind: SocketAddr,
     /// Where documents are stored: `sled` (embedded, under `data_dir`) or
     /// `postgres://USER@HOST:PORT/DB` (PostgreSQL; its schema is created and migrated
-    /// at start). A password in the URL is redacted from the start-up log.
+    /// at start). A password in the URL is redacted from the start-up log. TLS as
+    /// libpq: `?sslmode=verify-full&sslrootcert=FILE` checks the server's
+    /// certificate and host name; `sslmode=require` encrypts without checking
+    /// (no protection from a man in the middle); no `sslmode`: plaintext.
     pub store: String,
-    /// Cluster mode: `redis://HOST:PORT`, the Redis the nodes share as their bus.
-    /// With a postgres store, nodes with the same `apps` and bus form one cluster.
+    /// Cluster mode: `redis://HOST:PORT`, the Redis the nodes share as their bus;
+    /// `rediss://HOST:PORT` for TLS (the certificate must name HOST and chain to
+    /// `bus_ca_file`, or to the system's roots). With a postgres store, nodes with
+    /// the same `apps` and bus form one cluster.
     pub bus: Option<String>,
+    /// Cluster mode, with a `rediss://` bus: the CA certificates (PEM) the Redis's
+    /// certificate must chain to, instead of the system's roots.
+    pub bus_ca_file: Option<PathBuf>,
     /// Cluster mode: this node's id, unique in the cluster (default: host name and
     /// port).
     pub node_id: Option<String>,
@@ -299,6 +307,7 @@ impl Default for Config {
             bind: DEFAULT_BIND.parse().expect("valid default address"),
             store: "sled".to_owned(),
             bus: None,
+            bus_ca_file: None,
             node_id: None,
             bus_prefix: None,
             cluster_keys: Vec::new(),

@@ -43,10 +43,22 @@ impl Config {
         self.check_secret_strength()?;
         self.whitelists()?;
         let location = self.store_location()?;
-        if let Some(bus) = &self.bus {
-            if !bus.starts_with("redis://") {
+        if let Some(ca) = &self.bus_ca_file {
+            if !self
+                .bus
+                .as_deref()
+                .is_some_and(|b| b.starts_with("rediss://"))
+            {
                 return Err(ConfigError::Invalid(format!(
-                    "bus {:?} must be a redis://HOST:PORT URL",
+                    "bus_ca_file {} is set, but the bus is not a rediss:// (TLS) URL",
+                    ca.display()
+                )));
+            }
+        }
+        if let Some(bus) = &self.bus {
+            if !bus.starts_with("redis://") && !bus.starts_with("rediss://") {
+                return Err(ConfigError::Invalid(format!(
+                    "bus {:?} must be a redis://HOST:PORT or rediss://HOST:PORT (TLS) URL",
                     redact_url_password(bus)
                 )));
             }
@@ -153,6 +165,36 @@ mod tests {
             !ok.redacted().to_string().contains(&long),
             "a key in the log"
         );
+    }
+
+    #[test]
+    fn a_bus_ca_file_needs_a_tls_bus() {
+        let cluster = |bus: &str, ca: Option<&str>| Config {
+            store: "postgres://chorus@127.0.0.1:5432/chorus?sslmode=verify-full".into(),
+            bus: Some(bus.into()),
+            bus_ca_file: ca.map(Into::into),
+            cluster_keys: vec!["k".repeat(32)],
+            apps: vec![AppConfig::named("wiki", "a secret")],
+            ..Config::default()
+        };
+        let ok = cluster(
+            "rediss://redis.internal:6380",
+            Some("/etc/chorus/redis-ca.pem"),
+        );
+        assert!(ok.validate().is_ok(), "{:?}", ok.validate());
+        assert!(cluster("rediss://redis.internal:6380", None)
+            .validate()
+            .is_ok());
+        let e = cluster("redis://redis.internal:6379", Some("/ca.pem"))
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bus_ca_file") && e.contains("rediss://"), "{e}");
+        let e = cluster("http://redis.internal", None)
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rediss://"), "{e}");
     }
 
     #[test]
