@@ -4,7 +4,7 @@
 //! and the end-to-end crate's): a certificate authority made per test ([`TestCa`]), and
 //! servers started by the test that speak TLS with certificates it signed: a Redis
 //! ([`TlsRedis`], Debian's `redis-server`) and a PostgreSQL ([`TlsPostgres`], the
-//! binaries in `/usr/lib/postgresql/15/bin`, or `CHORUS_TEST_PG_BIN`). Each server
+//! newest of Debian's `/usr/lib/postgresql/N/bin`, or `CHORUS_TEST_PG_BIN`). Each server
 //! lives in a temporary directory of its own and is stopped, and the directory
 //! removed, when its value is dropped (a panicking test included).
 //!
@@ -309,9 +309,7 @@ impl TlsPostgres {
     }
 
     fn try_run(&self, program: &str, args: impl FnOnce(&mut Command)) -> std::process::Output {
-        let bin = std::env::var("CHORUS_TEST_PG_BIN")
-            .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".to_owned());
-        let program = Path::new(&bin).join(program);
+        let program = pg_bin().join(program);
         let mut cmd = if is_root() {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(&program);
@@ -342,6 +340,26 @@ impl Drop for TlsPostgres {
         }
         // The TempDir then removes the directory (root may remove postgres's files).
     }
+}
+
+/// Where PostgreSQL's programs are: `CHORUS_TEST_PG_BIN`, else the newest of
+/// Debian's `/usr/lib/postgresql/N/bin`.
+fn pg_bin() -> PathBuf {
+    if let Ok(dir) = std::env::var("CHORUS_TEST_PG_BIN") {
+        return dir.into();
+    }
+    std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version: u32 = e.file_name().to_str()?.parse().ok()?;
+            Some((version, e.path().join("bin")))
+        })
+        .filter(|(_, bin)| bin.join("initdb").exists())
+        .max()
+        .map(|(_, bin)| bin)
+        .unwrap_or_else(|| "/usr/lib/postgresql/15/bin".into())
 }
 
 fn is_root() -> bool {
