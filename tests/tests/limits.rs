@@ -360,3 +360,64 @@ async fn joins_past_the_join_rate_wait_their_turn_and_past_the_queue_get_503() {
     );
     server.stop().await.unwrap();
 }
+
+/// A client that asks for the whole document a thousand times at once (a 4-byte
+/// empty step 1 each, and a view token suffices) gets a handful of answers, not a
+/// thousand encodings of it: a step 1 is answered again only once the last answer
+/// left the connection's queue. Before, every one was encoded and queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_step1_at_once_get_one_answer_at_a_time() {
+    let server = TestServer::start_with(|c| {
+        // Not a test of the rate limits: let the burst through.
+        c.limits.messages_per_sec = 100_000;
+        c.limits.messages_burst = 100_000;
+    })
+    .await;
+    let doc = "asked-often";
+    let auth = format!("Bearer {}", host_token(APP, SECRETS[0], None));
+    let body = serde_json::json!({ "html": format!("<p>{}</p>", "lorem ipsum ".repeat(90_000)) });
+    let (status, _, _) = chorus_e2e::http_with_body(
+        server.addr,
+        "PUT",
+        &format!("/v1/apps/{APP}/docs/{doc}/content"),
+        &[("Authorization", &auth)],
+        body.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let token = chorus_e2e::token_for(APP, SECRETS[0], doc, "asker", chorus_auth::Mode::View);
+    let mut ws = raw_connect(&server.ws_url(APP, doc, &token)).await.unwrap();
+    let empty_step1 = chorus_protocol::encode_sync(chorus_protocol::SYNC_STEP1, &[0]);
+    for _ in 0..1000 {
+        ws.feed(WsMessage::Binary(empty_step1.clone()))
+            .await
+            .unwrap();
+    }
+    ws.flush().await.unwrap();
+    // Read nothing for a while: the answers pile up where the server put them.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (mut answers, mut bytes) = (0usize, 0usize);
+    let mut closed = None;
+    while let Ok(Some(frame)) = tokio::time::timeout(Duration::from_millis(1500), ws.next()).await {
+        match frame.unwrap() {
+            WsMessage::Binary(b) => {
+                if let Ok(Message::Sync(chorus_protocol::SyncMessage::Step2(_))) =
+                    Message::decode(&b)
+                {
+                    answers += 1;
+                    bytes += b.len();
+                }
+            }
+            WsMessage::Close(c) => closed = c.map(|c| u16::from(c.code)),
+            _ => {}
+        }
+    }
+    eprintln!("1000 step 1 at once: {answers} answers, {bytes} bytes");
+    assert_eq!(closed, None, "the connection stays open");
+    assert!(
+        (1..=20).contains(&answers),
+        "{answers} answers to 1000 asks"
+    );
+    ws.close(None).await.unwrap();
+    server.stop().await.unwrap();
+}

@@ -12,9 +12,17 @@
 //! sender (the member's [`crate::QueuePeer`]) and one receiver (the
 //! connection task). The bound is what makes a slow reader visible: a push into a
 //! full queue fails, and the room closes that connection (1013 `slow-consumer`).
+//!
+//! It is bounded twice: in frames, and in bytes. A push fails once the bytes
+//! already queued reach the byte bound, so a queue holds at most that bound plus
+//! one frame (a document's whole state, however large, still reaches a reader that
+//! keeps up). The bytes queued are also what the room reads before it encodes a
+//! second full-state answer for the same connection (`Peer::backlog_bytes`).
 
 use crate::inbox::{bounded, InboxReceiver, InboxSender, TrySendError};
 use bytes::Bytes;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// A queue that grew past this many frames (a burst) gives the memory back once
 /// it is drained.
@@ -23,31 +31,59 @@ const SHRINK_ABOVE: usize = 256;
 /// Why a frame was not queued.
 #[derive(Debug, PartialEq, Eq)]
 pub enum PushError {
-    /// The queue holds `capacity` frames: the reader is not keeping up.
+    /// The queue holds its bound of frames or bytes: the reader is not keeping up.
     Full,
     /// The connection task is gone.
     Closed,
 }
 
 /// The document actor's end.
-pub struct FrameSender(InboxSender<Bytes>);
+pub struct FrameSender {
+    frames: InboxSender<Bytes>,
+    queued: Arc<AtomicUsize>,
+    max_bytes: usize,
+}
 
 /// The connection task's end.
-pub struct FrameReceiver(InboxReceiver<Bytes>);
+pub struct FrameReceiver {
+    frames: InboxReceiver<Bytes>,
+    queued: Arc<AtomicUsize>,
+}
 
-/// A queue holding at most `capacity` frames.
-pub fn frame_queue(capacity: usize) -> (FrameSender, FrameReceiver) {
-    let (tx, rx) = bounded(capacity, SHRINK_ABOVE);
-    (FrameSender(tx), FrameReceiver(rx))
+/// A queue holding at most `max_frames` frames, and taking no frame once it holds
+/// `max_bytes` bytes.
+pub fn frame_queue(max_frames: usize, max_bytes: usize) -> (FrameSender, FrameReceiver) {
+    let (tx, rx) = bounded(max_frames, SHRINK_ABOVE);
+    let queued = Arc::new(AtomicUsize::new(0));
+    let sender = FrameSender {
+        frames: tx,
+        queued: queued.clone(),
+        max_bytes,
+    };
+    (sender, FrameReceiver { frames: rx, queued })
 }
 
 impl FrameSender {
     /// Queue a frame; never waits.
     pub fn push(&self, frame: Bytes) -> Result<(), PushError> {
-        self.0.try_send(frame).map_err(|e| match e {
-            TrySendError::Full(_) => PushError::Full,
-            TrySendError::Closed(_) => PushError::Closed,
+        let len = frame.len();
+        // One sender: only the receiver changes the count meanwhile, downwards.
+        if self.queued.load(Ordering::Acquire) >= self.max_bytes {
+            return Err(PushError::Full);
+        }
+        self.queued.fetch_add(len, Ordering::AcqRel);
+        self.frames.try_send(frame).map_err(|e| {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
+            match e {
+                TrySendError::Full(_) => PushError::Full,
+                TrySendError::Closed(_) => PushError::Closed,
+            }
         })
+    }
+
+    /// Bytes queued and not yet taken by the connection.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
     }
 }
 
@@ -55,12 +91,21 @@ impl FrameReceiver {
     /// Wait for the next frame; `None` once the queue is empty and the sender is
     /// gone (the document let this connection go).
     pub async fn recv(&mut self) -> Option<Bytes> {
-        self.0.recv().await
+        let frame = self.frames.recv().await;
+        self.taken(frame)
     }
 
     /// The next queued frame, if any, without waiting.
     pub fn try_recv(&mut self) -> Option<Bytes> {
-        self.0.try_recv()
+        let frame = self.frames.try_recv();
+        self.taken(frame)
+    }
+
+    fn taken(&self, frame: Option<Bytes>) -> Option<Bytes> {
+        if let Some(f) = &frame {
+            self.queued.fetch_sub(f.len(), Ordering::AcqRel);
+        }
+        frame
     }
 }
 
@@ -71,7 +116,7 @@ mod tests {
 
     #[test]
     fn frames_come_out_in_order_and_the_bound_holds() {
-        let (tx, mut rx) = frame_queue(2);
+        let (tx, mut rx) = frame_queue(2, usize::MAX);
         tx.push(Bytes::from_static(b"a")).unwrap();
         tx.push(Bytes::from_static(b"b")).unwrap();
         assert_eq!(tx.push(Bytes::from_static(b"c")), Err(PushError::Full));
@@ -84,14 +129,14 @@ mod tests {
 
     #[test]
     fn a_push_after_the_receiver_left_fails() {
-        let (tx, rx) = frame_queue(4);
+        let (tx, rx) = frame_queue(4, usize::MAX);
         drop(rx);
         assert_eq!(tx.push(Bytes::new()), Err(PushError::Closed));
     }
 
     #[tokio::test]
     async fn a_waiting_receiver_wakes_for_a_push_and_ends_when_the_sender_leaves() {
-        let (tx, mut rx) = frame_queue(4);
+        let (tx, mut rx) = frame_queue(4, usize::MAX);
         let reader = tokio::spawn(async move {
             let mut got = Vec::new();
             while let Some(frame) = rx.recv().await {
@@ -116,11 +161,30 @@ mod tests {
 
     #[test]
     fn a_drained_burst_gives_its_memory_back() {
-        let (tx, mut rx) = frame_queue(10_000);
+        let (tx, mut rx) = frame_queue(10_000, usize::MAX);
         for _ in 0..1000 {
             tx.push(Bytes::new()).unwrap();
         }
         while rx.try_recv().is_some() {}
-        assert_eq!(rx.0.allocated(), 0);
+        assert_eq!(rx.frames.allocated(), 0);
+    }
+
+    #[test]
+    fn the_byte_bound_holds_with_one_frame_over_it() {
+        let (tx, mut rx) = frame_queue(1000, 100);
+        // One frame larger than the bound still goes into an empty queue.
+        tx.push(Bytes::from(vec![0; 250])).unwrap();
+        assert_eq!(tx.queued_bytes(), 250);
+        assert_eq!(tx.push(Bytes::from_static(b"x")), Err(PushError::Full));
+        assert_eq!(rx.try_recv().map(|f| f.len()), Some(250));
+        assert_eq!(tx.queued_bytes(), 0);
+        for _ in 0..2 {
+            tx.push(Bytes::from(vec![0; 60])).unwrap();
+        }
+        assert_eq!(tx.queued_bytes(), 120);
+        assert_eq!(tx.push(Bytes::new()), Err(PushError::Full), "at the bound");
+        rx.try_recv().unwrap();
+        tx.push(Bytes::from(vec![0; 60])).unwrap();
+        assert_eq!(tx.queued_bytes(), 120);
     }
 }

@@ -104,4 +104,13 @@ impl Peer for QueuePeer {
             Err(PushError::Closed) => false,
         }
     }
+
+    fn backlog_bytes(&self) -> usize {
+        match &self.sink {
+            FrameSink::Local(frames) => frames.queued_bytes(),
+            // Known to the forwarding node, which holds the connection's queue and
+            // applies the same rule before it relays a step 1 (`actor::proxy`).
+            FrameSink::Remote { .. } => 0,
+        }
+    }
 }

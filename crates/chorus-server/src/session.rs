@@ -127,7 +127,10 @@ pub(crate) fn run<T: Transport>(
         let _held = held;
         let conn = ConnId::fresh();
         let control = Arc::new(ConnControl::default());
-        let (out_tx, mut out_rx) = frame_queue(state.config.outbound_queue_frames);
+        let (out_tx, mut out_rx) = frame_queue(
+            state.config.outbound_queue_frames,
+            state.config.outbound_queue_bytes,
+        );
         let join = DocCommand::Join {
             conn,
             session: session.clone(),

@@ -27,6 +27,14 @@ impl ConnId {
 pub trait Peer {
     /// Queue one encoded frame for this member.
     fn send(&self, frame: Bytes) -> bool;
+
+    /// Bytes queued for this member and not yet written to it. The room answers a
+    /// second sync step 1 from one member only once this is 0: a client that asks
+    /// a thousand times at once gets one answer, not a thousand encodings of the
+    /// document (what a peer cannot tell, it reports as 0).
+    fn backlog_bytes(&self) -> usize {
+        0
+    }
 }
 
 /// Per-room limits (from configuration).
@@ -66,4 +74,6 @@ pub(super) struct Member<P> {
     /// that one on is ever said to be saved: an editor never shows "Saved" over
     /// dropped edits.
     pub(super) ack_ceiling: Option<u64>,
+    /// It was sent an answer to a sync step 1 (a state it was missing).
+    pub(super) answered_step1: bool,
 }

@@ -296,6 +296,7 @@ impl<P: Peer> Room<P> {
                 refused_writes: 0,
                 update_messages: 0,
                 ack_ceiling: None,
+                answered_step1: false,
             },
         );
     }
@@ -341,6 +342,19 @@ impl<P: Peer> Room<P> {
             .ok_or(RoomError::Malformed {
                 what: "state vector",
             })?;
+        if let Some(member) = self.members.get_mut(&conn) {
+            // One answer at a time: until the last one (and whatever followed it)
+            // has left the queue, it covers what this one would send, and updates
+            // since reach the member as broadcasts.
+            if member.answered_step1 && member.peer.backlog_bytes() > 0 {
+                tracing::trace!(
+                    conn = conn.0,
+                    "a step 1 while the last answer is queued; not answered"
+                );
+                return Ok(());
+            }
+            member.answered_step1 = true;
+        }
         let diff = self.doc.transact().encode_state_as_update_v1(&sv);
         self.send_to(conn, encode_sync(SYNC_STEP2, &diff));
         Ok(())

@@ -30,6 +30,11 @@ impl Peer for Recorder {
         self.frames.borrow_mut().push(frame);
         true
     }
+
+    /// What was sent and not taken yet is the queue.
+    fn backlog_bytes(&self) -> usize {
+        self.frames.borrow().iter().map(Bytes::len).sum()
+    }
 }
 
 impl Recorder {
@@ -114,6 +119,37 @@ fn edits_reach_other_members_but_not_the_sender() {
         .apply_update(Update::decode_v1(bytes).unwrap())
         .unwrap();
     assert_eq!(t.get_string(&doc_b.transact()), "hello");
+}
+
+#[test]
+fn a_second_step1_is_answered_only_once_the_last_answer_left_the_queue() {
+    let mut r = room();
+    let a = Recorder::default();
+    r.join(ConnId(1), session("a", Mode::Edit), a.clone());
+    let (_, u) = client_edit(11, "abc");
+    r.receive(ConnId(1), update_msg(&u)).unwrap();
+    a.take();
+    let step1 = || {
+        let empty_sv = StateVector::default().encode_v1();
+        Message::Sync(SyncMessage::Step1(Bytes::from(empty_sv)))
+    };
+    let answers = |got: Vec<Message>| {
+        got.iter()
+            .filter(|m| matches!(m, Message::Sync(SyncMessage::Step2(_))))
+            .count()
+    };
+    for _ in 0..1000 {
+        r.receive(ConnId(1), step1()).unwrap();
+    }
+    assert_eq!(answers(a.take()), 1, "a thousand at once: one answer");
+    r.receive(ConnId(1), step1()).unwrap();
+    assert_eq!(answers(a.take()), 1, "the queue was empty: answered again");
+    // Another member is answered whatever this one's queue holds.
+    let b = Recorder::default();
+    r.join(ConnId(2), session("b", Mode::View), b.clone());
+    r.receive(ConnId(1), step1()).unwrap();
+    r.receive(ConnId(2), step1()).unwrap();
+    assert_eq!(answers(b.take()), 1);
 }
 
 #[test]

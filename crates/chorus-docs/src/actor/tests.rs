@@ -82,7 +82,7 @@ fn start() -> Harness {
 /// Join as an editor that asked for extension messages (so it is told "saved").
 async fn join(h: &Harness) -> (ConnId, FrameReceiver) {
     let conn = ConnId::fresh();
-    let (frames_tx, frames) = frame_queue(64);
+    let (frames_tx, frames) = frame_queue(64, usize::MAX);
     let session = Arc::new(Session {
         user_id: "ada".into(),
         name: "Ada".into(),

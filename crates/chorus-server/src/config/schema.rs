@@ -260,6 +260,10 @@ pub struct Config {
     pub max_awareness_state_bytes: usize,
     /// Frames queued for one connection before it counts as a slow consumer (close 1013).
     pub outbound_queue_frames: usize,
+    /// Bytes queued for one connection before it counts as a slow consumer (close
+    /// 1013); one frame may go over it (a whole document still reaches a reader
+    /// that keeps up), so a connection holds at most this plus one frame.
+    pub outbound_queue_bytes: usize,
     /// How long shutdown waits for connections to close, in seconds.
     pub shutdown_grace_secs: u64,
     /// Seconds of outbound silence after which a keepalive frame is sent (stock
@@ -322,6 +326,7 @@ impl Default for Config {
             max_message_size: 8 * 1024 * 1024,
             max_awareness_state_bytes: 32 * 1024,
             outbound_queue_frames: 1024,
+            outbound_queue_bytes: 8 << 20,
             shutdown_grace_secs: 10,
             keepalive_secs: 15,
             token_leeway_secs: chorus_auth::DEFAULT_LEEWAY_SECS,

@@ -128,6 +128,11 @@ impl Config {
                 "outbound_queue_frames must be at least 1".into(),
             ));
         }
+        if self.outbound_queue_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "outbound_queue_bytes must be at least 1".into(),
+            ));
+        }
         Ok(())
     }
 }

@@ -282,7 +282,21 @@ async fn a_refused_edit_is_explained_before_the_close() {
 
 #[tokio::test]
 async fn a_reader_whose_queue_fills_is_closed_with_1013_and_the_writer_goes_on() {
-    let state = state(|c| c.outbound_queue_frames = 4);
+    slow_reader_closed_writer_served(|c| c.outbound_queue_frames = 4).await;
+}
+
+#[tokio::test]
+async fn a_reader_whose_queue_holds_its_bytes_is_closed_with_1013_and_the_writer_goes_on() {
+    // Four edit frames of ~30 bytes reach 100 bytes; the frame bound is far.
+    slow_reader_closed_writer_served(|c| {
+        c.outbound_queue_frames = 10_000;
+        c.outbound_queue_bytes = 100;
+    })
+    .await;
+}
+
+async fn slow_reader_closed_writer_served(adjust: impl FnOnce(&mut Config)) {
+    let state = state(adjust);
     let (slow, slow_task) = joined(&state, "fanout", Mode::View).await;
     // The slow reader stops taking frames off its transport.
     slow.stalled.store(true, Ordering::Relaxed);
