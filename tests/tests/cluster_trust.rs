@@ -39,7 +39,8 @@ async fn leases_of(cluster: &Cluster, app: &str, doc: &str) -> i64 {
 
 /// Every message published on the cluster's channels while it runs.
 struct Spy {
-    seen: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// (channel, payload) of every message, in order.
+    seen: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
     stop: CancellationToken,
 }
 
@@ -57,7 +58,10 @@ impl Spy {
                 tokio::select! {
                     () = until.cancelled() => return,
                     msg = stream.next() => match msg {
-                        Some(msg) => into.lock().unwrap().push(msg.get_payload_bytes().to_vec()),
+                        Some(msg) => into
+                            .lock()
+                            .unwrap()
+                            .push((msg.get_channel_name().to_owned(), msg.get_payload_bytes().to_vec())),
                         None => return,
                     },
                 }
@@ -76,7 +80,11 @@ impl Spy {
             .lock()
             .unwrap()
             .iter()
-            .any(|m| m.windows(needle.len()).any(|w| w == needle))
+            .any(|(_, m)| m.windows(needle.len()).any(|w| w == needle))
+    }
+
+    fn messages(&self) -> Vec<(String, Vec<u8>)> {
+        self.seen.lock().unwrap().clone()
     }
 }
 
@@ -121,6 +129,10 @@ enum Wire {
         doc: String,
         conn: u64,
         reason: Reason,
+    },
+    AppState {
+        app: String,
+        enabled: bool,
     },
 }
 
@@ -433,4 +445,204 @@ async fn a_forwarded_join_has_the_rights_of_its_token_verified_by_the_owner() {
     assert!(!alice.title().contains("pwned"), "{}", alice.title());
     stop.cancel();
     alice.close().await;
+}
+
+/// A bus envelope as the attacker writes it, without the cluster key: the layout
+/// is public (chorus-cluster's `envelope.rs`), the MAC is a guess.
+fn forged_envelope(kind: u8, from: &str, incarnation: u64, seq: u64, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![2, kind];
+    out.extend_from_slice(&incarnation.to_be_bytes());
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&0u64.to_be_bytes());
+    out.push(from.len() as u8);
+    out.extend_from_slice(from.as_bytes());
+    out.extend_from_slice(payload);
+    out.extend((0..32).map(|_| rand::random::<u8>()));
+    out
+}
+
+/// What this test's attacker has: the Redis of the cluster, and nothing else.
+async fn publish(channel: &str, bytes: Vec<u8>) {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg(channel)
+        .arg(bytes)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_party_with_only_redis_access_changes_nothing_and_disconnects_nobody() {
+    const ADMIN: &str = "the admin token of these tests, 32+ bytes";
+    let cluster = Cluster::start_with(3, |c| c.admin_token = Some(ADMIN.into())).await;
+    let spy = Spy::start(&cluster.prefix).await;
+    let n = &cluster.nodes;
+    // Alice on the owner, Bob and Carol through the two others: every kind of
+    // document message crosses the bus while the spy listens.
+    let alice = n[0].ext_client("doc", "alice").await;
+    alice.wait_synced().await.unwrap();
+    let bob = n[1].ext_client("doc", "bob").await;
+    let carol = n[2].ext_client("doc", "carol").await;
+    for (i, c) in [&alice, &bob, &carol].into_iter().enumerate() {
+        c.insert_title(0, &format!("{i} "));
+    }
+    eventually(10, "the three converge", || {
+        alice.title().len() == 6 && bob.title() == alice.title() && carol.title() == alice.title()
+    })
+    .await
+    .unwrap();
+    let host = format!("Bearer {}", host_token(APP, SECRETS[0], None));
+    let (status, _, _) = http(
+        n[1].addr,
+        "GET",
+        &format!("/v1/apps/{APP}/docs/doc/sessions"),
+        &[("Authorization", &host)],
+    )
+    .await;
+    assert_eq!(status, 200, "a carried host call, for the spy");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let captured = spy.messages();
+    assert!(captured.len() > 20, "{} messages captured", captured.len());
+    let title = alice.title();
+    let stats = |i: usize| n[i].state.documents.cluster_stats().unwrap();
+    let resyncs: Vec<u64> = (0..3).map(|i| stats(i).resyncs).collect();
+
+    // 1. Replayed: every message seen, again, on its own channel.
+    for (channel, bytes) in &captured {
+        publish(channel, bytes.clone()).await;
+    }
+    // 2. Tampered: every message with one byte of its body flipped, and moved to
+    //    another node's channel.
+    for (channel, bytes) in &captured {
+        let mut flipped = bytes.clone();
+        let at = 27 + (rand::random::<u32>() as usize % (flipped.len() - 27 - 32).max(1));
+        flipped[at] ^= 0x40;
+        publish(channel, flipped).await;
+        for node in ["node-0", "node-1", "node-2"] {
+            let other = format!("{}:node:{node}", cluster.prefix);
+            if other != *channel {
+                publish(&other, bytes.clone()).await;
+            }
+        }
+    }
+    // 3. Forged: the messages a member would send to take over, written without
+    //    the key, under every node's name, a newer incarnation and a far sequence.
+    let wrong = "not the app's secret, but 32 bytes long";
+    let mallory = token_for(APP, SECRETS[0], "doc", "mallory", Mode::Edit);
+    let payloads: Vec<Vec<u8>> = vec![
+        Wire::Join {
+            app: APP.into(),
+            doc: "doc".into(),
+            conn: 1,
+            token: mallory,
+            extensions: false,
+        }
+        .encode()
+        .to_vec(),
+        Wire::Frame {
+            app: APP.into(),
+            doc: "doc".into(),
+            conn: 1,
+            frame: title_update("pwned "),
+        }
+        .encode()
+        .to_vec(),
+        Wire::Deliver {
+            app: APP.into(),
+            doc: "doc".into(),
+            frame: title_update("pwned "),
+            to: (0..2_000).collect(),
+        }
+        .encode()
+        .to_vec(),
+        Wire::AppState {
+            app: APP.into(),
+            enabled: false,
+        }
+        .encode()
+        .to_vec(),
+        Wire::Join {
+            app: APP.into(),
+            doc: "fresh".into(),
+            conn: 2,
+            token: token_for(APP, wrong, "fresh", "mallory", Mode::Edit),
+            extensions: false,
+        }
+        .encode()
+        .to_vec(),
+    ];
+    for from in ["node-0", "node-1", "node-2", "node-9"] {
+        for (kind, channel) in [
+            (0u8, format!("{}:node:node-0", cluster.prefix)),
+            (0, format!("{}:node:node-1", cluster.prefix)),
+            (0, format!("{}:node:node-2", cluster.prefix)),
+            (1, format!("{}:all", cluster.prefix)),
+        ] {
+            for payload in &payloads {
+                let forged = forged_envelope(kind, from, u64::MAX - 1, 1 << 40, payload);
+                publish(&channel, forged).await;
+            }
+            for conn in 0..200u64 {
+                let close = Wire::Close {
+                    app: APP.into(),
+                    doc: "doc".into(),
+                    conn,
+                    reason: Reason::SessionEnded,
+                };
+                publish(
+                    &channel,
+                    forged_envelope(kind, from, u64::MAX - 1, 2 + conn, &close.encode()),
+                )
+                .await;
+            }
+            // A heartbeat of a newer incarnation: "I restarted, drop what we shared".
+            publish(&channel, forged_envelope(2, from, u64::MAX, 1, &[])).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Nothing changed.
+    for (who, c) in [("alice", &alice), ("bob", &bob), ("carol", &carol)] {
+        assert_eq!(c.closed(), None, "{who} is still connected");
+        assert_eq!(c.title(), title, "{who}'s document is unchanged");
+    }
+    assert_eq!(
+        session_users(&cluster, "doc").await,
+        [
+            ("alice".into(), "edit".into()),
+            ("bob".into(), "edit".into()),
+            ("carol".into(), "edit".into())
+        ]
+    );
+    assert_eq!(leases_of(&cluster, APP, "fresh").await, 0);
+    // The app is still on, everywhere: a new session joins on each node, and the
+    // three editors still reach each other.
+    for node in n {
+        let dave = node.client("doc", "dave").await;
+        assert_eq!(dave.closed(), None);
+        dave.close().await;
+    }
+    let x = bob.insert_title(0, "after ");
+    eventually(
+        10,
+        "bob's edit after the attack is saved and everywhere",
+        || {
+            bob.saved() == x
+                && alice.title().starts_with("after ")
+                && carol.title() == alice.title()
+        },
+    )
+    .await
+    .unwrap();
+    // Every node dropped and counted all of it, and resynced nobody.
+    for (i, node) in n.iter().enumerate() {
+        assert_eq!(stats(i).resyncs, resyncs[i], "node-{i} resynced nobody");
+        let bus = node.state.documents.bus_stats().unwrap();
+        assert!(bus.rejected > 0 && bus.replayed > 0, "node-{i}: {bus:?}");
+    }
+    for c in [alice, bob, carol] {
+        c.close().await;
+    }
 }
