@@ -37,10 +37,12 @@ async fn leases_of(cluster: &Cluster, app: &str, doc: &str) -> i64 {
     .unwrap()
 }
 
+/// (channel, payload) of every message, in order.
+type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// Every message published on the cluster's channels while it runs.
 struct Spy {
-    /// (channel, payload) of every message, in order.
-    seen: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    seen: Seen,
     stop: CancellationToken,
 }
 
