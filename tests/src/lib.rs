@@ -164,16 +164,8 @@ impl TestServer {
 
 fn app(id: &str, secrets: &[&str], enabled: bool) -> AppConfig {
     AppConfig {
-        id: id.into(),
-        secrets: secrets.iter().map(|s| s.to_string()).collect(),
-        secrets_file: None,
         enabled,
-        callback_url: None,
-        whitelist: None,
-        whitelist_mode: Default::default(),
-        editor: "html".into(),
-        collaboration: true,
-        limits: Default::default(),
+        ..AppConfig::new(id, secrets.iter().copied())
     }
 }
 

@@ -15,18 +15,7 @@ const SECRET: &str = "wiki-secret-0123456789abcdef0123456789";
 
 fn state(admin_token: Option<&str>) -> AppState {
     let config = Config {
-        apps: vec![AppConfig {
-            id: "wiki".into(),
-            secrets: vec![SECRET.into()],
-            secrets_file: None,
-            enabled: true,
-            callback_url: None,
-            whitelist: None,
-            whitelist_mode: Default::default(),
-            editor: "html".into(),
-            collaboration: true,
-            limits: Default::default(),
-        }],
+        apps: vec![AppConfig::new("wiki", [SECRET])],
         admin_token: admin_token.map(str::to_owned),
         ..Config::default()
     };

@@ -94,7 +94,7 @@ mod tests {
         let c = Config {
             demo_secret: Some("topsecret".into()),
             admin_token: Some("admin-sesame".into()),
-            apps: vec![AppConfig::named("wiki", "hunter2")],
+            apps: vec![AppConfig::new("wiki", ["hunter2"])],
             ..Config::default()
         };
         let text = c.redacted().to_string();

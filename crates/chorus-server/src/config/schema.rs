@@ -65,19 +65,19 @@ pub struct AppConfig {
     pub limits: AppLimits,
 }
 
-#[cfg(test)]
 impl AppConfig {
-    /// An app as a configuration file names one with only its id and a secret.
-    pub(crate) fn named(id: &str, secret: &str) -> AppConfig {
+    /// An app as a configuration file names one with only its id and secrets: every
+    /// other key at its default (for embedding and tests).
+    pub fn new<S: Into<String>>(id: &str, secrets: impl IntoIterator<Item = S>) -> AppConfig {
         AppConfig {
             id: id.into(),
-            secrets: vec![secret.into()],
+            secrets: secrets.into_iter().map(Into::into).collect(),
             secrets_file: None,
             enabled: true,
             callback_url: None,
             whitelist: None,
             whitelist_mode: Default::default(),
-            editor: "html".into(),
+            editor: default_editor(),
             collaboration: true,
             limits: Default::default(),
         }

@@ -108,8 +108,8 @@ mod tests {
         let config = |secret: &str, allow: bool| Config {
             allow_weak_secrets: allow,
             apps: vec![
-                AppConfig::named("cms", STRONG),
-                AppConfig::named("wiki", secret),
+                AppConfig::new("cms", [STRONG]),
+                AppConfig::new("wiki", [secret]),
             ],
             ..Config::default()
         };

@@ -153,7 +153,7 @@ mod tests {
             store: "postgres://chorus@127.0.0.1:5432/chorus".into(),
             bus: Some("redis://127.0.0.1:6379".into()),
             cluster_keys: keys.iter().map(|k| k.to_string()).collect(),
-            apps: vec![AppConfig::named("wiki", &"s".repeat(32))],
+            apps: vec![AppConfig::new("wiki", [&"s".repeat(32)])],
             ..Config::default()
         };
         let err = |c: Config| c.validate().unwrap_err().to_string();
@@ -179,7 +179,7 @@ mod tests {
             bus: Some(bus.into()),
             bus_ca_file: ca.map(Into::into),
             cluster_keys: vec!["k".repeat(32)],
-            apps: vec![AppConfig::named("wiki", "a secret")],
+            apps: vec![AppConfig::new("wiki", ["a secret"])],
             ..Config::default()
         };
         let ok = cluster(

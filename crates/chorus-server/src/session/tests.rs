@@ -79,7 +79,7 @@ fn transport() -> (ChannelTransport, Client) {
 
 fn state(tune: impl FnOnce(&mut Config)) -> AppState {
     let mut config = Config {
-        apps: vec![AppConfig::named("wiki", &"s".repeat(32))],
+        apps: vec![AppConfig::new("wiki", [&"s".repeat(32)])],
         ..Config::default()
     };
     tune(&mut config);
