@@ -179,7 +179,7 @@ mod tests {
             bus: Some(bus.into()),
             bus_ca_file: ca.map(Into::into),
             cluster_keys: vec!["k".repeat(32)],
-            apps: vec![AppConfig::new("wiki", ["a secret"])],
+            apps: vec![AppConfig::new("wiki", [&"s".repeat(32)])],
             ..Config::default()
         };
         let ok = cluster(
