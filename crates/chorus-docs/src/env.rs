@@ -109,18 +109,38 @@ pub(crate) struct DocEnv {
     pub(crate) cluster: OnceLock<Cluster>,
 }
 
+/// What the document layer is built from ([`crate::Documents::new`]): the rules
+/// every document follows and the services it writes through.
+pub struct DocSetup {
+    /// Each room's limits (the app's whitelist replaces the default one).
+    pub limits: RoomLimits,
+    /// Per-app rules: whitelists, which apps have webhooks, which are exclusive.
+    pub rules: AppRules,
+    /// Loading, unloading, writing and history.
+    pub policy: DocPolicy,
+    /// Where documents are kept.
+    pub store: Arc<dyn Store>,
+    /// Webhook delivery.
+    pub hooks: Hooks,
+    /// Where the document layer's events are counted.
+    pub metrics: Arc<dyn DocMetrics>,
+    /// Share one flush among the jobs waiting for it (off: one flush per job).
+    pub group_commit: bool,
+}
+
 impl DocEnv {
-    /// The environment of every actor over `store`. Starts the group-commit writer
-    /// thread (with `group_commit` off every job is flushed on its own).
-    pub(crate) fn new(
-        limits: RoomLimits,
-        rules: AppRules,
-        policy: DocPolicy,
-        store: Arc<dyn Store>,
-        hooks: Hooks,
-        metrics: Arc<dyn DocMetrics>,
-        group_commit: bool,
-    ) -> DocEnv {
+    /// The environment of every actor over `setup.store`. Starts the group-commit
+    /// writer thread (with `group_commit` off every job is flushed on its own).
+    pub(crate) fn new(setup: DocSetup) -> DocEnv {
+        let DocSetup {
+            limits,
+            rules,
+            policy,
+            store,
+            hooks,
+            metrics,
+            group_commit,
+        } = setup;
         let writer = StoreWriter::start(store, group_commit, metrics.clone(), hooks.clone());
         DocEnv::with_writer(limits, rules, policy, writer, hooks, metrics)
     }

@@ -65,7 +65,7 @@ pub use command::{
     BaseState, ChangeOutcome, ClusterCommand, DocCommand, Draft, DraftContent, DraftFormat,
     HostChange, PreparedChange, PublishDraft, Published, SessionInfo,
 };
-pub use env::{AppRules, DocPolicy};
+pub use env::{AppRules, DocPolicy, DocSetup};
 pub use error::{DocError, HostError};
 pub use frames::{frame_queue, FrameReceiver, FrameSender, PushError};
 pub use metrics::{DocMetrics, NoMetrics};

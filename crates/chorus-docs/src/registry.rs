@@ -10,14 +10,13 @@
 
 use crate::actor::run_actor;
 use crate::command::DocCommand;
-use crate::env::{now_ms, Activity, AppRules, DocEnv, DocPolicy, Exit, DOC_INBOX};
+use crate::env::{now_ms, Activity, DocEnv, DocSetup, Exit, DOC_INBOX};
 use crate::error::DocError;
 use crate::inbox::{inbox, InboxReceiver, InboxSender, TrySendError};
-use crate::metrics::DocMetrics;
 use crate::nodes::{Cluster, ClusterSetup};
 use crate::release::{release_free_memory, TrimPolicy};
 use crate::types::DocKey;
-use chorus_core::{RoomLimits, Whitelist};
+use chorus_core::Whitelist;
 use chorus_hooks::Hooks;
 use chorus_store::Store;
 use dashmap::DashMap;
@@ -74,30 +73,14 @@ pub struct Documents {
 }
 
 impl Documents {
-    /// An empty set of documents over `store`. Starts the group-commit writer
-    /// thread (with `group_commit` off every job is flushed on its own, for
+    /// An empty set of documents over `setup.store`. Starts the group-commit
+    /// writer thread (with `group_commit` off every job is flushed on its own, for
     /// benchmarks that show what group commit buys); webhook events become
-    /// deliverable through `hooks` after the flush that made them durable.
-    pub fn new(
-        limits: RoomLimits,
-        rules: AppRules,
-        policy: DocPolicy,
-        store: Arc<dyn Store>,
-        hooks: Hooks,
-        metrics: Arc<dyn DocMetrics>,
-        group_commit: bool,
-    ) -> Arc<Self> {
+    /// deliverable through `setup.hooks` after the flush that made them durable.
+    pub fn new(setup: DocSetup) -> Arc<Self> {
         Arc::new(Documents {
             live: DashMap::new(),
-            env: Arc::new(DocEnv::new(
-                limits,
-                rules,
-                policy,
-                store,
-                hooks,
-                metrics,
-                group_commit,
-            )),
+            env: Arc::new(DocEnv::new(setup)),
             actors: TaskTracker::new(),
             over_bound: Notify::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),

@@ -4,8 +4,8 @@
 
 use chorus_core::RoomLimits;
 use chorus_docs::{
-    AppRules, DocCommand, DocError, DocKey, DocPolicy, Documents, DraftContent, DraftFormat,
-    HostChange, HostError, NoMetrics,
+    AppRules, DocCommand, DocError, DocKey, DocPolicy, DocSetup, Documents, DraftContent,
+    DraftFormat, HostChange, HostError, NoMetrics,
 };
 use chorus_hooks::{Hooks, HooksConfig};
 use chorus_store::{DocId, MemoryStore, Store, StoreCondition};
@@ -18,15 +18,15 @@ fn documents(store: Arc<MemoryStore>) -> Arc<Documents> {
         HooksConfig::default(),
     )
     .expect("hooks");
-    Documents::new(
-        RoomLimits::default(),
-        AppRules::default(),
-        DocPolicy::default(),
+    Documents::new(DocSetup {
+        limits: RoomLimits::default(),
+        rules: AppRules::default(),
+        policy: DocPolicy::default(),
         store,
         hooks,
-        Arc::new(NoMetrics),
-        true,
-    )
+        metrics: Arc::new(NoMetrics),
+        group_commit: true,
+    })
 }
 
 fn key(doc: &str) -> DocKey {

@@ -7,7 +7,7 @@ use crate::limits::Limiters;
 use crate::metrics::Metrics;
 use chorus_auth::AppRegistry;
 use chorus_core::RoomLimits;
-use chorus_docs::{AppRules, Documents};
+use chorus_docs::{AppRules, DocSetup, Documents};
 use chorus_hooks::Hooks;
 use chorus_store::{Store, StoreError};
 use std::ops::Deref;
@@ -79,19 +79,19 @@ impl AppState {
         let metrics = Arc::new(Metrics::new(Some(hooks.clone())));
         let state = AppState(Arc::new(Shared {
             apps: config.app_registry(),
-            documents: Documents::new(
+            documents: Documents::new(DocSetup {
                 limits,
-                AppRules {
+                rules: AppRules {
                     whitelists,
                     hooked: hooked_apps,
                     exclusive: config.exclusive_apps(),
                 },
-                config.doc_policy(),
+                policy: config.doc_policy(),
                 store,
                 hooks,
-                metrics.clone(),
-                config.store_group_commit,
-            ),
+                metrics: metrics.clone(),
+                group_commit: config.store_group_commit,
+            }),
             metrics,
             limiters: Limiters::new(
                 &config.limits,
