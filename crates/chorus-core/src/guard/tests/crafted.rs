@@ -4,6 +4,14 @@
 use super::*;
 use yrs::types::text::YChange;
 
+/// Every whitelist mode: what the guard refuses before an update is applied, it
+/// refuses in each of them.
+const EVERY_MODE: [WhitelistMode; 3] = [
+    WhitelistMode::Strip,
+    WhitelistMode::Reject,
+    WhitelistMode::Off,
+];
+
 /// lib0 v1, written by hand (a second encoder: not yrs').
 fn var(buf: &mut Vec<u8>, mut v: u64) {
     loop {
@@ -628,11 +636,7 @@ fn an_astral_string_among_nodes_is_refused_before_it_can_hang_the_room() {
             ),
         ),
     ] {
-        for mode in [
-            WhitelistMode::Strip,
-            WhitelistMode::Reject,
-            WhitelistMode::Off,
-        ] {
+        for mode in EVERY_MODE {
             let mut f = with_hi(mode);
             assert!(
                 matches!(f.send(&bytes), Err(RoomError::Malformed { .. })),
@@ -818,11 +822,7 @@ fn an_item_whose_known_head_sits_in_another_node_is_refused_before_it_can_hang_t
             under(Parent::Item(P.0, P.1), Some("class"), Content::Str("b")),
         ),
     ] {
-        for mode in [
-            WhitelistMode::Strip,
-            WhitelistMode::Reject,
-            WhitelistMode::Off,
-        ] {
+        for mode in EVERY_MODE {
             let mut f = with_hi(mode);
             f.send(&update(ATTACKER, 0, &[after(LAST_CHAR, Content::Str("a"))]))
                 .unwrap();
@@ -939,11 +939,7 @@ fn a_repeated_item_naming_another_parent_does_not_move_a_format_item_after_it() 
 /// joiners and the store, though no map reads it. Such an entry is refused.
 #[test]
 fn a_later_value_of_a_key_longer_than_one_clock_is_refused() {
-    for mode in [
-        WhitelistMode::Strip,
-        WhitelistMode::Reject,
-        WhitelistMode::Off,
-    ] {
+    for mode in EVERY_MODE {
         let mut f = with_hi(mode);
         // The first value: one clock, as Yjs writes it (refused or not by the policy).
         let _ = f.send(&update(
@@ -1016,11 +1012,7 @@ fn a_paste_after_the_first_character_is_applied() {
 fn a_client_whose_structs_are_given_twice_is_refused() {
     // Four clients: 1 (none), 0 (GC 0..4), 0 again (GC 0..1), 0 again (none).
     let bytes: &[u8] = &[4, 0, 1, 1, 1, 0, 0, 0, 4, 1, 0, 0, 0, 1, 0, 0, 5, 0];
-    for mode in [
-        WhitelistMode::Strip,
-        WhitelistMode::Reject,
-        WhitelistMode::Off,
-    ] {
+    for mode in EVERY_MODE {
         let mut f = with_hi(mode);
         assert!(
             matches!(f.send(bytes), Err(RoomError::Malformed { .. })),
@@ -1047,11 +1039,7 @@ fn a_format_item_after_a_collected_origin_is_placed_by_its_right_origin() {
         1, 2, 90, 0, 0, 91, 198, 90, 90, 7, 1, 6, 115, 116, 114, 111, 110, 103, 4, 116, 114, 117,
         101, 0,
     ];
-    for mode in [
-        WhitelistMode::Strip,
-        WhitelistMode::Reject,
-        WhitelistMode::Off,
-    ] {
+    for mode in EVERY_MODE {
         let mut f = with_hi(mode);
         assert!(
             matches!(f.send(in_one_update), Err(RoomError::Malformed { .. })),
@@ -1106,11 +1094,7 @@ fn an_item_taking_its_key_from_its_right_origin_is_refused() {
         key: None,
         content: Content::Str("x"),
     };
-    for mode in [
-        WhitelistMode::Strip,
-        WhitelistMode::Reject,
-        WhitelistMode::Off,
-    ] {
+    for mode in EVERY_MODE {
         let mut f = with_hi(mode);
         // An entry the room holds (kept or stripped: a deleted entry still lends
         // its key).
@@ -1216,11 +1200,7 @@ fn typing_before_a_text_s_first_live_character_is_applied() {
 /// title short. Refused in every mode.
 #[test]
 fn an_item_whose_right_origin_was_collected_and_origin_was_not_is_refused() {
-    for mode in [
-        WhitelistMode::Strip,
-        WhitelistMode::Reject,
-        WhitelistMode::Off,
-    ] {
+    for mode in EVERY_MODE {
         let mut f = with_hi(mode);
         f.edit(|txn, body, _| p(txn, body, "yo")).unwrap();
         // Delete the first paragraph: the room collects its text and characters.
