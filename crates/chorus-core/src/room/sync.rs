@@ -69,6 +69,18 @@ impl Emitted {
     }
 }
 
+/// Below this a document's whole state is encoded for each joiner that has
+/// nothing: it takes microseconds, and keeping a copy would cost more memory than
+/// it saves time.
+const SHARED_FULL_STATE_MIN: usize = 64 << 10;
+
+/// The whole document as a step 2 frame, shared by every joiner that has nothing
+/// (a join storm costs one encoding, not one each), with what it covers.
+struct FullState {
+    covers: StateVector,
+    frame: Bytes,
+}
+
 /// One live shared document: the CRDT, its members and their presence.
 pub struct Room<P: Peer> {
     pub(super) doc: Doc,
@@ -95,6 +107,9 @@ pub struct Room<P: Peer> {
     pub(super) neutralised: Neutralised,
     /// Updates refused as a whole (reject mode) since the last [`Room::take_neutralised`].
     pub(super) rejected_updates: u64,
+    /// The whole state, encoded once for joiners that have nothing (large
+    /// documents only; dropped when the last member leaves).
+    full_state: Option<Box<FullState>>,
 }
 
 impl<P: Peer> Room<P> {
@@ -147,6 +162,7 @@ impl<P: Peer> Room<P> {
             guard,
             neutralised: Neutralised::default(),
             rejected_updates: 0,
+            full_state: None,
         }
     }
 
@@ -355,9 +371,50 @@ impl<P: Peer> Room<P> {
             }
             member.answered_step1 = true;
         }
+        if sv.is_empty() {
+            self.answer_from_nothing(conn);
+            return Ok(());
+        }
         let diff = self.doc.transact().encode_state_as_update_v1(&sv);
         self.send_to(conn, encode_sync(SYNC_STEP2, &diff));
         Ok(())
+    }
+
+    /// Answer a joiner that has nothing with the shared full state: as it is when
+    /// the document has not changed since it was encoded, followed by an update
+    /// with what changed when that is small next to it, encoded again otherwise.
+    fn answer_from_nothing(&mut self, conn: ConnId) {
+        let txn = self.doc.transact();
+        let current = txn.state_vector();
+        if let Some(shared) = &self.full_state {
+            if shared.covers == current {
+                let frame = shared.frame.clone();
+                drop(txn);
+                self.send_to(conn, frame);
+                return;
+            }
+            // Deletions are in every diff whole, so step 2 plus this is the document.
+            let since = txn.encode_state_as_update_v1(&shared.covers);
+            if since.len() * 4 <= shared.frame.len() {
+                let frame = shared.frame.clone();
+                drop(txn);
+                self.send_to(conn, frame);
+                self.send_to(conn, encode_sync(SYNC_UPDATE, &since));
+                return;
+            }
+        }
+        let frame = encode_sync(
+            SYNC_STEP2,
+            &txn.encode_state_as_update_v1(&StateVector::default()),
+        );
+        drop(txn);
+        self.full_state = (frame.len() >= SHARED_FULL_STATE_MIN).then(|| {
+            Box::new(FullState {
+                covers: current,
+                frame: frame.clone(),
+            })
+        });
+        self.send_to(conn, frame);
     }
 
     /// Apply a member's update; an update that is not applied as sent caps what the
@@ -658,6 +715,9 @@ impl<P: Peer> Room<P> {
                 let body = encode_awareness(removed.iter().map(|(id, c)| (*id, *c, "null")));
                 self.broadcast(Message::Awareness(body).encode(), None);
             }
+        }
+        if self.members.is_empty() {
+            self.full_state = None;
         }
     }
 }

@@ -121,6 +121,79 @@ fn edits_reach_other_members_but_not_the_sender() {
     assert_eq!(t.get_string(&doc_b.transact()), "hello");
 }
 
+/// The frames `rec` was sent (not decoded), taken.
+fn raw_frames(rec: &Recorder) -> Vec<Bytes> {
+    rec.frames.borrow_mut().drain(..).collect()
+}
+
+/// A fresh client document after applying the sync frames `frames` (step 2 and
+/// updates), an oracle apart from the room: what a joiner ends up with.
+fn applied(frames: &[Bytes]) -> String {
+    let doc = Doc::new();
+    let title = doc.get_or_insert_text("title");
+    for frame in frames {
+        match Message::decode(frame).unwrap() {
+            Message::Sync(SyncMessage::Step2(u) | SyncMessage::Update(u)) => doc
+                .transact_mut()
+                .apply_update(Update::decode_v1(&u).unwrap())
+                .unwrap(),
+            other => panic!("not a sync frame: {other:?}"),
+        }
+    }
+    let txn = doc.transact();
+    title.get_string(&txn)
+}
+
+#[test]
+fn joiners_that_have_nothing_share_one_encoding_of_a_large_document() {
+    let mut r = room();
+    let writer = Recorder::default();
+    r.join(ConnId(1), session("w", Mode::Edit), writer.clone());
+    let big = "lorem ipsum ".repeat(10_000);
+    let (client, u) = client_edit(11, &big);
+    r.receive(ConnId(1), update_msg(&u)).unwrap();
+    let empty = || {
+        let empty_sv = StateVector::default().encode_v1();
+        Message::Sync(SyncMessage::Step1(Bytes::from(empty_sv)))
+    };
+    let join = |r: &mut Room<Recorder>, id: u64| {
+        let rec = Recorder::default();
+        r.join(ConnId(id), session("j", Mode::View), rec.clone());
+        raw_frames(&rec);
+        r.receive(ConnId(id), empty()).unwrap();
+        raw_frames(&rec)
+    };
+    // Three joiners: one encoding, the same bytes for each.
+    let answers: Vec<Vec<Bytes>> = (2..5).map(|id| join(&mut r, id)).collect();
+    for a in &answers {
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].as_ptr(), answers[0][0].as_ptr(), "one shared frame");
+        assert_eq!(applied(a), big);
+    }
+    // An edit later: the shared frame and what changed since, which together are
+    // the document.
+    let more = {
+        let t = client.get_or_insert_text("title");
+        let mut txn = client.transact_mut();
+        t.insert(&mut txn, 0, "new ");
+        txn.encode_update_v1()
+    };
+    r.receive(ConnId(1), update_msg(&more)).unwrap();
+    let later = join(&mut r, 5);
+    assert_eq!(later.len(), 2, "step 2 and an update");
+    assert_eq!(later[0].as_ptr(), answers[0][0].as_ptr());
+    assert_eq!(applied(&later), format!("new {big}"));
+    assert_eq!(applied(&later), title_of(&r));
+    // A small document is encoded for each joiner (nothing kept).
+    let mut small = room();
+    small.join(ConnId(1), session("w", Mode::Edit), Recorder::default());
+    let (_, u) = client_edit(12, "short");
+    small.receive(ConnId(1), update_msg(&u)).unwrap();
+    let (x, y) = (join(&mut small, 2), join(&mut small, 3));
+    assert_ne!(x[0].as_ptr(), y[0].as_ptr());
+    assert_eq!(applied(&x), "short");
+}
+
 #[test]
 fn a_second_step1_is_answered_only_once_the_last_answer_left_the_queue() {
     let mut r = room();
