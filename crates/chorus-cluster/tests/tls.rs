@@ -83,6 +83,22 @@ async fn a_redis_signed_by_another_ca_is_refused_with_the_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_whose_certificate_names_another_host_is_refused() {
+    let ca = TestCa::new("chorus test CA");
+    // Signed by the trusted CA, but for another host: a man in the middle with a
+    // certificate of his own from the same CA.
+    let redis = TlsRedis::start_as(&ca, &["elsewhere.invalid"]);
+    let e = start(config(&redis.url(), "a").with_ca_file(ca.ca_file()))
+        .await
+        .expect_err("a certificate for another host");
+    assert!(matches!(e, BusError::Tls { .. }), "{e}");
+    assert!(
+        e.to_string().contains("not valid for name"),
+        "rustls's reason: {e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plaintext_to_the_tls_port_does_not_work() {
     let ca = TestCa::new("chorus test CA");
     let redis = TlsRedis::start(&ca);

@@ -123,11 +123,17 @@ impl TlsRedis {
     /// Start it on a free port (waits until it listens; panics with its log if it
     /// does not within 10 s).
     pub fn start(ca: &TestCa) -> TlsRedis {
+        TlsRedis::start_as(ca, SERVER_NAMES)
+    }
+
+    /// [`TlsRedis::start`] with a certificate for `names` instead (a certificate
+    /// that does not name the address clients use).
+    pub fn start_as(ca: &TestCa, names: &[&str]) -> TlsRedis {
         let dir = tempfile::Builder::new()
             .prefix("chorus-test-redis-")
             .tempdir()
             .expect("a directory for redis");
-        let (cert, key) = ca.issue(SERVER_NAMES);
+        let (cert, key) = ca.issue(names);
         let path = |name: &str| dir.path().join(name);
         std::fs::write(path("server.crt"), cert).unwrap();
         std::fs::write(path("server.key"), key).unwrap();
