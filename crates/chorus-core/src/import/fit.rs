@@ -125,7 +125,7 @@ impl EditorContent {
 /// `dd`, …) wrapped in a `p`. See the module doc.
 pub(super) fn fit_editor(nodes: Vec<BodyNode>) -> Vec<BodyNode> {
     let table = EditorContent::get();
-    fit_children(table, nodes, table.root == Holds::Blocks, 1)
+    fit_children(table, nodes, table.root == Holds::Blocks, 1, false)
 }
 
 fn fit_children(
@@ -133,22 +133,33 @@ fn fit_children(
     nodes: Vec<BodyNode>,
     holds_blocks: bool,
     depth: usize,
+    in_form: bool,
 ) -> Vec<BodyNode> {
-    let nodes = nodes.into_iter().map(|node| match node {
+    let nodes = nodes.into_iter().flat_map(|node| match node {
         // Deeper than the bound nothing is imported anyway (`apply_body` skips it).
         BodyNode::Element {
             tag,
             attrs,
             children,
         } if depth < MAX_DEPTH => {
+            let form = tag.eq_ignore_ascii_case("form");
+            if form && in_form {
+                // HTML's parser makes a form inside a form (`<form><div></form>
+                // <form>`: the first `</form>` leaves the div open inside it) but
+                // never reads one back (a form start tag inside a form is
+                // ignored), so a draft holding one would change when its own
+                // rendering is written back. Its content takes its place. Found by
+                // the `html_import` fuzz target (docs/FUZZING.md).
+                return fit_children(table, children, holds_blocks, depth + 1, true);
+            }
             let blocks = table.holds_blocks(&tag);
-            BodyNode::Element {
-                children: fit_children(table, children, blocks, depth + 1),
+            vec![BodyNode::Element {
+                children: fit_children(table, children, blocks, depth + 1, in_form || form),
                 tag,
                 attrs,
-            }
+            }]
         }
-        other => other,
+        other => vec![other],
     });
     if !holds_blocks {
         return nodes.collect();

@@ -1372,6 +1372,20 @@ fn an_inline_element_holding_a_block_is_not_wrapped_so_its_rendering_reimports_u
     assert_eq!(host_body(&whitelist, &html), body, "a fixed point");
 }
 
+#[test]
+fn a_form_the_parser_puts_inside_a_form_gives_way_to_its_content() {
+    let whitelist = crate::Whitelist::default();
+    // The first `</form>` leaves the div open inside the form; the forms after it
+    // start inside that div, inside the first form.
+    let body = host_body(
+        &whitelist,
+        "<form><div>a</form><form>b</form><form>c</form><form id=\"t\"></form><p>X</p></div>",
+    );
+    let html = body_nodes_html(&body);
+    assert!(!html[1..].contains("<form"), "one form: {html}");
+    assert_eq!(host_body(&whitelist, &html), body, "a fixed point: {html}");
+}
+
 /// A member that drops what it is sent (the room's relaying is not under test here).
 struct Nobody;
 
