@@ -22,7 +22,7 @@ export interface paths {
                     "If-None-Match"?: string;
                 };
                 path: {
-                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token: app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
+                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token, so app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
                     app: components["parameters"]["app"];
                     /** @description the content id */
                     doc: components["parameters"]["doc"];
@@ -92,7 +92,7 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token: app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
+                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token, so app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
                     app: components["parameters"]["app"];
                 };
                 cookie?: never;
@@ -156,7 +156,7 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token: app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
+                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token, so app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
                     app: components["parameters"]["app"];
                     /** @description the content id */
                     doc: components["parameters"]["doc"];
@@ -244,7 +244,7 @@ export interface paths {
                     "If-Match": string;
                 };
                 path: {
-                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token: app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
+                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token, so app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
                     app: components["parameters"]["app"];
                     /** @description the content id */
                     doc: components["parameters"]["doc"];
@@ -326,7 +326,7 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token: app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
+                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token, so app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
                     app: components["parameters"]["app"];
                     /** @description the content id */
                     doc: components["parameters"]["doc"];
@@ -376,7 +376,7 @@ export interface paths {
                 };
                 header?: never;
                 path: {
-                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token: app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
+                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token, so app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
                     app: components["parameters"]["app"];
                     /** @description the content id */
                     doc: components["parameters"]["doc"];
@@ -440,7 +440,7 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token: app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
+                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token, so app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
                     app: components["parameters"]["app"];
                     /** @description the content id */
                     doc: components["parameters"]["doc"];
@@ -505,7 +505,7 @@ export interface paths {
                 query?: never;
                 header?: never;
                 path: {
-                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token: app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
+                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token, so app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
                     app: components["parameters"]["app"];
                     /** @description the content id */
                     doc: components["parameters"]["doc"];
@@ -550,14 +550,14 @@ export interface paths {
         put?: never;
         /**
          * Make one session view-only (e.g. its user lost the edit permission)
-         * @description Other sessions are not touched. An opted-in client receives `read-only` with reason `downgraded`; its later writes are refused like any view session's. In exclusive mode the hold passes on.
+         * @description Other sessions are not touched. An opted-in client receives `read-only` with reason `downgraded`; its later writes are refused like any view session's. In exclusive mode the hold passes on. The downgrade holds for the session's user on this document until the token the session had expires, whatever token they come back with (on every node, across restarts); their later sessions start view-only with `read-only` `downgraded`.
          */
         post: {
             parameters: {
                 query?: never;
                 header?: never;
                 path: {
-                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token: app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
+                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token, so app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
                     app: components["parameters"]["app"];
                     /** @description the content id */
                     doc: components["parameters"]["doc"];
@@ -599,14 +599,14 @@ export interface paths {
         post?: never;
         /**
          * End one session
-         * @description Its socket closes with 4403 `session-ended`; other sessions are not touched.
+         * @description Its socket closes with 4403 `session-ended`; other sessions are not touched. Until the token the session had expires, the same user's later sessions on this document are closed the same way at once, whatever token they come with (on every node, across restarts).
          */
         delete: {
             parameters: {
                 query?: never;
                 header?: never;
                 path: {
-                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token: app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
+                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token, so app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
                     app: components["parameters"]["app"];
                     /** @description the content id */
                     doc: components["parameters"]["doc"];
@@ -644,13 +644,16 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Enable an app at runtime */
+        /**
+         * Enable an app at runtime
+         * @description Kept in the store before the answer (across restarts, and on every node of a cluster, one that joins later included); it overrides the app's `enabled` in the configuration until switched again. A store that cannot keep it answers 503.
+         */
         post: {
             parameters: {
                 query?: never;
                 header?: never;
                 path: {
-                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token: app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
+                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token, so app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
                     app: components["parameters"]["app"];
                 };
                 cookie?: never;
@@ -688,14 +691,14 @@ export interface paths {
         put?: never;
         /**
          * Disable an app at runtime
-         * @description New sessions and host calls of the app are refused (4403 / 403 `app-disabled`); its open sessions close with 4403 `app-disabled`.
+         * @description New sessions and host calls of the app are refused (4403 / 403 `app-disabled`); its open sessions close with 4403 `app-disabled`. Kept in the store before the answer (across restarts, and on every node of a cluster, one that joins later included); it overrides the app's `enabled` in the configuration until switched again. A store that cannot keep it answers 503.
          */
         post: {
             parameters: {
                 query?: never;
                 header?: never;
                 path: {
-                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token: app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
+                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token, so app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
                     app: components["parameters"]["app"];
                 };
                 cookie?: never;
@@ -901,7 +904,7 @@ export interface components {
         };
     };
     parameters: {
-        /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token: app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
+        /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token, so app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
         app: string;
         /** @description the content id */
         doc: components["schemas"]["ContentId"];
