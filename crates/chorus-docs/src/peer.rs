@@ -108,8 +108,8 @@ impl Peer for QueuePeer {
     fn backlog_bytes(&self) -> usize {
         match &self.sink {
             FrameSink::Local(frames) => frames.queued_bytes(),
-            // Known to the forwarding node, which holds the connection's queue and
-            // applies the same rule before it relays a step 1 (`actor::proxy`).
+            // Known to the forwarding node, which holds the connection's queue
+            // (bounded in bytes there).
             FrameSink::Remote { .. } => 0,
         }
     }

@@ -28,10 +28,10 @@ pub trait Peer {
     /// Queue one encoded frame for this member.
     fn send(&self, frame: Bytes) -> bool;
 
-    /// Bytes queued for this member and not yet written to it. The room answers a
-    /// second sync step 1 from one member only once this is 0: a client that asks
-    /// a thousand times at once gets one answer, not a thousand encodings of the
-    /// document (what a peer cannot tell, it reports as 0).
+    /// Bytes queued for this member and not yet written to it. A member that asks
+    /// for the document again (a sync step 1) while this is not 0 is answered with
+    /// the shared whole state: a client that asks a thousand times at once costs
+    /// no encoding each (what a peer cannot tell, it reports as 0).
     fn backlog_bytes(&self) -> usize {
         0
     }

@@ -358,20 +358,17 @@ impl<P: Peer> Room<P> {
             .ok_or(RoomError::Malformed {
                 what: "state vector",
             })?;
+        let mut shared = sv.is_empty();
         if let Some(member) = self.members.get_mut(&conn) {
-            // One answer at a time: until the last one (and whatever followed it)
-            // has left the queue, it covers what this one would send, and updates
-            // since reach the member as broadcasts.
-            if member.answered_step1 && member.peer.backlog_bytes() > 0 {
-                tracing::trace!(
-                    conn = conn.0,
-                    "a step 1 while the last answer is queued; not answered"
-                );
-                return Ok(());
-            }
+            // Asked again while earlier answers are still queued for it (a client
+            // reads what it asked for before it asks again): answered with the
+            // shared whole state, which covers any state vector, so a flood of
+            // step 1 costs no encoding each; its bytes are charged to the member's
+            // queue, whose bound closes a member that asks and does not read.
+            shared |= member.answered_step1 && member.peer.backlog_bytes() > 0;
             member.answered_step1 = true;
         }
-        if sv.is_empty() {
+        if shared {
             self.answer_from_nothing(conn);
             return Ok(());
         }

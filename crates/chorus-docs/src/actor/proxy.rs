@@ -20,8 +20,7 @@ use crate::types::DocKey;
 use crate::types::Route;
 use crate::wire::Wire;
 use chorus_core::{ConnId, Peer};
-use chorus_protocol::{Message, SyncMessage};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -36,9 +35,6 @@ struct Proxy {
     key: DocKey,
     owner: Arc<str>,
     members: HashMap<ConnId, QueuePeer>,
-    /// Members whose sync step 1 was relayed: the next one waits for an empty
-    /// queue, as on the owner (`Peer::backlog_bytes`).
-    asked: HashSet<ConnId>,
     activity: Arc<Activity>,
     idle_since: Option<Instant>,
 }
@@ -69,7 +65,6 @@ pub(crate) async fn serve(
         key,
         owner,
         members: HashMap::new(),
-        asked: HashSet::new(),
         activity,
         idle_since: Some(Instant::now()),
     };
@@ -128,13 +123,6 @@ impl Proxy {
                 self.touched();
             }
             DocCommand::Message { conn, msg, .. } => {
-                if let (Some(peer), Message::Sync(SyncMessage::Step1(_))) =
-                    (self.members.get(&conn), &msg)
-                {
-                    if !self.asked.insert(conn) && peer.backlog_bytes() > 0 {
-                        return None;
-                    }
-                }
                 if self.members.contains_key(&conn) {
                     self.send(&Wire::Frame {
                         app,
@@ -145,7 +133,6 @@ impl Proxy {
                 }
             }
             DocCommand::Leave { conn } => {
-                self.asked.remove(&conn);
                 if self.members.remove(&conn).is_some() {
                     self.send(&Wire::Leave {
                         app,
@@ -216,7 +203,6 @@ impl Proxy {
                 }
             }
             ClusterOp::Close { conn, reason, .. } => {
-                self.asked.remove(&ConnId(conn));
                 if let Some(peer) = self.members.remove(&ConnId(conn)) {
                     peer.control.close(reason);
                 }
