@@ -12,7 +12,7 @@ mod extract;
 mod types;
 
 pub use error::{method_not_allowed, retry_after, ApiError};
-pub(crate) use extract::{bearer, VerifiedHost};
+pub(crate) use extract::{authorize_host, VerifiedHost};
 pub use types::ErrorBody;
 
 use crate::state::AppState;

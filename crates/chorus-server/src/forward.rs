@@ -17,8 +17,8 @@
 //! - **Bounded.** Bodies up to the host API's limit, and at most
 //!   `chorus_docs`' `MAX_HOST_FORWARDS` calls carried at once per node (503 past it).
 
-use crate::api::{bearer, ApiError, VerifiedHost};
-use crate::state::{unix_now, AppState};
+use crate::api::{authorize_host, ApiError, VerifiedHost};
+use crate::state::AppState;
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
@@ -28,7 +28,6 @@ use axum::Router;
 use chorus_docs::{DocKey, Route};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::time::Instant;
 use tower::ServiceExt;
 
 /// Largest body carried (the host API's own limit).
@@ -123,7 +122,7 @@ pub async fn to_owner(State(state): State<AppState>, mut req: Request, next: Nex
         return here(next.run(req).await);
     }
     // Who asks, before any work: routing starts an actor and may take a lease.
-    if let Err(refused) = verify_host(&state, &key, req.headers()) {
+    if let Err(refused) = authorize_host(&state, &key.app, Some(&key.doc), req.headers()) {
         return here(refused.into_response());
     }
     req.extensions_mut().insert(VerifiedHost(key.clone()));
@@ -162,16 +161,6 @@ pub async fn to_owner(State(state): State<AppState>, mut req: Request, next: Nex
         StatusCode::from_u16(answered.status).unwrap_or(StatusCode::BAD_GATEWAY);
     headers_from_wire(answered.headers, response.headers_mut());
     response
-}
-
-/// The host token of `headers` verified for `key`, and the app's rate charged:
-/// what the route's `HostDoc` extractor would check.
-fn verify_host(state: &AppState, key: &DocKey, headers: &HeaderMap) -> Result<(), ApiError> {
-    state
-        .apps
-        .verify_host(&key.app, Some(&key.doc), bearer(headers)?, unix_now())?;
-    state.limiters.host_request(&key.app, Instant::now())?;
-    Ok(())
 }
 
 /// Answer calls other nodes carry here, through `router` (this node's own).

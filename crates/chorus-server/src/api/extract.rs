@@ -111,7 +111,7 @@ where
 }
 
 /// The bearer token of `Authorization`.
-pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -122,6 +122,22 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or(ApiError::MissingToken)
+}
+
+/// The host token of `headers` verified for `app` (and `doc`, for a document
+/// route), and the app's request rate charged: what every host call passes before
+/// anything else, here or (cluster mode) on the node that routes it.
+pub(crate) fn authorize_host(
+    state: &AppState,
+    app: &str,
+    doc: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    state
+        .apps
+        .verify_host(app, doc, bearer(headers)?, unix_now())?;
+    state.limiters.host_request(app, Instant::now())?;
+    Ok(())
 }
 
 /// `{app}` and `{doc}` of a document route (its other parameters are ignored here).
@@ -163,10 +179,7 @@ impl FromRequestParts<AppState> for HostDoc {
             .get::<VerifiedHost>()
             .is_some_and(|v| *v.0.app == *app && *v.0.doc == *doc);
         if !verified {
-            state
-                .apps
-                .verify_host(&app, Some(&doc), bearer(&parts.headers)?, unix_now())?;
-            state.limiters.host_request(&app, Instant::now())?;
+            authorize_host(state, &app, Some(&doc), &parts.headers)?;
         }
         if !is_valid_content_id(&doc) {
             return Err(ApiError::bad_request("invalid content id"));
@@ -189,10 +202,7 @@ impl FromRequestParts<AppState> for HostApp {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let ApiPath(AppPath { app }) = ApiPath::from_request_parts(parts, state).await?;
-        state
-            .apps
-            .verify_host(&app, None, bearer(&parts.headers)?, unix_now())?;
-        state.limiters.host_request(&app, Instant::now())?;
+        authorize_host(state, &app, None, &parts.headers)?;
         Ok(HostApp { app })
     }
 }
