@@ -8,24 +8,16 @@
 //! Run with `cargo bench -p chorus-core --bench cold_answer`; figures in
 //! docs/PERFORMANCE.md.
 
+mod common;
+
 use chorus_core::sync_from_stored;
 use criterion::Criterion;
 use std::hint::black_box;
-use yrs::{Doc, ReadTxn, StateVector, Text, Transact};
-
-/// Single-character inserts in the snapshot: the cold load benchmark's history.
-const HISTORY: u32 = 100_000;
+use yrs::{ReadTxn, StateVector, Text, Transact};
 
 /// The snapshot of a typed history, and `log` more one-character updates after it.
 fn stored(log: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
-    let doc = Doc::with_client_id(1);
-    let title = doc.get_or_insert_text("title");
-    for i in 0..HISTORY {
-        let mut txn = doc.transact_mut();
-        // Jump every 64 characters, as the cold load benchmark types.
-        let at = if i % 64 == 0 { (i * 7919) % (i + 1) } else { i };
-        title.insert(&mut txn, at.min(i), "x");
-    }
+    let (doc, title) = common::typed_history();
     let snapshot = doc
         .transact()
         .encode_state_as_update_v1(&StateVector::default());
@@ -33,7 +25,7 @@ fn stored(log: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
         .map(|i| {
             let mut txn = doc.transact_mut();
             let before = txn.state_vector();
-            title.insert(&mut txn, (i as u32 * 31) % HISTORY, "y");
+            title.insert(&mut txn, (i as u32 * 31) % common::HISTORY, "y");
             txn.encode_state_as_update_v1(&before)
         })
         .collect();

@@ -8,7 +8,6 @@
 //! Run with `cargo bench -p chorus-core --bench join_storm`; figures in
 //! docs/PERFORMANCE.md.
 
-#[allow(dead_code)] // the other benches use the rest of it
 mod common;
 
 use bytes::Bytes;
@@ -18,10 +17,7 @@ use criterion::{BatchSize, Criterion};
 use std::cell::RefCell;
 use std::hint::black_box;
 use yrs::updates::encoder::Encode;
-use yrs::{Doc, ReadTxn, StateVector, Text, Transact};
-
-/// Single-character inserts: the cold load benchmark's history.
-const HISTORY: u32 = 100_000;
+use yrs::{ReadTxn, StateVector, Transact};
 
 /// A member whose frames go nowhere (its queue is always empty).
 struct Discard;
@@ -34,14 +30,7 @@ impl Peer for Discard {
 }
 
 fn history() -> Vec<u8> {
-    let doc = Doc::with_client_id(1);
-    let title = doc.get_or_insert_text("title");
-    for i in 0..HISTORY {
-        let mut txn = doc.transact_mut();
-        // Jump every 64 characters, as the cold load benchmark types.
-        let at = if i % 64 == 0 { (i * 7919) % (i + 1) } else { i };
-        title.insert(&mut txn, at.min(i), "x");
-    }
+    let (doc, _) = common::typed_history();
     let state = doc
         .transact()
         .encode_state_as_update_v1(&StateVector::default());

@@ -1,6 +1,10 @@
 //! What the core benchmarks share: an edit-mode session, a client document
 //! configured as the web client's (UTF-16 offsets, a fixed client id), a room
-//! holding a base document, and the measured loop of a room receiving updates.
+//! holding a base document, the measured loop of a room receiving updates, and the
+//! cold load benchmark's typed history.
+
+// Each bench uses part of this module.
+#![allow(dead_code)]
 
 use bytes::Bytes;
 use chorus_auth::Mode;
@@ -68,4 +72,21 @@ pub fn receive_each<P: Peer>(b: &mut Bencher, setup: impl Fn() -> Room<P>, messa
         },
         BatchSize::LargeInput,
     )
+}
+
+/// Single-character inserts in the cold load benchmark's history.
+pub const HISTORY: u32 = 100_000;
+
+/// The cold load benchmark's document: [`HISTORY`] one-character inserts into the
+/// title, jumping every 64 characters; with its title, to type more.
+pub fn typed_history() -> (Doc, yrs::TextRef) {
+    use yrs::{Text, Transact};
+    let doc = Doc::with_client_id(1);
+    let title = doc.get_or_insert_text("title");
+    for i in 0..HISTORY {
+        let mut txn = doc.transact_mut();
+        let at = if i % 64 == 0 { (i * 7919) % (i + 1) } else { i };
+        title.insert(&mut txn, at.min(i), "x");
+    }
+    (doc, title)
 }
