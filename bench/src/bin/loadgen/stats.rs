@@ -109,7 +109,10 @@ impl Hist {
 /// One reading of `/proc/<pid>/{stat,status}`.
 #[derive(Clone, Copy)]
 pub struct ProcSample {
+    /// user + system.
     pub cpu_s: f64,
+    pub user_s: f64,
+    pub sys_s: f64,
     pub rss_kb: u64,
     pub threads: u64,
 }
@@ -128,7 +131,9 @@ pub fn proc_sample(pid: &str, tck: f64) -> Option<ProcSample> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split(' ').collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // utime and stime (fields 14 and 15 of stat(5), counted from the pid)
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| -> u64 {
         status
@@ -138,7 +143,9 @@ pub fn proc_sample(pid: &str, tck: f64) -> Option<ProcSample> {
             .unwrap_or(0)
     };
     Some(ProcSample {
-        cpu_s: ticks / tck,
+        cpu_s: (utime + stime) / tck,
+        user_s: utime / tck,
+        sys_s: stime / tck,
         rss_kb: field("VmRSS:"),
         threads: field("Threads:"),
     })
@@ -169,6 +176,12 @@ pub struct ProcMonitor {
 
 impl ProcMonitor {
     pub fn begin(pid: u32) -> Self {
+        Self::begin_every(pid, Duration::from_millis(250))
+    }
+
+    /// Like `begin`, sampling the server's RSS for the peak every `every`
+    /// (joinstorm: a peak that lasts a second).
+    pub fn begin_every(pid: u32, every: Duration) -> Self {
         let tck = clk_tck();
         let server0 = (pid != 0)
             .then(|| proc_sample(&pid.to_string(), tck))
@@ -177,7 +190,7 @@ impl ProcMonitor {
         let sampler = (pid != 0).then(|| {
             let peak = peak_kb.clone();
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_millis(250));
+                let mut tick = tokio::time::interval(every);
                 loop {
                     tick.tick().await;
                     if let Some(s) = proc_sample(&pid.to_string(), tck) {
@@ -214,6 +227,10 @@ impl ProcMonitor {
             (Some(a), Some(b)) => {
                 let peak = self.peak_kb.load(Ordering::Relaxed).max(b.rss_kb);
                 out.insert("server_cpu_pct".into(), pct(a.cpu_s, b.cpu_s).into());
+                // Where the time goes: a server that writes to thousands of sockets
+                // spends it in the kernel (system), one that encodes in user space.
+                out.insert("server_user_cpu_pct".into(), pct(a.user_s, b.user_s).into());
+                out.insert("server_sys_cpu_pct".into(), pct(a.sys_s, b.sys_s).into());
                 out.insert("server_rss_mb_before".into(), mb(a.rss_kb).into());
                 out.insert("server_rss_mb_after".into(), mb(b.rss_kb).into());
                 out.insert("server_rss_mb_peak_sampled".into(), mb(peak).into());
