@@ -261,6 +261,113 @@ async fn coldload_phases_load_the_doc_from_the_store_after_a_restart() {
     server.stop().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_delivers_states_and_the_typists_markers_to_every_other_client() {
+    let server = TestServer::start().await;
+    let pid = std::process::id().to_string();
+    // The y-websocket endpoint, and the Hocuspocus one (its framing around the
+    // same awareness messages).
+    let hocuspocus = format!("ws://{}/v1/hocuspocus/{APP}", server.addr);
+    for protocol in ["y-websocket", "hocuspocus"] {
+        let mut args = with(
+            chorus_args(&server, "presence"),
+            &[
+                "--clients",
+                "6",
+                "--presence-hz",
+                "5",
+                "--rate",
+                "10",
+                "--duration",
+                "2",
+                "--drain",
+                "10",
+                "--server-pid",
+                &pid,
+                "--protocol",
+                protocol,
+            ],
+        );
+        if protocol == "hocuspocus" {
+            args[1] = hocuspocus.clone();
+        }
+        let r = run_async(args).await;
+        assert_eq!(r["scenario"], "presence");
+        assert_eq!(r["protocol"], protocol);
+        assert_eq!(r["connected"], 6, "{r}");
+        // the typist's markers reached the 5 others
+        assert_eq!(r["updates_sent"], 20, "{r}");
+        assert_eq!(r["deliveries_expected"], 20 * 5, "{r}");
+        assert_eq!(r["delivered_ratio"], 1.0, "{r}");
+        // every client's states reached the others, Chorus stamping `user` but
+        // keeping `t` (and the cursor: a replaced one would still carry `t`)
+        let sent = r["presence_updates_sent"].as_u64().unwrap();
+        assert!(sent >= 6 * 9, "{r}");
+        assert_eq!(r["presence_entries_expected"], sent * 5, "{r}");
+        assert!(r["presence_delivered_ratio"].as_f64().unwrap() > 0.9, "{r}");
+        let lat = &r["presence_latency_ms"];
+        assert!(lat["n"].as_u64().unwrap() >= sent * 5 * 9 / 10, "{r}");
+        for k in ["p50", "p95", "p99", "max"] {
+            assert!(lat[k].is_f64(), "presence_latency_ms.{k} missing: {r}");
+        }
+        assert!(
+            r["awareness_entries_per_s_per_client"].as_f64().unwrap() > 0.0,
+            "{r}"
+        );
+        for k in [
+            "server_cpu_pct",
+            "server_user_cpu_pct",
+            "server_sys_cpu_pct",
+        ] {
+            assert!(r[k].is_number(), "{k} missing: {r}");
+        }
+        assert_eq!(r["conn"]["closed_unexpected"], 0, "{r}");
+        assert_eq!(r["conn"]["errors"], 0, "{r}");
+    }
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joinstorm_gives_every_fresh_client_the_whole_document() {
+    let server = TestServer::start().await;
+    let pid = std::process::id().to_string();
+    let args = with(
+        chorus_args(&server, "joinstorm"),
+        &[
+            "--clients",
+            "10",
+            "--doc-bytes",
+            "1000000",
+            "--chunk-bytes",
+            "20000",
+            "--server-pid",
+            &pid,
+        ],
+    );
+    let r = run_async(args).await;
+    assert_eq!(r["scenario"], "joinstorm");
+    assert_eq!(r["phase"], "all");
+    assert_eq!(r["chunks"], 50, "{r}");
+    assert_eq!(r["connected"], 10, "{r}");
+    assert_eq!(r["all_synced"], true, "{r}");
+    assert_eq!(r["failed"], 0, "{r}");
+    assert_eq!(r["synced_ms"]["n"], 10, "{r}");
+    for k in ["p50", "p95", "p99", "max"] {
+        assert!(r["synced_ms"][k].is_f64(), "synced_ms.{k} missing: {r}");
+    }
+    // every client's SyncStep2 holds the uploaded text
+    assert!(r["step2_bytes_min"].as_u64().unwrap() >= 1_000_000, "{r}");
+    for k in [
+        "server_rss_mb_before",
+        "server_peak_rss_mb",
+        "upload_and_verify_ms",
+    ] {
+        assert!(r[k].is_number(), "{k} missing: {r}");
+    }
+    assert_eq!(r["conn"]["closed_unexpected"], 0, "{r}");
+    server.stop().await.unwrap();
+}
+
 /// A stand-in for y-sweet's document API that hands out Chorus URLs and tokens:
 /// `POST /doc/new` → `{docId}`, `POST /doc/:id/auth` → `{url, token}`.
 async fn fake_ysweet(server_addr: std::net::SocketAddr) -> std::net::SocketAddr {

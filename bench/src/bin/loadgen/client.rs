@@ -1,7 +1,10 @@
-//! One task per connection: setup, connect, sync, then insert on command and scan
-//! what arrives for markers. `connect_all` opens many with bounded concurrency.
+//! One task per connection: setup, connect, sync, then insert (or send presence)
+//! on command and scan what arrives for markers (and presence timestamps).
+//! `connect_all` opens many with bounded concurrency.
 
-use super::proto::{sync_msg, uri_encode, Framing, Protocol};
+use super::proto::{
+    awareness_msg, scan_awareness, state_t, sync_msg, uri_encode, Framing, Protocol,
+};
 use super::setup::{self, Setup, SetupInfo};
 use super::stats::{Clock, Hist};
 use super::Opts;
@@ -10,6 +13,7 @@ use bytes::Bytes;
 use chorus_auth::{mint_session, Mode, Secret, SessionClaims};
 use chorus_protocol::{SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE};
 use futures_util::{SinkExt, StreamExt};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -33,6 +37,42 @@ pub enum Role {
     Quiet,
     /// coldload reader: applies the history (SyncStep2) to its yrs doc.
     Full,
+    /// presence: fanout's latency for markers from other clients, and the latency
+    /// of every newer awareness state of another client of the run.
+    Presence,
+}
+
+/// presence: every client's awareness clientID (by client index) and the way
+/// back, so a receiver keeps the last clock of each sender in a `Vec`.
+pub struct PresenceIds {
+    ids: Vec<u64>,
+    index: HashMap<u64, u32>,
+    /// `{"anchor":…,"head":…}`: a collapsed cursor at the start of the root, as
+    /// `Y.relativePositionToJSON` writes one (Chorus checks its shape).
+    cursor: String,
+}
+
+impl PresenceIds {
+    /// `n` random 32-bit clientIDs (as Yjs makes them), distinct.
+    pub fn random(n: usize, root: &str) -> Self {
+        use rand::Rng;
+        let mut rng = rand::rng();
+        let mut ids = Vec::with_capacity(n);
+        let mut index = HashMap::with_capacity(n);
+        while ids.len() < n {
+            let id = u64::from(rng.random::<u32>());
+            if index.insert(id, ids.len() as u32).is_none() {
+                ids.push(id);
+            }
+        }
+        let root = serde_json::Value::from(root);
+        let pos = format!(r#"{{"type":null,"tname":{root},"item":null,"assoc":0}}"#);
+        PresenceIds {
+            ids,
+            index,
+            cursor: format!(r#"{{"anchor":{pos},"head":{pos}}}"#),
+        }
+    }
 }
 
 /// State shared by every connection task of a run.
@@ -49,11 +89,35 @@ pub struct Shared {
     pub seen: Vec<AtomicI64>,
     /// throughput: woken when a reader advances.
     pub progress: Notify,
+    /// presence: the clientIDs (`None` in other scenarios).
+    pub presence: Option<PresenceIds>,
+    /// presence: awareness updates written to the socket.
+    pub presence_sent: AtomicU64,
+    /// presence: entries of another client's newer state received while counting.
+    pub presence_fresh: AtomicU64,
+    /// presence: entries of a state already seen (a server's reply to a query,
+    /// a merge that repeats one) or our own echoed back.
+    pub presence_stale: AtomicU64,
+    /// presence: newer states received after counting stopped.
+    pub presence_late: AtomicU64,
+    /// presence: awareness messages and entries received while counting.
+    pub awareness_messages: AtomicU64,
+    pub awareness_entries: AtomicU64,
 }
 
 impl Shared {
     pub fn new(clock: Clock, root: &str, readers: usize) -> Arc<Self> {
-        Arc::new(Shared {
+        Arc::new(Self::build(clock, root, readers, None))
+    }
+
+    /// For the presence scenario: `n` clients with random awareness clientIDs.
+    pub fn with_presence(clock: Clock, root: &str, n: usize) -> Arc<Self> {
+        let ids = PresenceIds::random(n, root);
+        Arc::new(Self::build(clock, root, 0, Some(ids)))
+    }
+
+    fn build(clock: Clock, root: &str, readers: usize, presence: Option<PresenceIds>) -> Self {
+        Shared {
             clock,
             root: root.to_owned(),
             counting: AtomicBool::new(true),
@@ -64,7 +128,14 @@ impl Shared {
             errors: AtomicU64::new(0),
             seen: (0..readers).map(|_| AtomicI64::new(-1)).collect(),
             progress: Notify::new(),
-        })
+            presence,
+            presence_sent: AtomicU64::new(0),
+            presence_fresh: AtomicU64::new(0),
+            presence_stale: AtomicU64::new(0),
+            presence_late: AtomicU64::new(0),
+            awareness_messages: AtomicU64::new(0),
+            awareness_entries: AtomicU64::new(0),
+        }
     }
 
     pub fn min_seen(&self) -> i64 {
@@ -88,6 +159,9 @@ impl Shared {
 pub enum Cmd {
     /// Insert marker `seq`; it was scheduled at `scheduled`.
     Insert { seq: u64, scheduled: Instant },
+    /// presence: send this client's awareness state at `clock`, stamped now; it
+    /// was scheduled at `scheduled`.
+    Awareness { clock: u64, scheduled: Instant },
     /// Send this y-protocols message (framed for the protocol).
     Send(Vec<u8>),
     /// Reply once everything before it was written to the socket.
@@ -101,6 +175,19 @@ pub enum Cmd {
 pub struct ClientReport {
     pub lat: Hist,
     pub lag: Hist,
+    /// presence: awareness state latency (send → receipt).
+    pub presence: Hist,
+    /// presence: how late awareness updates were sent compared to their schedule.
+    pub presence_lag: Hist,
+}
+
+impl ClientReport {
+    fn merge(&mut self, o: &ClientReport) {
+        self.lat.merge(&o.lat);
+        self.lag.merge(&o.lag);
+        self.presence.merge(&o.presence);
+        self.presence_lag.merge(&o.presence_lag);
+    }
 }
 
 /// Times of one connection in ms from the start of the websocket connect (the HTTP
@@ -111,6 +198,8 @@ pub struct ConnectInfo {
     pub open_ms: f64,
     /// First SyncStep2 received.
     pub step2_ms: f64,
+    /// ... when (joinstorm times it from the storm's start, not the client's).
+    pub step2_at: Option<Instant>,
     /// ... and applied (`Role::Full`; otherwise = `step2_ms`).
     pub applied_ms: f64,
     /// Connected and synced (`connect_sync_ms`).
@@ -132,6 +221,10 @@ pub struct Client {
     lat: Hist,
     lag: Hist,
     marker: String,
+    /// presence: last clock seen of each sender (by client index; 0 = none).
+    clocks: Vec<u32>,
+    presence: Hist,
+    presence_lag: Hist,
 }
 
 type Ws =
@@ -157,6 +250,9 @@ impl Client {
             lat: Hist::new(),
             lag: Hist::new(),
             marker: String::new(),
+            clocks: Vec::new(),
+            presence: Hist::new(),
+            presence_lag: Hist::new(),
         }
     }
 
@@ -173,7 +269,15 @@ impl Client {
         synced: bool,
     ) -> Option<(usize, Instant)> {
         let recv = Instant::now();
-        let (sub, payload) = self.framing.parse_sync(frame)?; // other messages: ignored
+        let Some((sub, payload)) = self.framing.parse_sync(frame) else {
+            // other messages are ignored, but presence reads awareness
+            if synced && matches!(self.role, Role::Presence) {
+                if let Some(body) = self.framing.parse_awareness(frame) {
+                    self.on_awareness(&body);
+                }
+            }
+            return None;
+        };
         match sub {
             SYNC_STEP1 => {
                 // Answer the server's step 1 with what it lacks of our own inserts.
@@ -214,7 +318,7 @@ impl Client {
         match self.role {
             Role::Writer | Role::Quiet => return,
             Role::Full => return self.apply(update),
-            Role::Fanout | Role::Reader(_) => {}
+            Role::Fanout | Role::Reader(_) | Role::Presence => {}
         }
         let t_recv = self.shared.clock.now_ms();
         let counting = self.shared.counting.load(Ordering::Relaxed);
@@ -247,6 +351,78 @@ impl Client {
             self.shared.seen[*i].fetch_max(seq as i64, Ordering::AcqRel);
             self.shared.progress.notify_one();
         }
+    }
+
+    /// Every entry of an awareness update: a newer state of another client of
+    /// the run is counted and, if it carries `t`, timed. Counts go to `Shared`
+    /// once per message, not per entry (thousands of entries a second).
+    fn on_awareness(&mut self, body: &Bytes) {
+        let Some(ids) = self.shared.presence.as_ref() else {
+            return;
+        };
+        let now = self.shared.clock.now_ms();
+        let counting = self.shared.counting.load(Ordering::Relaxed);
+        if self.clocks.is_empty() {
+            self.clocks = vec![0; ids.ids.len()];
+        }
+        let me = self.index;
+        let (mut entries, mut fresh, mut stale, mut late) = (0u64, 0u64, 0u64, 0u64);
+        let clocks = &mut self.clocks;
+        let hist = &mut self.presence;
+        let ok = scan_awareness(body, |id, clock, state| {
+            entries += 1;
+            let Some(&j) = ids.index.get(&id) else {
+                return; // not one of ours
+            };
+            let j = j as usize;
+            if j == me || clock <= u64::from(clocks[j]) {
+                stale += 1;
+                return;
+            }
+            clocks[j] = u32::try_from(clock).unwrap_or(u32::MAX);
+            let Some(t) = state_t(state) else {
+                return; // a removal (`null`)
+            };
+            if counting {
+                fresh += 1;
+                hist.add(now - t);
+            } else {
+                late += 1;
+            }
+        });
+        if !ok {
+            self.shared.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let sh = &self.shared;
+        if counting {
+            sh.awareness_messages.fetch_add(1, Ordering::Relaxed);
+            sh.awareness_entries.fetch_add(entries, Ordering::Relaxed);
+        }
+        for (n, counter) in [
+            (fresh, &sh.presence_fresh),
+            (stale, &sh.presence_stale),
+            (late, &sh.presence_late),
+        ] {
+            if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// presence: this client's awareness message at `clock`, a state shaped like
+    /// an editor's (`user`, a `cursor` of relative positions) plus `t`, the send
+    /// time in epoch ms. `None` outside the presence scenario.
+    fn awareness_update(&mut self, clock: u64) -> Option<Vec<u8>> {
+        let ids = self.shared.presence.as_ref()?;
+        self.marker.clear();
+        let _ = write!(
+            self.marker,
+            r#"{{"user":{{"name":"c{}"}},"cursor":{},"t":{:.3}}}"#,
+            self.index,
+            ids.cursor,
+            self.shared.clock.now_ms()
+        );
+        Some(awareness_msg(ids.ids[self.index], clock, &self.marker))
     }
 
     /// A real yrs insert at the end of the text; returns the sync message.
@@ -362,9 +538,14 @@ fn now_unix() -> u64 {
 
 /// tungstenite's default 128 KiB read buffer per socket would make 10,000 clients
 /// cost the generator over a GiB on the machine it shares with the server; larger
-/// messages still arrive whole (the buffer is only the read chunk).
+/// messages still arrive whole (the buffer is only the read chunk). Its default
+/// caps (16 MiB a frame, 64 MiB a message) are raised: a joinstorm client's
+/// SyncStep2 is the whole document, 20 MB in one frame.
 fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
-    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(8 * 1024)
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .max_frame_size(Some(1 << 30))
+        .max_message_size(Some(1 << 30))
 }
 
 async fn send_all(ws: &mut Ws, framing: &Framing, out: &mut Vec<Vec<u8>>) -> anyhow::Result<()> {
@@ -419,6 +600,7 @@ async fn client_task(
                         send_all(&mut ws, &c.framing, &mut out).await?;
                         if let Some((bytes, recv)) = step2 {
                             info.step2_ms = ms(recv);
+                            info.step2_at = Some(recv);
                             info.applied_ms = ms(Instant::now());
                             info.step2_bytes = bytes;
                             return Ok::<_, anyhow::Error>(ws);
@@ -466,6 +648,16 @@ async fn client_task(
                         break;
                     }
                     c.lag.add(scheduled.elapsed().as_secs_f64() * 1e3);
+                }
+                Some(Cmd::Awareness { clock, scheduled }) => {
+                    let Some(m) = c.awareness_update(clock) else { continue };
+                    out.push(m);
+                    if send_all(&mut ws, &c.framing, &mut out).await.is_err() {
+                        shared.errors.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    shared.presence_sent.fetch_add(1, Ordering::Relaxed);
+                    c.presence_lag.add(scheduled.elapsed().as_secs_f64() * 1e3);
                 }
                 Some(Cmd::Send(m)) => {
                     out.push(m);
@@ -517,6 +709,8 @@ async fn client_task(
     ClientReport {
         lat: c.lat,
         lag: c.lag,
+        presence: c.presence,
+        presence_lag: c.presence_lag,
     }
 }
 
@@ -639,20 +833,24 @@ pub async fn connect_one(
     Ok((Handle { cmds: tx, task }, info))
 }
 
-/// Closes every client and merges their histograms.
+/// Closes every client and merges their histograms (latency, send lag).
 pub async fn close_all(handles: Vec<Option<Handle>>) -> (Hist, Hist) {
-    let mut lat = Hist::new();
-    let mut lag = Hist::new();
+    let r = close_all_reports(handles).await;
+    (r.lat, r.lag)
+}
+
+/// Closes every client and merges their reports.
+pub async fn close_all_reports(handles: Vec<Option<Handle>>) -> ClientReport {
+    let mut all = ClientReport::default();
     for h in handles.iter().flatten() {
         let _ = h.cmds.send(Cmd::Close);
     }
     for h in handles.into_iter().flatten() {
         if let Ok(r) = h.task.await {
-            lat.merge(&r.lat);
-            lag.merge(&r.lag);
+            all.merge(&r);
         }
     }
-    (lat, lag)
+    all
 }
 
 #[cfg(test)]
@@ -669,6 +867,36 @@ mod tests {
         let mut got = Vec::new();
         super::super::proto::scan_markers(&payload, |m| got.push((m.client, m.seq)));
         assert_eq!(got, vec![(4, 9)]);
+    }
+
+    #[test]
+    fn presence_counts_each_newer_state_of_another_client_once() {
+        for proto in [Protocol::YWebsocket, Protocol::Hocuspocus] {
+            let shared = Shared::with_presence(Clock::new(), "title", 3);
+            let mut rx = Client::new(0, Role::Presence, shared.clone(), proto, "d");
+            let mut tx = Client::new(1, Role::Presence, shared.clone(), proto, "d");
+            let mut me = Client::new(0, Role::Presence, shared.clone(), proto, "d");
+            let mut out = Vec::new();
+            let m1 = tx.awareness_update(1).unwrap();
+            let m1 = Bytes::from(tx.framing.wrap(m1));
+            let state = String::from_utf8_lossy(&m1).to_string();
+            assert!(state.contains(r#""tname":"title""#), "{state}");
+            assert!(rx.on_frame(&m1, &mut out, true).is_none());
+            // the same state again (a reply to a query), then our own echoed back
+            rx.on_frame(&m1, &mut out, true);
+            let own = me.awareness_update(1).unwrap();
+            let own = Bytes::from(me.framing.wrap(own));
+            rx.on_frame(&own, &mut out, true);
+            let m2 = tx.awareness_update(2).unwrap();
+            let m2 = Bytes::from(tx.framing.wrap(m2));
+            rx.on_frame(&m2, &mut out, true);
+            assert!(out.is_empty());
+            assert_eq!(shared.presence_fresh.load(Ordering::Relaxed), 2);
+            assert_eq!(shared.presence_stale.load(Ordering::Relaxed), 2);
+            assert_eq!(shared.awareness_messages.load(Ordering::Relaxed), 4);
+            assert_eq!(rx.presence.summary()["n"], 2);
+            assert!(rx.presence.q(1.0).unwrap() < 60_000.0);
+        }
     }
 
     #[test]

@@ -138,12 +138,13 @@ fn build_history(
     Ok(chunks)
 }
 
-/// Polls with fresh clients until one receives the whole history (60 tries).
-async fn verify(
+/// Polls with fresh clients until one's root text, the SyncStep2 applied, is
+/// `len` long: the whole upload (60 tries). joinstorm's check too.
+pub async fn verify(
     dial: &Arc<Dial>,
     shared: &Arc<Shared>,
     doc: &str,
-    history: u32,
+    len: u32,
 ) -> anyhow::Result<()> {
     let mut last = String::from("no attempt");
     for attempt in 0..60 {
@@ -152,7 +153,7 @@ async fn verify(
         match connect_one(dial, shared, doc, 1, Role::Full).await {
             Ok((h, info)) => {
                 close_all(vec![Some(h)]).await;
-                if info.text_len == history {
+                if info.text_len == len {
                     return Ok(());
                 }
                 last = format!("length {}", info.text_len);
@@ -175,15 +176,7 @@ pub async fn coldload(o: &Opts) -> anyhow::Result<serde_json::Value> {
     let shared = Shared::new(Clock::new(), &o.root, 0);
     let dial = Dial::new(o);
     let mut r = base_result(o);
-    r.insert(
-        "phase".into(),
-        match o.phase {
-            Phase::All => "all",
-            Phase::Upload => "upload",
-            Phase::Load => "load",
-        }
-        .into(),
-    );
+    r.insert("phase".into(), o.phase.name().into());
     r.insert("doc".into(), doc.clone().into());
     r.insert("history_inserts".into(), o.history.into());
     // 1-2. build the history locally, upload it through one connection, verify

@@ -1,6 +1,6 @@
 //! Scenarios `fanout` and `throughput`: latency and rate of delivery on one doc.
 
-use super::client::{close_all, connect_all, Cmd, Dial, Role, Shared};
+use super::client::{close_all, connect_all, Cmd, Connected, Dial, Role, Shared};
 use super::stats::{Clock, ProcMonitor};
 use super::{base_result, extend, http_setup, random_id, round_to, Opts};
 use anyhow::bail;
@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 // ------------------------------------------------------------------ fanout
 
 pub async fn fanout(o: &Opts) -> anyhow::Result<serde_json::Value> {
-    if o.clients == 0 || o.rate <= 0.0 {
+    let (clients, rate) = (o.clients(), o.rate());
+    if clients == 0 || rate <= 0.0 {
         bail!("--clients and --rate must be positive");
     }
     let doc = if o.doc.is_empty() {
@@ -20,9 +21,7 @@ pub async fn fanout(o: &Opts) -> anyhow::Result<serde_json::Value> {
     };
     let shared = Shared::new(Clock::new(), &o.root, 0);
     let dial = Dial::new(o);
-    let specs = (0..o.clients)
-        .map(|_| (doc.clone(), Role::Fanout))
-        .collect();
+    let specs = (0..clients).map(|_| (doc.clone(), Role::Fanout)).collect();
     let mut conn = connect_all(&dial, &shared, specs, o.concurrency).await;
     let live = conn.live();
     if live.is_empty() {
@@ -44,10 +43,61 @@ pub async fn fanout(o: &Opts) -> anyhow::Result<serde_json::Value> {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mon = ProcMonitor::begin(o.server_pid);
-    let total = (o.rate * o.duration).round() as u64;
-    let period = Duration::from_secs_f64(1.0 / o.rate);
+    let (sent, expected) = write_markers(&conn, &live, &writing, rate, o.duration).await;
+    let t_load_end = Instant::now();
+    let drain = Duration::from_secs_f64(o.drain);
+    while shared.delivered.load(Ordering::Relaxed) < expected && t_load_end.elapsed() < drain {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shared.counting.store(false, Ordering::Relaxed);
+    let drain_s = t_load_end.elapsed().as_secs_f64();
+    let mut r = base_result(o);
+    mon.end(&mut r);
+    let delivered = shared.delivered.load(Ordering::Relaxed);
+    let (lat, lag) = close_all(std::mem::take(&mut conn.handles)).await;
+    let ratio = (expected > 0).then(|| round_to(delivered as f64 / expected as f64, 4));
+    let fields = serde_json::json!({
+        "doc": doc,
+        "clients": clients,
+        "writers": writing.len(),
+        "connected": live.len(),
+        "connect_failures": conn.failures,
+        "fail_reasons": conn.fail_reasons_json(),
+        "rate": rate,
+        "duration_s": o.duration,
+        "updates_sent": sent,
+        "deliveries_expected": expected,
+        "deliveries": delivered,
+        "delivered_ratio": ratio,
+        "late_after_drain": shared.late.load(Ordering::Relaxed),
+        "drain_s": round_to(drain_s, 1),
+        "latency_ms": lat.summary(),
+        "send_lag_ms": lag.summary(),
+        "connect_sync_ms": conn.connect_hist.summary(),
+        "http_setup_ms": http_setup(o, &conn),
+        "conn": shared.conn_json(),
+    });
+    if let serde_json::Value::Object(m) = fields {
+        extend(&mut r, m);
+    }
+    Ok(serde_json::Value::Object(r))
+}
+
+/// The fanout writers' loop (presence's typist too): markers at `rate` inserts/s
+/// for `duration` s, round-robin over `writing`; insert k is scheduled at
+/// t0 + k/rate and everything due is sent at once. Returns (inserts sent,
+/// deliveries expected: one per other live client whose socket is still open).
+pub async fn write_markers(
+    conn: &Connected,
+    live: &[usize],
+    writing: &[usize],
+    rate: f64,
+    duration: f64,
+) -> (u64, u64) {
+    let total = (rate * duration).round() as u64;
+    let period = Duration::from_secs_f64(1.0 / rate);
     let t0 = Instant::now();
-    let mut seqs = vec![0u64; o.clients];
+    let mut seqs = vec![0u64; conn.handles.len()];
     let mut sent = 0u64;
     let mut expected = 0u64;
     let mut rr = 0usize;
@@ -83,43 +133,7 @@ pub async fn fanout(o: &Opts) -> anyhow::Result<serde_json::Value> {
             expected += alive.saturating_sub(1);
         }
     }
-    let t_load_end = Instant::now();
-    let drain = Duration::from_secs_f64(o.drain);
-    while shared.delivered.load(Ordering::Relaxed) < expected && t_load_end.elapsed() < drain {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    shared.counting.store(false, Ordering::Relaxed);
-    let drain_s = t_load_end.elapsed().as_secs_f64();
-    let mut r = base_result(o);
-    mon.end(&mut r);
-    let delivered = shared.delivered.load(Ordering::Relaxed);
-    let (lat, lag) = close_all(std::mem::take(&mut conn.handles)).await;
-    let ratio = (expected > 0).then(|| round_to(delivered as f64 / expected as f64, 4));
-    let fields = serde_json::json!({
-        "doc": doc,
-        "clients": o.clients,
-        "writers": writing.len(),
-        "connected": live.len(),
-        "connect_failures": conn.failures,
-        "fail_reasons": conn.fail_reasons_json(),
-        "rate": o.rate,
-        "duration_s": o.duration,
-        "updates_sent": sent,
-        "deliveries_expected": expected,
-        "deliveries": delivered,
-        "delivered_ratio": ratio,
-        "late_after_drain": shared.late.load(Ordering::Relaxed),
-        "drain_s": round_to(drain_s, 1),
-        "latency_ms": lat.summary(),
-        "send_lag_ms": lag.summary(),
-        "connect_sync_ms": conn.connect_hist.summary(),
-        "http_setup_ms": http_setup(o, &conn),
-        "conn": shared.conn_json(),
-    });
-    if let serde_json::Value::Object(m) = fields {
-        extend(&mut r, m);
-    }
-    Ok(serde_json::Value::Object(r))
+    (sent, expected)
 }
 
 // ------------------------------------------------------------------ throughput

@@ -16,7 +16,7 @@
 //! `~c<client>s<seq>t<epoch-ms>~`, which appears verbatim in the v1 update bytes
 //! (lib0 string in ContentString), so receivers scan the raw bytes for it.
 //!
-//! Scenarios (`load.rs`, `rooms.rs`, `coldload.rs`):
+//! Scenarios (`load.rs`, `rooms.rs`, `coldload.rs`, `presence.rs`, `joinstorm.rs`):
 //! - `fanout`: 1 doc, N clients; together they make `--rate` inserts/s round-robin
 //!   for `--duration` s; latency is send → receipt at every *other* client.
 //! - `throughput`: 1 doc, 1 writer + R readers; the writer keeps at most `--window`
@@ -26,10 +26,17 @@
 //! - `idle`: C silent clients on one doc or C docs; server RSS per connection.
 //! - `coldload`: a long history uploaded, then fresh clients time their SyncStep2;
 //!   `--phase upload|load` lets a script restart the server in between.
+//! - `presence`: N clients on one doc each send an awareness state at
+//!   `--presence-hz` while client 0 types at `--rate`; typist and presence latency
+//!   to every other client, and the server's CPU (user and system).
+//! - `joinstorm`: a `--doc-bytes` document uploaded, then N fresh clients join at
+//!   once; time until each one's SyncStep2 arrived, and the server's RSS peak.
 
 mod client;
 mod coldload;
+mod joinstorm;
 mod load;
+mod presence;
 mod proto;
 mod rooms;
 mod setup;
@@ -46,6 +53,8 @@ enum Scenario {
     Rooms,
     Idle,
     Coldload,
+    Presence,
+    Joinstorm,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -56,6 +65,7 @@ enum DocMode {
     Distinct,
 }
 
+/// coldload, joinstorm: which part of the run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Phase {
     /// Build, upload, verify, then time fresh clients while the uploader stays connected.
@@ -64,6 +74,16 @@ enum Phase {
     Upload,
     /// Time fresh clients on `--doc` (uploaded before, e.g. by `--phase upload`).
     Load,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::All => "all",
+            Phase::Upload => "upload",
+            Phase::Load => "load",
+        }
+    }
 }
 
 /// Command-line flags (names follow the Node generator's).
@@ -106,12 +126,24 @@ struct Opts {
     /// Root Y.Text the inserts go into (Chorus allows `title` and `body`).
     #[arg(long, default_value = "title")]
     root: String,
-    /// fanout, idle: number of clients.
-    #[arg(long, default_value_t = 10)]
-    clients: usize,
-    /// fanout: total inserts per second over all clients.
-    #[arg(long, default_value_t = 200.0)]
-    rate: f64,
+    /// fanout, idle, presence, joinstorm: number of clients (default 10;
+    /// joinstorm 150).
+    #[arg(long)]
+    clients: Option<usize>,
+    /// fanout: total inserts per second over all clients (default 200); presence:
+    /// the typist's (client 0) inserts per second (default 10).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// presence: awareness updates per second of every client (each at a random
+    /// phase).
+    #[arg(long, default_value_t = 1.0)]
+    presence_hz: f64,
+    /// joinstorm: bytes of text in the uploaded document.
+    #[arg(long, default_value_t = 20_000_000)]
+    doc_bytes: usize,
+    /// joinstorm: bytes of text per uploaded update (an update stays under 256 KiB).
+    #[arg(long, default_value_t = 20_000)]
+    chunk_bytes: usize,
     /// fanout: only the first W clients write (0 = every client); the others read.
     #[arg(long, default_value_t = 0)]
     writers: usize,
@@ -152,7 +184,8 @@ struct Opts {
     /// coldload: number of fresh-client measurements.
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// coldload: all in one run, or upload / load in two (restart the server in between).
+    /// coldload, joinstorm: all in one run, or upload / load in two (restart the
+    /// server in between).
     #[arg(long, value_enum, default_value = "all")]
     phase: Phase,
     /// coldload: seed of the insert positions.
@@ -177,6 +210,24 @@ struct Opts {
     /// Free-form label echoed into the JSON line.
     #[arg(long, default_value = "")]
     label: String,
+}
+
+impl Opts {
+    /// `--clients`, or the scenario's default.
+    fn clients(&self) -> usize {
+        self.clients.unwrap_or(match self.scenario {
+            Scenario::Joinstorm => 150,
+            _ => 10,
+        })
+    }
+
+    /// `--rate`, or the scenario's default (presence: one typist's keystrokes).
+    fn rate(&self) -> f64 {
+        self.rate.unwrap_or(match self.scenario {
+            Scenario::Presence => 10.0,
+            _ => 200.0,
+        })
+    }
 }
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit (idle holds thousands of
@@ -235,6 +286,8 @@ async fn run(o: Opts) -> anyhow::Result<serde_json::Value> {
                 Scenario::Rooms => rooms::rooms(&o2).await,
                 Scenario::Idle => rooms::idle(&o2).await,
                 Scenario::Coldload => coldload::coldload(&o2).await,
+                Scenario::Presence => presence::presence(&o2).await,
+                Scenario::Joinstorm => joinstorm::joinstorm(&o2).await,
             }
         } => r,
         _ = tokio::time::sleep(Duration::from_secs_f64(cap)) => bail!("hard time cap reached"),
@@ -366,5 +419,23 @@ mod tests {
         assert_eq!(o.phase, Phase::Load);
         assert_eq!(o.keepalive, -1);
         assert_eq!(base_result(&o)["scenario"], "idle");
+        assert_eq!((o.clients(), o.rate()), (10, 200.0));
+    }
+
+    #[test]
+    fn scenario_defaults_of_clients_and_rate() {
+        let parse = |args: &[&str]| {
+            Opts::try_parse_from(std::iter::once("chorus-loadgen").chain(args.iter().copied()))
+                .unwrap()
+        };
+        let o = parse(&["--scenario", "presence"]);
+        assert_eq!((o.clients(), o.rate(), o.presence_hz), (10, 10.0, 1.0));
+        let o = parse(&["--scenario", "joinstorm", "--phase", "upload"]);
+        assert_eq!(
+            (o.clients(), o.doc_bytes, o.chunk_bytes),
+            (150, 20_000_000, 20_000)
+        );
+        let o = parse(&["--scenario", "presence", "--clients", "3", "--rate", "2"]);
+        assert_eq!((o.clients(), o.rate()), (3, 2.0));
     }
 }

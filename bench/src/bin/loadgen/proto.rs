@@ -1,9 +1,13 @@
-//! Wire format: the Hocuspocus framing around y-protocols sync messages, and the
-//! insert markers receivers scan for. Message type numbers, sync encoding and
-//! varints are chorus-protocol's; only what peer servers add is written here.
+//! Wire format: the Hocuspocus framing around y-protocols sync and awareness
+//! messages, the insert markers receivers scan for, and the presence timestamp
+//! (`"t"`) in awareness states. Message type numbers, sync and awareness encoding
+//! and varints are chorus-protocol's; only what peer servers add is written here.
 
 use bytes::Bytes;
-use chorus_protocol::{encode_sync, Reader, Writer, MSG_AUTH, MSG_QUERY_AWARENESS, MSG_SYNC};
+use chorus_protocol::{
+    encode_awareness, encode_sync, Message, Reader, Writer, MSG_AUTH, MSG_AWARENESS,
+    MSG_QUERY_AWARENESS, MSG_SYNC,
+};
 use clap::ValueEnum;
 use std::fmt::Write as _;
 
@@ -42,6 +46,47 @@ impl Protocol {
 /// y-protocols'), as the `Vec` the connection tasks queue.
 pub fn sync_msg(sub: u8, payload: &[u8]) -> Vec<u8> {
     encode_sync(sub, payload).into()
+}
+
+/// `[1 awareness][varUint8Array update]`, the update one entry: this client's
+/// state at `clock` (y-protocols' `encodeAwarenessUpdate` of one client).
+pub fn awareness_msg(client_id: u64, clock: u64, state: &str) -> Vec<u8> {
+    Message::Awareness(encode_awareness([(client_id, clock, state)]))
+        .encode()
+        .into()
+}
+
+/// Calls `f(clientID, clock, state JSON bytes)` for every entry of an awareness
+/// update body (a server may merge several clients' states into one message);
+/// false if the body is malformed. The states are not copied.
+pub fn scan_awareness(body: &Bytes, mut f: impl FnMut(u64, u64, &[u8])) -> bool {
+    let mut r = Reader::new(body);
+    let Ok(n) = r.read_var_u64() else {
+        return false;
+    };
+    for _ in 0..n {
+        let (Ok(id), Ok(clock), Ok(state)) =
+            (r.read_var_u64(), r.read_var_u64(), r.read_var_bytes())
+        else {
+            return false;
+        };
+        f(id, clock, &state);
+    }
+    true
+}
+
+/// The number after the first `"t":` of a presence state's JSON (the sender's
+/// epoch ms). A scan, not a parse: receivers see thousands of states a second,
+/// and no other key of the states the generator sends is `t` (`tname` is not).
+pub fn state_t(state: &[u8]) -> Option<f64> {
+    const KEY: &[u8] = b"\"t\":";
+    let at = state.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let rest = &state[at..];
+    let end = rest
+        .iter()
+        .position(|c| !(c.is_ascii_digit() || b".-+eE".contains(c)))
+        .unwrap_or(rest.len());
+    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
 }
 
 /// Per-connection framing: wraps outgoing y-protocols messages and unwraps incoming
@@ -96,6 +141,17 @@ impl Framing {
     /// The keepalive frame (query-awareness).
     pub fn keepalive(&self) -> Vec<u8> {
         self.wrap(vec![MSG_QUERY_AWARENESS])
+    }
+
+    /// An awareness message in `frame`: its update body. `None` for anything else.
+    pub fn parse_awareness(&self, frame: &Bytes) -> Option<Bytes> {
+        let mut r = Reader::new(frame);
+        if self.proto == Protocol::Hocuspocus && r.read_var_bytes().ok()? != self.doc {
+            return None;
+        }
+        // Hocuspocus's awareness type is y-protocols' (1)
+        (r.read_var_u64().ok()? == u64::from(MSG_AWARENESS)).then_some(())?;
+        r.read_var_bytes().ok()
     }
 
     /// A sync message in `frame`: (sub-type, payload). `None` for anything else
@@ -211,6 +267,44 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn awareness_round_trip_through_the_framing() {
+        let state = r#"{"user":{"name":"c1"},"cursor":{"anchor":{"type":null,"tname":"title","item":null,"assoc":0},"head":null},"t":1700000000123.456}"#;
+        for proto in [Protocol::YWebsocket, Protocol::Hocuspocus] {
+            let f = Framing::new(proto, "d");
+            let frame = Bytes::from(f.wrap(awareness_msg(4_000_000_000, 7, state)));
+            assert!(sync_of(&f, &frame).is_none());
+            let body = f.parse_awareness(&frame).unwrap();
+            let mut got = Vec::new();
+            assert!(scan_awareness(&body, |id, clock, s| got.push((
+                id,
+                clock,
+                s.to_vec()
+            ))));
+            assert_eq!(got, vec![(4_000_000_000, 7, state.as_bytes().to_vec())]);
+            assert!(f
+                .parse_awareness(&Bytes::from(f.wrap(sync_msg(SYNC_STEP2, &[]))))
+                .is_none());
+        }
+        // several entries, as a server that merges states sends them
+        let body = encode_awareness([(1, 2, r#"{"t":5}"#), (3, 4, "null")]);
+        let mut n = 0;
+        assert!(scan_awareness(&body, |_, _, _| n += 1));
+        assert_eq!(n, 2);
+        assert!(!scan_awareness(&body.slice(..body.len() - 1), |_, _, _| {}));
+    }
+
+    #[test]
+    fn the_presence_timestamp_is_found_by_its_key() {
+        assert_eq!(
+            state_t(br#"{"cursor":{"anchor":{"tname":"title"}},"t":1700000000123.456}"#),
+            Some(1_700_000_000_123.456)
+        );
+        assert_eq!(state_t(br#"{"t":12,"user":{}}"#), Some(12.0));
+        assert_eq!(state_t(br#"{"tname":"t"}"#), None);
+        assert_eq!(state_t(b"null"), None);
     }
 
     /// `parse_sync` of a frame given as plain bytes, its payload copied out.

@@ -92,7 +92,7 @@ pub async fn rooms(o: &Opts) -> anyhow::Result<serde_json::Value> {
 }
 
 pub async fn idle(o: &Opts) -> anyhow::Result<serde_json::Value> {
-    if o.clients == 0 {
+    if o.clients() == 0 {
         bail!("--clients must be positive");
     }
     let single = o.doc_mode == DocMode::Single;
@@ -106,7 +106,7 @@ pub async fn idle(o: &Opts) -> anyhow::Result<serde_json::Value> {
     let before = server_sample(o.server_pid);
     let mon = ProcMonitor::begin(o.server_pid);
     let t0 = Instant::now();
-    let specs = (0..o.clients)
+    let specs = (0..o.clients())
         .map(|i| {
             let doc = if single {
                 base.clone()
@@ -146,7 +146,7 @@ pub async fn idle(o: &Opts) -> anyhow::Result<serde_json::Value> {
     sleep_s(o.settle).await;
     let after_close = server_sample(o.server_pid);
     let fields = serde_json::json!({
-        "clients": o.clients,
+        "clients": o.clients(),
         "doc_mode": if single { "single" } else { "distinct" },
         "connected": live.len(),
         "still_open_after_hold": still_open,
