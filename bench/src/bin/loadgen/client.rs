@@ -96,7 +96,7 @@ pub struct Shared {
     /// presence: entries of another client's newer state received while counting.
     pub presence_fresh: AtomicU64,
     /// presence: entries of a state already seen (a server's reply to a query,
-    /// a merge that repeats one) or our own echoed back.
+    /// a merge that repeats one) or our own echoed back, while counting.
     pub presence_stale: AtomicU64,
     /// presence: newer states received after counting stopped.
     pub presence_late: AtomicU64,
@@ -376,7 +376,9 @@ impl Client {
             };
             let j = j as usize;
             if j == me || clock <= u64::from(clocks[j]) {
-                stale += 1;
+                if counting {
+                    stale += 1;
+                }
                 return;
             }
             clocks[j] = u32::try_from(clock).unwrap_or(u32::MAX);
@@ -473,6 +475,11 @@ impl Dial {
             timeout: Duration::from_secs_f64(o.connect_timeout),
             keepalive_ms: if o.keepalive >= 0 {
                 o.keepalive as u64
+            } else if o.scenario == super::Scenario::Presence {
+                // Every presence client sends awareness at least once a second: it
+                // is not silent, and a query-awareness would have the server send
+                // it every state at once in the middle of the measurement.
+                0
             } else {
                 o.protocol.default_keepalive_ms()
             },

@@ -192,7 +192,8 @@ struct Opts {
     #[arg(long, default_value_t = 1)]
     seed: u32,
     /// Ms between keepalive frames (query-awareness); -1: the protocol's default
-    /// (hocuspocus 20000, y-websocket none).
+    /// (hocuspocus 20000, y-websocket none; none in presence, whose clients are
+    /// never silent).
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     keepalive: i64,
     /// Max concurrent connection attempts (setup included).
