@@ -10,20 +10,28 @@
 # p99-vs-clients.svg, logs/ (server and generator stderr).
 #
 # Env: QUICK=1 (smoke sizes, a few minutes), ONLY=chorus,y-websocket,hocuspocus,y-sweet,
-#      SCENARIOS=fanout,throughput,rooms,idle,coldload (defaults: all),
-#      BUILD=0 (use the release binaries already in target/ as they are).
+#      SCENARIOS=fanout,throughput,rooms,idle,coldload,presence,joinstorm (defaults: all),
+#      BUILD=0 (use the release binaries already in $CARGO_TARGET_DIR, or target/, as they are).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ONLY=${ONLY:-chorus,y-websocket,hocuspocus,y-sweet}
-SCENARIOS=${SCENARIOS:-fanout,throughput,rooms,idle,coldload}
+SCENARIOS=${SCENARIOS:-fanout,throughput,rooms,idle,coldload,presence,joinstorm}
 QUICK=${QUICK:-0}
+# Where cargo builds (and so where the binaries are).
+TARGET=${CARGO_TARGET_DIR:-target}
 RATE=200
+# presence: every client's awareness once a second (an editor's cursor while its
+# user reads), one typist at 10 keystrokes a second.
+PRESENCE_HZ=1; PRESENCE_RATE=10
+JOIN_CHUNK=20000
 if [ "$QUICK" = 1 ]; then
   FANOUT_CLIENTS="10 50"; FANOUT_DURATION=3; DRAIN=3
   TP_READERS=5; TP_DURATION=3
   ROOMS_DOCS=200; ROOMS_AFTER_WAIT=${ROOMS_AFTER_WAIT:-3}
   IDLE_CLIENTS=200; IDLE_HOLD=2
   COLD_HISTORY=5000; COLD_CHUNK=500; COLD_RUNS=3
+  PRESENCE_CLIENTS="20"; PRESENCE_DURATION=3
+  JOIN_CLIENTS=10; JOIN_DOC_BYTES=${JOIN_DOC_BYTES:-1000000}
 else
   FANOUT_CLIENTS="100 500 1000 2000"; FANOUT_DURATION=20; DRAIN=5
   TP_READERS=20; TP_DURATION=20
@@ -31,6 +39,8 @@ else
   ROOMS_DOCS=10000; ROOMS_AFTER_WAIT=${ROOMS_AFTER_WAIT:-40}
   IDLE_CLIENTS=5000; IDLE_HOLD=10
   COLD_HISTORY=100000; COLD_CHUNK=1000; COLD_RUNS=5
+  PRESENCE_CLIENTS="500 1500"; PRESENCE_DURATION=20
+  JOIN_CLIENTS=150; JOIN_DOC_BYTES=${JOIN_DOC_BYTES:-20000000}
 fi
 
 # Thousands of sockets on both ends (the generator raises its own soft limit too).
@@ -41,9 +51,12 @@ if [ "${BUILD:-1}" != 0 ]; then
   echo "building chorus and chorus-loadgen (release)" >&2
   cargo build --release --locked -p chorus --bin chorus -p chorus-bench --bin chorus-loadgen >&2
 fi
-# The peers are only needed when they are measured.
-[ "$ONLY" = chorus ] || bench/peers/install.sh
-LOADGEN=target/release/chorus-loadgen
+# The peers are only needed when they are measured (y-sweet's cargo install takes
+# long: not for a run without it).
+peers=()
+for p in y-websocket hocuspocus y-sweet; do case ",$ONLY," in *",$p,"*) peers+=("$p") ;; esac; done
+[ ${#peers[@]} = 0 ] || bench/peers/install.sh "${peers[@]}"
+LOADGEN=$TARGET/release/chorus-loadgen
 YSWEET=bench/.peers/y-sweet/bin/y-sweet
 
 out=bench/results/$(date -u +%Y%m%dT%H%M%SZ)
@@ -58,7 +71,21 @@ node -e '
 
 SECRET=bench-secret-0123456789abcdef0123456789
 chorus_dir=$(mktemp -d)
-printf '[[apps]]\nid = "bench"\nsecrets = ["%s"]\n\n# Peers have no limits: neither does Chorus here (docs/LIMITS.md).\n[limits]\nmessages_per_sec = 0\nawareness_per_sec = 0\nbytes_per_sec = 0\nmax_connections = 0\nmax_connections_per_address = 0\nhost_requests_per_sec = 0\n' "$SECRET" > "$chorus_dir/chorus.toml"
+# chorus_toml [TOP-LEVEL LINES...]: the configuration, with extra top-level keys.
+chorus_toml() {
+  printf '%s\n' "$@"
+  printf '[[apps]]\nid = "bench"\nsecrets = ["%s"]\n\n# Peers have no limits: neither does Chorus here (docs/LIMITS.md).\n[limits]\nmessages_per_sec = 0\nawareness_per_sec = 0\nbytes_per_sec = 0\nmax_connections = 0\nmax_connections_per_address = 0\nhost_requests_per_sec = 0\n' "$SECRET"
+}
+chorus_toml > "$chorus_dir/chorus.toml"
+# joinstorm: Chorus turns a document larger than max_document_bytes (32 MiB by
+# default) read-only, and the peers have no such cap. The 20 MB document fits
+# under it; a larger JOIN_DOC_BYTES (env) raises the cap for the joinstorm run
+# only (to twice the document, room for its update log). Every update is at most
+# 256 KiB, well under max_message_size (8 MiB).
+join_cap=$((2 * JOIN_DOC_BYTES))
+[ "$join_cap" -gt 33554432 ] || join_cap=33554432
+chorus_toml "max_document_bytes = $join_cap" > "$chorus_dir/chorus-joinstorm.toml"
+CHORUS_CONFIG=$chorus_dir/chorus.toml
 PID=""
 cleanup() { [ -n "$PID" ] && kill -KILL "$PID" 2>/dev/null; rm -rf "$chorus_dir"; }
 trap cleanup EXIT
@@ -69,7 +96,7 @@ start_server() {
   local name=$1 health
   case $name in
     chorus)
-      target/release/chorus serve --config "$chorus_dir/chorus.toml" --bind 127.0.0.1:10230 \
+      "$TARGET/release/chorus" serve --config "$CHORUS_CONFIG" --bind 127.0.0.1:10230 \
         --data-dir "$chorus_dir/data" >> "$logs/chorus.log" 2>&1 &
       PID=$!
       LG=(--url 'ws://127.0.0.1:10230/v1/ws/bench/{doc}' --chorus-app bench --chorus-secret "$SECRET")
@@ -121,7 +148,7 @@ run_lg() {
     let r; try { r = JSON.parse(process.argv[1]) } catch { r = { error: "no JSON line (timeout or crash)" } }
     const a = process.argv.slice(2); const flag = k => { const i = a.indexOf(k); return i < 0 ? undefined : a[i + 1] }
     r.label ??= a[0]; r.scenario ??= flag("--scenario")
-    if (r.scenario === "fanout") r.clients ??= Number(flag("--clients"))
+    if (["fanout", "presence", "joinstorm"].includes(r.scenario)) r.clients ??= Number(flag("--clients"))
     console.log(JSON.stringify(r))' "$line" "$server" "$@")
   echo "$line" >> "$out/results.jsonl"
   echo "$line"
@@ -192,6 +219,26 @@ for server in chorus y-websocket hocuspocus y-sweet; do
       started "$server" coldload && short "$(run_lg "$server" 900 "${cold[@]}" --phase all)"
     fi
     stop_server
+  fi
+  if want presence "$SCENARIOS"; then
+    for n in $PRESENCE_CLIENTS; do
+      fresh_store
+      started "$server" presence "$n" && short "$(run_lg "$server" $((PRESENCE_DURATION + DRAIN + 300)) \
+        --scenario presence --clients "$n" --presence-hz "$PRESENCE_HZ" --rate "$PRESENCE_RATE" \
+        --duration "$PRESENCE_DURATION" --drain "$DRAIN" --concurrency 100)"
+      stop_server
+    done
+  fi
+  if want joinstorm "$SCENARIOS"; then
+    fresh_store
+    CHORUS_CONFIG=$chorus_dir/chorus-joinstorm.toml
+    # The uploader stays connected through the storm (--phase all): the peers keep
+    # a document in memory only while a client is connected.
+    started "$server" joinstorm "$JOIN_CLIENTS" && short "$(run_lg "$server" 900 --scenario joinstorm \
+      --clients "$JOIN_CLIENTS" --doc-bytes "$JOIN_DOC_BYTES" --chunk-bytes "$JOIN_CHUNK" \
+      --connect-timeout 120)"
+    stop_server
+    CHORUS_CONFIG=$chorus_dir/chorus.toml
   fi
 done
 echo "total $(( $(date +%s) - t_start )) s" >&2

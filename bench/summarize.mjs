@@ -33,7 +33,9 @@ function ratio (vals, higher) {
   if (v === 0) return c === 0 ? `1.00 (${best})` : `∞ (${best})`
   return `${(c / v).toFixed(2)} (${best})`
 }
-const cell = (r, k) => r ? (r.error ? 'error' : fmt(get(r, k))) : '–'
+const cell = (r, k, f = fmt) => r ? (r.error ? 'error' : f(get(r, k))) : '–'
+// counts: no decimals
+const count = x => (typeof x === 'number' ? x.toLocaleString('en-US') : fmt(x))
 function table (head, body) {
   return ['| ' + head.join(' | ') + ' |', '|' + head.map(() => '---').join('|') + '|', ...body.map(b => '| ' + b.join(' | ') + ' |')].join('\n')
 }
@@ -75,14 +77,14 @@ if (fan.length) {
   out.push(table(head, body), '')
 }
 
-// per-server tables
-function serverTable (scenario, title, note, cols, ratios) {
+// per-server tables; `ok(run)` false: the run is no best peer (it did not finish the job)
+function serverTable (scenario, title, note, cols, ratios, ok = () => true) {
   const m = by(scenario)
   if (!Object.keys(m).length) return
   out.push(`## ${title}`, '', note, '')
-  const body = servers.map(s => [s, ...cols.map(([, k]) => cell(m[s], k))])
+  const body = servers.map(s => [s, ...cols.map(([, k, f]) => cell(m[s], k, f))])
   for (const [label, k, higher] of ratios) {
-    const vals = {}; for (const s of servers) vals[s] = m[s] && !m[s].error ? get(m[s], k) : null
+    const vals = {}; for (const s of servers) vals[s] = m[s] && !m[s].error && (s === 'chorus' || ok(m[s])) ? get(m[s], k) : null
     body.push([`**Chorus ratio: ${label}**${higher ? ' (higher is better)' : ''}`, ...cols.map(([, ck]) => ck === k ? ratio(vals, higher) : '')])
   }
   out.push(table(['server', ...cols.map(([h]) => h)], body), '')
@@ -107,6 +109,58 @@ serverTable('coldload', `coldload (${Object.values(co)[0]?.history_inserts ?? '?
   'A fresh client connects: median time to SyncStep2 received and applied (ms, from the websocket connect), the first run alone, SyncStep2 size. Chorus: the server was restarted after the upload, so the first run loads the doc from the store (later runs find it in memory); the peers keep it in memory with the uploader connected.',
   [['median step2 ms', 'median_step2_recv_ms'], ['first step2 ms', 'first_step2_recv_ms'], ['median applied ms', 'median_synced_applied_ms'], ['step2 bytes', 'step2_bytes'], ['complete', 'all_complete']],
   [['median step2', 'median_step2_recv_ms'], ['first step2', 'first_step2_recv_ms']])
+
+// presence: one row per client count, as fanout
+const pre = rows.filter(r => r.scenario === 'presence')
+if (pre.length) {
+  const clients = [...new Set(pre.map(r => r.clients))].sort((a, b) => a - b)
+  const any = pre.find(r => !r.error) || {}
+  out.push(`## presence (1 doc, every client's awareness state at ${any.presence_hz ?? '?'} Hz, client 0 types ${any.rate ?? '?'} inserts/s)`, '')
+  out.push('Typist p99 / presence p99 in ms (send → receipt at every other client), server CPU % in brackets; "! t r" / "! p r" = only the fraction r of the typist\'s updates / of the awareness states arrived within the drain time (such a run is left out of that ratio, and of the CPU ratio).', '')
+  const okT = r => !(r.delivered_ratio < 0.999)
+  const okP = r => !(r.presence_delivered_ratio < 0.99)
+  const head = ['clients', ...servers, 'typist p99 ratio', 'presence p99 ratio', 'CPU ratio']
+  const body = clients.map(n => {
+    const m = {}; for (const r of pre) if (r.clients === n) m[r.label] = r
+    const typ = {}; const pres = {}; const cpu = {}
+    for (const s of servers) {
+      const r = m[s] && !m[s].error ? m[s] : null
+      typ[s] = r && okT(r) ? get(r, 'latency_ms.p99') : null
+      pres[s] = r && okP(r) ? get(r, 'presence_latency_ms.p99') : null
+      cpu[s] = r && okT(r) && okP(r) ? get(r, 'server_cpu_pct') : null
+    }
+    return [n, ...servers.map(s => {
+      const r = m[s]; if (!r) return '–'; if (r.error) return 'error'
+      const bad = (okT(r) ? '' : ` ! t ${fmt(r.delivered_ratio)}`) + (okP(r) ? '' : ` ! p ${fmt(r.presence_delivered_ratio)}`)
+      return `${fmt(get(r, 'latency_ms.p99'))} / ${fmt(get(r, 'presence_latency_ms.p99'))} (${fmt(get(r, 'server_cpu_pct'))} %)${bad}`
+    }), ratio(typ), ratio(pres), ratio(cpu)]
+  })
+  out.push(table(head, body), '')
+  out.push('Details: latency p50 / p99 in ms, fraction delivered, server CPU % in user and system time, server RSS peak, awareness messages and entries a client received per second.', '')
+  const dh = ['server', 'clients', 'typist p50 / p99', 'typist delivered', 'presence p50 / p99', 'presence delivered', 'CPU user / sys %', 'RSS peak MB', 'msgs/s/client', 'entries/s/client']
+  const db = []
+  for (const s of servers) {
+    for (const n of clients) {
+      const r = pre.find(x => x.label === s && x.clients === n)
+      if (!r) continue
+      if (r.error) { db.push([s, n, 'error', '', '', '', '', '', '', '']); continue }
+      db.push([s, n, `${fmt(get(r, 'latency_ms.p50'))} / ${fmt(get(r, 'latency_ms.p99'))}`, fmt(r.delivered_ratio),
+        `${fmt(get(r, 'presence_latency_ms.p50'))} / ${fmt(get(r, 'presence_latency_ms.p99'))}`, fmt(r.presence_delivered_ratio),
+        `${fmt(r.server_user_cpu_pct)} / ${fmt(r.server_sys_cpu_pct)}`, fmt(r.server_rss_mb_peak_sampled),
+        fmt(r.awareness_messages_per_s_per_client), fmt(r.awareness_entries_per_s_per_client)])
+    }
+  }
+  out.push(table(dh, db), '')
+}
+
+const js = by('joinstorm')
+const js0 = Object.values(js).find(r => !r.error) || {}
+serverTable('joinstorm', `joinstorm (${js0.clients ?? '?'} fresh clients join a ${js0.doc_bytes ? fmt(js0.doc_bytes / 1e6) : '?'} MB document at once)`,
+  'Time from the storm\'s start until a client\'s SyncStep2 (the whole document) arrived, in ms; every client synced, and how many did not (failed or short); server RSS before the storm and its peak during it (sampled every 50 ms), server CPU % over the storm. The uploader stays connected. A server that did not sync every client is left out of the ratios.',
+  [['synced p50 ms', 'synced_ms.p50'], ['synced p99 ms', 'synced_ms.p99'], ['synced max ms', 'synced_ms.max'], ['all synced', 'all_synced'], ['failed', 'failed', count], ['RSS before MB', 'server_rss_mb_before'], ['peak RSS MB', 'server_peak_rss_mb'], ['server CPU %', 'server_cpu_pct'], ['upload + verify ms', 'upload_and_verify_ms']],
+  [['synced p50', 'synced_ms.p50'], ['synced p99', 'synced_ms.p99'], ['peak RSS', 'server_peak_rss_mb']],
+  r => r.all_synced === true)
+
 if (errors.length) {
   out.push('## Errors', '')
   for (const e of errors) out.push(`- ${e.label} ${e.scenario}${e.clients ? ' ' + e.clients + ' clients' : ''}: ${String(e.error).slice(0, 300).replace(/\n/g, ' ')}`)
