@@ -136,18 +136,18 @@ if (pre.length) {
     }), ratio(typ), ratio(pres), ratio(cpu)]
   })
   out.push(table(head, body), '')
-  out.push('Details: latency p50 / p99 in ms, fraction delivered, server CPU % in user and system time, server RSS peak, awareness messages and entries a client received per second.', '')
-  const dh = ['server', 'clients', 'typist p50 / p99', 'typist delivered', 'presence p50 / p99', 'presence delivered', 'CPU user / sys %', 'RSS peak MB', 'msgs/s/client', 'entries/s/client']
+  out.push('Details: latency p50 / p99 in ms, fraction delivered, server CPU % in user and system time, server RSS peak, awareness messages and entries a client received per second (a server that merges states sends fewer messages), connections the server closed (a slow consumer) during the run.', '')
+  const dh = ['server', 'clients', 'typist p50 / p99', 'typist delivered', 'presence p50 / p99', 'presence delivered', 'CPU user / sys %', 'RSS peak MB', 'msgs/s/client', 'entries/s/client', 'closed']
   const db = []
   for (const s of servers) {
     for (const n of clients) {
       const r = pre.find(x => x.label === s && x.clients === n)
       if (!r) continue
-      if (r.error) { db.push([s, n, 'error', '', '', '', '', '', '', '']); continue }
+      if (r.error) { db.push([s, n, 'error', '', '', '', '', '', '', '', '']); continue }
       db.push([s, n, `${fmt(get(r, 'latency_ms.p50'))} / ${fmt(get(r, 'latency_ms.p99'))}`, fmt(r.delivered_ratio),
         `${fmt(get(r, 'presence_latency_ms.p50'))} / ${fmt(get(r, 'presence_latency_ms.p99'))}`, fmt(r.presence_delivered_ratio),
         `${fmt(r.server_user_cpu_pct)} / ${fmt(r.server_sys_cpu_pct)}`, fmt(r.server_rss_mb_peak_sampled),
-        fmt(r.awareness_messages_per_s_per_client), fmt(r.awareness_entries_per_s_per_client)])
+        fmt(r.awareness_messages_per_s_per_client), fmt(r.awareness_entries_per_s_per_client), count(get(r, 'conn.closed_unexpected'))])
     }
   }
   out.push(table(dh, db), '')
