@@ -28,6 +28,9 @@ pub trait DocMetrics: Send + Sync + 'static {
     /// A member's message that fans out (an update, awareness) was queued for every
     /// other member `took` after its connection decoded it (inbox wait included).
     fn fanout(&self, _took: Duration) {}
+    /// The end of an actor turn handed `members` members their staged frames (one
+    /// write each) in `took`.
+    fn broadcast_sweep(&self, _members: usize, _took: Duration) {}
 }
 
 /// Counts nothing (tests, embedding without metrics).

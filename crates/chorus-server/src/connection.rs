@@ -98,13 +98,14 @@ pub async fn ws_handler(
     // No async block around the two paths: it would keep a copy of the socket
     // next to the one inside the chosen path's future for as long as the
     // connection lives (see `run`).
+    let direct = upgrade.direct();
     upgrade.on_upgrade(config, protocol, move |socket| match verdict {
         Err(reason) => Either::Left(Box::pin(async move {
             let _held = (guard, slot);
             close_socket(socket, Closing::from(&reason), &state).await
         })),
         Ok(session) => Either::Right(run(
-            WsTransport::new(socket, Framing::Plain),
+            WsTransport::new(socket, Framing::Plain, direct),
             state,
             DocKey::new(app, content),
             session,

@@ -84,7 +84,7 @@ pub async fn hocuspocus_handler(
         };
         let framing = Framing::Hocuspocus(Box::new(HocuspocusFraming::new(name.clone(), pending)));
         run(
-            WsTransport::new(socket, framing),
+            WsTransport::new(socket, framing, None),
             state,
             DocKey::new(app, name),
             session,

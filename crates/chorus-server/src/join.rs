@@ -6,6 +6,7 @@
 //! ([`admit`]), or the 503 that refuses the upgrade.
 
 use crate::close::CloseReason;
+use crate::direct::ConnInfo;
 use crate::ids::is_valid_content_id;
 use crate::limits::ConnectionSlot;
 use crate::state::{unix_now, AppState};
@@ -16,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use chorus_auth::{AppRegistry, AuthError};
 use chorus_core::Session;
 use chorus_docs::{Disconnect, Documents};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::info;
@@ -39,8 +40,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
         Ok(ClientAddress(
             parts
                 .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
+                .get::<ConnectInfo<ConnInfo>>()
+                .map(|c| c.0.addr.ip()),
         ))
     }
 }

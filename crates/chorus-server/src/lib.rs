@@ -14,6 +14,10 @@
 //!   subprotocol, then the session over a websocket);
 //! - `hocuspocus`: `/v1/hocuspocus/{app}` for `@hocuspocus/provider` (its auth
 //!   message, then the session with the document name on every frame);
+//! - `direct`: every accepted socket shared (under one lock, never waiting)
+//!   between its connection and, for a websocket, its document's actor, which
+//!   writes the frames it fans out straight into it, one `writev` per member per
+//!   turn;
 //! - `upgrade`: the websocket handshake and the drain behind the lingering close
 //!   (the connection owns the raw stream, so a close frame is never lost to a TCP
 //!   reset);
@@ -47,6 +51,7 @@ mod close;
 pub mod config;
 mod connection;
 mod demo;
+mod direct;
 mod forward;
 mod framing;
 mod hocuspocus;

@@ -128,6 +128,17 @@ pub struct Metrics {
     closed: Family<CloseLabel, Counter>,
     throttled: Counter,
     join_wait_seconds: Histogram,
+    direct: DirectWrites,
+}
+
+/// The document actors' own socket writes (`direct.rs`) and the sweeps that make them.
+struct DirectWrites {
+    writes: Counter,
+    frames: Counter,
+    blocked: Counter,
+    backlog_bytes: Histogram,
+    sweep_seconds: Histogram,
+    sweep_members: Histogram,
 }
 
 impl Default for Metrics {
@@ -265,6 +276,47 @@ impl Metrics {
             "How long joins past the join rate waited for their turn (admission control)",
             0.001,
         );
+        let direct = DirectWrites {
+            writes: counter(
+                &mut r,
+                "chorus_socket_writes",
+                "Socket writes (system calls) a document actor made to hand members their frames",
+            ),
+            frames: counter(
+                &mut r,
+                "chorus_socket_frames",
+                "Frames those writes carried (frames per write = this / chorus_socket_writes)",
+            ),
+            blocked: counter(
+                &mut r,
+                "chorus_socket_blocked",
+                "Writes that left bytes the socket did not take, for the connection's task to finish",
+            ),
+            backlog_bytes: {
+                let h = Histogram::new(exponential_buckets(64.0, 4.0, 10));
+                r.register(
+                    "chorus_socket_backlog_bytes",
+                    "Bytes a member was behind after a write that did not go out whole",
+                    h.clone(),
+                );
+                h
+            },
+            sweep_seconds: histogram(
+                &mut r,
+                "chorus_broadcast_sweep_seconds",
+                "Time of one end-of-turn sweep: every member's staged frames written",
+                0.000_001,
+            ),
+            sweep_members: {
+                let h = Histogram::new(exponential_buckets(1.0, 2.0, 14));
+                r.register(
+                    "chorus_broadcast_sweep_members",
+                    "Members written to by one end-of-turn sweep",
+                    h.clone(),
+                );
+                h
+            },
+        };
         if let Some(hooks) = hooks {
             r.register_collector(Box::new(WebhookCollector(hooks)));
         }
@@ -293,6 +345,19 @@ impl Metrics {
             closed,
             throttled,
             join_wait_seconds,
+            direct,
+        }
+    }
+
+    /// A document actor wrote `frames` frames to a member's socket in `calls` system
+    /// calls; `backlog` bytes stayed behind for the connection's task.
+    pub fn socket_write(&self, calls: u32, frames: usize, backlog: usize) {
+        let d = &self.direct;
+        d.writes.inc_by(u64::from(calls));
+        d.frames.inc_by(frames as u64);
+        if backlog > 0 {
+            d.blocked.inc();
+            d.backlog_bytes.observe(backlog as f64);
         }
     }
 
@@ -398,6 +463,11 @@ impl DocMetrics for Metrics {
 
     fn fanout(&self, took: Duration) {
         self.fanout_seconds.observe(took.as_secs_f64());
+    }
+
+    fn broadcast_sweep(&self, members: usize, took: Duration) {
+        self.direct.sweep_seconds.observe(took.as_secs_f64());
+        self.direct.sweep_members.observe(members as f64);
     }
 }
 

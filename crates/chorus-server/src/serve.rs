@@ -4,7 +4,6 @@ use crate::config::{Config, ConfigError, StoreLocation};
 use crate::state::AppState;
 use crate::{api, connection, demo, hocuspocus, ops};
 use axum::routing::{delete, get, post, put, MethodRouter};
-use axum::serve::ListenerExt;
 use axum::Router;
 use chorus_store::{PostgresStore, SledStore, Store, StoreError};
 use std::future::Future;
@@ -320,16 +319,15 @@ impl Server {
         let hooks_stop = CancellationToken::new();
         // In cluster mode only the node holding the webhooks lease delivers.
         let hooks = tokio::spawn(state.documents.clone().run_webhooks(hooks_stop.clone()));
-        // Nagle's algorithm would hold small frames back up to 40 ms: every edit is small.
-        let listener = self.listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        // Every socket shared with the document its websocket joins (`direct.rs`).
+        let listener = crate::direct::DirectListener(self.listener);
         let router = build_router(self.state);
         if state.documents.node_id().is_some() {
             crate::forward::install_handler(&state, router.clone());
         }
-        // The peer address feeds the per-address connection cap.
-        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        // The peer address feeds the per-address connection cap; the socket, the
+        // document's direct writes.
+        let service = router.into_make_service_with_connect_info::<crate::direct::ConnInfo>();
         axum::serve(listener, service)
             .with_graceful_shutdown(graceful)
             .await?;

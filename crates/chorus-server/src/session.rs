@@ -12,12 +12,14 @@
 //! session over in-memory channels with paused time.
 
 use crate::close::{CloseReason, Closing};
+use crate::direct::DirectSocket;
 use crate::limits::{Admission, ConnectionLimiter, ConnectionSlot, MessageClass};
 use crate::state::AppState;
 use bytes::Bytes;
 use chorus_core::{ConnId, Session};
 use chorus_docs::{
-    frame_queue, ConnControl, Disconnect, DocCommand, DocHandle, DocKey, FrameReceiver, QueuePeer,
+    frame_queue, ConnControl, DirectSink, Disconnect, DocCommand, DocHandle, DocKey, FrameReceiver,
+    QueuePeer,
 };
 use chorus_protocol::{frame_kind, ChorusMessage, Message};
 use futures_util::task::AtomicWaker;
@@ -81,6 +83,13 @@ pub(crate) trait Transport: Send + 'static {
         Vec::new()
     }
 
+    /// The socket the document's actor writes this connection's frames into
+    /// itself (`direct.rs`), and the sink it writes through, if the transport has
+    /// one; otherwise frames come through the connection's queue.
+    fn direct(&self, _state: &AppState) -> Option<(Arc<DirectSocket>, Arc<dyn DirectSink>)> {
+        None
+    }
+
     /// End the connection with a documented close code.
     fn close(self, closing: Closing, state: &AppState) -> impl Future<Output = ()> + Send;
 }
@@ -131,10 +140,14 @@ pub(crate) fn run<T: Transport>(
             state.config.outbound_queue_frames,
             state.config.outbound_queue_bytes,
         );
+        let (direct, peer) = match transport.direct(&state) {
+            Some((socket, sink)) => (Some(socket), QueuePeer::direct(sink, control.clone())),
+            None => (None, QueuePeer::new(out_tx, control.clone())),
+        };
         let join = DocCommand::Join {
             conn,
             session: session.clone(),
-            peer: QueuePeer::new(out_tx, control.clone()),
+            peer,
         };
         // A document actor that just stopped (unloading, or after a reset) is replaced.
         // Cold paths (joining, closing) are boxed: a connection task's future is as
@@ -196,7 +209,22 @@ pub(crate) fn run<T: Transport>(
                     }
                     keepalive.as_mut().reset(tokio::time::Instant::now() + keepalive_every);
                 }
+                drained = std::future::poll_fn(|cx| match &direct {
+                    Some(socket) => socket.poll_drain(cx),
+                    None => Poll::Pending,
+                }), if direct.is_some() => {
+                    if drained.is_err() {
+                        break None;
+                    }
+                    keepalive.as_mut().reset(tokio::time::Instant::now() + keepalive_every);
+                }
                 _ = &mut keepalive => {
+                    // The document writes a direct connection's frames itself; a
+                    // reader that stopped taking them is dropped here.
+                    if direct.as_ref().is_some_and(|s| s.stalled_for() > WRITE_TIMEOUT) {
+                        debug!(conn = conn.0, "transport write stalled");
+                        break None;
+                    }
                     let frame = Bytes::from_static(KEEPALIVE_FRAME);
                     if write_batch(&mut transport, &mut out_rx, frame, &state).await.is_err() {
                         break None;
@@ -268,6 +296,11 @@ pub(crate) fn run<T: Transport>(
             if let Some(frame) = out_rx.try_recv() {
                 let _ = write_batch(&mut transport, &mut out_rx, frame, &state).await;
             }
+        }
+        // Nothing the document still writes may follow the close frame; a slow
+        // consumer's leftovers are the problem, and go.
+        if let Some(socket) = &direct {
+            socket.detach(control.reason() == Some(&Disconnect::SlowConsumer));
         }
         let _ = to_document(&state, &key, &mut doc, DocCommand::Leave { conn }).await;
         state.metrics.connection_closed();

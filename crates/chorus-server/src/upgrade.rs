@@ -14,6 +14,8 @@
 //! touch: authentication, limits or the session (the handler in `connection`).
 
 use crate::api::ApiError;
+use crate::direct::{ConnInfo, DirectSocket};
+use axum::extract::ConnectInfo;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Version};
@@ -21,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -34,6 +37,9 @@ pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
 pub struct WsUpgrade {
     key: HeaderValue,
     on_upgrade: OnUpgrade,
+    /// The connection's socket, which its document may write into (none for a
+    /// router driven in-process).
+    direct: Option<Arc<DirectSocket>>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for WsUpgrade {
@@ -67,11 +73,24 @@ impl<S: Send + Sync> FromRequestParts<S> for WsUpgrade {
         let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
             return bad("this connection cannot be upgraded");
         };
-        Ok(WsUpgrade { key, on_upgrade })
+        let direct = parts
+            .extensions
+            .get::<ConnectInfo<ConnInfo>>()
+            .map(|c| c.0.socket.clone());
+        Ok(WsUpgrade {
+            key,
+            on_upgrade,
+            direct,
+        })
     }
 }
 
 impl WsUpgrade {
+    /// The socket the document may write into, once upgraded.
+    pub(crate) fn direct(&self) -> Option<Arc<DirectSocket>> {
+        self.direct.clone()
+    }
+
     /// Answer 101 (with `protocol` as the chosen subprotocol) and run `callback`
     /// on the upgraded socket in a task of its own.
     pub fn on_upgrade<C, F>(

@@ -5,13 +5,18 @@
 //! then a lingering close so the frame is not lost to a TCP reset).
 
 use crate::close::{CloseReason, Closing};
+use crate::direct::DirectSocket;
 use crate::framing::{Framing, Incoming};
+use crate::metrics::Metrics;
 use crate::session::{Inbound, Transport, TransportFailed};
 use crate::state::AppState;
 use crate::upgrade::{linger, Socket};
 use bytes::Bytes;
+use chorus_docs::{DirectSink, PushError};
+use chorus_protocol::frame_kind;
 use futures_util::{SinkExt, StreamExt};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -45,15 +50,69 @@ pub(crate) fn socket_config(state: &AppState) -> WebSocketConfig {
 pub(crate) struct WsTransport {
     socket: Socket,
     framing: Framing,
+    /// The socket itself, which the document writes into (plain framing only: a
+    /// Hocuspocus frame differs per member).
+    direct: Option<Arc<DirectSocket>>,
 }
 
 impl WsTransport {
-    pub(crate) fn new(socket: Socket, framing: Framing) -> WsTransport {
-        WsTransport { socket, framing }
+    pub(crate) fn new(
+        socket: Socket,
+        framing: Framing,
+        direct: Option<Arc<DirectSocket>>,
+    ) -> WsTransport {
+        let direct = direct.filter(|_| matches!(framing, Framing::Plain));
+        WsTransport {
+            socket,
+            framing,
+            direct,
+        }
+    }
+}
+
+/// The document's side of a [`DirectSocket`]: frames counted, and the
+/// connection's byte and frame bounds held (past them it is a slow consumer).
+struct DocSink {
+    socket: Arc<DirectSocket>,
+    metrics: Arc<Metrics>,
+    max_bytes: usize,
+    max_frames: usize,
+}
+
+impl DirectSink for DocSink {
+    fn write(&self, frames: &[Bytes]) -> Result<(), PushError> {
+        for frame in frames {
+            self.metrics.outbound(frame_kind(frame), frame.len());
+        }
+        let wrote = self
+            .socket
+            .write_frames(frames, true)
+            .map_err(|_| PushError::Closed)?;
+        self.metrics
+            .socket_write(wrote.calls, frames.len(), wrote.backlog);
+        if wrote.backlog > self.max_bytes || wrote.chunks > 2 * self.max_frames {
+            return Err(PushError::Full);
+        }
+        Ok(())
+    }
+
+    fn backlog_bytes(&self) -> usize {
+        self.socket.backlog_bytes()
     }
 }
 
 impl Transport for WsTransport {
+    fn direct(&self, state: &AppState) -> Option<(Arc<DirectSocket>, Arc<dyn DirectSink>)> {
+        let socket = self.direct.clone()?;
+        let sink = Arc::new(DocSink {
+            socket: socket.clone(),
+            metrics: state.metrics.clone(),
+            max_bytes: state.config.outbound_queue_bytes,
+            max_frames: state.config.outbound_queue_frames,
+        });
+        Some((socket, sink))
+    }
+
     async fn next(&mut self) -> Inbound {
         // The only await is the stream's (cancel-safe); the rest reads what came.
         match self.socket.next().await {
@@ -75,6 +134,13 @@ impl Transport for WsTransport {
     }
 
     async fn feed(&mut self, frame: Bytes) -> Result<(), TransportFailed> {
+        if let Some(socket) = &self.direct {
+            // Behind what the document wrote, never inside it.
+            socket
+                .write_frames(std::slice::from_ref(&frame), false)
+                .map_err(|_| TransportFailed)?;
+            return Ok(());
+        }
         match &mut self.framing {
             Framing::Plain => self.socket.feed(WsMessage::Binary(frame)).await?,
             Framing::Hocuspocus(hp) => {

@@ -110,6 +110,12 @@ pub struct Room<P: Peer> {
     /// The whole state, encoded once for joiners that have nothing (large
     /// documents only; dropped when the last member leaves).
     full_state: Option<Box<FullState>>,
+    /// Presence changes are relayed at [`Room::flush_presence`], merged, instead
+    /// of one message each (see [`Room::coalesce_presence`]).
+    coalesce_presence: bool,
+    /// Presence changes not relayed yet: client id, clock, state (`null` once
+    /// removed), and the connection it came from.
+    presence_due: Vec<(u64, u64, Arc<str>, Option<ConnId>)>,
 }
 
 impl<P: Peer> Room<P> {
@@ -163,7 +169,56 @@ impl<P: Peer> Room<P> {
             neutralised: Neutralised::default(),
             rejected_updates: 0,
             full_state: None,
+            coalesce_presence: false,
+            presence_due: Vec::new(),
         }
+    }
+
+    /// Relay presence changes merged at [`Room::flush_presence`] (the document
+    /// actor calls it at the end of each turn) rather than one message per change:
+    /// N cursors that move within one turn cost each member one message holding
+    /// the latest state of each, not N messages. Off, every change is relayed as it
+    /// is applied.
+    pub fn coalesce_presence(&mut self, on: bool) {
+        self.coalesce_presence = on;
+        if !on {
+            self.flush_presence();
+        }
+    }
+
+    /// Relay the presence changes held since the last flush as one message: the
+    /// latest state of each client. Its sender does not get it back when every
+    /// change came from one connection; a merged message goes to every member
+    /// (y-protocols ignores an entry of its own client that is not newer than what
+    /// it holds).
+    pub fn flush_presence(&mut self) {
+        if self.presence_due.is_empty() {
+            return;
+        }
+        let due = std::mem::take(&mut self.presence_due);
+        let mut seen = std::collections::HashSet::with_capacity(due.len());
+        let mut latest: Vec<&(u64, u64, Arc<str>, Option<ConnId>)> =
+            due.iter().rev().filter(|e| seen.insert(e.0)).collect();
+        latest.reverse();
+        let origin = latest[0].3;
+        let except = origin.filter(|_| latest.iter().all(|e| e.3 == origin));
+        let body = encode_awareness(latest.iter().map(|e| (e.0, e.1, &*e.2)));
+        self.broadcast(Message::Awareness(body).encode(), except);
+        self.reap();
+    }
+
+    /// Relay presence changes now, or hold them for [`Room::flush_presence`].
+    fn relay_presence(&mut self, changed: Vec<(u64, u64, Arc<str>)>, from: Option<ConnId>) {
+        if changed.is_empty() {
+            return;
+        }
+        if self.coalesce_presence {
+            self.presence_due
+                .extend(changed.into_iter().map(|(id, c, j)| (id, c, j, from)));
+            return;
+        }
+        let body = encode_awareness(changed.iter().map(|(id, c, j)| (*id, *c, &**j)));
+        self.broadcast(Message::Awareness(body).encode(), from);
     }
 
     /// Turn the quota guard on or off. When on, client updates that would change the
@@ -631,10 +686,7 @@ impl<P: Peer> Room<P> {
             );
             changed.push((entry.client_id, entry.clock, json));
         }
-        if !changed.is_empty() {
-            let body = encode_awareness(changed.iter().map(|(id, c, j)| (*id, *c, &**j)));
-            self.broadcast(Message::Awareness(body).encode(), Some(conn));
-        }
+        self.relay_presence(changed, Some(conn));
         Ok(())
     }
 
@@ -705,13 +757,10 @@ impl<P: Peer> Room<P> {
             let mut removed = Vec::new();
             for id in member.awareness_ids {
                 if let Some(state) = self.awareness.remove(id) {
-                    removed.push((id, state.clock + 1));
+                    removed.push((id, state.clock + 1, Arc::from("null")));
                 }
             }
-            if !removed.is_empty() {
-                let body = encode_awareness(removed.iter().map(|(id, c)| (*id, *c, "null")));
-                self.broadcast(Message::Awareness(body).encode(), None);
-            }
+            self.relay_presence(removed, None);
         }
         if self.members.is_empty() {
             self.full_state = None;

@@ -460,6 +460,128 @@ fn leaving_removes_presence_and_tells_the_others() {
     assert_eq!(r.member_count(), 1);
 }
 
+fn awareness_entries(frames: &[Message]) -> Vec<Vec<(u64, u64, String)>> {
+    frames
+        .iter()
+        .filter_map(|m| match m {
+            Message::Awareness(body) => Some(
+                decode_awareness(body, 64)
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| (e.client_id, e.clock, e.state.to_string()))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn coalesced_presence_is_one_message_per_flush_with_the_latest_state_of_each_client() {
+    let mut r = room();
+    r.coalesce_presence(true);
+    let peers: Vec<Recorder> = (0..4).map(|_| Recorder::default()).collect();
+    for (i, p) in peers.iter().enumerate() {
+        r.join(
+            ConnId(i as u64 + 1),
+            session(&format!("u{i}"), Mode::Edit),
+            p.clone(),
+        );
+    }
+    for p in &peers {
+        p.take();
+    }
+    // Three clients move their cursors, one of them twice, in one turn.
+    for (conn, client, clock, x) in [
+        (1, 501, 1, 1),
+        (2, 502, 1, 2),
+        (1, 501, 2, 3),
+        (3, 503, 1, 4),
+    ] {
+        let state = format!(r#"{{"x":{x}}}"#);
+        r.receive(
+            ConnId(conn),
+            Message::Awareness(encode_awareness([(client, clock, state.as_str())])),
+        )
+        .unwrap();
+    }
+    assert!(
+        peers[3].take().is_empty(),
+        "nothing is relayed before the flush"
+    );
+    r.flush_presence();
+    let got = awareness_entries(&peers[3].take());
+    assert_eq!(got.len(), 1, "one merged message: {got:?}");
+    let clients: Vec<(u64, u64)> = got[0].iter().map(|e| (e.0, e.1)).collect();
+    assert_eq!(
+        clients,
+        [(502, 1), (501, 2), (503, 1)],
+        "the latest state of each, once"
+    );
+    assert!(got[0]
+        .iter()
+        .any(|e| e.0 == 501 && e.2.contains(r#""x":3"#)));
+    // From several connections: everyone gets it, the senders too (a client
+    // ignores its own entry, which is not newer than its own state).
+    assert_eq!(awareness_entries(&peers[0].take()).len(), 1);
+    r.flush_presence();
+    assert!(
+        peers[3].take().is_empty(),
+        "a flush with nothing due sends nothing"
+    );
+}
+
+#[test]
+fn coalesced_presence_from_one_connection_is_not_echoed_and_a_removal_wins() {
+    let mut r = room();
+    r.coalesce_presence(true);
+    let (a, b) = (Recorder::default(), Recorder::default());
+    r.join(ConnId(1), session("alice", Mode::Edit), a.clone());
+    r.join(ConnId(2), session("bob", Mode::Edit), b.clone());
+    a.take();
+    b.take();
+    r.receive(
+        ConnId(1),
+        Message::Awareness(encode_awareness([(501, 1, "{}")])),
+    )
+    .unwrap();
+    r.receive(
+        ConnId(1),
+        Message::Awareness(encode_awareness([(501, 2, "null")])),
+    )
+    .unwrap();
+    r.flush_presence();
+    assert!(a.take().is_empty(), "its own change is not sent back");
+    assert_eq!(
+        awareness_entries(&b.take()),
+        [vec![(501, 2, "null".to_string())]]
+    );
+    // A member that leaves: its removal is relayed at the next flush.
+    r.receive(
+        ConnId(1),
+        Message::Awareness(encode_awareness([(502, 1, "{}")])),
+    )
+    .unwrap();
+    r.leave(ConnId(1));
+    r.flush_presence();
+    let got = awareness_entries(&b.take());
+    assert_eq!(
+        got,
+        [vec![(502, 2, "null".to_string())]],
+        "the removal replaces the state"
+    );
+    // Switched off, changes go out at once again.
+    r.coalesce_presence(false);
+    r.join(ConnId(3), session("carol", Mode::Edit), a.clone());
+    b.take();
+    r.receive(
+        ConnId(3),
+        Message::Awareness(encode_awareness([(503, 1, "{}")])),
+    )
+    .unwrap();
+    assert_eq!(awareness_entries(&b.take()).len(), 1);
+}
+
 #[test]
 fn late_joiners_receive_current_presence() {
     let mut r = room();

@@ -91,7 +91,7 @@ async fn load_actor(
     let exists = stored.is_some();
     // Commands that came while the room was built, to handle in order first.
     let mut queued = Vec::new();
-    let (room, meta, snapshot_bytes, log_records, log_bytes, next_seq) = match stored {
+    let (mut room, meta, snapshot_bytes, log_records, log_bytes, next_seq) = match stored {
         None => (
             Room::new(env.limits_for(&key.app)),
             DocMeta::default(),
@@ -146,6 +146,9 @@ async fn load_actor(
         }
     };
     env.metrics.document_load_time(started.elapsed());
+    // Presence is relayed once per turn, merged (`Room::flush_presence` in the
+    // serve loop).
+    room.coalesce_presence(true);
     let mut actor = DocActor {
         env,
         exit,
@@ -172,6 +175,7 @@ async fn load_actor(
         },
         session: EditingSession::default(),
         hold: ExclusiveHold::default(),
+        sweep: Default::default(),
         members: Members::default(),
         lease,
         lease_lost: false,

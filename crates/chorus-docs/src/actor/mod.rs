@@ -43,7 +43,7 @@ use state::{Admission, EditingSession, ExclusiveHold, Members, RemoteMembers, Wr
 use crate::command::DocCommand;
 use crate::env::{Activity, DocEnv, Exit};
 use crate::inbox::{InboxReceiver, InboxSender};
-use crate::peer::QueuePeer;
+use crate::peer::{QueuePeer, Sweep};
 use crate::types::Disconnect;
 use crate::types::DocKey;
 use chorus_core::{ConnId, Room};
@@ -56,6 +56,9 @@ use tracing::{debug, warn};
 
 /// Commands an actor takes off its inbox per wake-up.
 const DOC_BATCH: usize = 64;
+/// Members an end-of-turn sweep writes to before it lets the worker run other
+/// tasks (~1–2 ms of socket writes).
+const SWEEP_SLICE: usize = 256;
 
 struct DocActor {
     env: Arc<DocEnv>,
@@ -76,6 +79,8 @@ struct DocActor {
     lease_lost: bool,
     /// Cluster mode: members that are connections of other nodes.
     remote: RemoteMembers,
+    /// Members written to directly with frames staged this turn.
+    sweep: Arc<Sweep>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -169,6 +174,12 @@ impl DocActor {
                 if !self.writes.plan.is_busy() {
                     Box::pin(self.persist()).await;
                 }
+                self.room.flush_presence();
+                if self.sweep.is_due() {
+                    // Boxed: the sweep's state would otherwise be part of every
+                    // loaded document's future.
+                    Box::pin(self.sweep()).await;
+                }
             }
             Box::pin(self.unload(rx, own_tx)).await;
         }
@@ -188,8 +199,9 @@ impl DocActor {
             DocCommand::Join {
                 conn,
                 session,
-                peer,
+                mut peer,
             } => {
+                peer.swept_by(&self.sweep);
                 let (session, downgraded) = match self.judge_join(session) {
                     Admission::AsIs(session) => (session, false),
                     Admission::Downgraded(session) => (session, true),
@@ -279,6 +291,23 @@ impl DocActor {
         self.editor_left(conn);
         self.member_gone(conn);
         self.touched();
+    }
+
+    /// The end of a turn: every member's staged frames to its socket, one write
+    /// each. A large document's sweep lets the worker run other tasks every
+    /// [`SWEEP_SLICE`] members: thousands of writes must not starve the other
+    /// documents of the same worker.
+    async fn sweep(&self) {
+        let started = std::time::Instant::now();
+        let due = self.sweep.take();
+        let mut members = 0;
+        for (i, slice) in due.chunks(SWEEP_SLICE).enumerate() {
+            if i > 0 {
+                tokio::task::yield_now().await;
+            }
+            members += slice.iter().filter(|m| m.flush()).count();
+        }
+        self.env.metrics.broadcast_sweep(members, started.elapsed());
     }
 
     fn touched(&mut self) {
