@@ -136,13 +136,16 @@ pub(crate) fn run<T: Transport>(
         let _held = held;
         let conn = ConnId::fresh();
         let control = Arc::new(ConnControl::default());
-        let (out_tx, mut out_rx) = frame_queue(
-            state.config.outbound_queue_frames,
-            state.config.outbound_queue_bytes,
-        );
-        let (direct, peer) = match transport.direct(&state) {
-            Some((socket, sink)) => (Some(socket), QueuePeer::direct(sink, control.clone())),
-            None => (None, QueuePeer::new(out_tx, control.clone())),
+        // A connection the document writes to itself needs no queue.
+        let (direct, peer, mut out_rx) = match transport.direct(&state) {
+            Some((socket, sink)) => (Some(socket), QueuePeer::direct(sink, control.clone()), None),
+            None => {
+                let (out_tx, out_rx) = frame_queue(
+                    state.config.outbound_queue_frames,
+                    state.config.outbound_queue_bytes,
+                );
+                (None, QueuePeer::new(out_tx, control.clone()), Some(out_rx))
+            }
         };
         let join = DocCommand::Join {
             conn,
@@ -202,9 +205,14 @@ pub(crate) fn run<T: Transport>(
                 biased;
                 _ = &mut closed => break None,
                 _ = &mut shutdown => break Some(CloseReason::Shutdown),
-                frame = out_rx.recv() => {
+                frame = async {
+                    match out_rx.as_mut() {
+                        Some(queue) => queue.recv().await,
+                        None => std::future::pending().await,
+                    }
+                }, if out_rx.is_some() => {
                     let Some(frame) = frame else { break None };
-                    if write_batch(&mut transport, &mut out_rx, frame, &state).await.is_err() {
+                    if write_batch(&mut transport, out_rx.as_mut(), frame, &state).await.is_err() {
                         break None;
                     }
                     keepalive.as_mut().reset(tokio::time::Instant::now() + keepalive_every);
@@ -226,7 +234,7 @@ pub(crate) fn run<T: Transport>(
                         break None;
                     }
                     let frame = Bytes::from_static(KEEPALIVE_FRAME);
-                    if write_batch(&mut transport, &mut out_rx, frame, &state).await.is_err() {
+                    if write_batch(&mut transport, out_rx.as_mut(), frame, &state).await.is_err() {
                         break None;
                     }
                     keepalive.as_mut().reset(tokio::time::Instant::now() + keepalive_every);
@@ -259,7 +267,7 @@ pub(crate) fn run<T: Transport>(
                                         code: "rate-limited".into(),
                                         message: "too many messages; slow down or the connection closes".into(),
                                     });
-                                    if write_batch(&mut transport, &mut out_rx, warning.encode(), &state).await.is_err() {
+                                    if write_batch(&mut transport, out_rx.as_mut(), warning.encode(), &state).await.is_err() {
                                         break None;
                                     }
                                 }
@@ -293,8 +301,8 @@ pub(crate) fn run<T: Transport>(
                 .reason()
                 .is_some_and(|d| *d != Disconnect::SlowConsumer)
         {
-            if let Some(frame) = out_rx.try_recv() {
-                let _ = write_batch(&mut transport, &mut out_rx, frame, &state).await;
+            if let Some(frame) = out_rx.as_mut().and_then(FrameReceiver::try_recv) {
+                let _ = write_batch(&mut transport, out_rx.as_mut(), frame, &state).await;
             }
         }
         // Nothing the document still writes may follow the close frame; a slow
@@ -325,7 +333,7 @@ pub(crate) fn run<T: Transport>(
 /// after [`WRITE_TIMEOUT`] without progress.
 async fn write_batch<T: Transport>(
     transport: &mut T,
-    queue: &mut FrameReceiver,
+    queue: Option<&mut FrameReceiver>,
     first: Bytes,
     state: &AppState,
 ) -> Result<(), TransportFailed> {
@@ -349,7 +357,7 @@ async fn answer<T: Transport>(transport: &mut T, frame: Bytes) -> Result<(), Tra
 
 async fn write_frames<T: Transport>(
     transport: &mut T,
-    queue: &mut FrameReceiver,
+    mut queue: Option<&mut FrameReceiver>,
     first: Bytes,
     state: &AppState,
 ) -> Result<(), TransportFailed> {
@@ -360,7 +368,7 @@ async fn write_frames<T: Transport>(
         transport.feed(frame).await?;
         n += 1;
         if n < WRITE_BATCH {
-            next = queue.try_recv();
+            next = queue.as_mut().and_then(|q| q.try_recv());
         }
     }
     transport.flush().await

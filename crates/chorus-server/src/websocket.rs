@@ -31,6 +31,8 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 /// read call (a 1 MB step 2: ~2,000 reads, a few milliseconds). 512 rather than
 /// 1024 saves ~0.6 KB per connection (idle scenario: 5.9 → 5.3 KB).
 const READ_BUFFER: usize = 512;
+/// How long a closing socket waits for its close frame to go out.
+const CLOSE_SEND_WAIT: Duration = Duration::from_secs(10);
 /// How long a closing socket waits for the peer's close reply.
 const CLOSE_HANDSHAKE_WAIT: Duration = Duration::from_secs(2);
 /// The least time a closing socket drains what its peer still sends (see
@@ -104,6 +106,7 @@ impl DirectSink for DocSink {
 impl Transport for WsTransport {
     fn direct(&self, state: &AppState) -> Option<(Arc<DirectSocket>, Arc<dyn DirectSink>)> {
         let socket = self.direct.clone()?;
+        socket.share();
         let sink = Arc::new(DocSink {
             socket: socket.clone(),
             metrics: state.metrics.clone(),
@@ -184,7 +187,11 @@ pub(crate) async fn close_socket(mut socket: Socket, closing: Closing, state: &A
         reason: closing.reason.into(),
     };
     let started = tokio::time::Instant::now();
-    if socket.send(WsMessage::Close(Some(frame))).await.is_ok() {
+    // The close frame goes behind what the socket has not taken yet (the
+    // document's frames before it): a client that reads none of it in this time
+    // loses the close frame with the connection.
+    let sent = tokio::time::timeout(CLOSE_SEND_WAIT, socket.send(WsMessage::Close(Some(frame))));
+    if matches!(sent.await, Ok(Ok(()))) {
         // After a read error (an oversize frame) the stream yields nothing more
         // and this ends at once; `linger` then drains the raw socket.
         let _ = tokio::time::timeout(CLOSE_HANDSHAKE_WAIT, async {
