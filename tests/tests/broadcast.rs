@@ -11,7 +11,7 @@
 //! insert carries a numbered marker, which Yjs v1 encodes verbatim.
 
 use chorus_auth::Mode;
-use chorus_e2e::{eventually, host_token, http, token_for, TestServer, APP, SECRETS};
+use chorus_e2e::{eventually, host_token, http, token_for, TestServer, YClient, APP, SECRETS};
 use chorus_protocol::{encode_sync, Message, SyncMessage, SYNC_STEP1};
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
@@ -111,9 +111,17 @@ fn blocked_writes(server: &TestServer) -> u64 {
         .map_or(0, |v| v.trim().parse().unwrap())
 }
 
-/// Pages of ~4 KB, each with its marker.
-fn page(n: u32) -> String {
-    format!("~{n}~{}", "x".repeat(4000))
+/// `pages` pages of ~4 KB appended to the title, each with its marker, with
+/// `between(n)` after page n; the title's length after them.
+fn write_pages(writer: &YClient, pages: u32, mut between: impl FnMut(u32)) -> u32 {
+    let mut len = 0u32;
+    for n in 0..pages {
+        let text = format!("~{n}~{}", "x".repeat(4000));
+        writer.insert_title(len, &text);
+        len += text.len() as u32;
+        between(n);
+    }
+    len
 }
 
 async fn lifted_limits() -> TestServer {
@@ -149,16 +157,11 @@ async fn a_reader_that_stalls_gets_every_update_once_and_in_order() {
     // the kernel's socket buffers hold (4 MiB at most here), so the server's
     // writes to it stop being taken and its frames wait in the socket's backlog.
     const PAGES: u32 = 3000;
-    let mut len = 0u32;
-    for n in 0..PAGES {
-        let text = page(n);
-        writer.insert_title(len, &text);
-        len += text.len() as u32;
+    let len = write_pages(&writer, PAGES, |n| {
         if n % 100 == 0 {
             mover.set_awareness(u64::from(n) + 1, &format!(r#"{{"cursor":null,"n":{n}}}"#));
-            tokio::task::yield_now().await;
         }
-    }
+    });
     eventually(30, "the brisk reader has every page", || {
         brisk.title().len() == len as usize
     })
@@ -196,12 +199,7 @@ async fn a_member_closed_with_a_backlog_gets_all_of_it_then_the_close_frame() {
     .await
     .unwrap();
     const PAGES: u32 = 3000;
-    let mut len = 0u32;
-    for n in 0..PAGES {
-        let text = page(n);
-        writer.insert_title(len, &text);
-        len += text.len() as u32;
-    }
+    let len = write_pages(&writer, PAGES, |_| {});
     eventually(30, "the writes to the stalled reader back up", || {
         blocked_writes(&server) > 0
     })

@@ -6,7 +6,7 @@
 use super::client::{close_all, connect_one, Cmd, Dial, Handle, Role, Shared};
 use super::proto::sync_msg;
 use super::stats::{Clock, ProcMonitor};
-use super::{base_result, extend, random_id, round_to, Opts, Phase};
+use super::{base_result, finish, random_id, round_to, Opts, Phase};
 use anyhow::{anyhow, bail, Context};
 use chorus_protocol::{Writer, SYNC_UPDATE};
 use std::sync::Arc;
@@ -248,10 +248,7 @@ pub async fn coldload(o: &Opts) -> anyhow::Result<serde_json::Value> {
         })).collect::<Vec<_>>(),
         "conn": shared.conn_json(),
     });
-    if let serde_json::Value::Object(m) = fields {
-        extend(&mut r, m);
-    }
-    Ok(serde_json::Value::Object(r))
+    Ok(finish(r, fields))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use super::client::{close_all, connect_all, connect_one, Cmd, Dial, Handle, Role
 use super::coldload::verify;
 use super::proto::sync_msg;
 use super::stats::{Clock, Hist, ProcMonitor};
-use super::{base_result, extend, http_setup, random_id, round_to, Opts, Phase};
+use super::{base_result, finish, http_setup, random_id, round_to, Opts, Phase};
 use anyhow::{anyhow, bail, Context};
 use chorus_protocol::SYNC_UPDATE;
 use std::time::{Duration, Instant};
@@ -170,10 +170,7 @@ pub async fn joinstorm(o: &Opts) -> anyhow::Result<serde_json::Value> {
         "step2_bytes_max": (connected > 0).then_some(max_bytes),
         "conn": shared.conn_json(),
     });
-    if let serde_json::Value::Object(m) = fields {
-        extend(&mut r, m);
-    }
-    Ok(serde_json::Value::Object(r))
+    Ok(finish(r, fields))
 }
 
 #[cfg(test)]

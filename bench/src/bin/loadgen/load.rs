@@ -2,7 +2,7 @@
 
 use super::client::{close_all, connect_all, Cmd, Connected, Dial, Role, Shared};
 use super::stats::{Clock, ProcMonitor};
-use super::{base_result, extend, http_setup, random_id, round_to, Opts};
+use super::{base_result, finish, http_setup, random_id, round_to, Opts};
 use anyhow::bail;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -77,10 +77,7 @@ pub async fn fanout(o: &Opts) -> anyhow::Result<serde_json::Value> {
         "http_setup_ms": http_setup(o, &conn),
         "conn": shared.conn_json(),
     });
-    if let serde_json::Value::Object(m) = fields {
-        extend(&mut r, m);
-    }
-    Ok(serde_json::Value::Object(r))
+    Ok(finish(r, fields))
 }
 
 /// The fanout writers' loop (presence's typist too): markers at `rate` inserts/s
@@ -235,8 +232,5 @@ pub async fn throughput(o: &Opts) -> anyhow::Result<serde_json::Value> {
         "connect_sync_ms": conn.connect_hist.summary(),
         "conn": shared.conn_json(),
     });
-    if let serde_json::Value::Object(m) = fields {
-        extend(&mut r, m);
-    }
-    Ok(serde_json::Value::Object(r))
+    Ok(finish(r, fields))
 }

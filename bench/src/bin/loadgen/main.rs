@@ -351,17 +351,21 @@ fn base_result(o: &Opts) -> serde_json::Map<String, serde_json::Value> {
     r
 }
 
-/// Adds `m` to `r`, leaving out the optional fields that do not apply (the Node
-/// tool's `undefined`): `fail_reasons` without failures, `http_setup_ms` without setup.
-fn extend(
-    r: &mut serde_json::Map<String, serde_json::Value>,
-    m: serde_json::Map<String, serde_json::Value>,
-) {
+/// The run's JSON line: `r` (the common fields) with the scenario's `fields`,
+/// leaving out the optional ones that do not apply (the Node tool's `undefined`):
+/// `fail_reasons` without failures, `http_setup_ms` without setup.
+fn finish(
+    mut r: serde_json::Map<String, serde_json::Value>,
+    fields: serde_json::Value,
+) -> serde_json::Value {
     const OPTIONAL: [&str; 2] = ["fail_reasons", "http_setup_ms"];
-    r.extend(
-        m.into_iter()
-            .filter(|(k, v)| !(v.is_null() && OPTIONAL.contains(&k.as_str()))),
-    );
+    if let serde_json::Value::Object(m) = fields {
+        r.extend(
+            m.into_iter()
+                .filter(|(k, v)| !(v.is_null() && OPTIONAL.contains(&k.as_str()))),
+        );
+    }
+    serde_json::Value::Object(r)
 }
 
 /// `http_setup_ms` when there is an HTTP setup.

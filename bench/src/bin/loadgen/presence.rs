@@ -10,7 +10,7 @@
 use super::client::{close_all_reports, connect_all, Cmd, Dial, Role, Shared};
 use super::load::write_markers;
 use super::stats::{Clock, ProcMonitor};
-use super::{base_result, extend, http_setup, random_id, round_to, Opts};
+use super::{base_result, finish, http_setup, random_id, round_to, Opts};
 use anyhow::bail;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -144,8 +144,5 @@ pub async fn presence(o: &Opts) -> anyhow::Result<serde_json::Value> {
         "http_setup_ms": http_setup(o, &conn),
         "conn": shared.conn_json(),
     });
-    if let serde_json::Value::Object(m) = fields {
-        extend(&mut r, m);
-    }
-    Ok(serde_json::Value::Object(r))
+    Ok(finish(r, fields))
 }

@@ -4,7 +4,7 @@
 
 use super::client::{close_all, connect_all, Cmd, Dial, Role, Shared};
 use super::stats::{mb, server_sample, Clock, ProcMonitor};
-use super::{base_result, extend, http_setup, random_id, round_to, DocMode, Opts};
+use super::{base_result, finish, http_setup, random_id, round_to, DocMode, Opts};
 use anyhow::bail;
 use std::time::{Duration, Instant};
 
@@ -85,10 +85,7 @@ pub async fn rooms(o: &Opts) -> anyhow::Result<serde_json::Value> {
         "server_rss_back_within_10pct": ratio.map(|x| x <= 1.1),
         "conn": shared.conn_json(),
     });
-    if let serde_json::Value::Object(m) = fields {
-        extend(&mut r, m);
-    }
-    Ok(serde_json::Value::Object(r))
+    Ok(finish(r, fields))
 }
 
 pub async fn idle(o: &Opts) -> anyhow::Result<serde_json::Value> {
@@ -163,8 +160,5 @@ pub async fn idle(o: &Opts) -> anyhow::Result<serde_json::Value> {
         "server_rss_mb_after_disconnect": after_close.map(|s| mb(s.rss_kb)),
         "conn": shared.conn_json(),
     });
-    if let serde_json::Value::Object(m) = fields {
-        extend(&mut r, m);
-    }
-    Ok(serde_json::Value::Object(r))
+    Ok(finish(r, fields))
 }
