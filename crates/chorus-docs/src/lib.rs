@@ -17,7 +17,7 @@
 //! | leaves | `error`, `metrics`, `plan`, `release` | [`DocError`] / [`HostError`]; [`DocMetrics`]; "what to write next" as a pure state machine; handing freed heap back to the OS |
 //! | queues | `inbox`, `frames`, `direct` | the bounded queue into an actor, and the frame queue out to a connection ("outbox" is only the store's webhook table); [`DirectSink`], a connection whose socket the actor writes into itself |
 //! | node links | `wire`, `link` | what nodes say to each other about documents (bus payloads); the owner's per-node link that sends each frame once per node |
-//! | members | `peer` | [`QueuePeer`] (a member's bounded outbound queue, local or over a link, or frames staged for its [`DirectSink`]), [`Sweep`] (the members with staged frames, written at the end of the actor's turn) and [`ConnControl`] (how an actor closes a connection) |
+//! | members | `peer` | [`QueuePeer`] (a member's bounded outbound queue, local or over a link, or frames staged for its [`DirectSink`]), `Sweep` (the members with staged frames, written at the end of the actor's turn) and [`ConnControl`] (how an actor closes a connection) |
 //! | commands | `command` | [`DocCommand`] and its answers (`Draft`, `HostChange`, …), the cluster's commands to an actor |
 //! | services | `bases`, `writer`, `nodes` | drafts hosts read (bases of three-way changes); the group-commit writer thread in front of the store, which also puts webhook events in the outbox table; what this node knows of the cluster (bus, leases, owners) |
 //! | environment | `env` | what an actor is given: policy, limits and whitelists per app, the writer, metrics, bases, the cluster state, and an `Exit` to leave the map by. No map of actors |
@@ -72,6 +72,6 @@ pub use error::{DocError, HostError};
 pub use frames::{frame_queue, FrameReceiver, FrameSender, PushError};
 pub use metrics::{DocMetrics, NoMetrics};
 pub use nodes::{AppStateHandler, ClusterSetup, ClusterStats, HostHandler, SessionVerifier};
-pub use peer::{ConnControl, QueuePeer, Sweep, SweepReport};
+pub use peer::{ConnControl, QueuePeer};
 pub use registry::{DocHandle, Documents};
 pub use types::{Disconnect, DocKey, Route};

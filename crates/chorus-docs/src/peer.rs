@@ -99,7 +99,7 @@ impl QueuePeer {
     }
 
     /// A peer whose frames go straight into `sink`: staged during a turn and
-    /// written by the sweep the actor attaches ([`QueuePeer::swept_by`]); a peer
+    /// written by the sweep the actor attaches (`swept_by`); a peer
     /// with no sweep writes each frame at once.
     pub fn direct(sink: Arc<dyn DirectSink>, control: std::sync::Arc<ConnControl>) -> Self {
         let member = Arc::new(DirectMember {
@@ -119,7 +119,7 @@ impl QueuePeer {
 
     /// From now on, frames for this peer wait for `sweep` (a no-op for a peer that
     /// is not written to directly).
-    pub fn swept_by(&mut self, sweep: &Arc<Sweep>) {
+    pub(crate) fn swept_by(&mut self, sweep: &Arc<Sweep>) {
         if let FrameSink::Direct { sweep: s, .. } = &mut self.sink {
             *s = Some(sweep.clone());
         }
@@ -221,34 +221,18 @@ impl DirectMember {
 /// actor runs it at the end of every turn: one write per member, however many
 /// frames the turn sent it.
 #[derive(Default)]
-pub struct Sweep {
+pub(crate) struct Sweep {
     due: Mutex<Vec<Arc<DirectMember>>>,
 }
 
-/// What one [`Sweep::run`] did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct SweepReport {
-    /// Members whose staged frames were handed to their sockets.
-    pub members: usize,
-}
-
 impl Sweep {
-    /// Hand every member its staged frames, in the order they were first staged.
-    pub fn run(&self) -> SweepReport {
-        let mut report = SweepReport::default();
-        for member in self.take() {
-            report.members += usize::from(member.flush());
-        }
-        report
-    }
-
     /// The members due, for a caller that hands them over in parts.
     pub(crate) fn take(&self) -> Vec<Arc<DirectMember>> {
         std::mem::take(&mut *lock(&self.due))
     }
 
     /// Whether anything is staged.
-    pub fn is_due(&self) -> bool {
+    pub(crate) fn is_due(&self) -> bool {
         !lock(&self.due).is_empty()
     }
 }

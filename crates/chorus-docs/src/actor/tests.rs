@@ -260,3 +260,117 @@ async fn a_failed_job_is_not_acknowledged_and_is_written_again() {
     assert_eq!(acked, vec![1]);
     assert_eq!(stored_title(&h.store), "Hi");
 }
+
+/// A member written to directly that records, in one log shared by every member
+/// of the test, when the actor handed it frames.
+struct RecordedSink {
+    who: usize,
+    writes: Arc<Mutex<Vec<usize>>>,
+}
+
+impl crate::direct::DirectSink for RecordedSink {
+    fn write(&self, _: &[Bytes]) -> Result<(), crate::frames::PushError> {
+        self.writes.lock().unwrap().push(self.who);
+        Ok(())
+    }
+
+    fn backlog_bytes(&self) -> usize {
+        0
+    }
+}
+
+/// Join a member written to directly, logging its writes as `who`.
+async fn join_direct(h: &Harness, who: usize, writes: &Arc<Mutex<Vec<usize>>>) -> ConnId {
+    let conn = ConnId::fresh();
+    let session = Arc::new(Session {
+        user_id: format!("user-{who}"),
+        name: format!("User {who}"),
+        color: "#112233".into(),
+        avatar: None,
+        mode: Mode::Edit,
+        extensions: false,
+        expires_at: u64::MAX,
+        credential: Default::default(),
+    });
+    let sink = Arc::new(RecordedSink {
+        who,
+        writes: writes.clone(),
+    });
+    let peer = QueuePeer::direct(sink, Arc::new(crate::peer::ConnControl::default()));
+    h.inbox
+        .send(DocCommand::Join {
+            conn,
+            session,
+            peer,
+        })
+        .await
+        .ok()
+        .unwrap();
+    conn
+}
+
+/// Returns once the actor has finished every turn begun before the call (a turn
+/// ends with its sweep, and the second command is handled in a later turn).
+async fn settled(h: &Harness) {
+    for _ in 0..2 {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        h.inbox
+            .send(DocCommand::Base {
+                with_state: false,
+                reply,
+            })
+            .await
+            .ok()
+            .unwrap();
+        answer.await.unwrap().ok().unwrap();
+    }
+}
+
+/// On one worker thread, a document with thousands of readers does not hold the
+/// thread for its whole sweep: another document's turn runs between its slices.
+/// (Without the yield between slices the small document's reader is written
+/// after every reader of the large one.)
+#[tokio::test(flavor = "current_thread")]
+async fn a_large_sweep_lets_another_document_write_between_its_slices() {
+    const READERS: usize = 4 * SWEEP_SLICE;
+    const SMALL: usize = usize::MAX;
+    let writes = Arc::new(Mutex::new(Vec::new()));
+    let large = start();
+    let small = start();
+    let large_writer = join_direct(&large, 0, &writes).await;
+    for who in 1..=READERS {
+        join_direct(&large, who, &writes).await;
+    }
+    let small_writer = join_direct(&small, SMALL - 1, &writes).await;
+    join_direct(&small, SMALL, &writes).await;
+    settled(&large).await;
+    settled(&small).await;
+    writes.lock().unwrap().clear();
+
+    // Both documents get an update before either actor runs again.
+    for (h, conn, client) in [(&large, large_writer, 50), (&small, small_writer, 51)] {
+        h.inbox
+            .send(DocCommand::Message {
+                conn,
+                msg: Message::Sync(SyncMessage::Update(typed(client, "x"))),
+                received: std::time::Instant::now(),
+            })
+            .await
+            .ok()
+            .unwrap();
+    }
+    settled(&large).await;
+    settled(&small).await;
+
+    let writes = writes.lock().unwrap().clone();
+    assert_eq!(writes.len(), READERS + 1, "every reader written once");
+    let small_at = writes
+        .iter()
+        .position(|&w| w == SMALL)
+        .expect("the small document's reader was written");
+    assert!(
+        small_at > 0 && small_at < READERS,
+        "the small document's reader was written after {small_at} of the large one's {READERS} readers: \
+         the large sweep held the thread"
+    );
+}
