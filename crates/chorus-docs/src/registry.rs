@@ -46,6 +46,15 @@ impl DocHandle {
         self.tx.same_inbox(&other.tx)
     }
 
+    /// Queue a command if the actor's inbox has room, without waiting; the command
+    /// comes back when the inbox is full or the actor is gone (`send` then waits,
+    /// or says which).
+    pub fn try_send(&self, cmd: DocCommand) -> Result<(), DocCommand> {
+        self.tx.try_send(cmd).map_err(|e| match e {
+            TrySendError::Full(cmd) | TrySendError::Closed(cmd) => cmd,
+        })
+    }
+
     /// Queue a command, waiting while the actor's inbox is full. `Err` if the actor is gone.
     pub async fn send(&self, cmd: DocCommand) -> Result<(), DocCommand> {
         // The inbox almost always has room: no waiting future is built then, and

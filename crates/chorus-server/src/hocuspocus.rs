@@ -77,8 +77,10 @@ pub async fn hocuspocus_handler(
     let guard = state.tracker.token();
     let config = socket_config(&state);
     upgrade.on_upgrade(config, None, move |socket| async move {
+        // Boxed: the wait for the token is over once the session runs, and inline
+        // its state would stay part of the connection's task.
         let Some((socket, name, session, pending)) =
-            authenticated(socket, &state, &app, address).await
+            Box::pin(authenticated(socket, &state, &app, address)).await
         else {
             return;
         };

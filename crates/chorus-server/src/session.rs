@@ -22,6 +22,7 @@ use chorus_docs::{
     QueuePeer,
 };
 use chorus_protocol::{frame_kind, ChorusMessage, Message};
+use futures_util::future::{ready, BoxFuture, Either, Ready};
 use futures_util::task::AtomicWaker;
 use std::future::Future;
 use std::pin::Pin;
@@ -94,11 +95,27 @@ pub(crate) trait Transport: Send + 'static {
     fn close(self, closing: Closing, state: &AppState) -> impl Future<Output = ()> + Send;
 }
 
-/// Send `cmd` to the document's actor. If that actor has stopped since this
-/// connection joined (it unloaded while the join waited in its inbox, and handed the
-/// join to its successor: `Documents::hand_over`), send it to the actor now live,
-/// which holds the join ahead of it.
-async fn to_document(
+/// Send `cmd` to the document's actor: at once while its inbox has room (almost
+/// always), so the connection's future carries no waiting state for it; the rare
+/// wait lives on the heap (`to_document_waiting`).
+fn to_document<'a>(
+    state: &'a AppState,
+    key: &'a DocKey,
+    doc: &'a mut DocHandle,
+    cmd: DocCommand,
+) -> Either<Ready<Result<(), ()>>, BoxFuture<'a, Result<(), ()>>> {
+    match doc.try_send(cmd) {
+        Ok(()) => Either::Left(ready(Ok(()))),
+        Err(cmd) => Either::Right(Box::pin(to_document_waiting(state, key, doc, cmd))),
+    }
+}
+
+/// Send `cmd` to the document's actor, waiting while its inbox is full. If that
+/// actor has stopped since this connection joined (it unloaded while the join
+/// waited in its inbox, and handed the join to its successor:
+/// `Documents::hand_over`), send it to the actor now live, which holds the join
+/// ahead of it.
+async fn to_document_waiting(
     state: &AppState,
     key: &DocKey,
     doc: &mut DocHandle,
@@ -133,7 +150,6 @@ pub(crate) fn run<T: Transport>(
     held: (TaskTrackerToken, Option<ConnectionSlot>),
 ) -> impl Future<Output = ()> + Send {
     async move {
-        let _held = held;
         let conn = ConnId::fresh();
         let control = Arc::new(ConnControl::default());
         // A connection the document writes to itself needs no queue.
@@ -155,16 +171,16 @@ pub(crate) fn run<T: Transport>(
         // A document actor that just stopped (unloading, or after a reset) is replaced.
         // Cold paths (joining, closing) are boxed: a connection task's future is as
         // large as its largest await point, and it lives as long as the connection.
-        let mut doc = match Box::pin(state.documents.dispatch(&key, join)).await {
-            Ok(doc) => doc,
-            Err(_) => {
-                Box::pin(transport.close(
-                    Closing::from(&CloseReason::Document(Disconnect::DocumentReset)),
-                    &state,
-                ))
-                .await;
-                return;
-            }
+        // `.ok()` first: a matched `Result` (the refused command inside) would be
+        // kept across the close below, in every connection's future.
+        let dispatched = Box::pin(state.documents.dispatch(&key, join)).await.ok();
+        let Some(mut doc) = dispatched else {
+            Box::pin(transport.close(
+                Closing::from(&CloseReason::Document(Disconnect::DocumentReset)),
+                &state,
+            ))
+            .await;
+            return;
         };
         state.metrics.connection_opened();
         debug!(conn = conn.0, app = %key.app, doc = %key.doc, user = %session.user_id, mode = session.mode.as_str(), "joined");
@@ -212,7 +228,7 @@ pub(crate) fn run<T: Transport>(
                     }
                 }, if out_rx.is_some() => {
                     let Some(frame) = frame else { break None };
-                    if write_batch(&mut transport, out_rx.as_mut(), frame, &state).await.is_err() {
+                    if Box::pin(write_batch(&mut transport, out_rx.as_mut(), frame, &state)).await.is_err() {
                         break None;
                     }
                     keepalive.as_mut().reset(tokio::time::Instant::now() + keepalive_every);
@@ -234,7 +250,7 @@ pub(crate) fn run<T: Transport>(
                         break None;
                     }
                     let frame = Bytes::from_static(KEEPALIVE_FRAME);
-                    if write_batch(&mut transport, out_rx.as_mut(), frame, &state).await.is_err() {
+                    if Box::pin(write_batch(&mut transport, out_rx.as_mut(), frame, &state)).await.is_err() {
                         break None;
                     }
                     keepalive.as_mut().reset(tokio::time::Instant::now() + keepalive_every);
@@ -267,7 +283,7 @@ pub(crate) fn run<T: Transport>(
                                         code: "rate-limited".into(),
                                         message: "too many messages; slow down or the connection closes".into(),
                                     });
-                                    if write_batch(&mut transport, out_rx.as_mut(), warning.encode(), &state).await.is_err() {
+                                    if Box::pin(write_batch(&mut transport, out_rx.as_mut(), warning.encode(), &state)).await.is_err() {
                                         break None;
                                     }
                                 }
@@ -284,7 +300,7 @@ pub(crate) fn run<T: Transport>(
                     }
                     Inbound::Skip => {}
                     Inbound::Answer(frame) => {
-                        if answer(&mut transport, frame).await.is_err() {
+                        if Box::pin(answer(&mut transport, frame)).await.is_err() {
                             break None;
                         }
                     }
@@ -302,7 +318,7 @@ pub(crate) fn run<T: Transport>(
                 .is_some_and(|d| *d != Disconnect::SlowConsumer)
         {
             if let Some(frame) = out_rx.as_mut().and_then(FrameReceiver::try_recv) {
-                let _ = write_batch(&mut transport, out_rx.as_mut(), frame, &state).await;
+                let _ = Box::pin(write_batch(&mut transport, out_rx.as_mut(), frame, &state)).await;
             }
         }
         // Nothing the document still writes may follow the close frame; a slow
@@ -326,11 +342,15 @@ pub(crate) fn run<T: Transport>(
             );
             Box::pin(transport.close(closing, &state)).await;
         }
+        // Used in place, not moved into a local: that would store it twice.
+        drop(held);
     }
 }
 
 /// Write `first` and whatever else is already queued, then flush once; give up
-/// after [`WRITE_TIMEOUT`] without progress.
+/// after [`WRITE_TIMEOUT`] without progress. Callers box it (one allocation per
+/// batch, beside a timer and a syscall): inline, its ~600 bytes of state were part
+/// of every connection's task for the connection's whole life.
 async fn write_batch<T: Transport>(
     transport: &mut T,
     queue: Option<&mut FrameReceiver>,

@@ -20,6 +20,8 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
+use futures_util::future::Either;
+use futures_util::FutureExt;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use std::future::Future;
@@ -104,20 +106,27 @@ impl WsUpgrade {
         F: Future<Output = ()> + Send + 'static,
     {
         let on_upgrade = self.on_upgrade;
-        tokio::spawn(async move {
+        let upgraded = async move {
             // A failed upgrade (the client went away after the 101) has nobody to
             // tell.
-            let Ok(upgraded) = on_upgrade.await else {
-                return;
-            };
-            let socket = WebSocketStream::from_raw_socket(
-                TokioIo::new(upgraded),
-                Role::Server,
-                Some(config),
+            let upgraded = on_upgrade.await.ok()?;
+            Some(
+                WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(config),
+                )
+                .await,
             )
-            .await;
-            callback(socket).await;
-        });
+        };
+        // Chained rather than one async block: a block keeps its captures (the
+        // callback and the configuration, ~240 bytes) beside the session's future
+        // for as long as the connection lives; `then` replaces the first future
+        // with the second.
+        tokio::spawn(upgraded.then(move |socket| match socket {
+            Some(socket) => Either::Left(callback(socket)),
+            None => Either::Right(std::future::ready(())),
+        }));
         let accept = derive_accept_key(self.key.as_bytes());
         let mut response = (
             StatusCode::SWITCHING_PROTOCOLS,
@@ -161,7 +170,9 @@ pub async fn linger(socket: &mut Socket, within: Duration) {
         if io.shutdown().await.is_err() {
             return;
         }
-        let mut scratch = [0u8; 8192];
+        // On the heap: as an array it made every future that may linger (a
+        // Hocuspocus connection's, for its whole life) 8 KB larger.
+        let mut scratch = vec![0u8; 8192];
         while let Ok(n) = io.read(&mut scratch).await {
             if n == 0 {
                 break;
