@@ -203,3 +203,36 @@ async fn demo_external_takes_json_only_and_demo_tokens_a_valid_document() {
         assert_eq!(get(&server, bad).await.0, 400, "{bad}");
     }
 }
+
+/// The keepalive is for a connection that hears nothing: a reader of a busy
+/// document, written to by the document all the time, gets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_of_a_busy_document_gets_no_keepalive() {
+    use futures_util::StreamExt;
+    let server = TestServer::start_with(|c| c.keepalive_secs = 1).await;
+    let url = server.ws_url(chorus_e2e::APP, "busy", &server.token("busy", "reader"));
+    let mut reader = chorus_e2e::raw_connect(&url).await.unwrap();
+    let writer = server.client("busy", "writer").await;
+    writer.wait_synced().await.unwrap();
+    // An edit every 300 ms for 3.5 s: three keepalive periods and a half.
+    let typing = tokio::spawn(async move {
+        for i in 0..12 {
+            writer.insert_title(i, "x");
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+        writer
+    });
+    let mut updates = 0;
+    let mut keepalives = 0;
+    let until = tokio::time::Instant::now() + std::time::Duration::from_millis(3500);
+    while let Ok(Some(Ok(m))) = tokio::time::timeout_at(until, reader.next()).await {
+        match &m.into_data()[..] {
+            [1, 1, 0] => keepalives += 1,
+            [0, 2, ..] => updates += 1,
+            _ => {}
+        }
+    }
+    typing.await.unwrap();
+    assert!(updates >= 8, "the reader got the edits ({updates})");
+    assert_eq!(keepalives, 0, "keepalives sent beside the edits");
+}

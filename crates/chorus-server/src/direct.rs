@@ -75,6 +75,9 @@ struct Backlog {
     detached: bool,
     /// The socket failed.
     broken: bool,
+    /// The document wrote frames since the connection last asked
+    /// ([`DirectSocket::document_wrote`]): the client heard from the server.
+    document_wrote: bool,
 }
 
 impl Backlog {
@@ -166,6 +169,7 @@ impl DirectSocket {
         if backlog.broken || (from_document && backlog.detached) {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
+        backlog.document_wrote |= from_document && !frames.is_empty();
         let mut wrote = Wrote::default();
         let mut done = 0; // frames fully written
         let mut partial = 0; // bytes of frame `done` written
@@ -314,6 +318,12 @@ impl DirectSocket {
     }
 
     /// How long the backlog has made no progress (zero when empty).
+    /// Whether the document wrote any frame since the last call: a connection
+    /// whose client keeps hearing from its document needs no keepalive.
+    pub(crate) fn document_wrote(&self) -> bool {
+        std::mem::take(&mut self.lock().document_wrote)
+    }
+
     pub(crate) fn stalled_for(&self) -> Duration {
         self.lock().since.map_or(Duration::ZERO, |t| t.elapsed())
     }

@@ -249,6 +249,11 @@ pub(crate) fn run<T: Transport>(
                         debug!(conn = conn.0, "transport write stalled");
                         break None;
                     }
+                    // A reader of a busy document hears from it all the time.
+                    if direct.as_ref().is_some_and(|s| s.document_wrote()) {
+                        keepalive.as_mut().reset(tokio::time::Instant::now() + keepalive_every);
+                        continue;
+                    }
                     let frame = Bytes::from_static(KEEPALIVE_FRAME);
                     if Box::pin(write_batch(&mut transport, out_rx.as_mut(), frame, &state)).await.is_err() {
                         break None;
