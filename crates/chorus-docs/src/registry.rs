@@ -49,6 +49,7 @@ impl DocHandle {
     /// Queue a command if the actor's inbox has room, without waiting; the command
     /// comes back when the inbox is full or the actor is gone (`send` then waits,
     /// or says which).
+    #[allow(clippy::result_large_err)] // the command itself comes back, as from `send`
     pub fn try_send(&self, cmd: DocCommand) -> Result<(), DocCommand> {
         self.tx.try_send(cmd).map_err(|e| match e {
             TrySendError::Full(cmd) | TrySendError::Closed(cmd) => cmd,

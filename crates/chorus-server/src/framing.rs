@@ -7,6 +7,7 @@
 use bytes::Bytes;
 use chorus_protocol::hocuspocus::{self, Frame};
 use chorus_protocol::{ChorusMessage, DecodeError, Message, CHORUS_MESSAGE_TYPE};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// How the frames of one connection are framed.
 pub(crate) enum Framing {
@@ -19,10 +20,19 @@ pub(crate) enum Framing {
 /// The state of a Hocuspocus connection's framing.
 pub(crate) struct HocuspocusFraming {
     name: String,
-    /// Update messages acknowledged with a `SyncStatus` so far.
-    acknowledged: u64,
     /// y-protocols messages received before the join.
     pending: Vec<Bytes>,
+    /// The outgoing side, shared with the document's sink when the document
+    /// writes into the socket itself.
+    out: Arc<Mutex<HocuspocusOut>>,
+}
+
+/// What a Hocuspocus connection's outgoing frames need: the name they go behind,
+/// and the acknowledgements turned into `SyncStatus` so far.
+pub(crate) struct HocuspocusOut {
+    name: String,
+    /// Update messages acknowledged with a `SyncStatus` so far.
+    acknowledged: u64,
 }
 
 impl HocuspocusFraming {
@@ -30,11 +40,25 @@ impl HocuspocusFraming {
     /// before its token was checked.
     pub(crate) fn new(name: String, pending: Vec<Bytes>) -> HocuspocusFraming {
         HocuspocusFraming {
+            out: Arc::new(Mutex::new(HocuspocusOut {
+                name: name.clone(),
+                acknowledged: 0,
+            })),
             name,
-            acknowledged: 0,
             pending,
         }
     }
+
+    /// The outgoing side.
+    pub(crate) fn out(&self) -> &Arc<Mutex<HocuspocusOut>> {
+        &self.out
+    }
+}
+
+/// The outgoing side of a Hocuspocus framing, locked (a poisoned lock is used as
+/// is: its state is a counter).
+pub(crate) fn lock_out(out: &Mutex<HocuspocusOut>) -> MutexGuard<'_, HocuspocusOut> {
+    out.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// What to do with one incoming frame.
@@ -79,7 +103,7 @@ impl Framing {
     }
 }
 
-impl HocuspocusFraming {
+impl HocuspocusOut {
     /// The frames to write for the y-protocols (or Chorus) frame `frame`.
     pub(crate) fn outgoing(&mut self, frame: &Bytes) -> Vec<Bytes> {
         if frame.first() != Some(&CHORUS_MESSAGE_TYPE) {

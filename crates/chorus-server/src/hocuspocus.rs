@@ -76,6 +76,7 @@ pub async fn hocuspocus_handler(
     };
     let guard = state.tracker.token();
     let config = socket_config(&state);
+    let direct = upgrade.direct();
     upgrade.on_upgrade(config, None, move |socket| async move {
         // Boxed: the wait for the token is over once the session runs, and inline
         // its state would stay part of the connection's task.
@@ -86,7 +87,7 @@ pub async fn hocuspocus_handler(
         };
         let framing = Framing::Hocuspocus(Box::new(HocuspocusFraming::new(name.clone(), pending)));
         run(
-            WsTransport::new(socket, framing, None),
+            WsTransport::new(socket, framing, direct),
             state,
             DocKey::new(app, name),
             session,

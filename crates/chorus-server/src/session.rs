@@ -95,6 +95,10 @@ pub(crate) trait Transport: Send + 'static {
     fn close(self, closing: Closing, state: &AppState) -> impl Future<Output = ()> + Send;
 }
 
+/// A command on its way to the document's actor: already there, or waiting on
+/// the heap for room in its inbox.
+type Delivery<'a> = Either<Ready<Result<(), ()>>, BoxFuture<'a, Result<(), ()>>>;
+
 /// Send `cmd` to the document's actor: at once while its inbox has room (almost
 /// always), so the connection's future carries no waiting state for it; the rare
 /// wait lives on the heap (`to_document_waiting`).
@@ -103,7 +107,7 @@ fn to_document<'a>(
     key: &'a DocKey,
     doc: &'a mut DocHandle,
     cmd: DocCommand,
-) -> Either<Ready<Result<(), ()>>, BoxFuture<'a, Result<(), ()>>> {
+) -> Delivery<'a> {
     match doc.try_send(cmd) {
         Ok(()) => Either::Left(ready(Ok(()))),
         Err(cmd) => Either::Right(Box::pin(to_document_waiting(state, key, doc, cmd))),

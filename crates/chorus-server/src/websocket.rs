@@ -6,7 +6,7 @@
 
 use crate::close::{CloseReason, Closing};
 use crate::direct::DirectSocket;
-use crate::framing::{Framing, Incoming};
+use crate::framing::{lock_out, Framing, HocuspocusOut, Incoming};
 use crate::metrics::Metrics;
 use crate::session::{Inbound, Transport, TransportFailed};
 use crate::state::AppState;
@@ -16,7 +16,7 @@ use chorus_docs::{DirectSink, PushError};
 use chorus_protocol::frame_kind;
 use futures_util::{SinkExt, StreamExt};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -52,8 +52,8 @@ pub(crate) fn socket_config(state: &AppState) -> WebSocketConfig {
 pub(crate) struct WsTransport {
     socket: Socket,
     framing: Framing,
-    /// The socket itself, which the document writes into (plain framing only: a
-    /// Hocuspocus frame differs per member).
+    /// The socket itself, which the document writes into (behind the framing:
+    /// a Hocuspocus member's frames are wrapped as they are written).
     direct: Option<Arc<DirectSocket>>,
 }
 
@@ -63,7 +63,6 @@ impl WsTransport {
         framing: Framing,
         direct: Option<Arc<DirectSocket>>,
     ) -> WsTransport {
-        let direct = direct.filter(|_| matches!(framing, Framing::Plain));
         WsTransport {
             socket,
             framing,
@@ -72,10 +71,13 @@ impl WsTransport {
     }
 }
 
-/// The document's side of a [`DirectSocket`]: frames counted, and the
-/// connection's byte and frame bounds held (past them it is a slow consumer).
+/// The document's side of a [`DirectSocket`]: frames counted (and framed for a
+/// Hocuspocus member), and the connection's byte and frame bounds held (past them
+/// it is a slow consumer).
 struct DocSink {
     socket: Arc<DirectSocket>,
+    /// A Hocuspocus member's outgoing framing, shared with its connection.
+    hocuspocus: Option<Arc<Mutex<HocuspocusOut>>>,
     metrics: Arc<Metrics>,
     max_bytes: usize,
     max_frames: usize,
@@ -86,12 +88,19 @@ impl DirectSink for DocSink {
         for frame in frames {
             self.metrics.outbound(frame_kind(frame), frame.len());
         }
-        let wrote = self
-            .socket
-            .write_frames(frames, true)
-            .map_err(|_| PushError::Closed)?;
+        let (wrote, written) = match &self.hocuspocus {
+            None => (self.socket.write_frames(frames, true), frames.len()),
+            Some(out) => {
+                // Framed and written under one lock, so acknowledgements leave in
+                // the order they were counted.
+                let mut out = lock_out(out);
+                let wrapped: Vec<Bytes> = frames.iter().flat_map(|f| out.outgoing(f)).collect();
+                (self.socket.write_frames(&wrapped, true), wrapped.len())
+            }
+        };
+        let wrote = wrote.map_err(|_| PushError::Closed)?;
         self.metrics
-            .socket_write(wrote.calls, frames.len(), wrote.backlog);
+            .socket_write(wrote.calls, written, wrote.backlog);
         if wrote.backlog > self.max_bytes || wrote.chunks > 2 * self.max_frames {
             return Err(PushError::Full);
         }
@@ -107,8 +116,13 @@ impl Transport for WsTransport {
     fn direct(&self, state: &AppState) -> Option<(Arc<DirectSocket>, Arc<dyn DirectSink>)> {
         let socket = self.direct.clone()?;
         socket.share();
+        let hocuspocus = match &self.framing {
+            Framing::Plain => None,
+            Framing::Hocuspocus(hp) => Some(hp.out().clone()),
+        };
         let sink = Arc::new(DocSink {
             socket: socket.clone(),
+            hocuspocus,
             metrics: state.metrics.clone(),
             max_bytes: state.config.outbound_queue_bytes,
             max_frames: state.config.outbound_queue_frames,
@@ -139,15 +153,21 @@ impl Transport for WsTransport {
     async fn feed(&mut self, frame: Bytes) -> Result<(), TransportFailed> {
         if let Some(socket) = &self.direct {
             // Behind what the document wrote, never inside it.
-            socket
-                .write_frames(std::slice::from_ref(&frame), false)
-                .map_err(|_| TransportFailed)?;
+            let written = match &self.framing {
+                Framing::Plain => socket.write_frames(std::slice::from_ref(&frame), false),
+                Framing::Hocuspocus(hp) => {
+                    let mut out = lock_out(hp.out());
+                    socket.write_frames(&out.outgoing(&frame), false)
+                }
+            };
+            written.map_err(|_| TransportFailed)?;
             return Ok(());
         }
-        match &mut self.framing {
+        match &self.framing {
             Framing::Plain => self.socket.feed(WsMessage::Binary(frame)).await?,
             Framing::Hocuspocus(hp) => {
-                for wrapped in hp.outgoing(&frame) {
+                let wrapped = lock_out(hp.out()).outgoing(&frame);
+                for wrapped in wrapped {
                     self.socket.feed(WsMessage::Binary(wrapped)).await?;
                 }
             }
