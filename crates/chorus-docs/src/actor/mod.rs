@@ -293,26 +293,30 @@ impl DocActor {
         self.touched();
     }
 
-    /// The end of a turn: every member's staged frames to its socket, one write
-    /// each. A large document's sweep lets the worker run other tasks every
-    /// [`SWEEP_SLICE`] members: thousands of writes must not starve the other
-    /// documents of the same worker.
     async fn sweep(&self) {
-        let started = std::time::Instant::now();
-        let due = self.sweep.take();
-        let mut members = 0;
-        for (i, slice) in due.chunks(SWEEP_SLICE).enumerate() {
-            if i > 0 {
-                tokio::task::yield_now().await;
-            }
-            members += slice.iter().filter(|m| m.flush()).count();
-        }
-        self.env.metrics.broadcast_sweep(members, started.elapsed());
+        sweep(&self.sweep, &self.env).await;
     }
 
     fn touched(&mut self) {
         self.idle_since = self.activity.record(self.room.member_count());
     }
+}
+
+/// The end of a turn (of a document's actor, or of a proxy's): every member's
+/// staged frames to its socket, one write each. A large document's sweep lets the
+/// worker run other tasks every [`SWEEP_SLICE`] members: thousands of writes must
+/// not starve the other documents of the same worker.
+async fn sweep(sweep: &Sweep, env: &DocEnv) {
+    let started = std::time::Instant::now();
+    let due = sweep.take();
+    let mut members = 0;
+    for (i, slice) in due.chunks(SWEEP_SLICE).enumerate() {
+        if i > 0 {
+            tokio::task::yield_now().await;
+        }
+        members += slice.iter().filter(|m| m.flush()).count();
+    }
+    env.metrics.broadcast_sweep(members, started.elapsed());
 }
 
 async fn sleep_until_opt(t: Option<Instant>) {

@@ -14,7 +14,7 @@ use crate::command::{ClusterCommand, ClusterOp};
 use crate::env::{Activity, DocEnv, Exit};
 use crate::error::{DocError, HostError};
 use crate::inbox::{InboxReceiver, InboxSender};
-use crate::peer::QueuePeer;
+use crate::peer::{QueuePeer, Sweep};
 use crate::types::Disconnect;
 use crate::types::DocKey;
 use crate::types::Route;
@@ -35,6 +35,10 @@ struct Proxy {
     key: DocKey,
     owner: Arc<str>,
     members: HashMap<ConnId, QueuePeer>,
+    /// The members with frames staged in this turn: what the owner delivered
+    /// while the proxy handled a batch leaves in one write per member, as from
+    /// the owner's own actor.
+    sweep: Arc<Sweep>,
     activity: Arc<Activity>,
     idle_since: Option<Instant>,
 }
@@ -65,6 +69,7 @@ pub(crate) async fn serve(
         key,
         owner,
         members: HashMap::new(),
+        sweep: Arc::default(),
         activity,
         idle_since: Some(Instant::now()),
     };
@@ -83,6 +88,9 @@ pub(crate) async fn serve(
                 }
                 if let Some(end) = end {
                     break end;
+                }
+                if proxy.sweep.is_due() {
+                    Box::pin(super::sweep(&proxy.sweep, &proxy.env)).await;
                 }
             }
             _ = super::sleep_until_opt(idle) => break End::Close(Disconnect::Stopped),
@@ -104,8 +112,9 @@ impl Proxy {
             DocCommand::Join {
                 conn,
                 session,
-                peer,
+                mut peer,
             } => {
+                peer.swept_by(&self.sweep);
                 // The owner verifies the token again: a session without one cannot
                 // be forwarded (every connection the server opens keeps it).
                 let Some(token) = session.credential.token() else {
