@@ -43,8 +43,8 @@ struct Harness {
     actor: tokio::task::JoinHandle<()>,
 }
 
-fn start() -> Harness {
-    let store = Arc::new(MemoryStore::new());
+/// What an actor is given, over a store whose jobs come out of `jobs`.
+fn env(store: &Arc<MemoryStore>) -> (Arc<DocEnv>, mpsc::Receiver<Job>) {
     let (writer, jobs) = StoreWriter::detached(store.clone());
     let hooks = Hooks::new(
         store.clone(),
@@ -60,6 +60,12 @@ fn start() -> Harness {
         hooks,
         Arc::new(NoMetrics),
     ));
+    (env, jobs)
+}
+
+fn start() -> Harness {
+    let store = Arc::new(MemoryStore::new());
+    let (env, jobs) = env(&store);
     let (tx, rx) = inbox(DOC_INBOX);
     let exit = Arc::new(RecordedExit::default());
     let actor = tokio::spawn(run_actor(
@@ -261,16 +267,19 @@ async fn a_failed_job_is_not_acknowledged_and_is_written_again() {
     assert_eq!(stored_title(&h.store), "Hi");
 }
 
+/// Who was written to, in order, and how many frames each write held.
+type Writes = Arc<Mutex<Vec<(usize, usize)>>>;
+
 /// A member written to directly that records, in one log shared by every member
 /// of the test, when the actor handed it frames.
 struct RecordedSink {
     who: usize,
-    writes: Arc<Mutex<Vec<usize>>>,
+    writes: Writes,
 }
 
 impl crate::direct::DirectSink for RecordedSink {
-    fn write(&self, _: &[Bytes]) -> Result<(), crate::frames::PushError> {
-        self.writes.lock().unwrap().push(self.who);
+    fn write(&self, frames: &[Bytes]) -> Result<(), crate::frames::PushError> {
+        self.writes.lock().unwrap().push((self.who, frames.len()));
         Ok(())
     }
 
@@ -280,7 +289,11 @@ impl crate::direct::DirectSink for RecordedSink {
 }
 
 /// Join a member written to directly, logging its writes as `who`.
-async fn join_direct(h: &Harness, who: usize, writes: &Arc<Mutex<Vec<usize>>>) -> ConnId {
+async fn join_direct(h: &Harness, who: usize, writes: &Writes) -> ConnId {
+    join_direct_to(&h.inbox, who, writes).await
+}
+
+async fn join_direct_to(inbox: &InboxSender<DocCommand>, who: usize, writes: &Writes) -> ConnId {
     let conn = ConnId::fresh();
     let session = Arc::new(Session {
         user_id: format!("user-{who}"),
@@ -290,14 +303,15 @@ async fn join_direct(h: &Harness, who: usize, writes: &Arc<Mutex<Vec<usize>>>) -
         mode: Mode::Edit,
         extensions: false,
         expires_at: u64::MAX,
-        credential: Default::default(),
+        // A proxy forwards only a session that kept its token.
+        credential: chorus_core::Credential::new("token"),
     });
     let sink = Arc::new(RecordedSink {
         who,
         writes: writes.clone(),
     });
     let peer = QueuePeer::direct(sink, Arc::new(crate::peer::ConnControl::default()));
-    h.inbox
+    inbox
         .send(DocCommand::Join {
             conn,
             session,
@@ -362,7 +376,7 @@ async fn a_large_sweep_lets_another_document_write_between_its_slices() {
     settled(&large).await;
     settled(&small).await;
 
-    let writes = writes.lock().unwrap().clone();
+    let writes: Vec<usize> = writes.lock().unwrap().iter().map(|&(who, _)| who).collect();
     assert_eq!(writes.len(), READERS + 1, "every reader written once");
     let small_at = writes
         .iter()
@@ -372,5 +386,63 @@ async fn a_large_sweep_lets_another_document_write_between_its_slices() {
         small_at > 0 && small_at < READERS,
         "the small document's reader was written after {small_at} of the large one's {READERS} readers: \
          the large sweep held the thread"
+    );
+}
+
+/// A proxy (a document another node owns) hands its members what the owner
+/// delivered during one of its turns in one write each, as the owner's actor
+/// does; frame by frame, a busy document cost every member one write per update.
+#[tokio::test(flavor = "current_thread")]
+async fn a_proxy_writes_what_one_turn_delivered_in_one_write_per_member() {
+    const MEMBERS: usize = 3;
+    const FRAMES: usize = 10;
+    let store = Arc::new(MemoryStore::new());
+    let (env, _jobs) = env(&store);
+    let (tx, rx) = inbox(DOC_INBOX);
+    let owner: Arc<str> = "owner-node".into();
+    let _proxy = tokio::spawn(super::proxy::serve(
+        env,
+        DocKey::new("wiki", "page"),
+        owner.clone(),
+        rx,
+        tx.clone(),
+        Arc::new(Activity::default()),
+        Arc::new(RecordedExit::default()),
+    ));
+    let writes: Writes = Arc::default();
+    let mut conns = Vec::new();
+    for who in 0..MEMBERS {
+        conns.push(join_direct_to(&tx, who, &writes).await.0);
+    }
+    // Every delivery is queued before the proxy runs again: one turn.
+    for i in 0..FRAMES {
+        let op = crate::command::ClusterOp::Deliver {
+            node: owner.clone(),
+            frame: Bytes::from(vec![0, 2, i as u8]),
+            to: conns.clone(),
+        };
+        tx.send(DocCommand::Cluster(crate::command::ClusterCommand(op)))
+            .await
+            .ok()
+            .unwrap();
+    }
+    // Answered (a proxy has no document) in a later turn than the deliveries.
+    for _ in 0..2 {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        tx.send(DocCommand::Base {
+            with_state: false,
+            reply,
+        })
+        .await
+        .ok()
+        .unwrap();
+        let _ = answer.await;
+    }
+    let mut writes = writes.lock().unwrap().clone();
+    writes.sort_unstable();
+    assert_eq!(
+        writes,
+        (0..MEMBERS).map(|who| (who, FRAMES)).collect::<Vec<_>>(),
+        "one write per member holding every frame of the turn"
     );
 }
