@@ -236,3 +236,21 @@ async fn a_reader_of_a_busy_document_gets_no_keepalive() {
     assert!(updates >= 8, "the reader got the edits ({updates})");
     assert_eq!(keepalives, 0, "keepalives sent beside the edits");
 }
+
+/// The heartbeat answers `OK` on the public path, with no token, never cached
+/// (a proxy that cached it would hide a broken route).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heartbeat_answers_ok_on_the_public_path_uncached() {
+    let server = TestServer::start().await;
+    let (status, headers, body) = chorus_e2e::http(server.addr, "GET", "/v1/heartbeat", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, b"OK");
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(header("cache-control"), Some("no-store"));
+}

@@ -1,4 +1,4 @@
-//! Operator endpoints: liveness, readiness, metrics. Handlers stay thin: they read
+//! Operator endpoints: liveness, readiness, metrics, and the public heartbeat. Handlers stay thin: they read
 //! state, they never block.
 
 use crate::state::AppState;
@@ -32,6 +32,20 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         );
     };
     (StatusCode::SERVICE_UNAVAILABLE, Json(body))
+}
+
+/// `GET /v1/heartbeat`: a plain `OK` under the public path, so an operator can
+/// check that the route browsers take through a proxy reaches the service (like
+/// Synchrony's `/synchrony/heartbeat`). Never cached: a cached answer would prove
+/// nothing about the route.
+pub async fn heartbeat() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        "OK",
+    )
 }
 
 /// `GET /metrics`: Prometheus text format.

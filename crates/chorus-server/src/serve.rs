@@ -122,6 +122,7 @@ pub fn build_router(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/v1/ws/{app}/{content}", get(connection::ws_handler))
         .route("/v1/hocuspocus/{app}", get(hocuspocus::hocuspocus_handler))
+        .route("/v1/heartbeat", get(ops::heartbeat))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics));

@@ -100,7 +100,17 @@ async fn join(h: &Harness) -> (ConnId, FrameReceiver) {
         credential: Default::default(),
     });
     let peer = QueuePeer::new(frames_tx, Arc::new(crate::peer::ConnControl::default()));
-    h.inbox
+    send_join(&h.inbox, conn, session, peer).await;
+    (conn, frames)
+}
+
+async fn send_join(
+    inbox: &InboxSender<DocCommand>,
+    conn: ConnId,
+    session: Arc<Session>,
+    peer: QueuePeer,
+) {
+    inbox
         .send(DocCommand::Join {
             conn,
             session,
@@ -109,7 +119,6 @@ async fn join(h: &Harness) -> (ConnId, FrameReceiver) {
         .await
         .ok()
         .unwrap();
-    (conn, frames)
 }
 
 /// An update typing `text` into the title, from a client of its own.
@@ -311,15 +320,7 @@ async fn join_direct_to(inbox: &InboxSender<DocCommand>, who: usize, writes: &Wr
         writes: writes.clone(),
     });
     let peer = QueuePeer::direct(sink, Arc::new(crate::peer::ConnControl::default()));
-    inbox
-        .send(DocCommand::Join {
-            conn,
-            session,
-            peer,
-        })
-        .await
-        .ok()
-        .unwrap();
+    send_join(inbox, conn, session, peer).await;
     conn
 }
 
