@@ -67,5 +67,5 @@ mod upgrade;
 mod websocket;
 
 pub use config::{AppConfig, Config, LogFormat};
-pub use serve::{build_router, host_api_routes, serve, Server, StartError};
+pub use serve::{build_router, rest_routes, serve, Server, StartError};
 pub use state::AppState;

@@ -52,12 +52,13 @@ pub enum StartError {
 /// body of HTML).
 const HOST_BODY_LIMIT: usize = 16 << 20;
 
-/// The host REST API: (method, path, handler). `proto/openapi.yaml` must describe
-/// exactly these (a test compares the two). A method a route does not take is 405
-/// with the JSON error and an `Allow` header; a path outside this table stays axum's
-/// plain 404 (the spec says so).
-pub fn host_api_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
-    let routes: [(&'static str, &'static str, MethodRouter<AppState>); 12] = [
+/// The REST routes: the host API and the public heartbeat, as (method, path,
+/// handler). `proto/openapi.yaml` must describe exactly these (a test compares the
+/// two). A method a route does not take is 405 with the JSON error and an `Allow`
+/// header; a path outside this table stays axum's plain 404 (the spec says so).
+pub fn rest_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
+    let routes: [(&'static str, &'static str, MethodRouter<AppState>); 13] = [
+        ("get", "/v1/heartbeat", get(ops::heartbeat)),
         ("get", "/v1/apps/{app}/docs", get(api::list_docs)),
         (
             "get",
@@ -122,11 +123,10 @@ pub fn build_router(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/v1/ws/{app}/{content}", get(connection::ws_handler))
         .route("/v1/hocuspocus/{app}", get(hocuspocus::hocuspocus_handler))
-        .route("/v1/heartbeat", get(ops::heartbeat))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics));
-    for (_, path, handler) in host_api_routes() {
+    for (_, path, handler) in rest_routes() {
         router = router.route(path, handler);
     }
     // External changes carry whole bodies of HTML.

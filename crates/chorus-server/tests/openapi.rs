@@ -1,5 +1,6 @@
-//! `proto/openapi.yaml` describes exactly the host API the router serves: a route the
-//! spec lacks, or a spec entry with no route, fails this test.
+//! `proto/openapi.yaml` describes exactly the REST routes the router serves (the host
+//! API and the heartbeat): a route the spec lacks, or a spec entry with no route,
+//! fails this test.
 
 use std::collections::BTreeSet;
 
@@ -36,8 +37,8 @@ fn spec_operations() -> BTreeSet<(String, String)> {
 }
 
 #[test]
-fn the_spec_and_the_router_list_the_same_host_routes() {
-    let served: BTreeSet<(String, String)> = chorus_server::host_api_routes()
+fn the_spec_and_the_router_list_the_same_rest_routes() {
+    let served: BTreeSet<(String, String)> = chorus_server::rest_routes()
         .into_iter()
         .map(|(m, p, _)| (m.to_owned(), p.to_owned()))
         .collect();
