@@ -4,6 +4,46 @@
  */
 
 export interface paths {
+    "/v1/heartbeat": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Check that the public route reaches the service
+         * @description A plain `OK` on the public path, for an operator to fetch through the same proxy route browsers use (like Synchrony's `/synchrony/heartbeat`). No token; never cached.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description the service answers on this route */
+                200: {
+                    headers: {
+                        "Cache-Control"?: "no-store";
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "text/plain": "OK";
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/apps/{app}/docs/{doc}/draft": {
         parameters: {
             query?: never;
