@@ -317,13 +317,13 @@ impl DirectSocket {
         self.lock().bytes
     }
 
-    /// How long the backlog has made no progress (zero when empty).
     /// Whether the document wrote any frame since the last call: a connection
     /// whose client keeps hearing from its document needs no keepalive.
     pub(crate) fn document_wrote(&self) -> bool {
         std::mem::take(&mut self.lock().document_wrote)
     }
 
+    /// How long the backlog has made no progress (zero when empty).
     pub(crate) fn stalled_for(&self) -> Duration {
         self.lock().since.map_or(Duration::ZERO, |t| t.elapsed())
     }

@@ -48,11 +48,6 @@ impl HocuspocusFraming {
             pending,
         }
     }
-
-    /// The outgoing side.
-    pub(crate) fn out(&self) -> &Arc<Mutex<HocuspocusOut>> {
-        &self.out
-    }
 }
 
 /// The outgoing side of a Hocuspocus framing, locked (a poisoned lock is used as
@@ -91,6 +86,14 @@ impl Framing {
             // A token refreshed for this document (the session it opened stays), a
             // stateless message, anything for another name.
             Ok(_) => Incoming::Skip,
+        }
+    }
+
+    /// The outgoing side of a Hocuspocus framing (none for plain frames).
+    pub(crate) fn hocuspocus_out(&self) -> Option<&Arc<Mutex<HocuspocusOut>>> {
+        match self {
+            Framing::Plain => None,
+            Framing::Hocuspocus(hp) => Some(&hp.out),
         }
     }
 

@@ -1,5 +1,5 @@
-//! Operator endpoints: liveness, readiness, metrics, and the public heartbeat. Handlers stay thin: they read
-//! state, they never block.
+//! Operator endpoints: liveness, readiness, metrics, and the public heartbeat.
+//! Handlers stay thin: they read state, they never block.
 
 use crate::state::AppState;
 use axum::extract::State;

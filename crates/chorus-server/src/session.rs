@@ -232,7 +232,7 @@ pub(crate) fn run<T: Transport>(
                     }
                 }, if out_rx.is_some() => {
                     let Some(frame) = frame else { break None };
-                    if Box::pin(write_batch(&mut transport, out_rx.as_mut(), frame, &state)).await.is_err() {
+                    if write_batch(&mut transport, out_rx.as_mut(), frame, &state).await.is_err() {
                         break None;
                     }
                     keepalive.as_mut().reset(tokio::time::Instant::now() + keepalive_every);
@@ -259,7 +259,7 @@ pub(crate) fn run<T: Transport>(
                         continue;
                     }
                     let frame = Bytes::from_static(KEEPALIVE_FRAME);
-                    if Box::pin(write_batch(&mut transport, out_rx.as_mut(), frame, &state)).await.is_err() {
+                    if write_batch(&mut transport, out_rx.as_mut(), frame, &state).await.is_err() {
                         break None;
                     }
                     keepalive.as_mut().reset(tokio::time::Instant::now() + keepalive_every);
@@ -292,7 +292,7 @@ pub(crate) fn run<T: Transport>(
                                         code: "rate-limited".into(),
                                         message: "too many messages; slow down or the connection closes".into(),
                                     });
-                                    if Box::pin(write_batch(&mut transport, out_rx.as_mut(), warning.encode(), &state)).await.is_err() {
+                                    if write_batch(&mut transport, out_rx.as_mut(), warning.encode(), &state).await.is_err() {
                                         break None;
                                     }
                                 }
@@ -309,7 +309,7 @@ pub(crate) fn run<T: Transport>(
                     }
                     Inbound::Skip => {}
                     Inbound::Answer(frame) => {
-                        if Box::pin(answer(&mut transport, frame)).await.is_err() {
+                        if answer(&mut transport, frame).await.is_err() {
                             break None;
                         }
                     }
@@ -327,7 +327,7 @@ pub(crate) fn run<T: Transport>(
                 .is_some_and(|d| *d != Disconnect::SlowConsumer)
         {
             if let Some(frame) = out_rx.as_mut().and_then(FrameReceiver::try_recv) {
-                let _ = Box::pin(write_batch(&mut transport, out_rx.as_mut(), frame, &state)).await;
+                let _ = write_batch(&mut transport, out_rx.as_mut(), frame, &state).await;
             }
         }
         // Nothing the document still writes may follow the close frame; a slow
@@ -357,31 +357,39 @@ pub(crate) fn run<T: Transport>(
 }
 
 /// Write `first` and whatever else is already queued, then flush once; give up
-/// after [`WRITE_TIMEOUT`] without progress. Callers box it (one allocation per
-/// batch, beside a timer and a syscall): inline, its ~600 bytes of state were part
-/// of every connection's task for the connection's whole life.
-async fn write_batch<T: Transport>(
-    transport: &mut T,
-    queue: Option<&mut FrameReceiver>,
+/// after [`WRITE_TIMEOUT`] without progress. Boxed (one allocation per batch,
+/// beside a timer and a syscall): inline, its ~600 bytes of state were part of
+/// every connection's task for the connection's whole life.
+fn write_batch<'a, T: Transport>(
+    transport: &'a mut T,
+    queue: Option<&'a mut FrameReceiver>,
     first: Bytes,
-    state: &AppState,
-) -> Result<(), TransportFailed> {
-    let written = write_frames(transport, queue, first, state);
-    match tokio::time::timeout(WRITE_TIMEOUT, written).await {
-        Ok(result) => result,
-        Err(_) => {
-            debug!("transport write timed out");
-            Err(TransportFailed)
+    state: &'a AppState,
+) -> Pin<Box<impl Future<Output = Result<(), TransportFailed>> + Send + 'a>> {
+    Box::pin(async move {
+        let written = write_frames(transport, queue, first, state);
+        match tokio::time::timeout(WRITE_TIMEOUT, written).await {
+            Ok(result) => result,
+            Err(_) => {
+                debug!("transport write timed out");
+                Err(TransportFailed)
+            }
         }
-    }
+    })
 }
 
 /// Write one frame of the transport's own (an answer of its framing), and flush.
-async fn answer<T: Transport>(transport: &mut T, frame: Bytes) -> Result<(), TransportFailed> {
-    match tokio::time::timeout(WRITE_TIMEOUT, transport.answer(frame)).await {
-        Ok(result) => result,
-        Err(_) => Err(TransportFailed),
-    }
+/// Boxed, as [`write_batch`].
+fn answer<T: Transport>(
+    transport: &mut T,
+    frame: Bytes,
+) -> Pin<Box<impl Future<Output = Result<(), TransportFailed>> + Send + '_>> {
+    Box::pin(async move {
+        match tokio::time::timeout(WRITE_TIMEOUT, transport.answer(frame)).await {
+            Ok(result) => result,
+            Err(_) => Err(TransportFailed),
+        }
+    })
 }
 
 async fn write_frames<T: Transport>(

@@ -5,7 +5,7 @@
 //! then a lingering close so the frame is not lost to a TCP reset).
 
 use crate::close::{CloseReason, Closing};
-use crate::direct::DirectSocket;
+use crate::direct::{DirectSocket, Wrote};
 use crate::framing::{lock_out, Framing, HocuspocusOut, Incoming};
 use crate::metrics::Metrics;
 use crate::session::{Inbound, Transport, TransportFailed};
@@ -88,16 +88,7 @@ impl DirectSink for DocSink {
         for frame in frames {
             self.metrics.outbound(frame_kind(frame), frame.len());
         }
-        let (wrote, written) = match &self.hocuspocus {
-            None => (self.socket.write_frames(frames, true), frames.len()),
-            Some(out) => {
-                // Framed and written under one lock, so acknowledgements leave in
-                // the order they were counted.
-                let mut out = lock_out(out);
-                let wrapped: Vec<Bytes> = frames.iter().flat_map(|f| out.outgoing(f)).collect();
-                (self.socket.write_frames(&wrapped, true), wrapped.len())
-            }
-        };
+        let (wrote, written) = write_framed(&self.socket, self.hocuspocus.as_deref(), frames, true);
         let wrote = wrote.map_err(|_| PushError::Closed)?;
         self.metrics
             .socket_write(wrote.calls, written, wrote.backlog);
@@ -112,17 +103,33 @@ impl DirectSink for DocSink {
     }
 }
 
+/// Write `frames` into a shared socket behind the connection's framing: as they
+/// are, or wrapped for a Hocuspocus member, framed and written under its framing's
+/// lock so acknowledgements leave in the order they were counted. Also says how
+/// many frames went to the socket.
+fn write_framed(
+    socket: &DirectSocket,
+    hocuspocus: Option<&Mutex<HocuspocusOut>>,
+    frames: &[Bytes],
+    from_document: bool,
+) -> (std::io::Result<Wrote>, usize) {
+    match hocuspocus {
+        None => (socket.write_frames(frames, from_document), frames.len()),
+        Some(out) => {
+            let mut out = lock_out(out);
+            let wrapped: Vec<Bytes> = frames.iter().flat_map(|f| out.outgoing(f)).collect();
+            (socket.write_frames(&wrapped, from_document), wrapped.len())
+        }
+    }
+}
+
 impl Transport for WsTransport {
     fn direct(&self, state: &AppState) -> Option<(Arc<DirectSocket>, Arc<dyn DirectSink>)> {
         let socket = self.direct.clone()?;
         socket.share();
-        let hocuspocus = match &self.framing {
-            Framing::Plain => None,
-            Framing::Hocuspocus(hp) => Some(hp.out().clone()),
-        };
         let sink = Arc::new(DocSink {
             socket: socket.clone(),
-            hocuspocus,
+            hocuspocus: self.framing.hocuspocus_out().cloned(),
             metrics: state.metrics.clone(),
             max_bytes: state.config.outbound_queue_bytes,
             max_frames: state.config.outbound_queue_frames,
@@ -153,20 +160,16 @@ impl Transport for WsTransport {
     async fn feed(&mut self, frame: Bytes) -> Result<(), TransportFailed> {
         if let Some(socket) = &self.direct {
             // Behind what the document wrote, never inside it.
-            let written = match &self.framing {
-                Framing::Plain => socket.write_frames(std::slice::from_ref(&frame), false),
-                Framing::Hocuspocus(hp) => {
-                    let mut out = lock_out(hp.out());
-                    socket.write_frames(&out.outgoing(&frame), false)
-                }
-            };
+            let hocuspocus = self.framing.hocuspocus_out().map(|out| &**out);
+            let (written, _) =
+                write_framed(socket, hocuspocus, std::slice::from_ref(&frame), false);
             written.map_err(|_| TransportFailed)?;
             return Ok(());
         }
-        match &self.framing {
-            Framing::Plain => self.socket.feed(WsMessage::Binary(frame)).await?,
-            Framing::Hocuspocus(hp) => {
-                let wrapped = lock_out(hp.out()).outgoing(&frame);
+        match self.framing.hocuspocus_out() {
+            None => self.socket.feed(WsMessage::Binary(frame)).await?,
+            Some(out) => {
+                let wrapped = lock_out(out).outgoing(&frame);
                 for wrapped in wrapped {
                     self.socket.feed(WsMessage::Binary(wrapped)).await?;
                 }

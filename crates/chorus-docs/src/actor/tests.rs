@@ -324,12 +324,16 @@ async fn join_direct_to(inbox: &InboxSender<DocCommand>, who: usize, writes: &Wr
     conn
 }
 
-/// Returns once the actor has finished every turn begun before the call (a turn
-/// ends with its sweep, and the second command is handled in a later turn).
-async fn settled(h: &Harness) {
+/// Returns once the actor (or proxy) behind `inbox` has finished every turn
+/// begun before the call (a turn ends with its sweep, and the second command is
+/// handled in a later turn), with its answers to the two.
+async fn turns_done(
+    inbox: &InboxSender<DocCommand>,
+) -> Vec<Result<crate::command::BaseState, crate::DocError>> {
+    let mut answers = Vec::new();
     for _ in 0..2 {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        h.inbox
+        inbox
             .send(DocCommand::Base {
                 with_state: false,
                 reply,
@@ -337,7 +341,15 @@ async fn settled(h: &Harness) {
             .await
             .ok()
             .unwrap();
-        answer.await.unwrap().ok().unwrap();
+        answers.push(answer.await.unwrap());
+    }
+    answers
+}
+
+/// [`turns_done`] for a document's actor, which answers both.
+async fn settled(h: &Harness) {
+    for answer in turns_done(&h.inbox).await {
+        answer.ok().unwrap();
     }
 }
 
@@ -427,18 +439,8 @@ async fn a_proxy_writes_what_one_turn_delivered_in_one_write_per_member() {
             .ok()
             .unwrap();
     }
-    // Answered (a proxy has no document) in a later turn than the deliveries.
-    for _ in 0..2 {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        tx.send(DocCommand::Base {
-            with_state: false,
-            reply,
-        })
-        .await
-        .ok()
-        .unwrap();
-        let _ = answer.await;
-    }
+    // Refused (a proxy has no document), in a later turn than the deliveries.
+    turns_done(&tx).await;
     let mut writes = writes.lock().unwrap().clone();
     writes.sort_unstable();
     assert_eq!(
