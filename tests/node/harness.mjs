@@ -109,9 +109,18 @@ function tomlValue (v) {
 /** Renders the chorus config file (top-level keys first, then [[apps]] tables). */
 export function renderConfig ({ bind, dataDir, apps, extraConfig = {} }) {
   const lines = [`bind = ${tomlValue(bind)}`, `data_dir = ${tomlValue(dataDir)}`]
+  const tables = []
   for (const [k, v] of Object.entries(extraConfig)) {
     if (v === undefined) continue
-    lines.push(`${k} = ${tomlValue(v)}`)
+    if (v !== null && typeof v === 'object' && !Array.isArray(v)) tables.push([k, v])
+    else lines.push(`${k} = ${tomlValue(v)}`)
+  }
+  // A plain object is a table (`[http_transport]`), after every top-level key.
+  for (const [name, table] of tables) {
+    lines.push('', `[${name}]`)
+    for (const [k, v] of Object.entries(table)) {
+      if (v !== undefined) lines.push(`${k} = ${tomlValue(v)}`)
+    }
   }
   for (const app of apps) {
     lines.push('', '[[apps]]')

@@ -2,6 +2,8 @@ export { ChorusProvider, backoffDelay, readChorusMessage, sanitizePresenceUpdate
 export type {
   ChorusProviderOptions, ChorusEvents, ConnectionStatus, StatusEvent, ChorusError, Holder, BackoffOptions, ChorusMessage
 } from './provider'
+export { ChorusHttpSocket, httpTransportUrl, httpStreamsHeldBack } from './http-socket'
+export type { HttpSocketOptions, FallbackReason } from './http-socket'
 export { schema, isSafeUrl } from './schema'
 export { createEditor, bindTitle, safeColor } from './editor'
 export type { ChorusEditor, EditorOptions } from './editor'

@@ -12,7 +12,7 @@ mod extract;
 mod types;
 
 pub use error::{method_not_allowed, retry_after, ApiError};
-pub(crate) use extract::{authorize_host, VerifiedHost};
+pub(crate) use extract::{authorize_host, ApiPath, ApiQuery, Expected, VerifiedHost};
 pub use types::ErrorBody;
 
 use crate::state::AppState;
@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chorus_docs::{ChangeOutcome, DocCommand, DocKey, DraftContent, HostChange};
 use chorus_store::DocId;
-use extract::{Admin, ApiJson, ApiPath, ApiQuery, HostApp, HostDoc, IfMatch, IfNoneMatch};
+use extract::{Admin, ApiJson, HostApp, HostDoc, IfMatch, IfNoneMatch};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use serde::Serialize;
 use std::sync::Arc;

@@ -14,6 +14,8 @@
 //!   subprotocol, then the session over a websocket);
 //! - `hocuspocus`: `/v1/hocuspocus/{app}` for `@hocuspocus/provider` (its auth
 //!   message, then the session with the document name on every frame);
+//! - `http_transport`: `/v1/http/{app}/{content}`, the same session for networks
+//!   that block websockets (server-sent events down, POSTs up, resumable);
 //! - `direct`: every accepted socket shared (under one lock, never waiting)
 //!   between its connection and, for a websocket, its document's actor, which
 //!   writes the frames it fans out straight into it, one `writev` per member per
@@ -55,6 +57,7 @@ mod direct;
 mod forward;
 mod framing;
 mod hocuspocus;
+mod http_transport;
 mod ids;
 mod join;
 mod limits;

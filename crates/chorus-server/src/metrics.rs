@@ -129,6 +129,127 @@ pub struct Metrics {
     throttled: Counter,
     join_wait_seconds: Histogram,
     direct: DirectWrites,
+    /// The HTTP transport's sessions, streams and posts.
+    pub http: HttpTransportMetrics,
+}
+
+/// The HTTP transport (`http_transport`): its sessions are connections too (they
+/// count in `chorus_connections_open` and every per-message metric); these say
+/// how many came that way and how their streams fared.
+pub struct HttpTransportMetrics {
+    sessions_open: Gauge,
+    sessions: Counter,
+    fallbacks: Family<ReasonLabel, Counter>,
+    streams: Family<ModeLabel, Counter>,
+    resumes: Counter,
+    resume_gaps: Counter,
+    posts: Counter,
+    posted_frames: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModeLabel {
+    mode: &'static str,
+}
+
+/// The reasons a client may give for falling back (anything else is `other`).
+const FALLBACK_REASONS: [&str; 4] = ["refused", "never-opened", "died-early", "configured"];
+
+impl HttpTransportMetrics {
+    fn register(r: &mut Registry) -> HttpTransportMetrics {
+        let counter = |r: &mut Registry, name: &str, help: &str| {
+            let c = Counter::default();
+            r.register(name, help, c.clone());
+            c
+        };
+        let sessions_open = Gauge::default();
+        r.register(
+            "chorus_http_sessions_open",
+            "Open sessions of the HTTP transport (each also an open connection)",
+            sessions_open.clone(),
+        );
+        let fallbacks = Family::<ReasonLabel, Counter>::default();
+        r.register(
+            "chorus_http_fallbacks",
+            "HTTP sessions whose client said it fell back from a websocket, by why",
+            fallbacks.clone(),
+        );
+        let streams = Family::<ModeLabel, Counter>::default();
+        r.register(
+            "chorus_http_streams",
+            "Streams (mode=stream) and long-polls (mode=poll) of HTTP sessions",
+            streams.clone(),
+        );
+        HttpTransportMetrics {
+            sessions_open,
+            sessions: counter(
+                r,
+                "chorus_http_sessions",
+                "HTTP transport sessions opened since start",
+            ),
+            fallbacks,
+            streams,
+            resumes: counter(
+                r,
+                "chorus_http_resumes",
+                "Streams and polls that went on from an event the client had (after > 0)",
+            ),
+            resume_gaps: counter(
+                r,
+                "chorus_http_resume_gaps",
+                "Resumes refused (410) because the events after the client's were no longer kept",
+            ),
+            posts: counter(
+                r,
+                "chorus_http_posts",
+                "Client POSTs carrying frames to HTTP sessions",
+            ),
+            posted_frames: counter(
+                r,
+                "chorus_http_posted_frames",
+                "Frames those POSTs carried (retried ones included)",
+            ),
+        }
+    }
+
+    /// A session opened; `fallback` is the reason its client gave, if any.
+    pub fn opened(&self, fallback: Option<&str>) {
+        self.sessions_open.inc();
+        self.sessions.inc();
+        if let Some(why) = fallback {
+            let reason = FALLBACK_REASONS
+                .iter()
+                .find(|r| **r == why)
+                .copied()
+                .unwrap_or("other");
+            self.fallbacks.get_or_create(&ReasonLabel { reason }).inc();
+        }
+    }
+
+    /// A session's loop ended.
+    pub fn ended(&self) {
+        self.sessions_open.dec();
+    }
+
+    /// A stream (or poll, `poll`) attached; `resumed` if it went on from an event.
+    pub fn stream(&self, poll: bool, resumed: bool) {
+        let mode = if poll { "poll" } else { "stream" };
+        self.streams.get_or_create(&ModeLabel { mode }).inc();
+        if resumed {
+            self.resumes.inc();
+        }
+    }
+
+    /// A resume was refused: its events were gone.
+    pub fn resume_gap(&self) {
+        self.resume_gaps.inc();
+    }
+
+    /// A POST carried `frames` frames.
+    pub fn posted(&self, frames: usize) {
+        self.posts.inc();
+        self.posted_frames.inc_by(frames as u64);
+    }
 }
 
 /// The document actors' own socket writes (`direct.rs`) and the sweeps that make them.
@@ -317,6 +438,7 @@ impl Metrics {
                 h
             },
         };
+        let http = HttpTransportMetrics::register(&mut r);
         if let Some(hooks) = hooks {
             r.register_collector(Box::new(WebhookCollector(hooks)));
         }
@@ -346,6 +468,7 @@ impl Metrics {
             throttled,
             join_wait_seconds,
             direct,
+            http,
         }
     }
 

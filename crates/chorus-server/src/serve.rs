@@ -2,7 +2,7 @@
 
 use crate::config::{Config, ConfigError, StoreLocation};
 use crate::state::AppState;
-use crate::{api, connection, demo, hocuspocus, ops};
+use crate::{api, connection, demo, hocuspocus, http_transport, ops};
 use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::Router;
 use chorus_store::{PostgresStore, SledStore, Store, StoreError};
@@ -57,8 +57,16 @@ const HOST_BODY_LIMIT: usize = 16 << 20;
 /// two). A method a route does not take is 405 with the JSON error and an `Allow`
 /// header; a path outside this table stays axum's plain 404 (the spec says so).
 pub fn rest_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
-    let routes: [(&'static str, &'static str, MethodRouter<AppState>); 13] = [
+    let routes: [(&'static str, &'static str, MethodRouter<AppState>); 17] = [
         ("get", "/v1/heartbeat", get(ops::heartbeat)),
+        (
+            "post",
+            "/v1/http/{app}/{content}",
+            http_transport::cors(post(http_transport::open)),
+        ),
+        ("get", HTTP_SESSION, http_session()),
+        ("post", HTTP_SESSION, http_session()),
+        ("delete", HTTP_SESSION, http_session()),
         ("get", "/v1/apps/{app}/docs", get(api::list_docs)),
         (
             "get",
@@ -118,6 +126,17 @@ pub fn rest_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)
         .collect()
 }
 
+/// The route of one HTTP transport session (its stream, its POSTs, its leave).
+const HTTP_SESSION: &str = "/v1/http/{app}/{content}/{session}";
+
+fn http_session() -> MethodRouter<AppState> {
+    http_transport::cors(
+        get(http_transport::stream)
+            .post(http_transport::post)
+            .delete(http_transport::leave),
+    )
+}
+
 /// All routes of the service.
 pub fn build_router(state: AppState) -> Router {
     let mut router = Router::new()
@@ -126,8 +145,12 @@ pub fn build_router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics));
+    // A path listed once per method carries all of them in each entry: routed once.
+    let mut routed = std::collections::HashSet::new();
     for (_, path, handler) in rest_routes() {
-        router = router.route(path, handler);
+        if routed.insert(path) {
+            router = router.route(path, handler);
+        }
     }
     // External changes carry whole bodies of HTML.
     router = router.layer(axum::extract::DefaultBodyLimit::max(HOST_BODY_LIMIT));

@@ -44,6 +44,336 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/http/{app}/{content}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Open a session of the HTTP transport
+         * @description The websocket protocol for networks that refuse websocket upgrades
+         *     (PROTOCOL.md, "HTTP transport"): the session token the websocket would
+         *     carry, in `Authorization: Bearer` or `?token=`, checked the same way and
+         *     under the same connection caps and admission control. The answer's
+         *     `session` names the session's stream, POST and leave routes. Any origin
+         *     may call these routes (CORS `*`, no cookies).
+         */
+        post: {
+            parameters: {
+                query?: {
+                    /** @description the session token, when not in the header */
+                    token?: string;
+                    /** @description `1`: extension messages (type 100), as the websocket's `chorus=1` */
+                    chorus?: string;
+                    /** @description why the client is not on a websocket (`refused`, `never-opened`, `died-early`, `configured`; metrics only) */
+                    fallback?: string;
+                };
+                header?: never;
+                path: {
+                    /** @description the app id */
+                    app: components["parameters"]["transportApp"];
+                    /** @description the content id */
+                    content: components["parameters"]["transportContent"];
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description the session is open and joining its document */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            session: components["schemas"]["HttpSessionId"];
+                            /** @description a comment line on an idle stream this often */
+                            heartbeatSecs: number;
+                            /** @description a session nobody streams */
+                            sessionTimeoutSecs: number;
+                            /** @description a long-poll with nothing to deliver answers empty after this long */
+                            pollWaitSecs: number;
+                            /** @description the largest frame a POST may carry */
+                            maxMessageSize: number;
+                        };
+                    };
+                };
+                /** @description the query is malformed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["TransportError"];
+                    };
+                };
+                /** @description no token, or a malformed, expired or badly signed one (closeCode 4401) */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["TransportError"];
+                    };
+                };
+                /** @description the token does not grant this document, or the app is disabled (closeCode 4403) */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["TransportError"];
+                    };
+                };
+                /** @description the transport is switched off (`http-transport-disabled`) */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["TransportError"];
+                    };
+                };
+                /** @description this address made too many refused joins (`too-many-refusals`); retry after `Retry-After` */
+                429: {
+                    headers: {
+                        "Retry-After": number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description a connection cap is full or the node is busy (`server-busy`); retry after `Retry-After` */
+                503: {
+                    headers: {
+                        "Retry-After": number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/http/{app}/{content}/{session}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read the session's frames (server-sent events; long-poll with poll=1)
+         * @description `text/event-stream`: a `ready` event, then one `message` event per frame
+         *     (`id` the event id, `data` the frame in base64), heartbeat comments, and
+         *     at the end a `close` event `{"code", "reason"}`. Frames up to `after` (or
+         *     `Last-Event-ID`) are acknowledged and not sent again. With `poll=1` the
+         *     answer is one batch (waiting up to `pollWaitSecs` for one), without the
+         *     `ready` event. A newer stream of the same session ends an older one.
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description the last event id the client has (default: `Last-Event-ID`, else 0) */
+                    after?: string;
+                    /** @description `1`: long-poll */
+                    poll?: string;
+                };
+                header?: {
+                    "Last-Event-ID"?: string;
+                };
+                path: {
+                    /** @description the app id */
+                    app: components["parameters"]["transportApp"];
+                    /** @description the content id */
+                    content: components["parameters"]["transportContent"];
+                    session: components["parameters"]["httpSession"];
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description the events after `after` */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "text/event-stream": string;
+                    };
+                };
+                /** @description `after` is not an event id sent (`bad-event-id`), or the query is malformed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["TransportError"];
+                    };
+                };
+                /** @description no such session of this document (`unknown-session`), or the transport is off */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["TransportError"];
+                    };
+                };
+                /** @description events after `after` are no longer kept (`resume-gap`); the session is over, open a new one */
+                410: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["TransportError"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        /**
+         * Send frames to the session
+         * @description The body is the client's frames in order, each a lib0 length-prefixed byte
+         *     array (`writeVarUint8Array`), at most `maxMessageSize` each. `seq` is the
+         *     sequence number of the first (the session's first frame is 0): frames the
+         *     session already has are skipped, so a POST retried after a lost answer is
+         *     applied once. `ack` acknowledges events up to that id. A body of no frames
+         *     only acknowledges.
+         */
+        post: {
+            parameters: {
+                query?: {
+                    /** @description sequence number of the body's first frame (required with frames) */
+                    seq?: string;
+                    /** @description the last event id the client has */
+                    ack?: string;
+                };
+                header?: never;
+                path: {
+                    /** @description the app id */
+                    app: components["parameters"]["transportApp"];
+                    /** @description the content id */
+                    content: components["parameters"]["transportContent"];
+                    session: components["parameters"]["httpSession"];
+                };
+                cookie?: never;
+            };
+            requestBody?: {
+                content: {
+                    "application/octet-stream": string;
+                };
+            };
+            responses: {
+                /** @description the session has the frames */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @description the sequence number the session expects next */
+                            next: number;
+                        };
+                    };
+                };
+                /** @description no `seq` with frames, a malformed query, or a body that is not frames (`malformed-message`, closeCode 4400: the session is over) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["TransportError"];
+                    };
+                };
+                /** @description no such session of this document (`unknown-session`) */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["TransportError"];
+                    };
+                };
+                /** @description frames before `seq` are missing (`out-of-order`); `expected` says where to start */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["TransportError"];
+                    };
+                };
+                /** @description a frame over `maxMessageSize` (`message-too-large`, closeCode 4413: the session is over) */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["TransportError"];
+                    };
+                };
+                /** @description the session has not taken the frames in 30 s (it is over its rate limits, `session-busy`); retry the same POST */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["TransportError"];
+                    };
+                };
+            };
+        };
+        /** Leave the session */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description the app id */
+                    app: components["parameters"]["transportApp"];
+                    /** @description the content id */
+                    content: components["parameters"]["transportContent"];
+                    session: components["parameters"]["httpSession"];
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description the session is leaving its document */
+                204: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description no such session of this document (`unknown-session`) */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["TransportError"];
+                    };
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/apps/{app}/docs/{doc}/draft": {
         parameters: {
             query?: never;
@@ -793,6 +1123,25 @@ export interface components {
         ContentId: string;
         /** @description a decimal number string (1–19 digits), as `GET …/sessions` lists it */
         SessionId: string;
+        /**
+         * @description A refusal of the HTTP transport's routes. Where a websocket would have been
+         *     closed, `closeCode` is its close code (PROTOCOL.md, "Close codes") and the
+         *     session is over. Codes: the authentication codes of `Error` (401/403, with
+         *     `closeCode` 4401/4403) and `invalid-content-id` (403, 4403);
+         *     `http-transport-disabled` and `unknown-session` (404); `resume-gap` (410);
+         *     `bad-event-id`, `bad-request`, `malformed-message` (400; the last with 4400);
+         *     `out-of-order` (409, with `expected`); `message-too-large` (413, 4413);
+         *     `session-busy` (503).
+         */
+        TransportError: {
+            code: string;
+            message: string;
+            closeCode?: number;
+            /** @description `out-of-order` only: the sequence number the session expects */
+            expected?: number;
+        };
+        /** @description the `session` an opening POST answered (128 random bits, hex) */
+        HttpSessionId: string;
         DraftJson: {
             title: string;
             /** @description the body as a tree of nodes */
@@ -949,6 +1298,11 @@ export interface components {
         /** @description the content id */
         doc: components["schemas"]["ContentId"];
         session: components["schemas"]["SessionId"];
+        /** @description the app id */
+        transportApp: string;
+        /** @description the content id */
+        transportContent: string;
+        httpSession: components["schemas"]["HttpSessionId"];
     };
     requestBodies: never;
     headers: {

@@ -16,5 +16,7 @@ mod validate;
 pub use convert::StoreLocation;
 pub use error::ConfigError;
 pub use redact::redact_url_password;
-pub use schema::{AppConfig, AppLimits, Config, Limits, LogFormat, DEFAULT_BIND};
+pub use schema::{
+    AppConfig, AppLimits, Config, HttpTransportConfig, Limits, LogFormat, DEFAULT_BIND,
+};
 pub use secrets::MIN_SECRET_BYTES;

@@ -200,6 +200,36 @@ fn default_true() -> bool {
     true
 }
 
+/// The HTTP transport (`[http_transport]`): the websocket protocol over a stream
+/// of server-sent events and POSTs, for networks whose proxies refuse websocket
+/// upgrades (`proto/PROTOCOL.md`, "HTTP transport").
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpTransportConfig {
+    /// Serve `/v1/http/…`; `false` answers 404 `http-transport-disabled` there
+    /// (clients then stay on websockets, or fail to connect where those are blocked).
+    pub enabled: bool,
+    /// A session nobody streams, polls or posts to for this many seconds ends
+    /// (its client went away without leaving).
+    pub session_timeout_secs: u64,
+    /// A comment line on an idle stream every this many seconds, so proxies keep
+    /// it open (many cut a response silent for 60 s).
+    pub heartbeat_secs: u64,
+    /// A long-poll with nothing to deliver is answered empty after this many seconds.
+    pub poll_wait_secs: u64,
+}
+
+impl Default for HttpTransportConfig {
+    fn default() -> Self {
+        HttpTransportConfig {
+            enabled: true,
+            session_timeout_secs: 30,
+            heartbeat_secs: 15,
+            poll_wait_secs: 20,
+        }
+    }
+}
+
 /// Everything the service can be told at start-up.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -301,6 +331,8 @@ pub struct Config {
     pub saved_webhook_secs: u64,
     /// Rate limits and connection caps (`[limits]`).
     pub limits: Limits,
+    /// The HTTP transport for networks that block websockets (`[http_transport]`).
+    pub http_transport: HttpTransportConfig,
     /// Registered host applications.
     pub apps: Vec<AppConfig>,
 }
@@ -344,6 +376,7 @@ impl Default for Config {
             close_delay_secs: 10,
             saved_webhook_secs: 30,
             limits: Limits::default(),
+            http_transport: HttpTransportConfig::default(),
             apps: Vec::new(),
         }
     }

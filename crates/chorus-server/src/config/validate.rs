@@ -133,6 +133,18 @@ impl Config {
                 "outbound_queue_bytes must be at least 1".into(),
             ));
         }
+        let http = &self.http_transport;
+        for (key, value) in [
+            ("session_timeout_secs", http.session_timeout_secs),
+            ("heartbeat_secs", http.heartbeat_secs),
+            ("poll_wait_secs", http.poll_wait_secs),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "http_transport.{key} must be at least 1"
+                )));
+            }
+        }
         Ok(())
     }
 }
