@@ -149,6 +149,9 @@ function mountPane (host: HTMLElement, user: string, mode: 'edit' | 'view'): Pan
   const showStatus = (e: StatusEvent): void => {
     status.dataset.status = e.status
     status.textContent = e.status === 'forbidden' ? `forbidden (${e.reason ?? e.code ?? ''})` : e.status
+    // Which transport is live: `http` where a proxy refused the websocket.
+    status.dataset.transport = e.transport ?? provider.transport
+    status.title = `over ${e.transport === 'http' ? 'HTTP (websockets are blocked on this network)' : 'a websocket'}`
     if (e.status !== 'connected') {
       saved.textContent = ''
       saved.dataset.saved = 'false'

@@ -301,6 +301,7 @@ export class ChorusHttpSocket extends EventTarget {
   /** Read the server's events until the session is over: streaming, or polling. */
   private async read (): Promise<void> {
     let failures = 0
+    let lastAnswer = Date.now()
     while (!this.closed && this.session !== null) {
       const outcome = this.mode === 'stream' ? await this.stream() : await this.poll()
       if (outcome === 'over') return
@@ -311,11 +312,14 @@ export class ChorusHttpSocket extends EventTarget {
       }
       if (outcome === 'ok') {
         failures = 0
+        lastAnswer = Date.now()
         continue
       }
-      failures++
+      // Unreachable for as long as the server keeps a session nobody reads: it is
+      // gone, and a new one (a new connection) is the way back.
       const session = this.session
-      if (session === null || failures * 250 > session.sessionTimeoutSecs * 1000) return this.fail('stream-lost')
+      if (session === null || Date.now() - lastAnswer > session.sessionTimeoutSecs * 1000) return this.fail('stream-lost')
+      failures++
       await new Promise((resolve) => setTimeout(resolve, Math.min(250 * failures, 2000)))
     }
   }
@@ -394,6 +398,7 @@ export class ChorusHttpSocket extends EventTarget {
     if (this.posting) return
     this.posting = true
     let failures = 0
+    let lastAnswer = Date.now()
     try {
       while (!this.closed && this.queue.length > 0 && this.session !== null) {
         const session = this.session
@@ -414,11 +419,12 @@ export class ChorusHttpSocket extends EventTarget {
         } catch {
           // Nothing known about what arrived: the same frames again, the same numbers.
           failures++
-          if (failures * 250 > session.sessionTimeoutSecs * 1000) return this.fail('post-lost')
+          if (Date.now() - lastAnswer > session.sessionTimeoutSecs * 1000) return this.fail('post-lost')
           await new Promise((resolve) => setTimeout(resolve, Math.min(250 * failures, 2000)))
           continue
         }
         if (this.closed) return
+        lastAnswer = Date.now()
         let body: { next?: number, expected?: number, code?: string, closeCode?: number } = {}
         try { body = await response.json() } catch {}
         if (response.ok || response.status === 409) {

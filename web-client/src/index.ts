@@ -1,6 +1,6 @@
 export { ChorusProvider, backoffDelay, readChorusMessage, sanitizePresenceUpdate, isPresenceCursor, tokenTimes, tokenClaims, wsBase, offlineKey, clearOfflineData } from './provider'
 export type {
-  ChorusProviderOptions, ChorusEvents, ConnectionStatus, StatusEvent, ChorusError, Holder, BackoffOptions, ChorusMessage
+  ChorusProviderOptions, ChorusEvents, ConnectionStatus, StatusEvent, Transport, ChorusError, Holder, BackoffOptions, ChorusMessage
 } from './provider'
 export { ChorusHttpSocket, httpTransportUrl, httpStreamsHeldBack } from './http-socket'
 export type { HttpSocketOptions, FallbackReason } from './http-socket'

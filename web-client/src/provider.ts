@@ -11,7 +11,9 @@
  * before the current one expires, judging expiry on the host's clock as the
  * tokens themselves tell it (`iat` against their arrival), so a client clock that
  * is off by any amount neither refuses fresh tokens nor keeps stale ones.
- * Edits survive a reload while offline through y-indexeddb. See proto/PROTOCOL.md.
+ * Edits survive a reload while offline through y-indexeddb. Where a proxy refuses
+ * websockets it falls back to the HTTP transport (`ChorusHttpSocket`) by itself and
+ * moves back when a websocket works again (`transport`). See proto/PROTOCOL.md.
  */
 import * as Y from 'yjs'
 import * as encoding from 'lib0/encoding'
@@ -20,6 +22,7 @@ import * as syncProtocol from 'y-protocols/sync'
 import * as awarenessProtocol from 'y-protocols/awareness'
 import { IndexeddbPersistence } from 'y-indexeddb'
 import { Emitter } from './emitter'
+import { ChorusHttpSocket, type FallbackReason } from './http-socket'
 
 export const MSG_SYNC = 0
 export const MSG_AWARENESS = 1
@@ -110,8 +113,13 @@ export const CHORUS_SUBPROTOCOL = 'chorus.v1'
 
 export type ConnectionStatus = 'connecting' | 'connected' | 'disconnected' | 'forbidden'
 
+/** How a provider reaches the server now. */
+export type Transport = 'websocket' | 'http'
+
 export interface StatusEvent {
   status: ConnectionStatus
+  /** The transport of the connection this is about. */
+  transport?: Transport
   /** Close code and reason of the connection that ended (disconnected / forbidden). */
   code?: number
   reason?: string
@@ -140,6 +148,8 @@ export interface ChorusEvents extends Record<string, unknown> {
   holder: Holder
   editable: undefined
   error: ChorusError
+  /** The provider moved to another transport: `http` after a fallback (and why), `websocket` after an upgrade back. */
+  transport: { transport: Transport, reason: FallbackReason | 'upgraded' }
 }
 
 export interface BackoffOptions {
@@ -182,9 +192,24 @@ export interface ChorusProviderOptions {
   readOnly?: boolean
   /** Connect at once (default true). */
   connect?: boolean
-  /** For tests: the random source of the jitter, and the WebSocket class. */
+  /**
+   * How to connect. `auto` (default): a websocket first; when its upgrade is
+   * refused (an abnormal close before it opened), it does not open within
+   * `fallbackAfterMs`, or it dies before its first message, the HTTP transport,
+   * without losing anything (the Y.Doc holds every edit; the new connection's sync
+   * sends what the server lacks); while on HTTP, a websocket is tried every
+   * `upgradeEveryMs` and the provider moves back to the first that works.
+   * `websocket` or `http`: only that one.
+   */
+  transport?: 'auto' | Transport
+  /** `auto`: a websocket that has not opened and spoken within this long is given up (ms; default 5000). */
+  fallbackAfterMs?: number
+  /** `auto`, on HTTP: try a websocket again this often (ms; default 60 s). */
+  upgradeEveryMs?: number
+  /** For tests: the random source of the jitter, and the WebSocket and HTTP socket classes. */
   random?: () => number
   WebSocketImpl?: typeof WebSocket
+  HttpSocketImpl?: typeof ChorusHttpSocket
 }
 
 /** Full jitter: a delay uniformly drawn from [0, min(cap, base·2^attempt)). */
@@ -348,7 +373,22 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
   private readonly backoff: BackoffOptions
   private readonly random: () => number
   private readonly WS: typeof WebSocket
+  private readonly HttpWS: typeof ChorusHttpSocket
   private ws: WebSocket | null = null
+  /** The transport connections use now (`auto` starts on the websocket). */
+  transport: Transport
+  /** Falls back to HTTP, and tries the websocket again, by itself. */
+  private readonly autoTransport: boolean
+  private readonly fallbackAfterMs: number
+  private readonly upgradeEveryMs: number
+  /** Why the provider is on HTTP (sent to the server for its metrics). */
+  private fallbackReason: FallbackReason = 'configured'
+  private fallbackTimer: ReturnType<typeof setTimeout> | null = null
+  private upgradeTimer: ReturnType<typeof setTimeout> | null = null
+  private probe: WebSocket | null = null
+  /** Moves to HTTP, and back to a websocket (for tests and logs). */
+  fallbacks = 0
+  upgrades = 0
   /** Failed connections since the last healthy one (the back-off exponent). */
   private attempt = 0
   /** The one immediate retry after a 4401 was used (since the last healthy connection). */
@@ -385,6 +425,11 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
     this.random = options.random ?? Math.random
     this.healthyMs = options.healthyMs ?? HEALTHY_MS
     this.WS = options.WebSocketImpl ?? WebSocket
+    this.HttpWS = options.HttpSocketImpl ?? ChorusHttpSocket
+    this.autoTransport = (options.transport ?? 'auto') === 'auto'
+    this.transport = options.transport === 'http' ? 'http' : 'websocket'
+    this.fallbackAfterMs = options.fallbackAfterMs ?? 5000
+    this.upgradeEveryMs = options.upgradeEveryMs ?? 60_000
     this.awareness = new awarenessProtocol.Awareness(doc)
     this.readOnly = options.readOnly === true
     this.awareness.setLocalState({ user: { ...(options.user ?? {}) }, cursor: null })
@@ -425,6 +470,7 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
     }
     this.clearRefresh()
     this.clearHealthy()
+    this.clearTransportTimers()
     this.ws?.close(1000, 'client-disconnect')
   }
 
@@ -444,7 +490,7 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
 
   private setStatus (event: StatusEvent): void {
     this.status = event.status
-    this.emit('status', event)
+    this.emit('status', { ...event, transport: this.transport })
     this.updateCanPublish()
   }
 
@@ -558,11 +604,25 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
       this.setStatus({ status: 'disconnected' })
       return
     }
-    const url = `${wsBase(this.options.server)}/v1/ws/${encodeURIComponent(this.app)}/${encodeURIComponent(this.docId)}`
+    const url = this.socketUrl()
     // The token as its own subprotocol value, beside `chorus.v1`: never in the URL,
     // which proxies, ingresses and APM tools log.
-    const ws = new this.WS(url, [CHORUS_SUBPROTOCOL, token])
+    const overHttp = this.transport === 'http'
+    const ws = overHttp
+      ? new this.HttpWS(url, [CHORUS_SUBPROTOCOL, token], { fallback: this.fallbackReason }) as unknown as WebSocket
+      : new this.WS(url, [CHORUS_SUBPROTOCOL, token])
     this.connectionAttempts++
+    // `auto`: a websocket that says nothing in time is given up for HTTP.
+    let opened = false
+    let heard = false
+    if (!overHttp && this.autoTransport) {
+      this.clearFallbackTimer()
+      this.fallbackTimer = setTimeout(() => {
+        this.fallbackTimer = null
+        if (this.ws === ws && !heard) this.fallBack(opened ? 'died-early' : 'never-opened')
+      }, this.fallbackAfterMs)
+    }
+    if (overHttp) this.scheduleUpgrade()
     ws.binaryType = 'arraybuffer'
     this.ws = ws
     this.synced = false
@@ -572,6 +632,7 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
 
     ws.onopen = () => {
       if (this.ws !== ws) return
+      opened = true
       this.setStatus({ status: 'connected' })
       this.scheduleRefresh(ws, token)
       const encoder = encoding.createEncoder()
@@ -584,6 +645,10 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
     }
     ws.onmessage = (event: MessageEvent) => {
       if (this.ws !== ws) return
+      if (!heard) {
+        heard = true
+        this.clearFallbackTimer()
+      }
       try {
         this.receive(new Uint8Array(event.data as ArrayBuffer))
       } catch (err) {
@@ -593,7 +658,109 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
     }
     ws.onclose = (event: CloseEvent) => {
       if (this.ws !== ws) return
+      this.clearFallbackTimer()
+      // An abnormal close before the first message: a proxy refused the upgrade
+      // (browsers report a refused handshake as 1006) or cut the socket.
+      if (!overHttp && this.autoTransport && !heard && (event.code === 1006 || event.code === 1015)) {
+        this.fallBack(opened ? 'died-early' : 'refused')
+        return
+      }
       this.onClose(event.code, event.reason)
+    }
+  }
+
+  private socketUrl (): string {
+    return `${wsBase(this.options.server)}/v1/ws/${encodeURIComponent(this.app)}/${encodeURIComponent(this.docId)}`
+  }
+
+  private clearFallbackTimer (): void {
+    if (this.fallbackTimer !== null) {
+      clearTimeout(this.fallbackTimer)
+      this.fallbackTimer = null
+    }
+  }
+
+  private clearTransportTimers (): void {
+    this.clearFallbackTimer()
+    if (this.upgradeTimer !== null) {
+      clearTimeout(this.upgradeTimer)
+      this.upgradeTimer = null
+    }
+    if (this.probe !== null) {
+      const probe = this.probe
+      this.probe = null
+      probe.onclose = null
+      probe.onmessage = null
+      probe.close(1000, 'probe')
+    }
+  }
+
+  /** Leave the current connection for a new one over `transport`, at once. */
+  private switchTransport (transport: Transport, reason: FallbackReason | 'upgraded'): void {
+    const old = this.ws
+    this.ws = null
+    this.clearRefresh()
+    this.clearHealthy()
+    this.clearTransportTimers()
+    this.synced = false
+    this.answeredStep1 = false
+    if (old !== null) {
+      old.onclose = null
+      old.onmessage = null
+      try { old.close(1000, 'transport-switch') } catch {}
+    }
+    this.transport = transport
+    this.emit('transport', { transport, reason })
+    if (this.wanted && !this.destroyed) void this.open()
+  }
+
+  /** `auto`: the websocket did not work; go on over HTTP. */
+  private fallBack (reason: FallbackReason): void {
+    this.fallbacks++
+    this.fallbackReason = reason
+    this.switchTransport('http', reason)
+  }
+
+  /**
+   * `auto`, on HTTP: in `upgradeEveryMs`, open a websocket beside the HTTP
+   * connection; if it hears from the server, move back to websockets (the probe
+   * itself is closed: the new connection syncs as any other).
+   */
+  private scheduleUpgrade (): void {
+    if (!this.autoTransport || this.upgradeTimer !== null) return
+    this.upgradeTimer = setTimeout(() => {
+      this.upgradeTimer = null
+      if (!this.wanted || this.destroyed || this.transport !== 'http' || this.probe !== null) return
+      this.freshToken().then((token) => this.openProbe(token), () => this.scheduleUpgrade())
+    }, this.upgradeEveryMs)
+  }
+
+  private openProbe (token: string): void {
+    if (!this.wanted || this.destroyed || this.transport !== 'http' || this.probe !== null) return
+    let probe: WebSocket
+    try {
+      probe = new this.WS(this.socketUrl(), [CHORUS_SUBPROTOCOL, token])
+    } catch {
+      this.scheduleUpgrade()
+      return
+    }
+    this.probe = probe
+    probe.binaryType = 'arraybuffer'
+    const giveUp = setTimeout(() => probe.close(1000, 'probe'), this.fallbackAfterMs)
+    probe.onmessage = () => {
+      clearTimeout(giveUp)
+      probe.onmessage = null
+      probe.onclose = null
+      this.probe = null
+      probe.close(1000, 'probe')
+      if (this.transport !== 'http' || this.destroyed) return
+      this.upgrades++
+      this.switchTransport('websocket', 'upgraded')
+    }
+    probe.onclose = () => {
+      clearTimeout(giveUp)
+      if (this.probe === probe) this.probe = null
+      if (this.transport === 'http') this.scheduleUpgrade()
     }
   }
 

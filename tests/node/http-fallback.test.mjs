@@ -1,0 +1,188 @@
+// The web client where websockets are blocked: the demo page (ChorusProvider) in
+// headless Chromium behind Debian's nginx configured as a proxy that strips the
+// websocket upgrade, and behind a proxy that holds every response back until it
+// is complete (lib/buffering-proxy.mjs: nginx cannot be made to). The provider must fall back to the HTTP
+// transport by itself, with two people editing, seeing each other's carets and
+// getting "Saved"; going offline and back, and nginx killed mid-edit, lose nothing
+// (the oracle: the server's draft through the host API, and the other page).
+import { describe, it, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import path from 'node:path'
+import { chromium } from 'playwright-core'
+import { REPO_ROOT, startServer, hostToken, randomSecret, uid } from './harness.mjs'
+import { startBlockingProxy } from './lib/nginx.mjs'
+import { startBufferingProxy } from './lib/buffering-proxy.mjs'
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+const WEB_CLIENT = path.join(REPO_ROOT, 'web-client')
+const DEMO_SECRET = randomSecret()
+const DEMO_APP = { id: 'demo', secrets: [DEMO_SECRET] }
+
+function run (cmd, args, cwd) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] })
+    let output = ''
+    child.stdout.on('data', (c) => { output += c })
+    child.stderr.on('data', (c) => { output += c })
+    child.once('error', reject)
+    child.once('exit', (code) => code === 0 ? resolve(output) : reject(new Error(`${cmd} ${args.join(' ')}: ${output}`)))
+  })
+}
+
+/** The text of the editor without the carets' labels. */
+function definePlainText () {
+  window.plainText = (selector) => {
+    const el = document.querySelector(selector)
+    if (el === null) return null
+    const copy = el.cloneNode(true)
+    copy.querySelectorAll('.chorus-cursor').forEach((c) => c.remove())
+    return copy.textContent
+  }
+}
+
+describe('web client where websockets are blocked (Chromium behind nginx)', () => {
+  let chorus, browser
+
+  before(async () => {
+    if (!existsSync(path.join(WEB_CLIENT, 'node_modules'))) await run('npm', ['ci', '--no-audit', '--no-fund', '--loglevel=error'], WEB_CLIENT)
+    await run('npm', ['run', 'build', '--silent'], WEB_CLIENT)
+    chorus = await startServer({
+      extraConfig: { demo: true, demo_secret: DEMO_SECRET, http_transport: { session_timeout_secs: 10, heartbeat_secs: 2, poll_wait_secs: 5 } }
+    })
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync']
+    })
+  })
+  after(async () => {
+    await browser?.close()
+    await chorus?.stop()
+  })
+
+  async function hostPut (doc, body) {
+    const res = await fetch(`${chorus.httpUrl}/v1/apps/demo/docs/${doc}/content`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${hostToken({ app: DEMO_APP, doc })}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body)
+    })
+    assert.equal(res.status, 200, await res.text())
+  }
+
+  async function draftText (doc) {
+    const res = await fetch(`${chorus.httpUrl}/v1/apps/demo/docs/${doc}/draft?format=html`, {
+      headers: { authorization: `Bearer ${hostToken({ app: DEMO_APP, doc })}` }
+    })
+    assert.equal(res.status, 200)
+    return (await res.text()).replace(/<[^>]*>/g, '')
+  }
+
+  /** The demo page for `user` through `proxy`, once synced; `page.loadedIn` is how long that took. */
+  async function openThrough (proxy, doc, user) {
+    const context = await browser.newContext()
+    const page = await context.newPage()
+    await page.addInitScript(definePlainText)
+    page.errors = []
+    page.on('pageerror', (err) => page.errors.push(err))
+    const started = Date.now()
+    await page.goto(`${proxy.url}/demo?${new URLSearchParams({ doc, users: user })}`)
+    await page.waitForFunction(() => window.chorusDemo?.panes.every((p) => p.provider.synced), null, { timeout: 20_000 })
+    page.loadedIn = Date.now() - started
+    return page
+  }
+
+  const provider = (page, what) => page.evaluate((w) => {
+    const p = window.chorusDemo.panes[0].provider
+    return { transport: p.transport, fallbacks: p.fallbacks, mode: p.ws?.mode ?? null, connected: p.status }[w]
+  }, what)
+
+  async function typeAtEnd (page, text) {
+    await page.click('.ProseMirror p')
+    await page.keyboard.press('End')
+    await page.keyboard.type(text, { delay: 10 })
+  }
+
+  const paragraph = (page) => page.evaluate(() => window.plainText('.ProseMirror p'))
+
+  it('falls back to HTTP by itself: two people edit, see each other\'s caret, get Saved; offline and a cut proxy lose nothing', async () => {
+    const proxy = await startBlockingProxy([`127.0.0.1:${chorus.port}`])
+    const doc = uid('blocked')
+    await hostPut(doc, { title: 'Blocked', html: '<p>Start.</p>' })
+    const alice = await openThrough(proxy, doc, 'alice')
+    const bob = await openThrough(proxy, doc, 'bob')
+    try {
+      for (const page of [alice, bob]) {
+        assert.equal(await provider(page, 'transport'), 'http')
+        assert.ok(await provider(page, 'fallbacks') >= 1)
+        assert.equal(await page.getAttribute('.status', 'data-transport'), 'http')
+      }
+      console.log(`# loaded and synced through the blocking proxy in ${alice.loadedIn} ms and ${bob.loadedIn} ms`)
+
+      await typeAtEnd(alice, ' Alice over HTTP.')
+      await bob.waitForFunction(() => window.plainText('.ProseMirror p') === 'Start. Alice over HTTP.', null, { timeout: 5000 })
+      await typeAtEnd(bob, ' Bob too.')
+      const both = 'Start. Alice over HTTP. Bob too.'
+      await alice.waitForFunction((t) => window.plainText('.ProseMirror p') === t, both, { timeout: 5000 })
+      await alice.waitForSelector('.saved[data-saved="true"]', { timeout: 5000 })
+      await bob.waitForSelector('.saved[data-saved="true"]', { timeout: 5000 })
+      assert.equal(await draftText(doc), both, 'the server holds what both see')
+      await bob.waitForFunction(() => [...document.querySelectorAll('.chorus-cursor-label')].some((e) => e.textContent === 'Alice'), null, { timeout: 5000 })
+      await alice.waitForFunction(() => [...document.querySelectorAll('.chorus-cursor-label')].some((e) => e.textContent === 'Bob'), null, { timeout: 5000 })
+
+      // Offline for a while, typing; back online: the edit arrives.
+      await alice.context().setOffline(true)
+      await typeAtEnd(alice, ' Offline.')
+      await new Promise((resolve) => setTimeout(resolve, 1500))
+      await alice.context().setOffline(false)
+      const afterOffline = `${both} Offline.`
+      await bob.waitForFunction((t) => window.plainText('.ProseMirror p') === t, afterOffline, { timeout: 15_000 })
+
+      // The proxy is killed and started again while Alice types: nothing lost.
+      const typing = typeAtEnd(alice, ' Typed through a cut proxy, every letter.')
+      await new Promise((resolve) => setTimeout(resolve, 150))
+      await proxy.restart()
+      await typing
+      const final = `${afterOffline} Typed through a cut proxy, every letter.`
+      await bob.waitForFunction((t) => window.plainText('.ProseMirror p') === t, final, { timeout: 20_000 })
+      await alice.waitForSelector('.saved[data-saved="true"]', { timeout: 10_000 })
+      assert.equal(await paragraph(alice), final)
+      assert.equal(await draftText(doc), final)
+      assert.deepEqual(alice.errors, [])
+      assert.deepEqual(bob.errors, [])
+    } finally {
+      await alice.context().close()
+      await bob.context().close()
+      await proxy.close()
+    }
+  })
+
+  it('long-polls where a proxy holds streams back, and still edits together', async () => {
+    const proxy = await startBufferingProxy(chorus.httpUrl)
+    const doc = uid('buffered')
+    await hostPut(doc, { title: 'Buffered', html: '<p>Start.</p>' })
+    const alice = await openThrough(proxy, doc, 'alice')
+    const bob = await openThrough(proxy, doc, 'bob')
+    try {
+      console.log(`# synced through the buffering proxy in ${alice.loadedIn} ms and ${bob.loadedIn} ms`)
+      for (const page of [alice, bob]) {
+        assert.equal(await provider(page, 'transport'), 'http')
+        assert.equal(await provider(page, 'mode'), 'poll', 'the held-back stream was given up for long-polling')
+      }
+      await typeAtEnd(alice, ' Polled.')
+      await bob.waitForFunction(() => window.plainText('.ProseMirror p') === 'Start. Polled.', null, { timeout: 5000 })
+      await typeAtEnd(bob, ' Both ways.')
+      await alice.waitForFunction(() => window.plainText('.ProseMirror p') === 'Start. Polled. Both ways.', null, { timeout: 5000 })
+      await alice.waitForSelector('.saved[data-saved="true"]', { timeout: 5000 })
+      await bob.waitForSelector('.saved[data-saved="true"]', { timeout: 5000 })
+      assert.equal(await draftText(doc), 'Start. Polled. Both ways.')
+      await bob.waitForFunction(() => [...document.querySelectorAll('.chorus-cursor-label')].some((e) => e.textContent === 'Alice'), null, { timeout: 5000 })
+      assert.deepEqual(alice.errors, [])
+    } finally {
+      await alice.context().close()
+      await bob.context().close()
+      await proxy.close()
+    }
+  })
+})
