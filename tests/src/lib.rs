@@ -30,6 +30,7 @@ use yrs::{Doc, GetString, ReadTxn, StateVector, Transact, Update};
 pub use chorus_server::{AppConfig, Config};
 
 pub mod cluster;
+pub mod http_transport;
 pub mod processes;
 pub mod relay;
 

@@ -113,6 +113,11 @@ impl Documents {
         self.cluster().map(|c| &**c.node())
     }
 
+    /// Whether `node` is up as far as the bus can tell (`false` on a single node).
+    pub fn node_alive(&self, node: &str) -> bool {
+        self.cluster().is_some_and(|c| c.is_alive(node))
+    }
+
     /// Whether the bus can be reached now (`None` on a single node).
     pub fn bus_connected(&self) -> Option<bool> {
         self.cluster().map(|c| c.bus.is_connected())

@@ -37,6 +37,11 @@ const BODY_LIMIT: usize = 16 << 20;
 #[derive(Debug, Clone)]
 struct CarriedHere;
 
+/// Whether `req` was carried here from another node (and is to be served here).
+pub(crate) fn is_carried(req: &Request) -> bool {
+    req.extensions().get::<CarriedHere>().is_some()
+}
+
 #[derive(Serialize, Deserialize)]
 struct Carried {
     /// The document the carrying node verified the host token for.
@@ -130,13 +135,26 @@ pub async fn to_owner(State(state): State<AppState>, mut req: Request, next: Nex
         Ok(Route::Local) | Err(_) => return here(next.run(req).await),
         Ok(Route::Remote(owner)) => owner,
     };
+    carry(&state, &owner, req, Some(&key)).await
+}
+
+/// Carry `req` to `node` over the bus and answer with what it answers (503 if it
+/// does not). `verified`: the document whose host token this node verified (the
+/// node serves the request as verified for that one document only).
+pub(crate) async fn carry(
+    state: &AppState,
+    node: &str,
+    req: Request,
+    verified: Option<&DocKey>,
+) -> Response {
+    let owner = node;
     let (parts, body) = req.into_parts();
     let Ok(body) = to_bytes(body, BODY_LIMIT).await else {
         return ApiError::TooLarge.into_response();
     };
     let carried = Carried {
-        app: key.app.to_string(),
-        doc: key.doc.to_string(),
+        app: verified.map(|k| k.app.to_string()).unwrap_or_default(),
+        doc: verified.map(|k| k.doc.to_string()).unwrap_or_default(),
         method: parts.method.to_string(),
         uri: parts
             .uri
@@ -148,12 +166,12 @@ pub async fn to_owner(State(state): State<AppState>, mut req: Request, next: Nex
     };
     let request = postcard::to_allocvec(&carried).unwrap_or_default();
     drop(carried);
-    let answer = state.documents.forward_host(&owner, request).await;
+    let answer = state.documents.forward_host(owner, request).await;
     let Some(answered) = answer
         .ok()
         .and_then(|bytes| postcard::from_bytes::<Answered>(&bytes).ok())
     else {
-        tracing::warn!(app = %key.app, doc = %key.doc, %owner, "the owner did not answer a carried host call");
+        tracing::warn!(path = %parts.uri.path(), %owner, "the node did not answer a carried call");
         return ApiError::Unavailable.into_response();
     };
     let mut response = Response::new(Body::from(answered.body));

@@ -145,6 +145,7 @@ pub struct HttpTransportMetrics {
     resume_gaps: Counter,
     posts: Counter,
     posted_frames: Counter,
+    carried: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -209,6 +210,11 @@ impl HttpTransportMetrics {
                 "chorus_http_posted_frames",
                 "Frames those POSTs carried (retried ones included)",
             ),
+            carried: counter(
+                r,
+                "chorus_http_carried",
+                "Cluster mode: requests for a session another node holds, carried there over the bus",
+            ),
         }
     }
 
@@ -243,6 +249,11 @@ impl HttpTransportMetrics {
     /// A resume was refused: its events were gone.
     pub fn resume_gap(&self) {
         self.resume_gaps.inc();
+    }
+
+    /// A request went to the node holding its session.
+    pub fn carried(&self) {
+        self.carried.inc();
     }
 
     /// A POST carried `frames` frames.

@@ -148,9 +148,19 @@ pub fn build_router(state: AppState) -> Router {
     // A path listed once per method carries all of them in each entry: routed once.
     let mut routed = std::collections::HashSet::new();
     for (_, path, handler) in rest_routes() {
-        if routed.insert(path) {
-            router = router.route(path, handler);
+        if !routed.insert(path) {
+            continue;
         }
+        // Cluster mode: a session another node holds is served there.
+        let handler = if path == HTTP_SESSION {
+            handler.layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                http_transport::to_session_node,
+            ))
+        } else {
+            handler
+        };
+        router = router.route(path, handler);
     }
     // External changes carry whole bodies of HTML.
     router = router.layer(axum::extract::DefaultBodyLimit::max(HOST_BODY_LIMIT));

@@ -683,3 +683,111 @@ async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
     drop(connect);
     Some(http(addr, "GET", path, &[]).await.0)
 }
+
+/// Cluster mode behind a round-robin nginx that strips the websocket upgrade (a
+/// network that blocks websockets): no websocket gets through, and two clients of
+/// the HTTP transport edit one document, their requests landing on any node. A
+/// request for a session another node holds is carried there over the bus
+/// (`chorus_http_carried_total`), so every frame arrives once and in order, and the
+/// stored draft holds every edit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_transport_through_a_round_robin_nginx_that_refuses_upgrades() {
+    use chorus_e2e::http_transport::HttpTransportClient;
+    let nginx_bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("Debian's nginx (tests/run installs nginx-light)");
+    let cluster = Cluster::new(BIN, 3, |db| db.url().to_owned(), redis_url());
+    let lb_port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("nginx.conf");
+    let upstream: String = cluster
+        .ports
+        .iter()
+        .map(|p| format!("        server 127.0.0.1:{p};\n"))
+        .collect();
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off;\nmaster_process off;\nerror_log {dir}/error.log warn;\npid {dir}/nginx.pid;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n    access_log off;\n    client_body_temp_path {dir};\n    proxy_temp_path {dir};\n\
+             \n    upstream chorus {{\n{upstream}    }}\n\
+             \n    server {{\n        listen 127.0.0.1:{lb_port};\n        location / {{\n\
+                         proxy_pass http://chorus;\n            proxy_http_version 1.1;\n\
+                         proxy_set_header Upgrade \"\";\n\
+                         proxy_set_header Connection \"\";\n\
+                         proxy_read_timeout 60s;\n        }}\n    }}\n}}\n",
+            dir = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let _nginx = Process::spawn(
+        Command::new(nginx_bin)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir.path()),
+        None,
+    );
+    let lb = SocketAddr::from(([127, 0, 0, 1], lb_port));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http_status(lb, "/healthz").await != Some(200) {
+        assert!(Instant::now() < deadline, "nginx did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let doc = "http-behind-nginx";
+    let token = |user: &str| token_for(APP, SECRETS[0], doc, user, Mode::Edit);
+    // The network blocks websockets.
+    let ws = format!("ws://{lb}/v1/ws/{APP}/{doc}?token={}", token("probe"));
+    assert!(
+        YClient::connect(&ws).await.is_err(),
+        "no websocket gets through this proxy"
+    );
+
+    let mut writer = HttpTransportClient::open(lb, doc, &token("writer"))
+        .await
+        .unwrap();
+    let mut reader = HttpTransportClient::open(lb, doc, &token("reader"))
+        .await
+        .unwrap();
+    let mut expected = String::new();
+    for i in 0..30 {
+        let piece = format!("{i},");
+        writer.append_title(&piece).await.unwrap();
+        expected.push_str(&piece);
+        if i % 5 == 4 {
+            reader.poll().await.unwrap();
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reader.title() != expected {
+        assert!(
+            Instant::now() < deadline,
+            "the reader has {:?} of {expected:?}",
+            reader.title()
+        );
+        reader.poll().await.unwrap();
+    }
+    let n = reader.ids.len() as u64;
+    assert_eq!(
+        reader.ids,
+        (1..=n).collect::<Vec<_>>(),
+        "every event once, in order"
+    );
+    assert_eq!(final_title(lb, doc).await, expected, "the stored draft");
+    let mut carried = 0.0;
+    for i in 0..3 {
+        carried += metric(
+            &metrics_of(cluster.addr(i)).await,
+            "chorus_http_carried_total",
+        )
+        .unwrap_or(0.0);
+    }
+    assert!(
+        carried > 0.0,
+        "requests landed on nodes other than their session's and were carried"
+    );
+    assert_eq!(writer.leave().await, 204);
+    assert_eq!(reader.leave().await, 204);
+}

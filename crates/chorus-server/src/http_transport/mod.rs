@@ -359,6 +359,55 @@ async fn preflight() -> Response {
         .into_response()
 }
 
+/// Cluster mode: a request for a session another node holds is carried there over
+/// the bus (`forward::carry`), so any node behind a round-robin load balancer
+/// serves every session. A stream cannot travel as one answer: carried, it is a
+/// long-poll (the client reads the complete answer and asks again, landing
+/// wherever the balancer sends it). A session whose node is down is 404
+/// `unknown-session` at once: the client opens a new one.
+pub(crate) async fn to_session_node(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(here) = state.documents.node_id() else {
+        return next.run(req).await;
+    };
+    if crate::forward::is_carried(&req) {
+        return next.run(req).await;
+    }
+    let node = req
+        .uri()
+        .path()
+        .rsplit('/')
+        .next()
+        .and_then(session::node_of);
+    let Some(node) = node.filter(|node| node != here) else {
+        return next.run(req).await;
+    };
+    if !state.documents.node_alive(&node) {
+        // Outside the routes' own CORS layer: add it, or a browser sees no answer.
+        return allow_any_origin(HttpError::UnknownSession.into_response()).await;
+    }
+    state.metrics.http.carried();
+    let mut req = req;
+    if req.method() == axum::http::Method::GET {
+        let uri = req.uri();
+        let query = uri.query().unwrap_or("");
+        if !query.split('&').any(|p| p == "poll=1") {
+            let path_and_query = if query.is_empty() {
+                format!("{}?poll=1", uri.path())
+            } else {
+                format!("{}?{query}&poll=1", uri.path())
+            };
+            if let Ok(rewritten) = path_and_query.parse() {
+                *req.uri_mut() = rewritten;
+            }
+        }
+    }
+    crate::forward::carry(&state, &node, req, None).await
+}
+
 /// The session `id` of `(app, content)`, if the transport is on and it exists.
 fn find(
     state: &AppState,

@@ -60,7 +60,7 @@ impl HttpSessions {
         let (wake, _) = watch::channel(0);
         let config = &state.config.http_transport;
         let session = Arc::new(HttpSession {
-            id: new_session_id(),
+            id: new_session_id(state.documents.node_id()),
             key,
             inbound: inbound_tx,
             next_seq: tokio::sync::Mutex::new(0),
@@ -94,10 +94,49 @@ impl HttpSessions {
 }
 
 /// 128 random bits, hex: the session id is what lets a request into the session,
-/// so it must not be guessable.
-fn new_session_id() -> String {
+/// so it must not be guessable. In cluster mode it starts with the node's id (hex,
+/// then `-`), so a request that lands on another node is carried to this one.
+fn new_session_id(node: Option<&str>) -> String {
     let bits: u128 = rand::random();
-    format!("{bits:032x}")
+    match node {
+        None => format!("{bits:032x}"),
+        Some(node) => {
+            let tag: String = node.bytes().map(|b| format!("{b:02x}")).collect();
+            format!("{tag}-{bits:032x}")
+        }
+    }
+}
+
+/// The node a session id names (cluster mode), if it names one that decodes.
+pub(crate) fn node_of(id: &str) -> Option<String> {
+    let (tag, _) = id.split_once('-')?;
+    if tag.len() % 2 != 0 || tag.len() > 512 {
+        return None;
+    }
+    let bytes = (0..tag.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(tag.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_session_id_names_its_node_and_a_single_nodes_names_none() {
+        let id = new_session_id(Some("node-a:10123"));
+        assert_eq!(node_of(&id).as_deref(), Some("node-a:10123"));
+        assert!(id.ends_with(&id[id.len() - 32..]) && id.len() > 32);
+        assert_eq!(node_of(&new_session_id(None)), None);
+        // Hand-made ids name nothing rather than fail.
+        for bad in ["zz-00", "6-00", "-00", "ff", "c3-00"] {
+            assert_eq!(node_of(bad), None, "{bad}");
+        }
+        // Two ids never repeat.
+        assert_ne!(new_session_id(None), new_session_id(None));
+    }
 }
 
 /// What the requests of one HTTP session and its loop share.
