@@ -110,7 +110,7 @@ fn new_session_id(node: Option<&str>) -> String {
 /// The node a session id names (cluster mode), if it names one that decodes.
 pub(crate) fn node_of(id: &str) -> Option<String> {
     let (tag, _) = id.split_once('-')?;
-    if tag.len() % 2 != 0 || tag.len() > 512 {
+    if tag.is_empty() || tag.len() % 2 != 0 || tag.len() > 512 {
         return None;
     }
     let bytes = (0..tag.len())
