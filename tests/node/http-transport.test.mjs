@@ -14,6 +14,8 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
 import * as esbuild from 'esbuild'
+import { HocuspocusProvider as ProviderV3 } from '@hocuspocus/provider'
+import { HocuspocusProvider as ProviderV4 } from 'hocuspocus-provider-v4'
 import {
   REPO_ROOT, Y, ClientPool, startServer, sessionToken, hostToken, badToken, uid, sleep, waitFor, waitSynced,
   encoding, syncProtocol, MSG_SYNC, SYNC_STEP2, SYNC_UPDATE, parseMessage, step1Message, updateMessage,
@@ -144,22 +146,27 @@ describe('HTTP transport', () => {
   let server
   let pool
   let ChorusHttpSocket
+  let ChorusHocuspocusHttpSocket
   let bundleDir
 
   before(async () => {
     server = await startServer({ extraConfig: { http_transport: HTTP } })
     pool = new ClientPool(server)
     bundleDir = await mkdtemp(path.join(tmpdir(), 'chorus-http-socket-'))
-    const outfile = path.join(bundleDir, 'http-socket.mjs')
     await esbuild.build({
-      entryPoints: [path.join(REPO_ROOT, 'web-client', 'src', 'http-socket.ts')],
+      entryPoints: {
+        'http-socket': path.join(REPO_ROOT, 'web-client', 'src', 'http-socket.ts'),
+        'hocuspocus-http-socket': path.join(REPO_ROOT, 'web-client', 'src', 'hocuspocus-http-socket.ts')
+      },
       bundle: true,
       format: 'esm',
       platform: 'neutral',
-      outfile,
+      outdir: bundleDir,
+      outExtension: { '.js': '.mjs' },
       logLevel: 'warning'
     })
-    ;({ ChorusHttpSocket } = await import(pathToFileURL(outfile)))
+    ;({ ChorusHttpSocket } = await import(pathToFileURL(path.join(bundleDir, 'http-socket.mjs'))))
+    ;({ ChorusHocuspocusHttpSocket } = await import(pathToFileURL(path.join(bundleDir, 'hocuspocus-http-socket.mjs'))))
   })
 
   after(async () => {
@@ -382,4 +389,47 @@ describe('HTTP transport', () => {
     const metrics = await (await fetch(`${server.httpUrl}/metrics`)).text()
     assert.match(metrics, /chorus_http_sessions_open 2\b/)
   })
+
+  for (const [version, HocuspocusProvider] of [['3', ProviderV3], ['4', ProviderV4]]) {
+    it(`@hocuspocus/provider ${version} over ChorusHocuspocusHttpSocket edits with a websocket provider; its unsynced changes reach 0; a bad token is PermissionDenied`, async () => {
+      const doc = uid()
+      const events = { authenticated: [], failed: [] }
+      const hocuspocus = (token) => new HocuspocusProvider({
+        url: `${server.wsBase.replace('/v1/ws', '/v1/hocuspocus')}/${DEFAULT_APP.id}`,
+        name: doc,
+        token,
+        document: new Y.Doc(),
+        WebSocketPolyfill: ChorusHocuspocusHttpSocket,
+        onAuthenticated: (e) => events.authenticated.push(e?.scope ?? 'authenticated'),
+        onAuthenticationFailed: (e) => events.failed.push(e?.reason ?? 'failed')
+      })
+      const provider = hocuspocus(sessionToken({ doc, user: 'hp' }))
+      try {
+        const ws = pool.provider({ doc, token: sessionToken({ doc, user: 'carol' }) })
+        await waitSynced(ws)
+        await waitFor(() => provider.synced ?? provider.isSynced, 'the Hocuspocus provider synced over HTTP')
+        assert.deepEqual(events.authenticated, ['read-write'])
+        provider.document.getText('title').insert(0, 'from hocuspocus ')
+        ws.doc.getText('title').insert(0, 'from ws ')
+        await waitFor(() => text(provider.document).length === 'from hocuspocus from ws '.length &&
+          text(provider.document) === text(ws.doc), 'both copies converge', {
+          describe: () => `${JSON.stringify(text(provider.document))} | ${JSON.stringify(text(ws.doc))}`
+        })
+        // SyncStatus: the server's "saved" reached the provider through its framing.
+        await waitFor(() => provider.unsyncedChanges === 0 && !provider.hasUnsyncedChanges, 'every change acknowledged')
+        const socket = provider.configuration.websocketProvider.webSocket
+        assert.equal(socket.constructor.name, 'ChorusHocuspocusHttpSocket')
+        assert.equal(socket.inner.constructor.name, 'ChorusHttpSocket')
+      } finally {
+        provider.destroy()
+      }
+      const refused = hocuspocus(sessionToken({ doc: 'another-doc', user: 'hp' }))
+      try {
+        await waitFor(() => events.failed.length > 0, 'the refusal reached the provider')
+        assert.equal(events.failed[0], 'wrong-doc')
+      } finally {
+        refused.destroy()
+      }
+    })
+  }
 })

@@ -36,6 +36,8 @@ export interface HttpSocketOptions {
   fallback?: FallbackReason
   /** The fetch to use (default: the global one). */
   fetch?: typeof fetch
+  /** `hocuspocus`: frames in `@hocuspocus/provider`'s framing (see `ChorusHocuspocusHttpSocket`). */
+  framing?: 'plain' | 'hocuspocus'
 }
 
 interface Opened {
@@ -176,6 +178,7 @@ export class ChorusHttpSocket extends EventTarget {
   private readonly fetchImpl: typeof fetch
   private readonly streamTimeoutMs: number
   private readonly fallback: FallbackReason | undefined
+  private readonly framing: 'plain' | 'hocuspocus'
   private session: Opened | null = null
   /** The last event id received. */
   private lastId = 0
@@ -200,6 +203,7 @@ export class ChorusHttpSocket extends EventTarget {
     this.streamTimeoutMs = options.streamTimeoutMs ?? 4000
     this.mode = options.mode ?? (streamsHeldBack ? 'poll' : 'stream')
     this.fallback = options.fallback
+    this.framing = options.framing ?? 'plain'
     void this.open()
   }
 
@@ -231,6 +235,7 @@ export class ChorusHttpSocket extends EventTarget {
     const query = new URLSearchParams()
     if (this.chorus) query.set('chorus', '1')
     if (this.fallback !== undefined) query.set('fallback', this.fallback)
+    if (this.framing === 'hocuspocus') query.set('framing', 'hocuspocus')
     const headers: Record<string, string> = {}
     if (this.token !== null) headers.authorization = `Bearer ${this.token}`
     let response: Response

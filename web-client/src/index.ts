@@ -4,6 +4,7 @@ export type {
 } from './provider'
 export { ChorusHttpSocket, httpTransportUrl, httpStreamsHeldBack } from './http-socket'
 export type { HttpSocketOptions, FallbackReason } from './http-socket'
+export { ChorusHocuspocusHttpSocket, readHocuspocusAuth } from './hocuspocus-http-socket'
 export { schema, isSafeUrl } from './schema'
 export { createEditor, bindTitle, safeColor } from './editor'
 export type { ChorusEditor, EditorOptions } from './editor'

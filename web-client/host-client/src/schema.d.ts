@@ -71,6 +71,8 @@ export interface paths {
                     chorus?: string;
                     /** @description why the client is not on a websocket (`refused`, `never-opened`, `died-early`, `configured`; metrics only) */
                     fallback?: string;
+                    /** @description `hocuspocus`: `@hocuspocus/provider`'s framing (PROTOCOL.md, "HTTP transport"); default `plain` */
+                    framing?: "plain" | "hocuspocus";
                 };
                 header?: never;
                 path: {

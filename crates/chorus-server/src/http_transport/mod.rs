@@ -29,6 +29,7 @@ pub(crate) use session::HttpSessions;
 
 use crate::api::{ApiPath, ApiQuery, Expected};
 use crate::close::{CloseReason, MALFORMED, TOO_LARGE};
+use crate::framing::{Framing, HocuspocusFraming};
 use crate::join::{admit, authenticate, check_refusals, refused, ClientAddress};
 use crate::session::{run, Inbound};
 use crate::state::AppState;
@@ -208,7 +209,8 @@ impl Expected for SessionPath {
 }
 
 impl Expected for OpenQuery {
-    const EXPECTED: &'static str = "token, chorus and fallback are each given at most once";
+    const EXPECTED: &'static str =
+        "token, chorus, fallback and framing are each given at most once";
 }
 
 impl Expected for StreamQuery {
@@ -228,6 +230,9 @@ pub(crate) struct OpenQuery {
     chorus: Option<String>,
     /// Why the client is here rather than on a websocket (metrics only).
     fallback: Option<String>,
+    /// `hocuspocus`: frames in `@hocuspocus/provider`'s framing (behind the
+    /// content id, `SyncStatus` for "saved"), as on `/v1/hocuspocus/{app}`.
+    framing: Option<String>,
 }
 
 /// The answer to an opening `POST`.
@@ -272,7 +277,16 @@ pub(crate) async fn open(
         return throttled;
     }
     let token = bearer(&headers).or(query.token.as_deref());
-    let extensions = query.chorus.as_deref() == Some("1");
+    let hocuspocus = match query.framing.as_deref() {
+        None | Some("plain") => false,
+        Some("hocuspocus") => true,
+        Some(_) => {
+            return HttpError::BadRequest("framing must be plain or hocuspocus").into_response()
+        }
+    };
+    // A Hocuspocus provider's acknowledgements are extension messages turned
+    // into `SyncStatus` by its framing.
+    let extensions = hocuspocus || query.chorus.as_deref() == Some("1");
     let session = match authenticate(&state, &app, &content, token, extensions) {
         Ok(session) => session,
         Err(reason) => {
@@ -285,8 +299,21 @@ pub(crate) async fn open(
         Ok(slot) => slot,
         Err(full) => return full,
     };
+    let (framing, first) = if hocuspocus {
+        let framing = Framing::Hocuspocus(Box::new(HocuspocusFraming::new(
+            content.clone(),
+            Vec::new(),
+        )));
+        let authenticated =
+            chorus_protocol::hocuspocus::authenticated(&content, !session.can_edit());
+        (framing, Some(authenticated))
+    } else {
+        (Framing::Plain, None)
+    };
     let key = DocKey::new(app, content);
-    let (shared, transport) = state.http_sessions.open(key.clone(), &state);
+    let (shared, transport) = state
+        .http_sessions
+        .open(key.clone(), framing, first, &state);
     state.metrics.http.opened(query.fallback.as_deref());
     let guard = state.tracker.token();
     tokio::spawn(run(

@@ -12,7 +12,8 @@
 //! order.
 
 use super::outbox::{Outbox, ResumeError};
-use crate::close::{Closing, TRY_AGAIN_LATER};
+use crate::close::{CloseReason, Closing, TRY_AGAIN_LATER};
+use crate::framing::{lock_out, Framing, Incoming};
 use crate::metrics::Metrics;
 use crate::session::{Inbound, Transport, TransportFailed};
 use crate::state::AppState;
@@ -50,22 +51,31 @@ impl HttpSessions {
         (session.key == *key).then_some(session)
     }
 
-    /// A new session of `key`, registered, and the transport its loop runs over.
+    /// A new session of `key` whose frames go as `framing` says (its first
+    /// events `first`: a Hocuspocus provider's `Authenticated`), registered, and
+    /// the transport its loop runs over.
     pub(crate) fn open(
         self: &Arc<Self>,
         key: DocKey,
+        framing: Framing,
+        first: Option<Bytes>,
         state: &AppState,
     ) -> (Arc<HttpSession>, HttpTransport) {
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
         let (wake, _) = watch::channel(0);
         let config = &state.config.http_transport;
+        let mut outbox = Outbox::new(state.config.outbound_queue_bytes);
+        if let Some(frame) = first {
+            // Into an empty outbox of a fresh cap: cannot overflow.
+            let _ = outbox.push(frame);
+        }
         let session = Arc::new(HttpSession {
             id: new_session_id(state.documents.node_id()),
             key,
             inbound: inbound_tx,
             next_seq: tokio::sync::Mutex::new(0),
             inner: Mutex::new(Inner {
-                outbox: Outbox::new(state.config.outbound_queue_bytes),
+                outbox,
                 closing: None,
                 ended: false,
                 stream: 0,
@@ -80,6 +90,7 @@ impl HttpSessions {
             session: session.clone(),
             sessions: self.clone(),
             inbound: inbound_rx,
+            framing,
             check: Box::pin(tokio::time::sleep(timeout)),
             timeout,
             failed: None,
@@ -325,6 +336,8 @@ pub(crate) struct HttpTransport {
     session: Arc<HttpSession>,
     sessions: Arc<HttpSessions>,
     inbound: mpsc::Receiver<Inbound>,
+    /// Plain, or a Hocuspocus provider's (frames behind the document's name).
+    framing: Framing,
     /// When to look whether the session has been left alone too long.
     check: Pin<Box<Sleep>>,
     timeout: Duration,
@@ -337,7 +350,17 @@ impl Transport for HttpTransport {
     async fn next(&mut self) -> Inbound {
         loop {
             tokio::select! {
-                received = self.inbound.recv() => return received.unwrap_or(Inbound::Ended),
+                received = self.inbound.recv() => return match received {
+                    Some(Inbound::Message(bytes)) => match self.framing.incoming(bytes) {
+                        Incoming::Message(bytes) => Inbound::Message(bytes),
+                        Incoming::Skip => Inbound::Skip,
+                        Incoming::Leave => Inbound::Leave,
+                        Incoming::Answer(frame) => Inbound::Answer(frame),
+                        Incoming::Malformed(e) => Inbound::Refused(CloseReason::Decode(e)),
+                    },
+                    Some(other) => other,
+                    None => Inbound::Ended,
+                },
                 () = &mut self.check => {
                     let now = Instant::now();
                     let idle = self.session.idle_for(now);
@@ -352,13 +375,13 @@ impl Transport for HttpTransport {
     }
 
     async fn feed(&mut self, frame: Bytes) -> Result<(), TransportFailed> {
-        let pushed = self.session.lock().outbox.push(frame);
-        pushed.map(drop).map_err(|_| {
-            self.metrics
-                .closed(SLOW_CONSUMER.code, SLOW_CONSUMER.reason);
-            self.failed = Some(SLOW_CONSUMER);
-            TransportFailed
-        })
+        match self.framing.hocuspocus_out() {
+            None => self.push(frame),
+            Some(out) => {
+                let wrapped = lock_out(out).outgoing(&frame);
+                wrapped.into_iter().try_for_each(|frame| self.push(frame))
+            }
+        }
     }
 
     async fn flush(&mut self) -> Result<(), TransportFailed> {
@@ -367,7 +390,8 @@ impl Transport for HttpTransport {
     }
 
     async fn answer(&mut self, frame: Bytes) -> Result<(), TransportFailed> {
-        self.feed(frame).await?;
+        // A frame of the framing's own: as it is.
+        self.push(frame)?;
         self.flush().await
     }
 
@@ -375,6 +399,19 @@ impl Transport for HttpTransport {
         state.metrics.closed(closing.code, closing.reason);
         self.failed = Some(closing);
         std::future::ready(())
+    }
+}
+
+impl HttpTransport {
+    /// Keep one finished frame for the client.
+    fn push(&mut self, frame: Bytes) -> Result<(), TransportFailed> {
+        let pushed = self.session.lock().outbox.push(frame);
+        pushed.map(drop).map_err(|_| {
+            self.metrics
+                .closed(SLOW_CONSUMER.code, SLOW_CONSUMER.reason);
+            self.failed = Some(SLOW_CONSUMER);
+            TransportFailed
+        })
     }
 }
 

@@ -1,0 +1,163 @@
+/**
+ * `ChorusHocuspocusHttpSocket`: the HTTP transport for `@hocuspocus/provider`,
+ * through its `WebSocketPolyfill` option, so a TipTap app that keeps its
+ * Hocuspocus provider also works where a proxy refuses websockets:
+ *
+ * ```js
+ * new HocuspocusProvider({ url: 'wss://chorus.example/v1/hocuspocus/wiki', name: contentId,
+ *   token, document: ydoc, WebSocketPolyfill: ChorusHocuspocusHttpSocket })
+ * ```
+ *
+ * The provider speaks its own framing (every message behind the document's name,
+ * its token in an `Auth` message); the server speaks it over HTTP too
+ * (`framing=hocuspocus`, PROTOCOL.md "HTTP transport"). This class reports itself
+ * open at once (the provider sends its `Auth` only then), takes the name and token
+ * from that `Auth`, opens the HTTP session with them and passes every later
+ * frame through unchanged, both ways; the server's first event is the provider's
+ * `Authenticated`. A refused token reaches the provider as `PermissionDenied` with
+ * the reason a websocket client would get, then a close with its code.
+ */
+import * as encoding from 'lib0/encoding'
+import * as decoding from 'lib0/decoding'
+import { ChorusHttpSocket, type HttpSocketOptions } from './http-socket'
+
+/** Hocuspocus message types and auth subtypes used here. */
+const MSG_AUTH = 2
+const AUTH_TOKEN = 0
+const AUTH_PERMISSION_DENIED = 1
+
+type Listener = (event: any) => void
+
+/** The document name and token of a Hocuspocus `Auth` frame, or null for any other frame. */
+export function readHocuspocusAuth (frame: Uint8Array): { name: string, token: string } | null {
+  try {
+    const decoder = decoding.createDecoder(frame)
+    const name = decoding.readVarString(decoder)
+    if (decoding.readVarUint(decoder) !== MSG_AUTH) return null
+    if (decoding.readVarUint(decoder) !== AUTH_TOKEN) return null
+    return { name, token: decoding.readVarString(decoder) }
+  } catch {
+    return null
+  }
+}
+
+function permissionDenied (name: string, reason: string): Uint8Array {
+  const encoder = encoding.createEncoder()
+  encoding.writeVarString(encoder, name)
+  encoding.writeVarUint(encoder, MSG_AUTH)
+  encoding.writeVarUint(encoder, AUTH_PERMISSION_DENIED)
+  encoding.writeVarString(encoder, reason)
+  return encoding.toUint8Array(encoder)
+}
+
+export class ChorusHocuspocusHttpSocket extends EventTarget {
+  static readonly CONNECTING = 0
+  static readonly OPEN = 1
+  static readonly CLOSING = 2
+  static readonly CLOSED = 3
+  readonly CONNECTING = 0
+  readonly OPEN = 1
+  readonly CLOSING = 2
+  readonly CLOSED = 3
+
+  readonly url: string
+  readyState = 0
+  binaryType: 'arraybuffer' | 'blob' = 'arraybuffer'
+  readonly protocol = ''
+  readonly extensions = ''
+  bufferedAmount = 0
+  onopen: Listener | null = null
+  onmessage: Listener | null = null
+  onclose: Listener | null = null
+  onerror: Listener | null = null
+
+  /** The HTTP session, once the provider's `Auth` named the document. */
+  inner: ChorusHttpSocket | null = null
+  /** `ws[s]://HOST/…/v1/ws/{app}`: where the document's URL starts. */
+  private readonly wsApp: string
+  private readonly options: HttpSocketOptions
+  /** Frames the provider sent before the session was open, in order. */
+  private pending: Uint8Array[] = []
+  private closed = false
+
+  constructor (url: string | URL, _protocols?: string | string[], options: HttpSocketOptions = {}) {
+    super()
+    this.url = String(url)
+    const parsed = new URL(this.url)
+    const match = /^(.*)\/v1\/hocuspocus\/([^/]+)\/?$/.exec(parsed.pathname)
+    if (match === null) throw new SyntaxError(`not a Chorus Hocuspocus URL: ${this.url}`)
+    const scheme = parsed.protocol === 'wss:' || parsed.protocol === 'https:' ? 'wss:' : 'ws:'
+    this.wsApp = `${scheme}//${parsed.host}${match[1]}/v1/ws/${match[2]}`
+    this.options = options
+    setTimeout(() => {
+      if (this.closed) return
+      this.readyState = this.OPEN
+      this.dispatch('open', new Event('open'))
+    }, 0)
+  }
+
+  send (data: ArrayBufferLike | ArrayBufferView): void {
+    if (this.readyState !== this.OPEN) return
+    const bytes = ArrayBuffer.isView(data)
+      ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice()
+      : new Uint8Array((data as ArrayBuffer).slice(0))
+    if (this.inner === null) {
+      const auth = readHocuspocusAuth(bytes)
+      if (auth === null) {
+        this.pending.push(bytes)
+        return
+      }
+      this.start(auth.name, auth.token)
+      return
+    }
+    if (this.inner.readyState === this.inner.CONNECTING) this.pending.push(bytes)
+    else this.inner.send(bytes)
+  }
+
+  close (code = 1000, reason = ''): void {
+    if (this.closed) return
+    this.inner?.close(code, reason)
+    this.finish(code, reason)
+  }
+
+  private start (name: string, token: string): void {
+    const inner = new ChorusHttpSocket(`${this.wsApp}/${encodeURIComponent(name)}`, [token], { ...this.options, framing: 'hocuspocus' })
+    inner.binaryType = 'arraybuffer'
+    this.inner = inner
+    let opened = false
+    inner.onopen = () => {
+      opened = true
+      const pending = this.pending
+      this.pending = []
+      for (const frame of pending) inner.send(frame)
+    }
+    inner.onmessage = (event: MessageEvent) => {
+      if (this.closed) return
+      const data = this.binaryType === 'blob' ? new Blob([event.data as ArrayBuffer]) : event.data
+      this.dispatch('message', new MessageEvent('message', { data }))
+    }
+    inner.onclose = (event: { code: number, reason: string }) => {
+      if (!opened && (event.code === 4401 || event.code === 4403)) {
+        // The provider learns why as it would over a websocket.
+        const denied = permissionDenied(name, event.reason === '' ? 'permission-denied' : event.reason)
+        this.dispatch('message', new MessageEvent('message', { data: denied.buffer }))
+      }
+      this.finish(event.code, event.reason)
+    }
+  }
+
+  private finish (code: number, reason: string): void {
+    if (this.closed) return
+    this.closed = true
+    this.readyState = this.CLOSED
+    setTimeout(() => this.dispatch('close', Object.assign(new Event('close'), { code, reason, wasClean: code !== 1006 })), 0)
+  }
+
+  private dispatch (type: 'open' | 'message' | 'close' | 'error', event: Event): void {
+    const handler = this[`on${type}`]
+    if (handler !== null) {
+      try { handler.call(this, event) } catch (err) { setTimeout(() => { throw err }, 0) }
+    }
+    this.dispatchEvent(event)
+  }
+}
