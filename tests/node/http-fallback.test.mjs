@@ -9,9 +9,12 @@ import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
+import http from 'node:http'
 import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import * as esbuild from 'esbuild'
 import { chromium } from 'playwright-core'
-import { REPO_ROOT, startServer, hostToken, randomSecret, uid } from './harness.mjs'
+import { REPO_ROOT, startServer, hostToken, sessionToken, randomSecret, uid, waitFor } from './harness.mjs'
 import { startBlockingProxy } from './lib/nginx.mjs'
 import { startBufferingProxy } from './lib/buffering-proxy.mjs'
 
@@ -19,6 +22,23 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const WEB_CLIENT = path.join(REPO_ROOT, 'web-client')
 const DEMO_SECRET = randomSecret()
 const DEMO_APP = { id: 'demo', secrets: [DEMO_SECRET] }
+const TIPTAP_APP = Object.freeze({ id: 'tiptap-wiki', secrets: ['tiptap-wiki-secret-0123456789abcdef'], editor: 'tiptap' })
+const here = path.dirname(fileURLToPath(import.meta.url))
+
+/** tiptap-entry.mjs bundled, served from a page of its own origin (the providers then call Chorus cross-origin). */
+async function serveTipTapPage () {
+  const result = await esbuild.build({
+    entryPoints: [path.join(here, 'tiptap-entry.mjs')], bundle: true, format: 'iife', write: false, logLevel: 'silent'
+  })
+  const js = result.outputFiles[0].text
+  const html = '<!doctype html><meta charset="utf-8"><title>tiptap over http</title><body><script src="/tiptap.js"></script>'
+  const server = http.createServer((req, res) => {
+    if (req.url === '/tiptap.js') res.writeHead(200, { 'content-type': 'text/javascript' }).end(js)
+    else res.writeHead(200, { 'content-type': 'text/html' }).end(html)
+  })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return { url: `http://127.0.0.1:${server.address().port}/`, close: () => new Promise((resolve) => server.close(resolve)) }
+}
 
 function run (cmd, args, cwd) {
   return new Promise((resolve, reject) => {
@@ -49,6 +69,7 @@ describe('web client where websockets are blocked (Chromium behind nginx)', () =
     if (!existsSync(path.join(WEB_CLIENT, 'node_modules'))) await run('npm', ['ci', '--no-audit', '--no-fund', '--loglevel=error'], WEB_CLIENT)
     await run('npm', ['run', 'build', '--silent'], WEB_CLIENT)
     chorus = await startServer({
+      apps: [TIPTAP_APP],
       extraConfig: { demo: true, demo_secret: DEMO_SECRET, http_transport: { session_timeout_secs: 10, heartbeat_secs: 2, poll_wait_secs: 5 } }
     })
     browser = await chromium.launch({
@@ -185,4 +206,81 @@ describe('web client where websockets are blocked (Chromium behind nginx)', () =
       await proxy.close()
     }
   })
+
+  for (const kind of ['y-websocket', 'hocuspocus']) {
+    it(`TipTap on a stock ${kind} provider with the HTTP transport as its WebSocketPolyfill, behind nginx: edits, carets, offline, a cut proxy`, async () => {
+      const proxy = await startBlockingProxy([`127.0.0.1:${chorus.port}`])
+      const site = await serveTipTapPage()
+      const doc = uid(`tiptap-${kind}`)
+      const pages = []
+      const open = async (name) => {
+        const context = await browser.newContext()
+        const page = await context.newPage()
+        page.errors = []
+        page.on('pageerror', (e) => page.errors.push(e.message))
+        await page.goto(site.url)
+        await page.waitForFunction(() => typeof window.makeEditor === 'function')
+        const ws = proxy.url.replace('http:', 'ws:')
+        await page.evaluate((opts) => window.makeEditor(opts), {
+          kind,
+          http: true,
+          url: kind === 'hocuspocus' ? `${ws}/v1/hocuspocus/${TIPTAP_APP.id}` : `${ws}/v1/ws/${TIPTAP_APP.id}`,
+          room: doc,
+          token: sessionToken({ app: TIPTAP_APP, doc, user: `user-${name}`, name }),
+          user: { name, color: '#3366ff' },
+          timeout: 15_000
+        })
+        await page.waitForSelector('#editor .ProseMirror[contenteditable="true"]')
+        pages.push(page)
+        return page
+      }
+      const editorText = (page) => page.evaluate(() => window.chorus.editor.getText())
+      const typeAtEnd = async (page, text) => {
+        await page.evaluate(() => window.chorus.editor.commands.focus('end'))
+        await page.keyboard.type(text, { delay: 10 })
+      }
+      try {
+        const alice = await open('Alice')
+        const bob = await open('Bob')
+        await typeAtEnd(alice, 'Alice over HTTP.')
+        await waitFor(async () => (await editorText(bob)) === 'Alice over HTTP.', 'Bob sees Alice\'s text')
+        await typeAtEnd(bob, ' Bob too.')
+        await waitFor(async () => (await editorText(alice)) === 'Alice over HTTP. Bob too.', 'Alice sees Bob\'s text')
+        // Carets, labelled with the token's names.
+        await bob.waitForFunction(() => [...document.querySelectorAll('.collaboration-carets__label')].some((l) => l.textContent === 'Alice'), null, { timeout: 10_000 })
+
+        await alice.context().setOffline(true)
+        await typeAtEnd(alice, ' Offline.')
+        await new Promise((resolve) => setTimeout(resolve, 1500))
+        await alice.context().setOffline(false)
+        await waitFor(async () => (await editorText(bob)) === 'Alice over HTTP. Bob too. Offline.', 'the offline edit arrives', { timeout: 30_000 })
+
+        const typing = typeAtEnd(alice, ' Through a cut proxy.')
+        await new Promise((resolve) => setTimeout(resolve, 120))
+        await proxy.restart()
+        await typing
+        const final = 'Alice over HTTP. Bob too. Offline. Through a cut proxy.'
+        await waitFor(async () => (await editorText(bob)) === final, 'every letter typed through the cut arrives', { timeout: 30_000 })
+        if (kind === 'hocuspocus') {
+          // Its SyncStatus count: everything it sent is saved.
+          await waitFor(() => alice.evaluate(() => window.chorus.provider.unsyncedChanges === 0), 'Alice\'s changes are all acknowledged')
+        }
+        const res = await fetch(`${chorus.httpUrl}/v1/apps/${TIPTAP_APP.id}/docs/${doc}/draft?format=html`, {
+          headers: { authorization: `Bearer ${hostToken({ app: TIPTAP_APP, doc })}` }
+        })
+        assert.equal((await res.text()).replace(/<[^>]*>/g, ''), final, 'the server holds every edit')
+        const classes = await alice.evaluate((k) => {
+          const p = window.chorus.provider
+          const socket = k === 'hocuspocus' ? p.configuration.websocketProvider.webSocket : p.ws
+          return socket?.constructor?.name
+        }, kind)
+        assert.match(String(classes), /^Chorus(Hocuspocus)?HttpSocket$/)
+        for (const page of pages) assert.deepEqual(page.errors, [])
+      } finally {
+        for (const page of pages) await page.context().close().catch(() => {})
+        await site.close()
+        await proxy.close()
+      }
+    })
+  }
 })

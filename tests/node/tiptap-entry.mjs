@@ -9,29 +9,39 @@ import { Editor } from '@tiptap/core'
 import StarterKit from '@tiptap/starter-kit'
 import Collaboration from '@tiptap/extension-collaboration'
 import CollaborationCaret from '@tiptap/extension-collaboration-caret'
+// The web client's WebSocket-compatible classes over the HTTP transport, for a
+// network that blocks websockets (`http: true`): dependency-free, so the bundle
+// keeps one copy of every package.
+import { ChorusHttpSocket } from '../../web-client/src/http-socket.ts'
+import { ChorusHocuspocusHttpSocket } from '../../web-client/src/hocuspocus-http-socket.ts'
 
 window.Y = Y
 
 /**
  * One editor per page: `window.chorus` = { ydoc, provider, editor, state, fragment }.
- * opts: { url, room, token, user: { name, color }, timeout }
+ * opts: { url, room, token, user: { name, color }, timeout, kind, http }
+ * (`http: true`: the provider's WebSocketPolyfill is the HTTP transport's class).
  *
  * The editor is created once the provider has synced, so an editor joining a
  * document with content never writes TipTap's initial empty paragraph beside it.
  */
-window.makeEditor = async ({ url, room, token, user, timeout = 10000, kind = 'y-websocket' }) => {
+window.makeEditor = async ({ url, room, token, user, timeout = 10000, kind = 'y-websocket', http = false }) => {
   const ydoc = new Y.Doc()
   const state = { synced: false, status: 'connecting', closes: [], errors: 0 }
   let provider
   if (kind === 'hocuspocus') {
     // `url`: the app's Hocuspocus endpoint (…/v1/hocuspocus/{app}); the room is the document.
-    provider = new HocuspocusProvider({ url, name: room, document: ydoc, token })
+    provider = new HocuspocusProvider({
+      url, name: room, document: ydoc, token, ...(http ? { WebSocketPolyfill: ChorusHocuspocusHttpSocket } : {})
+    })
     provider.on('synced', ({ state: s }) => { state.synced = s })
     provider.on('status', (e) => { state.status = e.status })
     provider.on('close', ({ event }) => { if (event) state.closes.push({ code: event.code, reason: String(event.reason ?? '') }) })
   } else {
     // BroadcastChannel off: two pages of one origin would otherwise sync without the server.
-    provider = new WebsocketProvider(url, room, ydoc, { params: { token }, disableBc: true })
+    provider = new WebsocketProvider(url, room, ydoc, {
+      params: { token }, disableBc: true, ...(http ? { WebSocketPolyfill: ChorusHttpSocket } : {})
+    })
     provider.on('sync', (s) => { state.synced = s })
     provider.on('status', (e) => { state.status = e.status })
     provider.on('connection-close', (ev) => { if (ev) state.closes.push({ code: ev.code, reason: String(ev.reason ?? '') }) })

@@ -17,8 +17,6 @@
  * `Authenticated`. A refused token reaches the provider as `PermissionDenied` with
  * the reason a websocket client would get, then a close with its code.
  */
-import * as encoding from 'lib0/encoding'
-import * as decoding from 'lib0/decoding'
 import { ChorusHttpSocket, type HttpSocketOptions } from './http-socket'
 
 /** Hocuspocus message types and auth subtypes used here. */
@@ -28,26 +26,70 @@ const AUTH_PERMISSION_DENIED = 1
 
 type Listener = (event: any) => void
 
+/**
+ * lib0's variable-length integers and strings, written out here so the class
+ * depends on nothing (an app bundling it next to its own lib0 gets no second copy).
+ */
+class Reader {
+  private at = 0
+  constructor (private readonly bytes: Uint8Array) {}
+
+  uint (): number {
+    let value = 0
+    let scale = 1
+    for (;;) {
+      if (this.at >= this.bytes.length) throw new RangeError('truncated varint')
+      const byte = this.bytes[this.at++]
+      value += (byte & 0x7f) * scale
+      if (byte < 0x80) return value
+      scale *= 128
+      if (scale > 2 ** 53) throw new RangeError('varint out of range')
+    }
+  }
+
+  string (): string {
+    const length = this.uint()
+    if (this.at + length > this.bytes.length) throw new RangeError('truncated string')
+    const text = new TextDecoder('utf-8', { fatal: true }).decode(this.bytes.subarray(this.at, this.at + length))
+    this.at += length
+    return text
+  }
+}
+
+function writeUint (out: number[], n: number): void {
+  while (n > 0x7f) {
+    out.push((n & 0x7f) | 0x80)
+    n = Math.floor(n / 128)
+  }
+  out.push(n)
+}
+
+function writeString (out: number[], text: string): void {
+  const bytes = new TextEncoder().encode(text)
+  writeUint(out, bytes.length)
+  for (const b of bytes) out.push(b)
+}
+
 /** The document name and token of a Hocuspocus `Auth` frame, or null for any other frame. */
 export function readHocuspocusAuth (frame: Uint8Array): { name: string, token: string } | null {
   try {
-    const decoder = decoding.createDecoder(frame)
-    const name = decoding.readVarString(decoder)
-    if (decoding.readVarUint(decoder) !== MSG_AUTH) return null
-    if (decoding.readVarUint(decoder) !== AUTH_TOKEN) return null
-    return { name, token: decoding.readVarString(decoder) }
+    const reader = new Reader(frame)
+    const name = reader.string()
+    if (reader.uint() !== MSG_AUTH) return null
+    if (reader.uint() !== AUTH_TOKEN) return null
+    return { name, token: reader.string() }
   } catch {
     return null
   }
 }
 
-function permissionDenied (name: string, reason: string): Uint8Array {
-  const encoder = encoding.createEncoder()
-  encoding.writeVarString(encoder, name)
-  encoding.writeVarUint(encoder, MSG_AUTH)
-  encoding.writeVarUint(encoder, AUTH_PERMISSION_DENIED)
-  encoding.writeVarString(encoder, reason)
-  return encoding.toUint8Array(encoder)
+function permissionDenied (name: string, reason: string): Uint8Array<ArrayBuffer> {
+  const out: number[] = []
+  writeString(out, name)
+  writeUint(out, MSG_AUTH)
+  writeUint(out, AUTH_PERMISSION_DENIED)
+  writeString(out, reason)
+  return Uint8Array.from(out)
 }
 
 export class ChorusHocuspocusHttpSocket extends EventTarget {
