@@ -207,6 +207,37 @@ describe('web client where websockets are blocked (Chromium behind nginx)', () =
     }
   })
 
+  it('moves back to a websocket once the proxy lets upgrades through, losing nothing', async () => {
+    const proxy = await startBlockingProxy([`127.0.0.1:${chorus.port}`])
+    const doc = uid('upgrade')
+    await hostPut(doc, { title: 'Upgrade', html: '<p>Start.</p>' })
+    const context = await browser.newContext()
+    const page = await context.newPage()
+    await page.addInitScript(definePlainText)
+    try {
+      await page.goto(`${proxy.url}/demo?${new URLSearchParams({ doc, users: 'alice', upgrade_every_ms: '1000' })}`)
+      await page.waitForFunction(() => window.chorusDemo?.panes[0].provider.synced, null, { timeout: 20_000 })
+      assert.equal(await provider(page, 'transport'), 'http')
+      await typeAtEnd(page, ' On HTTP.')
+      await page.waitForSelector('.saved[data-saved="true"]', { timeout: 5000 })
+      // The network changes: upgrades get through now. Within a probe or two the
+      // provider is on a websocket again.
+      await proxy.allowUpgrades(true)
+      const opened = Date.now()
+      await page.waitForFunction(() => window.chorusDemo.panes[0].provider.transport === 'websocket' &&
+        window.chorusDemo.panes[0].provider.synced, null, { timeout: 15_000 })
+      console.log(`# back on a websocket ${Date.now() - opened} ms after upgrades were let through (probe every 1 s)`)
+      assert.equal(await page.evaluate(() => window.chorusDemo.panes[0].provider.upgrades), 1)
+      assert.equal(await page.getAttribute('.status', 'data-transport'), 'websocket')
+      await typeAtEnd(page, ' On a websocket.')
+      await page.waitForSelector('.saved[data-saved="true"]', { timeout: 5000 })
+      assert.equal(await draftText(doc), 'Start. On HTTP. On a websocket.')
+    } finally {
+      await context.close()
+      await proxy.close()
+    }
+  })
+
   for (const kind of ['y-websocket', 'hocuspocus']) {
     it(`TipTap on a stock ${kind} provider with the HTTP transport as its WebSocketPolyfill, behind nginx: edits, carets, offline, a cut proxy`, async () => {
       const proxy = await startBlockingProxy([`127.0.0.1:${chorus.port}`])

@@ -48,6 +48,10 @@ const docId = params.get('doc') ?? 'welcome'
 const appId = params.get('app') ?? 'demo'
 const users = (params.get('users') ?? 'alice,bob').split(',').map((u) => u.trim()).filter((u) => /^[A-Za-z0-9_-]{1,32}$/.test(u))
 const viewers = new Set((params.get('view') ?? '').split(','))
+// `transport=http|websocket` pins a transport; `upgrade_every_ms` how often a page
+// on HTTP tries a websocket again (to try the fallback without waiting a minute).
+const transport = params.get('transport')
+const upgradeEveryMs = Number(params.get('upgrade_every_ms') ?? '') || undefined
 
 function displayName (user: string): string {
   return user.charAt(0).toUpperCase() + user.slice(1)
@@ -118,7 +122,9 @@ function mountPane (host: HTMLElement, user: string, mode: 'edit' | 'view'): Pan
     getToken: () => fetchToken(user, mode),
     // The provider keeps one IndexedDB copy per user (two editors share this page),
     // none for a view session.
-    readOnly: mode === 'view'
+    readOnly: mode === 'view',
+    transport: transport === 'http' || transport === 'websocket' ? transport : 'auto',
+    upgradeEveryMs
   })
   const editor = createEditor({
     provider,

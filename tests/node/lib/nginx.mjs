@@ -22,7 +22,7 @@ function freePort () {
   })
 }
 
-function config (dir, port, upstreams) {
+function config (dir, port, upstreams, { allowUpgrades }) {
   const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']
     .map((t) => `${t}_temp_path ${dir}/${t};`).join('\n  ')
   return `daemon off;
@@ -41,9 +41,9 @@ http {
     location / {
       proxy_pass http://chorus;
       proxy_http_version 1.1;
-      # The point: no websocket gets through.
-      proxy_set_header Upgrade "";
-      proxy_set_header Connection "";
+      ${allowUpgrades
+        ? 'proxy_set_header Upgrade $http_upgrade;\n      proxy_set_header Connection "upgrade";'
+        : '# The point: no websocket gets through.\n      proxy_set_header Upgrade "";\n      proxy_set_header Connection "";'}
       proxy_read_timeout 120s;
     }
   }
@@ -58,7 +58,8 @@ export async function startBlockingProxy (upstreams) {
   for (const t of ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) await mkdir(path.join(dir, t))
   const port = await freePort()
   const conf = path.join(dir, 'nginx.conf')
-  await writeFile(conf, config(dir, port, upstreams))
+  const write = (allowUpgrades) => writeFile(conf, config(dir, port, upstreams, { allowUpgrades }))
+  await write(false)
   let child = null
   const start = async () => {
     child = spawn(NGINX, ['-c', conf, '-p', dir], { stdio: ['ignore', 'ignore', 'pipe'] })
@@ -83,6 +84,8 @@ export async function startBlockingProxy (upstreams) {
     url: `http://127.0.0.1:${port}`,
     /** Kill nginx (every connection through it is cut) and start it again on the same port. */
     async restart () { await stop(); await start() },
+    /** Restart letting websocket upgrades through (`true`) or not. */
+    async allowUpgrades (allow) { await stop(); await write(allow); await start() },
     stop,
     async close () { await stop(); await rm(dir, { recursive: true, force: true }) }
   }
