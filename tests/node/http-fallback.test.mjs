@@ -238,9 +238,13 @@ describe('web client where websockets are blocked (Chromium behind nginx)', () =
     }
   })
 
-  for (const kind of ['y-websocket', 'hocuspocus']) {
-    it(`TipTap on a stock ${kind} provider with the HTTP transport as its WebSocketPolyfill, behind nginx: edits, carets, offline, a cut proxy`, async () => {
-      const proxy = await startBlockingProxy([`127.0.0.1:${chorus.port}`])
+  const proxies = {
+    'an nginx that strips upgrades': () => startBlockingProxy([`127.0.0.1:${chorus.port}`]),
+    'a proxy that holds streams back (long-polling)': () => startBufferingProxy(chorus.httpUrl)
+  }
+  for (const [behind, startProxy] of Object.entries(proxies)) for (const kind of ['y-websocket', 'hocuspocus']) {
+    it(`TipTap on a stock ${kind} provider with the HTTP transport as its WebSocketPolyfill, behind ${behind}: edits, carets, offline, a cut proxy`, async () => {
+      const proxy = await startProxy()
       const site = await serveTipTapPage()
       const doc = uid(`tiptap-${kind}`)
       const pages = []
@@ -300,12 +304,14 @@ describe('web client where websockets are blocked (Chromium behind nginx)', () =
           headers: { authorization: `Bearer ${hostToken({ app: TIPTAP_APP, doc })}` }
         })
         assert.equal((await res.text()).replace(/<[^>]*>/g, ''), final, 'the server holds every edit')
-        const classes = await alice.evaluate((k) => {
+        const socket = await alice.evaluate((k) => {
           const p = window.chorus.provider
           const socket = k === 'hocuspocus' ? p.configuration.websocketProvider.webSocket : p.ws
-          return socket?.constructor?.name
+          const http = k === 'hocuspocus' ? socket?.inner : socket
+          return { name: socket?.constructor?.name, mode: http?.mode }
         }, kind)
-        assert.match(String(classes), /^Chorus(Hocuspocus)?HttpSocket$/)
+        assert.match(String(socket.name), /^Chorus(Hocuspocus)?HttpSocket$/)
+        assert.equal(socket.mode, behind.includes('long-polling') ? 'poll' : 'stream')
         for (const page of pages) assert.deepEqual(page.errors, [])
       } finally {
         for (const page of pages) await page.context().close().catch(() => {})

@@ -37,6 +37,8 @@ export async function startBufferingProxy (upstream) {
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
   return {
     url: `http://127.0.0.1:${server.address().port}`,
+    /** Cut every connection through it (as a restart would), and go on serving. */
+    async restart () { server.closeAllConnections() },
     close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve) })
   }
 }
