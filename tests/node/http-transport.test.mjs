@@ -388,6 +388,10 @@ describe('HTTP transport', () => {
     assert.equal(a.ws.constructor.name, 'ChorusHttpSocket')
     const metrics = await (await fetch(`${server.httpUrl}/metrics`)).text()
     assert.match(metrics, /chorus_http_sessions_open 2\b/)
+    const counter = (name) => Number(metrics.match(new RegExp(`^${name} (\\d+)`, 'm'))?.[1] ?? 0)
+    assert.ok(counter('chorus_http_sent_frames_total') > 0, 'frames went out over streams')
+    assert.ok(counter('chorus_http_posted_frames_total') > 0, 'frames came in over POSTs')
+    assert.ok(counter('chorus_http_resumes_total') > 0, 'the cut streams of the first test resumed')
   })
 
   for (const [version, HocuspocusProvider] of [['3', ProviderV3], ['4', ProviderV4]]) {

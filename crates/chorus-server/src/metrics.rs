@@ -146,6 +146,7 @@ pub struct HttpTransportMetrics {
     posts: Counter,
     posted_frames: Counter,
     carried: Counter,
+    sent_frames: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -210,6 +211,11 @@ impl HttpTransportMetrics {
                 "chorus_http_posted_frames",
                 "Frames those POSTs carried (retried ones included)",
             ),
+            sent_frames: counter(
+                r,
+                "chorus_http_sent_frames",
+                "Frames written to streams and polls of HTTP sessions (resent ones included)",
+            ),
             carried: counter(
                 r,
                 "chorus_http_carried",
@@ -249,6 +255,11 @@ impl HttpTransportMetrics {
     /// A resume was refused: its events were gone.
     pub fn resume_gap(&self) {
         self.resume_gaps.inc();
+    }
+
+    /// A stream or poll wrote `frames` frames.
+    pub fn sent(&self, frames: usize) {
+        self.sent_frames.inc_by(frames as u64);
     }
 
     /// A request went to the node holding its session.

@@ -497,6 +497,7 @@ pub(crate) async fn stream(
         generation,
         cursor: after,
         heartbeat: tokio::time::interval_at(Instant::now() + heartbeat, heartbeat),
+        metrics: state.metrics.clone(),
         poll_until: poll.then(|| Instant::now() + Duration::from_secs(config.poll_wait_secs)),
         shutdown: Box::pin(state.shutdown.clone().cancelled_owned()),
         stop_at: None,
@@ -530,6 +531,7 @@ struct StreamReader {
     cursor: u64,
     wake: watch::Receiver<u64>,
     heartbeat: Interval,
+    metrics: Arc<crate::metrics::Metrics>,
     /// Long-polling: when to answer empty.
     poll_until: Option<Instant>,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
@@ -555,6 +557,7 @@ impl StreamReader {
                     if let Some((last, _)) = frames.last() {
                         self.cursor = *last;
                     }
+                    self.metrics.http.sent(frames.len());
                     let batch = events::frames(&frames);
                     // A poll answers one batch; the close rides with the last.
                     self.done = self.poll_until.is_some() || closing.is_some();
