@@ -21,14 +21,18 @@
 //! stream's wire format (`events`). Does not touch: tokens, limits or documents
 //! (`join`, `limits`, `chorus-docs`), nor the session loop itself.
 
+mod error;
 mod events;
 mod outbox;
 mod session;
+mod stream;
 
+use error::{no_store, HttpError};
 pub(crate) use session::HttpSessions;
+use stream::StreamReader;
 
 use crate::api::{ApiPath, ApiQuery, Expected};
-use crate::close::{CloseReason, MALFORMED, TOO_LARGE};
+use crate::close::CloseReason;
 use crate::framing::{Framing, HocuspocusFraming};
 use crate::join::{admit, authenticate, check_refusals, refused, ClientAddress};
 use crate::session::{run, Inbound};
@@ -45,144 +49,18 @@ use chorus_protocol::{DecodeError, Reader};
 use http_body_util::BodyExt;
 use outbox::ResumeError;
 use serde::{Deserialize, Serialize};
-use session::{HttpSession, PostError, Take};
+use session::{HttpSession, PostError};
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
-use tokio::time::{Instant, Interval, Sleep};
-use tokio_util::sync::WaitForCancellationFutureOwned;
+use tokio::time::Instant;
 use tracing::info;
 
 /// How long a POST may wait for the session to take its frames (it waits while
 /// the session is over its rate limits) before it is answered 503.
 const POST_WAIT: Duration = Duration::from_secs(30);
-/// How long a stream stays open after shutdown began, for the close event.
-const SHUTDOWN_WAIT: Duration = Duration::from_secs(3);
 /// Bytes a POST body may hold beyond `max_message_size` (the frames' lengths).
 const POST_OVERHEAD: usize = 1024;
-
-/// Every refusal of the HTTP transport's routes: a status and a JSON body with a
-/// stable `code`; where the websocket would have closed, the close code too.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum HttpError {
-    /// `http_transport.enabled = false`.
-    #[error("the HTTP transport is switched off on this server; use the websocket")]
-    Disabled,
-    /// No such session for this document (never was, timed out, or over).
-    #[error("no such session; open a new one")]
-    UnknownSession,
-    /// The join was refused (token, content id, app).
-    #[error("the session was refused: {0}")]
-    Refused(CloseReason),
-    /// The stream asked to resume after events that are no longer kept.
-    #[error("events after that id are no longer kept; open a new session")]
-    ResumeGap,
-    /// The stream asked to resume after an event never sent.
-    #[error("no event with that id was sent")]
-    BadEventId,
-    /// A POST's first frame is past the next one expected.
-    #[error("frames are missing before this one; send from sequence number {expected}")]
-    OutOfOrder {
-        /// The sequence number the session expects.
-        expected: u64,
-    },
-    /// A query value is missing or not a number.
-    #[error("{0}")]
-    BadRequest(&'static str),
-    /// A POST body that is not a list of frames; the session closes (4400).
-    #[error("the body is not a list of length-prefixed frames")]
-    Malformed,
-    /// A frame (or body) over the limit; the session closes (4413).
-    #[error("a message is over max_message_size")]
-    TooLarge,
-    /// The session waited too long to take the frames (it is throttled).
-    #[error("the session is not taking messages now; retry")]
-    Busy,
-}
-
-/// The JSON body of an [`HttpError`].
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct HttpErrorBody {
-    code: &'static str,
-    message: String,
-    /// The websocket close code this answer stands for (the session is over).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    close_code: Option<u16>,
-    /// Out of order: the sequence number the session expects.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    expected: Option<u64>,
-}
-
-impl HttpError {
-    fn status(&self) -> StatusCode {
-        match self {
-            HttpError::Disabled | HttpError::UnknownSession => StatusCode::NOT_FOUND,
-            HttpError::Refused(reason) => match reason.code() {
-                crate::close::BAD_TOKEN => StatusCode::UNAUTHORIZED,
-                crate::close::FORBIDDEN => StatusCode::FORBIDDEN,
-                _ => StatusCode::BAD_REQUEST,
-            },
-            HttpError::ResumeGap => StatusCode::GONE,
-            HttpError::BadEventId | HttpError::BadRequest(_) | HttpError::Malformed => {
-                StatusCode::BAD_REQUEST
-            }
-            HttpError::OutOfOrder { .. } => StatusCode::CONFLICT,
-            HttpError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            HttpError::Busy => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
-    fn code(&self) -> &'static str {
-        match self {
-            HttpError::Disabled => "http-transport-disabled",
-            HttpError::UnknownSession => "unknown-session",
-            HttpError::Refused(reason) => reason.client_reason(),
-            HttpError::ResumeGap => "resume-gap",
-            HttpError::BadEventId => "bad-event-id",
-            HttpError::OutOfOrder { .. } => "out-of-order",
-            HttpError::BadRequest(_) => "bad-request",
-            HttpError::Malformed => "malformed-message",
-            HttpError::TooLarge => "message-too-large",
-            HttpError::Busy => "session-busy",
-        }
-    }
-
-    fn close_code(&self) -> Option<u16> {
-        match self {
-            HttpError::Refused(reason) => Some(reason.code()),
-            HttpError::Malformed => Some(MALFORMED),
-            HttpError::TooLarge => Some(TOO_LARGE),
-            _ => None,
-        }
-    }
-}
-
-impl IntoResponse for HttpError {
-    fn into_response(self) -> Response {
-        let body = HttpErrorBody {
-            code: self.code(),
-            message: self.to_string(),
-            close_code: self.close_code(),
-            expected: match self {
-                HttpError::OutOfOrder { expected } => Some(expected),
-                _ => None,
-            },
-        };
-        let mut response = (self.status(), Json(body)).into_response();
-        no_store(&mut response);
-        response
-    }
-}
-
-fn no_store(response: &mut Response) {
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache, no-store, no-transform"),
-    );
-}
 
 /// Path of the opening `POST`.
 #[derive(Deserialize)]
@@ -521,94 +399,6 @@ pub(crate) async fn stream(
         .into_response();
     no_store(&mut response);
     Ok(response)
-}
-
-/// One stream's (or poll's) progress through its session's events.
-struct StreamReader {
-    session: Arc<HttpSession>,
-    generation: u64,
-    /// The last event id written to this response.
-    cursor: u64,
-    wake: watch::Receiver<u64>,
-    heartbeat: Interval,
-    metrics: Arc<crate::metrics::Metrics>,
-    /// Long-polling: when to answer empty.
-    poll_until: Option<Instant>,
-    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
-    /// After shutdown began: when to end the stream even without its close.
-    stop_at: Option<Pin<Box<Sleep>>>,
-    /// The `ready` event, before anything else.
-    greeting: Option<Bytes>,
-    done: bool,
-}
-
-impl StreamReader {
-    async fn next_chunk(&mut self) -> Option<Bytes> {
-        if self.done {
-            return None;
-        }
-        if let Some(greeting) = self.greeting.take() {
-            return Some(greeting);
-        }
-        loop {
-            self.wake.borrow_and_update();
-            match self.session.take(self.generation, self.cursor) {
-                Take::Frames(frames, closing) => {
-                    if let Some((last, _)) = frames.last() {
-                        self.cursor = *last;
-                    }
-                    self.metrics.http.sent(frames.len());
-                    let batch = events::frames(&frames);
-                    // A poll answers one batch; the close rides with the last.
-                    self.done = self.poll_until.is_some() || closing.is_some();
-                    return Some(match closing {
-                        None => batch,
-                        Some(closing) => [batch, events::close(closing)].concat().into(),
-                    });
-                }
-                Take::Closed(closing) => {
-                    self.done = true;
-                    return Some(events::close(closing));
-                }
-                Take::Over => return None,
-                Take::Nothing => {}
-            }
-            let StreamReader {
-                wake,
-                heartbeat,
-                poll_until,
-                shutdown,
-                stop_at,
-                ..
-            } = self;
-            let stopping = stop_at.is_some();
-            tokio::select! {
-                changed = wake.changed() => {
-                    if changed.is_err() {
-                        return None;
-                    }
-                }
-                _ = heartbeat.tick(), if poll_until.is_none() => {
-                    return Some(Bytes::from_static(events::HEARTBEAT));
-                }
-                () = tokio::time::sleep_until(poll_until.unwrap_or_else(Instant::now)), if poll_until.is_some() => {
-                    return None;
-                }
-                () = shutdown, if !stopping => {
-                    *stop_at = Some(Box::pin(tokio::time::sleep(SHUTDOWN_WAIT)));
-                }
-                () = async { if let Some(stop) = stop_at.as_mut() { stop.await } }, if stopping => {
-                    return None;
-                }
-            }
-        }
-    }
-}
-
-impl Drop for StreamReader {
-    fn drop(&mut self) {
-        self.session.detach();
-    }
 }
 
 /// Query of a client's `POST`.
