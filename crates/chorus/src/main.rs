@@ -241,7 +241,13 @@ async fn shutdown_signal() {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CHORUS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // A log nobody reads any more (a supervisor that died with the pipe) must not
+    // stop anything: by default a failed write is reported with `eprintln!`, which
+    // panics when stderr is that broken pipe too, killing whichever task logged
+    // (a connection, the shutdown itself). Lost lines are the lesser harm.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .log_internal_errors(false);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Human => builder.with_ansi(std::io::stdout().is_terminal()).init(),

@@ -433,3 +433,69 @@ fn futures_ready(addr: SocketAddr) -> u16 {
     let _ = s.read_to_string(&mut buf);
     buf.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
 }
+
+/// A supervisor that stopped reading the log (it died with the pipe): from then on
+/// every log line fails to write. The server goes on serving (refused tokens, each
+/// logged, get their close code; an edit is saved) and SIGTERM still stops it
+/// cleanly. Before, the first line that failed panicked the task that logged it
+/// (tracing reported the failure with `eprintln!`, itself failing on the same
+/// broken stderr), and shutdown never finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_nobody_reads_any_more_stops_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .args(["--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("CHORUS_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning chorus");
+    // Read up to the address, then close both pipes: nobody reads the log any more.
+    drop(child.stderr.take());
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr: SocketAddr = loop {
+        let line = lines.next().expect("chorus logs its address").unwrap();
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.trim().parse().unwrap();
+        }
+    };
+    drop(lines);
+    for _ in 0..3 {
+        let bad = format!("ws://{addr}/v1/ws/{APP}/doc-log?token=not-a-token");
+        let mut ws = chorus_e2e::raw_connect(&bad).await.unwrap();
+        let (code, _) = chorus_e2e::close_code(&mut ws).await.unwrap();
+        assert_eq!(code, 4401, "a refusal (logged) still gets its close code");
+    }
+    let token = token_for(APP, SECRETS[0], "doc-log", "writer", chorus_e2e_mode());
+    let client = YClient::connect(&format!(
+        "ws://{addr}/v1/ws/{APP}/doc-log?token={token}&chorus=1"
+    ))
+    .await
+    .unwrap();
+    client.wait_synced().await.unwrap();
+    let n = client.insert_title(0, "still saving");
+    eventually(10, "the edit is saved", || client.saved() >= n)
+        .await
+        .unwrap();
+    client.close().await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let mut status = None;
+    for _ in 0..150 {
+        if let Some(s) = child.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!("SIGTERM did not stop a chorus whose log nobody reads");
+    };
+    assert_eq!(status.code(), Some(0));
+}
