@@ -5,8 +5,6 @@
 // command needed.
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import { existsSync } from 'node:fs'
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import net from 'node:net'
@@ -20,25 +18,11 @@ import {
   waitFor, waitSynced, signJwt, nowSec
 } from './harness.mjs'
 import { hostilePresenceFrames } from './lib/hostile-presence.mjs'
+import { CHROMIUM, CHROMIUM_ARGS, WEB_CLIENT, buildWebClient, definePlainText } from './lib/browser.mjs'
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
-const WEB_CLIENT = path.join(REPO_ROOT, 'web-client')
 const ARTIFACTS = path.join(REPO_ROOT, 'tests', 'node', 'artifacts')
 const DEMO_SECRET = randomSecret()
 const DEMO_APP = { id: 'demo', secrets: [DEMO_SECRET] }
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync']
-
-/** Page script: `window.plainText(selector)`, an element's text without the telepointer widgets (their labels are text too). */
-function definePlainText () {
-  window.plainText = (selector) => {
-    const el = document.querySelector(selector)
-    if (el === null) return null
-    const copy = el.cloneNode(true)
-    copy.querySelectorAll('.chorus-cursor').forEach((c) => c.remove())
-    return copy.textContent
-  }
-}
 
 /** A demo-app session token issued 20 minutes ago with a 10-minute life (as a host cache may keep one). */
 function signStale (doc) {
@@ -123,27 +107,6 @@ async function typeAtEnd (page, selector, text) {
   await page.keyboard.type(text, { delay: 5 })
 }
 
-function run (cmd, args, cwd) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] })
-    let output = ''
-    child.stdout.on('data', (c) => { output += c })
-    child.stderr.on('data', (c) => { output += c })
-    child.once('error', reject)
-    child.once('exit', (code) => code === 0
-      ? resolve(output)
-      : reject(new Error(`${cmd} ${args.join(' ')} (in ${cwd}) exited ${code}\n${output}`)))
-  })
-}
-
-/** npm ci (only when node_modules is missing) and npm run build in web-client/. */
-async function buildWebClient () {
-  if (!existsSync(path.join(WEB_CLIENT, 'node_modules'))) {
-    await run('npm', ['ci', '--no-audit', '--no-fund', '--loglevel=error'], WEB_CLIENT)
-  }
-  await run('npm', ['run', 'build', '--silent'], WEB_CLIENT)
-  assert.ok(existsSync(path.join(WEB_CLIENT, 'dist', 'chorus-demo.js')), 'the build wrote dist/chorus-demo.js')
-}
 
 describe('web client (ProseMirror demo editor in Chromium)', () => {
   let chorus, browser
@@ -151,11 +114,7 @@ describe('web client (ProseMirror demo editor in Chromium)', () => {
   before(async () => {
     await buildWebClient()
     chorus = await startServer({ extraConfig: { demo: true, demo_secret: DEMO_SECRET } })
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync']
-    })
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS })
   })
   after(async () => {
     await browser?.close()

@@ -18,13 +18,12 @@
  * the reason a websocket client would get, then a close with its code.
  */
 import { ChorusHttpSocket, type HttpSocketOptions } from './http-socket'
+import { SocketLike } from './socket-like'
 
 /** Hocuspocus message types and auth subtypes used here. */
 const MSG_AUTH = 2
 const AUTH_TOKEN = 0
 const AUTH_PERMISSION_DENIED = 1
-
-type Listener = (event: any) => void
 
 /**
  * lib0's variable-length integers and strings, written out here so the class
@@ -92,26 +91,10 @@ function permissionDenied (name: string, reason: string): Uint8Array<ArrayBuffer
   return Uint8Array.from(out)
 }
 
-export class ChorusHocuspocusHttpSocket extends EventTarget {
-  static readonly CONNECTING = 0
-  static readonly OPEN = 1
-  static readonly CLOSING = 2
-  static readonly CLOSED = 3
-  readonly CONNECTING = 0
-  readonly OPEN = 1
-  readonly CLOSING = 2
-  readonly CLOSED = 3
-
+export class ChorusHocuspocusHttpSocket extends SocketLike {
   readonly url: string
-  readyState = 0
-  binaryType: 'arraybuffer' | 'blob' = 'arraybuffer'
   readonly protocol = ''
-  readonly extensions = ''
   bufferedAmount = 0
-  onopen: Listener | null = null
-  onmessage: Listener | null = null
-  onclose: Listener | null = null
-  onerror: Listener | null = null
 
   /** The HTTP session, once the provider's `Auth` named the document. */
   inner: ChorusHttpSocket | null = null
@@ -192,14 +175,6 @@ export class ChorusHocuspocusHttpSocket extends EventTarget {
     if (this.closed) return
     this.closed = true
     this.readyState = this.CLOSED
-    setTimeout(() => this.dispatch('close', Object.assign(new Event('close'), { code, reason, wasClean: code !== 1006 })), 0)
-  }
-
-  private dispatch (type: 'open' | 'message' | 'close' | 'error', event: Event): void {
-    const handler = this[`on${type}`]
-    if (handler !== null) {
-      try { handler.call(this, event) } catch (err) { setTimeout(() => { throw err }, 0) }
-    }
-    this.dispatchEvent(event)
+    this.dispatchClose(code, reason, code !== 1006)
   }
 }

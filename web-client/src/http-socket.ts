@@ -24,6 +24,8 @@
  * after which a provider reconnects (a new session, synced from scratch).
  */
 
+import { SocketLike } from './socket-like'
+
 /** The reasons a client gives the server for being on HTTP (its metrics). */
 export type FallbackReason = 'refused' | 'never-opened' | 'died-early' | 'configured'
 
@@ -148,27 +150,9 @@ class EventParser {
   }
 }
 
-type Listener = (event: any) => void
-
-export class ChorusHttpSocket extends EventTarget {
-  static readonly CONNECTING = 0
-  static readonly OPEN = 1
-  static readonly CLOSING = 2
-  static readonly CLOSED = 3
-  readonly CONNECTING = 0
-  readonly OPEN = 1
-  readonly CLOSING = 2
-  readonly CLOSED = 3
-
+export class ChorusHttpSocket extends SocketLike {
   readonly url: string
-  readyState = 0
-  binaryType: 'arraybuffer' | 'blob' = 'arraybuffer'
   protocol = ''
-  readonly extensions = ''
-  onopen: Listener | null = null
-  onmessage: Listener | null = null
-  onclose: Listener | null = null
-  onerror: Listener | null = null
 
   /** `stream` or `poll`: how frames from the server arrive now. */
   mode: 'stream' | 'poll'
@@ -273,16 +257,7 @@ export class ChorusHttpSocket extends EventTarget {
     this.readyState = this.CLOSED
     this.reader?.abort()
     this.queue = []
-    // Asynchronously, as a websocket's close event.
-    setTimeout(() => this.dispatch('close', Object.assign(new Event('close'), { code, reason, wasClean })), 0)
-  }
-
-  private dispatch (type: 'open' | 'message' | 'close' | 'error', event: Event): void {
-    const handler = this[`on${type}`]
-    if (handler !== null) {
-      try { handler.call(this, event) } catch (err) { setTimeout(() => { throw err }, 0) }
-    }
-    this.dispatchEvent(event)
+    this.dispatchClose(code, reason, wasClean)
   }
 
   private deliver (events: ServerEvent[]): boolean {

@@ -590,51 +590,9 @@ async fn postgresql_unreachable_for_ten_seconds_keeps_editing_live_and_acks_resu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_nginx_round_robin_a_rolling_restart_loses_nothing() {
-    let nginx_bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("Debian's nginx (tests/run installs nginx-light)");
     let mut cluster = Cluster::new(BIN, 3, |db| db.url().to_owned(), redis_url());
-    let lb_port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("nginx.conf");
-    let upstream: String = cluster
-        .ports
-        .iter()
-        .map(|p| format!("        server 127.0.0.1:{p} max_fails=1 fail_timeout=1s;\n"))
-        .collect();
-    std::fs::write(
-        &conf,
-        format!(
-            "daemon off;\nmaster_process off;\nerror_log {dir}/error.log warn;\npid {dir}/nginx.pid;\n\
-             events {{ worker_connections 1024; }}\n\
-             http {{\n    access_log off;\n    client_body_temp_path {dir};\n    proxy_temp_path {dir};\n\
-             \n    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}\n\
-             \n    upstream chorus {{\n{upstream}    }}\n\
-             \n    server {{\n        listen 127.0.0.1:{lb_port};\n        location / {{\n\
-                         proxy_pass http://chorus;\n            proxy_http_version 1.1;\n\
-                         proxy_set_header Upgrade $http_upgrade;\n\
-                         proxy_set_header Connection $connection_upgrade;\n\
-                         proxy_read_timeout 3600s;\n            proxy_buffering off;\n\
-                         proxy_next_upstream error timeout;\n        }}\n    }}\n}}\n",
-            dir = dir.path().display()
-        ),
-    )
-    .unwrap();
-    let _nginx = Process::spawn(
-        Command::new(nginx_bin)
-            .arg("-c")
-            .arg(&conf)
-            .arg("-p")
-            .arg(dir.path()),
-        None,
-    );
-    let lb = SocketAddr::from(([127, 0, 0, 1], lb_port));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while http_status(lb, "/healthz").await != Some(200) {
-        assert!(Instant::now() < deadline, "nginx did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (_nginx, lb) = start_nginx(&cluster.ports, dir.path(), Upgrades::Proxied).await;
     // Round robin: consecutive requests are answered by different nodes.
     let mut answered = std::collections::BTreeSet::new();
     for _ in 0..6 {
@@ -678,6 +636,66 @@ async fn through_nginx_round_robin_a_rolling_restart_loses_nothing() {
     assert_eq!((sent, lost), (acked, 0));
 }
 
+/// What the load balancer does with a websocket upgrade.
+#[derive(PartialEq)]
+enum Upgrades {
+    /// Proxies it (as an operator configures nginx for Chorus).
+    Proxied,
+    /// Strips it: a network that blocks websockets.
+    Refused,
+}
+
+/// Debian's nginx on a free port, round robin over `ports`, its files in `dir`;
+/// returns once it answers.
+async fn start_nginx(ports: &[u16], dir: &Path, upgrades: Upgrades) -> (Process, SocketAddr) {
+    let nginx_bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("Debian's nginx (tests/run installs nginx-light)");
+    let lb_port = free_port();
+    let conf = dir.join("nginx.conf");
+    let upstream: String = ports
+        .iter()
+        .map(|p| format!("        server 127.0.0.1:{p} max_fails=1 fail_timeout=1s;\n"))
+        .collect();
+    let upgrade = match upgrades {
+        Upgrades::Proxied => "proxy_set_header Upgrade $http_upgrade;\n            proxy_set_header Connection $connection_upgrade;",
+        Upgrades::Refused => "proxy_set_header Upgrade \"\";\n            proxy_set_header Connection \"\";",
+    };
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off;\nmaster_process off;\nerror_log {dir}/error.log warn;\npid {dir}/nginx.pid;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n    access_log off;\n    client_body_temp_path {dir};\n    proxy_temp_path {dir};\n\
+             \n    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}\n\
+             \n    upstream chorus {{\n{upstream}    }}\n\
+             \n    server {{\n        listen 127.0.0.1:{lb_port};\n        location / {{\n\
+                         proxy_pass http://chorus;\n            proxy_http_version 1.1;\n\
+                         {upgrade}\n\
+                         proxy_read_timeout 3600s;\n            proxy_buffering off;\n\
+                         proxy_next_upstream error timeout;\n        }}\n    }}\n}}\n",
+            dir = dir.display()
+        ),
+    )
+    .unwrap();
+    let nginx = Process::spawn(
+        Command::new(nginx_bin)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir),
+        None,
+    );
+    let lb = SocketAddr::from(([127, 0, 0, 1], lb_port));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http_status(lb, "/healthz").await != Some(200) {
+        assert!(Instant::now() < deadline, "nginx did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (nginx, lb)
+}
+
 async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
     let connect = tokio::net::TcpStream::connect(addr).await.ok()?;
     drop(connect);
@@ -693,49 +711,9 @@ async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_transport_through_a_round_robin_nginx_that_refuses_upgrades() {
     use chorus_e2e::http_transport::HttpTransportClient;
-    let nginx_bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("Debian's nginx (tests/run installs nginx-light)");
     let cluster = Cluster::new(BIN, 3, |db| db.url().to_owned(), redis_url());
-    let lb_port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("nginx.conf");
-    let upstream: String = cluster
-        .ports
-        .iter()
-        .map(|p| format!("        server 127.0.0.1:{p};\n"))
-        .collect();
-    std::fs::write(
-        &conf,
-        format!(
-            "daemon off;\nmaster_process off;\nerror_log {dir}/error.log warn;\npid {dir}/nginx.pid;\n\
-             events {{ worker_connections 1024; }}\n\
-             http {{\n    access_log off;\n    client_body_temp_path {dir};\n    proxy_temp_path {dir};\n\
-             \n    upstream chorus {{\n{upstream}    }}\n\
-             \n    server {{\n        listen 127.0.0.1:{lb_port};\n        location / {{\n\
-                         proxy_pass http://chorus;\n            proxy_http_version 1.1;\n\
-                         proxy_set_header Upgrade \"\";\n\
-                         proxy_set_header Connection \"\";\n\
-                         proxy_read_timeout 60s;\n        }}\n    }}\n}}\n",
-            dir = dir.path().display()
-        ),
-    )
-    .unwrap();
-    let _nginx = Process::spawn(
-        Command::new(nginx_bin)
-            .arg("-c")
-            .arg(&conf)
-            .arg("-p")
-            .arg(dir.path()),
-        None,
-    );
-    let lb = SocketAddr::from(([127, 0, 0, 1], lb_port));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while http_status(lb, "/healthz").await != Some(200) {
-        assert!(Instant::now() < deadline, "nginx did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (_nginx, lb) = start_nginx(&cluster.ports, dir.path(), Upgrades::Refused).await;
     let doc = "http-behind-nginx";
     let token = |user: &str| token_for(APP, SECRETS[0], doc, user, Mode::Edit);
     // The network blocks websockets.
