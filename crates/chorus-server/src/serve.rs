@@ -164,6 +164,11 @@ pub fn build_router(state: AppState) -> Router {
     }
     // External changes carry whole bodies of HTML.
     router = router.layer(axum::extract::DefaultBodyLimit::max(HOST_BODY_LIMIT));
+    // The HTTP transport's sessions: one table per server, beside (not inside) the
+    // shared state, which the transport's own modules build on.
+    router = router.layer(axum::Extension(std::sync::Arc::new(
+        http_transport::HttpSessions::default(),
+    )));
     // Cluster mode: a document's host calls are answered by its owner.
     router = router.layer(axum::middleware::from_fn_with_state(
         state.clone(),

@@ -39,8 +39,6 @@ pub struct Shared {
     pub tracker: TaskTracker,
     /// True from the start of shutdown (readiness turns false).
     pub draining: AtomicBool,
-    /// The HTTP transport's live sessions.
-    pub(crate) http_sessions: Arc<crate::http_transport::HttpSessions>,
     /// True while the store's last probe failed (a PostgreSQL that cannot be reached;
     /// readiness turns false). Set by the probe task `Server::run` starts.
     pub store_unreachable: AtomicBool,
@@ -103,7 +101,6 @@ impl AppState {
             tracker: TaskTracker::new(),
             draining: AtomicBool::new(false),
             store_unreachable: AtomicBool::new(false),
-            http_sessions: Arc::default(),
             config,
         }));
         if let Some(setup) = cluster {

@@ -6,10 +6,10 @@
 //! (its first bytes, which tell a client that the response is not being held
 //! back by a proxy) and keeps idle with comment lines.
 
-use super::ResumeInfo;
 use crate::close::Closing;
 use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
+use serde::Serialize;
 
 /// The `text/event-stream` of `frames`, one event each.
 pub(crate) fn frames(frames: &[(u64, Bytes)]) -> Bytes {
@@ -35,7 +35,15 @@ pub(crate) fn close(closing: Closing) -> Bytes {
     Bytes::from(format!("event: close\ndata: {data}\n\n"))
 }
 
-/// The first event of a stream: where it resumes from, and the stream's settings.
+/// What the first event of a stream says.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ResumeInfo {
+    /// The stream carries the events after this id.
+    pub(crate) after: u64,
+}
+
+/// The first event of a stream: where it resumes from.
 pub(crate) fn ready(info: &ResumeInfo) -> Bytes {
     let data = serde_json::to_string(info).expect("plain data serializes");
     Bytes::from(format!("event: ready\ndata: {data}\n\n"))

@@ -42,6 +42,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
+use axum::Extension;
 use axum::Json;
 use bytes::Bytes;
 use chorus_docs::DocKey;
@@ -130,18 +131,11 @@ struct Opened {
     max_message_size: usize,
 }
 
-/// The first event of a stream.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ResumeInfo {
-    /// The stream carries the events after this id.
-    after: u64,
-}
-
 /// `POST /v1/http/{app}/{content}`: check the token and admit the join as the
 /// websocket route does, then start the session.
 pub(crate) async fn open(
     State(state): State<AppState>,
+    Extension(sessions): Extension<Arc<HttpSessions>>,
     ApiPath(OpenPath { app, content }): ApiPath<OpenPath>,
     ApiQuery(query): ApiQuery<OpenQuery>,
     ClientAddress(address): ClientAddress,
@@ -189,9 +183,7 @@ pub(crate) async fn open(
         (Framing::Plain, None)
     };
     let key = DocKey::new(app, content);
-    let (shared, transport) = state
-        .http_sessions
-        .open(key.clone(), framing, first, &state);
+    let (shared, transport) = sessions.open(key.clone(), framing, first, &state);
     state.metrics.http.opened(query.fallback.as_deref());
     let guard = state.tracker.token();
     tokio::spawn(run(
@@ -316,6 +308,7 @@ pub(crate) async fn to_session_node(
 /// The session `id` of `(app, content)`, if the transport is on and it exists.
 fn find(
     state: &AppState,
+    sessions: &HttpSessions,
     app: String,
     content: String,
     id: &str,
@@ -323,8 +316,7 @@ fn find(
     if !state.config.http_transport.enabled {
         return Err(HttpError::Disabled);
     }
-    state
-        .http_sessions
+    sessions
         .get(id, &DocKey::new(app, content))
         .ok_or(HttpError::UnknownSession)
 }
@@ -343,11 +335,12 @@ pub(crate) struct StreamQuery {
 /// as server-sent events; streaming, or one batch with `poll=1`.
 pub(crate) async fn stream(
     State(state): State<AppState>,
+    Extension(sessions): Extension<Arc<HttpSessions>>,
     ApiPath(SessionPath { app, content, id }): ApiPath<SessionPath>,
     ApiQuery(query): ApiQuery<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
-    let session = find(&state, app, content, &id)?;
+    let session = find(&state, &sessions, app, content, &id)?;
     let after = query
         .after
         .as_deref()
@@ -379,7 +372,7 @@ pub(crate) async fn stream(
         poll_until: poll.then(|| Instant::now() + Duration::from_secs(config.poll_wait_secs)),
         shutdown: Box::pin(state.shutdown.clone().cancelled_owned()),
         stop_at: None,
-        greeting: (!poll).then(|| events::ready(&ResumeInfo { after })),
+        greeting: (!poll).then(|| events::ready(&events::ResumeInfo { after })),
         done: false,
     };
     let body = Body::from_stream(futures_util::stream::unfold(
@@ -422,11 +415,12 @@ pub(crate) struct Posted {
 /// lib0 length-prefixed byte array (`writeVarUint8Array`), in order.
 pub(crate) async fn post(
     State(state): State<AppState>,
+    Extension(sessions): Extension<Arc<HttpSessions>>,
     ApiPath(SessionPath { app, content, id }): ApiPath<SessionPath>,
     ApiQuery(query): ApiQuery<PostQuery>,
     body: Body,
 ) -> Result<Json<Posted>, HttpError> {
-    let session = find(&state, app, content, &id)?;
+    let session = find(&state, &sessions, app, content, &id)?;
     let number = |v: &Option<String>, what| {
         v.as_deref()
             .map(|v| v.parse::<u64>().map_err(|_| HttpError::BadRequest(what)))
@@ -492,9 +486,10 @@ fn split_frames(body: &Bytes, max_message_size: usize) -> Result<Vec<Bytes>, Htt
 /// `DELETE /v1/http/{app}/{content}/{session}`: the client leaves.
 pub(crate) async fn leave(
     State(state): State<AppState>,
+    Extension(sessions): Extension<Arc<HttpSessions>>,
     ApiPath(SessionPath { app, content, id }): ApiPath<SessionPath>,
 ) -> Result<StatusCode, HttpError> {
-    let session = find(&state, app, content, &id)?;
+    let session = find(&state, &sessions, app, content, &id)?;
     session.end(Inbound::Leave).await;
     Ok(StatusCode::NO_CONTENT)
 }
