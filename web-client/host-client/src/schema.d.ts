@@ -147,7 +147,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": components["schemas"]["Error"];
+                        "application/json": components["schemas"]["TransportError"];
                     };
                 };
                 /** @description a connection cap is full or the node is busy (`server-busy`); retry after `Retry-After` */
@@ -157,7 +157,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": components["schemas"]["Error"];
+                        "application/json": components["schemas"]["TransportError"];
                     };
                 };
             };
@@ -1133,7 +1133,8 @@ export interface components {
          *     `http-transport-disabled` and `unknown-session` (404); `resume-gap` (410);
          *     `bad-event-id`, `bad-request`, `malformed-message` (400; the last with 4400);
          *     `out-of-order` (409, with `expected`); `message-too-large` (413, 4413);
-         *     `session-busy` (503).
+         *     `too-many-refusals` (429); `session-busy`, `server-busy` and the connection
+         *     caps' codes (503).
          */
         TransportError: {
             code: string;
