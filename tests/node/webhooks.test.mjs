@@ -7,45 +7,13 @@
 // - events pending when the service is killed (-9) are delivered after a restart.
 import { describe, it, after } from 'node:test'
 import assert from 'node:assert/strict'
-import http from 'node:http'
 import { createHash, createHmac } from 'node:crypto'
 import {
   Y, startServer, ClientPool, sessionToken, hostToken, waitFor, waitSynced, uid, decodeJwt
 } from './harness.mjs'
+import { receiver } from './lib/hook-receiver.mjs'
 
 const SECRET = 'hooks-secret-0123456789abcdef0123456789'
-
-/** A callback receiver: records every request; `respond(req, body)` decides the answer. */
-async function receiver (respond = () => ({ status: 200, body: '{"error":0}' })) {
-  const requests = []
-  const srv = http.createServer((req, res) => {
-    const chunks = []
-    req.on('data', (c) => chunks.push(c))
-    req.on('end', () => {
-      const raw = Buffer.concat(chunks)
-      let body = null
-      try { body = JSON.parse(raw.toString('utf8')) } catch {}
-      const entry = { headers: req.headers, raw, body }
-      const answer = respond(entry, requests.filter((r) => r.body?.id === body?.id).length)
-      entry.status = answer.status
-      // What the service must count as success: 2xx, unless the body says {"error": non-zero}.
-      let error = 0
-      try { error = JSON.parse(answer.body ?? '{}').error ?? 0 } catch {}
-      entry.ok = !answer.destroy && answer.status >= 200 && answer.status < 300 && !(typeof error === 'number' && error !== 0)
-      requests.push(entry)
-      if (answer.destroy) { req.socket.destroy(); return }
-      res.writeHead(answer.status, { 'content-type': 'application/json' })
-      res.end(answer.body ?? '')
-    })
-  })
-  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve))
-  return {
-    url: `http://127.0.0.1:${srv.address().port}/chorus/callback`,
-    requests,
-    accepted: () => requests.filter((r) => r.ok),
-    close: () => new Promise((resolve) => { srv.closeAllConnections?.(); srv.close(resolve) })
-  }
-}
 
 /** Checks the signature and claims of one delivery; returns the claims. */
 function verify (entry, appId) {

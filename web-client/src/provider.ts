@@ -142,6 +142,12 @@ export interface ChorusEvents extends Record<string, unknown> {
    * and provider, or a page reload) to continue from the server's copy.
    */
   'reload-required': { code: number, reason: string }
+  /**
+   * The host deleted the document (4404 `document-deleted`): the provider stops and
+   * this copy's offline data is cleared (a reload would otherwise write the deleted
+   * content into the new, empty draft). The app should leave the editor.
+   */
+  deleted: { code: number, reason: string }
   /** Connected, synced and saved: the host may publish what the user sees. */
   'can-publish': boolean
   'read-only': { reason: string }
@@ -766,6 +772,8 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
 
   /**
    * What a close means for the user, and when to try again:
+   * - 4404 `document-deleted`: stop; the offline copy is cleared and `deleted` is
+   *   emitted;
    * - 4403 (not for this document, session ended, app disabled): stop; the editor
    *   turns read-only (reason `forbidden: <close reason>`);
    * - 1008 `content-rejected`: stop; this copy's offline data is cleared (it holds
@@ -786,6 +794,13 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
     // Remote presence is stale once the connection is gone.
     const others = [...this.awareness.getStates().keys()].filter((id) => id !== this.doc.clientID)
     awarenessProtocol.removeAwarenessStates(this.awareness, others, this)
+    if (code === 4404) {
+      this.wanted = false
+      this.setStatus({ status: 'forbidden', code, reason })
+      this.setReadOnly('deleted')
+      void this.clearOfflineData().finally(() => this.emit('deleted', { code, reason }))
+      return
+    }
     if (code === 4403 || code === 1008) {
       this.wanted = false
       this.setStatus({ status: 'forbidden', code, reason })

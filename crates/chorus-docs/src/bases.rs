@@ -62,4 +62,10 @@ impl Bases {
             .find(|b| &b.key == key && b.etag == etag)
             .map(|b| b.state.clone())
     }
+
+    /// Forget every base of `key` (its draft was deleted).
+    pub(crate) fn forget(&self, key: &DocKey) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.retain(|b| &b.key != key);
+    }
 }

@@ -116,6 +116,13 @@ pub struct Published {
     pub published_at_ms: u64,
 }
 
+/// What a deletion answers.
+#[derive(Debug, Clone)]
+pub struct Deleted {
+    /// Sessions that were connected and were closed by it.
+    pub closed_sessions: usize,
+}
+
 /// One connected session, as the host sees it.
 #[derive(Debug, Clone)]
 pub struct SessionInfo {
@@ -195,6 +202,12 @@ pub enum DocCommand {
         /// Answered once the history point and the publication are durable.
         reply: oneshot::Sender<Result<Published, HostError>>,
     },
+    /// A host deletes the draft: its editors are closed, its records removed, the
+    /// actor stops (the next use starts an empty document).
+    Delete {
+        /// Answered once the deletion is durable; `NotFound` if it was never stored.
+        reply: oneshot::Sender<Result<Deleted, HostError>>,
+    },
     /// A host lists who is connected.
     Sessions {
         /// The sessions.
@@ -246,6 +259,7 @@ impl DocCommand {
                 | DocCommand::Render { .. }
                 | DocCommand::External { .. }
                 | DocCommand::Publish { .. }
+                | DocCommand::Delete { .. }
                 | DocCommand::Cluster(ClusterCommand(
                     ClusterOp::Route { .. } | ClusterOp::RemoteJoin { .. }
                 ))

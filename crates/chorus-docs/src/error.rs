@@ -29,6 +29,9 @@ pub enum DocError {
     /// The document unloaded (or the server stopped) before the change was stored.
     #[error("the document was unloaded before the change was stored")]
     Unloaded,
+    /// The draft was deleted before the change was stored.
+    #[error("the draft was deleted before the change was stored")]
+    Deleted,
     /// The document's actor stopped before it answered.
     #[error("the document stopped before it answered")]
     ActorGone,

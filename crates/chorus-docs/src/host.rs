@@ -14,7 +14,7 @@
 //! computed again (in place, never replacing, after two tries). In strip and off
 //! mode every changed paragraph is edited in place.
 
-use crate::command::{ChangeOutcome, DocCommand, HostChange, PreparedChange, Published};
+use crate::command::{ChangeOutcome, Deleted, DocCommand, HostChange, PreparedChange, Published};
 use crate::error::{DocError, HostError};
 use crate::registry::Documents;
 use crate::types::DocKey;
@@ -198,6 +198,16 @@ impl Documents {
         draft.html = on_blocking_pool(move || whitelist.clean_html(&raw)).await?;
         self.ask(key, |reply| DocCommand::Publish { draft, reply })
             .await?
+    }
+}
+
+impl Documents {
+    /// Delete the draft of `key`: its editors are closed with
+    /// [`Disconnect::Deleted`](crate::Disconnect::Deleted), its records removed and a
+    /// `deleted` event raised; answers once that is durable (`NotFound` if it was
+    /// never stored).
+    pub async fn delete(self: &Arc<Self>, key: &DocKey) -> Result<Deleted, HostError> {
+        self.ask(key, |reply| DocCommand::Delete { reply }).await?
     }
 }
 

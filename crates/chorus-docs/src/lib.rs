@@ -63,8 +63,8 @@ mod writer;
 
 pub use actor::etag_of;
 pub use command::{
-    BaseState, ChangeOutcome, ClusterCommand, DocCommand, Draft, DraftContent, DraftFormat,
-    HostChange, PreparedChange, PublishDraft, Published, SessionInfo,
+    BaseState, ChangeOutcome, ClusterCommand, Deleted, DocCommand, Draft, DraftContent,
+    DraftFormat, HostChange, PreparedChange, PublishDraft, Published, SessionInfo,
 };
 pub use direct::DirectSink;
 pub use env::{AppRules, DocPolicy, DocSetup};

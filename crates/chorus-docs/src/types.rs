@@ -51,6 +51,9 @@ pub enum Disconnect {
     /// The app was disabled.
     #[error("app disabled")]
     AppDisabled,
+    /// The host deleted the draft: reconnecting would only start an empty one.
+    #[error("document deleted by the host")]
+    Deleted,
     /// The document stopped (server shutdown, or it unloaded under the connection).
     #[error("document stopped")]
     Stopped,

@@ -71,6 +71,9 @@ pub(crate) struct Delivery {
     /// Delivered or dropped events whose outbox acknowledgement failed; retried before
     /// each outbox read, skipped by it.
     unacked: BTreeSet<u64>,
+    /// Events a later `deleted` event of their document made moot: dropped (and
+    /// acknowledged) on the loop's next pass.
+    superseded: Vec<u64>,
     /// The outbox may hold released events the loop does not hold.
     overflow: bool,
     scan_failures: u32,
@@ -88,6 +91,7 @@ impl Delivery {
             in_flight: JoinSet::new(),
             tasks: HashMap::new(),
             unacked: BTreeSet::new(),
+            superseded: Vec::new(),
             // Nothing is known yet: start with an outbox read.
             overflow: true,
             scan_failures: 0,
@@ -115,6 +119,7 @@ impl Delivery {
             if self.scan_due(Instant::now()) {
                 self.scan().await;
             }
+            self.drop_superseded().await;
             self.dispatch().await;
             self.shared
                 .counters
@@ -282,7 +287,8 @@ impl Delivery {
             next_at: now,
             in_flight: false,
         };
-        let queue = self.docs.entry(key).or_default();
+        let deleted = entry.kind == EventKind::Deleted;
+        let queue = self.docs.entry(key.clone()).or_default();
         match queue.back() {
             None => {
                 queue.push_back(id);
@@ -312,6 +318,51 @@ impl Delivery {
             }
         }
         self.entries.insert(id, entry);
+        if deleted {
+            // What the host was still to hear of the draft before its deletion: the
+            // deletion says it all (an event being sent is let finish).
+            if let Some(queue) = self.docs.get(&key) {
+                self.superseded.extend(
+                    queue
+                        .iter()
+                        .copied()
+                        .filter(|&q| q < id && self.entries.get(&q).is_some_and(|e| !e.in_flight)),
+                );
+            }
+        }
+    }
+
+    /// Whether a `deleted` event of document `key` is held behind event `id`.
+    fn deleted_after(&self, key: &DocKey, id: u64) -> bool {
+        self.docs.get(key).is_some_and(|queue| {
+            queue.iter().any(|&q| {
+                q > id
+                    && self
+                        .entries
+                        .get(&q)
+                        .is_some_and(|e| e.kind == EventKind::Deleted)
+            })
+        })
+    }
+
+    /// Drop and acknowledge the events a deletion made moot.
+    async fn drop_superseded(&mut self) {
+        for id in std::mem::take(&mut self.superseded) {
+            let Some(entry) = self.entries.get(&id) else {
+                continue;
+            };
+            if entry.in_flight {
+                continue;
+            }
+            debug!(app = %entry.app, doc = %entry.doc, event = %entry.event_id, kind = %entry.kind,
+                "webhook event superseded by the draft's deletion; dropped");
+            self.shared
+                .counters
+                .superseded
+                .fetch_add(1, Ordering::Relaxed);
+            self.forget(id);
+            self.ack(id).await;
+        }
     }
 
     /// Stop holding event `id`; the next event of its document becomes sendable.
@@ -461,6 +512,15 @@ impl Delivery {
             Err(failure) => failure,
         };
         counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
+        let key = (entry.app.clone(), entry.doc.clone());
+        if entry.kind != EventKind::Deleted && self.deleted_after(&key, id) {
+            // The draft was deleted while this was being sent: not sent again.
+            self.superseded.push(id);
+            return;
+        }
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
         entry.failures = entry.failures.saturating_add(1);
         let age_ms = now_ms().saturating_sub(entry.queued_at_ms);
         if u128::from(age_ms) >= config.max_age.as_millis() {

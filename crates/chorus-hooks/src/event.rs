@@ -28,16 +28,20 @@ pub enum EventKind {
     ExternalChange,
     /// `"published"`: the draft was published.
     Published,
+    /// `"deleted"`: the host deleted the draft (its history and log went with it).
+    /// The document's events still undelivered are dropped in its favour.
+    Deleted,
 }
 
 impl EventKind {
     /// Every kind, in declaration order.
-    pub const ALL: [EventKind; 5] = [
+    pub const ALL: [EventKind; 6] = [
         EventKind::Editing,
         EventKind::Saved,
         EventKind::Closed,
         EventKind::ExternalChange,
         EventKind::Published,
+        EventKind::Deleted,
     ];
 
     /// The wire name: the body's `"type"` and the `X-Chorus-Event-Type` header.
@@ -48,6 +52,7 @@ impl EventKind {
             EventKind::Closed => "closed",
             EventKind::ExternalChange => "external-change",
             EventKind::Published => "published",
+            EventKind::Deleted => "deleted",
         }
     }
 }
@@ -147,6 +152,16 @@ impl HookEvent {
         )
     }
 
+    /// A `closed` event saying whether the draft changed since the host last saw it
+    /// (its last publish or external change): `changed`. A host that closes nothing
+    /// it did not change can skip the draft.
+    pub fn with_changed(mut self, changed: bool) -> Self {
+        if let Value::Object(map) = &mut self.data {
+            map.insert("changed".to_owned(), Value::Bool(changed));
+        }
+        self
+    }
+
     /// `external-change`: the host replaced `fields` (e.g. `"title"`, `"body"`); the
     /// draft is now at `etag`.
     pub fn external_change<S: Into<String>>(
@@ -186,6 +201,23 @@ impl HookEvent {
             doc,
             at_ms,
             json!({ "title": title, "html": html, "etag": etag, "publishedAt": published_at_ms }),
+        )
+    }
+
+    /// `deleted`: the draft, its history and log were deleted; `editors` sessions
+    /// were closed by it.
+    pub fn deleted(
+        app: impl Into<String>,
+        doc: impl Into<String>,
+        at_ms: u64,
+        editors: usize,
+    ) -> Self {
+        Self::new(
+            EventKind::Deleted,
+            app,
+            doc,
+            at_ms,
+            json!({ "closedSessions": editors }),
         )
     }
 

@@ -29,6 +29,9 @@ pub struct HooksStats {
     pub failed_attempts: u64,
     /// Events given up: too old, no target any more, or an unreadable outbox record.
     pub dropped: u64,
+    /// Events not sent because the draft they were about was deleted first (the
+    /// `deleted` event replaces them).
+    pub superseded: u64,
     /// Events waiting to be delivered that this process knows of (held by the loop or
     /// enqueued and not yet taken by it; a backlog beyond `max_loaded` is not counted).
     pub pending: u64,
@@ -152,6 +155,7 @@ impl Hooks {
             delivered: c.delivered.load(Ordering::Relaxed),
             failed_attempts: c.failed_attempts.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
+            superseded: c.superseded.load(Ordering::Relaxed),
             pending: c.loaded.load(Ordering::Relaxed) + live,
         }
     }

@@ -51,9 +51,10 @@
 //! |---|---|---|
 //! | `editing` | the first editor joined the document | `users`: user ids connected |
 //! | `saved` | a draft snapshot was written (throttled by the server) | `etag` |
-//! | `closed` | every editor left and the save delay passed | `title`, `html` (sanitized), `contributors` (user ids), `etag` |
+//! | `closed` | every editor left and the save delay passed | `title`, `html` (sanitized), `contributors` (user ids), `etag`, `changed` (the draft differs from what it was after the last publish or external change; true for a draft never published nor changed by the host) |
 //! | `external-change` | the host changed the draft through the API | `fields` (names changed, e.g. `"title"`, `"body"`), `etag` |
 //! | `published` | the draft was published | `title`, `html`, `etag`, `publishedAt` (ms since the epoch) |
+//! | `deleted` | the host deleted the draft (with its history and log) | `closedSessions`: sessions it closed. The document's events not yet delivered are dropped (counted in [`HooksStats::superseded`]): the deletion replaces them |
 //!
 //! Example: `{"id":"evt-42","type":"saved","app":"blog","doc":"post-7","at":1718000000000,"etag":"W/\"3f2a\""}`.
 //! The same event always has the same `id` (`"evt-"` followed by its outbox id), in

@@ -49,6 +49,7 @@ pub(crate) struct Counters {
     pub(crate) delivered: AtomicU64,
     pub(crate) failed_attempts: AtomicU64,
     pub(crate) dropped: AtomicU64,
+    pub(crate) superseded: AtomicU64,
     pub(crate) loaded: AtomicU64,
 }
 

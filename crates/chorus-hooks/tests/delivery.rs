@@ -310,11 +310,18 @@ async fn every_event_kind_arrives_signed_and_in_order() {
         ),
         HookEvent::published(APP, "post-1", at + 4, "Title", "<p>Hi</p>", "e3", at + 5),
     ];
-    let ids = enqueue_all(&hooks, &store, &events);
+    let mut ids = enqueue_all(&hooks, &store, &events);
     wait_for("5 deliveries", || running.stats().delivered == 5).await;
+    // The deletion last: it would supersede whatever of the document was undelivered.
+    ids.extend(enqueue_all(
+        &hooks,
+        &store,
+        &[HookEvent::deleted(APP, "post-1", at + 5, 2)],
+    ));
+    wait_for("6 deliveries", || running.stats().delivered == 6).await;
 
     let received = receiver.received();
-    assert_eq!(received.len(), 5, "one request per event");
+    assert_eq!(received.len(), 6, "one request per event");
     let got_ids: Vec<&str> = received.iter().map(Received::id).collect();
     assert_eq!(
         got_ids, ids,
@@ -345,6 +352,7 @@ async fn every_event_kind_arrives_signed_and_in_order() {
             envelope(4, "published"),
             json!({"title": "Title", "html": "<p>Hi</p>", "etag": "e3", "publishedAt": at + 5}),
         ),
+        with(envelope(5, "deleted"), json!({"closedSessions": 2})),
     ];
     for (request, expected) in received.iter().zip(expected) {
         assert_eq!(request.body, expected);

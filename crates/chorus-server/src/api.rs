@@ -28,9 +28,9 @@ use serde::Serialize;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 use types::{
-    AppSwitch, ChangeResult, ConflictPolicy, ContentBody, DocList, DocSummary, DraftJson,
-    DraftQuery, HistoryList, PointFormat, PointJson, PointPath, PointQuery, PublishQuery,
-    PublishResult, RestoreBody, SessionList, SessionPath,
+    AppSwitch, ChangeResult, ConflictPolicy, ContentBody, DeleteResult, DocList, DocSummary,
+    DraftJson, DraftQuery, HistoryList, PointFormat, PointJson, PointPath, PointQuery,
+    PublishQuery, PublishResult, RestoreBody, SessionList, SessionPath,
 };
 use yrs::Doc;
 
@@ -222,6 +222,19 @@ pub async fn publish(
         },
         &etag,
     ))
+}
+
+/// `DELETE /v1/apps/{app}/docs/{doc}`: the draft, its history and log go; its
+/// sessions are closed with 4404 `document-deleted`; the same id starts empty
+/// afterwards. 404 if it was never stored.
+pub async fn delete_doc(
+    State(state): State<AppState>,
+    HostDoc { key }: HostDoc,
+) -> Result<Json<DeleteResult>, ApiError> {
+    let deleted = state.documents.delete(&key).await?;
+    Ok(Json(DeleteResult {
+        closed_sessions: deleted.closed_sessions,
+    }))
 }
 
 /// `GET /v1/apps/{app}/docs/{doc}/history`: every history point, oldest first.

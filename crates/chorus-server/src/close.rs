@@ -14,6 +14,9 @@ pub const MALFORMED: u16 = 4400;
 pub const BAD_TOKEN: u16 = 4401;
 /// 4403: the token is valid but does not grant this (app, document) or mode.
 pub const FORBIDDEN: u16 = 4403;
+/// 4404: the host deleted the document; reconnecting would only start an empty
+/// draft, so clients stop.
+pub const DELETED: u16 = 4404;
 /// 4413: a message or document exceeds its size limit.
 pub const TOO_LARGE: u16 = 4413;
 /// 4429: the connection stayed over its rate limits.
@@ -85,6 +88,7 @@ impl CloseReason {
                 Disconnect::SessionEnded | Disconnect::AppDisabled => FORBIDDEN,
                 Disconnect::TokenRefused => BAD_TOKEN,
                 Disconnect::Stopped | Disconnect::Moved => RESTARTING,
+                Disconnect::Deleted => DELETED,
             },
         }
     }
@@ -120,6 +124,7 @@ impl CloseReason {
                 Disconnect::AppDisabled => auth_code(&AuthError::AppDisabled),
                 Disconnect::Stopped => "server-restarting",
                 Disconnect::Moved => "document-moved",
+                Disconnect::Deleted => "document-deleted",
             },
         }
     }
@@ -189,5 +194,10 @@ mod tests {
             (1012, "server-restarting")
         );
         assert_eq!(CloseReason::Document(Disconnect::SlowConsumer).code(), 1013);
+        let deleted = CloseReason::Document(Disconnect::Deleted);
+        assert_eq!(
+            (deleted.code(), deleted.client_reason()),
+            (4404, "document-deleted")
+        );
     }
 }

@@ -93,8 +93,6 @@ fn document_of(path: &str) -> Option<DocKey> {
     let app = parts.next()?;
     (parts.next()? == "docs").then_some(())?;
     let doc = parts.next()?;
-    // `/v1/apps/{app}/docs/{doc}` alone is no route; everything under it is.
-    parts.next()?;
     let decoded = percent_encoding::percent_decode_str(doc)
         .decode_utf8()
         .ok()?;
@@ -246,7 +244,11 @@ mod tests {
             None,
             "the listing is the store's"
         );
-        assert_eq!(document_of("/v1/apps/wiki/docs/page-1"), None);
+        assert_eq!(
+            document_of("/v1/apps/wiki/docs/page-1"),
+            Some(DocKey::new("wiki", "page-1")),
+            "DELETE of the draft itself"
+        );
         assert_eq!(document_of("/v1/admin/apps/wiki/disable"), None);
         assert_eq!(document_of("/v1/ws/wiki/page-1"), None);
     }

@@ -699,6 +699,11 @@ impl Collector for WebhookCollector {
                 "Webhook events given up (too old, no target any more, unreadable record).",
                 stats.dropped,
             ),
+            (
+                "chorus_webhooks_superseded",
+                "Webhook events not sent because their draft was deleted first (the deleted event replaces them).",
+                stats.superseded,
+            ),
         ] {
             let counter = ConstCounter::new(value);
             counter.encode(encoder.encode_descriptor(

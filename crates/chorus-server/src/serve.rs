@@ -57,7 +57,7 @@ const HOST_BODY_LIMIT: usize = 16 << 20;
 /// two). A method a route does not take is 405 with the JSON error and an `Allow`
 /// header; a path outside this table stays axum's plain 404 (the spec says so).
 pub fn rest_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
-    let routes: [(&'static str, &'static str, MethodRouter<AppState>); 17] = [
+    let routes: [(&'static str, &'static str, MethodRouter<AppState>); 18] = [
         ("get", "/v1/heartbeat", get(ops::heartbeat)),
         (
             "post",
@@ -68,6 +68,11 @@ pub fn rest_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)
         ("post", HTTP_SESSION, http_session()),
         ("delete", HTTP_SESSION, http_session()),
         ("get", "/v1/apps/{app}/docs", get(api::list_docs)),
+        (
+            "delete",
+            "/v1/apps/{app}/docs/{doc}",
+            delete(api::delete_doc),
+        ),
         (
             "get",
             "/v1/apps/{app}/docs/{doc}/draft",

@@ -22,6 +22,22 @@ pub(crate) enum BatchOp {
         id: DocId,
         point: HistoryPoint,
     },
+    /// Every record of the document: snapshot, log, metadata, history.
+    Delete {
+        id: DocId,
+    },
+}
+
+impl BatchOp {
+    /// The document the write is for.
+    pub(crate) fn id(&self) -> &DocId {
+        match self {
+            BatchOp::Append { id, .. }
+            | BatchOp::Meta { id, .. }
+            | BatchOp::History { id, .. }
+            | BatchOp::Delete { id } => id,
+        }
+    }
 }
 
 /// One group-commit worth of writes across many documents.
@@ -64,6 +80,13 @@ impl WriteBatch {
         });
     }
 
+    /// Remove every record of a document (snapshot, log, metadata, history), as if it
+    /// had never been stored; writes added after this one start it again. Its webhook
+    /// events are not the store's to judge: the outbox keeps them.
+    pub fn delete_doc(&mut self, id: &DocId) {
+        self.ops.push(BatchOp::Delete { id: id.clone() });
+    }
+
     /// True if the batch holds no writes at all.
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
@@ -88,16 +111,12 @@ impl WriteBatch {
             .iter()
             .map(|op| match op {
                 BatchOp::Append { update, .. } => update.len(),
-                BatchOp::Meta { .. } | BatchOp::History { .. } => 0,
+                BatchOp::Meta { .. } | BatchOp::History { .. } | BatchOp::Delete { .. } => 0,
             })
             .sum()
     }
 
     pub(crate) fn check_ids(&self) -> Result<(), StoreError> {
-        self.ops.iter().try_for_each(|op| match op {
-            BatchOp::Append { id, .. } | BatchOp::Meta { id, .. } | BatchOp::History { id, .. } => {
-                id.check()
-            }
-        })
+        self.ops.iter().try_for_each(|op| op.id().check())
     }
 }

@@ -138,6 +138,9 @@ impl Store for MemoryStore {
                     let doc = state.docs.entry(id).or_default();
                     doc.history.insert(point.entry.point, point);
                 }
+                BatchOp::Delete { id } => {
+                    state.docs.remove(&id);
+                }
             }
         }
         Ok(())

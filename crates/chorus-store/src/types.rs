@@ -61,6 +61,9 @@ pub struct DocMeta {
     pub published_at_ms: u64,
     /// The ETag the draft had when it was last published.
     pub published_etag: String,
+    /// The ETag the draft had when the host last saw it as it was: after its last
+    /// publish or external change (empty: never). `closed` compares the draft with it.
+    pub host_etag: String,
     /// Number of the last history point written (points count from 1).
     pub last_history_point: u64,
     /// When the last history point was taken (ms since the epoch).

@@ -54,6 +54,8 @@ behaviours!(
     ids_with_nul_are_refused,
     history_points_list_in_order_per_document_and_read_back_whole,
     app_switches_are_kept_per_app_the_last_one_winning,
+    a_deleted_document_leaves_nothing_and_its_neighbours_everything,
+    writes_after_a_deletion_in_the_same_batch_start_the_document_again,
 );
 
 fn app_switches_are_kept_per_app_the_last_one_winning(store: &dyn Store) {
@@ -362,4 +364,73 @@ fn history_points_list_in_order_per_document_and_read_back_whole(store: &dyn Sto
     let loaded = store.load(&a).unwrap().unwrap();
     assert_eq!(loaded.meta.last_history_point, 2);
     assert_eq!(loaded.meta.published_etag, "\"e1\"");
+}
+
+/// A document with log records, a snapshot, metadata and history points.
+fn stored_with_everything(store: &dyn Store, id: &DocId) {
+    append(store, id, 1..=3);
+    store.compact(id, b"SNAP", 2, &meta(2)).unwrap();
+    let mut batch = WriteBatch::default();
+    batch.put_history(id, &point(1, "publish", b"P1"));
+    batch.put_history(id, &point(2, "auto", b"P2"));
+    store.write(batch).unwrap();
+    store.flush().unwrap();
+}
+
+fn a_deleted_document_leaves_nothing_and_its_neighbours_everything(store: &dyn Store) {
+    let gone = DocId::new("app", "a");
+    // Prefix neighbours: the same app with a longer id, and another app.
+    let longer = DocId::new("app", "ab");
+    let other_app = DocId::new("app2", "a");
+    for id in [&gone, &longer, &other_app] {
+        stored_with_everything(store, id);
+    }
+    let before_longer = store.load(&longer).unwrap();
+    let mut batch = WriteBatch::default();
+    batch.delete_doc(&gone);
+    store.write(batch).unwrap();
+    store.flush().unwrap();
+
+    assert_eq!(
+        store.load(&gone).unwrap(),
+        None,
+        "no snapshot, log or metadata"
+    );
+    assert!(store.history(&gone).unwrap().is_empty());
+    assert_eq!(store.history_point(&gone, 1).unwrap(), None);
+    assert_eq!(
+        store
+            .list("app")
+            .unwrap()
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect::<Vec<_>>(),
+        ["ab"]
+    );
+    assert_eq!(store.load(&longer).unwrap(), before_longer);
+    assert_eq!(store.history(&longer).unwrap().len(), 2);
+    assert_eq!(store.history(&other_app).unwrap().len(), 2);
+    assert!(store.load(&other_app).unwrap().is_some());
+
+    // Deleting what is not stored is no error.
+    let mut batch = WriteBatch::default();
+    batch.delete_doc(&DocId::new("app", "never"));
+    store.write(batch).unwrap();
+    store.flush().unwrap();
+}
+
+fn writes_after_a_deletion_in_the_same_batch_start_the_document_again(store: &dyn Store) {
+    let id = DocId::new("app", "again");
+    stored_with_everything(store, &id);
+    let mut batch = WriteBatch::default();
+    batch.append(&id, 1, b"OLD-AFTER");
+    batch.delete_doc(&id);
+    batch.append(&id, 1, b"NEW-1");
+    batch.put_meta(&id, &meta(0));
+    store.write(batch).unwrap();
+    store.flush().unwrap();
+    let loaded = store.load(&id).unwrap().unwrap();
+    assert_eq!(loaded.snapshot, None, "the old snapshot went");
+    assert_eq!(loaded.updates, [(1, b"NEW-1".to_vec())]);
+    assert!(store.history(&id).unwrap().is_empty());
 }

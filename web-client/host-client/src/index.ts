@@ -31,6 +31,11 @@ export type DocNode = Schemas['Node']
 export type DocSummary = Schemas['DocSummary']
 /** What `PUT …/content` and `POST …/restore` answer. */
 export type ChangeResult = Schemas['ChangeResult']
+/** What `deleteDraft` answers. */
+export interface DeleteResult {
+  /** Sessions that were connected and were closed with 4404. */
+  closedSessions: number
+}
 /** A field an external change can change (`title`, `body`). */
 export type ChangedField = ChangeResult['changed'][number]
 /** One entry of `GET …/sessions`. */
@@ -593,6 +598,18 @@ export class ChorusHost {
     const path = this.#doc(doc, `/sessions/${enc(session)}`)
     const response = await this.#http.send({ method: 'DELETE', path, signal: options.signal }, [204], doc)
     await response.body?.cancel()
+  }
+
+  /**
+   * `DELETE /v1/apps/{app}/docs/{doc}`: delete the draft with its history and log.
+   * Its sessions close with 4404 `document-deleted`, a `deleted` webhook replaces the
+   * events not yet delivered, and the same id starts empty afterwards. Resolves once
+   * the deletion is durable; a draft never stored is `ChorusApiError` 404 `not-found`.
+   */
+  async deleteDraft (doc: string, options: CallOptions = {}): Promise<DeleteResult> {
+    const path = this.#doc(doc)
+    const response = await this.#http.send({ method: 'DELETE', path, signal: options.signal }, [200], doc)
+    return await readJson<DeleteResult>(response, `DELETE ${path}`)
   }
 
   /** `GET /v1/apps/{app}/docs`: every stored document of the app, sorted by id (needs an app-wide token). */

@@ -497,6 +497,72 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/apps/{app}/docs/{doc}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete the draft, its history and its log
+         * @description Every session connected to the draft is closed with 4404 `document-deleted`
+         *     (clients stop reconnecting), whatever node it is connected to; the draft's
+         *     snapshot, log, metadata and history points are removed, its webhook events not yet
+         *     delivered are dropped and a `deleted` event is sent instead. The answer comes once
+         *     the deletion is durable; the same content id starts as an empty draft afterwards.
+         *     A deletion that fails (503) deleted nothing.
+         */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token, so app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
+                    app: components["parameters"]["app"];
+                    /** @description the content id */
+                    doc: components["parameters"]["doc"];
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description deleted */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @description sessions that were connected and were closed with 4404 */
+                            closedSessions: number;
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                /** @description the document was never written, or is already deleted (`not-found`) */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                429: components["responses"]["RateLimited"];
+                503: components["responses"]["Unavailable"];
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/apps/{app}/docs/{doc}/content": {
         parameters: {
             query?: never;

@@ -42,6 +42,12 @@ export interface ClosedEvent extends WebhookEnvelope<'closed'> {
   /** User ids of everyone who contributed. */
   contributors: string[]
   etag: string
+  /**
+   * The draft differs from what it was after the last publish or external change
+   * (true for a draft the host never published nor changed): false means there is
+   * nothing new to take.
+   */
+  changed: boolean
 }
 
 /** The host changed the draft through the API (`PUT …/content`, `POST …/restore`). */
@@ -61,10 +67,19 @@ export interface PublishedEvent extends WebhookEnvelope<'published'> {
   publishedAt: number
 }
 
+/**
+ * The host deleted the draft (`DELETE …/docs/{doc}`). The document's events not yet
+ * delivered are dropped: this one replaces them.
+ */
+export interface DeletedEvent extends WebhookEnvelope<'deleted'> {
+  /** Sessions that were connected and were closed with 4404. */
+  closedSessions: number
+}
+
 /** Every event Chorus sends; narrow on `type`. Unknown fields are kept as sent. */
-export type WebhookEvent = EditingEvent | SavedEvent | ClosedEvent | ExternalChangeEvent | PublishedEvent
+export type WebhookEvent = EditingEvent | SavedEvent | ClosedEvent | ExternalChangeEvent | PublishedEvent | DeletedEvent
 export type WebhookEventType = WebhookEvent['type']
-export const WEBHOOK_EVENT_TYPES: readonly WebhookEventType[] = Object.freeze(['editing', 'saved', 'closed', 'external-change', 'published'] as const)
+export const WEBHOOK_EVENT_TYPES: readonly WebhookEventType[] = Object.freeze(['editing', 'saved', 'closed', 'external-change', 'published', 'deleted'] as const)
 
 /** The claims of a delivery token (chorus-hooks `DeliveryClaims`). */
 export interface WebhookClaims {
@@ -196,7 +211,8 @@ const FIELDS: Record<WebhookEventType, Record<string, (v: unknown) => boolean>> 
     title: (v) => typeof v === 'string',
     html: (v) => typeof v === 'string',
     contributors: isStringArray,
-    etag: (v) => typeof v === 'string'
+    etag: (v) => typeof v === 'string',
+    changed: (v) => typeof v === 'boolean'
   },
   'external-change': { fields: isStringArray, etag: (v) => typeof v === 'string' },
   published: {
@@ -204,7 +220,8 @@ const FIELDS: Record<WebhookEventType, Record<string, (v: unknown) => boolean>> 
     html: (v) => typeof v === 'string',
     etag: (v) => typeof v === 'string',
     publishedAt: (v) => typeof v === 'number'
-  }
+  },
+  deleted: { closedSessions: (v) => typeof v === 'number' }
 }
 
 /**

@@ -249,6 +249,19 @@ describe('ChorusHost against the real server', () => {
     assert.ok(ids.includes(b))
   })
 
+  it('deletes a draft: gone from reads, history and the listing; a second deletion is 404', async () => {
+    const doc = uid('delete')
+    await host.putContent(doc, { title: 'Doomed', html: '<p>bye</p>' })
+    const { etag } = await host.getDraft(doc)
+    await host.publish(doc, { ifMatch: etag })
+    assert.equal((await host.listHistory(doc)).length, 1)
+    assert.deepEqual(await host.deleteDraft(doc), { closedSessions: 0 })
+    await apiError(() => host.getDraft(doc), 404, 'not-found')
+    assert.deepEqual(await host.listHistory(doc), [])
+    assert.ok(!(await host.listDocuments()).some((d) => d.id === doc), 'no longer listed')
+    await apiError(() => host.deleteDraft(doc), 404, 'not-found')
+  })
+
   it('uses a token provider, doc-scoped tokens, rotated secrets, and maps auth errors', async () => {
     const doc = uid('auth:with~chars.ok')
     await host.putContent(doc, { title: 'ids with : ~ . pass through the path' })

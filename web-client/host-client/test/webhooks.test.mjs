@@ -101,8 +101,9 @@ describe('webhooks from the real server', () => {
     refused(() => verifyWebhook({ ...base, secret: SIGNING, authorization: 'Basic abc' }), 'missing-token')
   })
 
-  it('delivers every event kind (editing, saved, external-change, published, closed), each verifiable', async () => {
+  it('delivers every event kind (editing, saved, external-change, published, closed, deleted), each verifiable', async () => {
     const doc = uid('kinds')
+    let lastEtag
     await host.putContent(doc, { title: 'Kinds', html: '<p>one</p>' })
     const ws = await openSession(server.url, { appId: APP, doc, token: sessionToken({ appId: APP, secret: SIGNING, doc, user: 'bob' }) })
     try {
@@ -114,6 +115,9 @@ describe('webhooks from the real server', () => {
       await host.endSession(doc, session.id)
       await ws.closed
       await rx.waitFor((b) => b.doc === doc && b.type === 'closed', 'closed (1 s after the last editor left)')
+      lastEtag = (await host.getDraft(doc)).etag
+      await host.deleteDraft(doc)
+      await rx.waitFor((b) => b.doc === doc && b.type === 'deleted', 'deleted')
     } finally {
       ws.close()
     }
@@ -127,12 +131,14 @@ describe('webhooks from the real server', () => {
     const published = byType('published')
     assert.equal(published.title, 'Kinds')
     assert.match(published.html, /two/)
-    assert.equal(published.etag, (await host.getDraft(doc)).etag)
+    assert.equal(published.etag, lastEtag)
     assert.equal(typeof published.publishedAt, 'number')
     const closed = byType('closed')
     assert.equal(closed.title, 'Kinds')
     assert.match(closed.html, /two/)
     assert.ok(Array.isArray(closed.contributors))
+    assert.equal(closed.changed, false, 'nothing typed since the publish')
+    assert.equal(byType('deleted').closedSessions, 0)
     // Events of one document come in order, each once (the receiver always accepted).
     const ids = events.map((e) => Number(e.id.replace('evt-', '')))
     assert.deepEqual(ids, [...ids].sort((a, b) => a - b))

@@ -82,9 +82,10 @@ export async function usage (): Promise<void> {
   switch (event.type) {
     case 'editing': { const u: string[] = event.users; void u; break }
     case 'saved': { const e: string = event.etag; void e; break }
-    case 'closed': { const c: string[] = event.contributors; void c; break }
+    case 'closed': { const c: string[] = event.contributors; const changed: boolean = event.changed; void c; void changed; break }
     case 'external-change': { const f: string[] = event.fields; void f; break }
     case 'published': { const t: number = event.publishedAt; void t; break }
+    case 'deleted': { const n: number = event.closedSessions; void n; break }
     default: { const never: never = event; void never }
   }
   void n; void mode; void docs; void state; void code; void yjs

@@ -50,7 +50,8 @@ impl DocActor {
     }
 
     /// The editing session ended (every editor left and the delay passed, or the
-    /// document unloads): `closed` with the final draft and its contributors.
+    /// document unloads): `closed` with the final draft, its contributors, and
+    /// whether it changed since the host last published or changed it.
     ///
     /// The final draft's HTML is cleaned on the blocking pool: this actor waits (its
     /// editors are gone by now), the runtime's worker does not.
@@ -67,6 +68,8 @@ impl DocActor {
             .await
             .unwrap_or_default();
         let contributors = std::mem::take(&mut self.session.contributors);
+        let etag = self.etag();
+        let changed = etag != self.writes.meta.host_etag;
         let event = HookEvent::closed(
             &*self.key.app,
             &*self.key.doc,
@@ -74,8 +77,9 @@ impl DocActor {
             title,
             html,
             contributors,
-            self.etag(),
-        );
+            etag,
+        )
+        .with_changed(changed);
         self.hook(event);
     }
 

@@ -59,6 +59,14 @@ impl DocActor {
             etag: self.etag(),
             fields: fields.iter().map(|f| f.to_string()).collect(),
         };
+        if fields.is_empty() && !self.writes.exists {
+            // A change to a draft that does not exist creates it, even when its
+            // content is what an empty draft already has (`{"title": ""}`): the host
+            // asked for a document, and a later read must find one.
+            info!(app = %self.key.app, doc = %self.key.doc, "empty draft created by an external change");
+            self.writes.exists = true;
+            self.writes.meta_changed = true;
+        }
         if fields.is_empty() && change.restoring.is_none() {
             // Nothing new to write, but the content it matched may not be stored yet
             // (a write in flight, or failed): answer with the next write, or at once
@@ -73,6 +81,7 @@ impl DocActor {
             self.take_history_point("restore", Some(point));
         }
         if !outcome.fields.is_empty() {
+            self.writes.meta.host_etag = outcome.etag.clone();
             let event = HookEvent::external_change(
                 &*self.key.app,
                 &*self.key.doc,
@@ -120,6 +129,7 @@ impl DocActor {
         self.take_history_point("publish", None);
         self.writes.meta.published_at_ms = now;
         self.writes.meta.published_etag = etag.clone();
+        self.writes.meta.host_etag = etag.clone();
         info!(app = %self.key.app, doc = %self.key.doc, %etag, "draft published");
         let event = HookEvent::published(
             &*self.key.app,

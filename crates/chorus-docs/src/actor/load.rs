@@ -179,6 +179,7 @@ async fn load_actor(
         members: Members::default(),
         lease,
         lease_lost: false,
+        deleting: None,
         remote: Default::default(),
     };
     actor.enforce_quota();

@@ -30,6 +30,7 @@
 
 mod events;
 mod host;
+mod lifecycle;
 mod load;
 mod persist;
 mod proxy;
@@ -81,6 +82,9 @@ struct DocActor {
     remote: RemoteMembers,
     /// Members written to directly with frames staged this turn.
     sweep: Arc<Sweep>,
+    /// The host deleted the draft: the actor stops, deleting it instead of the
+    /// final write, and answers here.
+    deleting: Option<state::DeleteReply>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -261,6 +265,19 @@ impl DocActor {
                 let _ = reply.send(self.render(&if_match));
             }
             DocCommand::Publish { draft, reply } => self.publish(draft, reply),
+            DocCommand::Delete { reply } => {
+                if !self.writes.exists {
+                    let _ = reply.send(Err(crate::HostError::NotFound));
+                    return Stop::No;
+                }
+                if self.deleting.is_none() {
+                    self.deleting = Some(reply);
+                } else {
+                    // Two deletions in one turn: the first one answers for both.
+                    let _ = reply.send(Err(crate::HostError::NotFound));
+                }
+                return Stop::Now;
+            }
             DocCommand::Sessions { reply } => {
                 let _ = reply.send(self.sessions());
             }

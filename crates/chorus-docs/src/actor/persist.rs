@@ -270,6 +270,25 @@ impl DocActor {
         mut rx: InboxReceiver<DocCommand>,
         own_tx: InboxSender<DocCommand>,
     ) {
+        if let Some(reply) = self.deleting.take() {
+            Box::pin(self.delete(reply)).await;
+        } else {
+            Box::pin(self.final_write()).await;
+        }
+        Box::pin(self.release_lease()).await;
+        for reply in std::mem::take(&mut self.writes.host_replies) {
+            reply.fail(DocError::Unloaded);
+        }
+        self.exit.hand_over(&own_tx, &mut rx);
+        for (_, c) in self.members.controls.drain() {
+            c.close(Disconnect::Stopped);
+        }
+        debug!(app = %self.key.app, doc = %self.key.doc, "unloaded");
+    }
+
+    /// An unload's last write: the editing session's `closed`, the job in flight,
+    /// then a final snapshot if the log grew.
+    async fn final_write(&mut self) {
         // An editing session still open ends here (its `closed` event goes out with
         // the final write).
         if !self.lease_lost {
@@ -304,14 +323,5 @@ impl DocActor {
         } else if self.writes.plan.has_unwritten() || !self.writes.history_pending.is_empty() {
             error!(app = %self.key.app, doc = %self.key.doc, "unloading with changes the store did not accept");
         }
-        Box::pin(self.release_lease()).await;
-        for reply in std::mem::take(&mut self.writes.host_replies) {
-            reply.fail(DocError::Unloaded);
-        }
-        self.exit.hand_over(&own_tx, &mut rx);
-        for (_, c) in self.members.controls.drain() {
-            c.close(Disconnect::Stopped);
-        }
-        debug!(app = %self.key.app, doc = %self.key.doc, "unloaded");
     }
 }

@@ -168,6 +168,9 @@ impl Proxy {
             DocCommand::Publish { reply, .. } => {
                 let _ = reply.send(Err(HostError::Unavailable(self.elsewhere())));
             }
+            DocCommand::Delete { reply } => {
+                let _ = reply.send(Err(HostError::Unavailable(self.elsewhere())));
+            }
             DocCommand::Sessions { reply } => {
                 let _ = reply.send(Vec::new());
             }

@@ -151,6 +151,9 @@ impl HostReply {
     }
 }
 
+/// Where a deletion's answer goes.
+pub(super) type DeleteReply = oneshot::Sender<Result<crate::command::Deleted, HostError>>;
+
 /// How a join fares against the document's revocations.
 pub(super) enum Admission {
     /// As its token says.

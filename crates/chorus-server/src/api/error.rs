@@ -156,6 +156,8 @@ impl From<DocError> for ApiError {
             DocError::Store(_) | DocError::Load(_) | DocError::EventsNotQueued(_) => {
                 ApiError::Store(e.store_condition())
             }
+            // The draft a change waited on was deleted meanwhile.
+            DocError::Deleted => ApiError::NotFound("document"),
             // Busy: this node carries as many host calls as it may; 503 too.
             _ => ApiError::Unavailable,
         }

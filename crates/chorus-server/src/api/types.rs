@@ -209,6 +209,14 @@ pub struct ChangeResult {
     pub changed: Vec<String>,
 }
 
+/// `DELETE /v1/apps/{app}/docs/{doc}`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteResult {
+    /// Sessions that were connected to the draft and were closed (4404).
+    pub closed_sessions: usize,
+}
+
 /// `POST …/publish`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -21,9 +21,17 @@ struct Merged {
 }
 
 impl Merged {
-    fn add(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
+    /// Merge `batch`; a deletion applies what was merged before it, then deletes, so
+    /// the writes keep their order.
+    fn add(&mut self, tx: &mut Transaction<'_>, batch: WriteBatch) -> Result<(), StoreError> {
         for op in batch.ops {
             match op {
+                BatchOp::Delete { id } => {
+                    self.apply(tx).map_err(|e| {
+                        StoreError::database(format!("writing before deleting {id}"), e)
+                    })?;
+                    delete_in(tx, &id)?;
+                }
                 BatchOp::Append { id, seq, update } => {
                     self.log
                         .push((id, seq_param(seq)?, codec::frame(&[&update])));
@@ -144,7 +152,7 @@ pub(super) fn apply_group(
     let mut outbox_values = Vec::new();
     for op in pending {
         match op {
-            Pending::Batch(batch) => merged.add(batch)?,
+            Pending::Batch(batch) => merged.add(&mut tx, batch)?,
             Pending::Compact {
                 id,
                 snapshot,
@@ -168,6 +176,23 @@ pub(super) fn apply_group(
         )?;
     }
     tx.commit()?;
+    Ok(())
+}
+
+/// Remove every record of `id` (its lease stays: the lease is about who serves it).
+fn delete_in(tx: &mut Transaction<'_>, id: &DocId) -> Result<(), StoreError> {
+    for table in [
+        "chorus_log",
+        "chorus_history",
+        "chorus_snapshots",
+        "chorus_meta",
+    ] {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE app = $1 AND doc = $2"),
+            &[&id.app, &id.doc],
+        )
+        .map_err(|e| StoreError::database(format!("deleting {id}"), e))?;
+    }
     Ok(())
 }
 

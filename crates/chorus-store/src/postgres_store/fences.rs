@@ -12,7 +12,6 @@ use postgres::Transaction;
 
 use super::pending::{FlushError, Pending};
 use super::pool::PostgresStore;
-use crate::batch::BatchOp;
 use crate::{DocId, StoreError};
 
 impl PostgresStore {
@@ -31,10 +30,7 @@ impl PostgresStore {
             match op {
                 Pending::Batch(batch) => {
                     for op in &batch.ops {
-                        let (BatchOp::Append { id, .. }
-                        | BatchOp::Meta { id, .. }
-                        | BatchOp::History { id, .. }) = op;
-                        touched.insert(id);
+                        touched.insert(op.id());
                     }
                 }
                 Pending::Compact { id, .. } => {

@@ -1,0 +1,206 @@
+// A draft's whole life through the host API, against the real binary, real websocket
+// clients (raw `ws` and stock y-websocket) and a real webhook receiver:
+//
+// - DELETE closes every session with 4404 `document-deleted`, removes the draft, its
+//   history and its listing, sends a `deleted` webhook instead of the events still
+//   undelivered, and the same id opens empty afterwards;
+// - `closed` says whether anything changed since the last publish or external change;
+// - a deletion of a draft never stored is 404 and closes nobody;
+// - PUT …/content creates a missing document even when its content is what an empty
+//   draft already has.
+import { describe, it, after } from 'node:test'
+import assert from 'node:assert/strict'
+import {
+  Y, startServer, ClientPool, sessionToken, hostToken, waitFor, waitSynced, uid, sleep, expectClose
+} from './harness.mjs'
+import { receiver } from './lib/hook-receiver.mjs'
+
+const SECRET = 'lifecycle-secret-0123456789abcdef01234567'
+const app = (url) => ({ id: 'life', secrets: [SECRET], callback_url: url })
+const FAST = { webhook_retry_base_ms: 100, close_delay_secs: 1, saved_webhook_secs: 0 }
+
+/** The host API of one document. */
+function hostApi (server, appDef, doc) {
+  const base = `${server.httpUrl}/v1/apps/${appDef.id}/docs/${encodeURIComponent(doc)}`
+  const auth = { authorization: `Bearer ${hostToken({ app: appDef })}` }
+  const json = { ...auth, 'content-type': 'application/json' }
+  return {
+    draft: () => fetch(`${base}/draft`, { headers: auth }),
+    history: async () => (await (await fetch(`${base}/history`, { headers: auth })).json()).points,
+    put: (body) => fetch(`${base}/content`, { method: 'PUT', headers: json, body: JSON.stringify(body) }),
+    publish: (etag) => fetch(`${base}/publish`, { method: 'POST', headers: { ...auth, 'if-match': etag } }),
+    delete: () => fetch(base, { method: 'DELETE', headers: auth }),
+    list: async () => (await (await fetch(`${server.httpUrl}/v1/apps/${appDef.id}/docs`, { headers: auth })).json()).docs.map((d) => d.id)
+  }
+}
+
+/** The body text of a Y.Doc the way a reader sees it. */
+const bodyText = (ydoc) => ydoc.getXmlFragment('body').toString()
+
+describe('a draft\'s life', () => {
+  const cleanup = []
+  after(async () => { for (const f of cleanup.reverse()) await f() })
+
+  it('DELETE closes every session with 4404, removes draft and history, replaces pending events by `deleted`, and the id starts empty', async () => {
+    // The receiver refuses everything about the document until the deletion arrives:
+    // the events raised before it are still pending when the draft goes.
+    let deletedSeen = false
+    const rx = await receiver((entry) => {
+      if (entry.body?.type === 'deleted') deletedSeen = true
+      return deletedSeen ? { status: 200, body: '{"error":0}' } : { status: 500 }
+    })
+    cleanup.push(rx.close)
+    const life = app(rx.url)
+    const server = await startServer({ apps: [life], extraConfig: FAST })
+    cleanup.push(() => server.stop())
+    const pool = new ClientPool(server)
+    cleanup.push(() => pool.destroyAll())
+    const doc = uid('delete')
+    const api = hostApi(server, life, doc)
+
+    // A stock client writes the content; it leaves before the deletion (it would
+    // reconnect and write its copy back, as any CRDT client does).
+    const writer = pool.provider({ app: life, doc, token: sessionToken({ app: life, doc, user: 'ann' }) })
+    await waitSynced(writer)
+    writer.doc.transact(() => {
+      const p = new Y.XmlElement('p')
+      p.insert(0, [new Y.XmlText('to be deleted')])
+      writer.doc.getXmlFragment('body').insert(0, [p])
+    })
+    await waitFor(async () => (await (await api.draft()).text()).includes('to be deleted'), 'the edit is stored')
+    const { etag } = await (await api.draft()).json()
+    assert.equal((await api.publish(etag)).status, 200)
+    assert.equal((await api.history()).length, 1, 'a publish point exists')
+    assert.ok((await api.list()).includes(doc))
+    writer.destroy()
+
+    // Two sessions that stay connected: they must be told, and must not reconnect.
+    const a = pool.raw({ app: life, doc, token: sessionToken({ app: life, doc, user: 'bob' }) })
+    const b = pool.raw({ app: life, doc, token: sessionToken({ app: life, doc, user: 'cid', mode: 'view' }) })
+    await a.handshake()
+    await b.handshake()
+    assert.match(bodyText(a.receivedDoc()), /to be deleted/, 'the session saw the content')
+    // Only a document's oldest event is sent: `editing` is refused and retried, the
+    // others wait behind it.
+    await waitFor(() => rx.requests.some((r) => r.body?.doc === doc && r.body?.type === 'editing'), 'the first event was attempted (and refused)')
+
+    const res = await api.delete()
+    assert.equal(res.status, 200, await res.clone().text())
+    assert.deepEqual(await res.json(), { closedSessions: 2 })
+    for (const [client, who] of [[a, 'editor'], [b, 'viewer']]) {
+      const info = await expectClose(client, 4404, who)
+      assert.equal(info.reason, 'document-deleted')
+    }
+
+    assert.equal((await api.draft()).status, 404, 'the draft is gone')
+    assert.deepEqual(await api.history(), [], 'its history is gone')
+    assert.ok(!(await api.list()).includes(doc), 'it is no longer listed')
+    assert.equal((await api.delete()).status, 404, 'a second deletion finds nothing')
+
+    // The host hears of the deletion, and of nothing it was still owed before it.
+    await waitFor(() => rx.accepted().some((r) => r.body?.doc === doc && r.body.type === 'deleted'), 'deleted delivered', {
+      describe: () => JSON.stringify(rx.requests.filter((r) => r.body?.doc === doc).map((r) => [r.body.type, r.status]))
+    })
+    await sleep(1500) // longer than several retry periods of the refused events
+    const accepted = rx.accepted().filter((r) => r.body?.doc === doc)
+    assert.deepEqual(accepted.map((r) => r.body.type), ['deleted'], 'only the deletion is delivered')
+    assert.equal(accepted[0].body.closedSessions, 2)
+    assert.equal(accepted[0].headers['x-chorus-event-type'], 'deleted')
+    const refusedBefore = rx.requests.filter((r) => r.body?.doc === doc && r.body.type !== 'deleted')
+    assert.ok(refusedBefore.length > 0, 'events were pending at the deletion')
+
+    const metrics = await (await fetch(`${server.httpUrl}/metrics`)).text()
+    const superseded = Number(/^chorus_webhooks_superseded_total (\d+)$/m.exec(metrics)?.[1])
+    assert.ok(superseded >= 1, `the dropped events are counted: ${superseded}`)
+
+    // The same id opens empty, and is a new document once written.
+    const again = pool.raw({ app: life, doc, token: sessionToken({ app: life, doc, user: 'dan' }) })
+    await again.handshake()
+    assert.equal(bodyText(again.receivedDoc()), '', 'a new session finds an empty draft')
+    assert.equal((await api.draft()).status, 404, 'opening it stored nothing')
+    assert.equal((await api.put({ title: 'Reborn' })).status, 200)
+    const reborn = await (await api.draft()).json()
+    assert.equal(reborn.title, 'Reborn')
+    assert.deepEqual(await api.history(), [], 'no history carried over')
+  })
+
+  it('closed says whether the draft changed since the last publish or external change', async () => {
+    const rx = await receiver()
+    cleanup.push(rx.close)
+    const life = app(rx.url)
+    const server = await startServer({ apps: [life], extraConfig: FAST })
+    cleanup.push(() => server.stop())
+    const pool = new ClientPool(server)
+    cleanup.push(() => pool.destroyAll())
+    const doc = uid('changed')
+    const api = hostApi(server, life, doc)
+    const closedEvents = () => rx.accepted().filter((r) => r.body?.doc === doc && r.body.type === 'closed').map((r) => r.body)
+    /** One editing session: join, maybe type, leave; resolves with its `closed` event. */
+    const session = async (user, text) => {
+      const before = closedEvents().length
+      const p = pool.provider({ app: life, doc, token: sessionToken({ app: life, doc, user }) })
+      await waitSynced(p)
+      if (text !== undefined) {
+        p.doc.transact(() => {
+          const el = new Y.XmlElement('p')
+          el.insert(0, [new Y.XmlText(text)])
+          p.doc.getXmlFragment('body').push([el])
+        })
+        await waitFor(async () => (await (await api.draft()).text()).includes(text), `${text} stored`)
+      }
+      p.destroy()
+      await waitFor(() => closedEvents().length > before, `closed after ${user}'s session`)
+      return closedEvents()[before]
+    }
+    assert.equal((await session('ann', 'first')).changed, true, 'never published: changed')
+    const { etag } = await (await api.draft()).json()
+    assert.equal((await api.publish(etag)).status, 200)
+    assert.equal((await session('bob')).changed, false, 'nothing typed since the publish')
+    assert.equal((await session('cid', 'second')).changed, true, 'typed after the publish')
+    assert.equal((await api.put({ title: 'Host title' })).status, 200)
+    assert.equal((await session('dan')).changed, false, 'nothing typed since the external change')
+  })
+
+  it('a draft never stored is 404 to DELETE, and its open session stays', async () => {
+    const life = app('http://127.0.0.1:9/unused')
+    const server = await startServer({ apps: [life], extraConfig: FAST })
+    cleanup.push(() => server.stop())
+    const pool = new ClientPool(server)
+    cleanup.push(() => pool.destroyAll())
+    const doc = uid('never')
+    const viewer = pool.raw({ app: life, doc, token: sessionToken({ app: life, doc, user: 'eve', mode: 'view' }) })
+    await viewer.handshake()
+    const res = await hostApi(server, life, doc).delete()
+    assert.equal(res.status, 404)
+    assert.equal((await res.json()).code, 'not-found')
+    await sleep(300)
+    assert.equal(viewer.closeInfo, null, 'nobody was closed')
+  })
+
+  it('PUT …/content creates a missing document even with an empty title or body, and keeps it across a restart', async () => {
+    const life = app('http://127.0.0.1:9/unused')
+    const config = { apps: [life], extraConfig: FAST }
+    let server = await startServer(config)
+    cleanup.push(() => server.stop())
+    const created = []
+    for (const body of [{ title: '' }, { html: '' }, { title: '', html: '' }]) {
+      const doc = uid('create')
+      const api = hostApi(server, life, doc)
+      assert.equal((await api.draft()).status, 404, 'missing before')
+      const put = await api.put(body)
+      assert.equal(put.status, 200, JSON.stringify(body))
+      assert.deepEqual((await put.json()).changed, [], 'nothing to change in an empty draft')
+      const read = await api.draft()
+      assert.equal(read.status, 200, `created by ${JSON.stringify(body)}`)
+      assert.equal((await read.json()).title, '')
+      assert.ok((await api.list()).includes(doc), 'listed')
+      created.push(doc)
+    }
+    // Stored, not only loaded: a restarted server finds them.
+    await server.stop({ keepDir: true })
+    server = await startServer({ ...config, reuseDir: server.dir })
+    for (const doc of created) {
+      assert.equal((await hostApi(server, life, doc).draft()).status, 200, `${doc} after a restart`)
+    }
+  })
+})
