@@ -989,6 +989,39 @@ describe('ChorusProvider (web-client/src/provider.ts) in Node against the real s
     }
   })
 
+  it('after 4404 document-deleted: stops, turns read-only, emits deleted and writes nothing back into the emptied id', async () => {
+    const app = { id: 'delete-app', secrets: [randomSecret()] }
+    const server = await startServer({ apps: [app] })
+    const doc = uid('wc-4404')
+    let calls = 0
+    const ydoc = new mod.Y.Doc()
+    const p = new mod.ChorusProvider(ydoc, {
+      server: server.httpUrl, app: app.id, doc, getToken: async () => { calls++; return sessionToken({ app, doc, user: 'del' }) },
+      offline: false, backoff: { baseMs: 50, capMs: 200 }, WebSocketImpl: WebSocket
+    })
+    const seen = { deleted: [], readOnly: [] }
+    p.on('deleted', (e) => seen.deleted.push(e))
+    p.on('read-only', (e) => seen.readOnly.push(e.reason))
+    const api = `${server.httpUrl}/v1/apps/${app.id}/docs/${doc}`
+    const auth = { authorization: `Bearer ${hostToken({ app })}` }
+    try {
+      await waitFor(() => p.synced, 'synced')
+      ydoc.getText('title').insert(0, 'Soon gone')
+      await waitFor(async () => (await fetch(`${api}/draft`, { headers: auth })).status === 200, 'the edit is stored')
+      assert.equal((await fetch(api, { method: 'DELETE', headers: auth })).status, 200)
+      await waitFor(() => seen.deleted.length === 1, 'deleted after the host deleted the draft')
+      assert.deepEqual(seen.deleted, [{ code: 4404, reason: 'document-deleted' }])
+      assert.deepEqual(seen.readOnly, ['deleted'])
+      assert.equal(p.status, 'forbidden')
+      await sleep(600) // with a 50–200 ms back-off a reconnect would have happened by now
+      assert.equal(calls, 1, 'no reconnect')
+      assert.equal((await fetch(`${api}/draft`, { headers: auth })).status, 404, 'the deleted content was not written back')
+    } finally {
+      p.destroy()
+      await server.stop()
+    }
+  })
+
   it('sends the token as a subprotocol, never in the URL, and keeps the server URL\'s path prefix', async () => {
     assert.equal(mod.wsBase('https://wiki.example/collab/'), 'wss://wiki.example/collab')
     assert.equal(mod.wsBase('http://127.0.0.1:10123'), 'ws://127.0.0.1:10123')

@@ -464,3 +464,79 @@ async fn a_lone_format_item_sent_through_a_forwarding_node_is_refused_by_the_own
         node.stop().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_through_any_node_closes_the_sessions_of_every_node_and_fires_once() {
+    let (url, got) = receiver().await;
+    let cluster = cluster_with(3, |c| {
+        for app in &mut c.apps {
+            app.callback_url = Some(url.clone());
+        }
+    })
+    .await;
+    let n = &cluster.nodes;
+    let clients = [
+        n[0].ext_client("doomed", "alice").await,
+        n[1].ext_client("doomed", "bob").await,
+        n[2].ext_client("doomed", "carol").await,
+    ];
+    let sent = clients[0].insert_title(0, "to be deleted");
+    eventually(
+        10,
+        "the edit is saved and reaches every node's client",
+        || clients[0].saved() >= sent && clients.iter().all(|c| c.title() == "to be deleted"),
+    )
+    .await
+    .unwrap();
+    // Deleted through the node that serves none of the three first.
+    let auth = auth();
+    let (status, _, body) = http(
+        n[2].addr,
+        "DELETE",
+        "/v1/apps/wiki/docs/doomed",
+        &[("Authorization", &auth)],
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["closedSessions"], 3, "every node's session counted");
+    eventually(10, "every node's session is closed", || {
+        clients.iter().all(|c| c.closed().is_some())
+    })
+    .await
+    .unwrap();
+    for c in &clients {
+        assert_eq!(c.closed().unwrap(), (4404, "document-deleted".into()));
+    }
+
+    // Gone for every node; the id opens empty on each.
+    for node in n {
+        let (status, _) = get_json(node, "/v1/apps/wiki/docs/doomed/draft").await;
+        assert_eq!(status, 404, "draft read through {}", node.addr);
+    }
+    let again = n[1].ext_client("doomed", "dan").await;
+    assert_eq!(again.title(), "", "a new session finds an empty draft");
+    eventually(10, "the deleted event is delivered", || {
+        got.lock()
+            .unwrap()
+            .iter()
+            .any(|(t, d, _)| t == "deleted" && d == "doomed")
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let deleted = got
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, d, _)| t == "deleted" && d == "doomed")
+        .count();
+    assert_eq!(
+        deleted, 1,
+        "one deletion, one event, whichever node delivers"
+    );
+    again.close().await;
+    for node in cluster.nodes {
+        node.stop().await.unwrap();
+    }
+}
