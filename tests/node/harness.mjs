@@ -522,7 +522,8 @@ export const MSG_CHORUS = 100
 export const CHORUS_ERROR = 0
 
 /**
- * Parses a Chorus extension message (type 100): {kind, code?, message?, n?, fields?, reason?}
+ * Parses a Chorus extension message (type 100): {kind, code?, message?, n?, fields?, reason?,
+ * action?, userId?, name?}
  * for the kinds the server sends; null if `buf` is not one.
  */
 export function parseChorusMessage (buf) {
@@ -539,6 +540,11 @@ export function parseChorusMessage (buf) {
       return { kind, fields }
     }
     if (kind === 3) return { kind, reason: decoding.readVarString(dec) }
+    if (kind === 7) {
+      const action = decoding.readVarString(dec)
+      const userId = decoding.readVarString(dec)
+      return { kind, action, userId, name: decoding.readVarString(dec) }
+    }
     return { kind }
   } catch {
     return null

@@ -6,12 +6,16 @@
 //   undelivered, and the same id opens empty afterwards;
 // - `closed` says whether anything changed since the last publish or external change;
 // - a deletion of a draft never stored is 404 and closes nobody;
+// - discard returns the draft to its last published version (or a point) as an
+//   external change, and editors that opted in are told who published, discarded
+//   or restored (`host-action`), stock clients never;
 // - PUT …/content creates a missing document even when its content is what an empty
 //   draft already has.
 import { describe, it, after } from 'node:test'
 import assert from 'node:assert/strict'
 import {
-  Y, startServer, ClientPool, sessionToken, hostToken, waitFor, waitSynced, uid, sleep, expectClose
+  Y, startServer, ClientPool, sessionToken, hostToken, waitFor, waitSynced, uid, sleep, expectClose,
+  parseChorusMessage, MSG_CHORUS
 } from './harness.mjs'
 import { receiver } from './lib/hook-receiver.mjs'
 
@@ -28,7 +32,13 @@ function hostApi (server, appDef, doc) {
     draft: () => fetch(`${base}/draft`, { headers: auth }),
     history: async () => (await (await fetch(`${base}/history`, { headers: auth })).json()).points,
     put: (body) => fetch(`${base}/content`, { method: 'PUT', headers: json, body: JSON.stringify(body) }),
-    publish: (etag) => fetch(`${base}/publish`, { method: 'POST', headers: { ...auth, 'if-match': etag } }),
+    publish: (etag, body) => fetch(`${base}/publish`, {
+      method: 'POST',
+      headers: { ...json, 'if-match': etag },
+      body: body === undefined ? undefined : JSON.stringify(body)
+    }),
+    discard: (body) => fetch(`${base}/discard`, { method: 'POST', headers: json, body: body === undefined ? undefined : JSON.stringify(body) }),
+    restore: (body) => fetch(`${base}/restore`, { method: 'POST', headers: json, body: JSON.stringify(body) }),
     delete: () => fetch(base, { method: 'DELETE', headers: auth }),
     list: async () => (await (await fetch(`${server.httpUrl}/v1/apps/${appDef.id}/docs`, { headers: auth })).json()).docs.map((d) => d.id)
   }
@@ -159,6 +169,69 @@ describe('a draft\'s life', () => {
     assert.equal((await session('cid', 'second')).changed, true, 'typed after the publish')
     assert.equal((await api.put({ title: 'Host title' })).status, 200)
     assert.equal((await session('dan')).changed, false, 'nothing typed since the external change')
+  })
+
+  it('discard returns to the last published version; editors are told who published and who discarded', async () => {
+    const life = app('http://127.0.0.1:9/unused')
+    const server = await startServer({ apps: [life], extraConfig: FAST })
+    cleanup.push(() => server.stop())
+    const pool = new ClientPool(server)
+    cleanup.push(() => pool.destroyAll())
+    const doc = uid('discard')
+    const api = hostApi(server, life, doc)
+    const token = (user) => sessionToken({ app: life, doc, user })
+    // One opted-in session (chorus=1), one stock session that must never see type 100.
+    const ext = pool.raw({ url: `${server.wsUrl(life.id, doc, token('ext'))}&chorus=1` })
+    const stock = pool.raw({ app: life, doc, token: token('stock') })
+    await ext.handshake()
+    await stock.handshake()
+    const hostActions = () => ext.messages.map(parseChorusMessage).filter((m) => m?.kind === 7)
+      .map(({ action, userId, name }) => ({ action, userId, name }))
+
+    assert.equal((await api.discard()).status, 404, 'nothing to discard: never written')
+    assert.equal((await api.put({ html: '<p>published words</p>' })).status, 200)
+    assert.equal((await api.discard()).status, 404, 'nothing to discard to: never published')
+    const { etag } = await (await api.draft()).json()
+    const tooLong = await api.publish(etag, { by: { name: 'x'.repeat(257) } })
+    assert.equal(tooLong.status, 400, 'a name over 256 characters')
+    assert.equal((await api.publish(etag, { by: { nick: 'x' } })).status, 400, 'an unknown field')
+    assert.equal((await api.publish(etag, { by: { id: 'u-ann', name: 'Ann <b>Host</b>' } })).status, 200)
+    await waitFor(() => hostActions().length === 1, 'published announced')
+    assert.deepEqual(hostActions()[0], { action: 'published', userId: 'u-ann', name: 'Ann <b>Host</b>' }, 'as the host named them, as text')
+
+    // An editor types after the publish; the host discards it.
+    const writer = pool.provider({ app: life, doc, token: token('writer') })
+    await waitSynced(writer)
+    writer.doc.transact(() => {
+      const p = new Y.XmlElement('p')
+      p.insert(0, [new Y.XmlText('unpublished words')])
+      writer.doc.getXmlFragment('body').push([p])
+    })
+    await waitFor(async () => (await (await api.draft()).text()).includes('unpublished words'), 'the edit is stored')
+    const discarded = await api.discard({ by: { name: 'Bo' } })
+    assert.equal(discarded.status, 200, await discarded.clone().text())
+    assert.deepEqual((await discarded.json()).changed, ['body'])
+    const html = await (await fetch(`${server.httpUrl}/v1/apps/${life.id}/docs/${doc}/draft?format=html`, { headers: { authorization: `Bearer ${hostToken({ app: life })}` } })).text()
+    assert.match(html, /published words/)
+    assert.doesNotMatch(html, /unpublished words/, 'the unpublished change is gone')
+    await waitFor(() => !writer.doc.getXmlFragment('body').toString().includes('unpublished words'), 'the editor sees it go live')
+    await waitFor(() => hostActions().length === 2, 'discarded announced')
+    assert.deepEqual(hostActions()[1], { action: 'discarded', userId: '', name: 'Bo' })
+    const external = ext.messages.map(parseChorusMessage).filter((m) => m?.kind === 2)
+    assert.ok(external.some((m) => m.fields.includes('body')), 'and as an external change')
+    const points = await api.history()
+    const last = points[points.length - 1]
+    assert.equal(last.kind, 'discard')
+    assert.equal(last.restoredFrom, points.find((p) => p.kind === 'publish').point)
+
+    // To a chosen point instead; a point that does not exist is 404.
+    assert.equal((await api.discard({ point: 999 })).status, 404)
+    assert.equal((await api.restore({ point: 1, by: { id: 'u-cid' } })).status, 200)
+    await waitFor(() => hostActions().length === 3, 'restored announced')
+    assert.deepEqual(hostActions()[2], { action: 'restored', userId: 'u-cid', name: '' })
+
+    await sleep(200)
+    assert.ok(!stock.messages.some((m) => typeof m !== 'string' && m[0] === MSG_CHORUS), 'a stock client never gets an extension message')
   })
 
   it('a draft never stored is 404 to DELETE, and its open session stays', async () => {

@@ -37,6 +37,7 @@ export const CHORUS_READ_ONLY = 3
 export const CHORUS_REFRESH_TOKEN = 4
 export const CHORUS_HOLDER = 5
 export const CHORUS_EDITABLE = 6
+export const CHORUS_HOST_ACTION = 7
 
 /**
  * The claims of a JWT, read without verifying it (the server verifies; the client
@@ -153,6 +154,13 @@ export interface ChorusEvents extends Record<string, unknown> {
   'read-only': { reason: string }
   holder: Holder
   editable: undefined
+  /**
+   * The host did something to the draft and credits who (plain text, never HTML):
+   * `published`, `discarded` (the unpublished changes; the content change itself
+   * arrives as `external-change`) or `restored`. `userId` and `name` are empty when
+   * the host did not say. Show it as "Ann published".
+   */
+  'host-action': { action: string, userId: string, name: string }
   error: ChorusError
   /** The provider moved to another transport: `http` after a fallback (and why), `websocket` after an upgrade back. */
   transport: { transport: Transport, reason: FallbackReason | 'upgraded' }
@@ -232,6 +240,7 @@ export type ChorusMessage =
   | { kind: 'read-only', reason: string }
   | { kind: 'holder', userId: string, name: string }
   | { kind: 'editable' }
+  | { kind: 'host-action', action: string, userId: string, name: string }
   | { kind: 'unknown', value: number }
 
 export function readChorusMessage (decoder: decoding.Decoder): ChorusMessage {
@@ -257,6 +266,11 @@ export function readChorusMessage (decoder: decoding.Decoder): ChorusMessage {
     }
     case CHORUS_EDITABLE:
       return { kind: 'editable' }
+    case CHORUS_HOST_ACTION: {
+      const action = decoding.readVarString(decoder)
+      const userId = decoding.readVarString(decoder)
+      return { kind: 'host-action', action, userId, name: decoding.readVarString(decoder) }
+    }
     default:
       // An opted-in client must ignore kinds it does not know.
       return { kind: 'unknown', value: kind }
@@ -984,6 +998,9 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
       case 'holder':
         this.holder = { userId: msg.userId, name: msg.name }
         this.emit('holder', this.holder)
+        break
+      case 'host-action':
+        this.emit('host-action', { action: msg.action, userId: msg.userId, name: msg.name })
         break
       case 'editable':
         this.readOnly = false

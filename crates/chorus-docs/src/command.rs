@@ -64,8 +64,61 @@ pub struct HostChange {
     pub html: Option<String>,
     /// The document as the host read it (three-way change), if given.
     pub base: Option<Arc<Vec<u8>>>,
-    /// For a restore: the history point it brings back (recorded as a `restore` point).
-    pub restoring: Option<u64>,
+    /// For a restore or a discard: the history point it brings back, and who.
+    pub restoring: Option<Restoring>,
+}
+
+/// Who a host says did something (editors are told); both may be empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActingUser {
+    /// The user's id in the host.
+    pub id: String,
+    /// Their display name.
+    pub name: String,
+}
+
+/// What a host did to the draft that its editors are told of, crediting who.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostAction {
+    /// The draft was published.
+    Published,
+    /// The unpublished changes were discarded (back to the last published version
+    /// or a chosen history point).
+    Discarded,
+    /// A history point was brought back.
+    Restored,
+}
+
+impl HostAction {
+    /// The wire name (the `host-action` extension message, the history point kind).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostAction::Published => "published",
+            HostAction::Discarded => "discarded",
+            HostAction::Restored => "restored",
+        }
+    }
+
+    /// The extension message that tells editors of it.
+    pub(crate) fn message(self, by: &ActingUser) -> chorus_protocol::ChorusMessage {
+        chorus_protocol::ChorusMessage::HostAction {
+            action: self.as_str().to_owned(),
+            user_id: by.id.clone(),
+            name: by.name.clone(),
+        }
+    }
+}
+
+/// A change that brings a history point back.
+#[derive(Debug, Clone)]
+pub struct Restoring {
+    /// The point brought back.
+    pub point: u64,
+    /// [`HostAction::Restored`] or [`HostAction::Discarded`] (recorded as a
+    /// `restore` or a `discard` history point).
+    pub action: HostAction,
+    /// Who, as the host named them.
+    pub by: ActingUser,
 }
 
 /// A [`HostChange`] made ready off the actor: the body HTML parsed, cleaned and
@@ -74,7 +127,7 @@ pub struct HostChange {
 #[derive(Debug)]
 pub struct PreparedChange {
     pub(crate) edit: chorus_core::ExternalEdit,
-    pub(crate) restoring: Option<u64>,
+    pub(crate) restoring: Option<Restoring>,
 }
 
 /// The live document's state vector (and its state, when the change has no base
@@ -199,6 +252,8 @@ pub enum DocCommand {
     Publish {
         /// What [`DocCommand::Render`] gave, with its HTML cleaned.
         draft: PublishDraft,
+        /// Who published, as the host named them (editors are told).
+        by: ActingUser,
         /// Answered once the history point and the publication are durable.
         reply: oneshot::Sender<Result<Published, HostError>>,
     },

@@ -14,7 +14,10 @@
 //! computed again (in place, never replacing, after two tries). In strip and off
 //! mode every changed paragraph is edited in place.
 
-use crate::command::{ChangeOutcome, Deleted, DocCommand, HostChange, PreparedChange, Published};
+use crate::command::{
+    ActingUser, ChangeOutcome, Deleted, DocCommand, HostChange, PreparedChange, Published,
+    Restoring,
+};
 use crate::error::{DocError, HostError};
 use crate::registry::Documents;
 use crate::types::DocKey;
@@ -72,7 +75,7 @@ impl Documents {
                     title.clone(),
                     body,
                     base.clone(),
-                    restoring,
+                    restoring.clone(),
                     may_replace,
                 )
                 .await;
@@ -96,7 +99,7 @@ impl Documents {
         title: Option<String>,
         body: PendingBody,
         base: Option<Arc<Vec<u8>>>,
-        restoring: Option<u64>,
+        restoring: Option<Restoring>,
         may_replace: bool,
     ) -> (Result<ChangeOutcome, HostError>, Option<CleanedBody>) {
         let with_state = base.is_none();
@@ -184,11 +187,13 @@ impl Documents {
     /// Publish the draft of `key` if its ETag is still `if_match`: the actor renders
     /// it, the blocking pool cleans the HTML with the app's whitelist, and the actor
     /// records the publication (a history point, the `published` event) unless the
-    /// draft moved meanwhile (then `Conflict`). Answers once it is durable.
+    /// draft moved meanwhile (then `Conflict`). Answers once it is durable, when the
+    /// editors are also told who published.
     pub async fn publish(
         self: &Arc<Self>,
         key: &DocKey,
         if_match: String,
+        by: ActingUser,
     ) -> Result<Published, HostError> {
         let mut draft = self
             .ask(key, |reply| DocCommand::Render { if_match, reply })
@@ -196,7 +201,7 @@ impl Documents {
         let whitelist = self.whitelist_for(&key.app).clone();
         let raw = std::mem::take(&mut draft.html);
         draft.html = on_blocking_pool(move || whitelist.clean_html(&raw)).await?;
-        self.ask(key, |reply| DocCommand::Publish { draft, reply })
+        self.ask(key, |reply| DocCommand::Publish { draft, by, reply })
             .await?
     }
 }

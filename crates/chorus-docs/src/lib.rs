@@ -63,8 +63,9 @@ mod writer;
 
 pub use actor::etag_of;
 pub use command::{
-    BaseState, ChangeOutcome, ClusterCommand, Deleted, DocCommand, Draft, DraftContent,
-    DraftFormat, HostChange, PreparedChange, PublishDraft, Published, SessionInfo,
+    ActingUser, BaseState, ChangeOutcome, ClusterCommand, Deleted, DocCommand, Draft, DraftContent,
+    DraftFormat, HostAction, HostChange, PreparedChange, PublishDraft, Published, Restoring,
+    SessionInfo,
 };
 pub use direct::DirectSink;
 pub use env::{AppRules, DocPolicy, DocSetup};

@@ -89,7 +89,10 @@ async fn a_publish_and_an_html_read_answer_the_rendered_draft() {
     };
     assert_eq!(title, "Handbook");
     assert_eq!(html, "<p>Hello <b>world</b></p>");
-    let published = docs.publish(&k, draft.etag.clone()).await.unwrap();
+    let published = docs
+        .publish(&k, draft.etag.clone(), Default::default())
+        .await
+        .unwrap();
     assert_eq!(published.html, html);
     assert_eq!(published.etag, draft.etag);
 }
@@ -113,7 +116,11 @@ async fn a_publish_refuses_a_draft_that_moved_after_it_was_rendered() {
         .await
         .unwrap();
     let published = docs
-        .ask(&k, |reply| DocCommand::Publish { draft, reply })
+        .ask(&k, |reply| DocCommand::Publish {
+            draft,
+            by: Default::default(),
+            reply,
+        })
         .await
         .unwrap();
     let now = etag(&docs, &k).await;
@@ -123,7 +130,7 @@ async fn a_publish_refuses_a_draft_that_moved_after_it_was_rendered() {
     }
     assert_ne!(read, now);
     // The public path publishes the draft as it is now.
-    assert!(docs.publish(&k, now).await.is_ok());
+    assert!(docs.publish(&k, now, Default::default()).await.is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,7 @@ const KIND_READ_ONLY: u64 = 3;
 const KIND_REFRESH_TOKEN: u64 = 4;
 const KIND_HOLDER: u64 = 5;
 const KIND_EDITABLE: u64 = 6;
+const KIND_HOST_ACTION: u64 = 7;
 
 /// A Chorus extension message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +57,17 @@ pub enum ChorusMessage {
     },
     /// Server → client: this session may edit (again), e.g. the exclusive hold passed to it.
     Editable,
+    /// Server → client: the host did something to the draft everyone should see
+    /// credited ("Ann published", "Ann discarded the unpublished changes").
+    HostAction {
+        /// What: `published`, `discarded` (back to the last published version or a
+        /// history point) or `restored` (a history point brought back).
+        action: String,
+        /// Who, as the host named them (empty if it did not).
+        user_id: String,
+        /// Their display name (empty if the host did not say).
+        name: String,
+    },
 }
 
 impl ChorusMessage {
@@ -90,6 +102,11 @@ impl ChorusMessage {
                 name: r.read_var_string()?,
             },
             KIND_EDITABLE => ChorusMessage::Editable,
+            KIND_HOST_ACTION => ChorusMessage::HostAction {
+                action: r.read_var_string()?,
+                user_id: r.read_var_string()?,
+                name: r.read_var_string()?,
+            },
             other => return Err(DecodeError::UnknownChorusKind(other)),
         })
     }
@@ -129,6 +146,16 @@ impl ChorusMessage {
                 w.write_var_string(name);
             }
             ChorusMessage::Editable => w.write_var_u64(KIND_EDITABLE),
+            ChorusMessage::HostAction {
+                action,
+                user_id,
+                name,
+            } => {
+                w.write_var_u64(KIND_HOST_ACTION);
+                w.write_var_string(action);
+                w.write_var_string(user_id);
+                w.write_var_string(name);
+            }
         }
         w.finish()
     }
@@ -161,6 +188,11 @@ mod tests {
                 name: "Ann".into(),
             },
             ChorusMessage::Editable,
+            ChorusMessage::HostAction {
+                action: "published".into(),
+                user_id: "u2".into(),
+                name: "Bo Ström".into(),
+            },
         ] {
             let frame = m.encode();
             assert_eq!(frame[0], CHORUS_MESSAGE_TYPE);

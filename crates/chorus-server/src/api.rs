@@ -20,17 +20,19 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chorus_docs::{ChangeOutcome, DocCommand, DocKey, DraftContent, HostChange};
+use chorus_docs::{
+    ChangeOutcome, DocCommand, DocKey, DraftContent, HostAction, HostChange, Restoring,
+};
 use chorus_store::DocId;
-use extract::{Admin, ApiJson, HostApp, HostDoc, IfMatch, IfNoneMatch};
+use extract::{Admin, ApiJson, HostApp, HostDoc, IfMatch, IfNoneMatch, OptionalJson};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use serde::Serialize;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 use types::{
-    AppSwitch, ChangeResult, ConflictPolicy, ContentBody, DeleteResult, DocList, DocSummary,
-    DraftJson, DraftQuery, HistoryList, PointFormat, PointJson, PointPath, PointQuery,
-    PublishQuery, PublishResult, RestoreBody, SessionList, SessionPath,
+    AppSwitch, ChangeResult, ConflictPolicy, ContentBody, DeleteResult, DiscardBody, DocList,
+    DocSummary, DraftJson, DraftQuery, HistoryList, PointFormat, PointJson, PointPath, PointQuery,
+    PublishBody, PublishQuery, PublishResult, RestoreBody, SessionList, SessionPath,
 };
 use yrs::Doc;
 
@@ -210,8 +212,10 @@ pub async fn publish(
         conflict_policy: ConflictPolicy::Abort,
     }): ApiQuery<PublishQuery>,
     IfMatch(if_match): IfMatch,
+    OptionalJson(PublishBody { by }): OptionalJson<PublishBody>,
 ) -> Result<Response, ApiError> {
-    let published = state.documents.publish(&key, if_match).await?;
+    let by = by.map(Into::into).unwrap_or_default();
+    let published = state.documents.publish(&key, if_match, by).await?;
     let etag = published.etag.clone();
     Ok(json_with_etag(
         PublishResult {
@@ -321,15 +325,61 @@ pub async fn history_point(
     })
 }
 
-/// `POST /v1/apps/{app}/docs/{doc}/restore` with `{point}`: bring a history point's
-/// content back as an external change (history itself is never rewritten; the restore
-/// adds a point of its own).
+/// `POST /v1/apps/{app}/docs/{doc}/restore` with `{point, by?}`: bring a history
+/// point's content back as an external change (history itself is never rewritten; the
+/// restore adds a point of its own).
 pub async fn restore(
     State(state): State<AppState>,
     HostDoc { key }: HostDoc,
-    ApiJson(RestoreBody { point }): ApiJson<RestoreBody>,
+    ApiJson(RestoreBody { point, by }): ApiJson<RestoreBody>,
 ) -> Result<Response, ApiError> {
-    let (stored, _) = read_point(&state, &key, point).await?;
+    let restoring = Restoring {
+        point,
+        action: HostAction::Restored,
+        by: by.map(Into::into).unwrap_or_default(),
+    };
+    bring_back(&state, &key, restoring).await
+}
+
+/// `POST /v1/apps/{app}/docs/{doc}/discard` with `{point?, by?}`: the draft returns
+/// to its last published version (or the point given), as a restore recorded as a
+/// `discard` point; editors are told who discarded the changes.
+pub async fn discard(
+    State(state): State<AppState>,
+    HostDoc { key }: HostDoc,
+    OptionalJson(DiscardBody { point, by }): OptionalJson<DiscardBody>,
+) -> Result<Response, ApiError> {
+    let point = match point {
+        Some(point) => point,
+        None => last_published_point(&state, &key).await?,
+    };
+    let restoring = Restoring {
+        point,
+        action: HostAction::Discarded,
+        by: by.map(Into::into).unwrap_or_default(),
+    };
+    bring_back(&state, &key, restoring).await
+}
+
+/// The history point of the draft's last publish; 404 if it was never published.
+async fn last_published_point(state: &AppState, key: &DocKey) -> Result<u64, ApiError> {
+    let id = DocId::new(&*key.app, &*key.doc);
+    let entries = read_store(state, "reading history", move |store| store.history(&id)).await?;
+    entries
+        .iter()
+        .rev()
+        .find(|e| e.kind == "publish")
+        .map(|e| e.point)
+        .ok_or(ApiError::NotFound("published version"))
+}
+
+/// Bring a history point's content back as an external change.
+async fn bring_back(
+    state: &AppState,
+    key: &DocKey,
+    restoring: Restoring,
+) -> Result<Response, ApiError> {
+    let (stored, _) = read_point(state, key, restoring.point).await?;
     // The external change cleans the HTML with the app's whitelist as it imports it.
     let whitelist = state.documents.whitelist_for(&key.app).clone();
     let profile = whitelist.profile.clone();
@@ -341,9 +391,9 @@ pub async fn restore(
         title: Some(title),
         html: Some(html),
         base: None,
-        restoring: Some(point),
+        restoring: Some(restoring),
     };
-    let outcome = state.documents.external_change(&key, change).await?;
+    let outcome = state.documents.external_change(key, change).await?;
     Ok(change_response(outcome))
 }
 

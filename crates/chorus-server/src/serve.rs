@@ -57,7 +57,7 @@ const HOST_BODY_LIMIT: usize = 16 << 20;
 /// two). A method a route does not take is 405 with the JSON error and an `Allow`
 /// header; a path outside this table stays axum's plain 404 (the spec says so).
 pub fn rest_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
-    let routes: [(&'static str, &'static str, MethodRouter<AppState>); 18] = [
+    let routes: [(&'static str, &'static str, MethodRouter<AppState>); 19] = [
         ("get", "/v1/heartbeat", get(ops::heartbeat)),
         (
             "post",
@@ -102,6 +102,11 @@ pub fn rest_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)
             "post",
             "/v1/apps/{app}/docs/{doc}/restore",
             post(api::restore),
+        ),
+        (
+            "post",
+            "/v1/apps/{app}/docs/{doc}/discard",
+            post(api::discard),
         ),
         (
             "get",

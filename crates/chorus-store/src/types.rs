@@ -99,7 +99,8 @@ pub struct HistoryEntry {
     pub point: u64,
     /// When it was taken (ms since the epoch).
     pub at_ms: u64,
-    /// Why it was taken: `publish`, `auto` (every few minutes of editing) or `restore`.
+    /// Why it was taken: `publish`, `auto` (every few minutes of editing), `restore` or
+    /// `discard` (unpublished changes discarded).
     pub kind: String,
     /// For a `restore` point: the point whose content was brought back (0 otherwise).
     pub restored_from: u64,

@@ -114,11 +114,33 @@ export interface GetDraftOptions<F extends DraftFormat> extends CallOptions {
   ifNoneMatch?: string | undefined
 }
 
+/** Who did something, as the host names them: the document's editors are told ("Ann published"). */
+export interface ActedBy {
+  /** The user's id in the host (at most 256 characters). */
+  id?: string | undefined
+  /** Their display name (at most 256 characters). */
+  name?: string | undefined
+}
+
 export interface PublishOptions extends CallOptions {
   /** The ETag of the draft that was read (required: publishing is conditional). */
   ifMatch: string
   /** Only `abort` (the default): a draft that moved on is a 409 `conflict`. */
   conflictPolicy?: ConflictPolicy | undefined
+  /** Who publishes: opted-in editors are told once the publish is durable. */
+  by?: ActedBy | undefined
+}
+
+export interface RestoreOptions extends CallOptions {
+  /** Who restores: opted-in editors are told once the restore is durable. */
+  by?: ActedBy | undefined
+}
+
+export interface DiscardOptions extends CallOptions {
+  /** A history point to return to instead of the last published version. */
+  point?: number | undefined
+  /** Who discards the changes: opted-in editors are told once it is durable. */
+  by?: ActedBy | undefined
 }
 
 export interface GetPointOptions<F extends PointFormat> extends CallOptions {
@@ -550,6 +572,7 @@ export class ChorusHost {
       path,
       query: { conflictPolicy: options.conflictPolicy },
       headers: { 'if-match': options.ifMatch },
+      json: options.by === undefined ? undefined : { by: options.by },
       signal: options.signal
     }, [200], doc)
     return await readJson<PublishResult>(response, `POST ${path}`)
@@ -572,10 +595,25 @@ export class ChorusHost {
   }
 
   /** `POST …/restore`: bring a history point's content back as an external change. */
-  async restore (doc: string, point: number, options: CallOptions = {}): Promise<ChangeResult> {
+  async restore (doc: string, point: number, options: RestoreOptions = {}): Promise<ChangeResult> {
     const path = this.#doc(doc, '/restore')
     checkPoint(point)
-    const response = await this.#http.send({ method: 'POST', path, json: { point }, signal: options.signal }, [200], doc)
+    const json = options.by === undefined ? { point } : { point, by: options.by }
+    const response = await this.#http.send({ method: 'POST', path, json, signal: options.signal }, [200], doc)
+    return await readJson<ChangeResult>(response, `POST ${path}`)
+  }
+
+  /**
+   * `POST …/discard`: the draft returns to its last published version (or `point`),
+   * as an external change editors see live; opted-in editors are told who discarded
+   * the changes. A draft never published (and no `point`) is 404 `not-found`.
+   */
+  async discard (doc: string, options: DiscardOptions = {}): Promise<ChangeResult> {
+    const path = this.#doc(doc, '/discard')
+    const json: { point?: number, by?: ActedBy } = {}
+    if (options.point !== undefined) json.point = Number(checkPoint(options.point))
+    if (options.by !== undefined) json.by = options.by
+    const response = await this.#http.send({ method: 'POST', path, json, signal: options.signal }, [200], doc)
     return await readJson<ChangeResult>(response, `POST ${path}`)
   }
 

@@ -669,7 +669,8 @@ export interface paths {
         /**
          * Publish the draft if it has not changed since it was read
          * @description Records a history point (kind `publish`) and marks the draft published, if the
-         *     draft's ETag is still the one in `If-Match`. The answer comes once both are durable.
+         *     draft's ETag is still the one in `If-Match`; opted-in editors are then told who
+         *     published (`by`). The answer comes once both are durable.
          */
         post: {
             parameters: {
@@ -689,7 +690,14 @@ export interface paths {
                 };
                 cookie?: never;
             };
-            requestBody?: never;
+            /** @description who publishes; opted-in editors are told once the publish is durable (a `host-action` message `published`) */
+            requestBody?: {
+                content: {
+                    "application/json": {
+                        by?: components["schemas"]["ActedBy"];
+                    };
+                };
+            };
             responses: {
                 /** @description published */
                 200: {
@@ -838,7 +846,7 @@ export interface paths {
                             point: number;
                             at: number;
                             /** @enum {string} */
-                            kind: "publish" | "auto" | "restore";
+                            kind: "publish" | "auto" | "restore" | "discard";
                             etag: string;
                         };
                         "text/html": string;
@@ -889,11 +897,86 @@ export interface paths {
                 content: {
                     "application/json": {
                         point: number;
+                        by?: components["schemas"]["ActedBy"];
                     };
                 };
             };
             responses: {
                 /** @description restored */
+                200: {
+                    headers: {
+                        ETag: components["headers"]["ETag"];
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ChangeResult"];
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                413: components["responses"]["TooLarge"];
+                /** @description reject-mode app and the point holds content its whitelist now refuses (`content-rejected`) */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                429: components["responses"]["RateLimited"];
+                503: components["responses"]["Unavailable"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/apps/{app}/docs/{doc}/discard": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Discard the unpublished changes
+         * @description The draft returns to its last published version (or to the history point in
+         *     `point`), as an external change: editors see the content change live (an
+         *     `external-change` message), and opted-in editors are told who discarded the
+         *     changes once it is durable (a `host-action` message `discarded` with `by`).
+         *     A `discard` history point is added (history is never rewritten). 404 if the
+         *     draft was never published and no point is given.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token, so app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
+                    app: components["parameters"]["app"];
+                    /** @description the content id */
+                    doc: components["parameters"]["doc"];
+                };
+                cookie?: never;
+            };
+            requestBody?: {
+                content: {
+                    "application/json": {
+                        /** @description a history point to return to instead of the last published version */
+                        point?: number;
+                        by?: components["schemas"]["ActedBy"];
+                    };
+                };
+            };
+            responses: {
+                /** @description discarded */
                 200: {
                     headers: {
                         ETag: components["headers"]["ETag"];
@@ -1244,6 +1327,13 @@ export interface components {
             sizeBytes: number;
             updateCount: number;
         };
+        /** @description who did it, as the host names them (plain text, shown to the document's editors) */
+        ActedBy: {
+            /** @description the user's id in the host */
+            id?: string;
+            /** @description the display name */
+            name?: string;
+        };
         ChangeResult: {
             /** @description the draft's ETag after the change (also the ETag header) */
             etag: string;
@@ -1268,7 +1358,7 @@ export interface components {
             /** @description ms since the epoch */
             at: number;
             /** @enum {string} */
-            kind: "publish" | "auto" | "restore";
+            kind: "publish" | "auto" | "restore" | "discard";
             /** @description the draft's ETag at that moment */
             etag: string;
             title: string;

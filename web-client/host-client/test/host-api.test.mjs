@@ -262,6 +262,25 @@ describe('ChorusHost against the real server', () => {
     await apiError(() => host.deleteDraft(doc), 404, 'not-found')
   })
 
+  it('discards to the last published version or a point; publish, restore and discard take who did it', async () => {
+    const doc = uid('discard')
+    await host.putContent(doc, { title: 'Kept', html: '<p>published</p>' })
+    await apiError(() => host.discard(doc), 404, 'not-found')
+    const { etag } = await host.getDraft(doc)
+    await host.publish(doc, { ifMatch: etag, by: { id: 'u-1', name: 'Ann' } })
+    await host.putContent(doc, { html: '<p>draft only</p>' })
+    const discarded = await host.discard(doc, { by: { name: 'Bo' } })
+    assert.deepEqual(discarded.changed, ['body'])
+    assert.match((await host.getDraft(doc, { format: 'html' })).html, /published/)
+    const points = await host.listHistory(doc)
+    assert.equal(points.at(-1).kind, 'discard')
+    const restored = await host.restore(doc, points[0].point, { by: { id: 'u-2' } })
+    assert.equal(typeof restored.etag, 'string')
+    await host.discard(doc, { point: points[0].point })
+    await apiError(() => host.discard(doc, { point: 9999 }), 404, 'not-found')
+    await apiError(() => host.publish(doc, { ifMatch: etag, by: { name: 'x'.repeat(300) } }), 400, 'bad-request')
+  })
+
   it('uses a token provider, doc-scoped tokens, rotated secrets, and maps auth errors', async () => {
     const doc = uid('auth:with~chars.ok')
     await host.putContent(doc, { title: 'ids with : ~ . pass through the path' })

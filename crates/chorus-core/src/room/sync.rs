@@ -275,7 +275,7 @@ impl<P: Peer> Room<P> {
     }
 
     /// Send an extension message to every member that opted in (encoded once).
-    pub(super) fn notify_all(&mut self, msg: ChorusMessage) {
+    pub fn notify_all(&mut self, msg: ChorusMessage) {
         let frame = msg.encode();
         let opted_in: Vec<ConnId> = self
             .members

@@ -10,8 +10,8 @@
 use super::state::HostReply;
 use super::{etag_of, DocActor};
 use crate::command::{
-    BaseState, ChangeOutcome, Draft, DraftContent, DraftFormat, PreparedChange, PublishDraft,
-    Published,
+    ActingUser, BaseState, ChangeOutcome, Draft, DraftContent, DraftFormat, HostAction,
+    PreparedChange, PublishDraft, Published,
 };
 use crate::env::now_ms;
 use crate::error::{DocError, HostError};
@@ -73,13 +73,18 @@ impl DocActor {
             // when nothing is pending.
             self.writes
                 .host_replies
-                .push(HostReply::Change(reply, outcome));
+                .push(HostReply::Change(reply, outcome, None));
             return;
         }
         info!(app = %self.key.app, doc = %self.key.doc, fields = ?outcome.fields, restoring = ?change.restoring, "external change applied");
-        if let Some(point) = change.restoring {
-            self.take_history_point("restore", Some(point));
-        }
+        let tell = change.restoring.map(|r| {
+            let kind = match r.action {
+                HostAction::Discarded => "discard",
+                _ => "restore",
+            };
+            self.take_history_point(kind, Some(r.point));
+            r.action.message(&r.by)
+        });
         if !outcome.fields.is_empty() {
             self.writes.meta.host_etag = outcome.etag.clone();
             let event = HookEvent::external_change(
@@ -94,7 +99,7 @@ impl DocActor {
         self.writes.exists = true;
         self.writes
             .host_replies
-            .push(HostReply::Change(reply, outcome));
+            .push(HostReply::Change(reply, outcome, tell));
     }
 
     /// The draft rendered for a publish, if it exists and still has `if_match`.
@@ -116,6 +121,7 @@ impl DocActor {
     pub(super) fn publish(
         &mut self,
         draft: PublishDraft,
+        by: ActingUser,
         reply: oneshot::Sender<Result<Published, HostError>>,
     ) {
         let PublishDraft { etag, title, html } = draft;
@@ -149,6 +155,7 @@ impl DocActor {
                 etag,
                 published_at_ms: now,
             },
+            Some(HostAction::Published.message(&by)),
         ));
     }
 

@@ -264,7 +264,7 @@ impl DocActor {
             DocCommand::Render { if_match, reply } => {
                 let _ = reply.send(self.render(&if_match));
             }
-            DocCommand::Publish { draft, reply } => self.publish(draft, reply),
+            DocCommand::Publish { draft, by, reply } => self.publish(draft, by, reply),
             DocCommand::Delete { reply } => {
                 if !self.writes.exists {
                     let _ = reply.send(Err(crate::HostError::NotFound));

@@ -88,7 +88,9 @@ impl DocActor {
                     self.room.send_saved(conn, n);
                 }
                 for reply in std::mem::take(&mut self.writes.host_replies) {
-                    reply.complete();
+                    if let Some(tell) = reply.complete() {
+                        self.room.notify_all(tell);
+                    }
                 }
             }
         }
@@ -188,7 +190,9 @@ impl DocActor {
                     self.room.send_saved(conn, n);
                 }
                 for reply in job.host_replies {
-                    reply.complete();
+                    if let Some(tell) = reply.complete() {
+                        self.room.notify_all(tell);
+                    }
                 }
                 if matches!(
                     kind,

@@ -13,6 +13,7 @@ use crate::plan::WritePlan;
 use crate::writer::PersistResult;
 use chorus_core::{ConnId, Session};
 use chorus_hooks::HookEvent;
+use chorus_protocol::ChorusMessage;
 use chorus_store::{DocMeta, HistoryPoint};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -123,21 +124,33 @@ impl RemoteMembers {
     }
 }
 
-/// A host answer waiting for the store.
+/// A host answer waiting for the store, with what the editors are then told.
 pub(super) enum HostReply {
     Change(
         oneshot::Sender<Result<ChangeOutcome, HostError>>,
         ChangeOutcome,
+        Option<ChorusMessage>,
     ),
-    Publish(oneshot::Sender<Result<Published, HostError>>, Published),
+    Publish(
+        oneshot::Sender<Result<Published, HostError>>,
+        Published,
+        Option<ChorusMessage>,
+    ),
 }
 
 impl HostReply {
-    /// The write carrying the operation is durable: answer.
-    pub(super) fn complete(self) {
+    /// The write carrying the operation is durable: answer; gives what the editors
+    /// are to be told now.
+    pub(super) fn complete(self) -> Option<ChorusMessage> {
         match self {
-            HostReply::Change(tx, outcome) => drop(tx.send(Ok(outcome))),
-            HostReply::Publish(tx, published) => drop(tx.send(Ok(published))),
+            HostReply::Change(tx, outcome, tell) => {
+                drop(tx.send(Ok(outcome)));
+                tell
+            }
+            HostReply::Publish(tx, published, tell) => {
+                drop(tx.send(Ok(published)));
+                tell
+            }
         }
     }
 
@@ -145,8 +158,8 @@ impl HostReply {
     pub(super) fn fail(self, why: DocError) {
         let err = HostError::Unavailable(why);
         match self {
-            HostReply::Change(tx, _) => drop(tx.send(Err(err))),
-            HostReply::Publish(tx, _) => drop(tx.send(Err(err))),
+            HostReply::Change(tx, ..) => drop(tx.send(Err(err))),
+            HostReply::Publish(tx, ..) => drop(tx.send(Err(err))),
         }
     }
 }

@@ -14,7 +14,8 @@
 
 use super::error::ApiError;
 use super::types::{
-    ContentBody, DraftQuery, PointPath, PointQuery, PublishQuery, RestoreBody, SessionPath,
+    ContentBody, DiscardBody, DraftQuery, PointPath, PointQuery, PublishBody, PublishQuery,
+    RestoreBody, SessionPath,
 };
 use crate::ids::is_valid_content_id;
 use crate::state::{unix_now, AppState};
@@ -106,6 +107,35 @@ where
         })?;
         serde_json::from_slice(&bytes)
             .map(ApiJson)
+            .map_err(|e| bad(T::EXPECTED, e))
+    }
+}
+
+/// An optional JSON body: none at all (or only white space) is `T::default()`;
+/// anything else must be the expected JSON, as for [`ApiJson`].
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for OptionalJson<T>
+where
+    T: DeserializeOwned + Expected + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge
+            } else {
+                bad(T::EXPECTED, e.body_text())
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
+        }
+        serde_json::from_slice(&bytes)
+            .map(OptionalJson)
             .map_err(|e| bad(T::EXPECTED, e))
     }
 }
@@ -301,6 +331,16 @@ impl Expected for PointPath {
 
 impl Expected for SessionPath {
     const EXPECTED: &'static str = "a session id is a number from the sessions list";
+}
+
+impl Expected for PublishBody {
+    const EXPECTED: &'static str =
+        "the body is optional; if given, a JSON object {\"by\": {\"id\", \"name\"}} (strings of at most 256 characters)";
+}
+
+impl Expected for DiscardBody {
+    const EXPECTED: &'static str =
+        "the body is optional; if given, a JSON object {\"point\"?: a history point, \"by\"?: {\"id\", \"name\"}}";
 }
 
 impl Expected for ContentBody {

@@ -118,13 +118,78 @@ fn present_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::
     String::deserialize(d).map(Some)
 }
 
-/// Body of `POST …/restore`: `{point}`.
+/// Body of `POST …/restore`: `{point, by?}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreBody {
     /// The history point to bring back.
     #[serde(deserialize_with = "whole_number")]
     pub point: u64,
+    /// Who restored it (credited to the editors).
+    #[serde(default)]
+    pub by: Option<ActedBy>,
+}
+
+/// Longest `by.id` or `by.name` taken (characters): a name shown to editors, not a
+/// document.
+pub const MAX_ACTED_BY_CHARS: usize = 256;
+
+/// Who did something through the host API, as the host names them: the editors
+/// are told ("Ann published"). Plain text; both may be absent.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActedBy {
+    /// The user's id in the host.
+    #[serde(default, deserialize_with = "short_string")]
+    pub id: String,
+    /// Their display name.
+    #[serde(default, deserialize_with = "short_string")]
+    pub name: String,
+}
+
+impl From<ActedBy> for chorus_docs::ActingUser {
+    fn from(by: ActedBy) -> Self {
+        chorus_docs::ActingUser {
+            id: by.id,
+            name: by.name,
+        }
+    }
+}
+
+/// A string of at most [`MAX_ACTED_BY_CHARS`] characters.
+fn short_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.chars().count() > MAX_ACTED_BY_CHARS {
+        return Err(serde::de::Error::custom(format_args!(
+            "longer than {MAX_ACTED_BY_CHARS} characters"
+        )));
+    }
+    Ok(s)
+}
+
+/// Body of `POST …/publish` (optional): `{by?}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishBody {
+    /// Who published (credited to the editors).
+    #[serde(default)]
+    pub by: Option<ActedBy>,
+}
+
+/// Body of `POST …/discard` (optional): `{point?, by?}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscardBody {
+    /// The history point to return to, instead of the last published version.
+    #[serde(default, deserialize_with = "some_whole_number")]
+    pub point: Option<u64>,
+    /// Who discarded the changes (credited to the editors).
+    #[serde(default)]
+    pub by: Option<ActedBy>,
+}
+
+fn some_whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    whole_number(d).map(Some)
 }
 
 /// A JSON number that is a whole number from 0 to `u64::MAX`, written as an integer
@@ -254,7 +319,7 @@ pub struct HistorySummary {
     pub title: String,
     /// Stored bytes.
     pub size_bytes: u64,
-    /// Restore points only: the point brought back.
+    /// Restore and discard points only: the point brought back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restored_from: Option<u64>,
 }
