@@ -262,7 +262,8 @@ const pageRoutes = {
     try {
       // Publish exactly what was reviewed: if anyone changed the draft since the
       // preview was read, Chorus refuses (409 conflict) and nothing is published.
-      const result = await host.publish(page.id, { ifMatch: etag, conflictPolicy: 'abort' })
+      // `by`: the people editing the page are told who published it.
+      const result = await host.publish(page.id, { ifMatch: etag, conflictPolicy: 'abort', by: actedBy(user) })
       await store.updatePage(page.id, (p) => {
         p.published = { title: result.title, html: result.html, etag: result.etag, at: result.publishedAt, by: user }
       })
@@ -293,10 +294,39 @@ const pageRoutes = {
   'POST /history/:point/restore': async ({ res, user, page, params }) => {
     mustEdit(user, page)
     // An external change: every open editor shows the restored content as it arrives.
-    await host.restore(page.id, Number(params[0]))
+    await host.restore(page.id, Number(params[0]), { by: actedBy(user) })
     redirect(res, pageUrl(page.id, '/edit'))
+  },
+
+  // Back to the published version: an external change every open editor shows, and
+  // they are told who discarded the changes.
+  'POST /discard': async ({ res, user, page }) => {
+    mustEdit(user, page)
+    try {
+      await host.discard(page.id, { by: actedBy(user) })
+    } catch (err) {
+      if (!isChorusApiError(err, 'not-found')) throw err
+      throw new HttpError(409, 'This page was never published: there is no published version to go back to.')
+    }
+    redirect(res, pageUrl(page.id, '/edit'))
+  },
+
+  // The draft, its history and log go in Chorus (open editors are closed with 4404
+  // and stop); the wiki forgets the page too.
+  'POST /delete': async ({ res, user, page }) => {
+    mustEdit(user, page)
+    try {
+      await host.deleteDraft(page.id)
+    } catch (err) {
+      if (!isChorusApiError(err, 'not-found')) throw err // already gone in Chorus
+    }
+    await store.removePage(page.id)
+    redirect(res, `/?deleted=${encodeURIComponent(page.published?.title ?? page.title)}`)
   }
 }
+
+/** Who did something, as Chorus tells the page's editors. @param {string} user */
+const actedBy = (user) => ({ id: user, name: displayName(user) })
 
 /** @param {string} user @param {import('./lib/store.mjs').Page} page */
 function mustEdit (user, page) {
@@ -362,9 +392,12 @@ async function webhook (req, res) {
         }
         break
       case 'external-change':
+      case 'deleted':
         break
     }
   })
+  // Deleted elsewhere (another instance of the wiki, a script on the host API).
+  if (fresh && event.type === 'deleted') await store.removePage(event.doc)
   console.log(`wiki: webhook ${event.type} ${event.id} for ${event.doc}${fresh ? '' : ' (seen before)'}`)
   sendJson(res, 200, { error: 0 })
 }
@@ -395,7 +428,10 @@ async function route (req, res) {
   const user = currentUser(req)
   if (!user) return sendHtml(res, method === 'GET' && url.pathname === '/' ? 200 : 401, views.loginPage())
 
-  if (method === 'GET' && url.pathname === '/') return sendHtml(res, 200, views.indexPage({ user, pages: store.pages() }))
+  if (method === 'GET' && url.pathname === '/') {
+    const deleted = url.searchParams.get('deleted')
+    return sendHtml(res, 200, views.indexPage({ user, pages: store.pages(), notice: deleted === null ? null : `Deleted “${deleted}”.` }))
+  }
   if (method === 'POST' && url.pathname === '/pages') {
     const title = ((await readForm(req)).get('title') ?? '').trim()
     if (!title || title.length > 200) throw new HttpError(400, 'A page needs a title of up to 200 characters.')

@@ -8,7 +8,8 @@
 //   (each "saved" is a SyncStatus);
 // - a view token is authenticated with scope `readonly`; an expired token fails
 //   authentication with the reason `token-expired`, and nothing it writes is kept;
-// - presence: the provider's awareness carries the name from the token.
+// - presence: the provider's awareness carries the name from the token;
+// - who published or discarded reaches the provider's `onStateless` as JSON.
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { HocuspocusProvider as ProviderV3 } from '@hocuspocus/provider'
@@ -35,7 +36,8 @@ for (const [label, HocuspocusProvider] of [['@hocuspocus/provider 3.4.4', Provid
         WebSocketPolyfill: WebSocket,
         onAuthenticated: (e) => events.authenticated.push(e?.scope ?? 'authenticated'),
         onAuthenticationFailed: (e) => events.failed.push(e?.reason ?? 'failed'),
-        onClose: (e) => events.closes.push(e?.event?.code ?? e?.code)
+        onClose: (e) => events.closes.push(e?.event?.code ?? e?.code),
+        onStateless: (e) => { events.stateless ??= []; events.stateless.push(e.payload) }
       })
       provider.events = events
       providers.push(provider)
@@ -106,6 +108,24 @@ for (const [label, HocuspocusProvider] of [['@hocuspocus/provider 3.4.4', Provid
       const reader = pool.provider({ app: APP, doc, token: sessionToken({ app: APP, doc, user: 'rita' }) })
       await waitSynced(reader)
       assert.equal(reader.doc.getXmlFragment('default').length, 0, 'nothing from the refused provider')
+    })
+
+    it('hears who published and who discarded as stateless messages', async () => {
+      const doc = uid('hp-actions')
+      const hp = connect({ doc, token: sessionToken({ app: APP, doc, user: 'pia' }) })
+      await waitFor(() => hp.isSynced, 'the provider synced')
+      const base = `${server.httpUrl}/v1/apps/${APP.id}/docs/${doc}`
+      const headers = { authorization: `Bearer ${hostToken({ app: APP })}`, 'content-type': 'application/json' }
+      assert.equal((await fetch(`${base}/content`, { method: 'PUT', headers, body: JSON.stringify({ html: '<p>kept</p>' }) })).status, 200)
+      const { etag } = await (await fetch(`${base}/draft`, { headers })).json()
+      const published = await fetch(`${base}/publish`, { method: 'POST', headers: { ...headers, 'if-match': etag }, body: JSON.stringify({ by: { id: 'u-1', name: 'Ann' } }) })
+      assert.equal(published.status, 200)
+      assert.equal((await fetch(`${base}/discard`, { method: 'POST', headers, body: JSON.stringify({ by: { name: 'Bo "the" <editor>' } }) })).status, 200)
+      await waitFor(() => (hp.events.stateless ?? []).length >= 2, 'two stateless messages')
+      assert.deepEqual(hp.events.stateless.map((p) => JSON.parse(p)), [
+        { chorus: 'host-action', action: 'published', userId: 'u-1', name: 'Ann' },
+        { chorus: 'host-action', action: 'discarded', userId: '', name: 'Bo "the" <editor>' }
+      ])
     })
   })
 }

@@ -131,6 +131,16 @@ pub fn permission_denied(name: &str, reason: &str) -> Bytes {
     w.finish()
 }
 
+/// `Stateless`: a string the provider hands its application as is (its `stateless`
+/// event's `payload`).
+pub fn stateless(name: &str, payload: &str) -> Bytes {
+    let mut w = Writer::with_capacity(name.len() + payload.len() + 8);
+    w.write_var_string(name);
+    w.write_var_u64(HP_STATELESS);
+    w.write_var_string(payload);
+    w.finish()
+}
+
 /// `SyncStatus`: one of the client's updates was applied (`true`) or refused.
 pub fn sync_status(name: &str, applied: bool) -> Bytes {
     let mut w = Writer::with_capacity(name.len() + 4);

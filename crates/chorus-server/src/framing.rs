@@ -112,7 +112,8 @@ impl HocuspocusOut {
         if frame.first() != Some(&CHORUS_MESSAGE_TYPE) {
             return vec![hocuspocus::wrap(&self.name, frame)];
         }
-        // Of the Chorus messages, the provider understands acknowledgements only.
+        // Of the Chorus messages, the provider understands acknowledgements, and
+        // takes host actions as stateless messages; the rest is dropped.
         match Message::decode(frame) {
             Ok(Message::Chorus(ChorusMessage::Saved { n })) if n > self.acknowledged => {
                 let more = n - self.acknowledged;
@@ -125,6 +126,21 @@ impl HocuspocusOut {
             // provider keeps it counted as unsynced, and no later "saved" covers it.
             Ok(Message::Chorus(ChorusMessage::Error { code, .. })) if code == "read-only" => {
                 vec![hocuspocus::sync_status(&self.name, false)]
+            }
+            // Who published or discarded: the provider's `stateless` event carries it
+            // to the application as JSON (PROTOCOL.md, "Hocuspocus endpoint").
+            Ok(Message::Chorus(ChorusMessage::HostAction {
+                action,
+                user_id,
+                name,
+            })) => {
+                let payload = serde_json::json!({
+                    "chorus": "host-action",
+                    "action": action,
+                    "userId": user_id,
+                    "name": name,
+                });
+                vec![hocuspocus::stateless(&self.name, &payload.to_string())]
             }
             _ => Vec::new(),
         }

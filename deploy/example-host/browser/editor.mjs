@@ -1,9 +1,13 @@
 // The wiki's editor page (bundled by build.mjs into dist/editor.js): TipTap v3 with
 // StarterKit, Collaboration and CollaborationCaret on a stock y-websocket provider
-// or on @hocuspocus/provider (WIKI_EDITOR_PROVIDER=hocuspocus). Nothing here is
-// Chorus-specific but the provider's URL and its token, which the wiki minted for
-// this user and this page; the title is the document's `title` text.
+// or on @hocuspocus/provider (WIKI_EDITOR_PROVIDER=hocuspocus). Chorus-specific are
+// only the provider's URL and its token, which the wiki minted for this user and this
+// page, two things a page hears from Chorus (who published or discarded, shown as
+// "Ann published"; and that the page was deleted, after which the provider stops:
+// reconnecting would write the deleted draft back); the title is the document's
+// `title` text.
 import * as Y from 'yjs'
+import * as decoding from 'lib0/decoding'
 import { WebsocketProvider } from 'y-websocket'
 import { HocuspocusProvider } from '@hocuspocus/provider'
 import { Editor } from '@tiptap/core'
@@ -14,6 +18,25 @@ import CollaborationCaret from '@tiptap/extension-collaboration-caret'
 const config = JSON.parse(document.getElementById('wiki-config').textContent)
 const statusEl = document.querySelector('[data-testid="status"]')
 const titleEl = document.querySelector('[data-testid="title"]')
+const hostActionEl = document.querySelector('[data-testid="host-action"]')
+
+/** What the host did, as Chorus credits it. @param {{ action: string, name: string, userId: string }} a */
+function showHostAction ({ action, name, userId }) {
+  const who = name || userId || 'Someone'
+  const what = { published: 'published this page', discarded: 'discarded the unpublished changes', restored: 'restored an earlier version' }[action]
+  if (!what) return
+  hostActionEl.textContent = `${who} ${what}.` // text, never HTML: the name comes from another user
+  hostActionEl.hidden = false
+}
+
+/** Chorus closed the page's socket with 4404: the page was deleted. */
+let deleted = false
+function pageDeleted () {
+  deleted = true
+  statusEl.textContent = 'This page was deleted.'
+  statusEl.dataset.state = 'deleted'
+  document.body.dataset.deleted = 'true'
+}
 
 const ydoc = new Y.Doc()
 
@@ -39,7 +62,19 @@ function connect () {
       url: config.hocuspocusUrl,
       name: config.room,
       document: ydoc,
-      token: async () => { if (first) { const t = first; first = null; return t } return freshToken() }
+      token: async () => { if (first) { const t = first; first = null; return t } return freshToken() },
+      // Chorus sends who published or discarded as a stateless message (JSON).
+      onStateless: ({ payload }) => {
+        try {
+          const message = JSON.parse(payload)
+          if (message.chorus === 'host-action') showHostAction(message)
+        } catch { /* not Chorus's */ }
+      },
+      onClose: ({ event }) => {
+        if (event?.code !== 4404) return
+        pageDeleted()
+        provider.destroy()
+      }
     })
     return {
       provider,
@@ -53,15 +88,28 @@ function connect () {
   }
   // The token as a subprotocol beside `chorus.token` (no Chorus extension messages),
   // never in the URL, which proxies and APM tools log.
+  // `chorus.v1` opts in to Chorus's extension messages; the one this page reads is
+  // who published or discarded (kind 7), the others are let by.
   const provider = new WebsocketProvider(config.serverUrl, config.room, ydoc, {
-    protocols: ['chorus.token', config.token],
+    protocols: ['chorus.v1', config.token],
     disableBc: true // every copy syncs through Chorus, even two tabs of one browser
+  })
+  provider.messageHandlers[100] = (_encoder, decoder) => {
+    if (decoding.readVarUint(decoder) !== 7) return
+    const action = decoding.readVarString(decoder)
+    const userId = decoding.readVarString(decoder)
+    showHostAction({ action, userId, name: decoding.readVarString(decoder) })
+  }
+  provider.on('connection-close', (event) => {
+    if (event?.code !== 4404) return
+    pageDeleted()
+    provider.disconnect() // before its reconnect timer fires: nothing is written back
   })
   // y-websocket reads `protocols` at every (re)connect: keep a fresh token there, so
   // a reconnect after the first token expired is let in (Chorus closes with 4401 for
   // an expired token; y-websocket retries with whatever `protocols` hold by then).
   setInterval(async () => {
-    try { provider.protocols = ['chorus.token', await freshToken()] } catch { /* offline: the next round tries again */ }
+    try { provider.protocols = ['chorus.v1', await freshToken()] } catch { /* offline: the next round tries again */ }
   }, config.tokenRefreshSecs * 1000)
   return {
     provider,
@@ -77,6 +125,7 @@ function connect () {
 const connection = connect()
 const { provider } = connection
 const showStatus = () => {
+  if (deleted) return
   const connected = connection.connected()
   statusEl.textContent = connected ? (connection.synced() ? 'connected' : 'syncing…') : 'offline: edits are kept and sent on reconnect'
   statusEl.dataset.state = connected && connection.synced() ? 'synced' : 'pending'

@@ -87,6 +87,14 @@ export class WikiStore {
     return true
   }
 
+  /** Forgets a page (its draft was deleted in Chorus); false if it was not known. @param {string} id */
+  async removePage (id) {
+    if (!this.page(id)) return false
+    delete this.#data.pages[id]
+    await this.#save()
+    return true
+  }
+
   /**
    * Applies a webhook event to its page, once: false (and nothing changed) if this
    * event id was handled before, a redelivery after a lost answer. The change and the

@@ -61,9 +61,9 @@ export function loginPage () {
 }
 
 /**
- * @param {{ user: string, pages: import('./store.mjs').Page[] }} options
+ * @param {{ user: string, pages: import('./store.mjs').Page[], notice?: string | null }} options
  */
-export function indexPage ({ user, pages }) {
+export function indexPage ({ user, pages, notice }) {
   const rows = pages.map((p) => html`<li data-page="${p.id}"><a href="/pages/${encodeURIComponent(p.id)}">${p.published?.title ?? p.title}</a>
  <span class="meta">${p.published ? `published ${when(p.published.at)} by ${p.published.by}` : 'not published yet'}</span>
  ${p.editing.length ? html`<span class="editing" data-testid="editing">editing now: ${p.editing.join(', ')}</span>` : ''}
@@ -72,6 +72,7 @@ export function indexPage ({ user, pages }) {
   return layout({
     title: 'Pages',
     user,
+    notice,
     body: html`<h1>Pages</h1>
 <form method="post" action="/pages" class="new"><label>New page <input name="title" required maxlength="200" placeholder="Title"></label> <button>Create</button></form>
 ${pages.length ? html`<ul class="pages">${rows}</ul>` : html`<p>No pages yet.</p>`}`
@@ -99,7 +100,7 @@ ${page.published
 /**
  * The editor: a shell the bundle (browser/editor.mjs) fills in. The configuration is
  * JSON in a script element, escaped for that context (no `</script>` can end it).
- * @param {{ user: string, page: import('./store.mjs').Page, config: object }} options
+ * @param {{ user: string, page: import('./store.mjs').Page, config: { readOnly: boolean } & Record<string, unknown> }} options
  */
 export function editPage ({ user, page, config }) {
   const id = encodeURIComponent(page.id)
@@ -110,12 +111,18 @@ export function editPage ({ user, page, config }) {
     head: html`<script type="application/json" id="wiki-config">${raw(json)}</script><script src="/assets/editor.js" defer></script>`,
     body: html`<nav class="actions"><a href="/pages/${id}">View published</a> <a href="/pages/${id}/publish" data-testid="publish-link">Publish…</a> <a href="/pages/${id}/history">History</a>
 <span class="status" data-testid="status">connecting…</span></nav>
+<p class="notice" role="status" data-testid="host-action" hidden></p>
 <input class="title" data-testid="title" aria-label="Title" disabled>
 <div class="toolbar" role="toolbar">
 <button type="button" data-command="bold"><b>B</b></button><button type="button" data-command="italic"><i>I</i></button>
 <button type="button" data-command="heading">H2</button><button type="button" data-command="bulletList">• List</button>
 </div>
-<div id="editor" data-testid="editor"></div>`
+<div id="editor" data-testid="editor"></div>
+${config.readOnly ? '' : html`<details class="danger"><summary>Discard or delete</summary>
+<form method="post" action="/pages/${id}/discard"><button data-testid="discard">Discard unpublished changes</button>
+<span class="meta">back to the published version, for everyone editing</span></form>
+<form method="post" action="/pages/${id}/delete"><button data-testid="delete">Delete this page</button>
+<span class="meta">its draft and history too; everyone editing is closed</span></form></details>`}`
   })
 }
 

@@ -295,6 +295,8 @@ for (const provider of ['y-websocket', 'hocuspocus']) describe(`the example wiki
     assert.equal(record.by, 'alice')
     assert.equal(record.etag, (await host.getDraft(pageId)).etag, 'published the draft as it is')
     assert.equal((await host.listHistory(pageId)).filter((p) => p.kind === 'publish').length, 1)
+    // The people editing are told who published (as text, from Chorus, live).
+    await waitFor(async () => (await bob.locator('[data-testid=host-action]').innerText()) === 'Alice published this page.', "'Alice published' in Bob's editor")
     await review.close()
   })
 
@@ -325,6 +327,27 @@ for (const provider of ['y-websocket', 'hocuspocus']) describe(`the example wiki
     await history.close()
   })
 
+  it('discards the unpublished changes in every open editor, saying who did', async () => {
+    await bob.click('#editor .tiptap')
+    await bob.keyboard.press('Control+End')
+    await bob.keyboard.type('An unpublished idea.')
+    await waitFor(async () => (await draftHtml()).includes('An unpublished idea.'), "Bob's unpublished text in the draft")
+    await waitFor(async () => (await editorText(alice)).includes('An unpublished idea.'), "Bob's text in Alice's editor")
+
+    await alice.click('details.danger summary')
+    await alice.click('[data-testid=discard]')
+    await alice.waitForURL(/\/edit$/)
+    await alice.waitForSelector('body[data-editor-ready=true]')
+    const published = (await wikiData()).pages[pageId].published.html
+    await waitFor(async () => !(await editorText(bob)).includes('An unpublished idea.'), "the idea gone from Bob's editor, no reload")
+    await waitFor(async () => (await bob.locator('[data-testid=host-action]').innerText()) === 'Alice discarded the unpublished changes.', "Bob is told who discarded")
+    const draft = await draftHtml()
+    assert.doesNotMatch(draft, /An unpublished idea\./)
+    assert.match(draft, /More from Bob\./, 'the published text is back')
+    assert.ok(published.includes('More from Bob.'))
+    assert.equal((await host.listHistory(pageId)).at(-1).kind, 'discard')
+  })
+
   it('hears that everyone left: the closed webhook with its contributors', async () => {
     await alice.goto(wikiUrl)
     await bob.goto(wikiUrl)
@@ -337,6 +360,28 @@ for (const provider of ['y-websocket', 'hocuspocus']) describe(`the example wiki
     assert.equal(await row.locator('[data-testid=editing]').count(), 0, 'nobody is editing any more')
     assert.match(wiki.output(), /webhook closed evt-\d+/)
     assert.doesNotMatch(wiki.output(), /wiki: webhook refused: (?!bad-signature|body-mismatch|missing-token)/, 'only the forgeries were refused')
+  })
+
+  it('deletes the page: the other editor stops, nothing is written back, and the webhook says so', async () => {
+    await openEditor(alice)
+    await openEditor(bob)
+    await bob.click('details.danger summary')
+    await bob.click('[data-testid=delete]')
+    await bob.waitForURL(/\/\?deleted=/)
+    assert.match(await bob.locator('[data-testid=notice]').innerText(), /Deleted “Team handbook 2027”/)
+    assert.equal(await bob.locator(`[data-page="${pageId}"]`).count(), 0, 'gone from the list')
+
+    // Alice's open editor was closed by Chorus (4404) and stops: it never reconnects
+    // to write the deleted draft into the emptied id.
+    await alice.waitForSelector('body[data-deleted=true]')
+    assert.equal(await alice.locator('[data-testid=status]').innerText(), 'This page was deleted.')
+    await sleep(1500)
+    await assert.rejects(host.getDraft(pageId), (err) => err.status === 404, 'the draft stays deleted')
+    assert.deepEqual(await host.listHistory(pageId), [])
+    assert.equal((await wikiData()).pages[pageId], undefined)
+    await waitFor(() => /webhook deleted evt-\d+/.test(wiki.output()), 'the deleted webhook')
+    const res = await alice.goto(`${wikiUrl}/pages/${pageId}/edit`)
+    assert.equal(res.status(), 404)
   })
 })
 
