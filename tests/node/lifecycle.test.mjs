@@ -10,7 +10,9 @@
 //   external change, and editors that opted in are told who published, discarded
 //   or restored (`host-action`), stock clients never;
 // - PUT …/content creates a missing document even when its content is what an empty
-//   draft already has.
+//   draft already has;
+// - an event the host refused past webhook_max_age_secs is kept as a dead letter the
+//   host lists and acknowledges (and operators count), across a restart.
 import { describe, it, after } from 'node:test'
 import assert from 'node:assert/strict'
 import {
@@ -248,6 +250,48 @@ describe('a draft\'s life', () => {
     assert.equal((await res.json()).code, 'not-found')
     await sleep(300)
     assert.equal(viewer.closeInfo, null, 'nobody was closed')
+  })
+
+  it('an event given up on is a dead letter the host reads and acknowledges, counted for operators, kept across a restart', async () => {
+    const rx = await receiver(() => ({ status: 500, body: 'down for the day' }))
+    cleanup.push(rx.close)
+    const life = app(rx.url)
+    const other = { id: 'other', secrets: ['other-secret-0123456789abcdef0123456789ab'] }
+    const config = { apps: [life, other], extraConfig: { ...FAST, webhook_max_age_secs: 1 } }
+    let server = await startServer(config)
+    cleanup.push(() => server.stop())
+    const doc = uid('dead')
+    const api = hostApi(server, life, doc)
+    assert.equal((await api.put({ title: 'Nobody hears this' })).status, 200)
+    const letters = (srv, appDef = life) => fetch(`${srv.httpUrl}/v1/apps/${appDef.id}/webhooks/dead-letters`, { headers: { authorization: `Bearer ${hostToken({ app: appDef })}` } })
+    // The change raised `external-change` and then `saved`: both were refused.
+    const listed = await waitFor(async () => {
+      const { events } = await (await letters(server)).json()
+      return events.length === 2 && events
+    }, 'the refused events in the dead letters', { timeout: 15_000 })
+    assert.deepEqual(listed.map((e) => e.type), ['external-change', 'saved'], 'oldest first')
+    const [dead, saved] = listed
+    assert.equal(dead.type, 'external-change')
+    assert.equal(dead.doc, doc)
+    assert.match(dead.reason, /^max-age: .*500/)
+    assert.equal(dead.body.id, dead.id)
+    assert.deepEqual(dead.body.fields, ['title'])
+    assert.ok(rx.requests.some((r) => r.body?.id === dead.id), 'it was attempted first')
+    const metric = async (srv) => Number(/^chorus_webhooks_dead_letters (\d+)$/m.exec(await (await fetch(`${srv.httpUrl}/metrics`)).text())?.[1])
+    assert.equal(await metric(server), 2)
+    assert.deepEqual((await (await letters(server, other)).json()).events, [], 'another app sees none of them')
+
+    // Kept across a restart, and taken once.
+    await server.stop({ keepDir: true })
+    server = await startServer({ ...config, reuseDir: server.dir })
+    assert.deepEqual((await (await letters(server)).json()).events.map((e) => e.id), [dead.id, saved.id])
+    assert.equal(await metric(server), 2)
+    const ack = (appDef) => fetch(`${server.httpUrl}/v1/apps/${appDef.id}/webhooks/dead-letters/${dead.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${hostToken({ app: appDef })}` } })
+    assert.equal((await ack(other)).status, 404, 'not another app\'s to take')
+    assert.equal((await ack(life)).status, 204)
+    assert.equal((await ack(life)).status, 404, 'taken once')
+    assert.deepEqual((await (await letters(server)).json()).events.map((e) => e.id), [saved.id])
+    assert.equal(await metric(server), 1)
   })
 
   it('PUT …/content creates a missing document even with an empty title or body, and keeps it across a restart', async () => {

@@ -235,15 +235,16 @@ impl Delivery {
                     added += 1;
                 }
                 Err(why) => {
-                    error!(%app, event = %event_id(id), %why, "unreadable webhook outbox record; dropped");
-                    unreadable.push(id);
+                    error!(%app, event = %event_id(id), %why, "unreadable webhook outbox record; kept as a dead letter");
+                    unreadable.push((id, app, format!("unreadable: {why}")));
                 }
             }
         }
-        for id in unreadable {
-            self.shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
-            self.ack(id).await;
+        for (id, app, reason) in unreadable {
+            self.give_up(id, &app, &reason).await;
         }
+        let shared = Arc::clone(&self.shared);
+        let _ = task::spawn_blocking(move || shared.recount_dead_letters()).await;
         self.overflow = truncated;
         if added > 0 || truncated {
             info!(
@@ -392,6 +393,38 @@ impl Delivery {
         }
     }
 
+    /// Give up on event `id` (already forgotten): it moves from the outbox to the
+    /// dead letters, where the host reads and acknowledges it. If the store cannot
+    /// take it now, it stays pending and the next outbox read brings it back (and it
+    /// is given up again), so it is never lost silently.
+    async fn give_up(&mut self, id: u64, app: &str, reason: &str) {
+        let shared = Arc::clone(&self.shared);
+        let (app, reason) = (app.to_owned(), reason.to_owned());
+        let moved = task::spawn_blocking(move || {
+            shared
+                .store
+                .outbox_dead_letter(id, &app, &reason, now_ms())?;
+            shared.recount_dead_letters();
+            Ok::<_, StoreError>(())
+        })
+        .await;
+        match moved {
+            Ok(Ok(())) => {
+                self.shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Err(e)) => self.give_up_failed(id, &e.to_string()),
+            Err(e) => self.give_up_failed(id, &e.to_string()),
+        }
+    }
+
+    fn give_up_failed(&mut self, id: u64, why: &str) {
+        error!(event = %event_id(id), error = %why, "cannot keep a webhook event as a dead letter; it stays pending");
+        // Read again, not at once: the store is in trouble.
+        self.overflow = true;
+        let later = Instant::now() + RESCAN_INTERVAL.max(self.shared.config.backoff_base);
+        self.scan_not_before = Some(self.scan_not_before.map_or(later, |t| t.max(later)));
+    }
+
     /// Remove a delivered or dropped event from the outbox.
     async fn ack(&mut self, id: u64) {
         let store = Arc::clone(&self.shared.store);
@@ -442,10 +475,10 @@ impl Delivery {
             };
             let Some(target) = self.shared.targets.target(&entry.app) else {
                 warn!(app = %entry.app, doc = %entry.doc, event = %entry.event_id, kind = %entry.kind,
-                    "app has no webhook target (disabled or no callback URL); event dropped");
-                self.shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    "app has no webhook target (disabled or no callback URL); event kept as a dead letter");
+                let app = entry.app.clone();
                 self.forget(id);
-                self.ack(id).await;
+                self.give_up(id, &app, "no-target").await;
                 continue;
             };
             entry.in_flight = true;
@@ -526,10 +559,11 @@ impl Delivery {
         if u128::from(age_ms) >= config.max_age.as_millis() {
             error!(app = %entry.app, doc = %entry.doc, event = %entry.event_id, kind = %entry.kind,
                 attempts = entry.failures, reason = %failure, age_s = age_ms / 1000,
-                "webhook event undeliverable for max_age; dropped");
-            counters.dropped.fetch_add(1, Ordering::Relaxed);
+                "webhook event undeliverable for max_age; kept as a dead letter");
+            let app = entry.app.clone();
+            let reason = format!("max-age: {failure} (after {} attempts)", entry.failures);
             self.forget(id);
-            self.ack(id).await;
+            self.give_up(id, &app, &reason).await;
             return;
         }
         let delay = backoff::delay(config.backoff_base, config.backoff_cap, entry.failures);

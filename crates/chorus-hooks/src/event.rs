@@ -324,6 +324,48 @@ pub(crate) fn event_id(outbox_id: u64) -> String {
     format!("evt-{outbox_id}")
 }
 
+/// The outbox id of an event id (`"evt-<n>"`, as [`event_id`] writes it).
+pub(crate) fn parse_event_id(event_id: &str) -> Option<u64> {
+    let digits = event_id.strip_prefix("evt-")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.starts_with('0') {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// A webhook event given up on, as the host API lists it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeadEvent {
+    /// The event id, as every attempt sent it (`"evt-<n>"`).
+    pub id: String,
+    /// Its type (`None` if the record could not be read).
+    pub kind: Option<EventKind>,
+    /// The document it is about (`None` if the record could not be read).
+    pub doc: Option<String>,
+    /// Why delivery was given up: `max-age: <last failure>`, `no-target`, or
+    /// `unreadable: <why>`.
+    pub reason: String,
+    /// When it was given up (ms since the epoch).
+    pub dead_at_ms: u64,
+    /// The body every attempt sent (`None` if the record could not be read).
+    pub body: Option<Value>,
+}
+
+impl DeadEvent {
+    pub(crate) fn from_dead_letter(dead: chorus_store::DeadLetter) -> Self {
+        let id = event_id(dead.id);
+        let record = StoredEvent::decode(&dead.payload).ok();
+        DeadEvent {
+            kind: record.as_ref().map(|r| r.kind),
+            doc: record.as_ref().map(|r| r.doc.clone()),
+            body: record.and_then(|r| serde_json::from_slice(&r.body(&id, &dead.app)).ok()),
+            id,
+            reason: dead.reason,
+            dead_at_ms: dead.at_ms,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

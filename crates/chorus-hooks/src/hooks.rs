@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use chorus_store::Store;
+use chorus_store::{Store, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error};
@@ -15,7 +15,7 @@ use tracing::{debug, error};
 use crate::config::HooksConfig;
 use crate::delivery;
 use crate::error::HooksError;
-use crate::event::{event_id, HookEvent, StoredEvent};
+use crate::event::{event_id, parse_event_id, DeadEvent, HookEvent, StoredEvent};
 use crate::http;
 use crate::shared::{now_ms, Counters, Inbox, LiveEvent, Shared};
 use crate::target::Targets;
@@ -32,6 +32,9 @@ pub struct HooksStats {
     /// Events not sent because the draft they were about was deleted first (the
     /// `deleted` event replaces them).
     pub superseded: u64,
+    /// Events given up and kept as dead letters until the host takes them (over all
+    /// apps, as last counted: at start, at each outbox read, after each change).
+    pub dead_letters: u64,
     /// Events waiting to be delivered that this process knows of (held by the loop or
     /// enqueued and not yet taken by it; a backlog beyond `max_loaded` is not counted).
     pub pending: u64,
@@ -119,6 +122,26 @@ impl Hooks {
         Ok(event_id)
     }
 
+    /// Up to `limit` dead letters of `app` (events given up on), oldest first, as the
+    /// host API shows them. Blocking: call it off the runtime's workers.
+    pub fn dead_letters(&self, app: &str, limit: usize) -> Result<Vec<DeadEvent>, StoreError> {
+        let dead = self.shared.store.dead_letters(app, limit)?;
+        Ok(dead.into_iter().map(DeadEvent::from_dead_letter).collect())
+    }
+
+    /// The host took dead letter `event_id` (`"evt-<n>"`) of `app`: removed. False if
+    /// `app` has no such dead letter. Blocking.
+    pub fn ack_dead_letter(&self, app: &str, event_id: &str) -> Result<bool, StoreError> {
+        let Some(id) = parse_event_id(event_id) else {
+            return Ok(false);
+        };
+        let taken = self.shared.store.dead_letter_ack(app, id)?;
+        if taken {
+            self.shared.recount_dead_letters();
+        }
+        Ok(taken)
+    }
+
     /// Let the delivery loop send every event enqueued so far, and wake it. Call it
     /// after the [`Store::flush`] that made those events durable.
     pub fn notify(&self) {
@@ -156,6 +179,7 @@ impl Hooks {
             failed_attempts: c.failed_attempts.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
             superseded: c.superseded.load(Ordering::Relaxed),
+            dead_letters: c.dead_letters.load(Ordering::Relaxed),
             pending: c.loaded.load(Ordering::Relaxed) + live,
         }
     }

@@ -87,9 +87,13 @@
 //! than 0, a timeout ([`HooksConfig::request_timeout`] per attempt), a connection error
 //! — is retried after a random delay in `[0, min(cap, base · 2^(failures-1))]`
 //! (full jitter; defaults 1 s and 5 min). An event still failing
-//! [`HooksConfig::max_age`] (default 24 h) after it was enqueued is dropped with an
+//! [`HooksConfig::max_age`] (default 24 h) after it was enqueued is given up with an
 //! `error!` log and counted in [`HooksStats::dropped`]; so is an event whose app has no
-//! target any more ([`Targets::target`] answers `None`, logged with `warn!`).
+//! target any more ([`Targets::target`] answers `None`, logged with `warn!`), or whose
+//! stored record cannot be read. An event given up on is never lost: it moves from
+//! the outbox to the store's dead letters (with why), where the host lists and
+//! acknowledges it ([`Hooks::dead_letters`], [`Hooks::ack_dead_letter`]; counted in
+//! [`HooksStats::dead_letters`]). If the store cannot take it, it stays pending.
 //!
 //! # Scheduling
 //!
@@ -128,7 +132,7 @@ mod target;
 
 pub use config::HooksConfig;
 pub use error::HooksError;
-pub use event::{EventKind, HookEvent};
+pub use event::{DeadEvent, EventKind, HookEvent};
 pub use hooks::{Hooks, HooksStats};
 pub use http::{EVENT_ID_HEADER, EVENT_TYPE_HEADER};
 pub use sign::{body_sha256, DeliveryClaims, ISSUER, TOKEN_TTL_SECS};

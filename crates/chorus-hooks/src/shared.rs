@@ -38,6 +38,19 @@ pub(crate) struct Inbox {
     pub(crate) overflowed: bool,
 }
 
+impl Shared {
+    /// Count the store's dead letters again (blocking: a store read).
+    pub(crate) fn recount_dead_letters(&self) {
+        match self.store.dead_letter_count() {
+            Ok(n) => self
+                .counters
+                .dead_letters
+                .store(n, std::sync::atomic::Ordering::Relaxed),
+            Err(e) => tracing::warn!(error = %e, "cannot count the webhook dead letters"),
+        }
+    }
+}
+
 impl Inbox {
     pub(crate) fn is_released(&self, id: u64) -> bool {
         self.first_local.is_none_or(|first| id < first) || id <= self.released_upto
@@ -50,6 +63,8 @@ pub(crate) struct Counters {
     pub(crate) failed_attempts: AtomicU64,
     pub(crate) dropped: AtomicU64,
     pub(crate) superseded: AtomicU64,
+    /// Dead letters kept in the store (over all apps), as last counted.
+    pub(crate) dead_letters: AtomicU64,
     pub(crate) loaded: AtomicU64,
 }
 

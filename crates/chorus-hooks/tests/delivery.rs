@@ -598,7 +598,7 @@ async fn events_of_an_app_without_target_are_dropped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_event_failing_past_max_age_is_dropped() {
+async fn an_event_failing_past_max_age_becomes_a_dead_letter_the_host_can_take() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path());
     let receiver = Receiver::start(|_, _| Reply::ok(503, "")).await;
@@ -609,11 +609,39 @@ async fn an_event_failing_past_max_age_is_dropped() {
     let hooks = Hooks::new(Arc::clone(&store), receiver.targets(), config).unwrap();
     let running = Running::start(&hooks);
     enqueue_all(&hooks, &store, &[saved("doc", "e1"), saved("doc", "e2")]);
-    wait_for("both dropped", || running.stats().dropped == 2).await;
+    wait_for("both given up", || running.stats().dropped == 2).await;
     wait_outbox_empty(&store).await;
     let stats = running.stats();
     assert_eq!(stats.delivered, 0);
     assert!(stats.failed_attempts >= 2, "{stats:?}");
+    assert_eq!(stats.dead_letters, 2, "kept, not dropped: {stats:?}");
+    // The raw store says the same (the oracle is not the code under test).
+    let raw = store.dead_letters(APP, 10).unwrap();
+    assert_eq!(raw.len(), 2);
+    assert!(
+        raw.iter().all(|d| d.reason.starts_with("max-age: ")),
+        "{raw:?}"
+    );
+    let dead = hooks.dead_letters(APP, 10).unwrap();
+    assert_eq!(
+        dead.iter()
+            .map(|d| d.body.as_ref().unwrap()["etag"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["e1", "e2"],
+        "oldest first, with the body every attempt sent"
+    );
+    assert_eq!(dead[0].kind, Some(EventKind::Saved));
+    assert_eq!(dead[0].doc.as_deref(), Some("doc"));
+    assert_eq!(dead[0].body.as_ref().unwrap()["id"], dead[0].id.as_str());
+    assert!(!hooks.ack_dead_letter("other-app", &dead[0].id).unwrap());
+    assert!(!hooks.ack_dead_letter(APP, "evt-x").unwrap());
+    assert!(hooks.ack_dead_letter(APP, &dead[0].id).unwrap());
+    assert!(
+        !hooks.ack_dead_letter(APP, &dead[0].id).unwrap(),
+        "taken once"
+    );
+    assert_eq!(hooks.stats().dead_letters, 1);
+    assert_eq!(store.dead_letters(APP, 10).unwrap().len(), 1);
     let first_e2 = receiver
         .received()
         .iter()

@@ -30,9 +30,10 @@ use serde::Serialize;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 use types::{
-    AppSwitch, ChangeResult, ConflictPolicy, ContentBody, DeleteResult, DiscardBody, DocList,
-    DocSummary, DraftJson, DraftQuery, HistoryList, PointFormat, PointJson, PointPath, PointQuery,
-    PublishBody, PublishQuery, PublishResult, RestoreBody, SessionList, SessionPath,
+    AppSwitch, ChangeResult, ConflictPolicy, ContentBody, DeadLetterList, DeleteResult,
+    DiscardBody, DocList, DocSummary, DraftJson, DraftQuery, EventPath, HistoryList, PointFormat,
+    PointJson, PointPath, PointQuery, PublishBody, PublishQuery, PublishResult, RestoreBody,
+    SessionList, SessionPath,
 };
 use yrs::Doc;
 
@@ -94,6 +95,51 @@ pub async fn list_docs(
         })
         .collect();
     Ok(Json(DocList { docs }))
+}
+
+/// Dead letters listed at most per call (the oldest; acknowledge them to see more).
+const DEAD_LETTERS_LISTED: usize = 1000;
+
+/// `GET /v1/apps/{app}/webhooks/dead-letters`: the app's webhook events given up on
+/// (too old, no callback URL any more, unreadable), oldest first, until acknowledged.
+pub async fn dead_letters(
+    State(state): State<AppState>,
+    HostApp { app }: HostApp,
+) -> Result<Json<DeadLetterList>, ApiError> {
+    let hooks = state.documents.hooks().clone();
+    let events = on_blocking(move || hooks.dead_letters(&app, DEAD_LETTERS_LISTED)).await?;
+    Ok(Json(DeadLetterList {
+        events: events.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// `DELETE /v1/apps/{app}/webhooks/dead-letters/{event}`: the host took it; 404 if the
+/// app has no such dead letter.
+pub async fn ack_dead_letter(
+    State(state): State<AppState>,
+    HostApp { app }: HostApp,
+    ApiPath(EventPath { event }): ApiPath<EventPath>,
+) -> Result<Response, ApiError> {
+    let hooks = state.documents.hooks().clone();
+    if on_blocking(move || hooks.ack_dead_letter(&app, &event)).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::NotFound("dead letter"))
+    }
+}
+
+/// A blocking store call through the hooks, off the runtime's workers; a store
+/// failure is 503 with its condition.
+async fn on_blocking<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, chorus_store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|_| ApiError::Unavailable)?
+        .map_err(|e| {
+            tracing::warn!(condition = %e.condition(), error = %e, "reading the dead letters failed");
+            ApiError::Store(e.condition())
+        })
 }
 
 /// What `X-Chorus-Title` percent-encodes: everything but ASCII letters, digits,

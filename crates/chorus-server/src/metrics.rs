@@ -696,7 +696,7 @@ impl Collector for WebhookCollector {
             ),
             (
                 "chorus_webhooks_dropped",
-                "Webhook events given up (too old, no target any more, unreadable record).",
+                "Webhook events given up (too old, no target any more, unreadable record) and kept as dead letters.",
                 stats.dropped,
             ),
             (
@@ -713,6 +713,13 @@ impl Collector for WebhookCollector {
                 counter.metric_type(),
             )?)?;
         }
+        let dead = ConstGauge::new(stats.dead_letters as i64);
+        dead.encode(encoder.encode_descriptor(
+            "chorus_webhooks_dead_letters",
+            "Webhook events given up on and kept until the host acknowledges them (GET /v1/apps/{app}/webhooks/dead-letters).",
+            None,
+            dead.metric_type(),
+        )?)?;
         let pending = ConstGauge::new(stats.pending as i64);
         pending.encode(encoder.encode_descriptor(
             "chorus_webhooks_pending",

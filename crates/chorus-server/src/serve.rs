@@ -57,7 +57,7 @@ const HOST_BODY_LIMIT: usize = 16 << 20;
 /// two). A method a route does not take is 405 with the JSON error and an `Allow`
 /// header; a path outside this table stays axum's plain 404 (the spec says so).
 pub fn rest_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
-    let routes: [(&'static str, &'static str, MethodRouter<AppState>); 19] = [
+    let routes: [(&'static str, &'static str, MethodRouter<AppState>); 21] = [
         ("get", "/v1/heartbeat", get(ops::heartbeat)),
         (
             "post",
@@ -122,6 +122,16 @@ pub fn rest_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)
             "delete",
             "/v1/apps/{app}/docs/{doc}/sessions/{session}",
             delete(api::end_session),
+        ),
+        (
+            "get",
+            "/v1/apps/{app}/webhooks/dead-letters",
+            get(api::dead_letters),
+        ),
+        (
+            "delete",
+            "/v1/apps/{app}/webhooks/dead-letters/{event}",
+            delete(api::ack_dead_letter),
         ),
         ("post", "/v1/admin/apps/{app}/enable", post(api::enable_app)),
         (

@@ -127,6 +127,40 @@ pub(crate) fn decode_outbox(value: &[u8]) -> Result<(String, Vec<u8>), String> {
     Ok((app, payload.to_vec()))
 }
 
+/// Framed dead-letter value: when (u64 BE), reason length (u32 BE), reason, then the
+/// outbox value it was.
+pub(crate) fn encode_dead_letter(outbox_value: &[u8], reason: &str, at_ms: u64) -> Vec<u8> {
+    let len = u32::try_from(reason.len()).unwrap_or(u32::MAX);
+    frame(&[
+        &at_ms.to_be_bytes(),
+        &len.to_be_bytes(),
+        reason.as_bytes(),
+        outbox_value,
+    ])
+}
+
+/// `(app, payload, reason, at_ms)` of a framed dead-letter value.
+pub(crate) fn decode_dead_letter(value: &[u8]) -> Result<(String, Vec<u8>, String, u64), String> {
+    let body = unframe(value)?;
+    let (at, rest) = body
+        .split_first_chunk::<8>()
+        .ok_or("dead letter has no time")?;
+    let (len, rest) = rest
+        .split_first_chunk::<4>()
+        .ok_or("dead letter has no reason length")?;
+    let len = u32::from_be_bytes(*len) as usize;
+    if rest.len() < len {
+        return Err(format!(
+            "dead letter reason length {len} exceeds the record"
+        ));
+    }
+    let (reason, outbox_value) = rest.split_at(len);
+    let reason =
+        String::from_utf8(reason.to_vec()).map_err(|_| "dead letter reason is not UTF-8")?;
+    let (app, payload) = decode_outbox(outbox_value)?;
+    Ok((app, payload, reason, u64::from_be_bytes(*at)))
+}
+
 /// Framed history value: header length (u32 BE), header JSON, state bytes.
 pub(crate) fn encode_history(point: &HistoryPoint) -> Vec<u8> {
     // A struct of integers and strings always serialises.

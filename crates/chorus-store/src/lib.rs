@@ -78,4 +78,6 @@ pub use postgres_store::PostgresStore;
 pub use postgres_store::TestDatabase;
 pub use sled_store::{SledStore, DEFAULT_CACHE_BYTES};
 pub use store::Store;
-pub use types::{DocId, DocMeta, HistoryEntry, HistoryPoint, OutboxEvent, Revocation, StoredDoc};
+pub use types::{
+    DeadLetter, DocId, DocMeta, HistoryEntry, HistoryPoint, OutboxEvent, Revocation, StoredDoc,
+};

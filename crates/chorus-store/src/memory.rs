@@ -12,8 +12,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use crate::batch::BatchOp;
 use crate::sled_store::assemble;
 use crate::{
-    DocId, DocMeta, HistoryEntry, HistoryPoint, OutboxEvent, Store, StoreError, StoredDoc,
-    WriteBatch,
+    DeadLetter, DocId, DocMeta, HistoryEntry, HistoryPoint, OutboxEvent, Store, StoreError,
+    StoredDoc, WriteBatch,
 };
 
 #[derive(Default)]
@@ -28,6 +28,7 @@ struct Doc {
 struct State {
     docs: BTreeMap<DocId, Doc>,
     outbox: BTreeMap<u64, (String, Vec<u8>)>,
+    dead_letters: BTreeMap<u64, DeadLetter>,
     last_outbox_id: u64,
     app_switches: BTreeMap<String, bool>,
 }
@@ -231,6 +232,57 @@ impl Store for MemoryStore {
         self.check_failing("outbox ack")?;
         self.state().outbox.remove(&id);
         Ok(())
+    }
+
+    fn outbox_dead_letter(
+        &self,
+        id: u64,
+        app: &str,
+        reason: &str,
+        at_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.check_failing("dead letter")?;
+        let mut state = self.state();
+        if let Some((stored_app, payload)) = state.outbox.remove(&id) {
+            debug_assert_eq!(stored_app, app);
+            state.dead_letters.insert(
+                id,
+                DeadLetter {
+                    id,
+                    app: stored_app,
+                    payload,
+                    reason: reason.to_owned(),
+                    at_ms,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn dead_letters(&self, app: &str, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        self.check_failing("dead letters")?;
+        Ok(self
+            .state()
+            .dead_letters
+            .values()
+            .filter(|d| d.app == app)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn dead_letter_count(&self) -> Result<u64, StoreError> {
+        Ok(self.state().dead_letters.len() as u64)
+    }
+
+    fn dead_letter_ack(&self, app: &str, id: u64) -> Result<bool, StoreError> {
+        self.check_failing("dead letter ack")?;
+        let mut state = self.state();
+        if state.dead_letters.get(&id).is_some_and(|d| d.app == app) {
+            state.dead_letters.remove(&id);
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     fn app_switches(&self) -> Result<Vec<(String, bool)>, StoreError> {

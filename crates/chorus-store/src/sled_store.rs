@@ -20,8 +20,8 @@ use tracing::warn;
 use crate::batch::BatchOp;
 use crate::codec;
 use crate::{
-    DocId, DocMeta, HistoryEntry, HistoryPoint, OutboxEvent, Store, StoreError, StoredDoc,
-    WriteBatch,
+    DeadLetter, DocId, DocMeta, HistoryEntry, HistoryPoint, OutboxEvent, Store, StoreError,
+    StoredDoc, WriteBatch,
 };
 
 /// Name of the file created, fsynced and removed at open to prove the directory is
@@ -58,6 +58,8 @@ struct Trees {
     log: sled::Tree,
     meta: sled::Tree,
     outbox: sled::Tree,
+    /// Outbox id → a webhook event given up on, until the host takes it.
+    dead_letters: sled::Tree,
     history: sled::Tree,
     /// App id → one byte, 1 enabled or 0 disabled (the admin API's switches).
     apps: sled::Tree,
@@ -79,6 +81,7 @@ impl Trees {
             log: tree("log")?,
             meta: tree("meta")?,
             outbox: tree("outbox")?,
+            dead_letters: tree("dead_letters")?,
             history: tree("history")?,
             apps: tree("app_switches")?,
             db,
@@ -533,6 +536,103 @@ impl Store for SledStore {
                 .map(drop)
                 .map_err(|e| self.err(e, "acknowledging an outbox event in")),
         )
+    }
+
+    fn outbox_dead_letter(
+        &self,
+        id: u64,
+        _app: &str,
+        reason: &str,
+        at_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.recover()?;
+        let t = self.trees()?;
+        let key = id.to_be_bytes();
+        // One transaction over both trees: the event is pending or dead, never both
+        // nor neither.
+        let result = (&t.outbox, &t.dead_letters)
+            .transaction(
+                |(outbox_t, dead_t)| -> ConflictableTransactionResult<(), ()> {
+                    if let Some(value) = outbox_t.remove(&key)? {
+                        dead_t.insert(&key, codec::encode_dead_letter(&value, reason, at_ms))?;
+                    }
+                    Ok(())
+                },
+            )
+            .map_err(|e| self.tx_err(e, "moving a webhook event to the dead letters in"));
+        self.failed(result)?;
+        self.failed(
+            t.db.flush()
+                .map(drop)
+                .map_err(|e| self.err(e, "flushing a dead letter in")),
+        )
+    }
+
+    fn dead_letters(&self, app: &str, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        let t = self.trees()?;
+        let mut out = Vec::new();
+        for item in t.dead_letters.iter() {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item.map_err(|e| self.err(e, "reading the dead letters in"))?;
+            let id = <[u8; 8]>::try_from(k.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt {
+                    id: None,
+                    detail: format!("dead letter key of {} bytes", k.len()),
+                })?;
+            let (stored_app, payload, reason, at_ms) =
+                codec::decode_dead_letter(&v).map_err(|d| StoreError::Corrupt {
+                    id: None,
+                    detail: format!("dead letter {id}: {d}"),
+                })?;
+            if stored_app == app {
+                out.push(DeadLetter {
+                    id,
+                    app: stored_app,
+                    payload,
+                    reason,
+                    at_ms,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn dead_letter_count(&self) -> Result<u64, StoreError> {
+        Ok(self.trees()?.dead_letters.len() as u64)
+    }
+
+    fn dead_letter_ack(&self, app: &str, id: u64) -> Result<bool, StoreError> {
+        self.recover()?;
+        let t = self.trees()?;
+        let key = id.to_be_bytes();
+        let Some(value) = t
+            .dead_letters
+            .get(key)
+            .map_err(|e| self.err(e, "reading a dead letter in"))?
+        else {
+            return Ok(false);
+        };
+        match codec::decode_dead_letter(&value) {
+            Ok((stored_app, ..)) if stored_app == app => {}
+            // Another app's: not this host's to take. (A corrupt record is removable.)
+            Ok(_) => return Ok(false),
+            Err(_) => {}
+        }
+        self.failed(
+            t.dead_letters
+                .remove(key)
+                .map(drop)
+                .map_err(|e| self.err(e, "removing a dead letter in")),
+        )?;
+        self.failed(
+            t.db.flush()
+                .map(drop)
+                .map_err(|e| self.err(e, "flushing a dead letter in")),
+        )?;
+        Ok(true)
     }
 
     fn app_switches(&self) -> Result<Vec<(String, bool)>, StoreError> {

@@ -3,8 +3,8 @@
 //! [`MemoryStore`](crate::MemoryStore) implement and the server calls.
 
 use crate::{
-    DocId, DocMeta, HistoryEntry, HistoryPoint, Leases, OutboxEvent, StoreError, StoredDoc,
-    WriteBatch,
+    DeadLetter, DocId, DocMeta, HistoryEntry, HistoryPoint, Leases, OutboxEvent, StoreError,
+    StoredDoc, WriteBatch,
 };
 
 /// Persistence of documents and the webhook outbox. Synchronous; implementations are
@@ -85,6 +85,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// Remove a delivered event. Acknowledging an unknown id is not an error.
     fn outbox_ack(&self, id: u64) -> Result<(), StoreError>;
+
+    /// Give up delivering pending event `id` of `app`: it leaves the outbox (no
+    /// [`outbox_pending`](Self::outbox_pending) returns it again) for the dead letters,
+    /// with `reason` and `at_ms`, in one step, durably when this returns. An id that is
+    /// not pending is no error (nothing moves).
+    fn outbox_dead_letter(
+        &self,
+        id: u64,
+        app: &str,
+        reason: &str,
+        at_ms: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Up to `limit` dead letters of `app`, oldest id first.
+    fn dead_letters(&self, app: &str, limit: usize) -> Result<Vec<DeadLetter>, StoreError>;
+
+    /// Dead letters kept, over all apps.
+    fn dead_letter_count(&self) -> Result<u64, StoreError>;
+
+    /// The host took dead letter `id` of `app`: it is removed, durably when this
+    /// returns. False if `app` had no such dead letter.
+    fn dead_letter_ack(&self, app: &str, id: u64) -> Result<bool, StoreError>;
 
     /// The apps an operator switched on or off through the admin API (app id and
     /// whether it is enabled), sorted by id: kept across restarts and, on a shared

@@ -145,3 +145,19 @@ pub struct OutboxEvent {
     /// The event body, opaque to the store.
     pub payload: Vec<u8>,
 }
+
+/// A webhook event whose delivery was given up, kept until the host acknowledges it
+/// (see [`Store::outbox_dead_letter`](crate::Store::outbox_dead_letter)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Its outbox id (the event keeps its id).
+    pub id: u64,
+    /// The app the event is for.
+    pub app: String,
+    /// The event body, opaque to the store.
+    pub payload: Vec<u8>,
+    /// Why delivery was given up.
+    pub reason: String,
+    /// When (ms since the epoch).
+    pub at_ms: u64,
+}

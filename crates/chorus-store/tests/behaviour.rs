@@ -7,7 +7,9 @@
 
 mod common;
 
-use chorus_store::{DocId, DocMeta, HistoryEntry, HistoryPoint, Store, StoreError, WriteBatch};
+use chorus_store::{
+    DeadLetter, DocId, DocMeta, HistoryEntry, HistoryPoint, Store, StoreError, WriteBatch,
+};
 use common::{append, meta, records, update};
 
 /// Run each behaviour once per implementation: `sled::<name>`, `postgres::<name>` and
@@ -56,6 +58,7 @@ behaviours!(
     app_switches_are_kept_per_app_the_last_one_winning,
     a_deleted_document_leaves_nothing_and_its_neighbours_everything,
     writes_after_a_deletion_in_the_same_batch_start_the_document_again,
+    dead_letters_leave_the_outbox_per_app_until_acknowledged,
 );
 
 fn app_switches_are_kept_per_app_the_last_one_winning(store: &dyn Store) {
@@ -433,4 +436,52 @@ fn writes_after_a_deletion_in_the_same_batch_start_the_document_again(store: &dy
     assert_eq!(loaded.snapshot, None, "the old snapshot went");
     assert_eq!(loaded.updates, [(1, b"NEW-1".to_vec())]);
     assert!(store.history(&id).unwrap().is_empty());
+}
+
+fn dead_letters_leave_the_outbox_per_app_until_acknowledged(store: &dyn Store) {
+    let a1 = store.outbox_push("a", b"first of a").unwrap();
+    let b1 = store.outbox_push("b", b"first of b").unwrap();
+    let a2 = store.outbox_push("a", b"second of a").unwrap();
+    store.flush().unwrap();
+    assert_eq!(store.dead_letter_count().unwrap(), 0);
+
+    store
+        .outbox_dead_letter(a1, "a", "max-age: HTTP 500", 42)
+        .unwrap();
+    store.outbox_dead_letter(b1, "b", "no-target", 43).unwrap();
+    store
+        .outbox_dead_letter(999_999, "a", "never pending", 44)
+        .unwrap();
+    let pending: Vec<u64> = store
+        .outbox_pending(10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(pending, [a2], "dead letters are no longer pending");
+    assert_eq!(store.dead_letter_count().unwrap(), 2);
+    assert_eq!(
+        store.dead_letters("a", 10).unwrap(),
+        [DeadLetter {
+            id: a1,
+            app: "a".into(),
+            payload: b"first of a".to_vec(),
+            reason: "max-age: HTTP 500".into(),
+            at_ms: 42,
+        }]
+    );
+    assert_eq!(
+        store.dead_letters("b", 10).unwrap()[0].payload,
+        b"first of b"
+    );
+    assert!(store.dead_letters("c", 10).unwrap().is_empty());
+
+    assert!(
+        !store.dead_letter_ack("b", a1).unwrap(),
+        "not another app's"
+    );
+    assert!(store.dead_letter_ack("a", a1).unwrap());
+    assert!(!store.dead_letter_ack("a", a1).unwrap(), "taken once");
+    assert!(store.dead_letters("a", 10).unwrap().is_empty());
+    assert_eq!(store.dead_letter_count().unwrap(), 1);
 }

@@ -31,6 +31,22 @@ export type DocNode = Schemas['Node']
 export type DocSummary = Schemas['DocSummary']
 /** What `PUT …/content` and `POST …/restore` answer. */
 export type ChangeResult = Schemas['ChangeResult']
+/** A webhook event Chorus gave up on (`listDeadLetters`). */
+export interface DeadLetter {
+  /** The event id every attempt carried (`evt-<n>`). */
+  id: string
+  /** The event type, if the record could be read. */
+  type?: string
+  /** The content id, if the record could be read. */
+  doc?: string
+  /** Why: `max-age: …`, `no-target` or `unreadable: …`. */
+  reason: string
+  /** When it was given up (ms since the epoch). */
+  deadAt: number
+  /** The body every attempt sent, if the record could be read. */
+  body?: Record<string, unknown>
+}
+
 /** What `deleteDraft` answers. */
 export interface DeleteResult {
   /** Sessions that were connected and were closed with 4404. */
@@ -648,6 +664,24 @@ export class ChorusHost {
     const path = this.#doc(doc)
     const response = await this.#http.send({ method: 'DELETE', path, signal: options.signal }, [200], doc)
     return await readJson<DeleteResult>(response, `DELETE ${path}`)
+  }
+
+  /**
+   * `GET /v1/apps/{app}/webhooks/dead-letters`: webhook events Chorus gave up on (too
+   * old, no callback URL, unreadable), oldest first, with the body every attempt sent
+   * and why. Needs an app-wide token. Acknowledge each with `ackDeadLetter`.
+   */
+  async listDeadLetters (options: CallOptions = {}): Promise<DeadLetter[]> {
+    const path = `/v1/apps/${enc(this.appId)}/webhooks/dead-letters`
+    const response = await this.#http.send({ method: 'GET', path, signal: options.signal }, [200])
+    return (await readJson<{ events: DeadLetter[] }>(response, `GET ${path}`)).events
+  }
+
+  /** `DELETE /v1/apps/{app}/webhooks/dead-letters/{event}`: the host took it (404 if there is none). */
+  async ackDeadLetter (eventId: string, options: CallOptions = {}): Promise<void> {
+    const path = `/v1/apps/${enc(this.appId)}/webhooks/dead-letters/${enc(eventId)}`
+    const response = await this.#http.send({ method: 'DELETE', path, signal: options.signal }, [204])
+    await response.body?.cancel()
   }
 
   /** `GET /v1/apps/{app}/docs`: every stored document of the app, sorted by id (needs an app-wide token). */

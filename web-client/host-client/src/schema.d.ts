@@ -1156,6 +1156,121 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/apps/{app}/webhooks/dead-letters": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The app's webhook events given up on
+         * @description An event is given up on when it was still undelivered `webhook_max_age_secs` after it
+         *     happened (default 24 h of retries), when its app has no callback URL any more, or
+         *     when its stored record cannot be read. It is never dropped silently: it is kept
+         *     here, with its body and why, until acknowledged (oldest first, at most 1000 per
+         *     call). Operators see the count in `chorus_webhooks_dead_letters`. Needs a host
+         *     token for the whole app.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token, so app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
+                    app: components["parameters"]["app"];
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description the dead letters, oldest first */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            events: {
+                                /** @description the event id every attempt carried */
+                                id: string;
+                                /** @description the event type (absent if the record could not be read) */
+                                type?: string;
+                                /** @description the content id it is about (absent if the record could not be read) */
+                                doc?: string;
+                                /** @description `max-age: <last failure> (after n attempts)`, `no-target`, or `unreadable: <why>` */
+                                reason: string;
+                                /** @description when it was given up */
+                                deadAt: number;
+                                /** @description the body every attempt sent (absent if the record could not be read) */
+                                body?: Record<string, unknown>;
+                            }[];
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                429: components["responses"]["RateLimited"];
+                503: components["responses"]["Unavailable"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/apps/{app}/webhooks/dead-letters/{event}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Acknowledge a dead letter
+         * @description The host took the event (or decided it does not need it); it is removed.
+         */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description an app id (registered ids use these characters); an unregistered one is 401 `bad-signature` on host routes (as a forged token, so app ids cannot be enumerated), 404 on admin routes (after the admin token verified) */
+                    app: components["parameters"]["app"];
+                    /** @description the event id (`evt-<n>`), as the webhook body's `id` and the dead-letter list give it */
+                    event: components["parameters"]["event"];
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description removed */
+                204: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                429: components["responses"]["RateLimited"];
+                503: components["responses"]["Unavailable"];
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/admin/apps/{app}/enable": {
         parameters: {
             query?: never;
@@ -1457,6 +1572,8 @@ export interface components {
         /** @description the content id */
         doc: components["schemas"]["ContentId"];
         session: components["schemas"]["SessionId"];
+        /** @description the event id (`evt-<n>`), as the webhook body's `id` and the dead-letter list give it */
+        event: string;
         /** @description the app id */
         transportApp: string;
         /** @description the content id */

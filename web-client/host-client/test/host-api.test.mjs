@@ -281,6 +281,13 @@ describe('ChorusHost against the real server', () => {
     await apiError(() => host.publish(doc, { ifMatch: etag, by: { name: 'x'.repeat(300) } }), 400, 'bad-request')
   })
 
+  it('lists the dead letters (none while the host takes every event) and maps an unknown one to 404', async () => {
+    assert.deepEqual(await host.listDeadLetters(), [])
+    await apiError(() => host.ackDeadLetter('evt-1'), 404, 'not-found')
+    const oneDoc = new ChorusHost({ baseUrl: server.url, appId: BLOG.id, token: mintHostToken({ appId: BLOG.id, secret: BLOG.secrets[0], doc: 'just-one' }) })
+    await apiError(() => oneDoc.listDeadLetters(), 403, 'wrong-doc')
+  })
+
   it('uses a token provider, doc-scoped tokens, rotated secrets, and maps auth errors', async () => {
     const doc = uid('auth:with~chars.ok')
     await host.putContent(doc, { title: 'ids with : ~ . pass through the path' })

@@ -14,8 +14,8 @@
 
 use super::error::ApiError;
 use super::types::{
-    ContentBody, DiscardBody, DraftQuery, PointPath, PointQuery, PublishBody, PublishQuery,
-    RestoreBody, SessionPath,
+    ContentBody, DiscardBody, DraftQuery, EventPath, PointPath, PointQuery, PublishBody,
+    PublishQuery, RestoreBody, SessionPath,
 };
 use crate::ids::is_valid_content_id;
 use crate::state::{unix_now, AppState};
@@ -327,6 +327,10 @@ impl Expected for PublishQuery {
 
 impl Expected for PointPath {
     const EXPECTED: &'static str = "a history point is a number from the history list";
+}
+
+impl Expected for EventPath {
+    const EXPECTED: &'static str = "an event id is evt-<n>, as the dead-letter list gives it";
 }
 
 impl Expected for SessionPath {

@@ -61,6 +61,54 @@ pub struct PointPath {
     pub point: u64,
 }
 
+/// The `{event}` of the dead-letter routes (`evt-<n>`, as the webhook's `id`).
+#[derive(Debug, Deserialize)]
+pub struct EventPath {
+    /// The event id.
+    pub event: String,
+}
+
+/// `GET /v1/apps/{app}/webhooks/dead-letters`.
+#[derive(Debug, Serialize)]
+pub struct DeadLetterList {
+    /// Oldest first.
+    pub events: Vec<DeadLetterJson>,
+}
+
+/// One webhook event given up on.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetterJson {
+    /// The event id every attempt carried.
+    pub id: String,
+    /// Its type, if the record could be read.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Its document, if the record could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub doc: Option<String>,
+    /// Why it was given up.
+    pub reason: String,
+    /// When (ms since the epoch).
+    pub dead_at: u64,
+    /// The body every attempt sent, if the record could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<serde_json::Value>,
+}
+
+impl From<chorus_hooks::DeadEvent> for DeadLetterJson {
+    fn from(d: chorus_hooks::DeadEvent) -> Self {
+        DeadLetterJson {
+            id: d.id,
+            kind: d.kind.map(|k| k.as_str().to_owned()),
+            doc: d.doc,
+            reason: d.reason,
+            dead_at: d.dead_at_ms,
+            body: d.body,
+        }
+    }
+}
+
 /// The `{session}` of the session routes.
 #[derive(Debug, Deserialize)]
 pub struct SessionPath {

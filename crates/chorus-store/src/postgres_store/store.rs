@@ -12,8 +12,8 @@ use super::pool::PostgresStore;
 use crate::codec;
 use crate::sled_store::assemble;
 use crate::{
-    DocId, DocMeta, HistoryEntry, HistoryPoint, Leases, OutboxEvent, Store, StoreError, StoredDoc,
-    WriteBatch,
+    DeadLetter, DocId, DocMeta, HistoryEntry, HistoryPoint, Leases, OutboxEvent, Store, StoreError,
+    StoredDoc, WriteBatch,
 };
 
 impl Store for PostgresStore {
@@ -225,6 +225,82 @@ impl Store for PostgresStore {
         conn.execute("DELETE FROM chorus_outbox WHERE id = $1", &[&id])
             .map_err(self.err("acknowledging a webhook event in"))?;
         Ok(())
+    }
+
+    fn outbox_dead_letter(
+        &self,
+        id: u64,
+        app: &str,
+        reason: &str,
+        at_ms: u64,
+    ) -> Result<(), StoreError> {
+        let Ok(id) = i64::try_from(id) else {
+            return Ok(()); // never issued, so never pending
+        };
+        let at = i64::try_from(at_ms).unwrap_or(i64::MAX);
+        let mut conn = self.conn("moving a webhook event to the dead letters in")?;
+        // One statement: the event is pending or dead, never both nor neither.
+        conn.execute(
+            "WITH moved AS (DELETE FROM chorus_outbox WHERE id = $1 RETURNING id, value) \
+             INSERT INTO chorus_dead_letters (id, app, value, reason, at_ms) \
+             SELECT id, $2, value, $3, $4 FROM moved ON CONFLICT (id) DO NOTHING",
+            &[&id, &app, &reason, &at],
+        )
+        .map_err(self.err("moving a webhook event to the dead letters in"))?;
+        Ok(())
+    }
+
+    fn dead_letters(&self, app: &str, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut conn = self.conn("reading the dead letters in")?;
+        let rows = conn
+            .query(
+                "SELECT id, value, reason, at_ms FROM chorus_dead_letters WHERE app = $1 ORDER BY id LIMIT $2",
+                &[&app, &limit],
+            )
+            .map_err(self.err("reading the dead letters in"))?;
+        rows.into_iter()
+            .map(|row| {
+                let id: i64 = row.get(0);
+                let (stored_app, payload) =
+                    codec::decode_outbox(row.get(1)).map_err(|d| StoreError::Corrupt {
+                        id: None,
+                        detail: format!("dead letter {id}: {d}"),
+                    })?;
+                let at: i64 = row.get(3);
+                Ok(DeadLetter {
+                    id: u64::try_from(id)
+                        .map_err(|_| StoreError::Internal(format!("negative outbox id {id}")))?,
+                    app: stored_app,
+                    payload,
+                    reason: row.get(2),
+                    at_ms: u64::try_from(at).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    fn dead_letter_count(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn("counting the dead letters in")?;
+        let n: i64 = conn
+            .query_one("SELECT count(*) FROM chorus_dead_letters", &[])
+            .map_err(self.err("counting the dead letters in"))?
+            .get(0);
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    fn dead_letter_ack(&self, app: &str, id: u64) -> Result<bool, StoreError> {
+        let Ok(id) = i64::try_from(id) else {
+            return Ok(false);
+        };
+        let mut conn = self.conn("removing a dead letter in")?;
+        let removed = conn
+            .execute(
+                "DELETE FROM chorus_dead_letters WHERE id = $1 AND app = $2",
+                &[&id, &app],
+            )
+            .map_err(self.err("removing a dead letter in"))?;
+        Ok(removed > 0)
     }
 
     fn app_switches(&self) -> Result<Vec<(String, bool)>, StoreError> {
