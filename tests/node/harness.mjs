@@ -103,6 +103,8 @@ function tomlValue (v) {
   }
   if (typeof v === 'boolean') return v ? 'true' : 'false'
   if (Array.isArray(v)) return `[${v.map(tomlValue).join(', ')}]`
+  // An inline table (an app's `sessions = { max_editors = 2 }`).
+  if (v !== null && typeof v === 'object') return `{ ${Object.entries(v).filter(([, x]) => x !== undefined).map(([k, x]) => `${k} = ${tomlValue(x)}`).join(', ')} }`
   throw new Error(`unsupported TOML value ${JSON.stringify(v)}`)
 }
 
@@ -540,6 +542,7 @@ export function parseChorusMessage (buf) {
       return { kind, fields }
     }
     if (kind === 3) return { kind, reason: decoding.readVarString(dec) }
+    if (kind === 8) return { kind, closesInSecs: decoding.readVarUint(dec) }
     if (kind === 7) {
       const action = decoding.readVarString(dec)
       const userId = decoding.readVarString(dec)

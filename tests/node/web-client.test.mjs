@@ -1022,6 +1022,55 @@ describe('ChorusProvider (web-client/src/provider.ts) in Node against the real s
     }
   })
 
+  it('idle: warned, closed with 4408 idle-timeout, stays away until the user is back, then sends what was typed; session-expired reconnects at once', async () => {
+    const app = { id: 'idle-app', secrets: [randomSecret()], sessions: { idle_warning_secs: 1, idle_close_secs: 2, max_session_secs: 0 } }
+    const server = await startServer({ apps: [app] })
+    const doc = uid('wc-4408')
+    let calls = 0
+    const ydoc = new mod.Y.Doc()
+    const p = new mod.ChorusProvider(ydoc, {
+      server: server.httpUrl, app: app.id, doc, getToken: async () => { calls++; return sessionToken({ app, doc, user: 'ida' }) },
+      offline: false, backoff: { baseMs: 50, capMs: 200 }, WebSocketImpl: WebSocket
+    })
+    const seen = { warnings: [], idle: [] }
+    p.on('idle-warning', (e) => seen.warnings.push(e))
+    p.on('idle', (e) => seen.idle.push(e))
+    const api = `${server.httpUrl}/v1/apps/${app.id}/docs/${doc}/draft`
+    const auth = { authorization: `Bearer ${hostToken({ app })}` }
+    try {
+      await waitFor(() => p.synced, 'synced')
+      await waitFor(() => seen.idle.length === 1, 'closed for idleness', { timeout: 6000 })
+      assert.ok(seen.warnings.length >= 1 && seen.warnings[0].closesInSecs <= 1, JSON.stringify(seen.warnings))
+      assert.deepEqual(seen.idle, [{ code: 4408, reason: 'idle-timeout' }])
+      await sleep(700) // a 50–200 ms back-off would have reconnected by now
+      assert.equal(calls, 1, 'no reconnect while nobody is there')
+      assert.equal(p.status, 'disconnected')
+      ydoc.getText('title').insert(0, 'Back again')
+      await waitFor(async () => { const r = await fetch(api, { headers: auth }); return r.status === 200 && (await r.json()).title === 'Back again' }, 'the edit made while away is stored after the reconnect')
+      assert.equal(calls, 2)
+    } finally {
+      p.destroy()
+      await server.stop()
+    }
+
+    const expiring = { id: 'expiring-app', secrets: [randomSecret()], sessions: { idle_warning_secs: 0, idle_close_secs: 0, max_session_secs: 1 } }
+    const server2 = await startServer({ apps: [expiring] })
+    let tokens = 0
+    const q = new mod.ChorusProvider(new mod.Y.Doc(), {
+      server: server2.httpUrl, app: expiring.id, doc, getToken: async () => { tokens++; return sessionToken({ app: expiring, doc, user: 'exp' }) },
+      offline: false, backoff: { baseMs: 5000, capMs: 5000 }, WebSocketImpl: WebSocket
+    })
+    const codes = []
+    q.on('status', (e) => { if (e.code !== undefined) codes.push(`${e.code} ${e.reason}`) })
+    try {
+      await waitFor(() => tokens >= 3 && q.synced, 'reconnected twice at once (a 5 s back-off would not have)', { timeout: 5000 })
+      assert.deepEqual(codes.slice(0, 2), ['4408 session-expired', '4408 session-expired'])
+    } finally {
+      q.destroy()
+      await server2.stop()
+    }
+  })
+
   it('sends the token as a subprotocol, never in the URL, and keeps the server URL\'s path prefix', async () => {
     assert.equal(mod.wsBase('https://wiki.example/collab/'), 'wss://wiki.example/collab')
     assert.equal(mod.wsBase('http://127.0.0.1:10123'), 'ws://127.0.0.1:10123')

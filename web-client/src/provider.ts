@@ -38,6 +38,7 @@ export const CHORUS_REFRESH_TOKEN = 4
 export const CHORUS_HOLDER = 5
 export const CHORUS_EDITABLE = 6
 export const CHORUS_HOST_ACTION = 7
+export const CHORUS_IDLE_WARNING = 8
 
 /**
  * The claims of a JWT, read without verifying it (the server verifies; the client
@@ -161,6 +162,17 @@ export interface ChorusEvents extends Record<string, unknown> {
    * the host did not say. Show it as "Ann published".
    */
   'host-action': { action: string, userId: string, name: string }
+  /**
+   * No input from this session for a while (the app's `idle_warning_secs`): the
+   * server closes it in `closesInSecs` unless the user types or moves the cursor.
+   */
+  'idle-warning': { closesInSecs: number }
+  /**
+   * The server closed the idle session (4408 `idle-timeout`). The provider stays
+   * disconnected until the next local change (an edit, a cursor move) or `connect()`,
+   * and then reconnects by itself; what was typed meanwhile is sent then.
+   */
+  idle: { code: number, reason: string }
   error: ChorusError
   /** The provider moved to another transport: `http` after a fallback (and why), `websocket` after an upgrade back. */
   transport: { transport: Transport, reason: FallbackReason | 'upgraded' }
@@ -241,6 +253,7 @@ export type ChorusMessage =
   | { kind: 'holder', userId: string, name: string }
   | { kind: 'editable' }
   | { kind: 'host-action', action: string, userId: string, name: string }
+  | { kind: 'idle-warning', closesInSecs: number }
   | { kind: 'unknown', value: number }
 
 export function readChorusMessage (decoder: decoding.Decoder): ChorusMessage {
@@ -266,6 +279,8 @@ export function readChorusMessage (decoder: decoding.Decoder): ChorusMessage {
     }
     case CHORUS_EDITABLE:
       return { kind: 'editable' }
+    case CHORUS_IDLE_WARNING:
+      return { kind: 'idle-warning', closesInSecs: decoding.readVarUint(decoder) }
     case CHORUS_HOST_ACTION: {
       const action = decoding.readVarString(decoder)
       const userId = decoding.readVarString(decoder)
@@ -421,6 +436,8 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
   clockOffset: number | null = null
   private retryTimer: ReturnType<typeof setTimeout> | null = null
   private wanted = false
+  /** Closed for idleness (4408 `idle-timeout`): the next local change reconnects. */
+  private idled = false
   private destroyed = false
   /** We answered the server's step 1 on this connection: updates may flow. */
   private answeredStep1 = false
@@ -458,6 +475,7 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
 
     doc.on('update', this.onDocUpdate)
     this.awareness.on('update', this.onAwarenessUpdate)
+    this.awareness.on('change', this.onAwarenessChange)
     if (typeof window !== 'undefined') {
       window.addEventListener('beforeunload', this.onUnload)
       window.addEventListener('online', this.onOnline)
@@ -477,6 +495,7 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
 
   connect (): void {
     if (this.destroyed) return
+    this.idled = false
     this.wanted = true
     if (this.ws !== null || this.retryTimer !== null) return
     void this.open()
@@ -499,6 +518,7 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
     this.destroyed = true
     this.doc.off('update', this.onDocUpdate)
     this.awareness.off('update', this.onAwarenessUpdate)
+    this.awareness.off('change', this.onAwarenessChange)
     awarenessProtocol.removeAwarenessStates(this.awareness, [this.doc.clientID], 'destroy')
     this.awareness.destroy()
     if (typeof window !== 'undefined') {
@@ -793,6 +813,8 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
    * - 1008 `content-rejected`: stop; this copy's offline data is cleared (it holds
    *   the refused edit, which every reload would send again) and `reload-required`
    *   is emitted so the app loads the server's copy;
+   * - 4408 `idle-timeout`: stay disconnected until the next local change, then
+   *   reconnect (`idle`); 4408 `session-expired`: reconnect at once;
    * - 4401 (token refused): one retry at once with a fresh token, then back-off;
    * - anything else (4413, 4429, 1006, 1011–1013, …): back-off with full jitter.
    * The back-off resets only after a connection stayed open and synced for
@@ -827,6 +849,19 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
       return
     }
     this.setStatus({ status: 'disconnected', code, reason })
+    if (code === 4408 && reason === 'idle-timeout') {
+      // Nobody is here: come back when someone is (onDocUpdate, onAwarenessUpdate).
+      this.wanted = false
+      this.idled = true
+      this.emit('idle', { code, reason })
+      return
+    }
+    if (code === 4408) {
+      // The session reached its lifetime (`session-expired`): again at once, with a
+      // fresh token.
+      this.scheduleReconnect(0)
+      return
+    }
     if (code === 4401 && !this.authRetried) {
       // The token was refused (expired on the way, a rotated secret): getToken is
       // asked again, once at once; a second refusal in a row backs off.
@@ -1002,6 +1037,9 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
       case 'host-action':
         this.emit('host-action', { action: msg.action, userId: msg.userId, name: msg.name })
         break
+      case 'idle-warning':
+        this.emit('idle-warning', { closesInSecs: msg.closesInSecs })
+        break
       case 'editable':
         this.readOnly = false
         this.readOnlyReason = null
@@ -1029,6 +1067,7 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
 
   private readonly onDocUpdate = (update: Uint8Array, origin: unknown): void => {
     if (origin === this) return
+    this.resumeIfIdle()
     // Before our step 2 the server may lack what this update depends on; the
     // step 2 we send in answer to the server's step 1 carries it instead.
     if (!this.answeredStep1 || this.readOnly) return
@@ -1047,6 +1086,25 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
     if (origin === this) return
     const changed = added.concat(updated, removed)
     if (changed.length > 0) this.sendAwareness(changed)
+  }
+
+  /**
+   * The user's own presence changed (a cursor moved): input. A renewal that repeats
+   * the state (y-protocols sends one every 15 s) is an `update` but no `change`.
+   */
+  private readonly onAwarenessChange = (
+    { added, updated }: { added: number[], updated: number[], removed: number[] },
+    origin: unknown
+  ): void => {
+    if (origin === this) return
+    if (added.concat(updated).includes(this.doc.clientID)) this.resumeIfIdle()
+  }
+
+  /** The user is back after an idle close: connect again. */
+  private resumeIfIdle (): void {
+    if (!this.idled || this.destroyed) return
+    this.idled = false
+    this.connect()
   }
 
   /** Back online: try now instead of waiting out the back-off. */

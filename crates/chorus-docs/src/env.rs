@@ -87,6 +87,60 @@ pub struct AppRules {
     pub hooked: HashSet<String>,
     /// Apps in exclusive mode (`collaboration = false`).
     pub exclusive: HashSet<String>,
+    /// Session policies of apps that configure their own (others:
+    /// [`SessionPolicy::default`]).
+    pub sessions: HashMap<String, SessionPolicy>,
+}
+
+/// How many people may edit a document of an app at once, and how long a session
+/// lasts (per app).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionPolicy {
+    /// Edit sessions one document takes at once (0: no cap).
+    pub max_editors: usize,
+    /// What a session asking to edit gets past `max_editors`.
+    pub over_max_editors: OverMaxEditors,
+    /// A session with no input (no change to the document, no change of its
+    /// presence) for this long is warned (an `idle-warning` extension message)...
+    pub idle_warning: Option<Duration>,
+    /// ...and closed after this long (4408 `idle-timeout`).
+    pub idle_close: Option<Duration>,
+    /// Any session is closed this long after it joined (4408 `session-expired`):
+    /// it reconnects with a fresh token.
+    pub max_lifetime: Option<Duration>,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        SessionPolicy {
+            max_editors: 0,
+            over_max_editors: OverMaxEditors::View,
+            idle_warning: None,
+            idle_close: None,
+            max_lifetime: None,
+        }
+    }
+}
+
+impl SessionPolicy {
+    /// How often the timers are looked at: a quarter of the shortest, between 100 ms
+    /// and 5 s (a close comes at most that late).
+    pub(crate) fn check_every(&self) -> Option<Duration> {
+        [self.idle_warning, self.idle_close, self.max_lifetime]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|d| (d / 4).clamp(Duration::from_millis(100), Duration::from_secs(5)))
+    }
+}
+
+/// What a session asking to edit gets when a document has `max_editors` already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverMaxEditors {
+    /// It joins view-only, told why (`read-only` `too-many-editors`).
+    View,
+    /// It is refused (4429 `too-many-editors`: try again later).
+    Refuse,
 }
 
 /// Everything an actor takes from outside (one per process, shared by every actor).
@@ -105,6 +159,9 @@ pub(crate) struct DocEnv {
     pub(crate) hooked_apps: HashSet<String>,
     /// Apps with `collaboration = false` (one edit session per document at a time).
     pub(crate) exclusive_apps: HashSet<String>,
+    /// Session policies per app (others: the default).
+    sessions: HashMap<String, SessionPolicy>,
+    default_sessions: SessionPolicy,
     /// Cluster mode: the bus, leases, what this node owns and forwards.
     pub(crate) cluster: OnceLock<Cluster>,
 }
@@ -164,6 +221,8 @@ impl DocEnv {
             hooks,
             hooked_apps: rules.hooked,
             exclusive_apps: rules.exclusive,
+            sessions: rules.sessions,
+            default_sessions: SessionPolicy::default(),
             cluster: OnceLock::new(),
         }
     }
@@ -177,6 +236,11 @@ impl DocEnv {
     }
 
     /// The whitelist documents of `app` enforce.
+    /// The session policy of `app`.
+    pub(crate) fn sessions_for(&self, app: &str) -> &SessionPolicy {
+        self.sessions.get(app).unwrap_or(&self.default_sessions)
+    }
+
     pub(crate) fn whitelist_for(&self, app: &str) -> &Whitelist {
         self.whitelists.get(app).unwrap_or(&self.limits.whitelist)
     }

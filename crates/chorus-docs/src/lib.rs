@@ -68,7 +68,7 @@ pub use command::{
     SessionInfo,
 };
 pub use direct::DirectSink;
-pub use env::{AppRules, DocPolicy, DocSetup};
+pub use env::{AppRules, DocPolicy, DocSetup, OverMaxEditors, SessionPolicy};
 pub use error::{DocError, HostError};
 pub use frames::{frame_queue, FrameReceiver, FrameSender, PushError};
 pub use metrics::{DocMetrics, NoMetrics};

@@ -51,6 +51,15 @@ pub enum Disconnect {
     /// The app was disabled.
     #[error("app disabled")]
     AppDisabled,
+    /// The document has its app's `max_editors` and the app refuses more.
+    #[error("the document has as many editors as it takes")]
+    TooManyEditors,
+    /// No input from the session for the app's `idle_close_secs`.
+    #[error("idle for too long")]
+    Idle,
+    /// The session reached the app's `max_session_secs`.
+    #[error("the session reached its lifetime")]
+    Expired,
     /// The host deleted the draft: reconnecting would only start an empty one.
     #[error("document deleted by the host")]
     Deleted,

@@ -15,6 +15,7 @@ const KIND_REFRESH_TOKEN: u64 = 4;
 const KIND_HOLDER: u64 = 5;
 const KIND_EDITABLE: u64 = 6;
 const KIND_HOST_ACTION: u64 = 7;
+const KIND_IDLE_WARNING: u64 = 8;
 
 /// A Chorus extension message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +69,12 @@ pub enum ChorusMessage {
         /// Their display name (empty if the host did not say).
         name: String,
     },
+    /// Server → client: this session had no input for a while and is closed (4408
+    /// `idle-timeout`) in `closes_in_secs` unless something happens.
+    IdleWarning {
+        /// Seconds until the close.
+        closes_in_secs: u64,
+    },
 }
 
 impl ChorusMessage {
@@ -102,6 +109,9 @@ impl ChorusMessage {
                 name: r.read_var_string()?,
             },
             KIND_EDITABLE => ChorusMessage::Editable,
+            KIND_IDLE_WARNING => ChorusMessage::IdleWarning {
+                closes_in_secs: r.read_var_u64()?,
+            },
             KIND_HOST_ACTION => ChorusMessage::HostAction {
                 action: r.read_var_string()?,
                 user_id: r.read_var_string()?,
@@ -156,6 +166,10 @@ impl ChorusMessage {
                 w.write_var_string(user_id);
                 w.write_var_string(name);
             }
+            ChorusMessage::IdleWarning { closes_in_secs } => {
+                w.write_var_u64(KIND_IDLE_WARNING);
+                w.write_var_u64(*closes_in_secs);
+            }
         }
         w.finish()
     }
@@ -192,6 +206,9 @@ mod tests {
                 action: "published".into(),
                 user_id: "u2".into(),
                 name: "Bo Ström".into(),
+            },
+            ChorusMessage::IdleWarning {
+                closes_in_secs: 300,
             },
         ] {
             let frame = m.encode();

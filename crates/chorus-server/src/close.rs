@@ -17,6 +17,10 @@ pub const FORBIDDEN: u16 = 4403;
 /// 4404: the host deleted the document; reconnecting would only start an empty
 /// draft, so clients stop.
 pub const DELETED: u16 = 4404;
+/// 4408: the session ended by the app's session policy: no input for
+/// `idle_close_secs` (`idle-timeout`: come back when the user does) or its
+/// `max_session_secs` passed (`session-expired`: reconnect with a fresh token).
+pub const SESSION_ENDED_BY_POLICY: u16 = 4408;
 /// 4413: a message or document exceeds its size limit.
 pub const TOO_LARGE: u16 = 4413;
 /// 4429: the connection stayed over its rate limits.
@@ -89,6 +93,8 @@ impl CloseReason {
                 Disconnect::TokenRefused => BAD_TOKEN,
                 Disconnect::Stopped | Disconnect::Moved => RESTARTING,
                 Disconnect::Deleted => DELETED,
+                Disconnect::TooManyEditors => RATE_LIMITED,
+                Disconnect::Idle | Disconnect::Expired => SESSION_ENDED_BY_POLICY,
             },
         }
     }
@@ -125,6 +131,9 @@ impl CloseReason {
                 Disconnect::Stopped => "server-restarting",
                 Disconnect::Moved => "document-moved",
                 Disconnect::Deleted => "document-deleted",
+                Disconnect::TooManyEditors => "too-many-editors",
+                Disconnect::Idle => "idle-timeout",
+                Disconnect::Expired => "session-expired",
             },
         }
     }

@@ -85,6 +85,7 @@ impl AppState {
                     whitelists,
                     hooked: hooked_apps,
                     exclusive: config.exclusive_apps(),
+                    sessions: config.session_policies(),
                 },
                 policy: config.doc_policy(),
                 store,

@@ -180,6 +180,7 @@ async fn load_actor(
         lease,
         lease_lost: false,
         deleting: None,
+        session_check_at: None,
         remote: Default::default(),
     };
     actor.enforce_quota();

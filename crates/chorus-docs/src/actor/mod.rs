@@ -33,13 +33,14 @@ mod host;
 mod lifecycle;
 mod load;
 mod persist;
+mod policy;
 mod proxy;
 mod remote;
 mod sessions;
 mod state;
 
 pub(crate) use load::run_actor;
-use state::{Admission, EditingSession, ExclusiveHold, Members, RemoteMembers, Writes};
+use state::{Admission, Capped, EditingSession, ExclusiveHold, Members, RemoteMembers, Writes};
 
 use crate::command::DocCommand;
 use crate::env::{Activity, DocEnv, Exit};
@@ -85,6 +86,8 @@ struct DocActor {
     /// The host deleted the draft: the actor stops, deleting it instead of the
     /// final write, and answers here.
     deleting: Option<state::DeleteReply>,
+    /// When the session timers are looked at next (see `policy.rs`).
+    session_check_at: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -130,6 +133,7 @@ impl DocActor {
                         None
                     };
                     let closing_at = self.session.closing_at;
+                    let session_check_at = self.session_check_at;
                     let inflight = self.writes.inflight.as_mut().map(|job| &mut job.done);
                     tokio::select! {
                         first = rx.recv() => {
@@ -163,6 +167,7 @@ impl DocActor {
                             self.writes.plan.retry_due();
                         }
                         _ = sleep_until_opt(closing_at) => Box::pin(self.close_session()).await,
+                        _ = sleep_until_opt(session_check_at) => self.check_sessions(),
                     }
                 }
                 // What was integrated before a fault may still be saved; the panicking
@@ -215,15 +220,30 @@ impl DocActor {
                         return Stop::No;
                     }
                 };
+                let (session, capped) = match self.cap_editors(session) {
+                    Capped::AsIs(session) => (session, false),
+                    Capped::View(session) => (session, true),
+                    Capped::Refused => {
+                        peer.control.close(Disconnect::TooManyEditors);
+                        self.remote.forget(conn);
+                        return Stop::No;
+                    }
+                };
                 self.members.controls.insert(conn, peer.control.clone());
                 let session = self.admit(conn, session);
                 self.editor_joined(conn, &session);
                 self.room.join(conn, session, peer);
-                if downgraded {
+                self.clock_started(conn);
+                if downgraded || capped {
+                    let reason = if downgraded {
+                        "downgraded"
+                    } else {
+                        "too-many-editors"
+                    };
                     self.room.notify(
                         conn,
                         ChorusMessage::ReadOnly {
-                            reason: "downgraded".into(),
+                            reason: reason.into(),
                         },
                     );
                 }
@@ -235,6 +255,7 @@ impl DocActor {
                 msg,
                 received,
             } => {
+                self.note_input(conn, &msg);
                 let fans_out = matches!(
                     msg,
                     Message::Sync(SyncMessage::Update(_) | SyncMessage::Step2(_))
@@ -303,6 +324,7 @@ impl DocActor {
     /// A member is gone (left, refused, ended): out of the room, the editing
     /// session and the hold.
     fn member_left(&mut self, conn: ConnId) {
+        self.members.clocks.remove(&conn);
         self.remote.forget(conn);
         self.room.leave(conn);
         self.editor_left(conn);

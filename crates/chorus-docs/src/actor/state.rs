@@ -97,6 +97,20 @@ pub(super) struct Members {
     pub(super) controls: HashMap<ConnId, Arc<ConnControl>>,
     /// When each member joined (ms since the epoch).
     pub(super) joined_at: HashMap<ConnId, u64>,
+    /// Each member's session timers (only while the app's policy has any).
+    pub(super) clocks: HashMap<ConnId, SessionClock>,
+}
+
+/// One member's time under the session policy.
+pub(super) struct SessionClock {
+    pub(super) joined: Instant,
+    /// Its last input: a change to the document, or to its presence.
+    pub(super) last_input: Instant,
+    /// It was warned since its last input.
+    pub(super) warned: bool,
+    /// A hash of its presence states as last sent (a renewal that repeats them is
+    /// no input).
+    pub(super) presence: u64,
 }
 
 /// Members that are connections of other nodes.
@@ -166,6 +180,16 @@ impl HostReply {
 
 /// Where a deletion's answer goes.
 pub(super) type DeleteReply = oneshot::Sender<Result<crate::command::Deleted, HostError>>;
+
+/// What a join gets under the app's editor cap.
+pub(super) enum Capped {
+    /// As it asked (or view-only, which the cap does not count).
+    AsIs(Arc<Session>),
+    /// View-only: the document has its editors.
+    View(Arc<Session>),
+    /// Refused: the document has its editors.
+    Refused,
+}
 
 /// How a join fares against the document's revocations.
 pub(super) enum Admission {

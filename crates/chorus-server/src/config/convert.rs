@@ -139,6 +139,30 @@ impl Config {
         }
     }
 
+    /// Each app's session policy.
+    pub fn session_policies(&self) -> HashMap<String, chorus_docs::SessionPolicy> {
+        let secs = |s: u64| (s > 0).then(|| std::time::Duration::from_secs(s));
+        self.apps
+            .iter()
+            .map(|a| {
+                let s = &a.sessions;
+                let policy = chorus_docs::SessionPolicy {
+                    max_editors: s.max_editors,
+                    over_max_editors: match s.over_max_editors {
+                        super::schema::OverMaxEditors::View => chorus_docs::OverMaxEditors::View,
+                        super::schema::OverMaxEditors::Refuse => {
+                            chorus_docs::OverMaxEditors::Refuse
+                        }
+                    },
+                    idle_warning: secs(s.idle_warning_secs),
+                    idle_close: secs(s.idle_close_secs),
+                    max_lifetime: secs(s.max_session_secs),
+                };
+                (a.id.clone(), policy)
+            })
+            .collect()
+    }
+
     /// Apps in exclusive mode (`collaboration = false`).
     pub fn exclusive_apps(&self) -> std::collections::HashSet<String> {
         self.apps

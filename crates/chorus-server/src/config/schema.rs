@@ -63,6 +63,54 @@ pub struct AppConfig {
     /// This app's own limits (`[apps.limits]`); each key left out takes the global one.
     #[serde(default, skip_serializing_if = "AppLimits::is_empty")]
     pub limits: AppLimits,
+    /// How many may edit one document at once, and how long sessions last
+    /// (`[apps.sessions]`).
+    #[serde(default)]
+    pub sessions: AppSessions,
+}
+
+/// An app's session policy (`[apps.sessions]`): every key has a generous default; 0
+/// switches a cap or a timer off.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppSessions {
+    /// Edit sessions one document takes at once (0: no cap). Default 500.
+    pub max_editors: usize,
+    /// Past `max_editors`: `view` (default: the session joins view-only and is told
+    /// `too-many-editors`) or `refuse` (closed with 4429 `too-many-editors`).
+    pub over_max_editors: OverMaxEditors,
+    /// A session with no input (no change to the document, no change of its
+    /// presence) this long is warned (extension message `idle-warning`). Default
+    /// 3300 (55 min); 0: never.
+    pub idle_warning_secs: u64,
+    /// ...and closed (4408 `idle-timeout`) after this long. Default 3600; 0: never.
+    pub idle_close_secs: u64,
+    /// Any session is closed this long after it joined (4408 `session-expired`; it
+    /// reconnects with a fresh token). Default 86400 (a day); 0: never.
+    pub max_session_secs: u64,
+}
+
+impl Default for AppSessions {
+    fn default() -> Self {
+        AppSessions {
+            max_editors: 500,
+            over_max_editors: OverMaxEditors::View,
+            idle_warning_secs: 3300,
+            idle_close_secs: 3600,
+            max_session_secs: 86_400,
+        }
+    }
+}
+
+/// What a session asking to edit gets past `max_editors`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OverMaxEditors {
+    /// It joins view-only and is told why.
+    #[default]
+    View,
+    /// It is refused (4429).
+    Refuse,
 }
 
 impl AppConfig {
@@ -80,6 +128,7 @@ impl AppConfig {
             editor: default_editor(),
             collaboration: true,
             limits: Default::default(),
+            sessions: Default::default(),
         }
     }
 }

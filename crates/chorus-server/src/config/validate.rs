@@ -33,6 +33,16 @@ impl Config {
                     app.id
                 )));
             }
+            let sessions = &app.sessions;
+            if sessions.idle_warning_secs > 0
+                && sessions.idle_close_secs > 0
+                && sessions.idle_warning_secs >= sessions.idle_close_secs
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "app {:?}: sessions.idle_warning_secs ({}) must be less than sessions.idle_close_secs ({}), or 0",
+                    app.id, sessions.idle_warning_secs, sessions.idle_close_secs
+                )));
+            }
             if app.secrets.is_empty() || app.secrets.iter().any(String::is_empty) {
                 return Err(ConfigError::Invalid(format!(
                     "app {:?} needs at least one non-empty secret",
