@@ -22,10 +22,17 @@
 //! - `soak`: a long run of mixed load on a release `chorus` process (`soak.rs`):
 //!   typing, cursors, leaving and rejoining, host reads and external changes;
 //!   RSS and edit latency per minute.
+//! - `storage`: one document edited for a long run (typed at a cursor that jumps
+//!   every 64 edits, three backspaces in ten, so the content grows slower than the
+//!   edits),
+//!   with a history point every second, three times: log only (compaction off),
+//!   compacted (the defaults), compacted with history retention; the document's
+//!   stored bytes (snapshot + log, history points) sampled as it goes (`storage.rs`).
 //! - `probe` (internal): `/healthz` latency from a process of its own (`probe.rs`).
 
 mod probe;
 mod soak;
+mod storage;
 mod storm;
 
 use anyhow::Context;
@@ -108,6 +115,19 @@ enum Scenario {
         #[arg(long)]
         store_cache_mb: Option<u64>,
     },
+    /// Stored bytes of one document over a long editing run: log only, compacted,
+    /// compacted with history retention.
+    Storage {
+        /// Seconds of editing per configuration (a history point each second).
+        #[arg(long, default_value_t = 120)]
+        secs: u64,
+        /// Edits per second.
+        #[arg(long, default_value_t = 20)]
+        rate: u64,
+        /// `auto` history points kept with retention on.
+        #[arg(long, default_value_t = 10)]
+        keep: usize,
+    },
     /// `/healthz` latency from a process of its own (started by `storm`).
     #[command(hide = true)]
     Probe {
@@ -185,6 +205,9 @@ fn main() -> anyhow::Result<()> {
             }
             .run(&bin),
         )?,
+        Scenario::Storage { secs, rate, keep } => {
+            rt.block_on(storage::Storage { secs, rate, keep }.run())?
+        }
         Scenario::Probe { .. } => unreachable!("run above"),
     };
     println!("{line}");

@@ -91,3 +91,31 @@ fn soak_runs_every_kind_of_load_without_a_failure() {
         "{r}"
     );
 }
+
+#[test]
+fn storage_runs_the_three_configurations_and_retention_trims_history() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chorus-bench"))
+        .args(["storage", "--secs", "12", "--rate", "10", "--keep", "3"])
+        .output()
+        .expect("run chorus-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "chorus-bench failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("one JSON line")).unwrap();
+    let runs = r["runs"].as_array().unwrap();
+    let modes: Vec<&str> = runs.iter().map(|r| r["mode"].as_str().unwrap()).collect();
+    assert_eq!(modes, ["log", "compacted", "retained"]);
+    for run in runs {
+        assert!(run["edits"].as_u64().unwrap() > 0, "{run}");
+        assert!(run["final"]["draft_bytes"].as_u64().unwrap() > 0, "{run}");
+        assert!(!run["samples"].as_array().unwrap().is_empty(), "{run}");
+    }
+    let points = |i: usize| runs[i]["final"]["history_points"].as_u64().unwrap();
+    assert!(points(1) > 4, "a point a second without retention: {r}");
+    // The sweep keeps 3 auto points; one more may be taken after its last pass.
+    assert!(points(2) <= 4, "retention trims the history: {r}");
+}

@@ -11,6 +11,11 @@
 //   or restored (`host-action`), stock clients never;
 // - PUT …/content creates a missing document even when its content is what an empty
 //   draft already has;
+// - the retention sweep trims each document's history to its app's policy (the
+//   newest auto and named points, always the last publish) and leaves the draft;
+// - a draft unused past its app's evict_after_secs is evicted: the `evicted` webhook
+//   carries its final content, joins are refused with 4410 (nothing is written into
+//   it), reads are 410 until the host writes it again; a draft in use stays;
 // - an event the host refused past webhook_max_age_secs is kept as a dead letter the
 //   host lists and acknowledges (and operators count), across a restart.
 import { describe, it, after } from 'node:test'
@@ -250,6 +255,125 @@ describe('a draft\'s life', () => {
     assert.equal((await res.json()).code, 'not-found')
     await sleep(300)
     assert.equal(viewer.closeInfo, null, 'nobody was closed')
+  })
+
+  it('the retention sweep keeps the newest points of each kind and always the last publish', async () => {
+    const life = {
+      ...app('http://127.0.0.1:9/unused'),
+      retention: { auto_points: 2, auto_point_max_age_secs: 0, named_points: 1, named_point_max_age_secs: 0 }
+    }
+    // A point per second of editing; no sweep until the history is built.
+    const server = await startServer({ apps: [life], extraConfig: { ...FAST, history_interval_secs: 1, retention_sweep_secs: 3 } })
+    cleanup.push(() => server.stop())
+    const pool = new ClientPool(server)
+    cleanup.push(() => pool.destroyAll())
+    const doc = uid('retention')
+    const api = hostApi(server, life, doc)
+    const writer = pool.provider({ app: life, doc, token: sessionToken({ app: life, doc, user: 'ret' }) })
+    await waitSynced(writer)
+    // Sweeps may come at any moment: every point is noted as it appears.
+    const seen = new Map()
+    const note = async () => { for (const p of await api.history()) seen.set(p.point, p.kind) }
+    const type = async (ms) => {
+      const until = Date.now() + ms
+      while (Date.now() < until) {
+        writer.doc.getText('title').insert(0, 'x')
+        await sleep(100)
+        await note()
+      }
+    }
+    const publishes = []
+    const publish = async () => {
+      await waitFor(async () => (await api.draft()).status === 200, 'stored')
+      const { etag } = await (await api.draft()).json()
+      assert.equal((await api.publish(etag)).status, 200)
+      await note()
+      publishes.push(Math.max(...[...seen].filter(([, k]) => k === 'publish').map(([p]) => p)))
+    }
+    await type(1500)
+    await publish()
+    await type(1500)
+    await publish()
+    await type(2500)
+    const autos = [...seen].filter(([, k]) => k === 'auto').map(([p]) => p).sort((a, b) => a - b)
+    assert.ok(autos.length >= 3, `auto points were taken: ${autos}`)
+    assert.ok(publishes[1] > publishes[0], `two publishes: ${publishes}`)
+    writer.destroy()
+    await sleep(3500) // a whole sweep period after the last change
+
+    const trimmed = await waitFor(async () => {
+      const h = await api.history()
+      return h.filter((p) => p.kind === 'auto').length <= 2 && h.filter((p) => p.kind === 'publish').length === 1 && h
+    }, 'the sweep trimmed the history', { timeout: 15_000 })
+    const left = trimmed.map((p) => p.point)
+    assert.ok(left.includes(publishes[1]), 'the last publish is kept')
+    assert.ok(!left.includes(publishes[0]), 'the older publish went (one named point kept)')
+    for (const p of trimmed) seen.set(p.point, p.kind) // a last point may come as the writer leaves
+    const everyAuto = [...seen].filter(([, k]) => k === 'auto').map(([p]) => p).sort((a, b) => a - b)
+    const keptAutos = trimmed.filter((p) => p.kind === 'auto').map((p) => p.point)
+    assert.deepEqual(keptAutos, everyAuto.slice(-2), 'the two newest autos are the ones kept')
+    const base = `${server.httpUrl}/v1/apps/${life.id}/docs/${doc}`
+    const auth = { authorization: `Bearer ${hostToken({ app: life })}` }
+    assert.equal((await fetch(`${base}/history/${publishes[0]}`, { headers: auth })).status, 404, 'its content is gone too')
+    assert.equal((await fetch(`${base}/history/${publishes[1]}`, { headers: auth })).status, 200)
+    assert.match((await (await api.draft()).json()).title, /^x+$/, 'the draft is untouched')
+    // A discard still finds the last publish.
+    assert.equal((await api.discard()).status, 200)
+  })
+
+  it('evicts a draft unused past evict_after_secs: final content to the host, 4410 to clients, 410 to reads, back with the host\'s next write', async () => {
+    const rx = await receiver()
+    cleanup.push(rx.close)
+    const life = { ...app(rx.url), retention: { evict_after_secs: 3 } }
+    const server = await startServer({ apps: [life], extraConfig: { ...FAST, retention_sweep_secs: 1 } })
+    cleanup.push(() => server.stop())
+    const pool = new ClientPool(server)
+    cleanup.push(() => pool.destroyAll())
+    const token = (doc, user) => sessionToken({ app: life, doc, user })
+    const unused = uid('unused')
+    const inUse = uid('in-use')
+    const api = hostApi(server, life, unused)
+    const kept = hostApi(server, life, inUse)
+    assert.equal((await api.put({ title: 'Old page', html: '<p>the final words</p>' })).status, 200)
+    assert.equal((await kept.put({ title: 'Busy page' })).status, 200)
+    const { etag } = await (await api.draft()).json()
+    // Someone keeps the other page open (a viewer: opened, never changed).
+    const reader = pool.raw({ app: life, doc: inUse, token: sessionToken({ app: life, doc: inUse, user: 'rea', mode: 'view' }) })
+    await reader.handshake()
+
+    const event = await waitFor(() => rx.accepted().find((r) => r.body?.doc === unused && r.body.type === 'evicted'), 'the evicted webhook', { timeout: 15_000 })
+    assert.equal(event.body.title, 'Old page')
+    assert.match(event.body.html, /the final words/)
+    assert.equal(event.body.etag, etag, 'the version it had')
+    assert.equal(typeof event.body.lastUsedAt, 'number')
+    const gone = await api.draft()
+    assert.equal(gone.status, 410)
+    assert.equal((await gone.json()).code, 'evicted')
+    assert.deepEqual(await api.history(), [], 'its history went with it')
+    const listed = (await (await fetch(`${server.httpUrl}/v1/apps/${life.id}/docs`, { headers: { authorization: `Bearer ${hostToken({ app: life })}` } })).json()).docs
+    assert.equal(typeof listed.find((d) => d.id === unused)?.evictedAt, 'number', 'listed as evicted')
+
+    // A client that still has the page open somewhere is refused before any sync:
+    // it cannot fill the evicted draft with its own copy.
+    const late = pool.raw({ app: life, doc: unused, token: token(unused, 'lat') })
+    const info = await expectClose(late, 4410, 'a join of the evicted draft')
+    assert.equal(info.reason, 'document-evicted')
+    assert.ok(!late.messages.some((m) => typeof m !== 'string' && m[0] === 0), 'no sync message at all')
+    assert.equal((await api.draft()).status, 410, 'nothing was written')
+
+    // The page in use stays.
+    assert.equal((await kept.draft()).status, 200)
+    assert.equal(reader.closeInfo, null)
+    assert.ok(!rx.requests.some((r) => r.body?.doc === inUse && r.body.type === 'evicted'))
+
+    // The host writes it again: it is back, for reads and for editors.
+    assert.equal((await api.put({ title: 'Old page', html: '<p>restored by the host</p>' })).status, 200)
+    const back = await api.draft()
+    assert.equal(back.status, 200)
+    assert.equal((await back.json()).title, 'Old page')
+    const editor = pool.raw({ app: life, doc: unused, token: token(unused, 'edi') })
+    await editor.handshake()
+    assert.match(editor.receivedDoc().getXmlFragment('body').toString(), /restored by the host/)
   })
 
   it('an event given up on is a dead letter the host reads and acknowledges, counted for operators, kept across a restart', async () => {

@@ -439,6 +439,18 @@ impl YClient {
         self.send_update(&u)
     }
 
+    /// Delete `len` characters of `title` at `index` and send the update; returns its
+    /// message number.
+    pub fn delete_title(&self, index: u32, len: u32) -> u64 {
+        use yrs::Text;
+        let t = self.doc.get_or_insert_text("title");
+        let mut txn = self.doc.transact_mut();
+        t.remove_range(&mut txn, index, len);
+        let u = txn.encode_update_v1();
+        drop(txn);
+        self.send_update(&u)
+    }
+
     /// Append a paragraph `<p>text</p>` to `body` and send the update.
     pub fn push_paragraph(&self, text: &str) {
         use yrs::{XmlElementPrelim, XmlFragment, XmlTextPrelim};

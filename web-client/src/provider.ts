@@ -150,6 +150,12 @@ export interface ChorusEvents extends Record<string, unknown> {
    * content into the new, empty draft). The app should leave the editor.
    */
   deleted: { code: number, reason: string }
+  /**
+   * The draft was evicted for disuse (4410 `document-evicted`): the host has its
+   * content and must write it again before it opens. The provider stops and clears
+   * its offline copy; load the editor again once the host has.
+   */
+  evicted: { code: number, reason: string }
   /** Connected, synced and saved: the host may publish what the user sees. */
   'can-publish': boolean
   'read-only': { reason: string }
@@ -806,8 +812,8 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
 
   /**
    * What a close means for the user, and when to try again:
-   * - 4404 `document-deleted`: stop; the offline copy is cleared and `deleted` is
-   *   emitted;
+   * - 4404 `document-deleted`, 4410 `document-evicted`: stop; the offline copy is
+   *   cleared and `deleted` / `evicted` is emitted;
    * - 4403 (not for this document, session ended, app disabled): stop; the editor
    *   turns read-only (reason `forbidden: <close reason>`);
    * - 1008 `content-rejected`: stop; this copy's offline data is cleared (it holds
@@ -830,11 +836,14 @@ export class ChorusProvider extends Emitter<ChorusEvents> {
     // Remote presence is stale once the connection is gone.
     const others = [...this.awareness.getStates().keys()].filter((id) => id !== this.doc.clientID)
     awarenessProtocol.removeAwarenessStates(this.awareness, others, this)
-    if (code === 4404) {
+    if (code === 4404 || code === 4410) {
+      // Deleted, or evicted (its content went to the host, which writes it again
+      // before it opens): this copy must not be written into what comes next.
       this.wanted = false
       this.setStatus({ status: 'forbidden', code, reason })
-      this.setReadOnly('deleted')
-      void this.clearOfflineData().finally(() => this.emit('deleted', { code, reason }))
+      const gone = code === 4404 ? 'deleted' : 'evicted'
+      this.setReadOnly(gone)
+      void this.clearOfflineData().finally(() => this.emit(gone, { code, reason }))
       return
     }
     if (code === 4403 || code === 1008) {

@@ -31,6 +31,8 @@ pub enum DraftFormat {
 pub struct Draft {
     /// Whether the document exists (was ever stored or edited).
     pub exists: bool,
+    /// When it was evicted (0: it was not; then `exists` is false).
+    pub evicted_at_ms: u64,
     /// Strong validator: a hash of the state vector.
     pub etag: String,
     /// Last change, ms since the epoch (0 if never stored).
@@ -262,6 +264,14 @@ pub enum DocCommand {
     Delete {
         /// Answered once the deletion is durable; `NotFound` if it was never stored.
         reply: oneshot::Sender<Result<Deleted, HostError>>,
+    },
+    /// The retention sweep: evict the draft if nobody is connected and it was neither
+    /// changed nor opened since `cutoff_ms`; the actor then stops.
+    Evict {
+        /// Last use (change or session) before which it goes.
+        cutoff_ms: u64,
+        /// Whether it was evicted (answered once that is durable).
+        reply: oneshot::Sender<Result<bool, HostError>>,
     },
     /// A host lists who is connected.
     Sessions {

@@ -90,6 +90,62 @@ pub struct AppRules {
     /// Session policies of apps that configure their own (others:
     /// [`SessionPolicy::default`]).
     pub sessions: HashMap<String, SessionPolicy>,
+    /// History retention of each app (an app absent here keeps every point).
+    pub retention: HashMap<String, RetentionPolicy>,
+}
+
+/// Which history points of an app's documents are kept (the retention sweep).
+///
+/// Named points (`publish`, `restore`, `discard`: what someone did) are kept longer
+/// than `auto` ones (every few minutes of editing). The latest `publish` point is
+/// always kept: a discard goes back to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    /// The newest `auto` points kept (0: none kept by count… see `max_auto_age`).
+    pub auto_points: usize,
+    /// `auto` points older than this go (None: no age limit).
+    pub max_auto_age: Option<Duration>,
+    /// The newest named points kept.
+    pub named_points: usize,
+    /// Named points older than this go (None: no age limit).
+    pub max_named_age: Option<Duration>,
+    /// A draft neither changed nor opened for this long is evicted (None: never).
+    pub evict_after: Option<Duration>,
+}
+
+impl RetentionPolicy {
+    /// The points of `entries` (oldest first, as the store lists them) this policy
+    /// drops at `now_ms`.
+    pub fn points_to_drop(&self, entries: &[chorus_store::HistoryEntry], now_ms: u64) -> Vec<u64> {
+        let last_publish = entries
+            .iter()
+            .rev()
+            .find(|e| e.kind == "publish")
+            .map(|e| e.point);
+        let too_old = |at: u64, max: Option<Duration>| {
+            max.is_some_and(|max| now_ms.saturating_sub(at) > max.as_millis() as u64)
+        };
+        let mut drop = Vec::new();
+        let (mut autos, mut named) = (0usize, 0usize);
+        for e in entries.iter().rev() {
+            if Some(e.point) == last_publish {
+                named += 1;
+                continue;
+            }
+            let keep = if e.kind == "auto" {
+                autos += 1;
+                autos <= self.auto_points && !too_old(e.at_ms, self.max_auto_age)
+            } else {
+                named += 1;
+                named <= self.named_points && !too_old(e.at_ms, self.max_named_age)
+            };
+            if !keep {
+                drop.push(e.point);
+            }
+        }
+        drop.reverse();
+        drop
+    }
 }
 
 /// How many people may edit a document of an app at once, and how long a session
@@ -161,6 +217,8 @@ pub(crate) struct DocEnv {
     pub(crate) exclusive_apps: HashSet<String>,
     /// Session policies per app (others: the default).
     sessions: HashMap<String, SessionPolicy>,
+    /// History retention per app (others keep every point).
+    pub(crate) retention: HashMap<String, RetentionPolicy>,
     default_sessions: SessionPolicy,
     /// Cluster mode: the bus, leases, what this node owns and forwards.
     pub(crate) cluster: OnceLock<Cluster>,
@@ -222,6 +280,7 @@ impl DocEnv {
             hooked_apps: rules.hooked,
             exclusive_apps: rules.exclusive,
             sessions: rules.sessions,
+            retention: rules.retention,
             default_sessions: SessionPolicy::default(),
             cluster: OnceLock::new(),
         }

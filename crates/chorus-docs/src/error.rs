@@ -102,6 +102,12 @@ pub enum HostError {
     /// The base does not decode as a document.
     #[error("the base of the change is not a valid document")]
     BadBase,
+    /// The draft was evicted (its content went to the host): write it again first.
+    #[error("the draft was evicted")]
+    Evicted {
+        /// When (ms since the epoch).
+        at_ms: u64,
+    },
     /// The document could not be loaded or the change could not be stored.
     #[error(transparent)]
     Unavailable(#[from] DocError),

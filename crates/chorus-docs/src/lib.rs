@@ -56,6 +56,7 @@ mod peer;
 mod plan;
 mod registry;
 mod release;
+mod retention;
 mod types;
 mod webhooks;
 mod wire;
@@ -68,7 +69,7 @@ pub use command::{
     SessionInfo,
 };
 pub use direct::DirectSink;
-pub use env::{AppRules, DocPolicy, DocSetup, OverMaxEditors, SessionPolicy};
+pub use env::{AppRules, DocPolicy, DocSetup, OverMaxEditors, RetentionPolicy, SessionPolicy};
 pub use error::{DocError, HostError};
 pub use frames::{frame_queue, FrameReceiver, FrameSender, PushError};
 pub use metrics::{DocMetrics, NoMetrics};

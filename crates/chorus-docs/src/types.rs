@@ -60,6 +60,9 @@ pub enum Disconnect {
     /// The session reached the app's `max_session_secs`.
     #[error("the session reached its lifetime")]
     Expired,
+    /// The draft was evicted: the host must write it again before it is opened.
+    #[error("document evicted")]
+    Evicted,
     /// The host deleted the draft: reconnecting would only start an empty one.
     #[error("document deleted by the host")]
     Deleted,

@@ -31,17 +31,21 @@ pub enum EventKind {
     /// `"deleted"`: the host deleted the draft (its history and log went with it).
     /// The document's events still undelivered are dropped in its favour.
     Deleted,
+    /// `"evicted"`: the draft was not used for its app's `evict_after_secs` and left
+    /// the store; the event carries its final content.
+    Evicted,
 }
 
 impl EventKind {
     /// Every kind, in declaration order.
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 7] = [
         EventKind::Editing,
         EventKind::Saved,
         EventKind::Closed,
         EventKind::ExternalChange,
         EventKind::Published,
         EventKind::Deleted,
+        EventKind::Evicted,
     ];
 
     /// The wire name: the body's `"type"` and the `X-Chorus-Event-Type` header.
@@ -53,6 +57,7 @@ impl EventKind {
             EventKind::ExternalChange => "external-change",
             EventKind::Published => "published",
             EventKind::Deleted => "deleted",
+            EventKind::Evicted => "evicted",
         }
     }
 }
@@ -218,6 +223,30 @@ impl HookEvent {
             doc,
             at_ms,
             json!({ "closedSessions": editors }),
+        )
+    }
+
+    /// `evicted`: the draft left the store after `last_used_ms` (its last change or
+    /// session); `title` and `html` (sanitized) are its final content, `etag` its
+    /// version. Joins are refused until the host writes the content again.
+    #[allow(clippy::too_many_arguments)]
+    pub fn evicted(
+        app: impl Into<String>,
+        doc: impl Into<String>,
+        at_ms: u64,
+        title: impl Into<String>,
+        html: impl Into<String>,
+        etag: impl Into<String>,
+        last_used_ms: u64,
+    ) -> Self {
+        let (title, html, etag): (String, String, String) =
+            (title.into(), html.into(), etag.into());
+        Self::new(
+            EventKind::Evicted,
+            app,
+            doc,
+            at_ms,
+            json!({ "title": title, "html": html, "etag": etag, "lastUsedAt": last_used_ms }),
         )
     }
 

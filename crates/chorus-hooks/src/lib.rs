@@ -54,6 +54,7 @@
 //! | `closed` | every editor left and the save delay passed | `title`, `html` (sanitized), `contributors` (user ids), `etag`, `changed` (the draft differs from what it was after the last publish or external change; true for a draft never published nor changed by the host) |
 //! | `external-change` | the host changed the draft through the API | `fields` (names changed, e.g. `"title"`, `"body"`), `etag` |
 //! | `published` | the draft was published | `title`, `html`, `etag`, `publishedAt` (ms since the epoch) |
+//! | `evicted` | the draft was not used for its app's `evict_after_secs` and left the store (joins are refused with 4410 until the host writes it again) | `title`, `html` (sanitized), `etag`, `lastUsedAt` (its last change or session, ms since the epoch) |
 //! | `deleted` | the host deleted the draft (with its history and log) | `closedSessions`: sessions it closed. The document's events not yet delivered are dropped (counted in [`HooksStats::superseded`]): the deletion replaces them |
 //!
 //! Example: `{"id":"evt-42","type":"saved","app":"blog","doc":"post-7","at":1718000000000,"etag":"W/\"3f2a\""}`.

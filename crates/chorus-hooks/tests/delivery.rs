@@ -316,12 +316,15 @@ async fn every_event_kind_arrives_signed_and_in_order() {
     ids.extend(enqueue_all(
         &hooks,
         &store,
-        &[HookEvent::deleted(APP, "post-1", at + 5, 2)],
+        &[
+            HookEvent::deleted(APP, "post-1", at + 5, 2),
+            HookEvent::evicted(APP, "post-1", at + 6, "T", "<p>x</p>", "e9", at),
+        ],
     ));
-    wait_for("6 deliveries", || running.stats().delivered == 6).await;
+    wait_for("7 deliveries", || running.stats().delivered == 7).await;
 
     let received = receiver.received();
-    assert_eq!(received.len(), 6, "one request per event");
+    assert_eq!(received.len(), 7, "one request per event");
     let got_ids: Vec<&str> = received.iter().map(Received::id).collect();
     assert_eq!(
         got_ids, ids,
@@ -353,6 +356,10 @@ async fn every_event_kind_arrives_signed_and_in_order() {
             json!({"title": "Title", "html": "<p>Hi</p>", "etag": "e3", "publishedAt": at + 5}),
         ),
         with(envelope(5, "deleted"), json!({"closedSessions": 2})),
+        with(
+            envelope(6, "evicted"),
+            json!({"title": "T", "html": "<p>x</p>", "etag": "e9", "lastUsedAt": at}),
+        ),
     ];
     for (request, expected) in received.iter().zip(expected) {
         assert_eq!(request.body, expected);

@@ -54,6 +54,9 @@ pub async fn get_draft(
             tracing::warn!(doc = %key.doc, error = %e, "draft read failed");
             ApiError::from(e)
         })?;
+    if draft.evicted_at_ms > 0 {
+        return Err(ApiError::Evicted(draft.evicted_at_ms));
+    }
     if !draft.exists {
         return Err(ApiError::NotFound("document"));
     }
@@ -92,6 +95,7 @@ pub async fn list_docs(
             contributors: m.contributors,
             size_bytes: m.size_bytes,
             update_count: m.update_count,
+            evicted_at: (m.evicted_at_ms > 0).then_some(m.evicted_at_ms),
         })
         .collect();
     Ok(Json(DocList { docs }))

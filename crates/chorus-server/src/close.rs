@@ -21,6 +21,9 @@ pub const DELETED: u16 = 4404;
 /// `idle_close_secs` (`idle-timeout`: come back when the user does) or its
 /// `max_session_secs` passed (`session-expired`: reconnect with a fresh token).
 pub const SESSION_ENDED_BY_POLICY: u16 = 4408;
+/// 4410: the draft was evicted (its content went to the host): the host must write
+/// it again before it opens; do not reconnect until it has.
+pub const EVICTED: u16 = 4410;
 /// 4413: a message or document exceeds its size limit.
 pub const TOO_LARGE: u16 = 4413;
 /// 4429: the connection stayed over its rate limits.
@@ -93,6 +96,7 @@ impl CloseReason {
                 Disconnect::TokenRefused => BAD_TOKEN,
                 Disconnect::Stopped | Disconnect::Moved => RESTARTING,
                 Disconnect::Deleted => DELETED,
+                Disconnect::Evicted => EVICTED,
                 Disconnect::TooManyEditors => RATE_LIMITED,
                 Disconnect::Idle | Disconnect::Expired => SESSION_ENDED_BY_POLICY,
             },
@@ -131,6 +135,7 @@ impl CloseReason {
                 Disconnect::Stopped => "server-restarting",
                 Disconnect::Moved => "document-moved",
                 Disconnect::Deleted => "document-deleted",
+                Disconnect::Evicted => "document-evicted",
                 Disconnect::TooManyEditors => "too-many-editors",
                 Disconnect::Idle => "idle-timeout",
                 Disconnect::Expired => "session-expired",

@@ -368,6 +368,10 @@ impl Server {
             trigger.shutdown.cancel();
         };
         let sweeper = tokio::spawn(state.documents.clone().sweep(state.shutdown.clone()));
+        let retention = tokio::spawn(state.documents.clone().run_retention(
+            Duration::from_secs(state.config.retention_sweep_secs),
+            state.shutdown.clone(),
+        ));
         let probe = tokio::spawn(probe_store(state.clone()));
         // Before the bus is read: a forwarded join is judged by its token here.
         crate::join::install_session_verifier(&state.documents, state.apps.clone());
@@ -403,6 +407,7 @@ impl Server {
         }
         // Every document writes what it has and waits until it is durable.
         let _ = sweeper.await;
+        let _ = retention.await;
         state.documents.shutdown(grace).await;
         hooks_stop.cancel();
         let _ = hooks.await;

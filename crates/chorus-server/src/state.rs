@@ -86,6 +86,7 @@ impl AppState {
                     hooked: hooked_apps,
                     exclusive: config.exclusive_apps(),
                     sessions: config.session_policies(),
+                    retention: config.retention_policies(),
                 },
                 policy: config.doc_policy(),
                 store,

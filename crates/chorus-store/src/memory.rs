@@ -271,6 +271,17 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    fn delete_history(&self, id: &DocId, points: &[u64]) -> Result<(), StoreError> {
+        self.check_failing("history deletion")?;
+        id.check()?;
+        if let Some(doc) = self.state().docs.get_mut(id) {
+            for p in points {
+                doc.history.remove(p);
+            }
+        }
+        Ok(())
+    }
+
     fn dead_letter_count(&self) -> Result<u64, StoreError> {
         Ok(self.state().dead_letters.len() as u64)
     }

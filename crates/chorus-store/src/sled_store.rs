@@ -600,6 +600,26 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    fn delete_history(&self, id: &DocId, points: &[u64]) -> Result<(), StoreError> {
+        id.check()?;
+        self.recover()?;
+        let t = self.trees()?;
+        let mut gone = sled::Batch::default();
+        for p in points {
+            gone.remove(codec::log_key(id, *p));
+        }
+        self.failed(
+            t.history
+                .apply_batch(gone)
+                .map_err(|e| self.err(e, "deleting history points in")),
+        )?;
+        self.failed(
+            t.db.flush()
+                .map(drop)
+                .map_err(|e| self.err(e, "flushing history deletions in")),
+        )
+    }
+
     fn dead_letter_count(&self) -> Result<u64, StoreError> {
         Ok(self.trees()?.dead_letters.len() as u64)
     }

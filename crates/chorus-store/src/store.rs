@@ -71,6 +71,10 @@ pub trait Store: Send + Sync + 'static {
     /// The history points of a document, oldest first (without their content).
     fn history(&self, id: &DocId) -> Result<Vec<HistoryEntry>, StoreError>;
 
+    /// Remove history points `points` of a document (retention), durably when this
+    /// returns. Points that do not exist are skipped. Never touches the draft.
+    fn delete_history(&self, id: &DocId, points: &[u64]) -> Result<(), StoreError>;
+
     /// One history point with its content; `None` if the document has no such point.
     fn history_point(&self, id: &DocId, point: u64) -> Result<Option<HistoryPoint>, StoreError>;
 

@@ -64,6 +64,12 @@ pub struct DocMeta {
     /// The ETag the draft had when the host last saw it as it was: after its last
     /// publish or external change (empty: never). `closed` compares the draft with it.
     pub host_etag: String,
+    /// When a session last opened the draft (ms since the epoch; kept to the hour).
+    pub opened_at_ms: u64,
+    /// The draft was evicted (ms since the epoch; 0 = it was not): its content is
+    /// gone, the host was sent it, and joins are refused until the host writes it
+    /// again. The record stays as this marker.
+    pub evicted_at_ms: u64,
     /// Number of the last history point written (points count from 1).
     pub last_history_point: u64,
     /// When the last history point was taken (ms since the epoch).

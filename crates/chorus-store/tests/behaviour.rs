@@ -59,6 +59,7 @@ behaviours!(
     a_deleted_document_leaves_nothing_and_its_neighbours_everything,
     writes_after_a_deletion_in_the_same_batch_start_the_document_again,
     dead_letters_leave_the_outbox_per_app_until_acknowledged,
+    history_points_deleted_by_retention_go_and_nothing_else,
 );
 
 fn app_switches_are_kept_per_app_the_last_one_winning(store: &dyn Store) {
@@ -484,4 +485,18 @@ fn dead_letters_leave_the_outbox_per_app_until_acknowledged(store: &dyn Store) {
     assert!(!store.dead_letter_ack("a", a1).unwrap(), "taken once");
     assert!(store.dead_letters("a", 10).unwrap().is_empty());
     assert_eq!(store.dead_letter_count().unwrap(), 1);
+}
+
+fn history_points_deleted_by_retention_go_and_nothing_else(store: &dyn Store) {
+    let a = DocId::new("app", "a");
+    let ab = DocId::new("app", "ab");
+    stored_with_everything(store, &a);
+    stored_with_everything(store, &ab);
+    let before = store.load(&a).unwrap();
+    store.delete_history(&a, &[1, 7]).unwrap();
+    let left: Vec<u64> = store.history(&a).unwrap().iter().map(|e| e.point).collect();
+    assert_eq!(left, [2], "point 1 went; a point that never was is skipped");
+    assert_eq!(store.history_point(&a, 1).unwrap(), None);
+    assert_eq!(store.load(&a).unwrap(), before, "the draft is untouched");
+    assert_eq!(store.history(&ab).unwrap().len(), 2, "prefix-isolated");
 }

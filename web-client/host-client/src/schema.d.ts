@@ -436,6 +436,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
+                410: components["responses"]["Evicted"];
                 429: components["responses"]["RateLimited"];
                 503: components["responses"]["Unavailable"];
             };
@@ -587,7 +588,8 @@ export interface paths {
          *     edits made since the read are kept. Bases are drafts the host read within
          *     `external_base_ttl_secs` (default 1 h, in memory) or history points; anything
          *     else is 412 `base-expired`. The answer comes once the change is durable.
-         *     A document that does not exist yet is created.
+         *     A document that does not exist yet is created; an evicted one is written again
+         *     (it opens for editors again).
          */
         put: {
             parameters: {
@@ -737,6 +739,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"] & unknown;
                     };
                 };
+                410: components["responses"]["Evicted"];
                 /** @description no If-Match header (`precondition-required`) */
                 428: {
                     headers: {
@@ -1441,6 +1444,8 @@ export interface components {
             contributors: string[];
             sizeBytes: number;
             updateCount: number;
+            /** @description evicted drafts only: when (ms since the epoch); the content went to the host in the `evicted` webhook */
+            evictedAt?: number;
         };
         /** @description who did it, as the host names them (plain text, shown to the document's editors) */
         ActedBy: {
@@ -1516,6 +1521,15 @@ export interface components {
         };
         /** @description no such document, history point or session (`not-found`) */
         NotFound: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /** @description the draft was evicted for disuse (`evicted`); its content went to the host in the `evicted` webhook. Write it again (`PUT …/content`) to bring it back */
+        Evicted: {
             headers: {
                 [name: string]: unknown;
             };

@@ -76,10 +76,24 @@ export interface DeletedEvent extends WebhookEnvelope<'deleted'> {
   closedSessions: number
 }
 
+/**
+ * The draft was not used for its app's `evict_after_secs` and left Chorus's store:
+ * this is its final content. Editors are refused (4410) and reads are 410 until the
+ * host writes it again (`putContent`).
+ */
+export interface EvictedEvent extends WebhookEnvelope<'evicted'> {
+  title: string
+  /** Body HTML, cleaned by the app's whitelist. */
+  html: string
+  etag: string
+  /** Its last change or session, ms since the epoch. */
+  lastUsedAt: number
+}
+
 /** Every event Chorus sends; narrow on `type`. Unknown fields are kept as sent. */
-export type WebhookEvent = EditingEvent | SavedEvent | ClosedEvent | ExternalChangeEvent | PublishedEvent | DeletedEvent
+export type WebhookEvent = EditingEvent | SavedEvent | ClosedEvent | ExternalChangeEvent | PublishedEvent | DeletedEvent | EvictedEvent
 export type WebhookEventType = WebhookEvent['type']
-export const WEBHOOK_EVENT_TYPES: readonly WebhookEventType[] = Object.freeze(['editing', 'saved', 'closed', 'external-change', 'published', 'deleted'] as const)
+export const WEBHOOK_EVENT_TYPES: readonly WebhookEventType[] = Object.freeze(['editing', 'saved', 'closed', 'external-change', 'published', 'deleted', 'evicted'] as const)
 
 /** The claims of a delivery token (chorus-hooks `DeliveryClaims`). */
 export interface WebhookClaims {
@@ -221,7 +235,13 @@ const FIELDS: Record<WebhookEventType, Record<string, (v: unknown) => boolean>> 
     etag: (v) => typeof v === 'string',
     publishedAt: (v) => typeof v === 'number'
   },
-  deleted: { closedSessions: (v) => typeof v === 'number' }
+  deleted: { closedSessions: (v) => typeof v === 'number' },
+  evicted: {
+    title: (v) => typeof v === 'string',
+    html: (v) => typeof v === 'string',
+    etag: (v) => typeof v === 'string',
+    lastUsedAt: (v) => typeof v === 'number'
+  }
 }
 
 /**

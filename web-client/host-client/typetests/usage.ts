@@ -86,6 +86,7 @@ export async function usage (): Promise<void> {
     case 'external-change': { const f: string[] = event.fields; void f; break }
     case 'published': { const t: number = event.publishedAt; void t; break }
     case 'deleted': { const n: number = event.closedSessions; void n; break }
+    case 'evicted': { const h: string = event.html; const at: number = event.lastUsedAt; void h; void at; break }
     default: { const never: never = event; void never }
   }
   void n; void mode; void docs; void state; void code; void yjs

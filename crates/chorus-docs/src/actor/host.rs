@@ -42,6 +42,12 @@ impl DocActor {
         reply: oneshot::Sender<Result<ChangeOutcome, HostError>>,
     ) {
         let result = self.room.apply_external(change.edit);
+        if result.is_ok() && self.writes.meta.evicted_at_ms > 0 {
+            // The host writes the evicted draft again: it is back.
+            info!(app = %self.key.app, doc = %self.key.doc, "evicted draft written again by the host");
+            self.writes.meta.evicted_at_ms = 0;
+            self.writes.meta_changed = true;
+        }
         let fields = match result {
             Ok(fields) => fields,
             Err(e) => {
@@ -104,6 +110,11 @@ impl DocActor {
 
     /// The draft rendered for a publish, if it exists and still has `if_match`.
     pub(super) fn render(&self, if_match: &str) -> Result<PublishDraft, HostError> {
+        if self.writes.meta.evicted_at_ms > 0 {
+            return Err(HostError::Evicted {
+                at_ms: self.writes.meta.evicted_at_ms,
+            });
+        }
         if !self.writes.exists {
             return Err(HostError::NotFound);
         }
@@ -219,9 +230,12 @@ impl DocActor {
                 .bases
                 .remember(&self.key, &etag, || self.room.encode_state());
         }
-        let (exists, updated_at_ms) = (self.writes.exists, self.writes.meta.updated_at_ms);
+        let evicted_at_ms = self.writes.meta.evicted_at_ms;
+        let exists = self.writes.exists && evicted_at_ms == 0;
+        let updated_at_ms = self.writes.meta.updated_at_ms;
         let draft = move |content| Draft {
             exists,
+            evicted_at_ms,
             etag,
             updated_at_ms,
             content,

@@ -85,7 +85,7 @@ struct DocActor {
     sweep: Arc<Sweep>,
     /// The host deleted the draft: the actor stops, deleting it instead of the
     /// final write, and answers here.
-    deleting: Option<state::DeleteReply>,
+    deleting: Option<state::Ending>,
     /// When the session timers are looked at next (see `policy.rs`).
     session_check_at: Option<Instant>,
 }
@@ -211,6 +211,13 @@ impl DocActor {
                 mut peer,
             } => {
                 peer.swept_by(&self.sweep);
+                if self.writes.meta.evicted_at_ms > 0 {
+                    // Its content went to the host: an empty draft a client would
+                    // fill with its own copy is not offered.
+                    peer.control.close(Disconnect::Evicted);
+                    self.remote.forget(conn);
+                    return Stop::No;
+                }
                 let (session, downgraded) = match self.judge_join(session) {
                     Admission::AsIs(session) => (session, false),
                     Admission::Downgraded(session) => (session, true),
@@ -234,6 +241,7 @@ impl DocActor {
                 self.editor_joined(conn, &session);
                 self.room.join(conn, session, peer);
                 self.clock_started(conn);
+                self.note_opened();
                 if downgraded || capped {
                     let reason = if downgraded {
                         "downgraded"
@@ -292,11 +300,19 @@ impl DocActor {
                     return Stop::No;
                 }
                 if self.deleting.is_none() {
-                    self.deleting = Some(reply);
+                    self.deleting = Some(state::Ending::Delete(reply));
                 } else {
                     // Two deletions in one turn: the first one answers for both.
                     let _ = reply.send(Err(crate::HostError::NotFound));
                 }
+                return Stop::Now;
+            }
+            DocCommand::Evict { cutoff_ms, reply } => {
+                if self.deleting.is_some() || !self.evictable(cutoff_ms) {
+                    let _ = reply.send(Ok(false));
+                    return Stop::No;
+                }
+                self.deleting = Some(state::Ending::Evict(reply));
                 return Stop::Now;
             }
             DocCommand::Sessions { reply } => {

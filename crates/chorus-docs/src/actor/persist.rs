@@ -274,8 +274,11 @@ impl DocActor {
         mut rx: InboxReceiver<DocCommand>,
         own_tx: InboxSender<DocCommand>,
     ) {
-        if let Some(reply) = self.deleting.take() {
-            Box::pin(self.delete(reply)).await;
+        if let Some(ending) = self.deleting.take() {
+            match ending {
+                super::state::Ending::Delete(reply) => Box::pin(self.delete(reply)).await,
+                super::state::Ending::Evict(reply) => Box::pin(self.evict(reply)).await,
+            }
         } else {
             Box::pin(self.final_write()).await;
         }

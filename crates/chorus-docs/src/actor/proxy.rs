@@ -171,6 +171,10 @@ impl Proxy {
             DocCommand::Delete { reply } => {
                 let _ = reply.send(Err(HostError::Unavailable(self.elsewhere())));
             }
+            // The owner's own sweep evicts it.
+            DocCommand::Evict { reply, .. } => {
+                let _ = reply.send(Ok(false));
+            }
             DocCommand::Sessions { reply } => {
                 let _ = reply.send(Vec::new());
             }

@@ -181,6 +181,14 @@ impl HostReply {
 /// Where a deletion's answer goes.
 pub(super) type DeleteReply = oneshot::Sender<Result<crate::command::Deleted, HostError>>;
 
+/// How a draft's life ends when its actor stops (instead of a final write).
+pub(super) enum Ending {
+    /// The host deleted it.
+    Delete(DeleteReply),
+    /// The retention sweep evicts it.
+    Evict(oneshot::Sender<Result<bool, HostError>>),
+}
+
 /// What a join gets under the app's editor cap.
 pub(super) enum Capped {
     /// As it asked (or view-only, which the cap does not count).

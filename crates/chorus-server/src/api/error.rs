@@ -42,6 +42,9 @@ pub enum ApiError {
     /// The draft moved on since the host read it.
     #[error("the draft changed since it was read; read it again (current ETag {0})")]
     Conflict(String),
+    /// The draft was evicted (its content went to the host in the `evicted` webhook).
+    #[error("the draft was evicted (at {0} ms since the epoch); write its content again (PUT …/content) to bring it back")]
+    Evicted(u64),
     /// The `baseEtag` of an external change is unknown or expired.
     #[error("the base {0} is unknown or expired; read the draft again and retry with its ETag")]
     BaseExpired(String),
@@ -78,6 +81,7 @@ impl ApiError {
             ApiError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::BaseExpired(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::Evicted(_) => StatusCode::GONE,
             ApiError::ContentRejected => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable | ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -96,6 +100,7 @@ impl ApiError {
             ApiError::PreconditionRequired => "precondition-required",
             ApiError::Conflict(_) => "conflict",
             ApiError::BaseExpired(_) => "base-expired",
+            ApiError::Evicted(_) => "evicted",
             ApiError::ContentRejected => "content-rejected",
             ApiError::Unavailable => "unavailable",
             ApiError::Store(c) => c.code(),
@@ -139,6 +144,7 @@ impl From<HostError> for ApiError {
     fn from(e: HostError) -> Self {
         match e {
             HostError::NotFound => ApiError::NotFound("document"),
+            HostError::Evicted { at_ms } => ApiError::Evicted(at_ms),
             HostError::Conflict { current } => ApiError::Conflict(current),
             HostError::ContentRejected => ApiError::ContentRejected,
             HostError::BadBase => ApiError::BaseExpired("given".into()),

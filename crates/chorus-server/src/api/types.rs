@@ -297,6 +297,9 @@ pub struct DocSummary {
     pub size_bytes: u64,
     /// Updates ever appended.
     pub update_count: u64,
+    /// Evicted drafts only: when (ms since the epoch); its content went to the host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evicted_at: Option<u64>,
 }
 
 /// `GET …/draft?format=json`: the document's JSON rendering (`title`, `body`) with its

@@ -139,6 +139,25 @@ impl Config {
         }
     }
 
+    /// Each app's history retention.
+    pub fn retention_policies(&self) -> HashMap<String, chorus_docs::RetentionPolicy> {
+        let age = |s: u64| (s > 0).then(|| std::time::Duration::from_secs(s));
+        self.apps
+            .iter()
+            .map(|a| {
+                let r = &a.retention;
+                let policy = chorus_docs::RetentionPolicy {
+                    auto_points: r.auto_points,
+                    max_auto_age: age(r.auto_point_max_age_secs),
+                    named_points: r.named_points,
+                    max_named_age: age(r.named_point_max_age_secs),
+                    evict_after: age(r.evict_after_secs),
+                };
+                (a.id.clone(), policy)
+            })
+            .collect()
+    }
+
     /// Each app's session policy.
     pub fn session_policies(&self) -> HashMap<String, chorus_docs::SessionPolicy> {
         let secs = |s: u64| (s > 0).then(|| std::time::Duration::from_secs(s));

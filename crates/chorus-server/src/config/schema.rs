@@ -67,6 +67,41 @@ pub struct AppConfig {
     /// (`[apps.sessions]`).
     #[serde(default)]
     pub sessions: AppSessions,
+    /// Which history points are kept (`[apps.retention]`).
+    #[serde(default)]
+    pub retention: AppRetention,
+}
+
+/// An app's history retention (`[apps.retention]`), applied by a sweep every
+/// `retention_sweep_secs`. Named points (`publish`, `restore`, `discard`) are kept
+/// longer than `auto` ones; the latest `publish` point is always kept.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppRetention {
+    /// The newest `auto` points kept per document. Default 50.
+    pub auto_points: usize,
+    /// `auto` points older than this go (0: no age limit). Default 30 days.
+    pub auto_point_max_age_secs: u64,
+    /// The newest named points kept per document. Default 200.
+    pub named_points: usize,
+    /// Named points older than this go (0: no age limit). Default 365 days.
+    pub named_point_max_age_secs: u64,
+    /// A draft neither changed nor opened for this long is evicted from the store:
+    /// its final content goes to the host (the `evicted` webhook), joins are refused
+    /// (4410) and reads are 410 until the host writes it again. Default 0: never.
+    pub evict_after_secs: u64,
+}
+
+impl Default for AppRetention {
+    fn default() -> Self {
+        AppRetention {
+            auto_points: 50,
+            auto_point_max_age_secs: 30 * 86_400,
+            named_points: 200,
+            named_point_max_age_secs: 365 * 86_400,
+            evict_after_secs: 0,
+        }
+    }
 }
 
 /// An app's session policy (`[apps.sessions]`): every key has a generous default; 0
@@ -129,6 +164,7 @@ impl AppConfig {
             collaboration: true,
             limits: Default::default(),
             sessions: Default::default(),
+            retention: Default::default(),
         }
     }
 }
@@ -366,6 +402,8 @@ pub struct Config {
     pub store_cache_mb: u64,
     /// While a draft is being edited, take a history point at most every this many seconds.
     pub history_interval_secs: u64,
+    /// How often each app's history is trimmed to its `[apps.retention]` (0: never).
+    pub retention_sweep_secs: u64,
     /// How long a draft a host read stays available as the base of a three-way
     /// external change (`baseEtag`), in seconds. Bases live in memory: a restart
     /// forgets them (the host then gets 412 `base-expired` and reads again).
@@ -419,6 +457,7 @@ impl Default for Config {
             max_document_bytes: 32 << 20,
             store_cache_mb: 64,
             history_interval_secs: 600,
+            retention_sweep_secs: 3600,
             external_base_ttl_secs: 3600,
             webhook_retry_base_ms: 1000,
             webhook_max_age_secs: 24 * 3600,

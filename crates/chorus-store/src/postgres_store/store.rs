@@ -280,6 +280,24 @@ impl Store for PostgresStore {
             .collect()
     }
 
+    fn delete_history(&self, id: &DocId, points: &[u64]) -> Result<(), StoreError> {
+        id.check()?;
+        let points: Vec<i64> = points
+            .iter()
+            .filter_map(|p| i64::try_from(*p).ok())
+            .collect();
+        if points.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn("deleting history points in")?;
+        conn.execute(
+            "DELETE FROM chorus_history WHERE app = $1 AND doc = $2 AND point = ANY($3)",
+            &[&id.app, &id.doc, &points],
+        )
+        .map_err(self.err("deleting history points in"))?;
+        Ok(())
+    }
+
     fn dead_letter_count(&self) -> Result<u64, StoreError> {
         let mut conn = self.conn("counting the dead letters in")?;
         let n: i64 = conn
