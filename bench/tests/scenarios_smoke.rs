@@ -13,6 +13,7 @@ fn chorus_bin() -> PathBuf {
     )
 }
 
+/// Run a scenario against the `chorus` binary (`--bin`).
 fn run_bench(args: &[&str]) -> serde_json::Value {
     let bin = chorus_bin();
     assert!(
@@ -20,10 +21,16 @@ fn run_bench(args: &[&str]) -> serde_json::Value {
         "{} not built (cargo build --bin chorus)",
         bin.display()
     );
+    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    args.push("--bin".into());
+    args.push(bin.display().to_string());
+    bench_json(&args)
+}
+
+/// Run `chorus-bench` with `args`; its last line of output, as JSON.
+fn bench_json<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> serde_json::Value {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_chorus-bench"))
         .args(args)
-        .arg("--bin")
-        .arg(&bin)
         .output()
         .expect("run chorus-bench");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -94,18 +101,8 @@ fn soak_runs_every_kind_of_load_without_a_failure() {
 
 #[test]
 fn storage_runs_the_three_configurations_and_retention_trims_history() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chorus-bench"))
-        .args(["storage", "--secs", "12", "--rate", "10", "--keep", "3"])
-        .output()
-        .expect("run chorus-bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "chorus-bench failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().expect("one JSON line")).unwrap();
+    // In-process: no `--bin`.
+    let r = bench_json(&["storage", "--secs", "12", "--rate", "10", "--keep", "3"]);
     let runs = r["runs"].as_array().unwrap();
     let modes: Vec<&str> = runs.iter().map(|r| r["mode"].as_str().unwrap()).collect();
     assert_eq!(modes, ["log", "compacted", "retained"]);

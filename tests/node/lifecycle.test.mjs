@@ -58,6 +58,15 @@ describe('a draft\'s life', () => {
   const cleanup = []
   after(async () => { for (const f of cleanup.reverse()) await f() })
 
+  /** A server with the one app `appDef`, and a pool of clients on it (both cleaned up). */
+  async function serve (appDef, extraConfig) {
+    const server = await startServer({ apps: [appDef], extraConfig })
+    cleanup.push(() => server.stop())
+    const pool = new ClientPool(server)
+    cleanup.push(() => pool.destroyAll())
+    return { server, pool }
+  }
+
   it('DELETE closes every session with 4404, removes draft and history, replaces pending events by `deleted`, and the id starts empty', async () => {
     // The receiver refuses everything about the document until the deletion arrives:
     // the events raised before it are still pending when the draft goes.
@@ -68,10 +77,7 @@ describe('a draft\'s life', () => {
     })
     cleanup.push(rx.close)
     const life = app(rx.url)
-    const server = await startServer({ apps: [life], extraConfig: FAST })
-    cleanup.push(() => server.stop())
-    const pool = new ClientPool(server)
-    cleanup.push(() => pool.destroyAll())
+    const { server, pool } = await serve(life, FAST)
     const doc = uid('delete')
     const api = hostApi(server, life, doc)
 
@@ -145,10 +151,7 @@ describe('a draft\'s life', () => {
     const rx = await receiver()
     cleanup.push(rx.close)
     const life = app(rx.url)
-    const server = await startServer({ apps: [life], extraConfig: FAST })
-    cleanup.push(() => server.stop())
-    const pool = new ClientPool(server)
-    cleanup.push(() => pool.destroyAll())
+    const { server, pool } = await serve(life, FAST)
     const doc = uid('changed')
     const api = hostApi(server, life, doc)
     const closedEvents = () => rx.accepted().filter((r) => r.body?.doc === doc && r.body.type === 'closed').map((r) => r.body)
@@ -180,10 +183,7 @@ describe('a draft\'s life', () => {
 
   it('discard returns to the last published version; editors are told who published and who discarded', async () => {
     const life = app('http://127.0.0.1:9/unused')
-    const server = await startServer({ apps: [life], extraConfig: FAST })
-    cleanup.push(() => server.stop())
-    const pool = new ClientPool(server)
-    cleanup.push(() => pool.destroyAll())
+    const { server, pool } = await serve(life, FAST)
     const doc = uid('discard')
     const api = hostApi(server, life, doc)
     const token = (user) => sessionToken({ app: life, doc, user })
@@ -243,10 +243,7 @@ describe('a draft\'s life', () => {
 
   it('a draft never stored is 404 to DELETE, and its open session stays', async () => {
     const life = app('http://127.0.0.1:9/unused')
-    const server = await startServer({ apps: [life], extraConfig: FAST })
-    cleanup.push(() => server.stop())
-    const pool = new ClientPool(server)
-    cleanup.push(() => pool.destroyAll())
+    const { server, pool } = await serve(life, FAST)
     const doc = uid('never')
     const viewer = pool.raw({ app: life, doc, token: sessionToken({ app: life, doc, user: 'eve', mode: 'view' }) })
     await viewer.handshake()
@@ -263,10 +260,7 @@ describe('a draft\'s life', () => {
       retention: { auto_points: 2, auto_point_max_age_secs: 0, named_points: 1, named_point_max_age_secs: 0 }
     }
     // A point per second of editing; no sweep until the history is built.
-    const server = await startServer({ apps: [life], extraConfig: { ...FAST, history_interval_secs: 1, retention_sweep_secs: 3 } })
-    cleanup.push(() => server.stop())
-    const pool = new ClientPool(server)
-    cleanup.push(() => pool.destroyAll())
+    const { server, pool } = await serve(life, { ...FAST, history_interval_secs: 1, retention_sweep_secs: 3 })
     const doc = uid('retention')
     const api = hostApi(server, life, doc)
     const writer = pool.provider({ app: life, doc, token: sessionToken({ app: life, doc, user: 'ret' }) })
@@ -325,10 +319,7 @@ describe('a draft\'s life', () => {
     const rx = await receiver()
     cleanup.push(rx.close)
     const life = { ...app(rx.url), retention: { evict_after_secs: 3 } }
-    const server = await startServer({ apps: [life], extraConfig: { ...FAST, retention_sweep_secs: 1 } })
-    cleanup.push(() => server.stop())
-    const pool = new ClientPool(server)
-    cleanup.push(() => pool.destroyAll())
+    const { server, pool } = await serve(life, { ...FAST, retention_sweep_secs: 1 })
     const token = (doc, user) => sessionToken({ app: life, doc, user })
     const unused = uid('unused')
     const inUse = uid('in-use')

@@ -66,19 +66,8 @@ impl DocActor {
             now_ms(),
             closed_sessions,
         ));
-        let events = std::mem::take(&mut self.writes.events);
-        let mut batch = WriteBatch::default();
-        batch.delete_doc(&self.id);
-        let done = self
-            .env
-            .writer
-            .submit(PersistOp::Append(batch), events)
-            .await;
-        match done.await.unwrap_or(Err(DocError::WriterStopped)) {
+        match self.remove_stored(None).await {
             Ok(()) => {
-                self.env.bases.forget(&self.key);
-                // Nothing is left to write at unload.
-                self.writes.exists = false;
                 info!(app = %self.key.app, doc = %self.key.doc, closed_sessions, "draft deleted");
                 let _ = reply.send(Ok(Deleted { closed_sessions }));
             }
@@ -140,7 +129,6 @@ impl DocActor {
             self.etag(),
             last_used,
         ));
-        let events = std::mem::take(&mut self.writes.events);
         let marker = DocMeta {
             created_at_ms: old.created_at_ms,
             updated_at_ms: now,
@@ -149,18 +137,8 @@ impl DocActor {
             evicted_at_ms: now,
             ..DocMeta::default()
         };
-        let mut batch = WriteBatch::default();
-        batch.delete_doc(&self.id);
-        batch.put_meta(&self.id, &marker);
-        let done = self
-            .env
-            .writer
-            .submit(PersistOp::Append(batch), events)
-            .await;
-        match done.await.unwrap_or(Err(DocError::WriterStopped)) {
+        match self.remove_stored(Some(marker)).await {
             Ok(()) => {
-                self.env.bases.forget(&self.key);
-                self.writes.exists = false;
                 info!(app = %self.key.app, doc = %self.key.doc, last_used, "draft evicted");
                 let _ = reply.send(Ok(true));
             }
@@ -169,5 +147,26 @@ impl DocActor {
                 let _ = reply.send(Err(HostError::Unavailable(e)));
             }
         }
+    }
+
+    /// Remove every stored record of the draft (leaving `marker` as its metadata,
+    /// if given) with the events raised for it, in one job; answers once durable.
+    async fn remove_stored(&mut self, marker: Option<DocMeta>) -> Result<(), DocError> {
+        let events = std::mem::take(&mut self.writes.events);
+        let mut batch = WriteBatch::default();
+        batch.delete_doc(&self.id);
+        if let Some(marker) = &marker {
+            batch.put_meta(&self.id, marker);
+        }
+        let done = self
+            .env
+            .writer
+            .submit(PersistOp::Append(batch), events)
+            .await;
+        done.await.unwrap_or(Err(DocError::WriterStopped))?;
+        self.env.bases.forget(&self.key);
+        // Nothing is left to write at unload.
+        self.writes.exists = false;
+        Ok(())
     }
 }

@@ -98,17 +98,29 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::TooLarge
-            } else {
-                bad(T::EXPECTED, e.body_text())
-            }
-        })?;
-        serde_json::from_slice(&bytes)
-            .map(ApiJson)
-            .map_err(|e| bad(T::EXPECTED, e))
+        let bytes = body_bytes::<T, S>(req, state).await?;
+        parse_json(&bytes).map(ApiJson)
     }
+}
+
+/// The body's bytes (413 `too-large` over the limit; any other failure to read it
+/// is the body's `bad-request`).
+async fn body_bytes<T: Expected, S: Send + Sync>(
+    req: Request,
+    state: &S,
+) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge
+        } else {
+            bad(T::EXPECTED, e.body_text())
+        }
+    })
+}
+
+/// `bytes` as the expected JSON, or the body's `bad-request`.
+fn parse_json<T: DeserializeOwned + Expected>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| bad(T::EXPECTED, e))
 }
 
 /// An optional JSON body: none at all (or only white space) is `T::default()`;
@@ -124,19 +136,11 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::TooLarge
-            } else {
-                bad(T::EXPECTED, e.body_text())
-            }
-        })?;
+        let bytes = body_bytes::<T, S>(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(T::default()));
         }
-        serde_json::from_slice(&bytes)
-            .map(OptionalJson)
-            .map_err(|e| bad(T::EXPECTED, e))
+        parse_json(&bytes).map(OptionalJson)
     }
 }
 
