@@ -61,12 +61,7 @@ impl DocActor {
             return;
         }
         self.session.open = false;
-        let (title, raw) =
-            chorus_core::render::doc_html_as(self.room.doc(), &self.room.whitelist().profile);
-        let whitelist = self.room.whitelist().clone();
-        let html = tokio::task::spawn_blocking(move || whitelist.clean_html(&raw))
-            .await
-            .unwrap_or_default();
+        let (title, html) = self.final_content().await;
         let contributors = std::mem::take(&mut self.session.contributors);
         let etag = self.etag();
         let changed = etag != self.writes.meta.host_etag;
@@ -81,6 +76,19 @@ impl DocActor {
         )
         .with_changed(changed);
         self.hook(event);
+    }
+
+    /// The draft's title and HTML as a host is sent them (`closed`, `evicted`): the
+    /// HTML cleaned on the blocking pool, so this actor waits and the runtime's
+    /// worker does not.
+    pub(super) async fn final_content(&self) -> (String, String) {
+        let (title, raw) =
+            chorus_core::render::doc_html_as(self.room.doc(), &self.room.whitelist().profile);
+        let whitelist = self.room.whitelist().clone();
+        let html = tokio::task::spawn_blocking(move || whitelist.clean_html(&raw))
+            .await
+            .unwrap_or_default();
+        (title, html)
     }
 
     /// A write that stored edits completed: `saved`, at most once per

@@ -111,12 +111,7 @@ impl DocActor {
             let _ = reply.send(Ok(false));
             return;
         }
-        let (title, raw) =
-            chorus_core::render::doc_html_as(self.room.doc(), &self.room.whitelist().profile);
-        let whitelist = self.room.whitelist().clone();
-        let html = tokio::task::spawn_blocking(move || whitelist.clean_html(&raw))
-            .await
-            .unwrap_or_default();
+        let (title, html) = self.final_content().await;
         let now = now_ms();
         let old = self.writes.meta.clone();
         let last_used = old.updated_at_ms.max(old.opened_at_ms);
