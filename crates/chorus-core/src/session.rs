@@ -93,6 +93,15 @@ impl Session {
         self.mode == Mode::Edit
     }
 
+    /// The same session in view mode (a downgrade, a wait for the exclusive hold, the
+    /// editor cap).
+    pub fn view_only(&self) -> Session {
+        Session {
+            mode: Mode::View,
+            ..self.clone()
+        }
+    }
+
     /// The `user` object stamped into this session's awareness states.
     pub fn user_json(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut m = serde_json::Map::new();

@@ -326,6 +326,12 @@ pub(crate) trait Exit: Send + Sync {
     fn hand_over(&self, own: &InboxSender<DocCommand>, rx: &mut InboxReceiver<DocCommand>);
 }
 
+/// When a draft was last used, for eviction: its last change or the last time a
+/// session opened it (ms since the epoch).
+pub(crate) fn last_used_ms(meta: &chorus_store::DocMeta) -> u64 {
+    meta.updated_at_ms.max(meta.opened_at_ms)
+}
+
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()

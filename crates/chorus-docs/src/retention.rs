@@ -11,7 +11,7 @@
 //! [`RetentionPolicy`]: crate::RetentionPolicy
 
 use crate::command::DocCommand;
-use crate::env::now_ms;
+use crate::env::{last_used_ms, now_ms};
 use crate::registry::Documents;
 use crate::types::DocKey;
 use chorus_store::DocId;
@@ -94,8 +94,7 @@ impl Documents {
                 docs += 1;
                 if let Some(after) = policy.evict_after {
                     let cutoff = now.saturating_sub(after.as_millis() as u64);
-                    let last_used = meta.updated_at_ms.max(meta.opened_at_ms);
-                    if meta.evicted_at_ms == 0 && last_used < cutoff {
+                    if meta.evicted_at_ms == 0 && last_used_ms(&meta) < cutoff {
                         candidates.push((DocKey::new(app.as_str(), doc.as_str()), cutoff));
                     }
                 }

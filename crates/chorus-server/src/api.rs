@@ -111,7 +111,10 @@ pub async fn dead_letters(
     HostApp { app }: HostApp,
 ) -> Result<Json<DeadLetterList>, ApiError> {
     let hooks = state.documents.hooks().clone();
-    let events = on_blocking(move || hooks.dead_letters(&app, DEAD_LETTERS_LISTED)).await?;
+    let events = on_blocking_pool("reading the dead letters", move || {
+        hooks.dead_letters(&app, DEAD_LETTERS_LISTED)
+    })
+    .await?;
     Ok(Json(DeadLetterList {
         events: events.into_iter().map(Into::into).collect(),
     }))
@@ -125,25 +128,15 @@ pub async fn ack_dead_letter(
     ApiPath(EventPath { event }): ApiPath<EventPath>,
 ) -> Result<Response, ApiError> {
     let hooks = state.documents.hooks().clone();
-    if on_blocking(move || hooks.ack_dead_letter(&app, &event)).await? {
+    let taken = on_blocking_pool("acknowledging a dead letter", move || {
+        hooks.ack_dead_letter(&app, &event)
+    })
+    .await?;
+    if taken {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::NotFound("dead letter"))
     }
-}
-
-/// A blocking store call through the hooks, off the runtime's workers; a store
-/// failure is 503 with its condition.
-async fn on_blocking<T: Send + 'static>(
-    call: impl FnOnce() -> Result<T, chorus_store::StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(call)
-        .await
-        .map_err(|_| ApiError::Unavailable)?
-        .map_err(|e| {
-            tracing::warn!(condition = %e.condition(), error = %e, "reading the dead letters failed");
-            ApiError::Store(e.condition())
-        })
 }
 
 /// What `X-Chorus-Title` percent-encodes: everything but ASCII letters, digits,
@@ -222,7 +215,16 @@ async fn read_store<T: Send + 'static>(
     call: impl FnOnce(&dyn chorus_store::Store) -> Result<T, chorus_store::StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let store = state.documents.store().clone();
-    tokio::task::spawn_blocking(move || call(&*store))
+    on_blocking_pool(what, move || call(&*store)).await
+}
+
+/// Run a call that reaches the store on a blocking thread; a failure is logged
+/// (with `what`) and answered as 503 with the store's condition.
+async fn on_blocking_pool<T: Send + 'static>(
+    what: &'static str,
+    call: impl FnOnce() -> Result<T, chorus_store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(call)
         .await
         .map_err(|_| ApiError::Unavailable)?
         .map_err(|e| {

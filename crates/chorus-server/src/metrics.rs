@@ -713,20 +713,26 @@ impl Collector for WebhookCollector {
                 counter.metric_type(),
             )?)?;
         }
-        let dead = ConstGauge::new(stats.dead_letters as i64);
-        dead.encode(encoder.encode_descriptor(
-            "chorus_webhooks_dead_letters",
-            "Webhook events given up on and kept until the host acknowledges them (GET /v1/apps/{app}/webhooks/dead-letters).",
-            None,
-            dead.metric_type(),
-        )?)?;
-        let pending = ConstGauge::new(stats.pending as i64);
-        pending.encode(encoder.encode_descriptor(
-            "chorus_webhooks_pending",
-            "Webhook events waiting to be delivered that this process knows of.",
-            None,
-            pending.metric_type(),
-        )?)?;
+        for (name, help, value) in [
+            (
+                "chorus_webhooks_dead_letters",
+                "Webhook events given up on and kept until the host acknowledges them (GET /v1/apps/{app}/webhooks/dead-letters).",
+                stats.dead_letters,
+            ),
+            (
+                "chorus_webhooks_pending",
+                "Webhook events waiting to be delivered that this process knows of.",
+                stats.pending,
+            ),
+        ] {
+            let gauge = ConstGauge::new(value as i64);
+            gauge.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                gauge.metric_type(),
+            )?)?;
+        }
         Ok(())
     }
 }

@@ -22,7 +22,7 @@
 use super::state::{DeleteReply, EditingSession};
 use super::DocActor;
 use crate::command::Deleted;
-use crate::env::now_ms;
+use crate::env::{last_used_ms, now_ms};
 use crate::error::{DocError, HostError};
 use crate::types::Disconnect;
 use crate::writer::PersistOp;
@@ -94,7 +94,6 @@ impl DocActor {
     /// `cutoff_ms`.
     pub(super) fn evictable(&self, cutoff_ms: u64) -> bool {
         let w = &self.writes;
-        let last_used = w.meta.updated_at_ms.max(w.meta.opened_at_ms);
         w.exists
             && w.meta.evicted_at_ms == 0
             && self.room.is_empty()
@@ -102,7 +101,7 @@ impl DocActor {
             && w.inflight.is_none()
             && w.unsaved.is_empty()
             && w.host_replies.is_empty()
-            && last_used < cutoff_ms
+            && last_used_ms(&w.meta) < cutoff_ms
     }
 
     /// Evict the draft (see the module documentation); the actor stops after this.
@@ -114,7 +113,7 @@ impl DocActor {
         let (title, html) = self.final_content().await;
         let now = now_ms();
         let old = self.writes.meta.clone();
-        let last_used = old.updated_at_ms.max(old.opened_at_ms);
+        let last_used = last_used_ms(&old);
         self.hook(HookEvent::evicted(
             &*self.key.app,
             &*self.key.doc,

@@ -179,7 +179,7 @@ async fn load_actor(
         members: Members::default(),
         lease,
         lease_lost: false,
-        deleting: None,
+        ending: None,
         session_check_at: None,
         remote: Default::default(),
     };

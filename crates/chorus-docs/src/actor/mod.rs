@@ -83,9 +83,9 @@ struct DocActor {
     remote: RemoteMembers,
     /// Members written to directly with frames staged this turn.
     sweep: Arc<Sweep>,
-    /// The host deleted the draft: the actor stops, deleting it instead of the
-    /// final write, and answers here.
-    deleting: Option<state::Ending>,
+    /// The draft's life ends (the host deleted it, or it is evicted): the actor
+    /// stops, removing it instead of the final write, and answers here.
+    ending: Option<state::Ending>,
     /// When the session timers are looked at next (see `policy.rs`).
     session_check_at: Option<Instant>,
 }
@@ -299,20 +299,21 @@ impl DocActor {
                     let _ = reply.send(Err(crate::HostError::NotFound));
                     return Stop::No;
                 }
-                if self.deleting.is_none() {
-                    self.deleting = Some(state::Ending::Delete(reply));
+                if self.ending.is_none() {
+                    self.ending = Some(state::Ending::Delete(reply));
                 } else {
-                    // Two deletions in one turn: the first one answers for both.
+                    // Its life already ends this turn (a deletion or an eviction
+                    // came first): by the time this would act, it is gone.
                     let _ = reply.send(Err(crate::HostError::NotFound));
                 }
                 return Stop::Now;
             }
             DocCommand::Evict { cutoff_ms, reply } => {
-                if self.deleting.is_some() || !self.evictable(cutoff_ms) {
+                if self.ending.is_some() || !self.evictable(cutoff_ms) {
                     let _ = reply.send(Ok(false));
                     return Stop::No;
                 }
-                self.deleting = Some(state::Ending::Evict(reply));
+                self.ending = Some(state::Ending::Evict(reply));
                 return Stop::Now;
             }
             DocCommand::Sessions { reply } => {

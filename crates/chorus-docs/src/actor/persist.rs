@@ -274,7 +274,7 @@ impl DocActor {
         mut rx: InboxReceiver<DocCommand>,
         own_tx: InboxSender<DocCommand>,
     ) {
-        if let Some(ending) = self.deleting.take() {
+        if let Some(ending) = self.ending.take() {
             match ending {
                 super::state::Ending::Delete(reply) => Box::pin(self.delete(reply)).await,
                 super::state::Ending::Evict(reply) => Box::pin(self.evict(reply)).await,

@@ -13,7 +13,6 @@ use super::state::{Capped, SessionClock};
 use super::DocActor;
 use crate::env::OverMaxEditors;
 use crate::types::Disconnect;
-use chorus_auth::Mode;
 use chorus_core::{ConnId, Session};
 use chorus_protocol::{decode_awareness, ChorusMessage, Message, SyncMessage};
 use std::hash::{Hash, Hasher};
@@ -36,11 +35,7 @@ impl DocActor {
         }
         match policy.over_max_editors {
             OverMaxEditors::Refuse => Capped::Refused,
-            OverMaxEditors::View => {
-                let mut view = (*session).clone();
-                view.mode = Mode::View;
-                Capped::View(Arc::new(view))
-            }
+            OverMaxEditors::View => Capped::View(Arc::new(session.view_only())),
         }
     }
 

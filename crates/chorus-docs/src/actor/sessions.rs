@@ -35,9 +35,7 @@ impl DocActor {
             return session;
         }
         self.hold.waiting.push(conn);
-        let mut waiting = (*session).clone();
-        waiting.mode = Mode::View;
-        Arc::new(waiting)
+        Arc::new(session.view_only())
     }
 
     /// After `conn` joined: tell a waiting session why it is view-only, and who holds.
@@ -131,11 +129,7 @@ impl DocActor {
             None => Admission::AsIs(session),
             Some(r) if r.ended => Admission::Ended,
             Some(_) if !session.can_edit() => Admission::AsIs(session),
-            Some(_) => {
-                let mut view = (*session).clone();
-                view.mode = Mode::View;
-                Admission::Downgraded(Arc::new(view))
-            }
+            Some(_) => Admission::Downgraded(Arc::new(session.view_only())),
         }
     }
 
